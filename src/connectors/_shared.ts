@@ -1,0 +1,138 @@
+/**
+ * @module
+ * The steps every connector shares: sending the prefill leg and judging its
+ * answer, and sending the decode leg whose answer streams to the client.
+ * Connectors hold only what makes their protocol different.
+ */
+
+import { isErrorStatus, ProxyError } from "../errors.ts";
+import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
+import { isJsonObject } from "../protocol/request.ts";
+import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
+import { UpstreamError } from "../upstream/client.ts";
+import { buildClientHeaders } from "../upstream/headers.ts";
+import { forwardToDecoder } from "../upstream/relay.ts";
+import type { PdContext } from "./types.ts";
+
+/** The prefiller's answer, read whole (prefill replies are small and not streamed). */
+export interface PrefillReply {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly text: string;
+}
+
+/** Options of a leg. */
+export interface LegOptions {
+  /** Send the shared `x-request-id` (nixl protocols), or leave the client's headers as they are. */
+  readonly withRequestId: boolean;
+}
+
+function legHeaders(ctx: PdContext, options: LegOptions): Headers {
+  const headers = new Headers(ctx.headers);
+  headers.set("content-type", "application/json");
+  if (options.withRequestId) headers.set(HEADER_REQUEST_ID, ctx.requestId);
+  return headers;
+}
+
+function prefillUrl(ctx: PdContext): string {
+  return `http://${ctx.prefiller.hostPort}${ctx.pathAndQuery}`;
+}
+
+/** Sends the prefill leg and reads its answer; throws a 502 when none arrives. */
+export async function sendPrefill(
+  ctx: PdContext,
+  body: string,
+  options: LegOptions,
+): Promise<PrefillReply> {
+  ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
+  if (ctx.log.enabled(5)) ctx.log.trace("prefill request", { body });
+  try {
+    const response = await ctx.upstream.send(prefillUrl(ctx), {
+      method: "POST",
+      headers: legHeaders(ctx, options),
+      body,
+      signal: ctx.signal,
+    });
+    const text = await response.text();
+    return { status: response.status, headers: response.headers, text };
+  } catch (error) {
+    const failure = error instanceof UpstreamError ? error.detail : String(error);
+    throw new ProxyError(
+      502,
+      `Cannot reach prefill server "${ctx.prefiller.hostPort}": ${failure}`,
+      { cause: error },
+    );
+  }
+}
+
+function errorDetail(text: string): string {
+  try {
+    const body: unknown = JSON.parse(text);
+    if (isJsonObject(body)) {
+      const nested = body.error;
+      if (isJsonObject(nested) && typeof nested.message === "string") return nested.message;
+      if (typeof body.message === "string") return body.message;
+    }
+  } catch {
+    // Not JSON: the text itself is the best description.
+  }
+  const trimmed = text.trim();
+  return trimmed.length > 200 ? `${trimmed.slice(0, 200)}…` : trimmed || "(empty body)";
+}
+
+/**
+ * Throws unless the prefill succeeded. A 4xx is the client's fault and is
+ * relayed as the prefiller sent it (status, body, content type); any other
+ * status becomes the sidecar's own error naming the prefiller.
+ */
+export function ensurePrefillSucceeded(ctx: PdContext, reply: PrefillReply): void {
+  if (reply.status >= 200 && reply.status < 300) return;
+  ctx.log.error("prefill request failed", {
+    prefiller: ctx.prefiller.hostPort,
+    status: reply.status,
+    body: reply.text.slice(0, 1000),
+  });
+  const message = `Prefill server "${ctx.prefiller.hostPort}" answered ${reply.status}: ${
+    errorDetail(reply.text)
+  }`;
+  if (reply.status >= 400 && reply.status < 500) {
+    const relayed = new Response(reply.text, {
+      status: reply.status,
+      headers: buildClientHeaders(reply.headers),
+    });
+    throw new ProxyError(400, message, { response: relayed });
+  }
+  throw new ProxyError(isErrorStatus(reply.status) ? reply.status : 502, message);
+}
+
+/** Checks the prefill succeeded and returned a JSON object; throws a 502 otherwise. */
+export function parsePrefillReply(ctx: PdContext, reply: PrefillReply): ScannedObject {
+  ensurePrefillSucceeded(ctx, reply);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(reply.text);
+  } catch {
+    parsed = undefined;
+  }
+  if (!isJsonObject(parsed)) {
+    throw new ProxyError(
+      502,
+      `Prefill server "${ctx.prefiller.hostPort}" answered ${reply.status} without a JSON object body: ${
+        errorDetail(reply.text)
+      }`,
+    );
+  }
+  return scanObject(reply.text);
+}
+
+/** Sends the decode leg to the local decoder; its answer streams to the client. */
+export function sendDecode(ctx: PdContext, body: string, options: LegOptions): Promise<Response> {
+  ctx.log.debug("sending request to decoder", { to: ctx.decoderUrl });
+  if (ctx.log.enabled(5)) ctx.log.trace("decode request", { body });
+  return forwardToDecoder(ctx.upstream, { baseUrl: ctx.decoderUrl, pathAndQuery: ctx.pathAndQuery }, {
+    method: "POST",
+    headers: legHeaders(ctx, options),
+    body,
+    signal: ctx.signal,
+  });
+}

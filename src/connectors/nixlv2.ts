@@ -1,0 +1,49 @@
+/**
+ * @module
+ * vLLM's NixlConnector protocol (llm-d `nixlv2`): prefill asks the remote
+ * vLLM to keep the KV blocks for a remote decode; the `kv_transfer_params` it
+ * answers with tell the local decoder where to pull them from.
+ */
+
+import { FIELD_KV_TRANSFER_PARAMS } from "../protocol/fields.ts";
+import { buildDecodeBody, buildPrefillBody } from "../protocol/bodies.ts";
+import { rawMember } from "../protocol/json_object.ts";
+import { parsePrefillReply, sendDecode, sendPrefill } from "./_shared.ts";
+import type { Connector, PdContext } from "./types.ts";
+
+/** What the prefill leg sends: only `do_remote_decode` matters to vLLM (vllm-wire.md §2.1). */
+const PREFILL_KV_TRANSFER_PARAMS = JSON.stringify({
+  do_remote_decode: true,
+  do_remote_prefill: false,
+  remote_engine_id: null,
+  remote_block_ids: null,
+  remote_host: null,
+  remote_port: null,
+});
+
+const LEG = { withRequestId: true } as const;
+
+async function run(ctx: PdContext): Promise<Response> {
+  ctx.log.debug("running NIXL protocol V2", { prefiller: ctx.prefiller.hostPort });
+  const prefillBody = buildPrefillBody(ctx.request, {
+    api: ctx.api,
+    nonStreaming: true,
+    extra: { [FIELD_KV_TRANSFER_PARAMS]: PREFILL_KV_TRANSFER_PARAMS },
+  });
+  const reply = parsePrefillReply(ctx, await sendPrefill(ctx, prefillBody, LEG));
+  let params = rawMember(reply, FIELD_KV_TRANSFER_PARAMS);
+  if (params === undefined) {
+    // The decoder then prefills locally; the Go sidecar does the same.
+    ctx.log.warn("missing 'kv_transfer_params' field in prefiller response", {
+      prefiller: ctx.prefiller.hostPort,
+    });
+    params = "null";
+  } else if (ctx.log.enabled(5)) {
+    ctx.log.trace("prefiller kv_transfer_params", { kv_transfer_params: params });
+  }
+  const decodeBody = buildDecodeBody(ctx.request, { [FIELD_KV_TRANSFER_PARAMS]: params });
+  return sendDecode(ctx, decodeBody, LEG);
+}
+
+/** The `nixlv2` connector, the default. */
+export const nixlv2: Connector = { name: "nixlv2", run };

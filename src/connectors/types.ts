@@ -1,0 +1,39 @@
+/**
+ * @module
+ * The contract between the generation route and a P/D connector: the route
+ * has chosen and validated the prefiller and parsed the body; the connector
+ * runs its protocol and returns the client's response.
+ */
+
+import type { ConnectorName } from "../config.ts";
+import type { Logger } from "../log.ts";
+import type { ApiKind } from "../protocol/api.ts";
+import type { GenerationRequest } from "../protocol/request.ts";
+import type { UpstreamClient } from "../upstream/client.ts";
+import type { UpstreamTarget } from "../upstream/target.ts";
+
+/** Everything a connector needs for one disaggregated request. */
+export interface PdContext {
+  readonly api: ApiKind;
+  /** Path and query of the client's request, reused on both legs. */
+  readonly pathAndQuery: string;
+  readonly request: GenerationRequest;
+  readonly prefiller: UpstreamTarget;
+  /** Base URL of the local decoder, e.g. `http://127.0.0.1:8001`. */
+  readonly decoderUrl: string;
+  /** The client's `x-request-id`, or a minted one; sent on both legs. */
+  readonly requestId: string;
+  /** Client headers cleaned for forwarding (no routing or hop-by-hop headers). */
+  readonly headers: Headers;
+  /** Fires when the client disconnects. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  readonly upstream: UpstreamClient;
+}
+
+/** A P/D protocol. */
+export interface Connector {
+  readonly name: ConnectorName;
+  /** Runs prefill and decode; throws `ProxyError` before any byte is streamed. */
+  run(ctx: PdContext): Promise<Response>;
+}

@@ -1,0 +1,37 @@
+/**
+ * @module
+ * What the app is built from (`Deps`) and what every request carries through
+ * Hono's context (`AppEnv`).
+ */
+
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { UpstreamClient } from "./upstream/client.ts";
+
+/** Dependencies of the app; `main.ts` builds the real ones, tests their own. */
+export interface Deps {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly upstream: UpstreamClient;
+  /** Uniform random number in [0, 1), for prefiller sampling. */
+  readonly random?: () => number;
+}
+
+/**
+ * Per-connection information `Deno.serve` passes as Hono's `env`; absent in
+ * `app.request()` tests, hence every field optional.
+ */
+export interface ServeBindings {
+  readonly remoteAddr?: { readonly hostname?: string };
+}
+
+/** Hono environment of the sidecar app. */
+export interface AppEnv {
+  Bindings: ServeBindings;
+  Variables: {
+    /** The client's `x-request-id`, or one minted for this request. */
+    requestId: string;
+    /** Logger whose lines carry this request's id. */
+    log: Logger;
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * @module
+ * The one error type the sidecar throws, and its rendering in vLLM's error
+ * shape. Deep code throws `ProxyError`; only the app's `onError` turns it into
+ * a response, so every error a client sees from the sidecar itself looks alike.
+ */
+
+/** HTTP statuses the sidecar produces for its own errors. */
+export type ErrorStatus = 400 | 404 | 500 | 501 | 502 | 503 | 504;
+
+/** The `error` object of vLLM's error body (vLLM >= 0.10.1, PR #22099). */
+export interface VllmErrorInfo {
+  readonly message: string;
+  readonly type: string;
+  readonly param: string | null;
+  readonly code: number;
+}
+
+/** Options of a `ProxyError` beyond its status and message. */
+export interface ProxyErrorOptions {
+  /** vLLM error type; defaults to the type vLLM uses for the status. */
+  readonly type?: string;
+  /** Request field the error is about, when there is one. */
+  readonly param?: string;
+  /** The underlying failure, kept for logs. */
+  readonly cause?: unknown;
+  /**
+   * A prepared answer to send instead of the error body: an upstream's own
+   * error relayed to the client (Hono's `HTTPException` does the same).
+   */
+  readonly response?: Response;
+}
+
+// The Go sidecar's type names, which clients may already match on.
+const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
+  400: "BadRequestError",
+  404: "NotFoundError",
+  500: "InternalServerError",
+  501: "NotImplementedError",
+  502: "BadGateway",
+  503: "ServiceUnavailable",
+  504: "GatewayTimeout",
+};
+
+/** A failure with the HTTP status the client should see. */
+export class ProxyError extends Error {
+  /** Status of the error response. */
+  readonly status: ErrorStatus;
+  /** vLLM error type. */
+  readonly type: string;
+  /** Request field the error is about, or null. */
+  readonly param: string | null;
+  /** Answer relayed as is, when set. */
+  readonly response: Response | undefined;
+
+  /** Creates an error answered with `status` and `message`. */
+  constructor(status: ErrorStatus, message: string, options: ProxyErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = "ProxyError";
+    this.status = status;
+    this.type = options.type ?? DEFAULT_TYPES[status];
+    this.param = options.param ?? null;
+    this.response = options.response;
+  }
+}
+
+/** Whether `status` is one the sidecar can answer with as its own error. */
+export function isErrorStatus(status: number): status is ErrorStatus {
+  return Object.hasOwn(DEFAULT_TYPES, status);
+}
+
+/** Builds vLLM's error body for a status and message. */
+export function buildErrorBody(error: ProxyError): { error: VllmErrorInfo } {
+  return {
+    error: {
+      message: error.message,
+      type: error.type,
+      param: error.param,
+      code: error.status,
+    },
+  };
+}
+
+/** Renders a `ProxyError` as its prepared response or vLLM's JSON error body. */
+export function toErrorResponse(error: ProxyError): Response {
+  if (error.response) return error.response;
+  return new Response(JSON.stringify(buildErrorBody(error)), {
+    status: error.status,
+    headers: { "content-type": "application/json" },
+  });
+}

@@ -1,0 +1,93 @@
+/**
+ * @module
+ * JSON-lines logger on stderr, with klog/zap-style verbosity: errors, warnings
+ * and info always; `debug` (routing decisions) from verbosity 4; `trace`
+ * (bodies) from 5, the levels the Go sidecar uses. The only module that writes
+ * to the process's output streams.
+ */
+
+/** Key/value pairs attached to a log line. */
+export type LogFields = Readonly<Record<string, unknown>>;
+
+/** Verbosity at which routing decisions are logged (Go: `V(4)`). */
+export const VERBOSITY_DEBUG = 4;
+/** Verbosity at which request and response bodies are logged (Go: `V(5)`). */
+export const VERBOSITY_TRACE = 5;
+
+/** A structured logger; `child` adds fields to every line it writes. */
+export interface Logger {
+  /** Whether a line at verbosity `v` would be written; guard costly fields with it. */
+  enabled(v: number): boolean;
+  error(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  debug(msg: string, fields?: LogFields): void;
+  trace(msg: string, fields?: LogFields): void;
+  child(fields: LogFields): Logger;
+}
+
+/** Options of `createLogger`. */
+export interface LoggerOptions {
+  /** klog-style verbosity: 0 is info, 4 debug, 5 trace; negative keeps errors only. */
+  readonly verbosity: number;
+  /** Receives each finished line (without newline); defaults to stderr. */
+  readonly write?: (line: string) => void;
+  /** Name of the logger, as zap's `logger` key. */
+  readonly name?: string;
+}
+
+const encoder = new TextEncoder();
+
+function writeStderr(line: string): void {
+  // Synchronous on purpose: nothing is buffered, so no line is lost when the
+  // process exits right after logging (bad flags, a failed listen).
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+function serializeError(value: unknown): unknown {
+  if (!(value instanceof Error)) return value;
+  const out: Record<string, unknown> = { name: value.name, message: value.message };
+  if (value.cause !== undefined) out.cause = serializeError(value.cause);
+  return out;
+}
+
+function replacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return serializeError(value);
+  if (typeof value === "bigint") return value.toString();
+  return value;
+}
+
+/** Creates a logger writing one JSON object per line. */
+export function createLogger(options: LoggerOptions): Logger {
+  const write = options.write ?? writeStderr;
+  const base: LogFields = options.name === undefined ? {} : { logger: options.name };
+  return makeLogger(options.verbosity, write, base);
+}
+
+function makeLogger(
+  verbosity: number,
+  write: (line: string) => void,
+  context: LogFields,
+): Logger {
+  function emit(level: string, msg: string, fields: LogFields | undefined): void {
+    const line = { level, ts: Date.now() / 1000, msg, ...context, ...fields };
+    write(JSON.stringify(line, replacer));
+  }
+  return {
+    enabled: (v) => v <= verbosity,
+    error: (msg, fields) => emit("error", msg, fields),
+    warn: (msg, fields) => {
+      if (verbosity >= 0) emit("warn", msg, fields);
+    },
+    info: (msg, fields) => {
+      if (verbosity >= 0) emit("info", msg, fields);
+    },
+    debug: (msg, fields) => {
+      if (verbosity >= VERBOSITY_DEBUG) emit("debug", msg, fields);
+    },
+    trace: (msg, fields) => {
+      if (verbosity >= VERBOSITY_TRACE) emit("trace", msg, fields);
+    },
+    child: (fields) => makeLogger(verbosity, write, { ...context, ...fields }),
+  };
+}

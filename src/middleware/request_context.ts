@@ -1,0 +1,36 @@
+/**
+ * @module
+ * Gives every request an id and a logger carrying it, and writes one access
+ * line per request at debug verbosity.
+ */
+
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../context.ts";
+import type { Logger } from "../log.ts";
+import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
+
+/** The client's request id (first value when several), or a new UUID. */
+export function requestIdOf(headers: Headers): string {
+  const sent = headers.get(HEADER_REQUEST_ID)?.split(",")[0]?.trim();
+  return sent ? sent : crypto.randomUUID();
+}
+
+/** Middleware setting `requestId` and `log` on the context. */
+export function requestContext(log: Logger): MiddlewareHandler<AppEnv> {
+  return async function requestContext(c, next) {
+    const started = performance.now();
+    const requestId = requestIdOf(c.req.raw.headers);
+    const requestLog = log.child({ request_id: requestId });
+    c.set("requestId", requestId);
+    c.set("log", requestLog);
+    await next();
+    if (requestLog.enabled(4)) {
+      requestLog.debug("request handled", {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      });
+    }
+  };
+}

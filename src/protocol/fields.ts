@@ -1,0 +1,44 @@
+/**
+ * @module
+ * Every wire name the sidecar reads or writes: headers, JSON fields, paths.
+ * Declared once so a spelling can only be wrong in one place.
+ */
+
+/** Prefill target(s), `host:port` or a comma-separated list (llm-d EPP sets it). */
+export const HEADER_PREFILLER_HOST_PORT = "x-prefiller-host-port";
+/** Legacy prefill target header of the original routing sidecar. */
+export const HEADER_PREFILLER_URL = "x-prefiller-url";
+/** Request id vLLM uses as the base of its response id; shared by both legs. */
+export const HEADER_REQUEST_ID = "x-request-id";
+/** Appended with the client address by every proxy hop. */
+export const HEADER_FORWARDED_FOR = "x-forwarded-for";
+
+/** Routing headers consumed by the sidecar and never forwarded. */
+export const ROUTING_HEADERS: readonly string[] = [
+  HEADER_PREFILLER_HOST_PORT,
+  HEADER_PREFILLER_URL,
+];
+
+/** Request and response field carrying the KV-connector handshake. */
+export const FIELD_KV_TRANSFER_PARAMS = "kv_transfer_params";
+/** Whether the answer is streamed as SSE. */
+export const FIELD_STREAM = "stream";
+/** Streaming options; vLLM rejects them unless `stream` is true. */
+export const FIELD_STREAM_OPTIONS = "stream_options";
+/** Token limit of the completions and chat APIs (deprecated in chat). */
+export const FIELD_MAX_TOKENS = "max_tokens";
+/** Token limit of the chat API; wins over `max_tokens` in vLLM. */
+export const FIELD_MAX_COMPLETION_TOKENS = "max_completion_tokens";
+/** Token limit of the Responses API. */
+export const FIELD_MAX_OUTPUT_TOKENS = "max_output_tokens";
+/** Lower token bound of vLLM's completions and chat APIs. */
+export const FIELD_MIN_TOKENS = "min_tokens";
+
+/** Path of the chat completions API. */
+export const PATH_CHAT_COMPLETIONS = "/v1/chat/completions";
+/** Path of the completions API. */
+export const PATH_COMPLETIONS = "/v1/completions";
+/** Path of the Responses API. */
+export const PATH_RESPONSES = "/v1/responses";
+/** Liveness path answered by the sidecar itself. */
+export const PATH_HEALTH = "/health";

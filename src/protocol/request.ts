@@ -1,0 +1,54 @@
+/**
+ * @module
+ * Parses a generation request body once, at the edge: validated as a JSON
+ * object, typed for the few fields the sidecar reads, and scanned so the P/D
+ * legs can be built from the original text.
+ */
+
+import { ProxyError } from "../errors.ts";
+import { FIELD_STREAM } from "./fields.ts";
+import { scanObject, type ScannedObject } from "./json_object.ts";
+
+/** A JSON object whose values are not yet narrowed. */
+export type JsonObject = { readonly [key: string]: unknown };
+
+/** A validated generation request. */
+export interface GenerationRequest {
+  /** The body as the client sent it. */
+  readonly text: string;
+  /** The parsed body; unknown fields are kept, never interpreted. */
+  readonly body: JsonObject;
+  /** Top-level member offsets into `text`. */
+  readonly scanned: ScannedObject;
+  /** Whether the client asked for SSE (`stream: true`). */
+  readonly stream: boolean;
+}
+
+/** Whether `value` is a JSON object (not null, not an array). */
+export function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function describeJsonType(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return `a ${typeof value}`;
+}
+
+/** Parses `text` as a JSON object; throws a 400 `ProxyError` otherwise. */
+export function parseGenerationRequest(text: string): GenerationRequest {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ProxyError(400, `Request body is not valid JSON: ${reason}`);
+  }
+  if (!isJsonObject(body)) {
+    throw new ProxyError(
+      400,
+      `Request body must be a JSON object: got ${describeJsonType(body)}`,
+    );
+  }
+  return { text, body, scanned: scanObject(text), stream: body[FIELD_STREAM] === true };
+}

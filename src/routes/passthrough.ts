@@ -1,0 +1,56 @@
+/**
+ * @module
+ * Every request the sidecar does not disaggregate goes to the local vLLM
+ * unchanged: method, path, query, end-to-end headers and body, streamed both
+ * ways with the client's abort signal.
+ */
+
+import type { Context, Handler } from "hono";
+import type { AppEnv, Deps, ServeBindings } from "../context.ts";
+import { ROUTING_HEADERS } from "../protocol/fields.ts";
+import { buildUpstreamHeaders } from "../upstream/headers.ts";
+import { forwardToDecoder } from "../upstream/relay.ts";
+
+/** Base URL of the local decoder vLLM. */
+export function decoderBaseUrl(deps: Deps): string {
+  return `http://127.0.0.1:${deps.config.vllmPort}`;
+}
+
+/** Path and query of the request, as sent. */
+export function pathAndQueryOf(request: Request): string {
+  const url = request.url;
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  return start === -1 ? "/" : url.slice(start);
+}
+
+/** Client address from `Deno.serve`'s connection info, when there is one. */
+export function clientIpOf(c: Context<AppEnv>): string | undefined {
+  // c.env is undefined when the app is called without connection info.
+  const env: ServeBindings | undefined = c.env;
+  return env?.remoteAddr?.hostname;
+}
+
+/** Streams the request to the decoder and its answer back. */
+export function passthroughRequest(deps: Deps, c: Context<AppEnv>): Promise<Response> {
+  const request = c.req.raw;
+  c.get("log").debug("proxying to decoder", { method: request.method, path: c.req.path });
+  return forwardToDecoder(deps.upstream, {
+    baseUrl: decoderBaseUrl(deps),
+    pathAndQuery: pathAndQueryOf(request),
+  }, {
+    method: request.method,
+    headers: buildUpstreamHeaders(request.headers, {
+      clientIp: clientIpOf(c),
+      omit: ROUTING_HEADERS,
+    }),
+    body: request.body,
+    signal: request.signal,
+  });
+}
+
+/** Handler for the catch-all route. */
+export function createPassthroughHandler(deps: Deps): Handler<AppEnv> {
+  return function passthrough(c) {
+    return passthroughRequest(deps, c);
+  };
+}

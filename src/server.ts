@@ -1,0 +1,62 @@
+/**
+ * @module
+ * Serves the app with `Deno.serve`: TLS when a certificate is given, no read
+ * or write timeouts (a generation can stream for hours), and a graceful stop
+ * bounded by a deadline.
+ */
+
+import type { Hono } from "hono";
+import type { AppEnv } from "./context.ts";
+import type { Logger } from "./log.ts";
+import type { TlsCertificate } from "./tls.ts";
+
+/** Options of `serveApp`. */
+export interface ServeOptions {
+  readonly hostname: string;
+  readonly port: number;
+  /** Serve HTTPS with this certificate; plain HTTP when absent. */
+  readonly tls?: TlsCertificate | undefined;
+  readonly log: Logger;
+}
+
+/** Starts listening; throws when the address cannot be bound. */
+export function serveApp(app: Hono<AppEnv>, options: ServeOptions): Deno.HttpServer<Deno.NetAddr> {
+  const { log } = options;
+  const listen = {
+    hostname: options.hostname,
+    port: options.port,
+    onListen(addr: Deno.NetAddr): void {
+      const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+      log.info("starting", {
+        addr: `${host}:${addr.port}`,
+        tls: options.tls !== undefined,
+      });
+    },
+  };
+  const handler = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
+    app.fetch(request, info);
+  if (options.tls) {
+    return Deno.serve({ ...listen, cert: options.tls.cert, key: options.tls.key }, handler);
+  }
+  return Deno.serve(listen, handler);
+}
+
+/**
+ * Stops accepting connections and waits for in-flight requests, at most
+ * `deadlineMs` (the Go sidecar waits 60 s); returns whether all finished.
+ */
+export async function shutdownGracefully(
+  server: Deno.HttpServer,
+  options: { readonly deadlineMs: number; readonly log: Logger },
+): Promise<boolean> {
+  options.log.info("shutting down");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), options.deadlineMs);
+  });
+  const finished = server.shutdown().then(() => true);
+  const clean = await Promise.race([finished, deadline]);
+  clearTimeout(timer);
+  if (!clean) options.log.error("failed to gracefully shutdown: deadline exceeded");
+  return clean;
+}

@@ -1,0 +1,113 @@
+/**
+ * @module
+ * The HTTP client for every upstream (prefillers and the local decoder): one
+ * pooled connection manager, and failures classified once so callers can map
+ * them to statuses without parsing error strings.
+ */
+
+/** Why an upstream request produced no response. */
+export type FailureKind = "refused" | "dns" | "reset" | "aborted" | "other";
+
+/** An upstream request that failed before a response arrived. */
+export class UpstreamError extends Error {
+  /** Class of the failure. */
+  readonly kind: FailureKind;
+  /** The innermost, human-readable cause, e.g. "connection refused". */
+  readonly detail: string;
+
+  /** Wraps the error fetch threw. */
+  constructor(kind: FailureKind, detail: string, cause: unknown) {
+    super(detail, { cause });
+    this.name = "UpstreamError";
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+/** Options of one upstream request. */
+export interface UpstreamRequest {
+  readonly method: string;
+  readonly headers: Headers;
+  readonly body?: BodyInit | null;
+  /** Aborts the request; the client's own signal, so a disconnect cancels it. */
+  readonly signal: AbortSignal;
+}
+
+/** Sends requests to upstream servers over pooled connections. */
+export interface UpstreamClient {
+  /** Sends a request; throws `UpstreamError` when no response arrives. */
+  send(url: string, request: UpstreamRequest): Promise<Response>;
+  /** Closes pooled connections. */
+  close(): void;
+}
+
+/** Options of `createUpstreamClient`. */
+export interface UpstreamClientOptions {
+  /** Idle keep-alive connections kept per host (the Go sidecar's default is 1024). */
+  readonly poolMaxIdlePerHost?: number;
+  /**
+   * How long an idle connection is kept. Below uvicorn's 5 s keep-alive, so
+   * the sidecar never reuses a connection vLLM is about to close (llm-d
+   * #1564: the Go sidecar's 90 s pool met uvicorn's 5 s with resets and 502s).
+   */
+  readonly poolIdleTimeoutMs?: number;
+}
+
+function innermostMessage(error: unknown): string {
+  let current: unknown = error;
+  let message = String(error);
+  while (current instanceof Error) {
+    message = current.message;
+    current = current.cause;
+  }
+  return message;
+}
+
+/** Classifies the error `fetch` threw. */
+export function classifyFetchError(error: unknown): UpstreamError {
+  if (error instanceof UpstreamError) return error;
+  if (error instanceof DOMException && error.name === "AbortError") {
+    return new UpstreamError("aborted", "request aborted by the client", error);
+  }
+  const message = innermostMessage(error);
+  if (/connection refused/i.test(message)) {
+    return new UpstreamError("refused", "connection refused", error);
+  }
+  if (/dns error|failed to lookup address/i.test(message)) {
+    return new UpstreamError("dns", "host name not found", error);
+  }
+  if (/connection (reset|closed)|broken pipe|unexpected eof/i.test(message)) {
+    return new UpstreamError("reset", "connection closed by the server", error);
+  }
+  // Deno prefixes the cause with the whole URL; keep the part after the last "): ".
+  const detail = message.split(/\): /).pop() ?? message;
+  return new UpstreamError("other", detail, error);
+}
+
+/** Creates the pooled client shared by all upstream requests. */
+export function createUpstreamClient(options: UpstreamClientOptions = {}): UpstreamClient {
+  const client = Deno.createHttpClient({
+    poolMaxIdlePerHost: options.poolMaxIdlePerHost ?? 1024,
+    poolIdleTimeout: options.poolIdleTimeoutMs ?? 4000,
+  });
+  return {
+    async send(url, request) {
+      try {
+        return await fetch(url, {
+          method: request.method,
+          headers: request.headers,
+          body: request.body ?? null,
+          signal: request.signal,
+          redirect: "manual",
+          client,
+        });
+      } catch (error) {
+        if (request.signal.aborted) {
+          throw new UpstreamError("aborted", "request aborted by the client", error);
+        }
+        throw classifyFetchError(error);
+      }
+    },
+    close: () => client.close(),
+  };
+}

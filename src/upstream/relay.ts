@@ -1,0 +1,48 @@
+/**
+ * @module
+ * Sending a request to the local decoder and relaying its answer as a stream.
+ * Shared by the passthrough route and every connector's decode leg, so the
+ * decoder's failures map to the same statuses everywhere.
+ */
+
+import { ProxyError } from "../errors.ts";
+import { type UpstreamClient, UpstreamError, type UpstreamRequest } from "./client.ts";
+import { buildClientHeaders } from "./headers.ts";
+
+/** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
+export const DECODER_NOT_READY_MESSAGE =
+  "The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.";
+
+/** Returns a client response streaming the upstream's status, headers and body. */
+export function relayResponse(upstream: Response): Response {
+  return new Response(upstream.body, {
+    status: upstream.status,
+    statusText: upstream.statusText,
+    headers: buildClientHeaders(upstream.headers),
+  });
+}
+
+/** Maps a decoder request that got no response to the status the client sees. */
+export function decoderFailure(decoder: string, error: unknown): ProxyError {
+  const failure = error instanceof UpstreamError ? error : undefined;
+  if (failure?.kind === "refused") {
+    return new ProxyError(503, DECODER_NOT_READY_MESSAGE, { cause: error });
+  }
+  const detail = failure?.detail ?? String(error);
+  return new ProxyError(502, `Cannot reach decode server "${decoder}": ${detail}`, { cause: error });
+}
+
+/** Sends `request` to the decoder at `baseUrl` and relays its answer, streamed. */
+export async function forwardToDecoder(
+  upstream: UpstreamClient,
+  target: { readonly baseUrl: string; readonly pathAndQuery: string },
+  request: UpstreamRequest,
+): Promise<Response> {
+  let response: Response;
+  try {
+    response = await upstream.send(target.baseUrl + target.pathAndQuery, request);
+  } catch (error) {
+    throw decoderFailure(new URL(target.baseUrl).host, error);
+  }
+  return relayResponse(response);
+}
