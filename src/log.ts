@@ -70,7 +70,7 @@ function makeLogger(
   context: LogFields,
 ): Logger {
   function emit(level: string, msg: string, fields: LogFields | undefined): void {
-    const line = { level, ts: Date.now() / 1000, msg, ...context, ...fields };
+    const line = { level, ts: Date.now() / 1000, ...context, msg, ...fields };
     write(JSON.stringify(line, replacer));
   }
   return {

@@ -1,0 +1,54 @@
+/**
+ * @module
+ * `deno task build`: compiles the sidecar into the single executable
+ * `bin/llm-d-routing-sidecar` with `deno compile`. The compile step needs the
+ * `denort` runtime: downloaded from Deno's release server, or taken from
+ * `DENORT_BIN` when set. Exit codes: 0 built, 3 runtime not obtainable
+ * (a fact of the machine, reported in one line), 1 any other failure.
+ */
+
+/** Where the executable is written. */
+export const OUTPUT = "bin/llm-d-routing-sidecar";
+
+/**
+ * Run-time permissions baked into the executable: network, the certificate
+ * directory, and the one environment variable the sidecar reads.
+ */
+export const RUNTIME_PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-env=ENABLE_PREFILLER_SAMPLING",
+];
+
+const RUNTIME_UNAVAILABLE = /denort|dl\.deno\.land|error sending request|dns error/i;
+
+function say(text: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(`${text}\n`));
+}
+
+async function build(): Promise<number> {
+  const denort = Deno.env.get("DENORT_BIN");
+  const command = new Deno.Command(Deno.execPath(), {
+    args: ["compile", ...RUNTIME_PERMISSIONS, "--output", OUTPUT, "main.ts"],
+    stdout: "inherit",
+    stderr: "piped",
+  });
+  const { code, stderr } = await command.output();
+  const errors = new TextDecoder().decode(stderr);
+  if (code === 0) {
+    const { size } = await Deno.stat(OUTPUT);
+    say(`Built ${OUTPUT} (${(size / 1e6).toFixed(1)} MB)${denort ? ` with DENORT_BIN=${denort}` : ""}`);
+    return 0;
+  }
+  if (denort === undefined && RUNTIME_UNAVAILABLE.test(errors)) {
+    say(
+      "Cannot build the executable: deno compile could not download its denort runtime " +
+        "(no internet access); set DENORT_BIN to a denort binary of the same Deno version",
+    );
+    return 3;
+  }
+  say(errors.trim());
+  return 1;
+}
+
+if (import.meta.main) Deno.exit(await build());
