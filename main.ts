@@ -16,20 +16,32 @@ import {
 import { isConnectorImplemented } from "./src/connectors/mod.ts";
 import { createLogger, type Logger } from "./src/log.ts";
 import { serveApp, shutdownGracefully } from "./src/server.ts";
-import { generateSelfSignedCertificate, loadCertificate, type TlsCertificate } from "./src/tls.ts";
+import {
+  generateSelfSignedCertificate,
+  loadCertificate,
+  type TlsCertificate,
+} from "./src/tls.ts";
 import { createUpstreamClient } from "./src/upstream/client.ts";
 
 const PROGRAM = "llm-d-routing-sidecar";
 const SHUTDOWN_DEADLINE_MS = 60_000;
 const encoder = new TextEncoder();
 
-function print(stream: { writeSync(p: Uint8Array): number }, text: string): void {
+function print(
+  stream: { writeSync(p: Uint8Array): number },
+  text: string,
+): void {
   const bytes = encoder.encode(text.endsWith("\n") ? text : `${text}\n`);
   let written = 0;
-  while (written < bytes.length) written += stream.writeSync(bytes.subarray(written));
+  while (written < bytes.length) {
+    written += stream.writeSync(bytes.subarray(written));
+  }
 }
 
-async function loadTls(config: Config, log: Logger): Promise<TlsCertificate | undefined> {
+async function loadTls(
+  config: Config,
+  log: Logger,
+): Promise<TlsCertificate | undefined> {
   if (!config.secureProxy) return undefined;
   if (config.certPath !== "") return await loadCertificate(config.certPath);
   log.info("no -cert-path given, using a self-signed certificate");
@@ -48,12 +60,20 @@ function onSignals(handler: () => void): void {
   Deno.addSignalListener("SIGTERM", listener);
 }
 
-async function run(config: Config, warnings: readonly string[]): Promise<number> {
-  const log = createLogger({ verbosity: config.verbosity, name: `proxy server on port ${config.port}` });
+async function run(
+  config: Config,
+  warnings: readonly string[],
+): Promise<number> {
+  const log = createLogger({
+    verbosity: config.verbosity,
+    name: `proxy server on port ${config.port}`,
+  });
   for (const warning of warnings) log.warn(warning);
   log.info("Proxy configuration", { config: describeConfig(config) });
   if (!isConnectorImplemented(config.connector)) {
-    log.warn(`connector "${config.connector}" is not supported yet: P/D requests will be answered 501`);
+    log.warn(
+      `connector "${config.connector}" is not supported yet: P/D requests will be answered 501`,
+    );
   }
   let tls: TlsCertificate | undefined;
   try {
@@ -66,18 +86,29 @@ async function run(config: Config, warnings: readonly string[]): Promise<number>
   const app = createApp({ config, log, upstream });
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = serveApp(app, { hostname: config.listenHost, port: config.port, tls, log });
+    server = serveApp(app, {
+      hostname: config.listenHost,
+      port: config.port,
+      tls,
+      log,
+    });
   } catch (error) {
-    log.error(`Cannot listen on port ${config.port}: ${error instanceof Error ? error.message : error}`);
+    log.error(
+      `Cannot listen on port ${config.port}: ${
+        error instanceof Error ? error.message : error
+      }`,
+    );
     upstream.close();
     return 1;
   }
   let clean = true;
   onSignals(() => {
-    shutdownGracefully(server, { deadlineMs: SHUTDOWN_DEADLINE_MS, log }).then((ok) => {
-      clean = ok;
-      if (!ok) Deno.exit(1);
-    });
+    shutdownGracefully(server, { deadlineMs: SHUTDOWN_DEADLINE_MS, log }).then(
+      (ok) => {
+        clean = ok;
+        if (!ok) Deno.exit(1);
+      },
+    );
   });
   await server.finished;
   upstream.close();
@@ -105,6 +136,8 @@ export async function main(
 }
 
 if (import.meta.main) {
-  const env = { [PREFILLER_SAMPLING_ENV]: Deno.env.get(PREFILLER_SAMPLING_ENV) };
+  const env = {
+    [PREFILLER_SAMPLING_ENV]: Deno.env.get(PREFILLER_SAMPLING_ENV),
+  };
   Deno.exit(await main(Deno.args, env));
 }

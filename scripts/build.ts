@@ -20,7 +20,8 @@ export const RUNTIME_PERMISSIONS = [
   "--allow-env=ENABLE_PREFILLER_SAMPLING",
 ];
 
-const RUNTIME_UNAVAILABLE = /denort|dl\.deno\.land|error sending request|dns error/i;
+const RUNTIME_UNAVAILABLE =
+  /denort|dl\.deno\.land|error sending request|dns error/i;
 
 function say(text: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`${text}\n`));
@@ -37,7 +38,11 @@ async function build(): Promise<number> {
   const errors = new TextDecoder().decode(stderr);
   if (code === 0) {
     const { size } = await Deno.stat(OUTPUT);
-    say(`Built ${OUTPUT} (${(size / 1e6).toFixed(1)} MB)${denort ? ` with DENORT_BIN=${denort}` : ""}`);
+    say(
+      `Built ${OUTPUT} (${(size / 1e6).toFixed(1)} MB)${
+        denort ? ` with DENORT_BIN=${denort}` : ""
+      }`,
+    );
     return 0;
   }
   if (denort === undefined && RUNTIME_UNAVAILABLE.test(errors)) {

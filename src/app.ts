@@ -21,7 +21,9 @@ function renderError(error: Error, c: Context<AppEnv>): Response {
   const log = c.get("log");
   if (!(error instanceof ProxyError)) {
     log.error("unexpected error while handling the request", { error });
-    return toErrorResponse(new ProxyError(500, `Internal error in the sidecar: ${error.message}`));
+    return toErrorResponse(
+      new ProxyError(500, `Internal error in the sidecar: ${error.message}`),
+    );
   }
   if (c.req.raw.signal.aborted) {
     // Nobody is left to read the answer; not an error of the sidecar's.
@@ -39,7 +41,9 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use(requestContext(deps.log));
   app.get(PATH_HEALTH, health);
-  for (const api of APIS) app.post(API_PATHS[api], createGenerationHandler(deps, api));
+  for (const api of APIS) {
+    app.post(API_PATHS[api], createGenerationHandler(deps, api));
+  }
   app.all("*", createPassthroughHandler(deps));
   app.onError(renderError);
   return app;

@@ -82,7 +82,7 @@ export type CommandLine =
 /** Environment variable read when `-enable-prefiller-sampling` is not given (as the Go sidecar). */
 export const PREFILLER_SAMPLING_ENV = "ENABLE_PREFILLER_SAMPLING";
 
-const DEFAULT_PROGRAM = "pd-sidecar";
+const DEFAULT_PROGRAM = "llm-d-routing-sidecar";
 const DEFAULT_CONNECTOR: ConnectorName = "nixlv2";
 const LOGGING_NOTE = "this sidecar always logs JSON lines to stderr";
 

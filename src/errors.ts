@@ -54,7 +54,11 @@ export class ProxyError extends Error {
   readonly response: Response | undefined;
 
   /** Creates an error answered with `status` and `message`. */
-  constructor(status: ErrorStatus, message: string, options: ProxyErrorOptions = {}) {
+  constructor(
+    status: ErrorStatus,
+    message: string,
+    options: ProxyErrorOptions = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = "ProxyError";
     this.status = status;

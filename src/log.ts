@@ -46,7 +46,10 @@ function writeStderr(line: string): void {
 
 function serializeError(value: unknown): unknown {
   if (!(value instanceof Error)) return value;
-  const out: Record<string, unknown> = { name: value.name, message: value.message };
+  const out: Record<string, unknown> = {
+    name: value.name,
+    message: value.message,
+  };
   if (value.cause !== undefined) out.cause = serializeError(value.cause);
   return out;
 }
@@ -60,7 +63,9 @@ function replacer(_key: string, value: unknown): unknown {
 /** Creates a logger writing one JSON object per line. */
 export function createLogger(options: LoggerOptions): Logger {
   const write = options.write ?? writeStderr;
-  const base: LogFields = options.name === undefined ? {} : { logger: options.name };
+  const base: LogFields = options.name === undefined
+    ? {}
+    : { logger: options.name };
   return makeLogger(options.verbosity, write, base);
 }
 
@@ -69,7 +74,11 @@ function makeLogger(
   write: (line: string) => void,
   context: LogFields,
 ): Logger {
-  function emit(level: string, msg: string, fields: LogFields | undefined): void {
+  function emit(
+    level: string,
+    msg: string,
+    fields: LogFields | undefined,
+  ): void {
     const line = { level, ts: Date.now() / 1000, ...context, msg, ...fields };
     write(JSON.stringify(line, replacer));
   }

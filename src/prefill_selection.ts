@@ -4,7 +4,10 @@
  * EPP) sets: `x-prefiller-host-port`, else the legacy `x-prefiller-url`.
  */
 
-import { HEADER_PREFILLER_HOST_PORT, HEADER_PREFILLER_URL } from "./protocol/fields.ts";
+import {
+  HEADER_PREFILLER_HOST_PORT,
+  HEADER_PREFILLER_URL,
+} from "./protocol/fields.ts";
 import { parseTarget, type UpstreamTarget } from "./upstream/target.ts";
 
 /** Options of `selectPrefillTarget`. */
@@ -20,7 +23,9 @@ function candidates(headers: Headers, name: string): string[] {
   // comma-separated value read the same; empty entries are skipped.
   const value = headers.get(name);
   if (value === null) return [];
-  return value.split(",").map((part) => part.trim()).filter((part) => part !== "");
+  return value.split(",").map((part) => part.trim()).filter((part) =>
+    part !== ""
+  );
 }
 
 /**
@@ -40,6 +45,8 @@ export function selectPrefillTarget(
   }
   if (values.length === 0) return undefined;
   const targets = values.map((value) => parseTarget(value, header));
-  const index = options.sampling ? Math.floor(options.random() * targets.length) : 0;
+  const index = options.sampling
+    ? Math.floor(options.random() * targets.length)
+    : 0;
   return targets[Math.min(index, targets.length - 1)];
 }

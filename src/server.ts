@@ -20,23 +20,34 @@ export interface ServeOptions {
 }
 
 /** Starts listening; throws when the address cannot be bound. */
-export function serveApp(app: Hono<AppEnv>, options: ServeOptions): Deno.HttpServer<Deno.NetAddr> {
+export function serveApp(
+  app: Hono<AppEnv>,
+  options: ServeOptions,
+): Deno.HttpServer<Deno.NetAddr> {
   const { log } = options;
   const listen = {
     hostname: options.hostname,
     port: options.port,
     onListen(addr: Deno.NetAddr): void {
-      const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+      const host = addr.hostname.includes(":")
+        ? `[${addr.hostname}]`
+        : addr.hostname;
       log.info("starting", {
         addr: `${host}:${addr.port}`,
         tls: options.tls !== undefined,
       });
     },
   };
-  const handler = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
-    app.fetch(request, info);
+  const handler = (
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ) => app.fetch(request, info);
   if (options.tls) {
-    return Deno.serve({ ...listen, cert: options.tls.cert, key: options.tls.key }, handler);
+    return Deno.serve({
+      ...listen,
+      cert: options.tls.cert,
+      key: options.tls.key,
+    }, handler);
   }
   return Deno.serve(listen, handler);
 }
@@ -57,6 +68,8 @@ export async function shutdownGracefully(
   const finished = server.shutdown().then(() => true);
   const clean = await Promise.race([finished, deadline]);
   clearTimeout(timer);
-  if (!clean) options.log.error("failed to gracefully shutdown: deadline exceeded");
+  if (!clean) {
+    options.log.error("failed to gracefully shutdown: deadline exceeded");
+  }
   return clean;
 }

@@ -516,7 +516,7 @@ Deno.test("formatUsage prints flags sorted in Go PrintDefaults style", () => {
 
 Deno.test("formatUsage lists the not-yet-supported flags after the supported ones", () => {
   const usage = formatUsage();
-  assert.ok(usage.startsWith("Usage of pd-sidecar:\n"));
+  assert.ok(usage.startsWith("Usage of llm-d-routing-sidecar:\n"));
   const trailer = usage.slice(usage.indexOf("Not supported yet"));
   for (
     const flag of [

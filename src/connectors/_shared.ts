@@ -56,7 +56,9 @@ export async function sendPrefill(
     const text = await response.text();
     return { status: response.status, headers: response.headers, text };
   } catch (error) {
-    const failure = error instanceof UpstreamError ? error.detail : String(error);
+    const failure = error instanceof UpstreamError
+      ? error.detail
+      : String(error);
     throw new ProxyError(
       502,
       `Cannot reach prefill server "${ctx.prefiller.hostPort}": ${failure}`,
@@ -70,14 +72,18 @@ function errorDetail(text: string): string {
     const body: unknown = JSON.parse(text);
     if (isJsonObject(body)) {
       const nested = body.error;
-      if (isJsonObject(nested) && typeof nested.message === "string") return nested.message;
+      if (isJsonObject(nested) && typeof nested.message === "string") {
+        return nested.message;
+      }
       if (typeof body.message === "string") return body.message;
     }
   } catch {
     // Not JSON: the text itself is the best description.
   }
   const trimmed = text.trim();
-  return trimmed.length > 200 ? `${trimmed.slice(0, 200)}…` : trimmed || "(empty body)";
+  return trimmed.length > 200
+    ? `${trimmed.slice(0, 200)}…`
+    : trimmed || "(empty body)";
 }
 
 /**
@@ -85,16 +91,20 @@ function errorDetail(text: string): string {
  * relayed as the prefiller sent it (status, body, content type); any other
  * status becomes the sidecar's own error naming the prefiller.
  */
-export function ensurePrefillSucceeded(ctx: PdContext, reply: PrefillReply): void {
+export function ensurePrefillSucceeded(
+  ctx: PdContext,
+  reply: PrefillReply,
+): void {
   if (reply.status >= 200 && reply.status < 300) return;
   ctx.log.error("prefill request failed", {
     prefiller: ctx.prefiller.hostPort,
     status: reply.status,
     body: reply.text.slice(0, 1000),
   });
-  const message = `Prefill server "${ctx.prefiller.hostPort}" answered ${reply.status}: ${
-    errorDetail(reply.text)
-  }`;
+  const message =
+    `Prefill server "${ctx.prefiller.hostPort}" answered ${reply.status}: ${
+      errorDetail(reply.text)
+    }`;
   if (reply.status >= 400 && reply.status < 500) {
     const relayed = new Response(reply.text, {
       status: reply.status,
@@ -102,11 +112,17 @@ export function ensurePrefillSucceeded(ctx: PdContext, reply: PrefillReply): voi
     });
     throw new ProxyError(400, message, { response: relayed });
   }
-  throw new ProxyError(isErrorStatus(reply.status) ? reply.status : 502, message);
+  throw new ProxyError(
+    isErrorStatus(reply.status) ? reply.status : 502,
+    message,
+  );
 }
 
 /** Checks the prefill succeeded and returned a JSON object; throws a 502 otherwise. */
-export function parsePrefillReply(ctx: PdContext, reply: PrefillReply): ScannedObject {
+export function parsePrefillReply(
+  ctx: PdContext,
+  reply: PrefillReply,
+): ScannedObject {
   ensurePrefillSucceeded(ctx, reply);
   let parsed: unknown;
   try {
@@ -126,10 +142,17 @@ export function parsePrefillReply(ctx: PdContext, reply: PrefillReply): ScannedO
 }
 
 /** Sends the decode leg to the local decoder; its answer streams to the client. */
-export function sendDecode(ctx: PdContext, body: string, options: LegOptions): Promise<Response> {
+export function sendDecode(
+  ctx: PdContext,
+  body: string,
+  options: LegOptions,
+): Promise<Response> {
   ctx.log.debug("sending request to decoder", { to: ctx.decoderUrl });
   if (ctx.log.enabled(5)) ctx.log.trace("decode request", { body });
-  return forwardToDecoder(ctx.upstream, { baseUrl: ctx.decoderUrl, pathAndQuery: ctx.pathAndQuery }, {
+  return forwardToDecoder(ctx.upstream, {
+    baseUrl: ctx.decoderUrl,
+    pathAndQuery: ctx.pathAndQuery,
+  }, {
     method: "POST",
     headers: legHeaders(ctx, options),
     body,

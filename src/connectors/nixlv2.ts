@@ -24,13 +24,18 @@ const PREFILL_KV_TRANSFER_PARAMS = JSON.stringify({
 const LEG = { withRequestId: true } as const;
 
 async function run(ctx: PdContext): Promise<Response> {
-  ctx.log.debug("running NIXL protocol V2", { prefiller: ctx.prefiller.hostPort });
+  ctx.log.debug("running NIXL protocol V2", {
+    prefiller: ctx.prefiller.hostPort,
+  });
   const prefillBody = buildPrefillBody(ctx.request, {
     api: ctx.api,
     nonStreaming: true,
     extra: { [FIELD_KV_TRANSFER_PARAMS]: PREFILL_KV_TRANSFER_PARAMS },
   });
-  const reply = parsePrefillReply(ctx, await sendPrefill(ctx, prefillBody, LEG));
+  const reply = parsePrefillReply(
+    ctx,
+    await sendPrefill(ctx, prefillBody, LEG),
+  );
   let params = rawMember(reply, FIELD_KV_TRANSFER_PARAMS);
   if (params === undefined) {
     // The decoder then prefills locally; the Go sidecar does the same.
@@ -39,9 +44,13 @@ async function run(ctx: PdContext): Promise<Response> {
     });
     params = "null";
   } else if (ctx.log.enabled(5)) {
-    ctx.log.trace("prefiller kv_transfer_params", { kv_transfer_params: params });
+    ctx.log.trace("prefiller kv_transfer_params", {
+      kv_transfer_params: params,
+    });
   }
-  const decodeBody = buildDecodeBody(ctx.request, { [FIELD_KV_TRANSFER_PARAMS]: params });
+  const decodeBody = buildDecodeBody(ctx.request, {
+    [FIELD_KV_TRANSFER_PARAMS]: params,
+  });
   return sendDecode(ctx, decodeBody, LEG);
 }
 

@@ -33,7 +33,11 @@ export const API_PATHS: Readonly<Record<ApiKind, string>> = {
  */
 const PREFILL_CAPPED_FIELDS: Readonly<Record<ApiKind, readonly string[]>> = {
   chat: [FIELD_MAX_TOKENS, FIELD_MAX_COMPLETION_TOKENS, FIELD_MIN_TOKENS],
-  completions: [FIELD_MAX_TOKENS, FIELD_MAX_COMPLETION_TOKENS, FIELD_MIN_TOKENS],
+  completions: [
+    FIELD_MAX_TOKENS,
+    FIELD_MAX_COMPLETION_TOKENS,
+    FIELD_MIN_TOKENS,
+  ],
   responses: [FIELD_MAX_OUTPUT_TOKENS],
 };
 

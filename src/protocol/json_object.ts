@@ -99,14 +99,22 @@ export function scanObject(text: string): ScannedObject {
     const keyEnd = skipString(text, i);
     const valueStart = skipWhitespace(text, skipWhitespace(text, keyEnd) + 1);
     const valueEnd = skipValue(text, valueStart);
-    members.push({ key: decodeKey(text.slice(start, keyEnd)), start, valueStart, valueEnd });
+    members.push({
+      key: decodeKey(text.slice(start, keyEnd)),
+      start,
+      valueStart,
+      valueEnd,
+    });
     i = valueEnd;
   }
   return { text, members };
 }
 
 /** The raw text of member `key`'s value, or undefined when absent (last one wins, as in JSON.parse). */
-export function rawMember(object: ScannedObject, key: string): string | undefined {
+export function rawMember(
+  object: ScannedObject,
+  key: string,
+): string | undefined {
   let found: JsonMember | undefined;
   for (const member of object.members) if (member.key === key) found = member;
   return found && object.text.slice(found.valueStart, found.valueEnd);

@@ -7,7 +7,7 @@
 
 import { ProxyError } from "../errors.ts";
 import { FIELD_STREAM } from "./fields.ts";
-import { scanObject, type ScannedObject } from "./json_object.ts";
+import { type ScannedObject, scanObject } from "./json_object.ts";
 
 /** A JSON object whose values are not yet narrowed. */
 export type JsonObject = { readonly [key: string]: unknown };
@@ -50,5 +50,10 @@ export function parseGenerationRequest(text: string): GenerationRequest {
       `Request body must be a JSON object: got ${describeJsonType(body)}`,
     );
   }
-  return { text, body, scanned: scanObject(text), stream: body[FIELD_STREAM] === true };
+  return {
+    text,
+    body,
+    scanned: scanObject(text),
+    stream: body[FIELD_STREAM] === true,
+  };
 }

@@ -13,26 +13,40 @@ import { ROUTING_HEADERS } from "../protocol/fields.ts";
 import { parseGenerationRequest } from "../protocol/request.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
-import { clientIpOf, decoderBaseUrl, passthroughRequest, pathAndQueryOf } from "./passthrough.ts";
+import {
+  clientIpOf,
+  decoderBaseUrl,
+  passthroughRequest,
+  pathAndQueryOf,
+} from "./passthrough.ts";
 
 // The P/D legs carry new bodies, so the client's length does not apply.
 const OMITTED_ON_LEGS = [...ROUTING_HEADERS, "content-length"];
 
 /** Handler for one generation API. */
-export function createGenerationHandler(deps: Deps, api: ApiKind): Handler<AppEnv> {
+export function createGenerationHandler(
+  deps: Deps,
+  api: ApiKind,
+): Handler<AppEnv> {
   const connector = getConnector(deps.config.connector);
   const random = deps.random ?? Math.random;
   const sampling = deps.config.enablePrefillerSampling;
   return async function generation(c) {
     const log = c.get("log");
     const request = c.req.raw;
-    const prefiller = selectPrefillTarget(request.headers, { sampling, random });
+    const prefiller = selectPrefillTarget(request.headers, {
+      sampling,
+      random,
+    });
     if (prefiller === undefined) {
       log.debug("skip disaggregated prefill: no prefiller header");
       return passthroughRequest(deps, c);
     }
     const parsed = parseGenerationRequest(await request.text());
-    log.debug("using P/D protocol", { connector: connector.name, prefiller: prefiller.hostPort });
+    log.debug("using P/D protocol", {
+      connector: connector.name,
+      prefiller: prefiller.hostPort,
+    });
     if (log.enabled(5)) log.trace("client request", { body: parsed.text });
     return connector.run({
       api,

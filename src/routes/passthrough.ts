@@ -31,9 +31,15 @@ export function clientIpOf(c: Context<AppEnv>): string | undefined {
 }
 
 /** Streams the request to the decoder and its answer back. */
-export function passthroughRequest(deps: Deps, c: Context<AppEnv>): Promise<Response> {
+export function passthroughRequest(
+  deps: Deps,
+  c: Context<AppEnv>,
+): Promise<Response> {
   const request = c.req.raw;
-  c.get("log").debug("proxying to decoder", { method: request.method, path: c.req.path });
+  c.get("log").debug("proxying to decoder", {
+    method: request.method,
+    path: c.req.path,
+  });
   return forwardToDecoder(deps.upstream, {
     baseUrl: decoderBaseUrl(deps),
     pathAndQuery: pathAndQueryOf(request),

@@ -85,7 +85,9 @@ export function classifyFetchError(error: unknown): UpstreamError {
 }
 
 /** Creates the pooled client shared by all upstream requests. */
-export function createUpstreamClient(options: UpstreamClientOptions = {}): UpstreamClient {
+export function createUpstreamClient(
+  options: UpstreamClientOptions = {},
+): UpstreamClient {
   const client = Deno.createHttpClient({
     poolMaxIdlePerHost: options.poolMaxIdlePerHost ?? 1024,
     poolIdleTimeout: options.poolIdleTimeoutMs ?? 4000,
@@ -103,7 +105,11 @@ export function createUpstreamClient(options: UpstreamClientOptions = {}): Upstr
         });
       } catch (error) {
         if (request.signal.aborted) {
-          throw new UpstreamError("aborted", "request aborted by the client", error);
+          throw new UpstreamError(
+            "aborted",
+            "request aborted by the client",
+            error,
+          );
         }
         throw classifyFetchError(error);
       }

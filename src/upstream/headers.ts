@@ -22,7 +22,9 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
 function connectionListed(headers: Headers): ReadonlySet<string> | undefined {
   const connection = headers.get("connection");
   if (connection === null) return undefined;
-  return new Set(connection.split(",").map((name) => name.trim().toLowerCase()));
+  return new Set(
+    connection.split(",").map((name) => name.trim().toLowerCase()),
+  );
 }
 
 /** Options of `buildUpstreamHeaders`. */
@@ -43,14 +45,20 @@ export function buildUpstreamHeaders(
   const out = new Headers();
   for (const [name, value] of incoming) {
     // fetch derives Host from the upstream URL; the Go sidecar kept the client's.
-    if (name === "host" || HOP_BY_HOP.has(name) || listed?.has(name) || omit.includes(name)) {
+    if (
+      name === "host" || HOP_BY_HOP.has(name) || listed?.has(name) ||
+      omit.includes(name)
+    ) {
       continue;
     }
     out.append(name, value);
   }
   if (options.clientIp !== undefined) {
     const prior = incoming.get(HEADER_FORWARDED_FOR);
-    out.set(HEADER_FORWARDED_FOR, prior ? `${prior}, ${options.clientIp}` : options.clientIp);
+    out.set(
+      HEADER_FORWARDED_FOR,
+      prior ? `${prior}, ${options.clientIp}` : options.clientIp,
+    );
   }
   return out;
 }
@@ -66,7 +74,9 @@ export function buildClientHeaders(upstream: Headers): Headers {
   const out = new Headers();
   for (const [name, value] of upstream) {
     if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;
-    if (decoded && (name === "content-encoding" || name === "content-length")) continue;
+    if (decoded && (name === "content-encoding" || name === "content-length")) {
+      continue;
+    }
     out.append(name, value);
   }
   return out;

@@ -6,7 +6,11 @@
  */
 
 import { ProxyError } from "../errors.ts";
-import { type UpstreamClient, UpstreamError, type UpstreamRequest } from "./client.ts";
+import {
+  type UpstreamClient,
+  UpstreamError,
+  type UpstreamRequest,
+} from "./client.ts";
 import { buildClientHeaders } from "./headers.ts";
 
 /** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
@@ -29,7 +33,11 @@ export function decoderFailure(decoder: string, error: unknown): ProxyError {
     return new ProxyError(503, DECODER_NOT_READY_MESSAGE, { cause: error });
   }
   const detail = failure?.detail ?? String(error);
-  return new ProxyError(502, `Cannot reach decode server "${decoder}": ${detail}`, { cause: error });
+  return new ProxyError(
+    502,
+    `Cannot reach decode server "${decoder}": ${detail}`,
+    { cause: error },
+  );
 }
 
 /** Sends `request` to the decoder at `baseUrl` and relays its answer, streamed. */
@@ -40,7 +48,10 @@ export async function forwardToDecoder(
 ): Promise<Response> {
   let response: Response;
   try {
-    response = await upstream.send(target.baseUrl + target.pathAndQuery, request);
+    response = await upstream.send(
+      target.baseUrl + target.pathAndQuery,
+      request,
+    );
   } catch (error) {
     throw decoderFailure(new URL(target.baseUrl).host, error);
   }

@@ -18,36 +18,54 @@ export interface UpstreamTarget {
 
 // RFC 1123 labels (underscores tolerated, Kubernetes service names never
 // need more), or an IPv4 literal; IPv6 is matched separately in brackets.
-const HOST_NAME = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$/;
+const HOST_NAME =
+  /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?$/;
 const HOST_PORT = /^(?<host>[^\[\]:/]+):(?<port>\d{1,5})$/;
-const BRACKETED_HOST_PORT = /^\[(?<host>[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?)\]:(?<port>\d{1,5})$/;
+const BRACKETED_HOST_PORT =
+  /^\[(?<host>[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?)\]:(?<port>\d{1,5})$/;
 const SCHEME = /^(?<scheme>[A-Za-z][A-Za-z0-9+.-]*):\/\//;
 
 function reject(header: string, value: string, reason: string): never {
-  throw new ProxyError(400, `Invalid prefill target ${JSON.stringify(value)} in header "${header}": ${reason}`);
+  throw new ProxyError(
+    400,
+    `Invalid prefill target ${
+      JSON.stringify(value)
+    } in header "${header}": ${reason}`,
+  );
 }
 
 function parsePort(header: string, value: string, text: string): number {
   const port = Number(text);
-  if (port < 1 || port > 65535) reject(header, value, `port ${text} is out of range 1-65535`);
+  if (port < 1 || port > 65535) {
+    reject(header, value, `port ${text} is out of range 1-65535`);
+  }
   return port;
 }
 
 /** Parses one prefill target spelled in `header`; throws a 400 `ProxyError`. */
 export function parseTarget(value: string, header: string): UpstreamTarget {
-  if (/[\0-\x1f\x7f\s]/.test(value)) reject(header, value, "control characters or spaces");
+  // deno-lint-ignore no-control-regex -- rejecting control characters is the point (header injection)
+  if (/[\0-\x1f\x7f\s]/.test(value)) {
+    reject(header, value, "control characters or spaces");
+  }
   let rest = value;
   const scheme = SCHEME.exec(rest)?.groups?.scheme;
   if (scheme !== undefined) {
     if (scheme.toLowerCase() !== "http") {
-      reject(header, value, `scheme "${scheme}" is not supported, use host:port`);
+      reject(
+        header,
+        value,
+        `scheme "${scheme}" is not supported, use host:port`,
+      );
     }
     rest = rest.slice(scheme.length + 3);
     // The Go sidecar built "http://" + value, so a trailing slash worked there.
     if (rest.endsWith("/")) rest = rest.slice(0, -1);
   }
   if (rest.includes("@")) reject(header, value, "credentials are not allowed");
-  if (/[/?#]/.test(rest)) reject(header, value, "a path, query or fragment is not allowed");
+  if (/[/?#]/.test(rest)) {
+    reject(header, value, "a path, query or fragment is not allowed");
+  }
   const bracketed = BRACKETED_HOST_PORT.exec(rest)?.groups;
   if (bracketed?.host !== undefined && bracketed.port !== undefined) {
     const port = parsePort(header, value, bracketed.port);
@@ -56,9 +74,15 @@ export function parseTarget(value: string, header: string): UpstreamTarget {
   }
   const plain = HOST_PORT.exec(rest)?.groups;
   if (plain?.host === undefined || plain.port === undefined) {
-    reject(header, value, "expected host:port, [ipv6]:port or http://host:port");
+    reject(
+      header,
+      value,
+      "expected host:port, [ipv6]:port or http://host:port",
+    );
   }
-  if (!HOST_NAME.test(plain.host)) reject(header, value, `"${plain.host}" is not a valid host name`);
+  if (!HOST_NAME.test(plain.host)) {
+    reject(header, value, `"${plain.host}" is not a valid host name`);
+  }
   const port = parsePort(header, value, plain.port);
   const host = plain.host.toLowerCase().replace(/\.$/, "");
   return { host, port, hostPort: `${host}:${port}` };

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
+import { freePort, runBundle, startBundle } from "./support/process.ts";
+import { chatBody, jsonHeaders } from "./support/harness.ts";
+
+Deno.test("bundle prints usage and exits 0 on -help", async () => {
+  const { code, stdout } = await runBundle(["-help"]);
+  assert.equal(code, 0);
+  assert.match(stdout, /^Usage of /);
+  assert.match(stdout, /-vllm-port string/);
+});
+
+Deno.test("bundle exits 2 naming the flag on an unknown flag or a bad value", async () => {
+  for (
+    const args of [["-no-such-flag"], ["--port", "eighty"], [
+      "-kv-connector=foo",
+    ], ["-enable-ssrf-protection"]]
+  ) {
+    const { code, stderr } = await runBundle(args);
+    assert.equal(code, 2, args.join(" "));
+    assert.match(
+      stderr,
+      /"-(no-such-flag|port|kv-connector|enable-ssrf-protection)"/,
+    );
+  }
+});
+
+Deno.test("bundle exits 1 on an invalid combination of flags", async () => {
+  const { code, stderr } = await runBundle(["-port=8200", "-vllm-port=8200"]);
+  assert.equal(code, 1);
+  assert.match(stderr, /proxy to itself/);
+});
+
+Deno.test("bundle exits 1 when the certificate directory has no key pair", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { code, stderr } = await runBundle([
+      `-cert-path=${dir}`,
+      `-port=${freePort()}`,
+      "-listen-host=127.0.0.1",
+    ]);
+    assert.equal(code, 1);
+    assert.match(stderr, /Cannot load TLS key pair/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bundle runs P/D end to end over plain HTTP and stops cleanly on SIGTERM", async () => {
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  await using decode = await createMockVllm({ name: "decoder" });
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `--vllm-port`,
+    String(decode.port),
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    "-v=4",
+  ]);
+  await sidecar.waitForLine((line) => line.msg === "starting");
+  const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({
+      "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+      "x-request-id": "e2e-1",
+    }),
+    body: chatBody({ stream: true }),
+  });
+  assert.equal(response.status, 200);
+  assert.match(await response.text(), /data: \[DONE\]/);
+  assert.equal(decode.requests[0]?.kvTransfer?.outcome, "pulled");
+  const routed = await sidecar.waitForLine((line) =>
+    line.msg === "using P/D protocol"
+  );
+  assert.equal(routed.request_id, "e2e-1");
+  const config = sidecar.lines.find((line) =>
+    line.msg === "Proxy configuration"
+  );
+  assert.equal(
+    (config?.config as Record<string, unknown>)?.vllm_port,
+    decode.port,
+  );
+  sidecar.process.kill("SIGTERM");
+  assert.equal((await sidecar.process.status).code, 0);
+  await sidecar.waitForLine((line) => line.msg === "shutting down");
+});
+
+Deno.test("bundle serves TLS with a self-signed certificate by default", async () => {
+  await using decode = await createMockVllm({ name: "decoder" });
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-vllm-port=${decode.port}`,
+    "-listen-host=127.0.0.1",
+  ]);
+  const starting = await sidecar.waitForLine((line) => line.msg === "starting");
+  assert.equal(starting.tls, true);
+  // The generated certificate names 127.0.0.1 but is trusted by nobody: skip verification for this one host.
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--unsafely-ignore-certificate-errors=127.0.0.1",
+      `const r = await fetch("https://127.0.0.1:${port}/v1/models"); console.log(r.status, (await r.json()).object);`,
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  assert.equal(new TextDecoder().decode(output.stdout).trim(), "200 list");
+});

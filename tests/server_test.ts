@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import { generateSelfSignedCertificate, loadCertificate } from "../src/tls.ts";
+import { chatBody, createHarness, jsonHeaders } from "./support/harness.ts";
+import { startSilentUpstream } from "./support/stub_upstream.ts";
+
+const decoder = new TextDecoder();
+
+Deno.test("server serves TLS with a self-signed certificate a client can pin", async () => {
+  await using h = await createHarness();
+  const tls = await generateSelfSignedCertificate();
+  const base = h.listen(tls);
+  using client = Deno.createHttpClient({ caCerts: [tls.cert] });
+  const health = await fetch(`${base}/health`, { client });
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+  const response = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
+    body: chatBody(),
+    client,
+  });
+  assert.equal(response.status, 200);
+  assert.equal((await response.json()).object, "chat.completion");
+  await assert.rejects(
+    fetch(`${base}/health`),
+    "an unpinned client must refuse the self-signed certificate",
+  );
+});
+
+Deno.test("loadCertificate reads tls.crt and tls.key and names the file it cannot read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tls = await generateSelfSignedCertificate();
+    await Deno.writeTextFile(`${dir}/tls.crt`, tls.cert);
+    await Deno.writeTextFile(`${dir}/tls.key`, tls.key);
+    assert.deepEqual(await loadCertificate(dir), tls);
+    await Deno.remove(`${dir}/tls.key`);
+    await assert.rejects(
+      loadCertificate(`${dir}/`),
+      /Cannot load TLS key pair from cert ".*\/tls\.crt" and key ".*\/tls\.key"/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server streams decode chunks to the client as the decoder produces them", async () => {
+  await using h = await createHarness();
+  const base = h.listen();
+  const response = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({
+      "x-prefiller-host-port": h.prefillerHeader,
+      "x-mock-inter-token-ms": "40",
+    }),
+    body: chatBody({ stream: true, max_tokens: 4 }),
+  });
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  const decode = await h.decode.nextRequest();
+  let finishedBeforeFirstChunk = false;
+  decode.finished.then(() => finishedBeforeFirstChunk = true);
+  const first = await reader.read();
+  // The first event reached the client while the decoder was still generating.
+  assert.equal(finishedBeforeFirstChunk, false);
+  assert.match(decoder.decode(first.value), /"role":"assistant"/);
+  let rest = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    rest += decoder.decode(value, { stream: true });
+  }
+  assert.match(rest, /data: \[DONE\]\n\n$/);
+  assert.equal(await decode.finished, "completed");
+});
+
+Deno.test("server aborts the decode when the client disconnects mid-stream", async () => {
+  await using h = await createHarness();
+  const base = h.listen();
+  const controller = new AbortController();
+  const response = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({
+      "x-prefiller-host-port": h.prefillerHeader,
+      "x-mock-inter-token-ms": "60000",
+    }),
+    body: chatBody({ stream: true }),
+    signal: controller.signal,
+  });
+  const reader = response.body!.getReader();
+  await reader.read();
+  controller.abort();
+  await reader.cancel().catch(() => {});
+  const decode = await h.decode.nextRequest();
+  assert.equal(await decode.finished, "aborted");
+});
+
+Deno.test("server closes the prefill connection when the client disconnects before decode", async () => {
+  await using h = await createHarness();
+  await using prefiller = startSilentUpstream();
+  const base = h.listen();
+  const controller = new AbortController();
+  const pending = fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({ "x-prefiller-host-port": prefiller.hostPort }),
+    body: chatBody(),
+    signal: controller.signal,
+  });
+  await prefiller.requestSeen;
+  controller.abort();
+  await assert.rejects(pending);
+  await prefiller.closedByClient;
+  assert.equal(h.decode.requests.length, 0);
+});
+
+Deno.test("server closes the decode connection when the client disconnects before the decoder answers", async () => {
+  await using decoder = startSilentUpstream();
+  await using h = await createHarness({
+    config: { vllmPort: Number(decoder.hostPort.split(":")[1]) },
+  });
+  const base = h.listen();
+  const controller = new AbortController();
+  const pending = fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
+    body: chatBody(),
+    signal: controller.signal,
+  });
+  await decoder.requestSeen;
+  controller.abort();
+  await assert.rejects(pending);
+  await decoder.closedByClient;
+  assert.equal(h.prefill.requests.length, 1);
+});
+
+Deno.test("server passthrough aborts the upstream stream when the client disconnects", async () => {
+  await using h = await createHarness();
+  const base = h.listen();
+  const controller = new AbortController();
+  const response = await fetch(`${base}/v1/completions`, {
+    method: "POST",
+    headers: jsonHeaders({ "x-mock-inter-token-ms": "60000" }),
+    body: JSON.stringify({ prompt: "Hi", stream: true }),
+    signal: controller.signal,
+  });
+  const reader = response.body!.getReader();
+  await reader.read();
+  controller.abort();
+  await reader.cancel().catch(() => {});
+  const decode = await h.decode.nextRequest();
+  assert.equal(await decode.finished, "aborted");
+});

@@ -1,0 +1,130 @@
+/**
+ * @module
+ * A sidecar between two recording mock vLLMs (a prefiller and a decoder), for
+ * tests that assert what crossed the wire. `await using` closes everything.
+ */
+
+import type { Hono } from "hono";
+import { createApp } from "../../src/app.ts";
+import type { Config } from "../../src/config.ts";
+import type { AppEnv } from "../../src/context.ts";
+import { createLogger } from "../../src/log.ts";
+import { serveApp } from "../../src/server.ts";
+import type { TlsCertificate } from "../../src/tls.ts";
+import { createUpstreamClient } from "../../src/upstream/client.ts";
+import {
+  createMockVllm,
+  type MockVllm,
+  type MockVllmOptions,
+} from "../../scripts/mock_vllm/mod.ts";
+
+/** Options of `createHarness`. */
+export interface HarnessOptions {
+  readonly config?: Partial<Config>;
+  readonly prefill?: MockVllmOptions;
+  readonly decode?: MockVllmOptions;
+  readonly random?: () => number;
+}
+
+/** A running sidecar wired to two mocks. */
+export interface Harness extends AsyncDisposable {
+  readonly prefill: MockVllm;
+  readonly decode: MockVllm;
+  readonly app: Hono<AppEnv>;
+  readonly config: Config;
+  /** Parsed JSON log lines the sidecar wrote. */
+  readonly logs: Record<string, unknown>[];
+  /** Sends a request to the app in process. */
+  request(path: string, init?: RequestInit): Promise<Response>;
+  /** Serves the app on a loopback port; returns its base URL. */
+  listen(tls?: TlsCertificate): string;
+  /** `x-prefiller-host-port` value naming the prefill mock. */
+  readonly prefillerHeader: string;
+}
+
+/** Builds a `Config` for tests: plain HTTP, loopback, everything logged. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return {
+    port: 8000,
+    listenHost: "127.0.0.1",
+    vllmPort: 8001,
+    connector: "nixlv2",
+    secureProxy: false,
+    certPath: "",
+    enablePrefillerSampling: false,
+    verbosity: 5,
+    ...overrides,
+  };
+}
+
+/** Starts a prefill mock, a decode mock and the sidecar in front of the decoder. */
+export async function createHarness(
+  options: HarnessOptions = {},
+): Promise<Harness> {
+  const prefill = await createMockVllm({
+    name: "prefiller",
+    ...options.prefill,
+  });
+  const decode = await createMockVllm({ name: "decoder", ...options.decode });
+  const config = testConfig({ vllmPort: decode.port, ...options.config });
+  const logs: Record<string, unknown>[] = [];
+  const log = createLogger({
+    verbosity: config.verbosity,
+    write: (line) => logs.push(JSON.parse(line)),
+  });
+  const upstream = createUpstreamClient();
+  const app = createApp({
+    config,
+    log,
+    upstream,
+    ...(options.random ? { random: options.random } : {}),
+  });
+  const servers: Deno.HttpServer[] = [];
+  return {
+    prefill,
+    decode,
+    app,
+    config,
+    logs,
+    prefillerHeader: `127.0.0.1:${prefill.port}`,
+    request: async (path, init) => await app.request(path, init),
+    listen(tls) {
+      const server = serveApp(app, {
+        hostname: "127.0.0.1",
+        port: 0,
+        tls,
+        log,
+      });
+      servers.push(server);
+      return `${tls ? "https" : "http"}://127.0.0.1:${server.addr.port}`;
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all(servers.map((server) => server.shutdown()));
+      await Promise.all([prefill.close(), decode.close()]);
+      upstream.close();
+    },
+  };
+}
+
+/** A chat completion request body. */
+export function chatBody(extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    model: "Qwen/Qwen3-0.6B",
+    messages: [{ role: "user", content: "Hello there" }],
+    max_tokens: 8,
+    ...extra,
+  });
+}
+
+/** Headers of a JSON request, plus `extra`. */
+export function jsonHeaders(extra: Record<string, string> = {}): Headers {
+  return new Headers({ "content-type": "application/json", ...extra });
+}
+
+/** Reads an SSE body and returns the `data:` payloads in order. */
+export async function readSseData(response: Response): Promise<string[]> {
+  const text = await response.text();
+  return text.split("\n\n").filter((event) => event.startsWith("data: ")).map((
+    event,
+  ) => event.slice("data: ".length));
+}

@@ -1,0 +1,89 @@
+/**
+ * @module
+ * A one-handler loopback server for upstream answers the mock vLLM would
+ * never give (a non-JSON 200, a reply without `kv_transfer_params`).
+ */
+
+/** A running stub; `await using` stops it. */
+export interface StubUpstream extends AsyncDisposable {
+  readonly hostPort: string;
+  readonly port: number;
+  /** Bodies received, in order. */
+  readonly bodies: string[];
+}
+
+/** Serves `handler` on 127.0.0.1 on a free port. */
+export function startStubUpstream(
+  handler: (request: Request) => Response,
+): StubUpstream {
+  const bodies: string[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      bodies.push(await request.text());
+      return handler(request);
+    },
+  );
+  return {
+    hostPort: `127.0.0.1:${server.addr.port}`,
+    port: server.addr.port,
+    bodies,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+/** A loopback port nothing listens on. */
+export function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/** A raw TCP upstream that reads requests and never answers. */
+export interface SilentUpstream extends AsyncDisposable {
+  readonly hostPort: string;
+  /** Resolves when the first bytes of a request arrive. */
+  readonly requestSeen: Promise<void>;
+  /** Resolves when the client closes that connection. */
+  readonly closedByClient: Promise<void>;
+}
+
+/**
+ * Starts a silent upstream. It sees a client's close directly on the socket,
+ * which `Deno.serve` does not always report once a request was read whole.
+ */
+export function startSilentUpstream(): SilentUpstream {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen = Promise.withResolvers<void>();
+  const closed = Promise.withResolvers<void>();
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      const buffer = new Uint8Array(16384);
+      for (;;) {
+        const read = await conn.read(buffer).catch(() => null);
+        if (read === null) break;
+        seen.resolve();
+      }
+      closed.resolve();
+    }
+  })();
+  return {
+    hostPort: `127.0.0.1:${listener.addr.port}`,
+    requestSeen: seen.promise,
+    closedByClient: closed.promise,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Already closed by the peer's end of the loop above.
+        }
+      }
+      await accepting.catch(() => {});
+    },
+  };
+}
