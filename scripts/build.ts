@@ -28,9 +28,23 @@ function say(text: string): void {
 }
 
 async function build(): Promise<number> {
-  const denort = Deno.env.get("DENORT_BIN");
+  const env = Deno.env.toObject();
+  // deno compile reads DENORT_BIN itself and fails on an empty value.
+  if (!env.DENORT_BIN) delete env.DENORT_BIN;
+  const denort = env.DENORT_BIN;
   const command = new Deno.Command(Deno.execPath(), {
-    args: ["compile", ...RUNTIME_PERMISSIONS, "--output", OUTPUT, "main.ts"],
+    // Explicit, although deno.json says it too: without it request.signal
+    // also fires after every successful response.
+    args: [
+      "compile",
+      "--unstable-no-legacy-abort",
+      ...RUNTIME_PERMISSIONS,
+      "--output",
+      OUTPUT,
+      "main.ts",
+    ],
+    clearEnv: true,
+    env,
     stdout: "inherit",
     stderr: "piped",
   });

@@ -121,3 +121,21 @@ Deno.test("generation logs routing at verbosity 4 with the request id on every l
   assert.ok(h.logs.every((line) => line.request_id === "rid-7"));
   assert.equal(h.logs.some((line) => line.level === "trace"), false);
 });
+
+Deno.test("generation logs bodies only at verbosity 5", async () => {
+  await using h = await createHarness({ config: { verbosity: 5 } });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
+    body: chatBody({ user: "body-marker" }),
+  });
+  await response.body?.cancel();
+  const traces = h.logs.filter((line) => line.level === "trace");
+  assert.deepEqual(traces.map((line) => line.msg), [
+    "client request",
+    "prefill request",
+    "prefiller kv_transfer_params",
+    "decode request",
+  ]);
+  assert.match(String(traces[0]?.body), /body-marker/);
+});

@@ -112,3 +112,16 @@ Deno.test("health is answered by the sidecar without asking vLLM", async () => {
   await post.body?.cancel();
   assert.equal(h.decode.requests[0]?.method, "POST");
 });
+
+Deno.test("passthrough over a socket appends the client address to X-Forwarded-For", async () => {
+  await using h = await createHarness();
+  const base = h.listen();
+  const response = await fetch(`${base}/v1/models`, {
+    headers: { "x-forwarded-for": "203.0.113.9" },
+  });
+  await response.body?.cancel();
+  assert.equal(
+    h.decode.requests[0]?.headers.get("x-forwarded-for"),
+    "203.0.113.9, 127.0.0.1",
+  );
+});
