@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { generateSelfSignedCertificate, loadCertificate } from "../src/tls.ts";
 import { chatBody, createHarness, jsonHeaders } from "./support/harness.ts";
-import { startSilentUpstream } from "./support/stub_upstream.ts";
+import {
+  type SilentUpstream,
+  startSilentUpstream,
+} from "./support/stub_upstream.ts";
 
 const decoder = new TextDecoder();
 
@@ -95,41 +98,41 @@ Deno.test("server aborts the decode when the client disconnects mid-stream", asy
   assert.equal(await decode.finished, "aborted");
 });
 
-Deno.test("server closes the prefill connection when the client disconnects before decode", async () => {
-  await using h = await createHarness();
-  await using prefiller = startSilentUpstream();
-  const base = h.listen();
+/** Sends a P/D request, disconnects once `upstream` has it, and waits for the sidecar to close `upstream`. */
+async function disconnectWhileWaitingOn(
+  upstream: SilentUpstream,
+  request: { base: string; prefiller: string },
+): Promise<void> {
   const controller = new AbortController();
-  const pending = fetch(`${base}/v1/chat/completions`, {
+  const pending = fetch(`${request.base}/v1/chat/completions`, {
     method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": prefiller.hostPort }),
+    headers: jsonHeaders({ "x-prefiller-host-port": request.prefiller }),
     body: chatBody(),
     signal: controller.signal,
   });
-  await prefiller.requestSeen;
+  await upstream.requestSeen;
   controller.abort();
   await assert.rejects(pending);
-  await prefiller.closedByClient;
+  await upstream.closedByClient;
+}
+
+Deno.test("server closes the prefill connection when the client disconnects before decode", async () => {
+  await using h = await createHarness();
+  await using prefiller = startSilentUpstream();
+  await disconnectWhileWaitingOn(prefiller, {
+    base: h.listen(),
+    prefiller: prefiller.hostPort,
+  });
   assert.equal(h.decode.requests.length, 0);
 });
 
 Deno.test("server closes the decode connection when the client disconnects before the decoder answers", async () => {
   await using decoder = startSilentUpstream();
-  await using h = await createHarness({
-    config: { vllmPort: Number(decoder.hostPort.split(":")[1]) },
+  await using h = await createHarness({ config: { vllmPort: decoder.port } });
+  await disconnectWhileWaitingOn(decoder, {
+    base: h.listen(),
+    prefiller: h.prefillerHeader,
   });
-  const base = h.listen();
-  const controller = new AbortController();
-  const pending = fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-    body: chatBody(),
-    signal: controller.signal,
-  });
-  await decoder.requestSeen;
-  controller.abort();
-  await assert.rejects(pending);
-  await decoder.closedByClient;
   assert.equal(h.prefill.requests.length, 1);
 });
 

@@ -48,11 +48,7 @@ Deno.test("nixlv2 sends decode the client body unchanged plus the prefiller's kv
   await using h = await createHarness();
   const body =
     '{"model":"Qwen/Qwen3-0.6B","prompt":"The capital of France is","max_tokens":5,"seed":12345678901234567890,"top_p":1.0}';
-  const response = await h.request("/v1/completions", {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-    body,
-  });
+  const response = await h.pd("/v1/completions", body);
   assert.equal(response.status, 200);
   const answer = await response.json();
   assert.equal(answer.object, "text_completion");
@@ -102,11 +98,7 @@ Deno.test("nixlv2 caps max_output_tokens on the Responses API", async () => {
 
 Deno.test("nixlv2 mints one x-request-id and sends it on both legs", async () => {
   await using h = await createHarness();
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-    body: chatBody(),
-  });
+  const response = await h.pd("/v1/chat/completions", chatBody());
   const answer = await response.json();
   const prefillId = h.prefill.requests[0]?.headers.get("x-request-id");
   const decodeId = h.decode.requests[0]?.headers.get("x-request-id");
@@ -117,13 +109,8 @@ Deno.test("nixlv2 mints one x-request-id and sends it on both legs", async () =>
 
 Deno.test("nixlv2 keeps the client's x-request-id, one value on each leg", async () => {
   await using h = await createHarness();
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": h.prefillerHeader,
-      "x-request-id": "client-id-1",
-    }),
-    body: chatBody(),
+  const response = await h.pd("/v1/chat/completions", chatBody(), {
+    "x-request-id": "client-id-1",
   });
   await response.body?.cancel();
   assert.equal(
@@ -138,14 +125,9 @@ Deno.test("nixlv2 keeps the client's x-request-id, one value on each leg", async
 
 Deno.test("nixlv2 removes the routing headers from both legs", async () => {
   await using h = await createHarness();
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": h.prefillerHeader,
-      "x-prefiller-url": "http://other:1",
-      "authorization": "Bearer token",
-    }),
-    body: chatBody(),
+  const response = await h.pd("/v1/chat/completions", chatBody(), {
+    "x-prefiller-url": "http://other:1",
+    "authorization": "Bearer token",
   });
   await response.body?.cancel();
   for (const leg of [h.prefill.requests[0], h.decode.requests[0]]) {
@@ -157,11 +139,10 @@ Deno.test("nixlv2 removes the routing headers from both legs", async () => {
 
 Deno.test("nixlv2 streams the decoder's SSE answer to the client", async () => {
   await using h = await createHarness();
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-    body: chatBody({ stream: true, stream_options: { include_usage: true } }),
-  });
+  const response = await h.pd(
+    "/v1/chat/completions",
+    chatBody({ stream: true, stream_options: { include_usage: true } }),
+  );
   assert.equal(response.status, 200);
   assert.match(
     response.headers.get("content-type") ?? "",
@@ -183,13 +164,8 @@ Deno.test("nixlv2 streams the decoder's SSE answer to the client", async () => {
 
 Deno.test("nixlv2 relays a prefill 4xx with its status, body and content type", async () => {
   await using h = await createHarness();
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": h.prefillerHeader,
-      "x-return-error": "429",
-    }),
-    body: chatBody(),
+  const response = await h.pd("/v1/chat/completions", chatBody(), {
+    "x-return-error": "429",
   });
   assert.equal(response.status, 429);
   assert.equal(response.headers.get("content-type"), "application/json");
@@ -200,13 +176,8 @@ Deno.test("nixlv2 relays a prefill 4xx with its status, body and content type", 
 
 Deno.test("nixlv2 answers a prefill 5xx with the prefiller's status and a message naming it", async () => {
   await using h = await createHarness();
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": h.prefillerHeader,
-      "x-return-error": "503",
-    }),
-    body: chatBody(),
+  const response = await h.pd("/v1/chat/completions", chatBody(), {
+    "x-return-error": "503",
   });
   assert.equal(response.status, 503);
   const body = await response.json();
@@ -291,11 +262,7 @@ Deno.test("nixlv2 relays a decoder error status as is", async () => {
   });
   // The prefiller issues a handle; the decoder fails to pull it because its lease is gone.
   h.prefill.setConfig({ kvLeaseMs: 0 });
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-    body: chatBody(),
-  });
+  const response = await h.pd("/v1/chat/completions", chatBody());
   assert.equal(response.status, 500);
   assert.equal((await response.json()).error.type, "InternalServerError");
   assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "failed");

@@ -4,11 +4,7 @@ import { chatBody, createHarness, jsonHeaders } from "../support/harness.ts";
 for (const body of ["null", "[1,2]", "42", '{"model":', ""]) {
   Deno.test(`generation answers 400 to the body ${JSON.stringify(body)} and contacts no upstream`, async () => {
     await using h = await createHarness();
-    const response = await h.request("/v1/chat/completions", {
-      method: "POST",
-      headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-      body,
-    });
+    const response = await h.pd("/v1/chat/completions", body);
     assert.equal(response.status, 400);
     assert.equal(response.headers.get("content-type"), "application/json");
     const error = (await response.json()).error;
@@ -77,11 +73,7 @@ Deno.test("generation uses the legacy x-prefiller-url header", async () => {
 
 Deno.test("generation answers 501 for a connector not implemented yet, and still passes through", async () => {
   await using h = await createHarness({ config: { connector: "sglang" } });
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-    body: chatBody(),
-  });
+  const response = await h.pd("/v1/chat/completions", chatBody());
   assert.equal(response.status, 501);
   assert.match(
     (await response.json()).error.message,
@@ -98,13 +90,8 @@ Deno.test("generation answers 501 for a connector not implemented yet, and still
 
 Deno.test("generation logs routing at verbosity 4 with the request id on every line", async () => {
   await using h = await createHarness({ config: { verbosity: 4 } });
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": h.prefillerHeader,
-      "x-request-id": "rid-7",
-    }),
-    body: chatBody(),
+  const response = await h.pd("/v1/chat/completions", chatBody(), {
+    "x-request-id": "rid-7",
   });
   await response.body?.cancel();
   const messages = h.logs.map((line) => line.msg);
@@ -124,11 +111,10 @@ Deno.test("generation logs routing at verbosity 4 with the request id on every l
 
 Deno.test("generation logs bodies only at verbosity 5", async () => {
   await using h = await createHarness({ config: { verbosity: 5 } });
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-    body: chatBody({ user: "body-marker" }),
-  });
+  const response = await h.pd(
+    "/v1/chat/completions",
+    chatBody({ user: "body-marker" }),
+  );
   await response.body?.cancel();
   const traces = h.logs.filter((line) => line.level === "trace");
   assert.deepEqual(traces.map((line) => line.msg), [

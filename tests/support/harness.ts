@@ -36,6 +36,12 @@ export interface Harness extends AsyncDisposable {
   readonly logs: Record<string, unknown>[];
   /** Sends a request to the app in process. */
   request(path: string, init?: RequestInit): Promise<Response>;
+  /** POSTs a JSON `body` to the app in process with the prefill mock named as prefiller. */
+  pd(
+    path: string,
+    body: string,
+    headers?: Record<string, string>,
+  ): Promise<Response>;
   /** Serves the app on a loopback port; returns its base URL. */
   listen(tls?: TlsCertificate): string;
   /** `x-prefiller-host-port` value naming the prefill mock. */
@@ -88,6 +94,15 @@ export async function createHarness(
     logs,
     prefillerHeader: `127.0.0.1:${prefill.port}`,
     request: async (path, init) => await app.request(path, init),
+    pd: async (path, body, headers = {}) =>
+      await app.request(path, {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+          ...headers,
+        }),
+        body,
+      }),
     listen(tls) {
       const server = serveApp(app, {
         hostname: "127.0.0.1",

@@ -43,6 +43,7 @@ export function closedPort(): number {
 /** A raw TCP upstream that reads requests and never answers. */
 export interface SilentUpstream extends AsyncDisposable {
   readonly hostPort: string;
+  readonly port: number;
   /** Resolves when the first bytes of a request arrive. */
   readonly requestSeen: Promise<void>;
   /** Resolves when the client closes that connection. */
@@ -72,6 +73,7 @@ export function startSilentUpstream(): SilentUpstream {
   })();
   return {
     hostPort: `127.0.0.1:${listener.addr.port}`,
+    port: listener.addr.port,
     requestSeen: seen.promise,
     closedByClient: closed.promise,
     async [Symbol.asyncDispose]() {
