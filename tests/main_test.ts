@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
+import { generateSelfSignedCertificate } from "../src/tls.ts";
 import { freePort, runBundle, startBundle } from "./support/process.ts";
 import { chatBody, jsonHeaders } from "./support/harness.ts";
 
@@ -107,4 +108,30 @@ Deno.test("bundle serves TLS with a self-signed certificate by default", async (
     stderr: "null",
   }).output();
   assert.equal(new TextDecoder().decode(output.stdout).trim(), "200 list");
+});
+
+Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
+  await using decode = await createMockVllm({ name: "decoder" });
+  const tls = await generateSelfSignedCertificate();
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/tls.crt`, tls.cert);
+    await Deno.writeTextFile(`${dir}/tls.key`, tls.key);
+    const port = freePort();
+    await using sidecar = startBundle([
+      `-port=${port}`,
+      `-vllm-port=${decode.port}`,
+      "-listen-host=127.0.0.1",
+      `-cert-path=${dir}`,
+    ]);
+    await sidecar.waitForLine((line) => line.msg === "starting");
+    using client = Deno.createHttpClient({ caCerts: [tls.cert] });
+    const response = await fetch(`https://127.0.0.1:${port}/health`, {
+      client,
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
