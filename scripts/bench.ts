@@ -1,0 +1,742 @@
+// deno-lint-ignore-file no-console -- a terminal report: printing is its job
+/**
+ * @module
+ * `deno task bench [--quick]`: measures the sidecar side by side with what it
+ * is compared with, in one run on the same upstreams, and prints one table
+ * (also written to `scripts/bench/last_run.json`). Every server and client is
+ * its own process on 127.0.0.1: fixed-answer prefiller and decoder
+ * (`bench/fast_upstream.ts`), the sidecar (`main.ts`), nginx when installed,
+ * the mock vLLM for realistic streaming, and the load generators (wrk or
+ * autocannon; `bench/pd_client.ts` and `bench/stream_client.ts` for what a
+ * generic tool cannot do). All of them are ended on exit, error or Ctrl-C.
+ * Linux only: CPU time and memory are read from /proc.
+ */
+
+import { parseArgs } from "node:util";
+import {
+  detectLoadTool,
+  type LoadTool,
+  type LoadToolName,
+} from "./bench/load_tool.ts";
+import { nginxVersion, type RunningNginx, startNginx } from "./bench/nginx.ts";
+import type { ClientResult } from "./bench/pd_client.ts";
+import {
+  clockTicksPerSecond,
+  createProcessGroup,
+  freePort,
+  memoryMiB,
+  type ProcessGroup,
+  readProcFile,
+  runToEnd,
+  type Started,
+  treeCpuSeconds,
+  waitForHttp,
+} from "./bench/processes.ts";
+import {
+  type BenchReport,
+  computeRatios,
+  formatReport,
+  judgeTargets,
+  type MachineInfo,
+  type Scenario,
+  type StreamingResults,
+  type ThroughputRow,
+} from "./bench/report.ts";
+import type { StreamResult } from "./bench/stream_client.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const BENCH_DIR = new URL("./bench/", import.meta.url).pathname;
+const OUTPUT = `${BENCH_DIR}last_run.json`;
+const CONCURRENCIES = [1, 32, 256];
+const PATH = "/v1/chat/completions";
+const PREFILLER_HEADER = "x-prefiller-host-port";
+
+/** Durations and sizes of one run. */
+interface Settings {
+  readonly quick: boolean;
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly streams: number;
+  readonly chunks: number;
+  readonly intervalMs: number;
+  readonly rampMs: number;
+  readonly nginxWorkers: string;
+  readonly mock: boolean;
+  /** Force a load generator instead of the first one found. */
+  readonly tool?: LoadToolName;
+}
+
+const USAGE =
+  `Usage: deno task bench [--quick] [--nginx-workers=1|auto] [--no-mock]
+
+Measures the sidecar against direct upstream access and nginx, prints a table
+and writes it to scripts/bench/last_run.json. A full run takes about 4 minutes,
+--quick about 1.`;
+
+function parseSettings(args: string[]): Settings | undefined {
+  const { values } = parseArgs({
+    args,
+    options: {
+      quick: { type: "boolean", default: false },
+      "nginx-workers": { type: "string", default: "1" },
+      tool: { type: "string" },
+      "no-mock": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) return undefined;
+  const quick = values.quick;
+  return {
+    quick,
+    durationS: quick ? 2 : 7,
+    warmupS: quick ? 0.5 : 1,
+    streams: 1000,
+    chunks: quick ? 20 : 40,
+    intervalMs: 50,
+    rampMs: 1000,
+    nginxWorkers: values["nginx-workers"],
+    mock: !values["no-mock"],
+    ...(values.tool === "wrk" || values.tool === "autocannon"
+      ? { tool: values.tool }
+      : {}),
+  };
+}
+
+/** The request every run sends: a small chat completion, as clients send them. */
+function requestBody(options: { stream: boolean; maxTokens: number }): string {
+  return JSON.stringify({
+    model: "Qwen/Qwen3-0.6B",
+    messages: [
+      { role: "system", content: "You are a helpful assistant." },
+      {
+        role: "user",
+        content: "Name the capital of France and one river that crosses it.",
+      },
+    ],
+    max_tokens: options.maxTokens,
+    temperature: 0.7,
+    stream: options.stream,
+    ...(options.stream ? { stream_options: { include_usage: false } } : {}),
+  });
+}
+
+async function describeMachine(
+  tool: LoadTool,
+  nginx: string | undefined,
+): Promise<MachineInfo> {
+  const read = readProcFile;
+  const cpuinfo = await read("/proc/cpuinfo");
+  const memoryKiB = Number(
+    /^MemTotal:\s+(\d+)/m.exec(await read("/proc/meminfo"))?.[1] ?? 0,
+  );
+  return {
+    nproc: navigator.hardwareConcurrency,
+    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ??
+      "unknown",
+    memoryGiB: memoryKiB / 2 ** 20,
+    kernel: (await read("/proc/sys/kernel/osrelease")).trim(),
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    loadTool: tool.version,
+    nginx: nginx === undefined ? "not available" : `nginx ${nginx}`,
+  };
+}
+
+async function startFastUpstream(
+  group: ProcessGroup,
+  role: "prefill" | "decode",
+  settings: Settings,
+): Promise<{ process: Started; port: number }> {
+  const process = group.start(`fast ${role}`, {
+    cmd: Deno.execPath(),
+    args: [
+      "run",
+      "--allow-net",
+      `${BENCH_DIR}fast_upstream.ts`,
+      "--role",
+      role,
+      "--chunks",
+      String(settings.chunks),
+      "--interval-ms",
+      String(settings.intervalMs),
+    ],
+  });
+  const port = await process.waitForLine((line) => {
+    try {
+      return (JSON.parse(line) as { port?: number }).port;
+    } catch {
+      return undefined;
+    }
+  }, 30_000);
+  return { process, port };
+}
+
+async function startSidecar(
+  group: ProcessGroup,
+  decoderPort: number,
+): Promise<{ process: Started; port: number }> {
+  const port = freePort();
+  // Run from the repository so deno.json (its "unstable" list) applies, as `deno task start` does.
+  const process = group.start("sidecar", {
+    cmd: Deno.execPath(),
+    cwd: ROOT,
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      "main.ts",
+      `-port=${port}`,
+      `-vllm-port=${decoderPort}`,
+      "-listen-host=127.0.0.1",
+      "-secure-proxy=false",
+    ],
+  });
+  await process.waitForLine(
+    (line) => line.includes('"msg":"starting"') ? true : undefined,
+    30_000,
+  );
+  return { process, port };
+}
+
+async function startMock(
+  group: ProcessGroup,
+  name: string,
+  flags: string[],
+): Promise<{ port: number }> {
+  const port = freePort();
+  const process = group.start(`mock ${name}`, {
+    cmd: Deno.execPath(),
+    cwd: ROOT,
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "scripts/mock_vllm.ts",
+      "--port",
+      String(port),
+      "--name",
+      name,
+      ...flags,
+    ],
+  });
+  await Promise.race([
+    waitForHttp(`http://127.0.0.1:${port}/health`, 30_000),
+    process.status.then((s) => {
+      throw new Error(
+        `mock ${name} exited with code ${s.code}:\n${process.tail.join("\n")}`,
+      );
+    }),
+  ]);
+  return { port };
+}
+
+/** Everything the measuring steps share. */
+interface Bench {
+  readonly group: ProcessGroup;
+  readonly settings: Settings;
+  readonly tool: LoadTool;
+  readonly ticks: number;
+}
+
+async function measureWithTool(
+  bench: Bench,
+  scenario: Scenario,
+  run: {
+    url: string;
+    headers: Record<string, string>;
+    connections: number;
+    /** Processes whose CPU time is charged to the proxy. */
+    cpuPids?: number[];
+  },
+): Promise<ThroughputRow> {
+  const cpu = async () => {
+    const times = await Promise.all(
+      (run.cpuPids ?? []).map((pid) => treeCpuSeconds(pid, bench.ticks)),
+    );
+    return times.reduce((sum, t) => sum + t, 0);
+  };
+  const before = await cpu();
+  const result = await bench.tool.run({
+    url: run.url,
+    headers: run.headers,
+    body: requestBody({ stream: false, maxTokens: 16 }),
+    connections: run.connections,
+    durationS: bench.settings.durationS,
+  }, bench.group);
+  const spent = (await cpu()) - before;
+  return {
+    scenario,
+    tool: bench.tool.name,
+    connections: run.connections,
+    requests: result.requests,
+    rps: result.rps,
+    p50: result.latencyMs.p50,
+    p90: result.latencyMs.p90,
+    p99: result.latencyMs.p99,
+    errors: result.errors,
+    non2xx: result.non2xx,
+    ...(run.cpuPids === undefined
+      ? {}
+      : { cpuSPer1000: (spent / result.requests) * 1000 }),
+  };
+}
+
+function lastJsonLine<T>(output: string, what: string): T {
+  const line = output.split("\n").findLast((l) => l.startsWith("{"));
+  if (line === undefined) {
+    throw new Error(`${what} printed no result:\n${output}`);
+  }
+  return JSON.parse(line) as T;
+}
+
+async function measureWithClient(
+  bench: Bench,
+  scenario: Scenario,
+  run: {
+    url: string;
+    prefillUrl?: string;
+    headers: Record<string, string>;
+    connections: number;
+  },
+): Promise<ThroughputRow> {
+  const { settings } = bench;
+  const args = [
+    "run",
+    "--allow-net",
+    `${BENCH_DIR}pd_client.ts`,
+    "--mode",
+    run.prefillUrl === undefined ? "single" : "chain",
+    "--url",
+    run.url,
+    ...(run.prefillUrl === undefined ? [] : ["--prefill-url", run.prefillUrl]),
+    ...Object.entries(run.headers).flatMap((
+      [name, value],
+    ) => ["--header", `${name}: ${value}`]),
+    "--body",
+    requestBody({ stream: false, maxTokens: 16 }),
+    "--connections",
+    String(run.connections),
+    "--warmup-s",
+    String(settings.warmupS),
+    "--duration-s",
+    String(settings.durationS),
+  ];
+  const output = await runToEnd(bench.group, "pd_client", {
+    cmd: Deno.execPath(),
+    args,
+    timeoutS: settings.warmupS + settings.durationS + 60,
+  });
+  const result = lastJsonLine<ClientResult>(output, "pd_client");
+  return {
+    scenario,
+    tool: "pd_client",
+    connections: run.connections,
+    requests: result.requests,
+    rps: result.rps,
+    p50: result.latencyMs.p50,
+    p90: result.latencyMs.p90,
+    p99: result.latencyMs.p99,
+    errors: result.errors,
+    non2xx: result.non2xx,
+  };
+}
+
+async function runStreams(
+  bench: Bench,
+  run: {
+    url: string;
+    prefillUrl?: string;
+    headers: Record<string, string>;
+    streams: number;
+    rampMs: number;
+  },
+): Promise<StreamResult> {
+  const args = [
+    "run",
+    "--allow-net",
+    `${BENCH_DIR}stream_client.ts`,
+    "--url",
+    run.url,
+    ...(run.prefillUrl === undefined ? [] : ["--prefill-url", run.prefillUrl]),
+    ...Object.entries(run.headers).flatMap((
+      [name, value],
+    ) => ["--header", `${name}: ${value}`]),
+    "--body",
+    requestBody({ stream: true, maxTokens: bench.settings.chunks }),
+    "--streams",
+    String(run.streams),
+    "--ramp-ms",
+    String(run.rampMs),
+    "--timeout-s",
+    "90",
+  ];
+  const output = await runToEnd(bench.group, "stream_client", {
+    cmd: Deno.execPath(),
+    args,
+    timeoutS: 120,
+  });
+  return lastJsonLine<StreamResult>(output, "stream_client");
+}
+
+interface Upstreams {
+  readonly prefillPort: number;
+  readonly decodePort: number;
+  readonly sidecar: { readonly process: Started; readonly port: number };
+  readonly nginx: RunningNginx | undefined;
+}
+
+async function measureThroughput(
+  bench: Bench,
+  up: Upstreams,
+): Promise<ThroughputRow[]> {
+  const url = (port: number) => `http://127.0.0.1:${port}${PATH}`;
+  const prefiller = { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` };
+  const sidecarPid = up.sidecar.process.pid;
+  const targets: {
+    scenario: Scenario;
+    run: (c: number) => Promise<ThroughputRow>;
+  }[] = [
+    {
+      scenario: "direct",
+      run: (c) =>
+        measureWithTool(bench, "direct", {
+          url: url(up.decodePort),
+          headers: {},
+          connections: c,
+        }),
+    },
+    {
+      scenario: "passthrough",
+      run: (c) =>
+        measureWithTool(bench, "passthrough", {
+          url: url(up.sidecar.port),
+          headers: {},
+          connections: c,
+          cpuPids: [sidecarPid],
+        }),
+    },
+    {
+      scenario: "pd",
+      run: (c) =>
+        measureWithTool(bench, "pd", {
+          url: url(up.sidecar.port),
+          headers: prefiller,
+          connections: c,
+          cpuPids: [sidecarPid],
+        }),
+    },
+    {
+      scenario: "chain_baseline",
+      run: (c) =>
+        measureWithClient(bench, "chain_baseline", {
+          url: url(up.decodePort),
+          prefillUrl: url(up.prefillPort),
+          headers: {},
+          connections: c,
+        }),
+    },
+    {
+      scenario: "pd_same_client",
+      run: (c) =>
+        measureWithClient(bench, "pd_same_client", {
+          url: url(up.sidecar.port),
+          headers: prefiller,
+          connections: c,
+        }),
+    },
+  ];
+  const { nginx } = up;
+  if (nginx !== undefined) {
+    targets.splice(1, 0, {
+      scenario: "nginx",
+      run: (c) =>
+        measureWithTool(bench, "nginx", {
+          url: url(nginx.port),
+          headers: {},
+          connections: c,
+          cpuPids: [nginx.process.pid],
+        }),
+    });
+  }
+  // One warm-up pass so JIT compilation and connection pools are not measured.
+  const warmUrls = [
+    url(up.sidecar.port),
+    url(up.sidecar.port),
+    ...(nginx === undefined ? [] : [url(nginx.port)]),
+  ];
+  const warmHeaders = [{}, prefiller, {}];
+  for (const [i, target] of warmUrls.entries()) {
+    await bench.tool.run({
+      url: target,
+      headers: warmHeaders[i] ?? {},
+      body: requestBody({ stream: false, maxTokens: 16 }),
+      connections: 32,
+      durationS: Math.max(1, Math.round(bench.settings.warmupS * 2)),
+    }, bench.group);
+  }
+  const rows: ThroughputRow[] = [];
+  for (const connections of CONCURRENCIES) {
+    // Targets interleaved per concurrency, so a slow drift of the machine hits all alike.
+    for (const target of targets) {
+      const row = await target.run(connections);
+      rows.push(row);
+      progress(
+        `${target.scenario} c=${connections}: ${
+          row.rps.toFixed(0)
+        } req/s, p50 ${row.p50.toFixed(3)} ms`,
+      );
+    }
+  }
+  return rows;
+}
+
+/** Streams from the timestamping decoder, direct and through a fresh sidecar (so its peak RSS is the streams'). */
+async function measureTimestampedStreams(
+  bench: Bench,
+  up: { readonly prefillPort: number; readonly decodePort: number },
+): Promise<
+  { direct: StreamResult; sidecar: StreamResult; peakRssMiB: number }
+> {
+  const { settings } = bench;
+  const sidecar = await startSidecar(bench.group, up.decodePort);
+  const direct = {
+    url: `http://127.0.0.1:${up.decodePort}${PATH}`,
+    prefillUrl: `http://127.0.0.1:${up.prefillPort}${PATH}`,
+    headers: {},
+  };
+  const through = {
+    url: `http://127.0.0.1:${sidecar.port}${PATH}`,
+    headers: { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` },
+  };
+  const warmup = { streams: 100, rampMs: 100 };
+  await runStreams(bench, { ...direct, ...warmup });
+  await runStreams(bench, { ...through, ...warmup });
+  const shape = { streams: settings.streams, rampMs: settings.rampMs };
+  const directResult = await runStreams(bench, { ...direct, ...shape });
+  progress(
+    `streams direct: delay p99 ${directResult.delayMs.p99?.toFixed(3)} ms`,
+  );
+  const sidecarResult = await runStreams(bench, { ...through, ...shape });
+  const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
+  progress(
+    `streams through sidecar: delay p99 ${
+      sidecarResult.delayMs.p99?.toFixed(3)
+    } ms, sidecar peak RSS ${peakRssMiB.toFixed(1)} MiB`,
+  );
+  await bench.group.stop(sidecar.process);
+  return { direct: directResult, sidecar: sidecarResult, peakRssMiB };
+}
+
+async function measureMockStreams(
+  bench: Bench,
+): Promise<
+  { direct: StreamResult; sidecar: StreamResult; peakRssMiB: number }
+> {
+  const { group, settings } = bench;
+  const prefiller = await startMock(group, "prefiller", ["--ttft-ms", "20"]);
+  const decoder = await startMock(group, "decoder", [
+    "--inter-token-ms",
+    String(settings.intervalMs),
+    "--kv-transfer-ms",
+    "10",
+    "--output-tokens",
+    String(settings.chunks),
+  ]);
+  const sidecar = await startSidecar(group, decoder.port);
+  const direct = {
+    url: `http://127.0.0.1:${decoder.port}${PATH}`,
+    prefillUrl: `http://127.0.0.1:${prefiller.port}${PATH}`,
+    headers: {},
+  };
+  const through = {
+    url: `http://127.0.0.1:${sidecar.port}${PATH}`,
+    headers: { [PREFILLER_HEADER]: `127.0.0.1:${prefiller.port}` },
+  };
+  const warmup = { streams: 100, rampMs: 100 };
+  await runStreams(bench, { ...direct, ...warmup });
+  await runStreams(bench, { ...through, ...warmup });
+  const shape = { streams: settings.streams, rampMs: settings.rampMs };
+  const directResult = await runStreams(bench, { ...direct, ...shape });
+  const sidecarResult = await runStreams(bench, { ...through, ...shape });
+  const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
+  progress(
+    `mock streams: ${sidecarResult.completed}/${sidecarResult.streams} done, sidecar peak RSS ${
+      peakRssMiB.toFixed(1)
+    } MiB`,
+  );
+  await group.stop(sidecar.process);
+  return { direct: directResult, sidecar: sidecarResult, peakRssMiB };
+}
+
+function progress(text: string): void {
+  console.error(`[bench] ${text}`);
+}
+
+function buildNotes(
+  settings: Settings,
+  found: { machine: MachineInfo; streaming: StreamingResults },
+): string[] {
+  const { machine } = found;
+  const mockLag = found.streaming.mock?.direct.gapMs.p50;
+  const mockNote = mockLag !== undefined && mockLag - settings.intervalMs > 5
+    ? [
+      `the mock vLLM decoder cannot hold ${settings.streams} streams at its ${settings.intervalMs} ms ITL on this machine ` +
+      `(gap p50 ${
+        mockLag.toFixed(1)
+      } ms even direct): its rows show the mock's limits; the fast-decoder rows are the measurement`,
+    ]
+    : [];
+  const toolNote = machine.loadTool.startsWith("autocannon")
+    ? [
+      "autocannon reports latency in whole milliseconds: the c=1 passthrough p50 delta needs wrk to be meaningful",
+    ]
+    : [];
+  return [
+    ...mockNote,
+    ...toolNote,
+    `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers} (the sidecar runs its JavaScript on one thread), ` +
+    "upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
+    "wrk/autocannon rows: one load-generator process; " +
+    "pd_client rows: bench/pd_client.ts (node:http keep-alive under Deno); the chain baseline does prefill then decode per iteration",
+    "cpu s/1k: user+system CPU seconds of the proxy process (nginx: master and workers) during the run, per 1,000 requests",
+    "streaming delay includes the client's and the decoder's own event-loop lag; the 'client chain direct' rows show that floor",
+    "all processes share the machine's cores: load generator, upstreams and proxy compete for CPU as they would on a 2-core node",
+  ];
+}
+
+/** Starts the fast upstreams, the sidecar and nginx, and runs the non-streaming measurements. */
+async function runThroughput(
+  bench: Bench,
+  options: { readonly tempDir: string; readonly nginx: string | undefined },
+): Promise<{ rows: ThroughputRow[]; peakRssMiB: number; up: Upstreams }> {
+  const { group, settings } = bench;
+  const prefill = await startFastUpstream(group, "prefill", settings);
+  const decode = await startFastUpstream(group, "decode", settings);
+  const sidecar = await startSidecar(group, decode.port);
+  const nginx = options.nginx === undefined
+    ? undefined
+    : await startNginx(group, {
+      prefix: options.tempDir,
+      port: freePort(),
+      upstreamPort: decode.port,
+      workers: settings.nginxWorkers,
+      version: options.nginx,
+    });
+  const up: Upstreams = {
+    prefillPort: prefill.port,
+    decodePort: decode.port,
+    sidecar,
+    nginx,
+  };
+  const rows = await measureThroughput(bench, up);
+  const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
+  if (nginx !== undefined) await group.stop(nginx.process);
+  await group.stop(sidecar.process);
+  return { rows, peakRssMiB, up };
+}
+
+async function run(
+  settings: Settings,
+  context: { readonly group: ProcessGroup; readonly tempDir: string },
+): Promise<BenchReport> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const tool = await detectLoadTool(context.tempDir, settings.tool);
+  const nginx = await nginxVersion();
+  const machine = await describeMachine(tool, nginx);
+  progress(`load generator ${tool.version}; nginx ${nginx ?? "not available"}`);
+  const bench: Bench = {
+    group: context.group,
+    settings,
+    tool,
+    ticks: await clockTicksPerSecond(),
+  };
+  const throughput = await runThroughput(bench, {
+    tempDir: context.tempDir,
+    nginx,
+  });
+  const timestamped = await measureTimestampedStreams(bench, throughput.up);
+  const mock = settings.mock ? await measureMockStreams(bench) : undefined;
+  const { streams, chunks, intervalMs, rampMs } = settings;
+  const streaming: StreamingResults = {
+    timestamped: { direct: timestamped.direct, sidecar: timestamped.sidecar },
+    ...(mock === undefined
+      ? {}
+      : { mock: { direct: mock.direct, sidecar: mock.sidecar } }),
+    settings: { streams, chunks, intervalMs, rampMs },
+  };
+  const ratios = computeRatios(throughput.rows, {
+    concurrencies: CONCURRENCIES,
+    streaming,
+  });
+  const targets = judgeTargets(ratios, {
+    streamDelayP99Ms: timestamped.sidecar.delayMs.p99 ?? null,
+    peakRssMiB: Math.max(timestamped.peakRssMiB, mock?.peakRssMiB ?? 0),
+  });
+  return {
+    schema: 1,
+    startedAt,
+    quick: settings.quick,
+    wallS: (performance.now() - started) / 1000,
+    machine,
+    settings: {
+      durationS: settings.durationS,
+      warmupS: settings.warmupS,
+      concurrencies: CONCURRENCIES,
+    },
+    throughput: throughput.rows,
+    streaming,
+    sidecarPeakRssMiB: {
+      throughput: throughput.peakRssMiB,
+      streaming: timestamped.peakRssMiB,
+      streamingMock: mock?.peakRssMiB ?? null,
+    },
+    ratios,
+    targets,
+    notes: buildNotes(settings, { machine, streaming }),
+  };
+}
+
+async function main(): Promise<number> {
+  const settings = parseSettings(Deno.args);
+  if (settings === undefined) {
+    console.log(USAGE);
+    return 0;
+  }
+  const group = createProcessGroup();
+  // wrk scripts and nginx's configuration, pid file and temp paths.
+  const tempDir = await Deno.makeTempDir({
+    dir: "/tmp",
+    prefix: "pd-sidecar-bench-",
+  });
+  const cleanUp = async () => {
+    await group.stopAll();
+    await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+  };
+  const onSignal = () => {
+    progress("interrupted: stopping every process the benchmark started");
+    void cleanUp().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    const report = await run(settings, { group, tempDir });
+    console.log(formatReport(report));
+    await Deno.writeTextFile(OUTPUT, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`\nwritten to ${OUTPUT}`);
+    // A report, not a gate: FAIL lines are findings, not a failed run.
+    return 0;
+  } catch (error) {
+    console.error(
+      `Benchmark failed: ${error instanceof Error ? error.message : error}`,
+    );
+    return 1;
+  } finally {
+    await cleanUp();
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());

@@ -1,0 +1,68 @@
+/**
+ * @module
+ * The benchmark clients' HTTP/1.1 requests: `node:http` with a keep-alive
+ * agent. Under Deno it costs less CPU per request than `fetch` (measured:
+ * about 37k against 26k requests/s on one core), so the client disturbs the
+ * process under test less on a small machine.
+ */
+
+import http from "node:http";
+
+/** A finished request: status and, when asked for, the body text. */
+export interface Http1Answer {
+  readonly status: number;
+  readonly text: string;
+}
+
+/** Options of `post`. */
+export interface PostOptions {
+  readonly agent: http.Agent;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Keep the body text (otherwise it is read and dropped). */
+  readonly keepBody: boolean;
+}
+
+/** A keep-alive agent without a socket limit. */
+export function createAgent(): http.Agent {
+  return new http.Agent({
+    keepAlive: true,
+    maxSockets: Infinity,
+    maxFreeSockets: 4096,
+  });
+}
+
+/** POSTs `body` to `url` and reads the whole answer. */
+export function post(
+  url: URL,
+  body: string,
+  options: PostOptions,
+): Promise<Http1Answer> {
+  const { promise, resolve, reject } = Promise.withResolvers<Http1Answer>();
+  const request = http.request({
+    agent: options.agent,
+    hostname: url.hostname,
+    port: url.port,
+    path: url.pathname + url.search,
+    method: "POST",
+    headers: {
+      ...options.headers,
+      "content-length": String(Buffer.byteLength(body)),
+    },
+  }, (response) => {
+    const status = response.statusCode ?? 0;
+    if (!options.keepBody) {
+      response.on("end", () => resolve({ status, text: "" }));
+      response.on("error", reject);
+      response.resume();
+      return;
+    }
+    let text = "";
+    response.setEncoding("utf8");
+    response.on("data", (chunk: string) => text += chunk);
+    response.on("end", () => resolve({ status, text }));
+    response.on("error", reject);
+  });
+  request.on("error", reject);
+  request.end(body);
+  return promise;
+}
