@@ -10,7 +10,7 @@ import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
 import { isJsonObject } from "../protocol/request.ts";
 import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
 import { UpstreamError } from "../upstream/client.ts";
-import { buildClientHeaders } from "../upstream/headers.ts";
+import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import type { PdContext } from "./types.ts";
 
@@ -21,17 +21,17 @@ export interface PrefillReply {
   readonly text: string;
 }
 
-/** Options of a leg. */
-export interface LegOptions {
-  /** Send the shared `x-request-id` (nixl protocols), or leave the client's headers as they are. */
-  readonly withRequestId: boolean;
-}
-
-function legHeaders(ctx: PdContext, options: LegOptions): Headers {
-  const headers = new Headers(ctx.headers);
-  headers.set("content-type", "application/json");
-  if (options.withRequestId) headers.set(HEADER_REQUEST_ID, ctx.requestId);
-  return headers;
+/**
+ * Headers of a P/D leg: the client's (the route left out its length, type and
+ * request id) plus a JSON type and the request id shared by both legs, so the
+ * prefiller's and decoder's logs can be joined.
+ */
+function legHeaders(ctx: PdContext): HeaderList {
+  return [
+    ...ctx.headers,
+    ["content-type", "application/json"],
+    [HEADER_REQUEST_ID, ctx.requestId],
+  ];
 }
 
 function prefillUrl(ctx: PdContext): string {
@@ -42,14 +42,13 @@ function prefillUrl(ctx: PdContext): string {
 export async function sendPrefill(
   ctx: PdContext,
   body: string,
-  options: LegOptions,
 ): Promise<PrefillReply> {
   ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
   if (ctx.log.enabled(5)) ctx.log.trace("prefill request", { body });
   try {
     const response = await ctx.upstream.send(prefillUrl(ctx), {
       method: "POST",
-      headers: legHeaders(ctx, options),
+      headers: legHeaders(ctx),
       body,
       signal: ctx.signal,
     });
@@ -142,11 +141,7 @@ export function parsePrefillReply(
 }
 
 /** Sends the decode leg to the local decoder; its answer streams to the client. */
-export function sendDecode(
-  ctx: PdContext,
-  body: string,
-  options: LegOptions,
-): Promise<Response> {
+export function sendDecode(ctx: PdContext, body: string): Promise<Response> {
   ctx.log.debug("sending request to decoder", { to: ctx.decoderUrl });
   if (ctx.log.enabled(5)) ctx.log.trace("decode request", { body });
   return forwardToDecoder(ctx.upstream, {
@@ -154,7 +149,7 @@ export function sendDecode(
     pathAndQuery: ctx.pathAndQuery,
   }, {
     method: "POST",
-    headers: legHeaders(ctx, options),
+    headers: legHeaders(ctx),
     body,
     signal: ctx.signal,
   });

@@ -21,8 +21,6 @@ const PREFILL_KV_TRANSFER_PARAMS = JSON.stringify({
   remote_port: null,
 });
 
-const LEG = { withRequestId: true } as const;
-
 async function run(ctx: PdContext): Promise<Response> {
   ctx.log.debug("running NIXL protocol V2", {
     prefiller: ctx.prefiller.hostPort,
@@ -34,7 +32,7 @@ async function run(ctx: PdContext): Promise<Response> {
   });
   const reply = parsePrefillReply(
     ctx,
-    await sendPrefill(ctx, prefillBody, LEG),
+    await sendPrefill(ctx, prefillBody),
   );
   let params = rawMember(reply, FIELD_KV_TRANSFER_PARAMS);
   if (params === undefined) {
@@ -51,7 +49,7 @@ async function run(ctx: PdContext): Promise<Response> {
   const decodeBody = buildDecodeBody(ctx.request, {
     [FIELD_KV_TRANSFER_PARAMS]: params,
   });
-  return sendDecode(ctx, decodeBody, LEG);
+  return sendDecode(ctx, decodeBody);
 }
 
 /** The `nixlv2` connector, the default. */

@@ -10,6 +10,7 @@ import type { Logger } from "../log.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import type { GenerationRequest } from "../protocol/request.ts";
 import type { UpstreamClient } from "../upstream/client.ts";
+import type { HeaderList } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 
 /** Everything a connector needs for one disaggregated request. */
@@ -23,8 +24,8 @@ export interface PdContext {
   readonly decoderUrl: string;
   /** The client's `x-request-id`, or a minted one; sent on both legs. */
   readonly requestId: string;
-  /** Client headers cleaned for forwarding (no routing or hop-by-hop headers). */
-  readonly headers: Headers;
+  /** Client headers cleaned for forwarding: no routing, hop-by-hop, length, type or request id. */
+  readonly headers: HeaderList;
   /** Fires when the client disconnects. */
   readonly signal: AbortSignal;
   readonly log: Logger;

@@ -9,7 +9,7 @@ import type { Handler } from "hono";
 import { getConnector } from "../connectors/mod.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import type { ApiKind } from "../protocol/api.ts";
-import { ROUTING_HEADERS } from "../protocol/fields.ts";
+import { HEADER_REQUEST_ID, ROUTING_HEADERS } from "../protocol/fields.ts";
 import { parseGenerationRequest } from "../protocol/request.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
@@ -20,8 +20,13 @@ import {
   pathAndQueryOf,
 } from "./passthrough.ts";
 
-// The P/D legs carry new bodies, so the client's length does not apply.
-const OMITTED_ON_LEGS = [...ROUTING_HEADERS, "content-length"];
+// The P/D legs carry new JSON bodies and the request id the connector sets.
+const OMITTED_ON_LEGS = [
+  ...ROUTING_HEADERS,
+  "content-length",
+  "content-type",
+  HEADER_REQUEST_ID,
+];
 
 /** Handler for one generation API. */
 export function createGenerationHandler(

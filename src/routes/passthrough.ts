@@ -36,10 +36,13 @@ export function passthroughRequest(
   c: Context<AppEnv>,
 ): Promise<Response> {
   const request = c.req.raw;
-  c.get("log").debug("proxying to decoder", {
-    method: request.method,
-    path: c.req.path,
-  });
+  const log = c.get("log");
+  if (log.enabled(4)) {
+    log.debug("proxying to decoder", {
+      method: request.method,
+      path: c.req.path,
+    });
+  }
   return forwardToDecoder(deps.upstream, {
     baseUrl: decoderBaseUrl(deps),
     pathAndQuery: pathAndQueryOf(request),

@@ -5,6 +5,8 @@
  * them to statuses without parsing error strings.
  */
 
+import type { HeaderList } from "./headers.ts";
+
 /** Why an upstream request produced no response. */
 export type FailureKind = "refused" | "dns" | "reset" | "aborted" | "other";
 
@@ -27,7 +29,7 @@ export class UpstreamError extends Error {
 /** Options of one upstream request. */
 export interface UpstreamRequest {
   readonly method: string;
-  readonly headers: Headers;
+  readonly headers: HeaderList;
   readonly body?: BodyInit | null;
   /** Aborts the request; the client's own signal, so a disconnect cancels it. */
   readonly signal: AbortSignal;
