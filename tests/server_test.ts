@@ -153,3 +153,23 @@ Deno.test("server passthrough aborts the upstream stream when the client disconn
   const decode = await h.decode.nextRequest();
   assert.equal(await decode.finished, "aborted");
 });
+
+Deno.test("server breaks the client's stream when the decoder's stream breaks, and keeps serving", async () => {
+  await using h = await createHarness();
+  const base = h.listen();
+  const response = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({
+      "x-prefiller-host-port": h.prefillerHeader,
+      "x-mock-break-after": "2",
+    }),
+    body: chatBody({ stream: true }),
+  });
+  assert.equal(response.status, 200);
+  // A status cannot change once streaming started: the client must see the stream fail, not end cleanly.
+  await assert.rejects(response.text());
+  assert.equal(await h.decode.requests[0]?.finished, "failed");
+  const health = await fetch(`${base}/health`);
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+});
