@@ -492,47 +492,59 @@ async function measureThroughput(
 }
 
 /** Streams from the timestamping decoder, direct and through a fresh sidecar (so its peak RSS is the streams'). */
-async function measureTimestampedStreams(
+interface StreamComparison {
+  readonly direct: StreamResult;
+  readonly sidecar: StreamResult;
+  readonly peakRssMiB: number;
+}
+
+/** Runs the same streams against the decoder directly and through a fresh sidecar. */
+async function compareStreams(
   bench: Bench,
-  up: { readonly prefillPort: number; readonly decodePort: number },
-): Promise<
-  { direct: StreamResult; sidecar: StreamResult; peakRssMiB: number }
-> {
-  const { settings } = bench;
-  const sidecar = await startSidecar(bench.group, up.decodePort);
+  ports: { readonly prefill: number; readonly decode: number },
+): Promise<StreamComparison> {
+  const { group, settings } = bench;
+  const sidecar = await startSidecar(group, ports.decode);
   const direct = {
-    url: `http://127.0.0.1:${up.decodePort}${PATH}`,
-    prefillUrl: `http://127.0.0.1:${up.prefillPort}${PATH}`,
+    url: `http://127.0.0.1:${ports.decode}${PATH}`,
+    prefillUrl: `http://127.0.0.1:${ports.prefill}${PATH}`,
     headers: {},
   };
   const through = {
     url: `http://127.0.0.1:${sidecar.port}${PATH}`,
-    headers: { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` },
+    headers: { [PREFILLER_HEADER]: `127.0.0.1:${ports.prefill}` },
   };
   const warmup = { streams: 100, rampMs: 100 };
   await runStreams(bench, { ...direct, ...warmup });
   await runStreams(bench, { ...through, ...warmup });
   const shape = { streams: settings.streams, rampMs: settings.rampMs };
   const directResult = await runStreams(bench, { ...direct, ...shape });
-  progress(
-    `streams direct: delay p99 ${directResult.delayMs.p99?.toFixed(3)} ms`,
-  );
   const sidecarResult = await runStreams(bench, { ...through, ...shape });
   const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
-  progress(
-    `streams through sidecar: delay p99 ${
-      sidecarResult.delayMs.p99?.toFixed(3)
-    } ms, sidecar peak RSS ${peakRssMiB.toFixed(1)} MiB`,
-  );
-  await bench.group.stop(sidecar.process);
+  await group.stop(sidecar.process);
   return { direct: directResult, sidecar: sidecarResult, peakRssMiB };
 }
 
-async function measureMockStreams(
+async function measureTimestampedStreams(
   bench: Bench,
-): Promise<
-  { direct: StreamResult; sidecar: StreamResult; peakRssMiB: number }
-> {
+  up: { readonly prefillPort: number; readonly decodePort: number },
+): Promise<StreamComparison> {
+  const result = await compareStreams(bench, {
+    prefill: up.prefillPort,
+    decode: up.decodePort,
+  });
+  progress(
+    `streams direct: delay p99 ${
+      result.direct.delayMs.p99?.toFixed(3)
+    } ms; through sidecar: ` +
+      `delay p99 ${
+        result.sidecar.delayMs.p99?.toFixed(3)
+      } ms, sidecar peak RSS ${result.peakRssMiB.toFixed(1)} MiB`,
+  );
+  return result;
+}
+
+async function measureMockStreams(bench: Bench): Promise<StreamComparison> {
   const { group, settings } = bench;
   const prefiller = await startMock(group, "prefiller", ["--ttft-ms", "20"]);
   const decoder = await startMock(group, "decoder", [
@@ -543,30 +555,16 @@ async function measureMockStreams(
     "--output-tokens",
     String(settings.chunks),
   ]);
-  const sidecar = await startSidecar(group, decoder.port);
-  const direct = {
-    url: `http://127.0.0.1:${decoder.port}${PATH}`,
-    prefillUrl: `http://127.0.0.1:${prefiller.port}${PATH}`,
-    headers: {},
-  };
-  const through = {
-    url: `http://127.0.0.1:${sidecar.port}${PATH}`,
-    headers: { [PREFILLER_HEADER]: `127.0.0.1:${prefiller.port}` },
-  };
-  const warmup = { streams: 100, rampMs: 100 };
-  await runStreams(bench, { ...direct, ...warmup });
-  await runStreams(bench, { ...through, ...warmup });
-  const shape = { streams: settings.streams, rampMs: settings.rampMs };
-  const directResult = await runStreams(bench, { ...direct, ...shape });
-  const sidecarResult = await runStreams(bench, { ...through, ...shape });
-  const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
+  const result = await compareStreams(bench, {
+    prefill: prefiller.port,
+    decode: decoder.port,
+  });
   progress(
-    `mock streams: ${sidecarResult.completed}/${sidecarResult.streams} done, sidecar peak RSS ${
-      peakRssMiB.toFixed(1)
+    `mock streams: ${result.sidecar.completed}/${result.sidecar.streams} done, sidecar peak RSS ${
+      result.peakRssMiB.toFixed(1)
     } MiB`,
   );
-  await group.stop(sidecar.process);
-  return { direct: directResult, sidecar: sidecarResult, peakRssMiB };
+  return result;
 }
 
 function progress(text: string): void {
