@@ -260,10 +260,27 @@ Deno.test("nixlv2 relays a decoder error status as is", async () => {
   await using h = await createHarness({
     decode: { kvLoadFailurePolicy: "fail" },
   });
-  // The prefiller issues a handle; the decoder fails to pull it because its lease is gone.
-  h.prefill.setConfig({ kvLeaseMs: 0 });
-  const response = await h.pd("/v1/chat/completions", chatBody());
+  // A prefiller that hands out a KV handle the engine it names never issued:
+  // the decoder's pull fails and, under policy "fail", vLLM answers 500.
+  await using stub = startStubUpstream(() =>
+    Response.json({
+      id: "chatcmpl-x",
+      kv_transfer_params: {
+        do_remote_prefill: true,
+        do_remote_decode: false,
+        remote_block_ids: [[1]],
+        remote_engine_id: h.prefill.engineId,
+        remote_request_id: "never-issued",
+        remote_host: "127.0.0.1",
+        remote_port: h.prefill.port,
+      },
+    })
+  );
+  const response = await h.pd("/v1/chat/completions", chatBody(), {
+    "x-prefiller-host-port": stub.hostPort,
+  });
   assert.equal(response.status, 500);
   assert.equal((await response.json()).error.type, "InternalServerError");
   assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "failed");
+  assert.equal(h.decode.requests[0]?.kvTransfer?.reason, "unknown handle");
 });
