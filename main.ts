@@ -15,7 +15,7 @@ import {
 } from "./src/config.ts";
 import { isConnectorImplemented } from "./src/connectors/mod.ts";
 import { createLogger, type Logger } from "./src/log.ts";
-import { serveApp, shutdownGracefully } from "./src/server.ts";
+import { serveAppWithFallback, shutdownGracefully } from "./src/server.ts";
 import {
   generateSelfSignedCertificate,
   loadCertificate,
@@ -86,7 +86,7 @@ async function run(
   const app = createApp({ config, log, upstream });
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = serveApp(app, {
+    server = serveAppWithFallback(app, {
       hostname: config.listenHost,
       port: config.port,
       tls,

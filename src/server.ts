@@ -52,6 +52,34 @@ export function serveApp(
   return Deno.serve(listen, handler);
 }
 
+/** Address that means "every interface", IPv4 and IPv6 (Go's `:port`). */
+export const ALL_INTERFACES = "::";
+
+/**
+ * Starts listening on `options.hostname`; when that is the dual-stack
+ * wildcard and the node has IPv6 disabled (some Kubernetes clusters do),
+ * falls back to every IPv4 interface as Go's `:port` does. A port in use
+ * is not retried: another address would not help.
+ */
+export function serveAppWithFallback(
+  app: Hono<AppEnv>,
+  options: ServeOptions & { readonly serve?: typeof serveApp },
+): Deno.HttpServer<Deno.NetAddr> {
+  const serve = options.serve ?? serveApp;
+  try {
+    return serve(app, options);
+  } catch (error) {
+    if (
+      options.hostname !== ALL_INTERFACES ||
+      error instanceof Deno.errors.AddrInUse
+    ) throw error;
+    options.log.warn("cannot listen on IPv6, listening on IPv4 only", {
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return serve(app, { ...options, hostname: "0.0.0.0" });
+  }
+}
+
 /**
  * Stops accepting connections and waits for in-flight requests, at most
  * `deadlineMs` (the Go sidecar waits 60 s); returns whether all finished.

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { generateSelfSignedCertificate, loadCertificate } from "../src/tls.ts";
+import { serveApp, serveAppWithFallback } from "../src/server.ts";
+import { createLogger } from "../src/log.ts";
 import { chatBody, createHarness, jsonHeaders } from "./support/harness.ts";
 import {
   type SilentUpstream,
@@ -172,4 +174,36 @@ Deno.test("server breaks the client's stream when the decoder's stream breaks, a
   const health = await fetch(`${base}/health`);
   assert.equal(health.status, 200);
   await health.body?.cancel();
+});
+
+Deno.test("serveAppWithFallback listens on IPv4 when the node has no IPv6, but not when the port is taken", async () => {
+  await using h = await createHarness();
+  const tried: string[] = [];
+  const fake = new Deno.errors.AddrNotAvailable(
+    "Address family not supported by protocol",
+  );
+  const server = serveAppWithFallback(h.app, {
+    hostname: "::",
+    port: 0,
+    log: createLogger({ verbosity: -1, write: () => {} }),
+    serve(_app, options) {
+      tried.push(options.hostname);
+      if (options.hostname === "::") throw fake;
+      return serveApp(h.app, { ...options, hostname: "127.0.0.1" });
+    },
+  });
+  await server.shutdown();
+  assert.deepEqual(tried, ["::", "0.0.0.0"]);
+  assert.throws(
+    () =>
+      serveAppWithFallback(h.app, {
+        hostname: "::",
+        port: 0,
+        log: createLogger({ verbosity: -1, write: () => {} }),
+        serve() {
+          throw new Deno.errors.AddrInUse("Address already in use");
+        },
+      }),
+    Deno.errors.AddrInUse,
+  );
 });
