@@ -5,7 +5,6 @@
  * and exits.
  */
 
-import { createApp } from "./src/app.ts";
 import {
   type Config,
   ConfigError,
@@ -15,13 +14,12 @@ import {
 } from "./src/config.ts";
 import { isConnectorImplemented } from "./src/connectors/mod.ts";
 import { createLogger, type Logger } from "./src/log.ts";
-import { serveAppWithFallback, shutdownGracefully } from "./src/server.ts";
+import { type Listener, startListener } from "./src/listener.ts";
 import {
   generateSelfSignedCertificate,
   loadCertificate,
   type TlsCertificate,
 } from "./src/tls.ts";
-import { createUpstreamClient } from "./src/upstream/client.ts";
 
 const PROGRAM = "llm-d-routing-sidecar";
 const SHUTDOWN_DEADLINE_MS = 60_000;
@@ -60,14 +58,111 @@ function onSignals(handler: () => void): void {
   Deno.addSignalListener("SIGTERM", listener);
 }
 
-async function run(
-  config: Config,
-  warnings: readonly string[],
-): Promise<number> {
+/** Messages from the main thread to a listener thread. */
+type ToListener =
+  | {
+    readonly kind: "start";
+    readonly config: Config;
+    readonly tls: TlsCertificate | undefined;
+    readonly index: number;
+  }
+  | { readonly kind: "stop"; readonly deadlineMs: number };
+
+/** Messages from a listener thread to the main thread. */
+type FromListener =
+  | { readonly kind: "listening" }
+  | { readonly kind: "failed"; readonly message: string }
+  | { readonly kind: "stopped"; readonly clean: boolean };
+
+/** The parts of a worker's global scope a listener thread uses. */
+interface ListenerScope {
+  onmessage: ((event: MessageEvent<ToListener>) => void) | null;
+  postMessage(message: FromListener): void;
+}
+
+function listenerLog(config: Config, index: number): Logger {
   const log = createLogger({
     verbosity: config.verbosity,
     name: `proxy server on port ${config.port}`,
   });
+  return config.workers > 1 ? log.child({ listener: index }) : log;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Body of a listener thread (`-workers` > 1): serve until told to stop. */
+function runListenerThread(scope: ListenerScope): void {
+  let listener: Listener | undefined;
+  scope.onmessage = async ({ data }) => {
+    if (data.kind === "start") {
+      try {
+        const log = listenerLog(data.config, data.index);
+        listener = startListener({ config: data.config, tls: data.tls, log });
+        scope.postMessage({ kind: "listening" });
+      } catch (error) {
+        scope.postMessage({ kind: "failed", message: errorText(error) });
+      }
+      return;
+    }
+    const clean = listener ? await listener.stop(data.deadlineMs) : true;
+    scope.postMessage({ kind: "stopped", clean });
+  };
+}
+
+function exchange(worker: Worker, message: ToListener): Promise<FromListener> {
+  return new Promise((resolve, reject) => {
+    worker.onmessage = ({ data }: MessageEvent<FromListener>) => resolve(data);
+    worker.onerror = (event) => {
+      event.preventDefault();
+      reject(new Error(event.message));
+    };
+    worker.postMessage(message);
+  });
+}
+
+/** Starts `-workers` - 1 listener threads; this module is their entry point too. */
+async function startListenerThreads(
+  config: Config,
+  tls: TlsCertificate | undefined,
+): Promise<Worker[]> {
+  const workers: Worker[] = [];
+  for (let index = 1; index < config.workers; index++) {
+    const worker = new Worker(import.meta.url, {
+      type: "module",
+      name: `listener-${index}`,
+    });
+    workers.push(worker);
+    const reply = await exchange(worker, { kind: "start", config, tls, index });
+    if (reply.kind !== "listening") {
+      for (const started of workers) started.terminate();
+      throw new Error(
+        reply.kind === "failed"
+          ? reply.message
+          : "listener thread did not start",
+      );
+    }
+  }
+  return workers;
+}
+
+async function stopListenerThread(
+  worker: Worker,
+  deadlineMs: number,
+): Promise<boolean> {
+  const reply = await exchange(worker, { kind: "stop", deadlineMs }).catch(() =>
+    undefined
+  );
+  worker.terminate();
+  return reply?.kind === "stopped" && reply.clean;
+}
+
+async function run(
+  config: Config,
+  warnings: readonly string[],
+): Promise<number> {
+  const log = listenerLog(config, 0);
   for (const warning of warnings) log.warn(warning);
   log.info("Proxy configuration", { config: describeConfig(config) });
   if (!isConnectorImplemented(config.connector)) {
@@ -79,39 +174,35 @@ async function run(
   try {
     tls = await loadTls(config, log);
   } catch (error) {
-    log.error(error instanceof Error ? error.message : String(error));
+    log.error(errorText(error));
     return 1;
   }
-  const upstream = createUpstreamClient();
-  const app = createApp({ config, log, upstream });
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Listener;
+  let workers: Worker[];
   try {
-    server = serveAppWithFallback(app, {
-      hostname: config.listenHost,
-      port: config.port,
-      tls,
-      log,
-    });
+    listener = startListener({ config, tls, log });
   } catch (error) {
-    log.error(
-      `Cannot listen on port ${config.port}: ${
-        error instanceof Error ? error.message : error
-      }`,
-    );
-    upstream.close();
+    log.error(`Cannot listen on port ${config.port}: ${errorText(error)}`);
     return 1;
   }
-  let clean = true;
-  onSignals(() => {
-    shutdownGracefully(server, { deadlineMs: SHUTDOWN_DEADLINE_MS, log }).then(
-      (ok) => {
-        clean = ok;
-        if (!ok) Deno.exit(1);
-      },
-    );
+  try {
+    workers = await startListenerThreads(config, tls);
+  } catch (error) {
+    log.error(`Cannot start listener threads: ${errorText(error)}`);
+    await listener.stop(0);
+    return 1;
+  }
+  const clean = await new Promise<boolean>((resolve) => {
+    onSignals(async () => {
+      const stopped = await Promise.all([
+        listener.stop(SHUTDOWN_DEADLINE_MS),
+        ...workers.map((worker) =>
+          stopListenerThread(worker, SHUTDOWN_DEADLINE_MS)
+        ),
+      ]);
+      resolve(stopped.every(Boolean));
+    });
   });
-  await server.finished;
-  upstream.close();
   return clean ? 0 : 1;
 }
 
@@ -135,7 +226,10 @@ export async function main(
   return await run(commandLine.config, commandLine.warnings);
 }
 
-if (import.meta.main) {
+if ("WorkerGlobalScope" in globalThis) {
+  // A listener thread: import.meta.main is true in workers too.
+  runListenerThread(globalThis as unknown as ListenerScope);
+} else if (import.meta.main) {
   const env = {
     [PREFILLER_SAMPLING_ENV]: Deno.env.get(PREFILLER_SAMPLING_ENV),
   };

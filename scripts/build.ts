@@ -38,6 +38,7 @@ async function build(): Promise<number> {
     args: [
       "compile",
       "--unstable-no-legacy-abort",
+      "--unstable-net",
       ...RUNTIME_PERMISSIONS,
       "--output",
       OUTPUT,

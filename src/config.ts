@@ -49,6 +49,8 @@ export interface Config {
   readonly enablePrefillerSampling: boolean;
   /** `-v` or `-zap-log-level`: 0 info, 1 debug, -1 error, -2 panic; routing at 4, bodies at 5. */
   readonly verbosity: number;
+  /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
+  readonly workers: number;
 }
 
 /** Options for {@linkcode ConfigError}. */
@@ -111,6 +113,7 @@ export function parseCommandLine(
     certPath,
     enablePrefillerSampling: resolveSampling(parsed, env, warnings),
     verbosity: resolveVerbosity(parsed),
+    workers: parseWorkers(values.workers ?? 1),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -192,6 +195,19 @@ function parsePort(text: string, flag: string): number {
     throw invalidValue(flag, text, "a port number from 1 to 65535");
   }
   return port;
+}
+
+const MAX_WORKERS = 64;
+
+function parseWorkers(count: number): number {
+  if (count < 1 || count > MAX_WORKERS) {
+    throw invalidValue(
+      "workers",
+      String(count),
+      `a number from 1 to ${MAX_WORKERS}`,
+    );
+  }
+  return count;
 }
 
 function parseListenHost(text: string): string {
@@ -331,5 +347,6 @@ export function describeConfig(config: Config): Record<string, unknown> {
     cert_path: config.certPath,
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
+    workers: config.workers,
   };
 }

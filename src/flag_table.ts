@@ -110,6 +110,14 @@ const FLAGS = {
       "if true, the target prefill instance will be selected randomly from among the " +
       `provided prefill host values (defaults to ${PREFILLER_SAMPLING_ENV} env var)`,
   },
+  "workers": {
+    kind: "int",
+    status: "supported",
+    default: 1,
+    help:
+      "number of listener threads sharing the port (SO_REUSEPORT), each with its own event " +
+      "loop and upstream pools; more than 1 spreads load over cores (not in the Go sidecar)",
+  },
   "v": {
     kind: "int",
     status: "supported",

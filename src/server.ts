@@ -17,6 +17,8 @@ export interface ServeOptions {
   /** Serve HTTPS with this certificate; plain HTTP when absent. */
   readonly tls?: TlsCertificate | undefined;
   readonly log: Logger;
+  /** Share the port with other listeners (SO_REUSEPORT; needs `--unstable-net`). */
+  readonly reusePort?: boolean;
 }
 
 /** Starts listening; throws when the address cannot be bound. */
@@ -28,6 +30,7 @@ export function serveApp(
   const listen = {
     hostname: options.hostname,
     port: options.port,
+    reusePort: options.reusePort ?? false,
     onListen(addr: Deno.NetAddr): void {
       const host = addr.hostname.includes(":")
         ? `[${addr.hostname}]`

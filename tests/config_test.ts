@@ -21,6 +21,7 @@ const DEFAULTS: Config = {
   certPath: "",
   enablePrefillerSampling: false,
   verbosity: 0,
+  workers: 1,
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -539,6 +540,7 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     "-secure-proxy=false",
     "-enable-prefiller-sampling",
     "-v=4",
+    "-workers=3",
   ]);
   assert.deepEqual(describeConfig(config), {
     port: 9000,
@@ -549,9 +551,24 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     cert_path: "",
     enable_prefiller_sampling: true,
     verbosity: 4,
+    workers: 3,
   });
   assert.equal(
     JSON.stringify(describeConfig(DEFAULTS)).includes("undefined"),
     false,
   );
+});
+
+Deno.test("parseCommandLine rejects -workers outside 1..64 with exit 2", () => {
+  for (const value of ["0", "65", "-1"]) {
+    assert.throws(
+      () => parseCommandLine([`-workers=${value}`], {}),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.exitCode, 2);
+        assert.equal(error.flag, "workers");
+        return true;
+      },
+    );
+  }
 });

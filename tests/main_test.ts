@@ -135,3 +135,49 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("bundle with -workers=2 serves from two listener threads and stops cleanly", async () => {
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  await using decode = await createMockVllm({ name: "decoder" });
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-vllm-port=${decode.port}`,
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    "-workers=2",
+    "-v=4",
+  ]);
+  await sidecar.waitForLine((line) =>
+    line.msg === "starting" && line.listener === 0
+  );
+  await sidecar.waitForLine((line) =>
+    line.msg === "starting" && line.listener === 1
+  );
+  // Each request on a new connection: the kernel spreads connections, not requests.
+  for (let i = 0; i < 40; i++) {
+    using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+    const response = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+      method: "POST",
+      headers: jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+      }),
+      body: JSON.stringify({ prompt: "Hi", max_tokens: 2 }),
+      client,
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  }
+  assert.equal(
+    decode.requests.filter((r) => r.kvTransfer?.outcome === "pulled").length,
+    40,
+  );
+  const handledBy = new Set(
+    sidecar.lines.filter((line) => line.msg === "request handled").map((line) =>
+      line.listener
+    ),
+  );
+  assert.deepEqual([...handledBy].sort(), [0, 1]);
+  sidecar.process.kill("SIGTERM");
+  assert.equal((await sidecar.process.status).code, 0);
+});

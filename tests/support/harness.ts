@@ -59,6 +59,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     certPath: "",
     enablePrefillerSampling: false,
     verbosity: 5,
+    workers: 1,
     ...overrides,
   };
 }

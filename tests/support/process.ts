@@ -15,6 +15,7 @@ export const RUN_FLAGS = [
   "run",
   "--no-config",
   "--unstable-no-legacy-abort",
+  "--unstable-net",
   "--allow-net",
   "--allow-read",
   "--allow-env=ENABLE_PREFILLER_SAMPLING",
