@@ -61,13 +61,15 @@ interface Settings {
   readonly intervalMs: number;
   readonly rampMs: number;
   readonly nginxWorkers: string;
+  /** The sidecar's `-workers`: listener threads sharing its port. */
+  readonly sidecarWorkers: number;
   readonly mock: boolean;
   /** Force a load generator instead of the first one found. */
   readonly tool?: LoadToolName;
 }
 
 const USAGE =
-  `Usage: deno task bench [--quick] [--nginx-workers=1|auto] [--no-mock]
+  `Usage: deno task bench [--quick] [--nginx-workers=1|auto] [--sidecar-workers=N] [--no-mock]
 
 Measures the sidecar against direct upstream access and nginx, prints a table
 and writes it to scripts/bench/last_run.json. A full run takes about 4 minutes,
@@ -79,6 +81,7 @@ function parseSettings(args: string[]): Settings | undefined {
     options: {
       quick: { type: "boolean", default: false },
       "nginx-workers": { type: "string", default: "1" },
+      "sidecar-workers": { type: "string", default: "1" },
       tool: { type: "string" },
       "no-mock": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -95,6 +98,7 @@ function parseSettings(args: string[]): Settings | undefined {
     intervalMs: 50,
     rampMs: 1000,
     nginxWorkers: values["nginx-workers"],
+    sidecarWorkers: Math.max(1, Number(values["sidecar-workers"]) || 1),
     mock: !values["no-mock"],
     ...(values.tool === "wrk" || values.tool === "autocannon"
       ? { tool: values.tool }
@@ -174,6 +178,7 @@ async function startFastUpstream(
 async function startSidecar(
   group: ProcessGroup,
   decoderPort: number,
+  workers: number,
 ): Promise<{ process: Started; port: number }> {
   const port = freePort();
   // Run from the repository so deno.json (its "unstable" list) applies, as `deno task start` does.
@@ -190,10 +195,16 @@ async function startSidecar(
       `-vllm-port=${decoderPort}`,
       "-listen-host=127.0.0.1",
       "-secure-proxy=false",
+      `-workers=${workers}`,
     ],
   });
+  // Every listener thread logs its own "starting" line.
+  let listening = 0;
   await process.waitForLine(
-    (line) => line.includes('"msg":"starting"') ? true : undefined,
+    (line) =>
+      line.includes('"msg":"starting"') && ++listening === workers
+        ? true
+        : undefined,
     30_000,
   );
   return { process, port };
@@ -504,7 +515,11 @@ async function compareStreams(
   ports: { readonly prefill: number; readonly decode: number },
 ): Promise<StreamComparison> {
   const { group, settings } = bench;
-  const sidecar = await startSidecar(group, ports.decode);
+  const sidecar = await startSidecar(
+    group,
+    ports.decode,
+    settings.sidecarWorkers,
+  );
   const direct = {
     url: `http://127.0.0.1:${ports.decode}${PATH}`,
     prefillUrl: `http://127.0.0.1:${ports.prefill}${PATH}`,
@@ -593,7 +608,7 @@ function buildNotes(
   return [
     ...mockNote,
     ...toolNote,
-    `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers} (the sidecar runs its JavaScript on one thread), ` +
+    `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers}, sidecar -workers=${settings.sidecarWorkers}, ` +
     "upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
     "wrk/autocannon rows: one load-generator process; " +
     "pd_client rows: bench/pd_client.ts (node:http keep-alive under Deno); the chain baseline does prefill then decode per iteration",
@@ -611,7 +626,11 @@ async function runThroughput(
   const { group, settings } = bench;
   const prefill = await startFastUpstream(group, "prefill", settings);
   const decode = await startFastUpstream(group, "decode", settings);
-  const sidecar = await startSidecar(group, decode.port);
+  const sidecar = await startSidecar(
+    group,
+    decode.port,
+    settings.sidecarWorkers,
+  );
   const nginx = options.nginx === undefined
     ? undefined
     : await startNginx(group, {
