@@ -46,6 +46,11 @@ function printLine(line: TraceLine): void {
   );
 }
 
+/** A mock's log line without its "(name) " prefix, which the trace shows in its own column. */
+function withoutName(text: string): string {
+  return text.replace(/^\([^)]*\) /, "");
+}
+
 function heading(text: string): void {
   console.log(`\n${paint("1", `== ${text}`)}`);
 }
@@ -154,14 +159,28 @@ async function sendRequests(base: string, prefiller: string): Promise<void> {
     const at = (performance.now() - started).toFixed(0).padStart(5);
     for (const event of text.split("\n\n").filter((e) => e !== "")) {
       events++;
-      console.log(
-        `${paint("2", `${at} ms`)} ${
-          event.length > 150 ? `${event.slice(0, 147)}...` : event
-        }`,
-      );
+      console.log(`${paint("2", `${at} ms`)} ${describeEvent(event)}`);
     }
   }
   record("client", `stream finished: ${events} SSE events, ending with [DONE]`);
+}
+
+/** One SSE event in a line: what it carries, then the raw event, shortened. */
+function describeEvent(event: string): string {
+  const data = event.replace(/^data: /, "");
+  const raw = event.length > 110 ? `${event.slice(0, 107)}...` : event;
+  try {
+    const chunk = JSON.parse(data);
+    const delta = chunk.choices?.[0]?.delta;
+    if (delta?.role) return `${paint("1", "[role]".padEnd(14))} ${raw}`;
+    if (typeof delta?.content === "string") {
+      return `${paint("1", JSON.stringify(delta.content).padEnd(14))} ${raw}`;
+    }
+    if (chunk.usage) return `${paint("1", "[usage]".padEnd(14))} ${raw}`;
+  } catch {
+    // [DONE] and anything else that is not JSON is shown as it came.
+  }
+  return `${"".padEnd(14)} ${raw}`;
 }
 
 function printTrace(): void {
@@ -184,13 +203,13 @@ async function main(): Promise<number> {
   await using prefiller = await createMockVllm({
     name: "prefiller",
     ttftMs: 120,
-    log: (text) => record("prefiller", text),
+    log: (text) => record("prefiller", withoutName(text)),
   });
   await using decoder = await createMockVllm({
     name: "decoder",
     kvTransferMs: 40,
     interTokenMs: 25,
-    log: (text) => record("decoder", text),
+    log: (text) => record("decoder", withoutName(text)),
   });
   const port = freePort();
   const sidecar = await startSidecar(port, decoder);
