@@ -10,16 +10,13 @@ import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
 import { isJsonObject } from "../protocol/request.ts";
 import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
 import { UpstreamError } from "../upstream/client.ts";
+import type { WholeResponse } from "../upstream/http1_client.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import type { PdContext } from "./types.ts";
 
 /** The prefiller's answer, read whole (prefill replies are small and not streamed). */
-export interface PrefillReply {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly text: string;
-}
+export type PrefillReply = WholeResponse;
 
 /**
  * Headers of a P/D leg: the client's (the route left out its length, type and
@@ -34,10 +31,6 @@ function legHeaders(ctx: PdContext): HeaderList {
   ];
 }
 
-function prefillUrl(ctx: PdContext): string {
-  return `http://${ctx.prefiller.hostPort}${ctx.pathAndQuery}`;
-}
-
 /** Sends the prefill leg and reads its answer; throws a 502 when none arrives. */
 export async function sendPrefill(
   ctx: PdContext,
@@ -46,14 +39,13 @@ export async function sendPrefill(
   ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
   if (ctx.log.enabled(5)) ctx.log.trace("prefill request", { body });
   try {
-    const response = await ctx.upstream.send(prefillUrl(ctx), {
+    return await ctx.upstream.sendAndRead(ctx.prefiller, {
       method: "POST",
+      path: ctx.pathAndQuery,
       headers: legHeaders(ctx),
       body,
       signal: ctx.signal,
     });
-    const text = await response.text();
-    return { status: response.status, headers: response.headers, text };
   } catch (error) {
     const failure = error instanceof UpstreamError
       ? error.detail

