@@ -110,6 +110,14 @@ export function classifyFetchError(error: unknown): UpstreamError {
   return new UpstreamError("other", detail, error);
 }
 
+/** The error to throw for a failed request: an abort by the client, or the classified cause. */
+function upstreamFailure(error: unknown, signal: AbortSignal): UpstreamError {
+  if (signal.aborted) {
+    return new UpstreamError("aborted", "request aborted by the client", error);
+  }
+  return classifyFetchError(error);
+}
+
 /** Creates the pooled client shared by all upstream requests. */
 export function createUpstreamClient(
   options: UpstreamClientOptions = {},
@@ -133,28 +141,14 @@ export function createUpstreamClient(
           client,
         });
       } catch (error) {
-        if (request.signal.aborted) {
-          throw new UpstreamError(
-            "aborted",
-            "request aborted by the client",
-            error,
-          );
-        }
-        throw classifyFetchError(error);
+        throw upstreamFailure(error, request.signal);
       }
     },
     async sendAndRead(target, request) {
       try {
         return await http1.request(target, request);
       } catch (error) {
-        if (request.signal.aborted) {
-          throw new UpstreamError(
-            "aborted",
-            "request aborted by the client",
-            error,
-          );
-        }
-        throw classifyFetchError(error);
+        throw upstreamFailure(error, request.signal);
       }
     },
     close() {

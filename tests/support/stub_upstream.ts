@@ -55,36 +55,59 @@ export interface SilentUpstream extends AsyncDisposable {
  * which `Deno.serve` does not always report once a request was read whole.
  */
 export function startSilentUpstream(): SilentUpstream {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const seen = Promise.withResolvers<void>();
   const closed = Promise.withResolvers<void>();
+  const server = startScriptedServer(async (conn) => {
+    const buffer = new Uint8Array(16384);
+    for (;;) {
+      const read = await conn.read(buffer).catch(() => null);
+      if (read === null) break;
+      seen.resolve();
+    }
+    closed.resolve();
+  });
+  return {
+    hostPort: `127.0.0.1:${server.port}`,
+    port: server.port,
+    requestSeen: seen.promise,
+    closedByClient: closed.promise,
+    [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
+  };
+}
+
+/** A raw TCP server whose connections are each handed to a script. */
+export interface ScriptedServer extends AsyncDisposable {
+  readonly port: number;
+  /** Connections accepted so far. */
+  connections(): number;
+}
+
+/** Serves raw TCP on 127.0.0.1: each connection goes to `script`, which reads and writes what it likes. */
+export function startScriptedServer(
+  script: (conn: Deno.Conn, index: number) => Promise<void>,
+): ScriptedServer {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns: Deno.Conn[] = [];
+  const scripts: Promise<void>[] = [];
   const accepting = (async () => {
     for await (const conn of listener) {
       conns.push(conn);
-      const buffer = new Uint8Array(16384);
-      for (;;) {
-        const read = await conn.read(buffer).catch(() => null);
-        if (read === null) break;
-        seen.resolve();
-      }
-      closed.resolve();
+      scripts.push(script(conn, conns.length - 1).catch(() => {}));
     }
   })();
   return {
-    hostPort: `127.0.0.1:${listener.addr.port}`,
     port: listener.addr.port,
-    requestSeen: seen.promise,
-    closedByClient: closed.promise,
+    connections: () => conns.length,
     async [Symbol.asyncDispose]() {
       listener.close();
       for (const conn of conns) {
         try {
           conn.close();
         } catch {
-          // Already closed by the peer's end of the loop above.
+          // Already closed by the script or the peer.
         }
       }
+      await Promise.all(scripts);
       await accepting.catch(() => {});
     },
   };

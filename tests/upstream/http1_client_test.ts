@@ -7,7 +7,11 @@ import {
   createHttp1Client,
   type Http1Target,
 } from "../../src/upstream/http1_client.ts";
-import { closedPort, startSilentUpstream } from "../support/stub_upstream.ts";
+import {
+  closedPort,
+  startScriptedServer,
+  startSilentUpstream,
+} from "../support/stub_upstream.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -26,37 +30,6 @@ function post(body = '{"a":1}', signal = new AbortController().signal) {
     ][],
     body,
     signal,
-  };
-}
-
-/** A raw TCP server: each connection is handed to `script`, which writes what it likes. */
-function startScriptedServer(
-  script: (conn: Deno.Conn, index: number) => Promise<void>,
-) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns: Deno.Conn[] = [];
-  const scripts: Promise<void>[] = [];
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      scripts.push(script(conn, conns.length - 1).catch(() => {}));
-    }
-  })();
-  return {
-    port: listener.addr.port,
-    connections: () => conns.length,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch {
-          // Closed by the script.
-        }
-      }
-      await Promise.all(scripts);
-      await accepting.catch(() => {});
-    },
   };
 }
 
