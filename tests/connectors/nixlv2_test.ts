@@ -284,3 +284,17 @@ Deno.test("nixlv2 relays a decoder error status as is", async () => {
   assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "failed");
   assert.equal(h.decode.requests[0]?.kvTransfer?.reason, "unknown handle");
 });
+
+Deno.test("nixlv2 reaches a prefiller named by an IPv6 literal", async () => {
+  await using h = await createHarness({ prefill: { hostname: "::1" } });
+  const response = await h.pd("/v1/chat/completions", chatBody(), {
+    "x-prefiller-host-port": `[::1]:${h.prefill.port}`,
+  });
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+  assert.equal(
+    h.prefill.requests[0]?.headers.get("host"),
+    `[::1]:${h.prefill.port}`,
+  );
+  assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "pulled");
+});
