@@ -65,17 +65,17 @@ const decoder = new TextDecoder();
 const CR = 13;
 const LF = 10;
 
-/** Buffered reads from a connection. */
+/** A connection and its read buffer, kept together in the pool. */
 class ConnReader {
-  #conn: Deno.Conn;
-  #buffer = new Uint8Array(16384);
+  readonly conn: Deno.Conn;
+  #buffer = new Uint8Array(4096);
   #start = 0;
   #end = 0;
   /** Bytes received so far, to tell a stale connection from a broken answer. */
   received = 0;
 
   constructor(conn: Deno.Conn) {
-    this.#conn = conn;
+    this.conn = conn;
   }
 
   async #fill(): Promise<boolean> {
@@ -92,7 +92,7 @@ class ConnReader {
       this.#start = 0;
       this.#end = size;
     }
-    const read = await this.#conn.read(this.#buffer.subarray(this.#end));
+    const read = await this.conn.read(this.#buffer.subarray(this.#end));
     if (read === null) return false;
     this.#end += read;
     this.received += read;
@@ -258,7 +258,7 @@ function closeQuietly(conn: Deno.Conn): void {
 }
 
 interface Idle {
-  readonly conn: Deno.Conn;
+  readonly reader: ConnReader;
   readonly since: number;
 }
 
@@ -266,31 +266,32 @@ interface Idle {
 export function createHttp1Client(options: Http1ClientOptions): Http1Client {
   const pools = new Map<string, Idle[]>();
 
-  function takeIdle(key: string): Deno.Conn | undefined {
+  function takeIdle(key: string): ConnReader | undefined {
     const pool = pools.get(key);
     const now = Date.now();
     for (let idle = pool?.pop(); idle; idle = pool?.pop()) {
-      if (now - idle.since < options.idleTimeoutMs) return idle.conn;
-      closeQuietly(idle.conn);
+      if (now - idle.since < options.idleTimeoutMs) return idle.reader;
+      closeQuietly(idle.reader.conn);
     }
     return undefined;
   }
 
-  function giveBack(key: string, conn: Deno.Conn): void {
+  function giveBack(key: string, reader: ConnReader): void {
     const pool = pools.get(key) ?? [];
-    if (pool.length >= options.maxIdlePerHost) return closeQuietly(conn);
-    pool.push({ conn, since: Date.now() });
+    if (pool.length >= options.maxIdlePerHost) return closeQuietly(reader.conn);
+    pool.push({ reader, since: Date.now() });
     pools.set(key, pool);
   }
 
   async function exchange(
-    conn: Deno.Conn,
+    reader: ConnReader,
     bytes: Uint8Array,
     signal: AbortSignal,
   ): Promise<{ response: WholeResponse; keepAlive: boolean }> {
+    const { conn } = reader;
     const abort = () => closeQuietly(conn);
     signal.addEventListener("abort", abort, { once: true });
-    const reader = new ConnReader(conn);
+    reader.received = 0;
     try {
       await writeAll(conn, bytes);
       return await readResponse(reader);
@@ -313,19 +314,20 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
       for (;;) {
         request.signal.throwIfAborted();
         const pooled = takeIdle(key);
-        const conn = pooled ??
-          await Deno.connect({ hostname: target.host, port: target.port });
+        const reader = pooled ?? new ConnReader(
+          await Deno.connect({ hostname: target.host, port: target.port }),
+        );
         try {
           const { response, keepAlive } = await exchange(
-            conn,
+            reader,
             bytes,
             request.signal,
           );
-          if (keepAlive) giveBack(key, conn);
-          else closeQuietly(conn);
+          if (keepAlive) giveBack(key, reader);
+          else closeQuietly(reader.conn);
           return response;
         } catch (error) {
-          closeQuietly(conn);
+          closeQuietly(reader.conn);
           // A pooled connection the server had closed while idle: it answered
           // nothing, so send again, on another pooled connection or a new one.
           if (pooled && error instanceof StaleConnectionError) continue;
@@ -335,7 +337,7 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
     },
     close() {
       for (const pool of pools.values()) {
-        for (const idle of pool) closeQuietly(idle.conn);
+        for (const idle of pool) closeQuietly(idle.reader.conn);
       }
       pools.clear();
     },
