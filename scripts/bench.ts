@@ -250,6 +250,33 @@ interface Bench {
   readonly ticks: number;
 }
 
+/** A table row from what a load generator or the chain client measured. */
+function toRow(
+  result: {
+    readonly requests: number;
+    readonly rps: number;
+    readonly latencyMs: {
+      readonly p50: number;
+      readonly p90: number;
+      readonly p99: number;
+    };
+    readonly errors: number;
+    readonly non2xx: number;
+  },
+  label: Pick<ThroughputRow, "scenario" | "tool" | "connections">,
+): ThroughputRow {
+  return {
+    ...label,
+    requests: result.requests,
+    rps: result.rps,
+    p50: result.latencyMs.p50,
+    p90: result.latencyMs.p90,
+    p99: result.latencyMs.p99,
+    errors: result.errors,
+    non2xx: result.non2xx,
+  };
+}
+
 async function measureWithTool(
   bench: Bench,
   scenario: Scenario,
@@ -277,16 +304,11 @@ async function measureWithTool(
   }, bench.group);
   const spent = (await cpu()) - before;
   return {
-    scenario,
-    tool: bench.tool.name,
-    connections: run.connections,
-    requests: result.requests,
-    rps: result.rps,
-    p50: result.latencyMs.p50,
-    p90: result.latencyMs.p90,
-    p99: result.latencyMs.p99,
-    errors: result.errors,
-    non2xx: result.non2xx,
+    ...toRow(result, {
+      scenario,
+      tool: bench.tool.name,
+      connections: run.connections,
+    }),
     ...(run.cpuPids === undefined
       ? {}
       : { cpuSPer1000: (spent / result.requests) * 1000 }),
@@ -339,18 +361,11 @@ async function measureWithClient(
     timeoutS: settings.warmupS + settings.durationS + 60,
   });
   const result = lastJsonLine<ClientResult>(output, "pd_client");
-  return {
+  return toRow(result, {
     scenario,
     tool: "pd_client",
     connections: run.connections,
-    requests: result.requests,
-    rps: result.rps,
-    p50: result.latencyMs.p50,
-    p90: result.latencyMs.p90,
-    p99: result.latencyMs.p99,
-    errors: result.errors,
-    non2xx: result.non2xx,
-  };
+  });
 }
 
 async function runStreams(

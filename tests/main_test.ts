@@ -4,6 +4,20 @@ import { generateSelfSignedCertificate } from "../src/tls.ts";
 import { freePort, runBundle, startBundle } from "./support/process.ts";
 import { chatBody, jsonHeaders } from "./support/harness.ts";
 
+/** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
+function startPlainSidecar(decodePort: number, flags: readonly string[]) {
+  const port = freePort();
+  const sidecar = startBundle([
+    `-port=${port}`,
+    `--vllm-port`,
+    String(decodePort),
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    ...flags,
+  ]);
+  return Object.assign(sidecar, { port });
+}
+
 Deno.test("bundle prints usage and exits 0 on -help", async () => {
   const { code, stdout } = await runBundle(["-help"]);
   assert.equal(code, 0);
@@ -50,15 +64,8 @@ Deno.test("bundle exits 1 when the certificate directory has no key pair", async
 Deno.test("bundle runs P/D end to end over plain HTTP and stops cleanly on SIGTERM", async () => {
   await using prefill = await createMockVllm({ name: "prefiller" });
   await using decode = await createMockVllm({ name: "decoder" });
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `--vllm-port`,
-    String(decode.port),
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
-    "-v=4",
-  ]);
+  await using sidecar = startPlainSidecar(decode.port, ["-v=4"]);
+  const { port } = sidecar;
   await sidecar.waitForLine((line) => line.msg === "starting");
   const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
     method: "POST",
@@ -139,15 +146,8 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
 Deno.test("bundle with -workers=2 serves from two listener threads and stops cleanly", async () => {
   await using prefill = await createMockVllm({ name: "prefiller" });
   await using decode = await createMockVllm({ name: "decoder" });
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decode.port}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
-    "-workers=2",
-    "-v=4",
-  ]);
+  await using sidecar = startPlainSidecar(decode.port, ["-workers=2", "-v=4"]);
+  const { port } = sidecar;
   await sidecar.waitForLine((line) =>
     line.msg === "starting" && line.listener === 0
   );

@@ -10,6 +10,29 @@ import {
 
 const decoder = new TextDecoder();
 
+/** POSTs a chat request over a real socket to `base`, naming `prefiller`; `headers` adds more. */
+function postChat(
+  base: string,
+  options: {
+    prefiller: string;
+    body?: string;
+    headers?: Record<string, string>;
+    signal?: AbortSignal;
+    client?: Deno.HttpClient;
+  },
+): Promise<Response> {
+  return fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({
+      "x-prefiller-host-port": options.prefiller,
+      ...options.headers,
+    }),
+    body: options.body ?? chatBody(),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.client ? { client: options.client } : {}),
+  });
+}
+
 Deno.test("server serves TLS with a self-signed certificate a client can pin", async () => {
   await using h = await createHarness();
   const tls = await generateSelfSignedCertificate();
@@ -18,10 +41,8 @@ Deno.test("server serves TLS with a self-signed certificate a client can pin", a
   const health = await fetch(`${base}/health`, { client });
   assert.equal(health.status, 200);
   await health.body?.cancel();
-  const response = await fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-    body: chatBody(),
+  const response = await postChat(base, {
+    prefiller: h.prefillerHeader,
     client,
   });
   assert.equal(response.status, 200);
@@ -52,13 +73,10 @@ Deno.test("loadCertificate reads tls.crt and tls.key and names the file it canno
 Deno.test("server streams decode chunks to the client as the decoder produces them", async () => {
   await using h = await createHarness();
   const base = h.listen();
-  const response = await fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": h.prefillerHeader,
-      "x-mock-inter-token-ms": "40",
-    }),
+  const response = await postChat(base, {
+    prefiller: h.prefillerHeader,
     body: chatBody({ stream: true, max_tokens: 4 }),
+    headers: { "x-mock-inter-token-ms": "40" },
   });
   assert.equal(response.status, 200);
   const reader = response.body!.getReader();
@@ -83,13 +101,10 @@ Deno.test("server aborts the decode when the client disconnects mid-stream", asy
   await using h = await createHarness();
   const base = h.listen();
   const controller = new AbortController();
-  const response = await fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": h.prefillerHeader,
-      "x-mock-inter-token-ms": "60000",
-    }),
+  const response = await postChat(base, {
+    prefiller: h.prefillerHeader,
     body: chatBody({ stream: true }),
+    headers: { "x-mock-inter-token-ms": "60000" },
     signal: controller.signal,
   });
   const reader = response.body!.getReader();
@@ -106,10 +121,8 @@ async function disconnectWhileWaitingOn(
   request: { base: string; prefiller: string },
 ): Promise<void> {
   const controller = new AbortController();
-  const pending = fetch(`${request.base}/v1/chat/completions`, {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": request.prefiller }),
-    body: chatBody(),
+  const pending = postChat(request.base, {
+    prefiller: request.prefiller,
     signal: controller.signal,
   });
   await upstream.requestSeen;
@@ -159,13 +172,10 @@ Deno.test("server passthrough aborts the upstream stream when the client disconn
 Deno.test("server breaks the client's stream when the decoder's stream breaks, and keeps serving", async () => {
   await using h = await createHarness();
   const base = h.listen();
-  const response = await fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": h.prefillerHeader,
-      "x-mock-break-after": "2",
-    }),
+  const response = await postChat(base, {
+    prefiller: h.prefillerHeader,
     body: chatBody({ stream: true }),
+    headers: { "x-mock-break-after": "2" },
   });
   assert.equal(response.status, 200);
   // A status cannot change once streaming started: the client must see the stream fail, not end cleanly.

@@ -37,7 +37,7 @@ export async function sendPrefill(
   body: string,
 ): Promise<PrefillReply> {
   ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
-  if (ctx.log.enabled(5)) ctx.log.trace("prefill request", { body });
+  ctx.log.trace("prefill request", { body });
   try {
     return await ctx.upstream.sendAndRead(ctx.prefiller, {
       method: "POST",
@@ -135,7 +135,7 @@ export function parsePrefillReply(
 /** Sends the decode leg to the local decoder; its answer streams to the client. */
 export function sendDecode(ctx: PdContext, body: string): Promise<Response> {
   ctx.log.debug("sending request to decoder", { to: ctx.decoderUrl });
-  if (ctx.log.enabled(5)) ctx.log.trace("decode request", { body });
+  ctx.log.trace("decode request", { body });
   return forwardToDecoder(ctx.upstream, {
     baseUrl: ctx.decoderUrl,
     pathAndQuery: ctx.pathAndQuery,

@@ -41,7 +41,7 @@ async function run(ctx: PdContext): Promise<Response> {
       prefiller: ctx.prefiller.hostPort,
     });
     params = "null";
-  } else if (ctx.log.enabled(5)) {
+  } else {
     ctx.log.trace("prefiller kv_transfer_params", {
       kv_transfer_params: params,
     });

@@ -6,7 +6,7 @@
 
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context.ts";
-import type { Logger } from "../log.ts";
+import { type Logger, VERBOSITY_DEBUG } from "../log.ts";
 import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
 
 /** The client's request id (first value when several), or a new UUID. */
@@ -24,7 +24,7 @@ export function requestContext(log: Logger): MiddlewareHandler<AppEnv> {
     c.set("requestId", requestId);
     c.set("log", requestLog);
     await next();
-    if (requestLog.enabled(4)) {
+    if (requestLog.enabled(VERBOSITY_DEBUG)) {
       requestLog.debug("request handled", {
         method: c.req.method,
         path: c.req.path,

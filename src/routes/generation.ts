@@ -55,7 +55,7 @@ export function createGenerationHandler(
       connector: connector.name,
       prefiller: prefiller.hostPort,
     });
-    if (log.enabled(5)) log.trace("client request", { body: parsed.text });
+    log.trace("client request", { body: parsed.text });
     return connector.run({
       api,
       pathAndQuery: pathAndQueryOf(request),

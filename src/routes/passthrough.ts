@@ -7,6 +7,7 @@
 
 import type { Context, Handler } from "hono";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
+import { VERBOSITY_DEBUG } from "../log.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
@@ -37,7 +38,7 @@ export function passthroughRequest(
 ): Promise<Response> {
   const request = c.req.raw;
   const log = c.get("log");
-  if (log.enabled(4)) {
+  if (log.enabled(VERBOSITY_DEBUG)) {
     log.debug("proxying to decoder", {
       method: request.method,
       path: c.req.path,
