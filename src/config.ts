@@ -51,7 +51,18 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  /** `-engine` (not in the Go sidecar): the HTTP server under the routes. */
+  readonly engine: Engine;
 }
+
+/**
+ * HTTP engines: `serve` is the Hono app on `Deno.serve` (HTTP/1.1 and
+ * HTTP/2 over TLS); `wire` is the sidecar's own HTTP/1.1 server, which relays
+ * bytes between sockets without Request/Response objects on the hot path.
+ */
+export const ENGINE_NAMES = ["serve", "wire"] as const;
+/** One of `ENGINE_NAMES`. */
+export type Engine = typeof ENGINE_NAMES[number];
 
 /** Options for {@linkcode ConfigError}. */
 export interface ConfigErrorOptions {
@@ -114,6 +125,7 @@ export function parseCommandLine(
     enablePrefillerSampling: resolveSampling(parsed, env, warnings),
     verbosity: resolveVerbosity(parsed),
     workers: parseWorkers(values.workers ?? 1),
+    engine: parseEngine(values.engine ?? "serve"),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -208,6 +220,14 @@ function parseWorkers(count: number): number {
     );
   }
   return count;
+}
+
+function parseEngine(text: string): Engine {
+  const engine = ENGINE_NAMES.find((name) => name === text);
+  if (engine === undefined) {
+    throw invalidValue("engine", text, `one of ${ENGINE_NAMES.join(", ")}`);
+  }
+  return engine;
 }
 
 function parseListenHost(text: string): string {
@@ -348,5 +368,6 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    engine: config.engine,
   };
 }

@@ -5,6 +5,8 @@
  * a response, so every error a client sees from the sidecar itself looks alike.
  */
 
+import type { Logger } from "./log.ts";
+
 /** HTTP statuses the sidecar produces for its own errors. */
 export type ErrorStatus = 400 | 404 | 500 | 501 | 502 | 503 | 504;
 
@@ -92,4 +94,30 @@ export function toErrorResponse(error: ProxyError): Response {
     status: error.status,
     headers: { "content-type": "application/json" },
   });
+}
+
+/**
+ * Logs a failed request at the level it deserves and returns the error the
+ * client is answered with (anything but a `ProxyError` is the sidecar's bug:
+ * a 500). Every engine reports through here, so their logs agree.
+ */
+export function reportError(
+  error: unknown,
+  log: Logger,
+  request: { readonly aborted: boolean; readonly path: string },
+): ProxyError {
+  if (!(error instanceof ProxyError)) {
+    log.error("unexpected error while handling the request", { error });
+    const message = error instanceof Error ? error.message : String(error);
+    return new ProxyError(500, `Internal error in the sidecar: ${message}`);
+  }
+  if (request.aborted) {
+    // Nobody is left to read the answer; not an error of the sidecar's.
+    log.debug("client disconnected", { path: request.path });
+  } else if (error.status >= 500) {
+    log.error(error.message, { status: error.status, cause: error.cause });
+  } else {
+    log.info(error.message, { status: error.status });
+  }
+  return error;
 }

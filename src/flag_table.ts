@@ -118,6 +118,15 @@ const FLAGS = {
       "number of listener threads sharing the port (SO_REUSEPORT), each with its own event " +
       "loop and upstream pools; more than 1 spreads load over cores (not in the Go sidecar)",
   },
+  "engine": {
+    kind: "string",
+    status: "supported",
+    default: "serve",
+    help:
+      'the HTTP server: "serve" (Hono on Deno.serve; HTTP/1.1, and HTTP/2 with TLS) or "wire" ' +
+      "(the sidecar's own HTTP/1.1 server relaying bytes between sockets, several times " +
+      "cheaper per request; not in the Go sidecar)",
+  },
   "v": {
     kind: "int",
     status: "supported",

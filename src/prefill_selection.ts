@@ -8,6 +8,7 @@ import {
   HEADER_PREFILLER_HOST_PORT,
   HEADER_PREFILLER_URL,
 } from "./protocol/fields.ts";
+import type { HeaderLookup } from "./upstream/headers.ts";
 import { parseTarget, type UpstreamTarget } from "./upstream/target.ts";
 
 /** Options of `selectPrefillTarget`. */
@@ -18,7 +19,7 @@ export interface SelectionOptions {
   readonly random: () => number;
 }
 
-function candidates(headers: Headers, name: string): string[] {
+function candidates(headers: HeaderLookup, name: string): string[] {
   // Several header lines reach us joined by ", ", so lines and a single
   // comma-separated value read the same; empty entries are skipped.
   const value = headers.get(name);
@@ -34,7 +35,7 @@ function candidates(headers: Headers, name: string): string[] {
  * sampling would not have picked it.
  */
 export function selectPrefillTarget(
-  headers: Headers,
+  headers: HeaderLookup,
   options: SelectionOptions,
 ): UpstreamTarget | undefined {
   let header = HEADER_PREFILLER_HOST_PORT;

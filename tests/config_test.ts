@@ -22,6 +22,7 @@ const DEFAULTS: Config = {
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
+  engine: "serve",
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -541,6 +542,7 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     "-enable-prefiller-sampling",
     "-v=4",
     "-workers=3",
+    "-engine=wire",
   ]);
   assert.deepEqual(describeConfig(config), {
     port: 9000,
@@ -552,6 +554,7 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     enable_prefiller_sampling: true,
     verbosity: 4,
     workers: 3,
+    engine: "wire",
   });
   assert.equal(
     JSON.stringify(describeConfig(DEFAULTS)).includes("undefined"),
@@ -571,4 +574,15 @@ Deno.test("parseCommandLine rejects -workers outside 1..64 with exit 2", () => {
       },
     );
   }
+});
+
+Deno.test("-engine takes serve or wire and names the choices otherwise", () => {
+  assert.equal(configOf([]).engine, "serve");
+  assert.equal(configOf(["--engine", "wire"]).engine, "wire");
+  assert.throws(
+    () => configOf(["-engine=fast"]),
+    (error: unknown) =>
+      error instanceof ConfigError && error.exitCode === 2 &&
+      error.flag === "engine" && error.message.includes("serve, wire"),
+  );
 });

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { generateSelfSignedCertificate, loadCertificate } from "../src/tls.ts";
 import { serveApp, serveAppWithFallback } from "../src/server.ts";
 import { createLogger } from "../src/log.ts";
-import { chatBody, createHarness, jsonHeaders } from "./support/harness.ts";
+import {
+  chatBody,
+  createHarness,
+  jsonHeaders,
+  testEachEngine,
+} from "./support/harness.ts";
 import {
   type SilentUpstream,
   startSilentUpstream,
@@ -33,87 +38,99 @@ function postChat(
   });
 }
 
-Deno.test("server serves TLS with a self-signed certificate a client can pin", async () => {
-  await using h = await createHarness();
-  const tls = await generateSelfSignedCertificate();
-  const base = h.listen(tls);
-  using client = Deno.createHttpClient({ caCerts: [tls.cert] });
-  const health = await fetch(`${base}/health`, { client });
-  assert.equal(health.status, 200);
-  await health.body?.cancel();
-  const response = await postChat(base, {
-    prefiller: h.prefillerHeader,
-    client,
-  });
-  assert.equal(response.status, 200);
-  assert.equal((await response.json()).object, "chat.completion");
-  await assert.rejects(
-    fetch(`${base}/health`),
-    "an unpinned client must refuse the self-signed certificate",
-  );
-});
-
-Deno.test("loadCertificate reads tls.crt and tls.key and names the file it cannot read", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+testEachEngine(
+  "server serves TLS with a self-signed certificate a client can pin",
+  async (engine) => {
+    await using h = await createHarness({ engine });
     const tls = await generateSelfSignedCertificate();
-    await Deno.writeTextFile(`${dir}/tls.crt`, tls.cert);
-    await Deno.writeTextFile(`${dir}/tls.key`, tls.key);
-    assert.deepEqual(await loadCertificate(dir), tls);
-    await Deno.remove(`${dir}/tls.key`);
+    const base = h.listen(tls);
+    using client = Deno.createHttpClient({ caCerts: [tls.cert] });
+    const health = await fetch(`${base}/health`, { client });
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    const response = await postChat(base, {
+      prefiller: h.prefillerHeader,
+      client,
+    });
+    assert.equal(response.status, 200);
+    assert.equal((await response.json()).object, "chat.completion");
     await assert.rejects(
-      loadCertificate(`${dir}/`),
-      /Cannot load TLS key pair from cert ".*\/tls\.crt" and key ".*\/tls\.key"/,
+      fetch(`${base}/health`),
+      "an unpinned client must refuse the self-signed certificate",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("server streams decode chunks to the client as the decoder produces them", async () => {
-  await using h = await createHarness();
-  const base = h.listen();
-  const response = await postChat(base, {
-    prefiller: h.prefillerHeader,
-    body: chatBody({ stream: true, max_tokens: 4 }),
-    headers: { "x-mock-inter-token-ms": "40" },
-  });
-  assert.equal(response.status, 200);
-  const reader = response.body!.getReader();
-  const decode = await h.decode.nextRequest();
-  let finishedBeforeFirstChunk = false;
-  decode.finished.then(() => finishedBeforeFirstChunk = true);
-  const first = await reader.read();
-  // The first event reached the client while the decoder was still generating.
-  assert.equal(finishedBeforeFirstChunk, false);
-  assert.match(decoder.decode(first.value), /"role":"assistant"/);
-  let rest = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    rest += decoder.decode(value, { stream: true });
-  }
-  assert.match(rest, /data: \[DONE\]\n\n$/);
-  assert.equal(await decode.finished, "completed");
-});
+Deno.test(
+  "loadCertificate reads tls.crt and tls.key and names the file it cannot read",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const tls = await generateSelfSignedCertificate();
+      await Deno.writeTextFile(`${dir}/tls.crt`, tls.cert);
+      await Deno.writeTextFile(`${dir}/tls.key`, tls.key);
+      assert.deepEqual(await loadCertificate(dir), tls);
+      await Deno.remove(`${dir}/tls.key`);
+      await assert.rejects(
+        loadCertificate(`${dir}/`),
+        /Cannot load TLS key pair from cert ".*\/tls\.crt" and key ".*\/tls\.key"/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
 
-Deno.test("server aborts the decode when the client disconnects mid-stream", async () => {
-  await using h = await createHarness();
-  const base = h.listen();
-  const controller = new AbortController();
-  const response = await postChat(base, {
-    prefiller: h.prefillerHeader,
-    body: chatBody({ stream: true }),
-    headers: { "x-mock-inter-token-ms": "60000" },
-    signal: controller.signal,
-  });
-  const reader = response.body!.getReader();
-  await reader.read();
-  controller.abort();
-  await reader.cancel().catch(() => {});
-  const decode = await h.decode.nextRequest();
-  assert.equal(await decode.finished, "aborted");
-});
+testEachEngine(
+  "server streams decode chunks to the client as the decoder produces them",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const base = h.listen();
+    const response = await postChat(base, {
+      prefiller: h.prefillerHeader,
+      body: chatBody({ stream: true, max_tokens: 4 }),
+      headers: { "x-mock-inter-token-ms": "40" },
+    });
+    assert.equal(response.status, 200);
+    const reader = response.body!.getReader();
+    const decode = await h.decode.nextRequest();
+    let finishedBeforeFirstChunk = false;
+    decode.finished.then(() => finishedBeforeFirstChunk = true);
+    const first = await reader.read();
+    // The first event reached the client while the decoder was still generating.
+    assert.equal(finishedBeforeFirstChunk, false);
+    assert.match(decoder.decode(first.value), /"role":"assistant"/);
+    let rest = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest += decoder.decode(value, { stream: true });
+    }
+    assert.match(rest, /data: \[DONE\]\n\n$/);
+    assert.equal(await decode.finished, "completed");
+  },
+);
+
+testEachEngine(
+  "server aborts the decode when the client disconnects mid-stream",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const base = h.listen();
+    const controller = new AbortController();
+    const response = await postChat(base, {
+      prefiller: h.prefillerHeader,
+      body: chatBody({ stream: true }),
+      headers: { "x-mock-inter-token-ms": "60000" },
+      signal: controller.signal,
+    });
+    const reader = response.body!.getReader();
+    await reader.read();
+    controller.abort();
+    await reader.cancel().catch(() => {});
+    const decode = await h.decode.nextRequest();
+    assert.equal(await decode.finished, "aborted");
+  },
+);
 
 /** Sends a P/D request, disconnects once `upstream` has it, and waits for the sidecar to close `upstream`. */
 async function disconnectWhileWaitingOn(
@@ -131,89 +148,107 @@ async function disconnectWhileWaitingOn(
   await upstream.closedByClient;
 }
 
-Deno.test("server closes the prefill connection when the client disconnects before decode", async () => {
-  await using h = await createHarness();
-  await using prefiller = startSilentUpstream();
-  await disconnectWhileWaitingOn(prefiller, {
-    base: h.listen(),
-    prefiller: prefiller.hostPort,
-  });
-  assert.equal(h.decode.requests.length, 0);
-});
+testEachEngine(
+  "server closes the prefill connection when the client disconnects before decode",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    await using prefiller = startSilentUpstream();
+    await disconnectWhileWaitingOn(prefiller, {
+      base: h.listen(),
+      prefiller: prefiller.hostPort,
+    });
+    assert.equal(h.decode.requests.length, 0);
+  },
+);
 
-Deno.test("server closes the decode connection when the client disconnects before the decoder answers", async () => {
-  await using decoder = startSilentUpstream();
-  await using h = await createHarness({ config: { vllmPort: decoder.port } });
-  await disconnectWhileWaitingOn(decoder, {
-    base: h.listen(),
-    prefiller: h.prefillerHeader,
-  });
-  assert.equal(h.prefill.requests.length, 1);
-});
+testEachEngine(
+  "server closes the decode connection when the client disconnects before the decoder answers",
+  async (engine) => {
+    await using decoder = startSilentUpstream();
+    await using h = await createHarness({
+      engine,
+      config: { vllmPort: decoder.port },
+    });
+    await disconnectWhileWaitingOn(decoder, {
+      base: h.listen(),
+      prefiller: h.prefillerHeader,
+    });
+    assert.equal(h.prefill.requests.length, 1);
+  },
+);
 
-Deno.test("server passthrough aborts the upstream stream when the client disconnects", async () => {
-  await using h = await createHarness();
-  const base = h.listen();
-  const controller = new AbortController();
-  const response = await fetch(`${base}/v1/completions`, {
-    method: "POST",
-    headers: jsonHeaders({ "x-mock-inter-token-ms": "60000" }),
-    body: JSON.stringify({ prompt: "Hi", stream: true }),
-    signal: controller.signal,
-  });
-  const reader = response.body!.getReader();
-  await reader.read();
-  controller.abort();
-  await reader.cancel().catch(() => {});
-  const decode = await h.decode.nextRequest();
-  assert.equal(await decode.finished, "aborted");
-});
+testEachEngine(
+  "server passthrough aborts the upstream stream when the client disconnects",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const base = h.listen();
+    const controller = new AbortController();
+    const response = await fetch(`${base}/v1/completions`, {
+      method: "POST",
+      headers: jsonHeaders({ "x-mock-inter-token-ms": "60000" }),
+      body: JSON.stringify({ prompt: "Hi", stream: true }),
+      signal: controller.signal,
+    });
+    const reader = response.body!.getReader();
+    await reader.read();
+    controller.abort();
+    await reader.cancel().catch(() => {});
+    const decode = await h.decode.nextRequest();
+    assert.equal(await decode.finished, "aborted");
+  },
+);
 
-Deno.test("server breaks the client's stream when the decoder's stream breaks, and keeps serving", async () => {
-  await using h = await createHarness();
-  const base = h.listen();
-  const response = await postChat(base, {
-    prefiller: h.prefillerHeader,
-    body: chatBody({ stream: true }),
-    headers: { "x-mock-break-after": "2" },
-  });
-  assert.equal(response.status, 200);
-  // A status cannot change once streaming started: the client must see the stream fail, not end cleanly.
-  await assert.rejects(response.text());
-  assert.equal(await h.decode.requests[0]?.finished, "failed");
-  const health = await fetch(`${base}/health`);
-  assert.equal(health.status, 200);
-  await health.body?.cancel();
-});
+testEachEngine(
+  "server breaks the client's stream when the decoder's stream breaks, and keeps serving",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const base = h.listen();
+    const response = await postChat(base, {
+      prefiller: h.prefillerHeader,
+      body: chatBody({ stream: true }),
+      headers: { "x-mock-break-after": "2" },
+    });
+    assert.equal(response.status, 200);
+    // A status cannot change once streaming started: the client must see the stream fail, not end cleanly.
+    await assert.rejects(response.text());
+    assert.equal(await h.decode.requests[0]?.finished, "failed");
+    const health = await fetch(`${base}/health`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  },
+);
 
-Deno.test("serveAppWithFallback listens on IPv4 when the node has no IPv6, but not when the port is taken", async () => {
-  await using h = await createHarness();
-  const tried: string[] = [];
-  const fake = new Deno.errors.AddrNotAvailable(
-    "Address family not supported by protocol",
-  );
-  const server = serveAppWithFallback(h.app, {
-    hostname: "::",
-    port: 0,
-    log: createLogger({ verbosity: -1, write: () => {} }),
-    serve(_app, options) {
-      tried.push(options.hostname);
-      if (options.hostname === "::") throw fake;
-      return serveApp(h.app, { ...options, hostname: "127.0.0.1" });
-    },
-  });
-  await server.shutdown();
-  assert.deepEqual(tried, ["::", "0.0.0.0"]);
-  assert.throws(
-    () =>
-      serveAppWithFallback(h.app, {
-        hostname: "::",
-        port: 0,
-        log: createLogger({ verbosity: -1, write: () => {} }),
-        serve() {
-          throw new Deno.errors.AddrInUse("Address already in use");
-        },
-      }),
-    Deno.errors.AddrInUse,
-  );
-});
+testEachEngine(
+  "serveAppWithFallback listens on IPv4 when the node has no IPv6, but not when the port is taken",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const tried: string[] = [];
+    const fake = new Deno.errors.AddrNotAvailable(
+      "Address family not supported by protocol",
+    );
+    const server = serveAppWithFallback(h.app, {
+      hostname: "::",
+      port: 0,
+      log: createLogger({ verbosity: -1, write: () => {} }),
+      serve(_app, options) {
+        tried.push(options.hostname);
+        if (options.hostname === "::") throw fake;
+        return serveApp(h.app, { ...options, hostname: "127.0.0.1" });
+      },
+    });
+    await server.shutdown();
+    assert.deepEqual(tried, ["::", "0.0.0.0"]);
+    assert.throws(
+      () =>
+        serveAppWithFallback(h.app, {
+          hostname: "::",
+          port: 0,
+          log: createLogger({ verbosity: -1, write: () => {} }),
+          serve() {
+            throw new Deno.errors.AddrInUse("Address already in use");
+          },
+        }),
+      Deno.errors.AddrInUse,
+    );
+  },
+);

@@ -12,7 +12,6 @@ import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
 import { UpstreamError } from "../upstream/client.ts";
 import type { WholeResponse } from "../upstream/http1_client.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
-import { forwardToDecoder } from "../upstream/relay.ts";
 import type { PdContext } from "./types.ts";
 
 /** The prefiller's answer, read whole (prefill replies are small and not streamed). */
@@ -23,7 +22,7 @@ export type PrefillReply = WholeResponse;
  * request id) plus a JSON type and the request id shared by both legs, so the
  * prefiller's and decoder's logs can be joined.
  */
-function legHeaders(ctx: PdContext): HeaderList {
+function legHeaders(ctx: PdContext<unknown>): HeaderList {
   return [
     ...ctx.headers,
     ["content-type", "application/json"],
@@ -33,7 +32,7 @@ function legHeaders(ctx: PdContext): HeaderList {
 
 /** Sends the prefill leg and reads its answer; throws a 502 when none arrives. */
 export async function sendPrefill(
-  ctx: PdContext,
+  ctx: PdContext<unknown>,
   body: string,
 ): Promise<PrefillReply> {
   ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
@@ -83,7 +82,7 @@ function errorDetail(text: string): string {
  * status becomes the sidecar's own error naming the prefiller.
  */
 export function ensurePrefillSucceeded(
-  ctx: PdContext,
+  ctx: PdContext<unknown>,
   reply: PrefillReply,
 ): void {
   if (reply.status >= 200 && reply.status < 300) return;
@@ -111,7 +110,7 @@ export function ensurePrefillSucceeded(
 
 /** Checks the prefill succeeded and returned a JSON object; throws a 502 otherwise. */
 export function parsePrefillReply(
-  ctx: PdContext,
+  ctx: PdContext<unknown>,
   reply: PrefillReply,
 ): ScannedObject {
   ensurePrefillSucceeded(ctx, reply);
@@ -133,16 +132,8 @@ export function parsePrefillReply(
 }
 
 /** Sends the decode leg to the local decoder; its answer streams to the client. */
-export function sendDecode(ctx: PdContext, body: string): Promise<Response> {
-  ctx.log.debug("sending request to decoder", { to: ctx.decoderUrl });
+export function sendDecode<R>(ctx: PdContext<R>, body: string): Promise<R> {
+  ctx.log.debug("sending request to decoder", { to: ctx.decoder });
   ctx.log.trace("decode request", { body });
-  return forwardToDecoder(ctx.upstream, {
-    baseUrl: ctx.decoderUrl,
-    pathAndQuery: ctx.pathAndQuery,
-  }, {
-    method: "POST",
-    headers: legHeaders(ctx),
-    body,
-    signal: ctx.signal,
-  });
+  return ctx.decode({ headers: legHeaders(ctx), body });
 }

@@ -11,7 +11,7 @@ import type { Connector } from "./types.ts";
 function notYetSupported(name: ConnectorName): Connector {
   return {
     name,
-    run() {
+    run<R>(): Promise<R> {
       return Promise.reject(
         new ProxyError(
           501,

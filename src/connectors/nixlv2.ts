@@ -21,7 +21,7 @@ const PREFILL_KV_TRANSFER_PARAMS = JSON.stringify({
   remote_port: null,
 });
 
-async function run(ctx: PdContext): Promise<Response> {
+async function run<R>(ctx: PdContext<R>): Promise<R> {
   ctx.log.debug("running NIXL protocol V2", {
     prefiller: ctx.prefiller.hostPort,
   });

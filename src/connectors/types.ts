@@ -13,15 +13,32 @@ import type { UpstreamClient } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 
+/** A decode leg as the connector hands it over: the transport is the engine's. */
+export interface DecodeLeg {
+  readonly headers: HeaderList;
+  /** The decode body, JSON. */
+  readonly body: string;
+}
+
+/**
+ * Sends the decode leg to the local decoder and returns the engine's handle
+ * on its answer (a `Response` on `Deno.serve`, an open upstream reader on the
+ * wire engine), which the engine relays to the client. Throws `ProxyError`
+ * when no answer arrives.
+ */
+export type DecodeSender<R> = (leg: DecodeLeg) => Promise<R>;
+
 /** Everything a connector needs for one disaggregated request. */
-export interface PdContext {
+export interface PdContext<R = Response> {
   readonly api: ApiKind;
   /** Path and query of the client's request, reused on both legs. */
   readonly pathAndQuery: string;
   readonly request: GenerationRequest;
   readonly prefiller: UpstreamTarget;
-  /** Base URL of the local decoder, e.g. `http://127.0.0.1:8001`. */
-  readonly decoderUrl: string;
+  /** Address of the local decoder, e.g. `127.0.0.1:8001`, for logs. */
+  readonly decoder: string;
+  /** Sends the decode leg. */
+  readonly decode: DecodeSender<R>;
   /** The client's `x-request-id`, or a minted one; sent on both legs. */
   readonly requestId: string;
   /** Client headers cleaned for forwarding: no routing, hop-by-hop, length, type or request id. */
@@ -36,5 +53,5 @@ export interface PdContext {
 export interface Connector {
   readonly name: ConnectorName;
   /** Runs prefill and decode; throws `ProxyError` before any byte is streamed. */
-  run(ctx: PdContext): Promise<Response>;
+  run<R>(ctx: PdContext<R>): Promise<R>;
 }

@@ -8,9 +8,10 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context.ts";
 import { type Logger, VERBOSITY_DEBUG } from "../log.ts";
 import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
+import type { HeaderLookup } from "../upstream/headers.ts";
 
 /** The client's request id (first value when several), or a new UUID. */
-export function requestIdOf(headers: Headers): string {
+export function requestIdOf(headers: HeaderLookup): string {
   const sent = headers.get(HEADER_REQUEST_ID)?.split(",")[0]?.trim();
   return sent ? sent : crypto.randomUUID();
 }

@@ -13,6 +13,7 @@ import { HEADER_REQUEST_ID, ROUTING_HEADERS } from "../protocol/fields.ts";
 import { parseGenerationRequest } from "../protocol/request.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
+import { forwardToDecoder } from "../upstream/relay.ts";
 import {
   clientIpOf,
   decoderBaseUrl,
@@ -61,7 +62,17 @@ export function createGenerationHandler(
       pathAndQuery: pathAndQueryOf(request),
       request: parsed,
       prefiller,
-      decoderUrl: decoderBaseUrl(deps),
+      decoder: `127.0.0.1:${deps.config.vllmPort}`,
+      decode: (leg) =>
+        forwardToDecoder(deps.upstream, {
+          baseUrl: decoderBaseUrl(deps),
+          pathAndQuery: pathAndQueryOf(request),
+        }, {
+          method: "POST",
+          headers: leg.headers,
+          body: leg.body,
+          signal: request.signal,
+        }),
       requestId: c.get("requestId"),
       headers: buildUpstreamHeaders(request.headers, {
         clientIp: clientIpOf(c),

@@ -5,6 +5,7 @@
  * them to statuses without parsing error strings.
  */
 
+import { ClosedEarlyError } from "../wire/conn_reader.ts";
 import type { HeaderList } from "./headers.ts";
 import {
   createHttp1Client,
@@ -91,7 +92,8 @@ export function classifyFetchError(error: unknown): UpstreamError {
   if (
     error instanceof Deno.errors.ConnectionReset ||
     error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.UnexpectedEof
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof ClosedEarlyError
   ) {
     return new UpstreamError("reset", "connection closed by the server", error);
   }

@@ -19,7 +19,19 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "upgrade",
 ]);
 
-function connectionListed(headers: Headers): ReadonlySet<string> | undefined {
+/** What the sidecar reads from a header set: `Headers`, or the wire engine's list. */
+export interface HeaderLookup {
+  /** Every value of `name` joined by ", "; null when absent. */
+  get(name: string): string | null;
+}
+
+/** A header set that can also be walked, pair by pair, names lower-cased. */
+export interface HeaderSource
+  extends HeaderLookup, Iterable<[string, string]> {}
+
+function connectionListed(
+  headers: HeaderLookup,
+): ReadonlySet<string> | undefined {
   const connection = headers.get("connection");
   if (connection === null) return undefined;
   return new Set(
@@ -44,7 +56,7 @@ export interface UpstreamHeaderOptions {
 
 /** Headers of a request to an upstream, built from the client's request headers. */
 export function buildUpstreamHeaders(
-  incoming: Headers,
+  incoming: HeaderSource,
   options: UpstreamHeaderOptions = {},
 ): HeaderList {
   const listed = connectionListed(incoming);
@@ -78,11 +90,16 @@ export function buildUpstreamHeaders(
 /**
  * Headers of a response relayed to the client. Deno's fetch decompresses
  * bodies but keeps `Content-Encoding`, so an encoded answer loses that header
- * and its (compressed) `Content-Length`.
+ * and its (compressed) `Content-Length`; pass `decoded: false` for a body
+ * relayed as it arrived (the wire engine).
  */
-export function buildClientHeaders(upstream: Headers): HeaderList {
+export function buildClientHeaders(
+  upstream: HeaderSource,
+  options: { readonly decoded?: boolean } = {},
+): HeaderList {
   const listed = connectionListed(upstream);
-  const decoded = upstream.has("content-encoding");
+  const decoded = (options.decoded ?? true) &&
+    upstream.get("content-encoding") !== null;
   const out: HeaderList = [];
   for (const [name, value] of upstream) {
     if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;

@@ -8,6 +8,7 @@
  * pipes them natively.
  */
 
+import { ClosedEarlyError, ConnReader } from "../wire/conn_reader.ts";
 import type { HeaderList } from "./headers.ts";
 
 /** An answer read whole. */
@@ -52,96 +53,8 @@ export interface Http1Client {
   close(): void;
 }
 
-/** The server closed a reused connection before answering: safe to send again. */
-class StaleConnectionError extends Error {
-  constructor() {
-    super("connection closed by the server before answering");
-    this.name = "StaleConnectionError";
-  }
-}
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const CR = 13;
-const LF = 10;
-
-/** A connection and its read buffer, kept together in the pool. */
-class ConnReader {
-  readonly conn: Deno.Conn;
-  #buffer = new Uint8Array(4096);
-  #start = 0;
-  #end = 0;
-  /** Bytes received so far, to tell a stale connection from a broken answer. */
-  received = 0;
-
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
-  }
-
-  async #fill(): Promise<boolean> {
-    if (this.#start === this.#end) this.#start = this.#end = 0;
-    if (this.#end === this.#buffer.length) {
-      const size = this.#end - this.#start;
-      if (this.#start > 0) {
-        this.#buffer.copyWithin(0, this.#start, this.#end);
-      } else {
-        const bigger = new Uint8Array(this.#buffer.length * 2);
-        bigger.set(this.#buffer);
-        this.#buffer = bigger;
-      }
-      this.#start = 0;
-      this.#end = size;
-    }
-    const read = await this.conn.read(this.#buffer.subarray(this.#end));
-    if (read === null) return false;
-    this.#end += read;
-    this.received += read;
-    return true;
-  }
-
-  /** Reads through the next CRLF; returns the line without it. */
-  async line(): Promise<string> {
-    // Offset from #start already searched; #fill may move the buffered bytes.
-    let searched = 0;
-    for (;;) {
-      for (let i = this.#start + searched; i + 1 < this.#end; i++) {
-        if (this.#buffer[i] === CR && this.#buffer[i + 1] === LF) {
-          const text = decoder.decode(this.#buffer.subarray(this.#start, i));
-          this.#start = i + 2;
-          return text;
-        }
-      }
-      searched = Math.max(0, this.#end - this.#start - 1);
-      if (!(await this.#fill())) throw this.#eof();
-    }
-  }
-
-  /** Reads exactly `length` bytes. */
-  async exactly(length: number): Promise<Uint8Array> {
-    while (this.#end - this.#start < length) {
-      if (!(await this.#fill())) throw this.#eof();
-    }
-    const bytes = this.#buffer.slice(this.#start, this.#start + length);
-    this.#start += length;
-    return bytes;
-  }
-
-  /** Reads until the server closes the connection. */
-  async rest(): Promise<Uint8Array> {
-    while (await this.#fill());
-    const bytes = this.#buffer.slice(this.#start, this.#end);
-    this.#start = this.#end;
-    return bytes;
-  }
-
-  #eof(): Error {
-    return this.received === 0
-      ? new StaleConnectionError()
-      : new Deno.errors.UnexpectedEof(
-        "connection closed in the middle of the answer",
-      );
-  }
-}
 
 interface ResponseHead {
   readonly version: string;
@@ -291,7 +204,7 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
     const { conn } = reader;
     const abort = () => closeQuietly(conn);
     signal.addEventListener("abort", abort, { once: true });
-    reader.received = 0;
+    reader.resetReceived();
     try {
       await writeAll(conn, bytes);
       return await readResponse(reader);
@@ -299,7 +212,7 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
       const closedByServer = error instanceof Deno.errors.ConnectionReset ||
         error instanceof Deno.errors.BrokenPipe;
       if (closedByServer && reader.received === 0 && !signal.aborted) {
-        throw new StaleConnectionError();
+        throw new ClosedEarlyError(true);
       }
       throw error;
     } finally {
@@ -330,7 +243,9 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
           closeQuietly(reader.conn);
           // A pooled connection the server had closed while idle: it answered
           // nothing, so send again, on another pooled connection or a new one.
-          if (pooled && error instanceof StaleConnectionError) continue;
+          if (
+            pooled && error instanceof ClosedEarlyError && error.beforeAnyByte
+          ) continue;
           throw error;
         }
       }

@@ -4,124 +4,146 @@ import {
   createHarness,
   jsonHeaders,
   readSseData,
+  testEachEngine,
 } from "../support/harness.ts";
 
-Deno.test("passthrough forwards method, path, query, headers and body unchanged", async () => {
-  await using h = await createHarness();
-  const response = await h.request("/tokenize?trace=1", {
-    method: "POST",
-    headers: jsonHeaders({
-      "authorization": "Bearer t",
-      "x-custom": "v",
-      "connection": "x-hop",
-      "x-hop": "1",
-    }),
-    body: '{"prompt": "Hello world"}',
-  });
-  assert.equal(response.status, 200);
-  assert.equal((await response.json()).count > 0, true);
-  const [seen] = h.decode.requests;
-  assert.equal(seen?.method, "POST");
-  assert.equal(seen?.path, "/tokenize");
-  assert.equal(seen?.search, "?trace=1");
-  assert.equal(seen?.bodyText, '{"prompt": "Hello world"}');
-  assert.equal(seen?.headers.get("authorization"), "Bearer t");
-  assert.equal(seen?.headers.get("x-custom"), "v");
-  assert.equal(seen?.headers.has("x-hop"), false);
-  assert.equal(h.prefill.requests.length, 0);
-});
-
-Deno.test("passthrough relays GET answers and statuses of any route", async () => {
-  await using h = await createHarness();
-  const models = await h.request("/v1/models");
-  assert.equal(models.status, 200);
-  assert.equal((await models.json()).object, "list");
-  const missing = await h.request("/no/such/route");
-  assert.equal(missing.status, 404);
-  assert.deepEqual(await missing.json(), { detail: "Not Found" });
-  const getOnGenerationPath = await h.request("/v1/chat/completions");
-  await getOnGenerationPath.body?.cancel();
-  assert.equal(h.decode.requests.at(-1)?.method, "GET");
-  assert.equal(h.decode.requests.at(-1)?.path, "/v1/chat/completions");
-});
-
-Deno.test("generation request without a prefiller header goes to the decoder byte for byte", async () => {
-  await using h = await createHarness();
-  const body =
-    `{"model":"Qwen/Qwen3-0.6B",  "prompt":"Hi", "max_tokens":3, "n": 1.0}`;
-  const response = await h.request("/v1/completions", {
-    method: "POST",
-    headers: jsonHeaders(),
-    body,
-  });
-  assert.equal(response.status, 200);
-  await response.body?.cancel();
-  assert.equal(h.decode.requests[0]?.bodyText, body);
-  assert.equal(h.decode.requests[0]?.role, "plain");
-  assert.equal(h.prefill.requests.length, 0);
-});
-
-Deno.test("generation request with an empty prefiller header is plain decode without the header", async () => {
-  await using h = await createHarness();
-  const response = await h.request("/v1/chat/completions", {
-    method: "POST",
-    headers: jsonHeaders({ "x-prefiller-host-port": " " }),
-    body: chatBody({ stream: true }),
-  });
-  const events = await readSseData(response);
-  assert.equal(events.at(-1), "[DONE]");
-  assert.equal(
-    h.decode.requests[0]?.headers.has("x-prefiller-host-port"),
-    false,
-  );
-  assert.equal(h.prefill.requests.length, 0);
-});
-
-Deno.test("passthrough answers 503 with the decode-not-ready message when vLLM is down", async () => {
-  await using h = await createHarness();
-  await h.decode.close();
-  for (
-    const [path, init] of [["/v1/models", {}], ["/v1/chat/completions", {
+testEachEngine(
+  "passthrough forwards method, path, query, headers and body unchanged",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const response = await h.request("/tokenize?trace=1", {
       method: "POST",
-      headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-      body: chatBody(),
-    }]] as const
-  ) {
-    const response = await h.request(path, init);
-    assert.equal(response.status, 503, path);
-    assert.equal(response.headers.get("content-type"), "application/json");
-    assert.deepEqual((await response.json()).error, {
-      message:
-        "The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.",
-      type: "ServiceUnavailable",
-      param: null,
-      code: 503,
+      headers: jsonHeaders({
+        "authorization": "Bearer t",
+        "x-custom": "v",
+        "connection": "x-hop",
+        "x-hop": "1",
+      }),
+      body: '{"prompt": "Hello world"}',
     });
-  }
-});
-
-Deno.test("health is answered by the sidecar without asking vLLM", async () => {
-  await using h = await createHarness();
-  for (const method of ["GET", "HEAD"]) {
-    const response = await h.request("/health", { method });
     assert.equal(response.status, 200);
-    assert.equal(await response.text(), "");
-  }
-  assert.equal(h.decode.requests.length, 0);
-  const post = await h.request("/health", { method: "POST" });
-  await post.body?.cancel();
-  assert.equal(h.decode.requests[0]?.method, "POST");
-});
+    assert.equal((await response.json()).count > 0, true);
+    const [seen] = h.decode.requests;
+    assert.equal(seen?.method, "POST");
+    assert.equal(seen?.path, "/tokenize");
+    assert.equal(seen?.search, "?trace=1");
+    assert.equal(seen?.bodyText, '{"prompt": "Hello world"}');
+    assert.equal(seen?.headers.get("authorization"), "Bearer t");
+    assert.equal(seen?.headers.get("x-custom"), "v");
+    assert.equal(seen?.headers.has("x-hop"), false);
+    assert.equal(h.prefill.requests.length, 0);
+  },
+);
 
-Deno.test("passthrough over a socket appends the client address to X-Forwarded-For", async () => {
-  await using h = await createHarness();
-  const base = h.listen();
-  const response = await fetch(`${base}/v1/models`, {
-    headers: { "x-forwarded-for": "203.0.113.9" },
-  });
-  await response.body?.cancel();
-  assert.equal(
-    h.decode.requests[0]?.headers.get("x-forwarded-for"),
-    "203.0.113.9, 127.0.0.1",
-  );
-});
+testEachEngine(
+  "passthrough relays GET answers and statuses of any route",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const models = await h.request("/v1/models");
+    assert.equal(models.status, 200);
+    assert.equal((await models.json()).object, "list");
+    const missing = await h.request("/no/such/route");
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await missing.json(), { detail: "Not Found" });
+    const getOnGenerationPath = await h.request("/v1/chat/completions");
+    await getOnGenerationPath.body?.cancel();
+    assert.equal(h.decode.requests.at(-1)?.method, "GET");
+    assert.equal(h.decode.requests.at(-1)?.path, "/v1/chat/completions");
+  },
+);
+
+testEachEngine(
+  "generation request without a prefiller header goes to the decoder byte for byte",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const body =
+      `{"model":"Qwen/Qwen3-0.6B",  "prompt":"Hi", "max_tokens":3, "n": 1.0}`;
+    const response = await h.request("/v1/completions", {
+      method: "POST",
+      headers: jsonHeaders(),
+      body,
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    assert.equal(h.decode.requests[0]?.bodyText, body);
+    assert.equal(h.decode.requests[0]?.role, "plain");
+    assert.equal(h.prefill.requests.length, 0);
+  },
+);
+
+testEachEngine(
+  "generation request with an empty prefiller header is plain decode without the header",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const response = await h.request("/v1/chat/completions", {
+      method: "POST",
+      headers: jsonHeaders({ "x-prefiller-host-port": " " }),
+      body: chatBody({ stream: true }),
+    });
+    const events = await readSseData(response);
+    assert.equal(events.at(-1), "[DONE]");
+    assert.equal(
+      h.decode.requests[0]?.headers.has("x-prefiller-host-port"),
+      false,
+    );
+    assert.equal(h.prefill.requests.length, 0);
+  },
+);
+
+testEachEngine(
+  "passthrough answers 503 with the decode-not-ready message when vLLM is down",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    await h.decode.close();
+    for (
+      const [path, init] of [["/v1/models", {}], ["/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
+        body: chatBody(),
+      }]] as const
+    ) {
+      const response = await h.request(path, init);
+      assert.equal(response.status, 503, path);
+      assert.equal(response.headers.get("content-type"), "application/json");
+      assert.deepEqual((await response.json()).error, {
+        message:
+          "The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.",
+        type: "ServiceUnavailable",
+        param: null,
+        code: 503,
+      });
+    }
+  },
+);
+
+testEachEngine(
+  "health is answered by the sidecar without asking vLLM",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    for (const method of ["GET", "HEAD"]) {
+      const response = await h.request("/health", { method });
+      assert.equal(response.status, 200);
+      assert.equal(await response.text(), "");
+    }
+    assert.equal(h.decode.requests.length, 0);
+    const post = await h.request("/health", { method: "POST" });
+    await post.body?.cancel();
+    assert.equal(h.decode.requests[0]?.method, "POST");
+  },
+);
+
+testEachEngine(
+  "passthrough over a socket appends the client address to X-Forwarded-For",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const base = h.listen();
+    const response = await fetch(`${base}/v1/models`, {
+      headers: { "x-forwarded-for": "203.0.113.9" },
+    });
+    await response.body?.cancel();
+    assert.equal(
+      h.decode.requests[0]?.headers.get("x-forwarded-for"),
+      "203.0.113.9, 127.0.0.1",
+    );
+  },
+);

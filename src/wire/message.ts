@@ -1,0 +1,232 @@
+/**
+ * @module
+ * HTTP/1.x message heads as the wire engine reads them: the request line or
+ * status line, the header fields (names lower-cased, as `Headers` has them),
+ * and how the body is framed (RFC 9112 §6.3). Anything ambiguous, such as
+ * both Content-Length and Transfer-Encoding (request smuggling), is refused.
+ */
+
+import type { HeaderList } from "../upstream/headers.ts";
+
+/** How a message body is delimited. */
+export type Framing =
+  | { readonly kind: "none" }
+  | { readonly kind: "length"; readonly length: number }
+  | { readonly kind: "chunked" }
+  /** Until the sender closes the connection (responses only). */
+  | { readonly kind: "close" };
+
+/** A request the wire engine cannot take, with the status to refuse it with. */
+export class BadMessageError extends Error {
+  /** Status of the refusal. */
+  readonly status: 400 | 431 | 501 | 505;
+
+  /** Creates the error. */
+  constructor(status: 400 | 431 | 501 | 505, message: string) {
+    super(message);
+    this.name = "BadMessageError";
+    this.status = status;
+  }
+}
+
+/** Header fields with `Headers`' lookup, over the list as it arrived. */
+export class HeaderBag {
+  /** Pairs in arrival order, names lower-cased. */
+  readonly list: HeaderList;
+
+  /** Wraps `list` (names already lower-cased). */
+  constructor(list: HeaderList) {
+    this.list = list;
+  }
+
+  /** Every value of `name` joined by ", ", as `Headers.get` does; null when absent. */
+  get(name: string): string | null {
+    let joined: string | null = null;
+    for (const [key, value] of this.list) {
+      if (key === name) {
+        joined = joined === null ? value : `${joined}, ${value}`;
+      }
+    }
+    return joined;
+  }
+
+  /** Whether a field named `name` is present. */
+  has(name: string): boolean {
+    for (const [key] of this.list) if (key === name) return true;
+    return false;
+  }
+
+  /** The pairs, as `Headers` iterates. */
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.list[Symbol.iterator]();
+  }
+}
+
+/** A request head. */
+export interface RequestHead {
+  readonly method: string;
+  /** Origin-form target: path and query. */
+  readonly target: string;
+  /** The target's path, without the query. */
+  readonly path: string;
+  readonly version: "1.0" | "1.1";
+  readonly headers: HeaderBag;
+  readonly framing: Framing;
+  /** Whether the client allows another request on the connection afterwards. */
+  readonly keepAlive: boolean;
+  /** The client waits for `100 Continue` before sending its body. */
+  readonly expectContinue: boolean;
+}
+
+/** A response head. */
+export interface ResponseHead {
+  readonly version: "1.0" | "1.1";
+  readonly status: number;
+  readonly reason: string;
+  readonly headers: HeaderBag;
+  readonly framing: Framing;
+  /** Whether the server keeps the connection open after this response. */
+  readonly keepAlive: boolean;
+}
+
+// RFC 9110 §5.6.2 token characters.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const LENGTH = /^\d{1,15}$/;
+
+function parseFields(lines: string[], from: number): HeaderBag {
+  const list: HeaderList = [];
+  for (let i = from; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw new BadMessageError(400, "malformed header line");
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) {
+      // Also refuses obsolete line folding (a line starting with a space).
+      throw new BadMessageError(400, "malformed header name");
+    }
+    list.push([name.toLowerCase(), line.slice(colon + 1).trim()]);
+  }
+  return new HeaderBag(list);
+}
+
+function bodyFraming(
+  headers: HeaderBag,
+  otherwise: Framing,
+): Framing {
+  const encoding = headers.get("transfer-encoding");
+  const length = headers.get("content-length");
+  if (encoding !== null) {
+    if (length !== null) {
+      throw new BadMessageError(
+        400,
+        "both Transfer-Encoding and Content-Length are set",
+      );
+    }
+    const codings = encoding.toLowerCase().split(",").map((c) => c.trim());
+    if (codings[codings.length - 1] !== "chunked") {
+      throw new BadMessageError(
+        501,
+        `unsupported transfer coding "${encoding}"`,
+      );
+    }
+    if (codings.length > 1) {
+      throw new BadMessageError(
+        501,
+        `unsupported transfer coding "${encoding}"`,
+      );
+    }
+    return { kind: "chunked" };
+  }
+  if (length !== null) {
+    // Several fields (or a list) are fine only when they all agree.
+    const values = new Set(length.split(",").map((v) => v.trim()));
+    const [value] = values;
+    if (values.size !== 1 || value === undefined || !LENGTH.test(value)) {
+      throw new BadMessageError(400, "invalid Content-Length");
+    }
+    return { kind: "length", length: Number(value) };
+  }
+  return otherwise;
+}
+
+function keepAliveOf(version: "1.0" | "1.1", headers: HeaderBag): boolean {
+  const connection = headers.get("connection")?.toLowerCase() ?? "";
+  return version === "1.1"
+    ? !connection.includes("close")
+    : connection.includes("keep-alive");
+}
+
+function versionOf(text: string | undefined): "1.0" | "1.1" {
+  if (text === "HTTP/1.1") return "1.1";
+  if (text === "HTTP/1.0") return "1.0";
+  throw new BadMessageError(505, `unsupported protocol "${text ?? ""}"`);
+}
+
+/** Parses a request head (without its final empty line). */
+export function parseRequestHead(text: string): RequestHead {
+  const lines = text.split("\r\n");
+  // A client may send empty lines before the request line (RFC 9112 §2.2).
+  let first = 0;
+  while (lines[first] === "" && first < lines.length - 1) first++;
+  const parts = lines[first]!.split(" ");
+  if (parts.length !== 3) {
+    throw new BadMessageError(400, "malformed request line");
+  }
+  const [method, rawTarget, protocol] = parts as [string, string, string];
+  if (!TOKEN.test(method)) throw new BadMessageError(400, "malformed method");
+  const version = versionOf(protocol);
+  let target = rawTarget;
+  if (!target.startsWith("/")) {
+    // Absolute form, which proxies must accept (RFC 9112 §3.2.2).
+    const match = /^https?:\/\/[^/?#]*(.*)$/i.exec(target);
+    if (match === null) {
+      if (target !== "*") {
+        throw new BadMessageError(400, "malformed request target");
+      }
+    } else {
+      target = match[1] || "/";
+    }
+  }
+  const headers = parseFields(lines, first + 1);
+  if (version === "1.1" && !headers.has("host")) {
+    throw new BadMessageError(400, "missing Host header");
+  }
+  const query = target.indexOf("?");
+  return {
+    method,
+    target,
+    path: query === -1 ? target : target.slice(0, query),
+    version,
+    headers,
+    framing: bodyFraming(headers, { kind: "none" }),
+    keepAlive: keepAliveOf(version, headers),
+    expectContinue: headers.get("expect")?.toLowerCase() === "100-continue" &&
+      version === "1.1",
+  };
+}
+
+/** Parses a response head to a request with `method`. */
+export function parseResponseHead(text: string, method: string): ResponseHead {
+  const lines = text.split("\r\n");
+  const match = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/.exec(lines[0]!);
+  if (match === null) throw new TypeError("malformed status line");
+  const version = versionOf(match[1]);
+  const status = Number(match[2]);
+  const headers = parseFields(lines, 1);
+  const bodiless = method === "HEAD" || status < 200 || status === 204 ||
+    status === 304;
+  let framing = bodiless
+    ? { kind: "none" } as const
+    : bodyFraming(headers, { kind: "close" });
+  let keepAlive = keepAliveOf(version, headers);
+  if (framing.kind === "close") keepAlive = false;
+  if (bodiless && framing.kind !== "none") framing = { kind: "none" };
+  return {
+    version,
+    status,
+    reason: match[3] ?? "",
+    headers,
+    framing,
+    keepAlive,
+  };
+}
