@@ -63,13 +63,16 @@ interface Settings {
   readonly nginxWorkers: string;
   /** The sidecar's `-workers`: listener threads sharing its port. */
   readonly sidecarWorkers: number;
+  /** The sidecar's `-engine`. */
+  readonly sidecarEngine: "serve" | "wire";
   readonly mock: boolean;
   /** Force a load generator instead of the first one found. */
   readonly tool?: LoadToolName;
 }
 
 const USAGE =
-  `Usage: deno task bench [--quick] [--nginx-workers=1|auto] [--sidecar-workers=N] [--no-mock]
+  `Usage: deno task bench [--quick] [--nginx-workers=1|auto] [--sidecar-workers=N]
+                       [--sidecar-engine=serve|wire] [--no-mock]
 
 Measures the sidecar against direct upstream access and nginx, prints a table
 and writes it to scripts/bench/last_run.json. A full run takes about 4 minutes,
@@ -82,12 +85,17 @@ function parseSettings(args: string[]): Settings | undefined {
       quick: { type: "boolean", default: false },
       "nginx-workers": { type: "string", default: "1" },
       "sidecar-workers": { type: "string", default: "1" },
+      "sidecar-engine": { type: "string", default: "serve" },
       tool: { type: "string" },
       "no-mock": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) return undefined;
+  const engine = values["sidecar-engine"];
+  if (engine !== "serve" && engine !== "wire") {
+    throw new Error(`--sidecar-engine must be serve or wire, not "${engine}"`);
+  }
   const quick = values.quick;
   return {
     quick,
@@ -99,6 +107,7 @@ function parseSettings(args: string[]): Settings | undefined {
     rampMs: 1000,
     nginxWorkers: values["nginx-workers"],
     sidecarWorkers: Math.max(1, Number(values["sidecar-workers"]) || 1),
+    sidecarEngine: engine,
     mock: !values["no-mock"],
     ...(values.tool === "wrk" || values.tool === "autocannon"
       ? { tool: values.tool }
@@ -178,8 +187,9 @@ async function startFastUpstream(
 async function startSidecar(
   group: ProcessGroup,
   decoderPort: number,
-  workers: number,
+  settings: Pick<Settings, "sidecarWorkers" | "sidecarEngine">,
 ): Promise<{ process: Started; port: number }> {
+  const workers = settings.sidecarWorkers;
   const port = freePort();
   // Run from the repository so deno.json (its "unstable" list) applies, as `deno task start` does.
   const process = group.start("sidecar", {
@@ -196,6 +206,7 @@ async function startSidecar(
       "-listen-host=127.0.0.1",
       "-secure-proxy=false",
       `-workers=${workers}`,
+      `-engine=${settings.sidecarEngine}`,
     ],
   });
   // Every listener thread logs its own "starting" line.
@@ -530,11 +541,7 @@ async function compareStreams(
   ports: { readonly prefill: number; readonly decode: number },
 ): Promise<StreamComparison> {
   const { group, settings } = bench;
-  const sidecar = await startSidecar(
-    group,
-    ports.decode,
-    settings.sidecarWorkers,
-  );
+  const sidecar = await startSidecar(group, ports.decode, settings);
   const direct = {
     url: `http://127.0.0.1:${ports.decode}${PATH}`,
     prefillUrl: `http://127.0.0.1:${ports.prefill}${PATH}`,
@@ -623,7 +630,7 @@ function buildNotes(
   return [
     ...mockNote,
     ...toolNote,
-    `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers}, sidecar -workers=${settings.sidecarWorkers}, ` +
+    `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers}, sidecar -workers=${settings.sidecarWorkers} -engine=${settings.sidecarEngine}, ` +
     "upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
     "wrk/autocannon rows: one load-generator process; " +
     "pd_client rows: bench/pd_client.ts (node:http keep-alive under Deno); the chain baseline does prefill then decode per iteration",
@@ -641,11 +648,7 @@ async function runThroughput(
   const { group, settings } = bench;
   const prefill = await startFastUpstream(group, "prefill", settings);
   const decode = await startFastUpstream(group, "decode", settings);
-  const sidecar = await startSidecar(
-    group,
-    decode.port,
-    settings.sidecarWorkers,
-  );
+  const sidecar = await startSidecar(group, decode.port, settings);
   const nginx = options.nginx === undefined
     ? undefined
     : await startNginx(group, {
@@ -716,6 +719,8 @@ async function run(
       durationS: settings.durationS,
       warmupS: settings.warmupS,
       concurrencies: CONCURRENCIES,
+      sidecarEngine: settings.sidecarEngine,
+      sidecarWorkers: settings.sidecarWorkers,
     },
     throughput: throughput.rows,
     streaming,

@@ -8,7 +8,16 @@
 import type { Logger } from "./log.ts";
 
 /** HTTP statuses the sidecar produces for its own errors. */
-export type ErrorStatus = 400 | 404 | 500 | 501 | 502 | 503 | 504;
+export type ErrorStatus =
+  | 400
+  | 404
+  | 431
+  | 500
+  | 501
+  | 502
+  | 503
+  | 504
+  | 505;
 
 /** The `error` object of vLLM's error body (vLLM >= 0.10.1, PR #22099). */
 export interface VllmErrorInfo {
@@ -37,11 +46,13 @@ export interface ProxyErrorOptions {
 const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   400: "BadRequestError",
   404: "NotFoundError",
+  431: "RequestHeaderFieldsTooLarge",
   500: "InternalServerError",
   501: "NotImplementedError",
   502: "BadGateway",
   503: "ServiceUnavailable",
   504: "GatewayTimeout",
+  505: "HTTPVersionNotSupported",
 };
 
 /** A failure with the HTTP status the client should see. */
@@ -68,11 +79,6 @@ export class ProxyError extends Error {
     this.param = options.param ?? null;
     this.response = options.response;
   }
-}
-
-/** Whether `status` is one the sidecar can answer with as its own error. */
-export function isErrorStatus(status: number): status is ErrorStatus {
-  return Object.hasOwn(DEFAULT_TYPES, status);
 }
 
 /** Builds vLLM's error body for a status and message. */

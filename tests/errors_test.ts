@@ -1,10 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  buildErrorBody,
-  isErrorStatus,
-  ProxyError,
-  toErrorResponse,
-} from "../src/errors.ts";
+import { buildErrorBody, ProxyError, toErrorResponse } from "../src/errors.ts";
 
 Deno.test("toErrorResponse renders vLLM's nested error shape as JSON", async () => {
   const response = toErrorResponse(
@@ -40,14 +35,4 @@ Deno.test("toErrorResponse prefers a prepared response", () => {
     toErrorResponse(new ProxyError(400, "x", { response: prepared })),
     prepared,
   );
-});
-
-Deno.test("isErrorStatus accepts only the statuses the sidecar answers with", () => {
-  assert.deepEqual([400, 418, 500, 503, 505].map(isErrorStatus), [
-    true,
-    false,
-    true,
-    true,
-    false,
-  ]);
 });

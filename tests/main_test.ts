@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { generateSelfSignedCertificate } from "../src/tls.ts";
 import { freePort, runBundle, startBundle } from "./support/process.ts";
-import { chatBody, jsonHeaders } from "./support/harness.ts";
+import { chatBody, jsonHeaders, testEachEngine } from "./support/harness.ts";
 
 /** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
 function startPlainSidecar(decodePort: number, flags: readonly string[]) {
@@ -61,61 +61,77 @@ Deno.test("bundle exits 1 when the certificate directory has no key pair", async
   }
 });
 
-Deno.test("bundle runs P/D end to end over plain HTTP and stops cleanly on SIGTERM", async () => {
-  await using prefill = await createMockVllm({ name: "prefiller" });
-  await using decode = await createMockVllm({ name: "decoder" });
-  await using sidecar = startPlainSidecar(decode.port, ["-v=4"]);
-  const { port } = sidecar;
-  await sidecar.waitForLine((line) => line.msg === "starting");
-  const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-    method: "POST",
-    headers: jsonHeaders({
-      "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-      "x-request-id": "e2e-1",
-    }),
-    body: chatBody({ stream: true }),
-  });
-  assert.equal(response.status, 200);
-  assert.match(await response.text(), /data: \[DONE\]/);
-  assert.equal(decode.requests[0]?.kvTransfer?.outcome, "pulled");
-  const routed = await sidecar.waitForLine((line) =>
-    line.msg === "using P/D protocol"
-  );
-  assert.equal(routed.request_id, "e2e-1");
-  const config = sidecar.lines.find((line) =>
-    line.msg === "Proxy configuration"
-  );
-  assert.equal(
-    (config?.config as Record<string, unknown>)?.vllm_port,
-    decode.port,
-  );
-  sidecar.process.kill("SIGTERM");
-  assert.equal((await sidecar.process.status).code, 0);
-  await sidecar.waitForLine((line) => line.msg === "shutting down");
-});
+testEachEngine(
+  "bundle runs P/D end to end over plain HTTP and stops cleanly on SIGTERM",
+  async (engine) => {
+    await using prefill = await createMockVllm({ name: "prefiller" });
+    await using decode = await createMockVllm({ name: "decoder" });
+    await using sidecar = startPlainSidecar(decode.port, [
+      "-v=4",
+      `-engine=${engine}`,
+    ]);
+    const { port } = sidecar;
+    await sidecar.waitForLine((line) => line.msg === "starting");
+    const response = await fetch(
+      `http://127.0.0.1:${port}/v1/chat/completions`,
+      {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+          "x-request-id": "e2e-1",
+        }),
+        body: chatBody({ stream: true }),
+      },
+    );
+    assert.equal(response.status, 200);
+    assert.match(await response.text(), /data: \[DONE\]/);
+    assert.equal(decode.requests[0]?.kvTransfer?.outcome, "pulled");
+    const routed = await sidecar.waitForLine((line) =>
+      line.msg === "using P/D protocol"
+    );
+    assert.equal(routed.request_id, "e2e-1");
+    const config = sidecar.lines.find((line) =>
+      line.msg === "Proxy configuration"
+    );
+    assert.equal(
+      (config?.config as Record<string, unknown>)?.vllm_port,
+      decode.port,
+    );
+    assert.equal((config?.config as Record<string, unknown>)?.engine, engine);
+    sidecar.process.kill("SIGTERM");
+    assert.equal((await sidecar.process.status).code, 0);
+    await sidecar.waitForLine((line) => line.msg === "shutting down");
+  },
+);
 
-Deno.test("bundle serves TLS with a self-signed certificate by default", async () => {
-  await using decode = await createMockVllm({ name: "decoder" });
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decode.port}`,
-    "-listen-host=127.0.0.1",
-  ]);
-  const starting = await sidecar.waitForLine((line) => line.msg === "starting");
-  assert.equal(starting.tls, true);
-  // The generated certificate names 127.0.0.1 but is trusted by nobody: skip verification for this one host.
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      "--unsafely-ignore-certificate-errors=127.0.0.1",
-      `const r = await fetch("https://127.0.0.1:${port}/v1/models"); console.log(r.status, (await r.json()).object);`,
-    ],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  assert.equal(new TextDecoder().decode(output.stdout).trim(), "200 list");
-});
+testEachEngine(
+  "bundle serves TLS with a self-signed certificate by default",
+  async (engine) => {
+    await using decode = await createMockVllm({ name: "decoder" });
+    const port = freePort();
+    await using sidecar = startBundle([
+      `-port=${port}`,
+      `-vllm-port=${decode.port}`,
+      "-listen-host=127.0.0.1",
+      `-engine=${engine}`,
+    ]);
+    const starting = await sidecar.waitForLine((line) =>
+      line.msg === "starting"
+    );
+    assert.equal(starting.tls, true);
+    // The generated certificate names 127.0.0.1 but is trusted by nobody: skip verification for this one host.
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        "--unsafely-ignore-certificate-errors=127.0.0.1",
+        `const r = await fetch("https://127.0.0.1:${port}/v1/models"); console.log(r.status, (await r.json()).object);`,
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    assert.equal(new TextDecoder().decode(output.stdout).trim(), "200 list");
+  },
+);
 
 Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
   await using decode = await createMockVllm({ name: "decoder" });
@@ -143,41 +159,48 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
   }
 });
 
-Deno.test("bundle with -workers=2 serves from two listener threads and stops cleanly", async () => {
-  await using prefill = await createMockVllm({ name: "prefiller" });
-  await using decode = await createMockVllm({ name: "decoder" });
-  await using sidecar = startPlainSidecar(decode.port, ["-workers=2", "-v=4"]);
-  const { port } = sidecar;
-  await sidecar.waitForLine((line) =>
-    line.msg === "starting" && line.listener === 0
-  );
-  await sidecar.waitForLine((line) =>
-    line.msg === "starting" && line.listener === 1
-  );
-  // Each request on a new connection: the kernel spreads connections, not requests.
-  for (let i = 0; i < 40; i++) {
-    using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-    const response = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
-      method: "POST",
-      headers: jsonHeaders({
-        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-      }),
-      body: JSON.stringify({ prompt: "Hi", max_tokens: 2 }),
-      client,
-    });
-    assert.equal(response.status, 200);
-    await response.body?.cancel();
-  }
-  assert.equal(
-    decode.requests.filter((r) => r.kvTransfer?.outcome === "pulled").length,
-    40,
-  );
-  const handledBy = new Set(
-    sidecar.lines.filter((line) => line.msg === "request handled").map((line) =>
-      line.listener
-    ),
-  );
-  assert.deepEqual([...handledBy].sort(), [0, 1]);
-  sidecar.process.kill("SIGTERM");
-  assert.equal((await sidecar.process.status).code, 0);
-});
+testEachEngine(
+  "bundle with -workers=2 serves from two listener threads and stops cleanly",
+  async (engine) => {
+    await using prefill = await createMockVllm({ name: "prefiller" });
+    await using decode = await createMockVllm({ name: "decoder" });
+    await using sidecar = startPlainSidecar(decode.port, [
+      "-workers=2",
+      "-v=4",
+      `-engine=${engine}`,
+    ]);
+    const { port } = sidecar;
+    await sidecar.waitForLine((line) =>
+      line.msg === "starting" && line.listener === 0
+    );
+    await sidecar.waitForLine((line) =>
+      line.msg === "starting" && line.listener === 1
+    );
+    // Each request on a new connection: the kernel spreads connections, not requests.
+    for (let i = 0; i < 40; i++) {
+      using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+      const response = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        }),
+        body: JSON.stringify({ prompt: "Hi", max_tokens: 2 }),
+        client,
+      });
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+    }
+    assert.equal(
+      decode.requests.filter((r) => r.kvTransfer?.outcome === "pulled").length,
+      40,
+    );
+    const handledBy = new Set(
+      sidecar.lines.filter((line) => line.msg === "request handled").map((
+        line,
+      ) => line.listener),
+    );
+    assert.deepEqual([...handledBy].sort(), [0, 1]);
+    sidecar.process.kill("SIGTERM");
+    assert.equal((await sidecar.process.status).code, 0);
+  },
+);

@@ -212,6 +212,14 @@ testEachEngine(
     // A status cannot change once streaming started: the client must see the stream fail, not end cleanly.
     await assert.rejects(response.text());
     assert.equal(await h.decode.requests[0]?.finished, "failed");
+    if (engine === "wire") {
+      // Deno.serve pipes the stream natively and never sees the break.
+      assert.ok(
+        h.logs.some((line) =>
+          line.msg === "decoder answer broken off" && line.level === "warn"
+        ),
+      );
+    }
     const health = await fetch(`${base}/health`);
     assert.equal(health.status, 200);
     await health.body?.cancel();

@@ -86,6 +86,9 @@ export interface BenchReport {
     readonly durationS: number;
     readonly warmupS: number;
     readonly concurrencies: number[];
+    /** The sidecar's `-engine` and `-workers` (absent in runs before they existed). */
+    readonly sidecarEngine?: string;
+    readonly sidecarWorkers?: number;
   };
   readonly throughput: ThroughputRow[];
   readonly streaming: StreamingResults;

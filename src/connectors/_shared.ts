@@ -5,7 +5,7 @@
  * Connectors hold only what makes their protocol different.
  */
 
-import { isErrorStatus, ProxyError } from "../errors.ts";
+import { type ErrorStatus, ProxyError } from "../errors.ts";
 import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
 import { isJsonObject } from "../protocol/request.ts";
 import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
@@ -57,6 +57,11 @@ export async function sendPrefill(
   }
 }
 
+/** A prefiller's 5xx the client may see as is; others become 502. */
+function isGatewayStatus(status: number): status is ErrorStatus {
+  return status >= 500 && status <= 504;
+}
+
 function errorDetail(text: string): string {
   try {
     const body: unknown = JSON.parse(text);
@@ -103,7 +108,7 @@ export function ensurePrefillSucceeded(
     throw new ProxyError(400, message, { response: relayed });
   }
   throw new ProxyError(
-    isErrorStatus(reply.status) ? reply.status : 502,
+    isGatewayStatus(reply.status) ? reply.status : 502,
     message,
   );
 }

@@ -23,7 +23,8 @@ export async function writeAll(
   }
 }
 
-function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
+/** `first` followed by `second`, in a new array (one write instead of two). */
+export function concatBytes(first: Uint8Array, second: Uint8Array): Uint8Array {
   const bytes = new Uint8Array(first.length + second.length);
   bytes.set(first);
   bytes.set(second, first.length);
@@ -52,7 +53,7 @@ export async function relayBody(
   let prefix = options.prefix;
   const send = async (bytes: Uint8Array) => {
     if (prefix === undefined) return await sink(bytes);
-    const first = concat(prefix, bytes);
+    const first = concatBytes(prefix, bytes);
     prefix = undefined;
     await sink(first);
   };

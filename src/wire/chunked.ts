@@ -69,6 +69,11 @@ export class ChunkedScanner {
               throw new ChunkedFramingError("missing chunk size");
             }
             this.#state = State.SizeLineEnd;
+          } else if (isControl(byte)) {
+            // A bare LF would end the line for some parsers and not others.
+            throw new ChunkedFramingError(
+              "control character in chunk-size line",
+            );
           } else if (this.#inExtension) {
             // Extensions are ignored (and relayed as they came).
           } else if (byte === 0x3b /* ; */ || byte === 0x20 || byte === 0x09) {
@@ -126,7 +131,13 @@ export class ChunkedScanner {
           if (++this.#lineLength > MAX_LINE) {
             throw new ChunkedFramingError("trailer line too long");
           }
-          if (bytes[i++] === CR) this.#state = State.TrailerLineEnd;
+          {
+            const byte = bytes[i++]!;
+            if (byte === CR) this.#state = State.TrailerLineEnd;
+            else if (isControl(byte)) {
+              throw new ChunkedFramingError("control character in a trailer");
+            }
+          }
           break;
         case State.TrailerLineEnd:
           if (bytes[i++] !== LF) throw new ChunkedFramingError("expected LF");
@@ -141,6 +152,11 @@ export class ChunkedScanner {
     }
     return i;
   }
+}
+
+/** Control characters other than horizontal tab (CR is checked first). */
+function isControl(byte: number): boolean {
+  return (byte < 0x20 && byte !== 0x09) || byte === 0x7f;
 }
 
 function hexValue(byte: number): number {

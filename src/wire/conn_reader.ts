@@ -77,8 +77,7 @@ export class ConnReader {
    * is ever in flight: `watch` may have started one already.
    */
   fill(): Promise<boolean> {
-    this.#pending ??= this.#read().finally(() => this.#pending = undefined);
-    return this.#pending;
+    return this.#pending ??= this.#read();
   }
 
   /**
@@ -95,7 +94,16 @@ export class ConnReader {
   }
 
   async #read(): Promise<boolean> {
+    // At end of stream #pending keeps this settled promise: every later fill is false.
     if (this.#eof) return false;
+    try {
+      return await this.#readOnce();
+    } finally {
+      this.#pending = undefined;
+    }
+  }
+
+  async #readOnce(): Promise<boolean> {
     if (this.#start === this.#end) this.#start = this.#end = 0;
     if (this.#end === this.#buffer.length) {
       const size = this.#end - this.#start;
@@ -155,6 +163,7 @@ export class ConnReader {
           buffer[i] === CR && buffer[i + 1] === LF && buffer[i + 2] === CR &&
           buffer[i + 3] === LF
         ) {
+          if (i - this.#start > limit) throw new HeadTooLargeError(limit);
           const text = decoder.decode(buffer.subarray(this.#start, i));
           this.#start = i + 4;
           return text;

@@ -10,7 +10,7 @@ import type { ProxyError } from "../errors.ts";
 import { classifyFetchError, UpstreamError } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import { decoderFailure } from "../upstream/relay.ts";
-import { relayBody, writeAll } from "./body.ts";
+import { concatBytes, relayBody, writeAll } from "./body.ts";
 import { ClosedEarlyError, type ConnReader } from "./conn_reader.ts";
 import { parseResponseHead, type ResponseHead } from "./message.ts";
 import { closeQuietly, ConnPool } from "./pool.ts";
@@ -158,7 +158,7 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
       const headText = encoder.encode(encodeHead(hostPort, request));
       const bytes = request.body === undefined || request.body.length === 0
         ? headText
-        : concat(headText, request.body);
+        : concatBytes(headText, request.body);
       for (;;) {
         if (request.signal.aborted) {
           throw failure(request.signal.reason, request.signal);
@@ -195,11 +195,4 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
       pool.close();
     },
   };
-}
-
-function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
-  const bytes = new Uint8Array(first.length + second.length);
-  bytes.set(first);
-  bytes.set(second, first.length);
-  return bytes;
 }

@@ -3,9 +3,11 @@
  * HTTP/1.x message heads as the wire engine reads them: the request line or
  * status line, the header fields (names lower-cased, as `Headers` has them),
  * and how the body is framed (RFC 9112 §6.3). Anything ambiguous, such as
- * both Content-Length and Transfer-Encoding (request smuggling), is refused.
+ * both Content-Length and Transfer-Encoding (request smuggling), is refused
+ * with a `ProxyError` carrying the status to answer.
  */
 
+import { ProxyError } from "../errors.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 
 /** How a message body is delimited. */
@@ -15,19 +17,6 @@ export type Framing =
   | { readonly kind: "chunked" }
   /** Until the sender closes the connection (responses only). */
   | { readonly kind: "close" };
-
-/** A request the wire engine cannot take, with the status to refuse it with. */
-export class BadMessageError extends Error {
-  /** Status of the refusal. */
-  readonly status: 400 | 431 | 501 | 505;
-
-  /** Creates the error. */
-  constructor(status: 400 | 431 | 501 | 505, message: string) {
-    super(message);
-    this.name = "BadMessageError";
-    this.status = status;
-  }
-}
 
 /** Header fields with `Headers`' lookup, over the list as it arrived. */
 export class HeaderBag {
@@ -92,19 +81,28 @@ export interface ResponseHead {
 // RFC 9110 §5.6.2 token characters.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const LENGTH = /^\d{1,15}$/;
+// A field value must not carry CR, LF or NUL (RFC 9110 §5.5): relayed as is,
+// a bare LF would start a header line of the client's choosing upstream.
+const UNSAFE_VALUE = /[\0\r\n]/;
+// Visible ASCII only: the target is written into the upstream request line.
+const TARGET = /^[\x21-\x7e]+$/;
 
 function parseFields(lines: string[], from: number): HeaderBag {
   const list: HeaderList = [];
   for (let i = from; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(":");
-    if (colon <= 0) throw new BadMessageError(400, "malformed header line");
+    if (colon <= 0) throw new ProxyError(400, "malformed header line");
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) {
       // Also refuses obsolete line folding (a line starting with a space).
-      throw new BadMessageError(400, "malformed header name");
+      throw new ProxyError(400, "malformed header name");
     }
-    list.push([name.toLowerCase(), line.slice(colon + 1).trim()]);
+    const value = line.slice(colon + 1).trim();
+    if (UNSAFE_VALUE.test(value)) {
+      throw new ProxyError(400, "header value with CR, LF or NUL");
+    }
+    list.push([name.toLowerCase(), value]);
   }
   return new HeaderBag(list);
 }
@@ -117,20 +115,20 @@ function bodyFraming(
   const length = headers.get("content-length");
   if (encoding !== null) {
     if (length !== null) {
-      throw new BadMessageError(
+      throw new ProxyError(
         400,
         "both Transfer-Encoding and Content-Length are set",
       );
     }
     const codings = encoding.toLowerCase().split(",").map((c) => c.trim());
     if (codings[codings.length - 1] !== "chunked") {
-      throw new BadMessageError(
+      throw new ProxyError(
         501,
         `unsupported transfer coding "${encoding}"`,
       );
     }
     if (codings.length > 1) {
-      throw new BadMessageError(
+      throw new ProxyError(
         501,
         `unsupported transfer coding "${encoding}"`,
       );
@@ -142,7 +140,7 @@ function bodyFraming(
     const values = new Set(length.split(",").map((v) => v.trim()));
     const [value] = values;
     if (values.size !== 1 || value === undefined || !LENGTH.test(value)) {
-      throw new BadMessageError(400, "invalid Content-Length");
+      throw new ProxyError(400, "invalid Content-Length");
     }
     return { kind: "length", length: Number(value) };
   }
@@ -159,7 +157,7 @@ function keepAliveOf(version: "1.0" | "1.1", headers: HeaderBag): boolean {
 function versionOf(text: string | undefined): "1.0" | "1.1" {
   if (text === "HTTP/1.1") return "1.1";
   if (text === "HTTP/1.0") return "1.0";
-  throw new BadMessageError(505, `unsupported protocol "${text ?? ""}"`);
+  throw new ProxyError(505, `unsupported protocol "${text ?? ""}"`);
 }
 
 /** Parses a request head (without its final empty line). */
@@ -170,27 +168,33 @@ export function parseRequestHead(text: string): RequestHead {
   while (lines[first] === "" && first < lines.length - 1) first++;
   const parts = lines[first]!.split(" ");
   if (parts.length !== 3) {
-    throw new BadMessageError(400, "malformed request line");
+    throw new ProxyError(400, "malformed request line");
   }
   const [method, rawTarget, protocol] = parts as [string, string, string];
-  if (!TOKEN.test(method)) throw new BadMessageError(400, "malformed method");
+  if (!TOKEN.test(method)) throw new ProxyError(400, "malformed method");
   const version = versionOf(protocol);
+  if (!TARGET.test(rawTarget)) {
+    throw new ProxyError(400, "malformed request target");
+  }
   let target = rawTarget;
   if (!target.startsWith("/")) {
     // Absolute form, which proxies must accept (RFC 9112 §3.2.2).
     const match = /^https?:\/\/[^/?#]*(.*)$/i.exec(target);
     if (match === null) {
       if (target !== "*") {
-        throw new BadMessageError(400, "malformed request target");
+        throw new ProxyError(400, "malformed request target");
       }
     } else {
-      target = match[1] || "/";
+      const rest = match[1] ?? "";
+      target = rest.startsWith("/") ? rest : `/${rest}`;
     }
   }
   const headers = parseFields(lines, first + 1);
-  if (version === "1.1" && !headers.has("host")) {
-    throw new BadMessageError(400, "missing Host header");
+  const hosts = headers.list.filter(([name]) => name === "host").length;
+  if (hosts > 1 || (version === "1.1" && hosts === 0)) {
+    throw new ProxyError(400, "a request needs exactly one Host header");
   }
+  const framing = bodyFraming(headers, { kind: "none" });
   const query = target.indexOf("?");
   return {
     method,
@@ -198,8 +202,11 @@ export function parseRequestHead(text: string): RequestHead {
     path: query === -1 ? target : target.slice(0, query),
     version,
     headers,
-    framing: bodyFraming(headers, { kind: "none" }),
-    keepAlive: keepAliveOf(version, headers),
+    framing,
+    // An HTTP/1.0 body in chunks cannot be trusted to end where we think
+    // (RFC 9112 §6.1): close after it.
+    keepAlive: keepAliveOf(version, headers) &&
+      !(version === "1.0" && framing.kind === "chunked"),
     expectContinue: headers.get("expect")?.toLowerCase() === "100-continue" &&
       version === "1.1",
   };
@@ -215,12 +222,10 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   const headers = parseFields(lines, 1);
   const bodiless = method === "HEAD" || status < 200 || status === 204 ||
     status === 304;
-  let framing = bodiless
-    ? { kind: "none" } as const
+  const framing: Framing = bodiless
+    ? { kind: "none" }
     : bodyFraming(headers, { kind: "close" });
-  let keepAlive = keepAliveOf(version, headers);
-  if (framing.kind === "close") keepAlive = false;
-  if (bodiless && framing.kind !== "none") framing = { kind: "none" };
+  const keepAlive = framing.kind !== "close" && keepAliveOf(version, headers);
   return {
     version,
     status,

@@ -61,7 +61,7 @@ export class ConnPool {
       port: this.#options.port,
     });
     conn.setNoDelay(true);
-    return { reader: new ConnReader(conn, 16384), reused: false };
+    return { reader: new ConnReader(conn), reused: false };
   }
 
   /** Returns a connection whose last answer was read whole. */

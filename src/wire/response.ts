@@ -5,10 +5,11 @@
  * kept when the client speaks HTTP/1.1.
  */
 
+import { type ProxyError, toErrorResponse } from "../errors.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
-import { relayBody } from "./body.ts";
+import { concatBytes, relayBody, writeAll } from "./body.ts";
 import type { ConnReader } from "./conn_reader.ts";
-import type { BadMessageError, ResponseHead } from "./message.ts";
+import type { ResponseHead } from "./message.ts";
 import type { Exchange } from "./server.ts";
 
 const encoder = new TextEncoder();
@@ -26,31 +27,66 @@ const REASONS: Readonly<Record<number, string>> = {
   505: "HTTP Version Not Supported",
 };
 
-/** Whether the connection closes after this answer; sets `closeAfter` when it must. */
-function closesAfter(exchange: Exchange, delimitedByClose: boolean): boolean {
-  if (!exchange.head.keepAlive || exchange.stopping || delimitedByClose) {
-    exchange.closeAfter = true;
-  }
-  return exchange.closeAfter;
+/** How the connection continues after an answer. */
+interface Continuation {
+  /** The body is chunked on the wire (declared here, since hop-by-hop fields are dropped). */
+  readonly chunked: boolean;
+  /** The connection closes after this answer. */
+  readonly close: boolean;
+  /** An HTTP/1.0 client kept alive must be told so. */
+  readonly http10: boolean;
 }
 
-/** Encodes a status line and header fields, with the connection's own fields added. */
-export function encodeHead(
-  exchange: Exchange,
+function encodeHead(
   status: number,
   reason: string,
   headers: HeaderList,
-  framing: { readonly chunked: boolean; readonly close: boolean },
+  continuation: Continuation,
 ): Uint8Array {
   let head = `HTTP/1.1 ${status} ${reason || REASONS[status] || ""}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  if (framing.chunked) head += "transfer-encoding: chunked\r\n";
-  if (closesAfter(exchange, framing.close)) {
-    head += "connection: close\r\n";
-  } else if (exchange.head.version === "1.0") {
-    head += "connection: keep-alive\r\n";
-  }
+  if (continuation.chunked) head += "transfer-encoding: chunked\r\n";
+  if (continuation.close) head += "connection: close\r\n";
+  else if (continuation.http10) head += "connection: keep-alive\r\n";
   return encoder.encode(`${head}\r\n`);
+}
+
+/** Decides whether the connection closes after this answer, and records it. */
+function continuationOf(
+  exchange: Exchange,
+  options: { readonly chunked: boolean; readonly closeDelimited: boolean },
+): Continuation {
+  // An unread request body would be taken for the next request.
+  if (
+    !exchange.head.keepAlive || exchange.stopping || options.closeDelimited ||
+    !exchange.bodyDone
+  ) {
+    exchange.closeAfter = true;
+  }
+  return {
+    chunked: options.chunked,
+    close: exchange.closeAfter,
+    http10: exchange.head.version === "1.0",
+  };
+}
+
+async function encodeWhole(
+  response: Response,
+  continuation: Continuation,
+  headOnly: boolean,
+): Promise<Uint8Array> {
+  const body = new Uint8Array(await response.arrayBuffer());
+  const headers = buildClientHeaders(response.headers).filter(([name]) =>
+    name !== "content-length"
+  );
+  headers.push(["content-length", String(body.length)]);
+  const head = encodeHead(
+    response.status,
+    response.statusText,
+    headers,
+    continuation,
+  );
+  return headOnly ? head : concatBytes(head, body);
 }
 
 /** Writes a complete small answer (the body is read whole first). */
@@ -58,37 +94,24 @@ export async function writeResponse(
   exchange: Exchange,
   response: Response,
 ): Promise<void> {
-  const body = new Uint8Array(await response.arrayBuffer());
-  const headers = buildClientHeaders(response.headers).filter(([name]) =>
-    name !== "content-length"
-  );
-  headers.push(["content-length", String(body.length)]);
-  const head = encodeHead(
-    exchange,
-    response.status,
-    response.statusText,
-    headers,
-    {
-      chunked: false,
-      close: false,
-    },
+  const continuation = continuationOf(exchange, {
+    chunked: false,
+    closeDelimited: false,
+  });
+  const bytes = await encodeWhole(
+    response,
+    continuation,
+    exchange.head.method === "HEAD",
   );
   exchange.headSent = true;
-  const bytes = exchange.head.method === "HEAD" ? head : concat(head, body);
   await exchange.write(bytes);
-}
-
-function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
-  const bytes = new Uint8Array(first.length + second.length);
-  bytes.set(first);
-  bytes.set(second, first.length);
-  return bytes;
 }
 
 /**
  * Relays an upstream answer whose head has been read: the head with its
- * hop-by-hop fields removed, then the body as it arrives. An HTTP/1.0 client
- * gets a chunked body without its framing, and the connection closes after.
+ * hop-by-hop fields removed, then the body as it arrives, in the same write
+ * as the head when it is already here. An HTTP/1.0 client gets a chunked
+ * body without its framing, and the connection closes after.
  */
 export async function relayResponse(
   exchange: Exchange,
@@ -98,42 +121,27 @@ export async function relayResponse(
   const { framing } = head;
   const chunked = framing.kind === "chunked";
   const http10 = exchange.head.version === "1.0";
-  // buildClientHeaders drops transfer-encoding; the framing is re-declared.
-  const headers = buildClientHeaders(head.headers, { decoded: false });
-  const encoded = encodeHead(exchange, head.status, head.reason, headers, {
+  const continuation = continuationOf(exchange, {
     chunked: chunked && !http10,
-    close: framing.kind === "close" || (chunked && http10),
+    closeDelimited: framing.kind === "close" || (chunked && http10),
   });
+  const headers = buildClientHeaders(head.headers, { decoded: false });
   exchange.headSent = true;
   const client = exchange.reader.conn;
-  await relayBody(upstream, framing, (bytes) => writeAllTo(client, bytes), {
-    prefix: encoded,
+  await relayBody(upstream, framing, (bytes) => writeAll(client, bytes), {
+    prefix: encodeHead(head.status, head.reason, headers, continuation),
     dechunk: http10,
   });
 }
 
-async function writeAllTo(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
-}
-
-/** Answers a request the server could not parse, in vLLM's error shape, and closes. */
+/** Answers a request that could not be parsed, in vLLM's error shape, and closes. */
 export async function refuseMalformed(
-  connection: { write(bytes: Uint8Array): Promise<void> },
-  error: BadMessageError,
+  conn: Deno.Conn,
+  error: ProxyError,
 ): Promise<void> {
-  const body = encoder.encode(JSON.stringify({
-    error: {
-      message: `Malformed request: ${error.message}`,
-      type: "BadRequestError",
-      param: null,
-      code: error.status,
-    },
-  }));
-  const head = `HTTP/1.1 ${error.status} ${REASONS[error.status] ?? ""}\r\n` +
-    `content-type: application/json\r\ncontent-length: ${body.length}\r\n` +
-    "connection: close\r\n\r\n";
-  await connection.write(concat(encoder.encode(head), body));
+  const continuation = { chunked: false, close: true, http10: false };
+  await writeAll(
+    conn,
+    await encodeWhole(toErrorResponse(error), continuation, false),
+  );
 }

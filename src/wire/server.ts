@@ -11,11 +11,8 @@ import type { Logger } from "../log.ts";
 import type { TlsCertificate } from "../tls.ts";
 import { readBody, writeAll } from "./body.ts";
 import { ConnReader, HeadTooLargeError } from "./conn_reader.ts";
-import {
-  BadMessageError,
-  parseRequestHead,
-  type RequestHead,
-} from "./message.ts";
+import { ProxyError } from "../errors.ts";
+import { parseRequestHead, type RequestHead } from "./message.ts";
 import { closeQuietly } from "./pool.ts";
 
 /** Largest request head accepted; larger ones get 431. */
@@ -101,10 +98,10 @@ export class Exchange {
 /** Handles one exchange: must answer it, or throw before writing anything. */
 export type WireHandler = (exchange: Exchange) => Promise<void>;
 
-/** Answers a request the server could not parse. */
+/** Answers a request the server could not parse; the connection closes after. */
 export type BadRequestWriter = (
-  exchange: { write(bytes: Uint8Array): Promise<void> },
-  error: BadMessageError,
+  conn: Deno.Conn,
+  error: ProxyError,
 ) => Promise<void>;
 
 /** Options of `serveWire`. */
@@ -169,7 +166,7 @@ export function serveWire(options: WireServerOptions): WireServer {
 
   async function serveConnection(connection: Connection): Promise<void> {
     const { conn } = connection;
-    const reader = new ConnReader(conn, 16384);
+    const reader = new ConnReader(conn);
     const remoteAddr = conn.remoteAddr as Deno.NetAddr;
     try {
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
@@ -181,10 +178,14 @@ export function serveWire(options: WireServerOptions): WireServer {
           head = parseRequestHead(text);
         } catch (error) {
           const refusal = error instanceof HeadTooLargeError
-            ? new BadMessageError(431, "request header fields too large")
+            ? new ProxyError(431, error.message)
             : error;
-          if (refusal instanceof BadMessageError) {
-            await options.refuse({ write: (b) => writeAll(conn, b) }, refusal);
+          if (refusal instanceof ProxyError) {
+            options.log.info("malformed request refused", {
+              status: refusal.status,
+              reason: refusal.message,
+            });
+            await options.refuse(conn, refusal);
           }
           break;
         }

@@ -216,6 +216,15 @@ testEachEngine(
       ),
     );
     assert.equal(h.decode.requests.length, 0);
+    // A status outside 500-504 is not one a gateway answers with: 502.
+    const odd = await h.pd("/v1/chat/completions", chatBody(), {
+      "x-return-error": "507",
+    });
+    assert.equal(odd.status, 502);
+    assert.match(
+      (await odd.json()).error.message,
+      /answered 507: Simulated error/,
+    );
   },
 );
 

@@ -68,8 +68,10 @@ interface Measured {
 }
 
 function variants(): Variant[] {
-  const list: Variant[] = [{
-    name: "sidecar (main.ts)",
+  const list: Variant[] = ["serve", "wire"].map((engine) => ({
+    name: engine === "serve"
+      ? "sidecar (main.ts)"
+      : "sidecar -engine=wire (main.ts)",
     ready: "sidecar-log",
     args: (decoder, port) => [
       "main.ts",
@@ -77,8 +79,9 @@ function variants(): Variant[] {
       `-vllm-port=${decoder}`,
       "-listen-host=127.0.0.1",
       "-secure-proxy=false",
+      `-engine=${engine}`,
     ],
-  }];
+  }));
   for (const client of CLIENT_NAMES) {
     list.push({
       name: `hono + ${client}`,
