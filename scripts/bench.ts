@@ -46,7 +46,12 @@ import type { StreamResult } from "./bench/stream_client.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const BENCH_DIR = new URL("./bench/", import.meta.url).pathname;
-const OUTPUT = `${BENCH_DIR}last_run.json`;
+/** Where a run's report goes: one file per engine, so each has its last run to compare with. */
+function outputPath(engine: "serve" | "wire"): string {
+  return `${BENCH_DIR}${
+    engine === "serve" ? "last_run.json" : "last_run.wire.json"
+  }`;
+}
 const CONCURRENCIES = [1, 32, 256];
 const PATH = "/v1/chat/completions";
 const PREFILLER_HEADER = "x-prefiller-host-port";
@@ -75,7 +80,8 @@ const USAGE =
                        [--sidecar-engine=serve|wire] [--no-mock]
 
 Measures the sidecar against direct upstream access and nginx, prints a table
-and writes it to scripts/bench/last_run.json. A full run takes about 4 minutes,
+and writes it to scripts/bench/last_run.json (last_run.wire.json with
+--sidecar-engine=wire). A full run takes about 4 minutes,
 --quick about 1.`;
 
 function parseSettings(args: string[]): Settings | undefined {
@@ -760,8 +766,9 @@ async function main(): Promise<number> {
   try {
     const report = await run(settings, { group, tempDir });
     console.log(formatReport(report));
-    await Deno.writeTextFile(OUTPUT, `${JSON.stringify(report, null, 2)}\n`);
-    console.log(`\nwritten to ${OUTPUT}`);
+    const output = outputPath(settings.sidecarEngine);
+    await Deno.writeTextFile(output, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`\nwritten to ${output}`);
     // A report, not a gate: FAIL lines are findings, not a failed run.
     return 0;
   } catch (error) {

@@ -58,6 +58,11 @@ testEachEngine(
       fetch(`${base}/health`),
       "an unpinned client must refuse the self-signed certificate",
     );
+    // A failed handshake costs that connection only.
+    using fresh = Deno.createHttpClient({ caCerts: [tls.cert] });
+    const after = await fetch(`${base}/health`, { client: fresh });
+    assert.equal(after.status, 200);
+    await after.body?.cancel();
   },
 );
 

@@ -207,14 +207,27 @@ export function serveWire(options: WireServerOptions): WireServer {
   const addr = listener.addr;
   options.onListen?.(addr);
   const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        const connection: Connection = { conn, busy: false };
-        connections.add(connection);
-        serveConnection(connection);
+    let backoffMs = 0;
+    while (!state.stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (state.stopping || error instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors and the like pass: back off and go on
+        // accepting, as Go's server does, rather than stop serving.
+        backoffMs = Math.min(Math.max(5, backoffMs * 2), 1000);
+        options.log.error("accepting a connection failed", {
+          error: error instanceof Error ? error.message : String(error),
+          retry_in_ms: backoffMs,
+        });
+        await new Promise((resolve) => setTimeout(resolve, backoffMs));
+        continue;
       }
-    } catch (error) {
-      if (!state.stopping) throw error;
+      backoffMs = 0;
+      const connection: Connection = { conn, busy: false };
+      connections.add(connection);
+      serveConnection(connection);
     }
   })();
 
