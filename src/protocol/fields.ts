@@ -19,6 +19,21 @@ export const ROUTING_HEADERS: readonly string[] = [
   HEADER_PREFILLER_URL,
 ];
 
+/**
+ * Client headers not copied onto the P/D legs: the legs carry new JSON bodies
+ * and the request id the connector sets; no accept-encoding, since the
+ * sidecar reads the prefill answer itself and wants it uncompressed; the
+ * sidecar answers `100 Continue` itself.
+ */
+export const OMITTED_ON_PD_LEGS: readonly string[] = [
+  ...ROUTING_HEADERS,
+  "content-length",
+  "content-type",
+  "accept-encoding",
+  "expect",
+  HEADER_REQUEST_ID,
+];
+
 /** Request and response field carrying the KV-connector handshake. */
 export const FIELD_KV_TRANSFER_PARAMS = "kv_transfer_params";
 /** Whether the answer is streamed as SSE. */

@@ -9,7 +9,7 @@ import type { Handler } from "hono";
 import { getConnector } from "../connectors/mod.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import type { ApiKind } from "../protocol/api.ts";
-import { HEADER_REQUEST_ID, ROUTING_HEADERS } from "../protocol/fields.ts";
+import { OMITTED_ON_PD_LEGS } from "../protocol/fields.ts";
 import { parseGenerationRequest } from "../protocol/request.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
@@ -20,17 +20,6 @@ import {
   passthroughRequest,
   pathAndQueryOf,
 } from "./passthrough.ts";
-
-// The P/D legs carry new JSON bodies and the request id the connector sets.
-// No accept-encoding: the prefill answer is read by the sidecar, which wants
-// it uncompressed; fetch asks for (and undoes) its own encodings on decode.
-const OMITTED_ON_LEGS = [
-  ...ROUTING_HEADERS,
-  "content-length",
-  "content-type",
-  "accept-encoding",
-  HEADER_REQUEST_ID,
-];
 
 /** Handler for one generation API. */
 export function createGenerationHandler(
@@ -76,7 +65,7 @@ export function createGenerationHandler(
       requestId: c.get("requestId"),
       headers: buildUpstreamHeaders(request.headers, {
         clientIp: clientIpOf(c),
-        omit: OMITTED_ON_LEGS,
+        omit: OMITTED_ON_PD_LEGS,
       }),
       signal: request.signal,
       log: log.child({ prefiller: prefiller.hostPort }),

@@ -5,7 +5,7 @@
  * them to statuses without parsing error strings.
  */
 
-import { ClosedEarlyError } from "../wire/conn_reader.ts";
+import { ClosedEarlyError } from "../http1/conn_reader.ts";
 import type { HeaderList } from "./headers.ts";
 import {
   createHttp1Client,

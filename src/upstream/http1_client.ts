@@ -4,11 +4,15 @@
  * (the prefill leg). Measured side by side with Deno's `fetch` on the same
  * upstreams, it made P/D requests about 30% cheaper in CPU: a prefill is one
  * write and a read or two here, against fetch's Request, Headers and body
- * stream machinery. Streamed answers (the decode leg) stay on `fetch`, which
- * pipes them natively.
+ * stream machinery. Its reading and framing are the wire engine's
+ * (`src/http1/`). On `Deno.serve` streamed answers (the decode leg) stay on
+ * `fetch`, which pipes them natively.
  */
 
-import { ClosedEarlyError, ConnReader } from "../wire/conn_reader.ts";
+import { readBody, writeAll } from "../http1/body.ts";
+import { ClosedEarlyError, ConnReader } from "../http1/conn_reader.ts";
+import { readResponseHead } from "../http1/message.ts";
+import { closeQuietly } from "../http1/pool.ts";
 import type { HeaderList } from "./headers.ts";
 
 /** An answer read whole. */
@@ -56,89 +60,23 @@ export interface Http1Client {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-interface ResponseHead {
-  readonly version: string;
-  readonly status: number;
-  readonly headers: Headers;
-}
-
-async function readHead(reader: ConnReader): Promise<ResponseHead> {
-  for (;;) {
-    const statusLine = await reader.line();
-    const match = /^HTTP\/(1\.[01]) (\d{3})/.exec(statusLine);
-    if (!match?.[1] || !match[2]) {
-      throw new TypeError(`Malformed status line "${statusLine.slice(0, 40)}"`);
-    }
-    const headers = new Headers();
-    for (
-      let line = await reader.line();
-      line !== "";
-      line = await reader.line()
-    ) {
-      const colon = line.indexOf(":");
-      if (colon > 0) {
-        headers.append(
-          line.slice(0, colon).trim(),
-          line.slice(colon + 1).trim(),
-        );
-      }
-    }
-    const status = Number(match[2]);
-    // Interim answers (100 Continue, 103 Early Hints) precede the real one.
-    if (status >= 100 && status < 200) continue;
-    return { version: match[1], status, headers };
-  }
-}
-
-async function readChunked(reader: ConnReader): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const size = parseInt((await reader.line()).split(";")[0] ?? "", 16);
-    if (Number.isNaN(size)) throw new TypeError("Malformed chunk size");
-    if (size === 0) break;
-    const chunk = await reader.exactly(size);
-    chunks.push(chunk);
-    total += size;
-    await reader.line();
-  }
-  // Trailers, if any, end with an empty line.
-  while ((await reader.line()) !== "");
-  const body = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return body;
-}
+/** Largest answer head accepted. */
+const HEAD_LIMIT = 256 * 1024;
 
 /** Reads the answer; says whether the connection may carry another request. */
 async function readResponse(
   reader: ConnReader,
+  method: string,
 ): Promise<{ response: WholeResponse; keepAlive: boolean }> {
-  const { version, status, headers } = await readHead(reader);
-  const connection = headers.get("connection")?.toLowerCase() ?? "";
-  let keepAlive = version === "1.1"
-    ? !connection.includes("close")
-    : connection.includes("keep-alive");
-  let body: Uint8Array;
-  const length = headers.get("content-length");
-  if (status === 204 || status === 304) {
-    body = new Uint8Array();
-  } else if (
-    headers.get("transfer-encoding")?.toLowerCase().includes("chunked")
-  ) {
-    body = await readChunked(reader);
-  } else if (length !== null) {
-    body = await reader.exactly(Number(length));
-  } else {
-    body = await reader.rest();
-    keepAlive = false;
-  }
+  const head = await readResponseHead(reader, method, HEAD_LIMIT);
+  const body = await readBody(reader, head.framing);
   return {
-    response: { status, headers, text: decoder.decode(body) },
-    keepAlive,
+    response: {
+      status: head.status,
+      headers: new Headers(head.headers.list),
+      text: decoder.decode(body),
+    },
+    keepAlive: head.keepAlive,
   };
 }
 
@@ -153,21 +91,6 @@ function encodeRequest(target: Http1Target, request: Http1Request): Uint8Array {
   bytes.set(headBytes);
   bytes.set(body, headBytes.length);
   return bytes;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed (by an abort, or by the peer).
-  }
 }
 
 interface Idle {
@@ -199,15 +122,16 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
   async function exchange(
     reader: ConnReader,
     bytes: Uint8Array,
-    signal: AbortSignal,
+    request: Http1Request,
   ): Promise<{ response: WholeResponse; keepAlive: boolean }> {
+    const { signal } = request;
     const { conn } = reader;
     const abort = () => closeQuietly(conn);
     signal.addEventListener("abort", abort, { once: true });
     reader.resetReceived();
     try {
       await writeAll(conn, bytes);
-      return await readResponse(reader);
+      return await readResponse(reader, request.method);
     } catch (error) {
       const closedByServer = error instanceof Deno.errors.ConnectionReset ||
         error instanceof Deno.errors.BrokenPipe;
@@ -234,7 +158,7 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
           const { response, keepAlive } = await exchange(
             reader,
             bytes,
-            request.signal,
+            request,
           );
           if (keepAlive) giveBack(key, reader);
           else closeQuietly(reader.conn);

@@ -10,10 +10,10 @@ import type { ProxyError } from "../errors.ts";
 import { classifyFetchError, UpstreamError } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import { decoderFailure } from "../upstream/relay.ts";
-import { concatBytes, relayBody, writeAll } from "./body.ts";
-import { ClosedEarlyError, type ConnReader } from "./conn_reader.ts";
-import { parseResponseHead, type ResponseHead } from "./message.ts";
-import { closeQuietly, ConnPool } from "./pool.ts";
+import { concatBytes, relayBody, writeAll } from "../http1/body.ts";
+import { ClosedEarlyError, type ConnReader } from "../http1/conn_reader.ts";
+import { readResponseHead, type ResponseHead } from "../http1/message.ts";
+import { closeQuietly, ConnPool } from "../http1/pool.ts";
 import type { Exchange } from "./server.ts";
 
 const encoder = new TextEncoder();
@@ -78,29 +78,6 @@ function encodeHead(hostPort: string, request: DecoderRequest): string {
   return `${head}\r\n`;
 }
 
-async function readAnswerHead(
-  reader: ConnReader,
-  method: string,
-): Promise<ResponseHead> {
-  for (;;) {
-    const text = await reader.head(HEAD_LIMIT);
-    if (text === undefined) throw new ClosedEarlyError(reader.received === 0);
-    const head = parseResponseHead(text, method);
-    // Interim answers (100 Continue, 103 Early Hints) precede the real one.
-    if (head.status >= 100 && head.status < 200 && head.status !== 101) {
-      continue;
-    }
-    if (head.status === 101) {
-      throw new UpstreamError(
-        "other",
-        "protocol upgrades are not supported by the sidecar",
-        undefined,
-      );
-    }
-    return head;
-  }
-}
-
 function isStale(error: unknown, reader: ConnReader): boolean {
   if (error instanceof ClosedEarlyError) return error.beforeAnyByte;
   return (error instanceof Deno.errors.ConnectionReset ||
@@ -146,7 +123,7 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
       } else {
         await writeAll(reader.conn, head);
       }
-      return await readAnswerHead(reader, request.method);
+      return await readResponseHead(reader, request.method, HEAD_LIMIT);
     } finally {
       request.signal.removeEventListener("abort", abort);
     }

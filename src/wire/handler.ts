@@ -15,7 +15,7 @@ import { requestIdOf } from "../middleware/request_context.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import { API_PATHS, type ApiKind } from "../protocol/api.ts";
 import {
-  HEADER_REQUEST_ID,
+  OMITTED_ON_PD_LEGS,
   PATH_HEALTH,
   ROUTING_HEADERS,
 } from "../protocol/fields.ts";
@@ -36,15 +36,6 @@ const API_BY_PATH: ReadonlyMap<string, ApiKind> = new Map(
 
 // The sidecar answers 100 Continue itself, so `expect` stops here.
 const OMITTED_ON_PASSTHROUGH = [...ROUTING_HEADERS, "content-length", "expect"];
-// As on the app's generation route: the legs carry new JSON bodies.
-const OMITTED_ON_LEGS = [
-  ...ROUTING_HEADERS,
-  "content-length",
-  "content-type",
-  "accept-encoding",
-  "expect",
-  HEADER_REQUEST_ID,
-];
 
 /** Dependencies of the wire handler: the app's, plus the decoder client. */
 export interface WireDeps extends Deps {
@@ -141,7 +132,7 @@ export function createWireHandler(deps: WireDeps): WireHandler {
       requestId,
       headers: buildUpstreamHeaders(head.headers, {
         clientIp: exchange.remoteAddr.hostname,
-        omit: OMITTED_ON_LEGS,
+        omit: OMITTED_ON_PD_LEGS,
       }),
       signal: exchange.signal,
       log: log.child({ prefiller: prefiller.hostPort }),

@@ -7,9 +7,9 @@
 
 import { type ProxyError, toErrorResponse } from "../errors.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
-import { concatBytes, relayBody, writeAll } from "./body.ts";
-import type { ConnReader } from "./conn_reader.ts";
-import type { ResponseHead } from "./message.ts";
+import { concatBytes, relayBody, writeAll } from "../http1/body.ts";
+import type { ConnReader } from "../http1/conn_reader.ts";
+import type { ResponseHead } from "../http1/message.ts";
 import type { Exchange } from "./server.ts";
 
 const encoder = new TextEncoder();

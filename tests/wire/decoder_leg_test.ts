@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ProxyError } from "../../src/errors.ts";
 import { createWireDecoder } from "../../src/wire/decoder_leg.ts";
-import { readBody } from "../../src/wire/body.ts";
+import { readBody } from "../../src/http1/body.ts";
 import { closedPort, startScriptedServer } from "../support/stub_upstream.ts";
 
 const encoder = new TextEncoder();

@@ -9,6 +9,7 @@
 
 import { ProxyError } from "../errors.ts";
 import type { HeaderList } from "../upstream/headers.ts";
+import { ClosedEarlyError, type ConnReader } from "./conn_reader.ts";
 
 /** How a message body is delimited. */
 export type Framing =
@@ -234,4 +235,25 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
     framing,
     keepAlive,
   };
+}
+
+/**
+ * Reads the final answer's head to a `method` request off `reader`, skipping
+ * interim answers (100 Continue, 103 Early Hints). A 101 is refused: the
+ * sidecar does not relay protocol upgrades.
+ */
+export async function readResponseHead(
+  reader: ConnReader,
+  method: string,
+  limit: number,
+): Promise<ResponseHead> {
+  for (;;) {
+    const text = await reader.head(limit);
+    if (text === undefined) throw new ClosedEarlyError(reader.received === 0);
+    const head = parseResponseHead(text, method);
+    if (head.status === 101) {
+      throw new TypeError("protocol upgrades are not supported by the sidecar");
+    }
+    if (head.status >= 200) return head;
+  }
 }

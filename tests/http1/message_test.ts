@@ -3,7 +3,7 @@ import {
   parseRequestHead,
   parseResponseHead,
   type RequestHead,
-} from "../../src/wire/message.ts";
+} from "../../src/http1/message.ts";
 
 /** The status a refusal carries (the error's class is the parser's business). */
 function statusOf(error: unknown): number {

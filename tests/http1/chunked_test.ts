@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { ChunkedFramingError, ChunkedScanner } from "../../src/wire/chunked.ts";
+import {
+  ChunkedFramingError,
+  ChunkedScanner,
+} from "../../src/http1/chunked.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
