@@ -160,7 +160,9 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
             bytes,
             request,
           );
-          if (keepAlive) giveBack(key, reader);
+          // An abort that landed after the answer was read has closed the
+          // connection (its event runs between two of our microtasks).
+          if (keepAlive && !request.signal.aborted) giveBack(key, reader);
           else closeQuietly(reader.conn);
           return response;
         } catch (error) {

@@ -200,6 +200,52 @@ Deno.test("http1 client sends again on a new connection when a pooled one was cl
   }
 });
 
+/**
+ * A signal whose abort lands after the answer was read but before the client
+ * stops listening: the order a real abort can take when its event runs
+ * between two of the client's microtasks.
+ */
+function signalAbortingOnRemove(): AbortSignal {
+  let listener: (() => void) | undefined;
+  const fake = {
+    aborted: false,
+    addEventListener(_type: string, callback: () => void) {
+      listener = callback;
+    },
+    removeEventListener() {
+      fake.aborted = true;
+      listener?.();
+    },
+    throwIfAborted() {},
+  };
+  return fake as unknown as AbortSignal;
+}
+
+Deno.test("http1 client does not pool a connection an abort closed after the answer was read", async () => {
+  await using server = startScriptedServer(async (conn, index) => {
+    for (;;) {
+      await readRequest(conn);
+      await write(conn, `HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${index}`);
+    }
+  });
+  const client = createHttp1Client({
+    maxIdlePerHost: 4,
+    idleTimeoutMs: 60_000,
+  });
+  try {
+    const target = targetOf(server.port);
+    assert.equal(
+      (await client.request(target, post("{}", signalAbortingOnRemove()))).text,
+      "0",
+    );
+    // A pooled, closed connection would fail here with "Bad resource ID".
+    assert.equal((await client.request(target, post())).text, "1");
+    assert.equal(server.connections(), 2);
+  } finally {
+    client.close();
+  }
+});
+
 Deno.test("http1 client does not reuse a connection idle longer than the idle timeout", async () => {
   await using server = startScriptedServer(async (conn) => {
     for (;;) {

@@ -214,6 +214,13 @@ async function measure(
     durationS: context.durationS,
   }, context.group);
   const cpu = (await cpuOf(run.pids, context.ticks)) - before;
+  if (result.errors + result.non2xx > 0) {
+    console.error(
+      `${run.url} c=${run.connections} ${
+        run.headers["x-prefiller-host-port"] ? "P/D" : "passthrough"
+      }: ${result.errors} socket errors or timeouts, ${result.non2xx} non-2xx`,
+    );
+  }
   return { ...result, cpuSPer1000: (cpu / result.requests) * 1000 };
 }
 
