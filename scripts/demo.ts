@@ -5,7 +5,8 @@
  * vLLM prefiller and decoder and the sidecar (the real `main.ts`, as its own
  * process) on free loopback ports, sends one non-streaming and one streaming
  * request with the prefiller header, then prints what each process saw.
- * `--keep-running` leaves everything up for curl until Ctrl-C.
+ * `--keep-running` leaves everything up for curl until Ctrl-C; `--engine wire`
+ * runs the sidecar with `-engine=wire`.
  */
 
 import { parseArgs } from "node:util";
@@ -76,6 +77,7 @@ function sidecarLine(text: string): string {
 async function startSidecar(
   port: number,
   decoder: MockVllm,
+  engine: string,
 ): Promise<Deno.ChildProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
@@ -90,6 +92,7 @@ async function startSidecar(
       "-listen-host=127.0.0.1",
       "-secure-proxy=false",
       "-v=4",
+      `-engine=${engine}`,
     ],
     stdout: "null",
     stderr: "piped",
@@ -198,7 +201,10 @@ function printTrace(): void {
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { "keep-running": { type: "boolean" } },
+    options: {
+      "keep-running": { type: "boolean" },
+      engine: { type: "string", default: "serve" },
+    },
   });
   await using prefiller = await createMockVllm({
     name: "prefiller",
@@ -212,7 +218,7 @@ async function main(): Promise<number> {
     log: (text) => record("decoder", withoutName(text)),
   });
   const port = freePort();
-  const sidecar = await startSidecar(port, decoder);
+  const sidecar = await startSidecar(port, decoder, values.engine);
   const base = `http://127.0.0.1:${port}`;
   console.log(
     `prefiller (mock vLLM) ${prefiller.url}\ndecoder   (mock vLLM) ${decoder.url}\nsidecar               ${base}`,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { testEachEngine } from "../support/harness.ts";
 
-Deno.test("demo runs a P/D exchange and exits 0", async () => {
+testEachEngine("demo runs a P/D exchange and exits 0", async (engine) => {
   const demo = new URL("../../scripts/demo.ts", import.meta.url).pathname;
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -10,6 +11,8 @@ Deno.test("demo runs a P/D exchange and exits 0", async () => {
       "--allow-env",
       "--allow-run",
       demo,
+      "--engine",
+      engine,
     ],
     env: { NO_COLOR: "1" },
     stdout: "piped",
@@ -18,6 +21,7 @@ Deno.test("demo runs a P/D exchange and exits 0", async () => {
   const stdout = new TextDecoder().decode(output.stdout);
   assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
   assert.match(stdout, /data: \[DONE\]/);
+  assert.match(stdout, new RegExp(`"engine":"${engine}"`));
   assert.match(stdout, /sidecar\s+debug sending prefill request/);
   assert.match(stdout, /prefiller .*NIXLConnector request_finished/);
   assert.match(
