@@ -21,6 +21,18 @@ export interface ServeOptions {
   readonly reusePort?: boolean;
 }
 
+/** Logs the listening address, the line operators (and tests) wait for. */
+export function logStarting(
+  log: Logger,
+  addr: Deno.NetAddr,
+  tls: boolean,
+): void {
+  const host = addr.hostname.includes(":")
+    ? `[${addr.hostname}]`
+    : addr.hostname;
+  log.info("starting", { addr: `${host}:${addr.port}`, tls });
+}
+
 /** Starts listening; throws when the address cannot be bound. */
 export function serveApp(
   app: Hono<AppEnv>,
@@ -32,13 +44,7 @@ export function serveApp(
     port: options.port,
     reusePort: options.reusePort ?? false,
     onListen(addr: Deno.NetAddr): void {
-      const host = addr.hostname.includes(":")
-        ? `[${addr.hostname}]`
-        : addr.hostname;
-      log.info("starting", {
-        addr: `${host}:${addr.port}`,
-        tls: options.tls !== undefined,
-      });
+      logStarting(log, addr, options.tls !== undefined);
     },
   };
   const handler = (
@@ -59,27 +65,26 @@ export function serveApp(
 export const ALL_INTERFACES = "::";
 
 /**
- * Starts listening on `options.hostname`; when that is the dual-stack
- * wildcard and the node has IPv6 disabled (some Kubernetes clusters do),
- * falls back to every IPv4 interface as Go's `:port` does. A port in use
- * is not retried: another address would not help.
+ * Calls `listen` with `hostname`; when that is the dual-stack wildcard and
+ * the node has IPv6 disabled (some Kubernetes clusters do), falls back to
+ * every IPv4 interface as Go's `:port` does. A port in use is not retried:
+ * another address would not help. Both engines listen through here.
  */
-export function serveAppWithFallback(
-  app: Hono<AppEnv>,
-  options: ServeOptions & { readonly serve?: typeof serveApp },
-): Deno.HttpServer<Deno.NetAddr> {
-  const serve = options.serve ?? serveApp;
+export function listenWithFallback<T>(
+  hostname: string,
+  listen: (hostname: string) => T,
+  log: Logger,
+): T {
   try {
-    return serve(app, options);
+    return listen(hostname);
   } catch (error) {
-    if (
-      options.hostname !== ALL_INTERFACES ||
-      error instanceof Deno.errors.AddrInUse
-    ) throw error;
-    options.log.warn("cannot listen on IPv6, listening on IPv4 only", {
+    if (hostname !== ALL_INTERFACES || error instanceof Deno.errors.AddrInUse) {
+      throw error;
+    }
+    log.warn("cannot listen on IPv6, listening on IPv4 only", {
       error: error instanceof Error ? error.message : String(error),
     });
-    return serve(app, { ...options, hostname: "0.0.0.0" });
+    return listen("0.0.0.0");
   }
 }
 
@@ -88,7 +93,7 @@ export function serveAppWithFallback(
  * `deadlineMs` (the Go sidecar waits 60 s); returns whether all finished.
  */
 export async function shutdownGracefully(
-  server: Deno.HttpServer,
+  server: { shutdown(): Promise<void> },
   options: { readonly deadlineMs: number; readonly log: Logger },
 ): Promise<boolean> {
   options.log.info("shutting down");

@@ -237,6 +237,9 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   };
 }
 
+/** Largest answer head accepted from an upstream. */
+export const RESPONSE_HEAD_LIMIT = 256 * 1024;
+
 /**
  * Reads the final answer's head to a `method` request off `reader`, skipping
  * interim answers (100 Continue, 103 Early Hints). A 101 is refused: the
@@ -245,7 +248,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
 export async function readResponseHead(
   reader: ConnReader,
   method: string,
-  limit: number,
+  limit: number = RESPONSE_HEAD_LIMIT,
 ): Promise<ResponseHead> {
   for (;;) {
     const text = await reader.head(limit);

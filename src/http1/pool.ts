@@ -5,7 +5,7 @@
  * keep-alive, the cause of llm-d #1564).
  */
 
-import { ConnReader } from "./conn_reader.ts";
+import { ClosedEarlyError, ConnReader } from "./conn_reader.ts";
 
 /** Options of a `ConnPool`. */
 export interface ConnPoolOptions {
@@ -16,9 +16,15 @@ export interface ConnPoolOptions {
 }
 
 /** A connection from the pool, and whether it had carried a request before. */
-export interface PooledConn {
+interface PooledConn {
   readonly reader: ConnReader;
   readonly reused: boolean;
+}
+
+/** An exchange's result, and its connection, still open, for the caller to give back or close. */
+export interface Exchanged<T> {
+  readonly reader: ConnReader;
+  readonly result: T;
 }
 
 interface Idle {
@@ -35,6 +41,16 @@ export function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
+/**
+ * Whether `error` means a reused connection had been closed by the upstream
+ * while idle: nothing came back, so the request may be sent again.
+ */
+function isStale(error: unknown, reader: ConnReader): boolean {
+  if (error instanceof ClosedEarlyError) return error.beforeAnyByte;
+  return (error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe) && reader.received === 0;
+}
+
 /** Keep-alive connections to one upstream. */
 export class ConnPool {
   readonly #options: ConnPoolOptions;
@@ -45,8 +61,41 @@ export class ConnPool {
     this.#options = options;
   }
 
+  /**
+   * Runs `exchange` (write the request, read the answer or its head) on an
+   * idle connection or a new one, closing it if `signal` fires meanwhile. A
+   * reused connection the upstream had closed while idle is closed and the
+   * exchange run again on another, when `replayable` (the request can be
+   * written again). On failure the connection is closed and the error thrown
+   * as it came (or `signal`'s reason).
+   */
+  async exchange<T>(
+    signal: AbortSignal,
+    replayable: boolean,
+    exchange: (reader: ConnReader) => Promise<T>,
+  ): Promise<Exchanged<T>> {
+    for (;;) {
+      signal.throwIfAborted();
+      const { reader, reused } = await this.#take();
+      const abort = () => closeQuietly(reader.conn);
+      signal.addEventListener("abort", abort, { once: true });
+      reader.resetReceived();
+      try {
+        return { reader, result: await exchange(reader) };
+      } catch (error) {
+        closeQuietly(reader.conn);
+        if (
+          reused && replayable && !signal.aborted && isStale(error, reader)
+        ) continue;
+        throw error;
+      } finally {
+        signal.removeEventListener("abort", abort);
+      }
+    }
+  }
+
   /** An idle connection, or a new one; throws what `Deno.connect` throws. */
-  async take(): Promise<PooledConn> {
+  async #take(): Promise<PooledConn> {
     const now = Date.now();
     for (let idle = this.#idle.pop(); idle; idle = this.#idle.pop()) {
       if (

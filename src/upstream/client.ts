@@ -113,7 +113,10 @@ export function classifyFetchError(error: unknown): UpstreamError {
 }
 
 /** The error to throw for a failed request: an abort by the client, or the classified cause. */
-function upstreamFailure(error: unknown, signal: AbortSignal): UpstreamError {
+export function upstreamFailure(
+  error: unknown,
+  signal: AbortSignal,
+): UpstreamError {
   if (signal.aborted) {
     return new UpstreamError("aborted", "request aborted by the client", error);
   }

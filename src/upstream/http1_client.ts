@@ -9,10 +9,10 @@
  * `fetch`, which pipes them natively.
  */
 
-import { readBody, writeAll } from "../http1/body.ts";
-import { ClosedEarlyError, ConnReader } from "../http1/conn_reader.ts";
+import { concatBytes, readBody, writeAll } from "../http1/body.ts";
+import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead } from "../http1/message.ts";
-import { closeQuietly } from "../http1/pool.ts";
+import { closeQuietly, ConnPool } from "../http1/pool.ts";
 import type { HeaderList } from "./headers.ts";
 
 /** An answer read whole. */
@@ -60,15 +60,12 @@ export interface Http1Client {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Largest answer head accepted. */
-const HEAD_LIMIT = 256 * 1024;
-
 /** Reads the answer; says whether the connection may carry another request. */
 async function readResponse(
   reader: ConnReader,
   method: string,
 ): Promise<{ response: WholeResponse; keepAlive: boolean }> {
-  const head = await readResponseHead(reader, method, HEAD_LIMIT);
+  const head = await readResponseHead(reader, method);
   const body = await readBody(reader, head.framing);
   return {
     response: {
@@ -86,100 +83,47 @@ function encodeRequest(target: Http1Target, request: Http1Request): Uint8Array {
     `${request.method} ${request.path} HTTP/1.1\r\nhost: ${target.hostPort}\r\n`;
   for (const [name, value] of request.headers) head += `${name}: ${value}\r\n`;
   head += `content-length: ${body.length}\r\n\r\n`;
-  const headBytes = encoder.encode(head);
-  const bytes = new Uint8Array(headBytes.length + body.length);
-  bytes.set(headBytes);
-  bytes.set(body, headBytes.length);
-  return bytes;
-}
-
-interface Idle {
-  readonly reader: ConnReader;
-  readonly since: number;
+  return concatBytes(encoder.encode(head), body);
 }
 
 /** Creates a client with a pool of keep-alive connections per target. */
 export function createHttp1Client(options: Http1ClientOptions): Http1Client {
-  const pools = new Map<string, Idle[]>();
+  const pools = new Map<string, ConnPool>();
 
-  function takeIdle(key: string): ConnReader | undefined {
-    const pool = pools.get(key);
-    const now = Date.now();
-    for (let idle = pool?.pop(); idle; idle = pool?.pop()) {
-      if (now - idle.since < options.idleTimeoutMs) return idle.reader;
-      closeQuietly(idle.reader.conn);
+  function poolOf(target: Http1Target): ConnPool {
+    let pool = pools.get(target.hostPort);
+    if (pool === undefined) {
+      pool = new ConnPool({
+        hostname: target.host,
+        port: target.port,
+        maxIdle: options.maxIdlePerHost,
+        idleTimeoutMs: options.idleTimeoutMs,
+      });
+      pools.set(target.hostPort, pool);
     }
-    return undefined;
-  }
-
-  function giveBack(key: string, reader: ConnReader): void {
-    const pool = pools.get(key) ?? [];
-    if (pool.length >= options.maxIdlePerHost) return closeQuietly(reader.conn);
-    pool.push({ reader, since: Date.now() });
-    pools.set(key, pool);
-  }
-
-  async function exchange(
-    reader: ConnReader,
-    bytes: Uint8Array,
-    request: Http1Request,
-  ): Promise<{ response: WholeResponse; keepAlive: boolean }> {
-    const { signal } = request;
-    const { conn } = reader;
-    const abort = () => closeQuietly(conn);
-    signal.addEventListener("abort", abort, { once: true });
-    reader.resetReceived();
-    try {
-      await writeAll(conn, bytes);
-      return await readResponse(reader, request.method);
-    } catch (error) {
-      const closedByServer = error instanceof Deno.errors.ConnectionReset ||
-        error instanceof Deno.errors.BrokenPipe;
-      if (closedByServer && reader.received === 0 && !signal.aborted) {
-        throw new ClosedEarlyError(true);
-      }
-      throw error;
-    } finally {
-      signal.removeEventListener("abort", abort);
-    }
+    return pool;
   }
 
   return {
     async request(target, request) {
-      const key = target.hostPort;
       const bytes = encodeRequest(target, request);
-      for (;;) {
-        request.signal.throwIfAborted();
-        const pooled = takeIdle(key);
-        const reader = pooled ?? new ConnReader(
-          await Deno.connect({ hostname: target.host, port: target.port }),
-        );
-        try {
-          const { response, keepAlive } = await exchange(
-            reader,
-            bytes,
-            request,
-          );
-          // An abort that landed after the answer was read has closed the
-          // connection (its event runs between two of our microtasks).
-          if (keepAlive && !request.signal.aborted) giveBack(key, reader);
-          else closeQuietly(reader.conn);
-          return response;
-        } catch (error) {
-          closeQuietly(reader.conn);
-          // A pooled connection the server had closed while idle: it answered
-          // nothing, so send again, on another pooled connection or a new one.
-          if (
-            pooled && error instanceof ClosedEarlyError && error.beforeAnyByte
-          ) continue;
-          throw error;
-        }
-      }
+      const { reader, result } = await poolOf(target).exchange(
+        request.signal,
+        true,
+        async (reader) => {
+          await writeAll(reader.conn, bytes);
+          return await readResponse(reader, request.method);
+        },
+      );
+      // An abort that landed after the answer was read has closed the
+      // connection (its event runs between two of our microtasks).
+      if (result.keepAlive && !request.signal.aborted) {
+        poolOf(target).give(reader);
+      } else closeQuietly(reader.conn);
+      return result.response;
     },
     close() {
-      for (const pool of pools.values()) {
-        for (const idle of pool) closeQuietly(idle.reader.conn);
-      }
+      for (const pool of pools.values()) pool.close();
       pools.clear();
     },
   };

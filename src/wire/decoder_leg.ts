@@ -6,19 +6,16 @@
  * statuses as on `Deno.serve` (`decoderFailure`).
  */
 
-import type { ProxyError } from "../errors.ts";
-import { classifyFetchError, UpstreamError } from "../upstream/client.ts";
+import { upstreamFailure } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import { decoderFailure } from "../upstream/relay.ts";
 import { concatBytes, relayBody, writeAll } from "../http1/body.ts";
-import { ClosedEarlyError, type ConnReader } from "../http1/conn_reader.ts";
+import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead, type ResponseHead } from "../http1/message.ts";
 import { closeQuietly, ConnPool } from "../http1/pool.ts";
 import type { Exchange } from "./server.ts";
 
 const encoder = new TextEncoder();
-/** Largest answer head accepted from the decoder. */
-const HEAD_LIMIT = 256 * 1024;
 
 /** The decoder's answer: its head read, its body still on the connection. */
 export interface DecoderAnswer {
@@ -78,10 +75,22 @@ function encodeHead(hostPort: string, request: DecoderRequest): string {
   return `${head}\r\n`;
 }
 
-function isStale(error: unknown, reader: ConnReader): boolean {
-  if (error instanceof ClosedEarlyError) return error.beforeAnyByte;
-  return (error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe) && reader.received === 0;
+/** Writes the encoded request, then the client's body when it is relayed. */
+async function writeRequest(
+  conn: Deno.Conn,
+  request: DecoderRequest,
+  bytes: Uint8Array,
+): Promise<void> {
+  const { stream } = request;
+  if (stream === undefined) return await writeAll(conn, bytes);
+  await stream.continue();
+  await relayBody(
+    stream.reader,
+    stream.head.framing,
+    (chunk) => writeAll(conn, chunk),
+    { prefix: bytes },
+  );
+  stream.markBodyDone();
 }
 
 /** Creates the decoder client for `127.0.0.1:port`. */
@@ -94,41 +103,6 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
     idleTimeoutMs: options.idleTimeoutMs,
   });
 
-  function failure(error: unknown, signal: AbortSignal): ProxyError {
-    const classified = signal.aborted
-      ? new UpstreamError("aborted", "request aborted by the client", error)
-      : classifyFetchError(error);
-    return decoderFailure(hostPort, classified);
-  }
-
-  async function exchange(
-    reader: ConnReader,
-    request: DecoderRequest,
-    head: Uint8Array,
-  ): Promise<ResponseHead> {
-    const abort = () => closeQuietly(reader.conn);
-    request.signal.addEventListener("abort", abort, { once: true });
-    reader.resetReceived();
-    try {
-      const { stream } = request;
-      if (stream) {
-        await stream.continue();
-        await relayBody(
-          stream.reader,
-          stream.head.framing,
-          (bytes) => writeAll(reader.conn, bytes),
-          { prefix: head },
-        );
-        stream.markBodyDone();
-      } else {
-        await writeAll(reader.conn, head);
-      }
-      return await readResponseHead(reader, request.method, HEAD_LIMIT);
-    } finally {
-      request.signal.removeEventListener("abort", abort);
-    }
-  }
-
   return {
     hostPort,
     async send(request) {
@@ -136,32 +110,19 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
       const bytes = request.body === undefined || request.body.length === 0
         ? headText
         : concatBytes(headText, request.body);
-      for (;;) {
-        if (request.signal.aborted) {
-          throw failure(request.signal.reason, request.signal);
-        }
-        let taken;
-        try {
-          taken = await pool.take();
-        } catch (error) {
-          throw failure(error, request.signal);
-        }
-        const { reader, reused } = taken;
-        try {
-          const head = await exchange(reader, request, bytes);
-          return { reader, head };
-        } catch (error) {
-          closeQuietly(reader.conn);
-          // A pooled connection the decoder closed while idle answered
-          // nothing: send again when the body can be sent again.
-          if (
-            reused && !request.stream && isStale(error, reader) &&
-            !request.signal.aborted
-          ) {
-            continue;
-          }
-          throw failure(error, request.signal);
-        }
+      try {
+        const { reader, result } = await pool.exchange(
+          request.signal,
+          // A streamed body cannot be sent again.
+          request.stream === undefined,
+          async (reader) => {
+            await writeRequest(reader.conn, request, bytes);
+            return await readResponseHead(reader, request.method);
+          },
+        );
+        return { reader, head: result };
+      } catch (error) {
+        throw decoderFailure(hostPort, upstreamFailure(error, request.signal));
       }
     },
     release(answer, complete) {
