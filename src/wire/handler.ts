@@ -7,19 +7,13 @@
  * app, and logged by `reportError`.
  */
 
-import { getConnector } from "../connectors/mod.ts";
+import { createPdRunner } from "../connectors/run.ts";
 import type { Deps } from "../context.ts";
 import { reportError, toErrorResponse } from "../errors.ts";
 import { type Logger, VERBOSITY_DEBUG } from "../log.ts";
 import { requestIdOf } from "../middleware/request_context.ts";
-import { selectPrefillTarget } from "../prefill_selection.ts";
 import { API_PATHS, type ApiKind } from "../protocol/api.ts";
-import {
-  OMITTED_ON_PD_LEGS,
-  PATH_HEALTH,
-  ROUTING_HEADERS,
-} from "../protocol/fields.ts";
-import { parseGenerationRequest } from "../protocol/request.ts";
+import { PATH_HEALTH, ROUTING_HEADERS } from "../protocol/fields.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
 import type { DecoderAnswer, WireDecoder } from "./decoder_leg.ts";
 import { relayResponse, writeResponse } from "./response.ts";
@@ -44,9 +38,7 @@ export interface WireDeps extends Deps {
 
 /** Builds the handler serving the sidecar's routes on the wire engine. */
 export function createWireHandler(deps: WireDeps): WireHandler {
-  const connector = getConnector(deps.config.connector);
-  const random = deps.random ?? Math.random;
-  const sampling = deps.config.enablePrefillerSampling;
+  const pd = createPdRunner(deps);
   const { decoder: wireDecoder } = deps;
 
   async function relay(
@@ -102,25 +94,20 @@ export function createWireHandler(deps: WireDeps): WireHandler {
     requestId: string,
   ): Promise<number> {
     const { head } = exchange;
-    const prefiller = selectPrefillTarget(head.headers, { sampling, random });
+    const prefiller = pd.select(head.headers);
     if (prefiller === undefined) {
       log.debug("skip disaggregated prefill: no prefiller header");
       return await passthrough(exchange, log);
     }
-    const request = parseGenerationRequest(
-      decoder.decode(await exchange.readBody()),
-    );
-    log.debug("using P/D protocol", {
-      connector: connector.name,
-      prefiller: prefiller.hostPort,
-    });
-    log.trace("client request", { body: request.text });
-    const answer = await connector.run<DecoderAnswer>({
+    const answer = await pd.run<DecoderAnswer>(prefiller, {
       api,
       pathAndQuery: head.target,
-      request,
-      prefiller,
-      decoder: wireDecoder.hostPort,
+      headers: head.headers,
+      clientIp: exchange.remoteAddr.hostname,
+      requestId,
+      signal: exchange.signal,
+      log,
+      readBody: async () => decoder.decode(await exchange.readBody()),
       decode: (leg) =>
         wireDecoder.send({
           method: "POST",
@@ -129,14 +116,6 @@ export function createWireHandler(deps: WireDeps): WireHandler {
           body: encoder.encode(leg.body),
           signal: exchange.signal,
         }),
-      requestId,
-      headers: buildUpstreamHeaders(head.headers, {
-        clientIp: exchange.remoteAddr.hostname,
-        omit: OMITTED_ON_PD_LEGS,
-      }),
-      signal: exchange.signal,
-      log: log.child({ prefiller: prefiller.hostPort }),
-      upstream: deps.upstream,
     });
     return await relay(exchange, answer);
   }
