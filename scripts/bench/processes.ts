@@ -250,6 +250,33 @@ export function freePort(): number {
   return port;
 }
 
+/**
+ * `main.ts` and the flags every benchmarked sidecar gets: its port, the
+ * decoder's, loopback only, plain HTTP; `flags` add to them. Run from the
+ * repository root so deno.json (its "unstable" list) applies.
+ */
+export function sidecarArgs(
+  port: number,
+  decoderPort: number,
+  flags: readonly string[],
+): string[] {
+  return [
+    "main.ts",
+    `-port=${port}`,
+    `-vllm-port=${decoderPort}`,
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    ...flags,
+  ];
+}
+
+/** `--header "name: value"` arguments of the benchmark's own clients. */
+export function headerArgs(headers: Record<string, string>): string[] {
+  return Object.entries(headers).flatMap((
+    [name, value],
+  ) => ["--header", `${name}: ${value}`]);
+}
+
 /** Waits until `url` answers (any status); throws after `timeoutMs`. */
 export async function waitForHttp(
   url: string,

@@ -18,6 +18,7 @@ import {
   createProcessGroup,
   freePort,
   type ProcessGroup,
+  sidecarArgs,
   type Started,
   treeCpuSeconds,
 } from "../processes.ts";
@@ -73,14 +74,7 @@ function variants(): Variant[] {
       ? "sidecar (main.ts)"
       : "sidecar -engine=wire (main.ts)",
     ready: "sidecar-log",
-    args: (decoder, port) => [
-      "main.ts",
-      `-port=${port}`,
-      `-vllm-port=${decoder}`,
-      "-listen-host=127.0.0.1",
-      "-secure-proxy=false",
-      `-engine=${engine}`,
-    ],
+    args: (decoder, port) => sidecarArgs(port, decoder, [`-engine=${engine}`]),
   }));
   for (const client of CLIENT_NAMES) {
     list.push({
