@@ -10,6 +10,15 @@ const decoder = new TextDecoder();
 const CR = 13;
 const LF = 10;
 
+/** Closes a connection that may already be closed. */
+export function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed (by an abort, or by the peer).
+  }
+}
+
 /** A connection closed before a message was complete. */
 export class ClosedEarlyError extends Error {
   /** Whether nothing at all had been received since `resetReceived`. */
@@ -45,6 +54,7 @@ export class ConnReader {
   #received = 0;
   #pending: Promise<boolean> | undefined;
   #eof = false;
+  #closed = false;
 
   /** Wraps `conn` with a buffer of `initialSize` bytes (it grows as needed). */
   constructor(conn: Deno.Conn, initialSize = 4096) {
@@ -70,6 +80,17 @@ export class ConnReader {
   /** Whether the peer has closed its side. */
   get ended(): boolean {
     return this.#eof;
+  }
+
+  /** Whether `close` was called: such a connection must never be reused. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Closes the connection (again, harmlessly, if it already was). */
+  close(): void {
+    this.#closed = true;
+    closeQuietly(this.conn);
   }
 
   /**

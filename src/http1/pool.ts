@@ -32,15 +32,6 @@ interface Idle {
   readonly since: number;
 }
 
-/** Closes a connection that may already be closed. */
-export function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed (by an abort, or by the peer).
-  }
-}
-
 /**
  * Whether `error` means a reused connection had been closed by the upstream
  * while idle: nothing came back, so the request may be sent again.
@@ -77,13 +68,13 @@ export class ConnPool {
     for (;;) {
       signal.throwIfAborted();
       const { reader, reused } = await this.#take();
-      const abort = () => closeQuietly(reader.conn);
+      const abort = () => reader.close();
       signal.addEventListener("abort", abort, { once: true });
       reader.resetReceived();
       try {
         return { reader, result: await exchange(reader) };
       } catch (error) {
-        closeQuietly(reader.conn);
+        reader.close();
         if (
           reused && replayable && !signal.aborted && isStale(error, reader)
         ) continue;
@@ -103,7 +94,7 @@ export class ConnPool {
       ) {
         return { reader: idle.reader, reused: true };
       }
-      closeQuietly(idle.reader.conn);
+      idle.reader.close();
     }
     const conn = await Deno.connect({
       hostname: this.#options.hostname,
@@ -113,11 +104,15 @@ export class ConnPool {
     return { reader: new ConnReader(conn), reused: false };
   }
 
-  /** Returns a connection whose last answer was read whole. */
+  /**
+   * Returns a connection whose last answer was read whole. One closed
+   * meanwhile (an abort can land after the answer was read) is dropped.
+   */
   give(reader: ConnReader): void {
+    if (reader.closed) return;
     if (this.#idle.length >= this.#options.maxIdle || reader.buffered > 0) {
       // Bytes past the answer mean the upstream broke framing: never reuse.
-      closeQuietly(reader.conn);
+      reader.close();
       return;
     }
     this.#idle.push({ reader, since: Date.now() });
@@ -125,7 +120,7 @@ export class ConnPool {
 
   /** Closes every idle connection. */
   close(): void {
-    for (const idle of this.#idle) closeQuietly(idle.reader.conn);
+    for (const idle of this.#idle) idle.reader.close();
     this.#idle = [];
   }
 }

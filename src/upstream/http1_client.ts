@@ -12,7 +12,7 @@
 import { concatBytes, readBody, writeAll } from "../http1/body.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead } from "../http1/message.ts";
-import { closeQuietly, ConnPool } from "../http1/pool.ts";
+import { ConnPool } from "../http1/pool.ts";
 import type { HeaderList } from "./headers.ts";
 
 /** An answer read whole. */
@@ -115,11 +115,8 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
           return await readResponse(reader, request.method);
         },
       );
-      // An abort that landed after the answer was read has closed the
-      // connection (its event runs between two of our microtasks).
-      if (result.keepAlive && !request.signal.aborted) {
-        poolOf(target).give(reader);
-      } else closeQuietly(reader.conn);
+      if (result.keepAlive) poolOf(target).give(reader);
+      else reader.close();
       return result.response;
     },
     close() {

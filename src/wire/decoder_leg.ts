@@ -12,7 +12,7 @@ import { decoderFailure } from "../upstream/relay.ts";
 import { concatBytes, relayBody, writeAll } from "../http1/body.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead, type ResponseHead } from "../http1/message.ts";
-import { closeQuietly, ConnPool } from "../http1/pool.ts";
+import { ConnPool } from "../http1/pool.ts";
 import type { Exchange } from "./server.ts";
 
 const encoder = new TextEncoder();
@@ -127,7 +127,7 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
     },
     release(answer, complete) {
       if (complete && answer.head.keepAlive) pool.give(answer.reader);
-      else closeQuietly(answer.reader.conn);
+      else answer.reader.close();
     },
     close() {
       pool.close();

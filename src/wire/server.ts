@@ -10,10 +10,13 @@
 import type { Logger } from "../log.ts";
 import type { TlsCertificate } from "../tls.ts";
 import { readBody, writeAll } from "../http1/body.ts";
-import { ConnReader, HeadTooLargeError } from "../http1/conn_reader.ts";
+import {
+  closeQuietly,
+  ConnReader,
+  HeadTooLargeError,
+} from "../http1/conn_reader.ts";
 import { ProxyError } from "../errors.ts";
 import { parseRequestHead, type RequestHead } from "../http1/message.ts";
-import { closeQuietly } from "../http1/pool.ts";
 
 /** Largest request head accepted; larger ones get 431. */
 const HEAD_LIMIT = 64 * 1024;
