@@ -62,7 +62,7 @@ export function serveApp(
 }
 
 /** Address that means "every interface", IPv4 and IPv6 (Go's `:port`). */
-export const ALL_INTERFACES = "::";
+const ALL_INTERFACES = "::";
 
 /**
  * Calls `listen` with `hostname`; when that is the dual-stack wildcard and

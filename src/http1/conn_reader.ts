@@ -152,24 +152,6 @@ export class ConnReader {
     return new ClosedEarlyError(this.#received === 0);
   }
 
-  /** Reads through the next CRLF; returns the line without it. */
-  async line(): Promise<string> {
-    // Offset from #start already searched; fill may move the buffered bytes.
-    let searched = 0;
-    for (;;) {
-      const buffer = this.#buffer;
-      for (let i = this.#start + searched; i + 1 < this.#end; i++) {
-        if (buffer[i] === CR && buffer[i + 1] === LF) {
-          const text = decoder.decode(buffer.subarray(this.#start, i));
-          this.#start = i + 2;
-          return text;
-        }
-      }
-      searched = Math.max(0, this.#end - this.#start - 1);
-      if (!(await this.fill())) throw this.#closedEarly();
-    }
-  }
-
   /**
    * Reads a message head through its empty line and returns it without the
    * final CRLFCRLF; undefined when the peer closed before sending a byte of
@@ -223,13 +205,5 @@ export class ConnReader {
   /** Marks `length` bytes of what `some` returned as consumed. */
   consume(length: number): void {
     this.#start += length;
-  }
-
-  /** Reads until the peer closes the connection. */
-  async rest(): Promise<Uint8Array> {
-    while (await this.fill());
-    const bytes = this.#buffer.slice(this.#start, this.#end);
-    this.#start = this.#end;
-    return bytes;
   }
 }

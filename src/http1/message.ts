@@ -40,12 +40,6 @@ export class HeaderBag {
     return joined;
   }
 
-  /** Whether a field named `name` is present. */
-  has(name: string): boolean {
-    for (const [key] of this.list) if (key === name) return true;
-    return false;
-  }
-
   /** The pairs, as `Headers` iterates. */
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.list[Symbol.iterator]();

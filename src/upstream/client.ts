@@ -81,7 +81,7 @@ function innermostMessage(error: unknown): string {
 }
 
 /** Classifies the error `fetch` threw. */
-export function classifyFetchError(error: unknown): UpstreamError {
+function classifyFetchError(error: unknown): UpstreamError {
   if (error instanceof UpstreamError) return error;
   if (error instanceof DOMException && error.name === "AbortError") {
     return new UpstreamError("aborted", "request aborted by the client", error);
