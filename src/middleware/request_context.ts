@@ -16,6 +16,27 @@ export function requestIdOf(headers: HeaderLookup): string {
   return sent ? sent : crypto.randomUUID();
 }
 
+/** Writes the access line of a request at debug verbosity (both engines). */
+export function logHandled(
+  log: Logger,
+  request: {
+    readonly method: string;
+    readonly path: string;
+    readonly status: number;
+    /** `performance.now()` when the request arrived. */
+    readonly started: number;
+  },
+): void {
+  if (!log.enabled(VERBOSITY_DEBUG)) return;
+  log.debug("request handled", {
+    method: request.method,
+    path: request.path,
+    status: request.status,
+    duration_ms: Math.round((performance.now() - request.started) * 1000) /
+      1000,
+  });
+}
+
 /** Middleware setting `requestId` and `log` on the context. */
 export function requestContext(log: Logger): MiddlewareHandler<AppEnv> {
   return async function requestContext(c, next) {
@@ -25,13 +46,11 @@ export function requestContext(log: Logger): MiddlewareHandler<AppEnv> {
     c.set("requestId", requestId);
     c.set("log", requestLog);
     await next();
-    if (requestLog.enabled(VERBOSITY_DEBUG)) {
-      requestLog.debug("request handled", {
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-      });
-    }
+    logHandled(requestLog, {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      started,
+    });
   };
 }

@@ -11,7 +11,7 @@ import { createPdRunner } from "../connectors/run.ts";
 import type { Deps } from "../context.ts";
 import { reportError, toErrorResponse } from "../errors.ts";
 import { type Logger, VERBOSITY_DEBUG } from "../log.ts";
-import { requestIdOf } from "../middleware/request_context.ts";
+import { logHandled, requestIdOf } from "../middleware/request_context.ts";
 import { API_PATHS, type ApiKind } from "../protocol/api.ts";
 import { PATH_HEALTH, ROUTING_HEADERS } from "../protocol/fields.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
@@ -163,19 +163,15 @@ export function createWireHandler(deps: WireDeps): WireHandler {
         exchange.closeAfter = true;
         return;
       }
-      // An unread body would be taken for the next request.
-      if (!exchange.bodyDone) exchange.closeAfter = true;
       const response = toErrorResponse(failure);
       await writeResponse(exchange, response);
       status = response.status;
     }
-    if (log.enabled(VERBOSITY_DEBUG)) {
-      log.debug("request handled", {
-        method: head.method,
-        path: head.path,
-        status,
-        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-      });
-    }
+    logHandled(log, {
+      method: head.method,
+      path: head.path,
+      status,
+      started,
+    });
   };
 }
