@@ -8,33 +8,17 @@
 import { ChunkedScanner } from "./chunked.ts";
 import { ClosedEarlyError, type ConnReader } from "./conn_reader.ts";
 import type { Framing } from "./message.ts";
+import { withEncoded, withUtf8 } from "./write.ts";
+
+const decoder = new TextDecoder();
 
 /** Writes bytes somewhere, resolving once they are handed to the socket. */
 export type ByteSink = (bytes: Uint8Array) => Promise<void>;
 
-/** Writes all of `bytes` to `conn`. */
-export async function writeAll(
-  conn: Deno.Conn,
-  bytes: Uint8Array,
-): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
-}
-
-/** `first` followed by `second`, in a new array (one write instead of two). */
-export function concatBytes(first: Uint8Array, second: Uint8Array): Uint8Array {
-  const bytes = new Uint8Array(first.length + second.length);
-  bytes.set(first);
-  bytes.set(second, first.length);
-  return bytes;
-}
-
 /** Options of `relayBody`. */
 export interface RelayOptions {
-  /** Bytes to send before the body, in the same write as its first bytes (a message head). */
-  readonly prefix?: Uint8Array;
+  /** Text to send before the body, in the same write as its first bytes (a message head). */
+  readonly prefix?: string;
   /** Send a chunked body's data without its framing (to an HTTP/1.0 peer). */
   readonly dechunk?: boolean;
 }
@@ -51,11 +35,11 @@ export async function relayBody(
   options: RelayOptions = {},
 ): Promise<void> {
   let prefix = options.prefix;
-  const send = async (bytes: Uint8Array) => {
-    if (prefix === undefined) return await sink(bytes);
-    const first = concatBytes(prefix, bytes);
+  const send = (bytes: Uint8Array): Promise<void> => {
+    if (prefix === undefined) return sink(bytes);
+    const head = prefix;
     prefix = undefined;
-    await sink(first);
+    return withEncoded(head, bytes, sink);
   };
   switch (framing.kind) {
     case "none":
@@ -100,7 +84,7 @@ export async function relayBody(
       }
       break;
   }
-  if (prefix !== undefined) await sink(prefix);
+  if (prefix !== undefined) await withUtf8(prefix, sink);
 }
 
 /** Reads the body framed by `framing` whole, without its framing. */
@@ -123,4 +107,18 @@ export async function readBody(
     offset += part.length;
   }
   return body;
+}
+
+/**
+ * Reads the body framed by `framing` whole and decodes it as UTF-8 (invalid
+ * bytes replaced); a Content-Length body is decoded where it was read.
+ */
+export async function readText(
+  reader: ConnReader,
+  framing: Framing,
+): Promise<string> {
+  const bytes = framing.kind === "length"
+    ? await reader.view(framing.length)
+    : await readBody(reader, framing);
+  return decoder.decode(bytes);
 }

@@ -182,14 +182,19 @@ export class ConnReader {
     }
   }
 
-  /** Reads exactly `length` bytes into a new array. */
-  async exactly(length: number): Promise<Uint8Array> {
+  /** Reads exactly `length` bytes; the view is valid until the next read. */
+  async view(length: number): Promise<Uint8Array> {
     while (this.#end - this.#start < length) {
       if (!(await this.fill())) throw this.#closedEarly();
     }
-    const bytes = this.#buffer.slice(this.#start, this.#start + length);
+    const bytes = this.#buffer.subarray(this.#start, this.#start + length);
     this.#start += length;
     return bytes;
+  }
+
+  /** Reads exactly `length` bytes into a new array. */
+  async exactly(length: number): Promise<Uint8Array> {
+    return (await this.view(length)).slice();
   }
 
   /**

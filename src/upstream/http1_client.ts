@@ -9,16 +9,17 @@
  * `fetch`, which pipes them natively.
  */
 
-import { concatBytes, readBody, writeAll } from "../http1/body.ts";
+import { readText } from "../http1/body.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead } from "../http1/message.ts";
 import { ConnPool } from "../http1/pool.ts";
-import type { HeaderList } from "./headers.ts";
+import { withUtf8, writeMessage } from "../http1/write.ts";
+import type { HeaderList, HeaderSource } from "./headers.ts";
 
 /** An answer read whole. */
 export interface WholeResponse {
   readonly status: number;
-  readonly headers: Headers;
+  readonly headers: HeaderSource;
   readonly text: string;
 }
 
@@ -57,33 +58,37 @@ export interface Http1Client {
   close(): void;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 /** Reads the answer; says whether the connection may carry another request. */
 async function readResponse(
   reader: ConnReader,
   method: string,
 ): Promise<{ response: WholeResponse; keepAlive: boolean }> {
   const head = await readResponseHead(reader, method);
-  const body = await readBody(reader, head.framing);
   return {
     response: {
       status: head.status,
-      headers: new Headers(head.headers.list),
-      text: decoder.decode(body),
+      headers: head.headers,
+      text: await readText(reader, head.framing),
     },
     keepAlive: head.keepAlive,
   };
 }
 
-function encodeRequest(target: Http1Target, request: Http1Request): Uint8Array {
-  const body = encoder.encode(request.body);
-  let head =
-    `${request.method} ${request.path} HTTP/1.1\r\nhost: ${target.hostPort}\r\n`;
-  for (const [name, value] of request.headers) head += `${name}: ${value}\r\n`;
-  head += `content-length: ${body.length}\r\n\r\n`;
-  return concatBytes(encoder.encode(head), body);
+/** Writes the request: head and body in one write. */
+function writeRequest(
+  reader: ConnReader,
+  target: Http1Target,
+  request: Http1Request,
+): Promise<void> {
+  return withUtf8(request.body, (body) => {
+    let head =
+      `${request.method} ${request.path} HTTP/1.1\r\nhost: ${target.hostPort}\r\n`;
+    for (const [name, value] of request.headers) {
+      head += `${name}: ${value}\r\n`;
+    }
+    head += `content-length: ${body.length}\r\n\r\n`;
+    return writeMessage(reader.conn, head, body);
+  });
 }
 
 /** Creates a client with a pool of keep-alive connections per target. */
@@ -106,12 +111,11 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
 
   return {
     async request(target, request) {
-      const bytes = encodeRequest(target, request);
       const { reader, result } = await poolOf(target).exchange(
         request.signal,
         true,
         async (reader) => {
-          await writeAll(reader.conn, bytes);
+          await writeRequest(reader, target, request);
           return await readResponse(reader, request.method);
         },
       );

@@ -9,13 +9,12 @@
 import { upstreamFailure } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import { decoderFailure } from "../upstream/relay.ts";
-import { concatBytes, relayBody, writeAll } from "../http1/body.ts";
+import { relayBody } from "../http1/body.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead, type ResponseHead } from "../http1/message.ts";
 import { ConnPool } from "../http1/pool.ts";
+import { withUtf8, writeAll, writeMessage } from "../http1/write.ts";
 import type { Exchange } from "./server.ts";
-
-const encoder = new TextEncoder();
 
 /** The decoder's answer: its head read, its body still on the connection. */
 export interface DecoderAnswer {
@@ -30,8 +29,8 @@ export interface DecoderRequest {
   readonly target: string;
   /** Without Host, framing or hop-by-hop fields. */
   readonly headers: HeaderList;
-  /** A body held in memory; absent when `stream` relays the client's. */
-  readonly body?: Uint8Array;
+  /** A body held in memory (text is sent as UTF-8); absent when `stream` relays the client's. */
+  readonly body?: string | Uint8Array;
   /** Relays the client's body after the head (not replayable). */
   readonly stream?: Exchange;
   readonly signal: AbortSignal;
@@ -56,7 +55,12 @@ export interface WireDecoder {
   close(): void;
 }
 
-function encodeHead(hostPort: string, request: DecoderRequest): string {
+/** The request head; `bodyLength` is the length of a body held in memory. */
+function encodeHead(
+  hostPort: string,
+  request: DecoderRequest,
+  bodyLength: number | undefined,
+): string {
   let head =
     `${request.method} ${request.target} HTTP/1.1\r\nhost: ${hostPort}\r\n`;
   for (const [name, value] of request.headers) head += `${name}: ${value}\r\n`;
@@ -66,29 +70,42 @@ function encodeHead(hostPort: string, request: DecoderRequest): string {
     else if (framing.kind === "length") {
       head += `content-length: ${framing.length}\r\n`;
     }
-  } else if (request.body !== undefined) {
+  } else if (bodyLength !== undefined) {
     // vLLM (uvicorn) needs a length even for an empty body on POST.
-    if (request.body.length > 0 || request.method !== "GET") {
-      head += `content-length: ${request.body.length}\r\n`;
+    if (bodyLength > 0 || request.method !== "GET") {
+      head += `content-length: ${bodyLength}\r\n`;
     }
   }
   return `${head}\r\n`;
 }
 
-/** Writes the encoded request, then the client's body when it is relayed. */
+/** Writes the request: head and a body in memory in one write, or the head then the client's body as it arrives. */
 async function writeRequest(
   conn: Deno.Conn,
+  hostPort: string,
   request: DecoderRequest,
-  bytes: Uint8Array,
 ): Promise<void> {
-  const { stream } = request;
-  if (stream === undefined) return await writeAll(conn, bytes);
+  const { body, stream } = request;
+  if (typeof body === "string") {
+    return await withUtf8(
+      body,
+      (bytes) =>
+        writeMessage(conn, encodeHead(hostPort, request, bytes.length), bytes),
+    );
+  }
+  if (stream === undefined) {
+    return await writeMessage(
+      conn,
+      encodeHead(hostPort, request, body?.length),
+      body,
+    );
+  }
   await stream.continue();
   await relayBody(
     stream.reader,
     stream.head.framing,
     (chunk) => writeAll(conn, chunk),
-    { prefix: bytes },
+    { prefix: encodeHead(hostPort, request, undefined) },
   );
   stream.markBodyDone();
 }
@@ -106,17 +123,13 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
   return {
     hostPort,
     async send(request) {
-      const headText = encoder.encode(encodeHead(hostPort, request));
-      const bytes = request.body === undefined || request.body.length === 0
-        ? headText
-        : concatBytes(headText, request.body);
       try {
         const { reader, result } = await pool.exchange(
           request.signal,
           // A streamed body cannot be sent again.
           request.stream === undefined,
           async (reader) => {
-            await writeRequest(reader.conn, request, bytes);
+            await writeRequest(reader.conn, hostPort, request);
             return await readResponseHead(reader, request.method);
           },
         );

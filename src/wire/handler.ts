@@ -19,9 +19,6 @@ import type { DecoderAnswer, WireDecoder } from "./decoder_leg.ts";
 import { relayResponse, writeResponse } from "./response.ts";
 import type { Exchange, WireHandler } from "./server.ts";
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 const API_BY_PATH: ReadonlyMap<string, ApiKind> = new Map(
   (Object.entries(API_PATHS) as [ApiKind, string][]).map((
     [api, path],
@@ -107,13 +104,13 @@ export function createWireHandler(deps: WireDeps): WireHandler {
       requestId,
       signal: exchange.signal,
       log,
-      readBody: async () => decoder.decode(await exchange.readBody()),
+      readBody: () => exchange.readText(),
       decode: (leg) =>
         wireDecoder.send({
           method: "POST",
           target: head.target,
           headers: leg.headers,
-          body: encoder.encode(leg.body),
+          body: leg.body,
           signal: exchange.signal,
         }),
     });

@@ -7,12 +7,11 @@
 
 import { type ProxyError, toErrorResponse } from "../errors.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
-import { concatBytes, relayBody, writeAll } from "../http1/body.ts";
+import { relayBody } from "../http1/body.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import type { ResponseHead } from "../http1/message.ts";
+import { writeAll, writeMessage } from "../http1/write.ts";
 import type { Exchange } from "./server.ts";
-
-const encoder = new TextEncoder();
 
 const REASONS: Readonly<Record<number, string>> = {
   200: "OK",
@@ -42,13 +41,13 @@ function encodeHead(
   reason: string,
   headers: HeaderList,
   continuation: Continuation,
-): Uint8Array {
+): string {
   let head = `HTTP/1.1 ${status} ${reason || REASONS[status] || ""}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   if (continuation.chunked) head += "transfer-encoding: chunked\r\n";
   if (continuation.close) head += "connection: close\r\n";
   else if (continuation.http10) head += "connection: keep-alive\r\n";
-  return encoder.encode(`${head}\r\n`);
+  return `${head}\r\n`;
 }
 
 /** Decides whether the connection closes after this answer, and records it. */
@@ -70,11 +69,12 @@ function continuationOf(
   };
 }
 
-async function encodeWhole(
+/** A complete small answer as head text and body, its body read whole. */
+async function wholeMessage(
   response: Response,
   continuation: Continuation,
   headOnly: boolean,
-): Promise<Uint8Array> {
+): Promise<{ readonly head: string; readonly body?: Uint8Array }> {
   const body = new Uint8Array(await response.arrayBuffer());
   const headers = buildClientHeaders(response.headers).filter(([name]) =>
     name !== "content-length"
@@ -86,7 +86,7 @@ async function encodeWhole(
     headers,
     continuation,
   );
-  return headOnly ? head : concatBytes(head, body);
+  return headOnly ? { head } : { head, body };
 }
 
 /** Writes a complete small answer (the body is read whole first). */
@@ -98,13 +98,13 @@ export async function writeResponse(
     chunked: false,
     closeDelimited: false,
   });
-  const bytes = await encodeWhole(
+  const { head, body } = await wholeMessage(
     response,
     continuation,
     exchange.head.method === "HEAD",
   );
   exchange.headSent = true;
-  await exchange.write(bytes);
+  await writeMessage(exchange.reader.conn, head, body);
 }
 
 /**
@@ -140,8 +140,10 @@ export async function refuseMalformed(
   error: ProxyError,
 ): Promise<void> {
   const continuation = { chunked: false, close: true, http10: false };
-  await writeAll(
-    conn,
-    await encodeWhole(toErrorResponse(error), continuation, false),
+  const { head, body } = await wholeMessage(
+    toErrorResponse(error),
+    continuation,
+    false,
   );
+  await writeMessage(conn, head, body);
 }

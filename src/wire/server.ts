@@ -9,7 +9,8 @@
 
 import type { Logger } from "../log.ts";
 import type { TlsCertificate } from "../tls.ts";
-import { readBody, writeAll } from "../http1/body.ts";
+import { readBody, readText } from "../http1/body.ts";
+import { writeAll } from "../http1/write.ts";
 import {
   closeQuietly,
   ConnReader,
@@ -84,17 +85,21 @@ export class Exchange {
     return body;
   }
 
+  /** Reads the request body whole, as UTF-8 text. */
+  async readText(): Promise<string> {
+    await this.continue();
+    // Decoded before markBodyDone starts the next read into the same buffer.
+    const text = await readText(this.reader, this.head.framing);
+    this.markBodyDone();
+    return text;
+  }
+
   /** Records that the handler consumed the body itself; starts watching for the client leaving. */
   markBodyDone(): void {
     this.#bodyDone = true;
     this.reader.watch().then((closed) => {
       if (closed) this.#aborter.abort(new Error("client disconnected"));
     });
-  }
-
-  /** Writes bytes to the client. */
-  async write(bytes: Uint8Array): Promise<void> {
-    await writeAll(this.reader.conn, bytes);
   }
 }
 

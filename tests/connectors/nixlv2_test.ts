@@ -352,3 +352,31 @@ testEachEngine(
     assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "pulled");
   },
 );
+
+testEachEngine(
+  "nixlv2 sends both legs a non-ASCII body whole, with its length in bytes",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const prompt = "Grüße aus 東京 🚀 — ¿qué tal?";
+    const body = JSON.stringify({
+      model: "Qwen/Qwen3-0.6B",
+      prompt,
+      max_tokens: 3,
+    });
+    const response = await h.pd("/v1/completions", body);
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const [prefill] = h.prefill.requests;
+    const [decode] = h.decode.requests;
+    assert.equal((prefill?.body as { prompt: string }).prompt, prompt);
+    assert.equal(
+      Number(prefill?.headers.get("content-length")),
+      new TextEncoder().encode(prefill?.bodyText).length,
+    );
+    assert.ok(decode?.bodyText.startsWith(body.slice(0, -1)), decode?.bodyText);
+    assert.equal(
+      Number(decode?.headers.get("content-length")),
+      new TextEncoder().encode(decode?.bodyText).length,
+    );
+  },
+);

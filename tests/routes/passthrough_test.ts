@@ -36,6 +36,27 @@ testEachEngine(
 );
 
 testEachEngine(
+  "passthrough forwards a non-ASCII body byte for byte",
+  async (engine) => {
+    await using h = await createHarness({ engine });
+    const body = '{"prompt": "naïve café, 東京 🚀"}';
+    const response = await h.request("/tokenize", {
+      method: "POST",
+      headers: jsonHeaders(),
+      body,
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const [seen] = h.decode.requests;
+    assert.equal(seen?.bodyText, body);
+    assert.equal(
+      Number(seen?.headers.get("content-length")),
+      new TextEncoder().encode(body).length,
+    );
+  },
+);
+
+testEachEngine(
   "passthrough relays GET answers and statuses of any route",
   async (engine) => {
     await using h = await createHarness({ engine });
