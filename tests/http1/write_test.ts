@@ -132,3 +132,14 @@ Deno.test("readText decodes a chunked body without its framing", async () => {
   const reader = new ConnReader(pair.server);
   assert.equal(await readText(reader, { kind: "chunked" }), "abéc");
 });
+
+Deno.test("withEncoded falls back to an array of its own when a short head encodes long", async () => {
+  // 3,000 characters pass the length check but take 6,000 bytes.
+  const head = "é".repeat(3000);
+  const seen = await withEncoded(
+    head,
+    encoder.encode("!"),
+    (bytes) => Promise.resolve(decoder.decode(bytes)),
+  );
+  assert.equal(seen, `${head}!`);
+});
