@@ -187,14 +187,25 @@ export class ConnReader {
     while (this.#end - this.#start < length) {
       if (!(await this.fill())) throw this.#closedEarly();
     }
-    const bytes = this.#buffer.subarray(this.#start, this.#start + length);
-    this.#start += length;
-    return bytes;
+    return this.#advance(length);
   }
 
   /** Reads exactly `length` bytes into a new array. */
   async exactly(length: number): Promise<Uint8Array> {
-    return (await this.view(length)).slice();
+    // Not `await this.view()`: a body that came with its head must not cost an
+    // await. That one extra await raised the passthrough p99 at 256
+    // connections from about 80 to about 110 ms (measured side by side).
+    while (this.#end - this.#start < length) {
+      if (!(await this.fill())) throw this.#closedEarly();
+    }
+    return this.#advance(length).slice();
+  }
+
+  /** The next `length` buffered bytes, consumed. */
+  #advance(length: number): Uint8Array {
+    const bytes = this.#buffer.subarray(this.#start, this.#start + length);
+    this.#start += length;
+    return bytes;
   }
 
   /**
