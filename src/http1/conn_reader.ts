@@ -194,7 +194,7 @@ export class ConnReader {
   async exactly(length: number): Promise<Uint8Array> {
     // Not `await this.view()`: a body that came with its head must not cost an
     // await. That one extra await raised the passthrough p99 at 256
-    // connections from about 80 to about 110 ms (measured side by side).
+    // connections from 70-80 to about 110 ms (measured side by side).
     while (this.#end - this.#start < length) {
       if (!(await this.fill())) throw this.#closedEarly();
     }
