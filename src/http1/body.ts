@@ -92,6 +92,7 @@ export async function readBody(
   reader: ConnReader,
   framing: Framing,
 ): Promise<Uint8Array> {
+  if (framing.kind === "none") return new Uint8Array(0);
   if (framing.kind === "length") return await reader.exactly(framing.length);
   const parts: Uint8Array[] = [];
   let total = 0;

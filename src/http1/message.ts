@@ -81,6 +81,7 @@ const LENGTH = /^\d{1,15}$/;
 const UNSAFE_VALUE = /[\0\r\n]/;
 // Visible ASCII only: the target is written into the upstream request line.
 const TARGET = /^[\x21-\x7e]+$/;
+const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/;
 
 function parseFields(lines: string[], from: number): HeaderBag {
   const list: HeaderList = [];
@@ -116,13 +117,7 @@ function bodyFraming(
       );
     }
     const codings = encoding.toLowerCase().split(",").map((c) => c.trim());
-    if (codings[codings.length - 1] !== "chunked") {
-      throw new ProxyError(
-        501,
-        `unsupported transfer coding "${encoding}"`,
-      );
-    }
-    if (codings.length > 1) {
+    if (codings.length !== 1 || codings[0] !== "chunked") {
       throw new ProxyError(
         501,
         `unsupported transfer coding "${encoding}"`,
@@ -131,6 +126,7 @@ function bodyFraming(
     return { kind: "chunked" };
   }
   if (length !== null) {
+    if (LENGTH.test(length)) return { kind: "length", length: Number(length) };
     // Several fields (or a list) are fine only when they all agree.
     const values = new Set(length.split(",").map((v) => v.trim()));
     const [value] = values;
@@ -185,7 +181,8 @@ export function parseRequestHead(text: string): RequestHead {
     }
   }
   const headers = parseFields(lines, first + 1);
-  const hosts = headers.list.filter(([name]) => name === "host").length;
+  let hosts = 0;
+  for (const [name] of headers.list) if (name === "host") hosts++;
   if (hosts > 1 || (version === "1.1" && hosts === 0)) {
     throw new ProxyError(400, "a request needs exactly one Host header");
   }
@@ -210,7 +207,7 @@ export function parseRequestHead(text: string): RequestHead {
 /** Parses a response head to a request with `method`. */
 export function parseResponseHead(text: string, method: string): ResponseHead {
   const lines = text.split("\r\n");
-  const match = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/.exec(lines[0]!);
+  const match = STATUS_LINE.exec(lines[0]!);
   if (match === null) throw new TypeError("malformed status line");
   const version = versionOf(match[1]);
   const status = Number(match[2]);
@@ -232,7 +229,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
 }
 
 /** Largest answer head accepted from an upstream. */
-export const RESPONSE_HEAD_LIMIT = 256 * 1024;
+const RESPONSE_HEAD_LIMIT = 256 * 1024;
 
 /**
  * Reads the final answer's head to a `method` request off `reader`, skipping
@@ -242,10 +239,9 @@ export const RESPONSE_HEAD_LIMIT = 256 * 1024;
 export async function readResponseHead(
   reader: ConnReader,
   method: string,
-  limit: number = RESPONSE_HEAD_LIMIT,
 ): Promise<ResponseHead> {
   for (;;) {
-    const text = await reader.head(limit);
+    const text = await reader.head(RESPONSE_HEAD_LIMIT);
     if (text === undefined) throw new ClosedEarlyError(reader.received === 0);
     const head = parseResponseHead(text, method);
     if (head.status === 101) {

@@ -7,6 +7,8 @@
  * kept for the next write removes them from the hot path.
  */
 
+import type { HeaderList } from "../upstream/headers.ts";
+
 const encoder = new TextEncoder();
 
 /** Size of each reused buffer: a head with a typical body fits; larger messages get one of their own. */
@@ -89,4 +91,58 @@ export function writeMessage(
   body?: Uint8Array,
 ): Promise<void> {
   return withEncoded(head, body, (bytes) => writeAll(conn, bytes));
+}
+
+/** A request to an upstream whose body, if any, is held in memory. */
+export interface OutgoingRequest {
+  readonly method: string;
+  /** Path and query. */
+  readonly target: string;
+  /** The Host field. */
+  readonly hostPort: string;
+  /** Without Host, framing or hop-by-hop fields. */
+  readonly headers: HeaderList;
+  /** Text is sent as UTF-8. */
+  readonly body?: string | Uint8Array | undefined;
+}
+
+/**
+ * The request's head through its empty line; `framing` holds the framing
+ * field line(s) (Content-Length or Transfer-Encoding), CRLF-terminated.
+ */
+export function requestHead(
+  request: Omit<OutgoingRequest, "body">,
+  framing: string,
+): string {
+  return `${request.method} ${request.target} HTTP/1.1\r\nhost: ${request.hostPort}\r\n${
+    fieldLines(request.headers)
+  }${framing}\r\n`;
+}
+
+/** Header fields as head lines, each CRLF-terminated. */
+export function fieldLines(headers: HeaderList): string {
+  let lines = "";
+  for (const [name, value] of headers) lines += `${name}: ${value}\r\n`;
+  return lines;
+}
+
+/** The Content-Length line of a body of `length` bytes held in memory. */
+function contentLength(method: string, length: number): string {
+  // vLLM (uvicorn) needs a length even for an empty body on POST.
+  return length > 0 || method !== "GET" ? `content-length: ${length}\r\n` : "";
+}
+
+/** Writes `request`, head and body, in one write. */
+export function writeRequest(
+  conn: Deno.Conn,
+  request: OutgoingRequest,
+): Promise<void> {
+  const { body } = request;
+  const send = (bytes: Uint8Array | undefined) =>
+    writeMessage(
+      conn,
+      requestHead(request, contentLength(request.method, bytes?.length ?? 0)),
+      bytes,
+    );
+  return typeof body === "string" ? withUtf8(body, send) : send(body);
 }

@@ -13,7 +13,7 @@ import { readText } from "../http1/body.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead } from "../http1/message.ts";
 import { ConnPool } from "../http1/pool.ts";
-import { withUtf8, writeMessage } from "../http1/write.ts";
+import { writeRequest } from "../http1/write.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
 /** An answer read whole. */
@@ -74,23 +74,6 @@ async function readResponse(
   };
 }
 
-/** Writes the request: head and body in one write. */
-function writeRequest(
-  reader: ConnReader,
-  target: Http1Target,
-  request: Http1Request,
-): Promise<void> {
-  return withUtf8(request.body, (body) => {
-    let head =
-      `${request.method} ${request.path} HTTP/1.1\r\nhost: ${target.hostPort}\r\n`;
-    for (const [name, value] of request.headers) {
-      head += `${name}: ${value}\r\n`;
-    }
-    head += `content-length: ${body.length}\r\n\r\n`;
-    return writeMessage(reader.conn, head, body);
-  });
-}
-
 /** Creates a client with a pool of keep-alive connections per target. */
 export function createHttp1Client(options: Http1ClientOptions): Http1Client {
   const pools = new Map<string, ConnPool>();
@@ -111,15 +94,22 @@ export function createHttp1Client(options: Http1ClientOptions): Http1Client {
 
   return {
     async request(target, request) {
-      const { reader, result } = await poolOf(target).exchange(
+      const pool = poolOf(target);
+      const { reader, result } = await pool.exchange(
         request.signal,
         true,
         async (reader) => {
-          await writeRequest(reader, target, request);
+          await writeRequest(reader.conn, {
+            method: request.method,
+            target: request.path,
+            hostPort: target.hostPort,
+            headers: request.headers,
+            body: request.body,
+          });
           return await readResponse(reader, request.method);
         },
       );
-      if (result.keepAlive) poolOf(target).give(reader);
+      if (result.keepAlive) pool.give(reader);
       else reader.close();
       return result.response;
     },

@@ -13,7 +13,7 @@ import { relayBody } from "../http1/body.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead, type ResponseHead } from "../http1/message.ts";
 import { ConnPool } from "../http1/pool.ts";
-import { withUtf8, writeAll, writeMessage } from "../http1/write.ts";
+import { requestHead, writeAll, writeRequest } from "../http1/write.ts";
 import type { Exchange } from "./server.ts";
 
 /** The decoder's answer: its head read, its body still on the connection. */
@@ -55,57 +55,36 @@ export interface WireDecoder {
   close(): void;
 }
 
-/** The request head; `bodyLength` is the length of a body held in memory. */
-function encodeHead(
-  hostPort: string,
-  request: DecoderRequest,
-  bodyLength: number | undefined,
-): string {
-  let head =
-    `${request.method} ${request.target} HTTP/1.1\r\nhost: ${hostPort}\r\n`;
-  for (const [name, value] of request.headers) head += `${name}: ${value}\r\n`;
-  if (request.stream) {
-    const { framing } = request.stream.head;
-    if (framing.kind === "chunked") head += "transfer-encoding: chunked\r\n";
-    else if (framing.kind === "length") {
-      head += `content-length: ${framing.length}\r\n`;
-    }
-  } else if (bodyLength !== undefined) {
-    // vLLM (uvicorn) needs a length even for an empty body on POST.
-    if (bodyLength > 0 || request.method !== "GET") {
-      head += `content-length: ${bodyLength}\r\n`;
-    }
-  }
-  return `${head}\r\n`;
+/** The framing field of a body relayed from the client as it arrives. */
+function relayedFraming(stream: Exchange): string {
+  const { framing } = stream.head;
+  if (framing.kind === "chunked") return "transfer-encoding: chunked\r\n";
+  if (framing.kind === "length") return `content-length: ${framing.length}\r\n`;
+  return "";
 }
 
 /** Writes the request: head and a body in memory in one write, or the head then the client's body as it arrives. */
-async function writeRequest(
+async function sendRequest(
   conn: Deno.Conn,
   hostPort: string,
   request: DecoderRequest,
 ): Promise<void> {
-  const { body, stream } = request;
-  if (typeof body === "string") {
-    return await withUtf8(
-      body,
-      (bytes) =>
-        writeMessage(conn, encodeHead(hostPort, request, bytes.length), bytes),
-    );
-  }
+  const outgoing = {
+    method: request.method,
+    target: request.target,
+    hostPort,
+    headers: request.headers,
+  };
+  const { stream } = request;
   if (stream === undefined) {
-    return await writeMessage(
-      conn,
-      encodeHead(hostPort, request, body?.length),
-      body,
-    );
+    return await writeRequest(conn, { ...outgoing, body: request.body });
   }
   await stream.continue();
   await relayBody(
     stream.reader,
     stream.head.framing,
     (chunk) => writeAll(conn, chunk),
-    { prefix: encodeHead(hostPort, request, undefined) },
+    { prefix: requestHead(outgoing, relayedFraming(stream)) },
   );
   stream.markBodyDone();
 }
@@ -129,7 +108,7 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
           // A streamed body cannot be sent again.
           request.stream === undefined,
           async (reader) => {
-            await writeRequest(reader.conn, hostPort, request);
+            await sendRequest(reader.conn, hostPort, request);
             return await readResponseHead(reader, request.method);
           },
         );

@@ -10,7 +10,7 @@ import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
 import { relayBody } from "../http1/body.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import type { ResponseHead } from "../http1/message.ts";
-import { writeAll, writeMessage } from "../http1/write.ts";
+import { fieldLines, writeAll, writeMessage } from "../http1/write.ts";
 import type { Exchange } from "./server.ts";
 
 const REASONS: Readonly<Record<number, string>> = {
@@ -42,8 +42,9 @@ function encodeHead(
   headers: HeaderList,
   continuation: Continuation,
 ): string {
-  let head = `HTTP/1.1 ${status} ${reason || REASONS[status] || ""}\r\n`;
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  let head = `HTTP/1.1 ${status} ${reason || REASONS[status] || ""}\r\n${
+    fieldLines(headers)
+  }`;
   if (continuation.chunked) head += "transfer-encoding: chunked\r\n";
   if (continuation.close) head += "connection: close\r\n";
   else if (continuation.http10) head += "connection: keep-alive\r\n";
