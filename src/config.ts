@@ -12,10 +12,12 @@ import {
 } from "./flags.ts";
 
 import {
-  CONNECTOR_LIST,
   CONNECTOR_NAMES,
   type ConnectorName,
   DEFAULT_CONNECTOR,
+  defaultOf,
+  type Engine,
+  ENGINE_NAMES,
   LOGGING_NOTE,
   lookupFlag,
   PARSER_SPECS,
@@ -55,14 +57,7 @@ export interface Config {
   readonly engine: Engine;
 }
 
-/**
- * HTTP engines: `serve` is the Hono app on `Deno.serve` (HTTP/1.1 and
- * HTTP/2 over TLS); `wire` is the sidecar's own HTTP/1.1 server, which relays
- * bytes between sockets without Request/Response objects on the hot path.
- */
-export const ENGINE_NAMES = ["serve", "wire"] as const;
-/** One of `ENGINE_NAMES`. */
-export type Engine = typeof ENGINE_NAMES[number];
+export type { Engine } from "./flag_table.ts";
 
 /** Options for {@linkcode ConfigError}. */
 export interface ConfigErrorOptions {
@@ -113,19 +108,28 @@ export function parseCommandLine(
   const parsed = parseArgs(args);
   const { values } = parsed;
   const warnings: string[] = [];
-  const secureProxy = values["secure-proxy"] ?? true;
+  const secureProxy = values["secure-proxy"] ?? defaultOf("secure-proxy");
   const certPath = values["cert-path"] ?? "";
   const config: Config = {
-    port: parsePort(values.port ?? "8000", "port"),
-    listenHost: parseListenHost(values["listen-host"] ?? "::"),
-    vllmPort: parsePort(values["vllm-port"] ?? "8001", "vllm-port"),
+    port: parsePort(values.port ?? defaultOf("port"), "port"),
+    listenHost: parseListenHost(
+      values["listen-host"] ?? defaultOf("listen-host"),
+    ),
+    vllmPort: parsePort(
+      values["vllm-port"] ?? defaultOf("vllm-port"),
+      "vllm-port",
+    ),
     connector: resolveConnector(parsed, warnings),
     secureProxy,
     certPath,
     enablePrefillerSampling: resolveSampling(parsed, env, warnings),
     verbosity: resolveVerbosity(parsed),
-    workers: parseWorkers(values.workers ?? 1),
-    engine: parseEngine(values.engine ?? "serve"),
+    workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    engine: parseChoice(
+      "engine",
+      values.engine ?? defaultOf("engine"),
+      ENGINE_NAMES,
+    ),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -222,12 +226,17 @@ function parseWorkers(count: number): number {
   return count;
 }
 
-function parseEngine(text: string): Engine {
-  const engine = ENGINE_NAMES.find((name) => name === text);
-  if (engine === undefined) {
-    throw invalidValue("engine", text, `one of ${ENGINE_NAMES.join(", ")}`);
+/** `text` if it is one of `choices`; a ConfigError naming them otherwise. */
+function parseChoice<T extends string>(
+  flag: string,
+  text: string,
+  choices: readonly T[],
+): T {
+  const choice = choices.find((candidate) => candidate === text);
+  if (choice === undefined) {
+    throw invalidValue(flag, text, `one of ${choices.join(", ")}`);
   }
-  return engine;
+  return choice;
 }
 
 function parseListenHost(text: string): string {
@@ -242,11 +251,7 @@ function parseListenHost(text: string): string {
 }
 
 function parseConnector(text: string, flag: string): ConnectorName {
-  const name = CONNECTOR_NAMES.find((candidate) => candidate === text);
-  if (name === undefined) {
-    throw invalidValue(flag, text, `one of ${CONNECTOR_LIST}`);
-  }
-  return name;
+  return parseChoice(flag, text, CONNECTOR_NAMES);
 }
 
 /** LATEST §1.3 step 2: the deprecated -connector fills an empty -kv-connector. */
@@ -346,11 +351,8 @@ function validateNoEffectFlags(parsed: Parsed, warnings: string[]): void {
     if (entry?.status !== "no-effect" || seen.has(name)) continue;
     seen.add(name);
     const value = parsed.values[name];
-    if (
-      entry.choices !== undefined && typeof value === "string" &&
-      !entry.choices.includes(value)
-    ) {
-      throw invalidValue(name, value, `one of ${entry.choices.join(", ")}`);
+    if (entry.choices !== undefined && typeof value === "string") {
+      parseChoice(name, value, entry.choices);
     }
     warnings.push(`Flag "-${name}" has no effect: ${LOGGING_NOTE}`);
   }

@@ -18,6 +18,15 @@ export const CONNECTOR_NAMES = [
 /** One of {@linkcode CONNECTOR_NAMES}. */
 export type ConnectorName = typeof CONNECTOR_NAMES[number];
 
+/**
+ * HTTP engines accepted by `-engine`: `serve` is the Hono app on `Deno.serve`
+ * (HTTP/1.1 and HTTP/2 over TLS); `wire` is the sidecar's own HTTP/1.1 server,
+ * which relays bytes between sockets without Request/Response objects.
+ */
+export const ENGINE_NAMES = ["serve", "wire"] as const;
+/** One of {@linkcode ENGINE_NAMES}. */
+export type Engine = typeof ENGINE_NAMES[number];
+
 /** Environment variable read when `-enable-prefiller-sampling` is not given (as the Go sidecar). */
 export const PREFILLER_SAMPLING_ENV = "ENABLE_PREFILLER_SAMPLING";
 
@@ -47,7 +56,7 @@ export interface FlagEntry {
 }
 
 /** The connector names as a comma-separated list, for messages. */
-export const CONNECTOR_LIST = CONNECTOR_NAMES.join(", ");
+const CONNECTOR_LIST = CONNECTOR_NAMES.join(", ");
 
 /**
  * Every flag of the Go sidecars (ORIG llm-d-routing-sidecar and LATEST pd-sidecar). Supporting a
@@ -79,12 +88,14 @@ const FLAGS = {
     kind: "string",
     status: "supported",
     default: DEFAULT_CONNECTOR,
+    choices: CONNECTOR_NAMES,
     help:
       `the KV protocol between prefiller and decoder. Supported: ${CONNECTOR_LIST}`,
   },
   "connector": {
     kind: "string",
     status: "supported",
+    choices: CONNECTOR_NAMES,
     help:
       "Deprecated: use -kv-connector instead. The P/D connector being used. " +
       `Supported: ${CONNECTOR_LIST}`,
@@ -122,6 +133,7 @@ const FLAGS = {
     kind: "string",
     status: "supported",
     default: "serve",
+    choices: ENGINE_NAMES,
     help:
       'the HTTP server: "serve" (Hono on Deno.serve; HTTP/1.1, and HTTP/2 with TLS) or "wire" ' +
       "(the sidecar's own HTTP/1.1 server relaying bytes between sockets, several times " +
@@ -327,6 +339,14 @@ type ParsedName = {
   [N in FlagName]: FlagTable[N]["status"] extends "supported" | "no-effect" ? N
     : never;
 }[FlagName];
+/** Flag `name`'s default as the table states it, the value `-help` prints. */
+export function defaultOf<N extends FlagName>(
+  name: N,
+): FlagTable[N] extends { readonly default: infer D } ? D : undefined {
+  // Sound: the return type reads the same property from the same literal table.
+  return (FLAGS[name] as { readonly default?: unknown }).default as never;
+}
+
 /** Kinds of the flags the parser accepts, typed from the table so values come out typed. */
 export type ParserSpecs = { readonly [N in ParsedName]: FlagTable[N]["kind"] };
 
