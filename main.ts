@@ -13,6 +13,8 @@ import {
   PREFILLER_SAMPLING_ENV,
 } from "./src/config.ts";
 import { isConnectorImplemented } from "./src/connectors/mod.ts";
+import { errorMessage } from "./src/errors.ts";
+import { PROGRAM } from "./src/usage.ts";
 import { createLogger, type Logger } from "./src/log.ts";
 import { type Listener, startListener } from "./src/listener.ts";
 import {
@@ -21,7 +23,6 @@ import {
   type TlsCertificate,
 } from "./src/tls.ts";
 
-const PROGRAM = "llm-d-routing-sidecar";
 const SHUTDOWN_DEADLINE_MS = 60_000;
 const encoder = new TextEncoder();
 
@@ -88,10 +89,6 @@ function listenerLog(config: Config, index: number): Logger {
   return config.workers > 1 ? log.child({ listener: index }) : log;
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** Body of a listener thread (`-workers` > 1): serve until told to stop. */
 function runListenerThread(scope: ListenerScope): void {
   let listener: Listener | undefined;
@@ -102,7 +99,7 @@ function runListenerThread(scope: ListenerScope): void {
         listener = startListener({ config: data.config, tls: data.tls, log });
         scope.postMessage({ kind: "listening" });
       } catch (error) {
-        scope.postMessage({ kind: "failed", message: errorText(error) });
+        scope.postMessage({ kind: "failed", message: errorMessage(error) });
       }
       return;
     }
@@ -174,7 +171,7 @@ async function run(
   try {
     tls = await loadTls(config, log);
   } catch (error) {
-    log.error(errorText(error));
+    log.error(errorMessage(error));
     return 1;
   }
   let listener: Listener;
@@ -182,13 +179,13 @@ async function run(
   try {
     listener = startListener({ config, tls, log });
   } catch (error) {
-    log.error(`Cannot listen on port ${config.port}: ${errorText(error)}`);
+    log.error(`Cannot listen on port ${config.port}: ${errorMessage(error)}`);
     return 1;
   }
   try {
     workers = await startListenerThreads(config, tls);
   } catch (error) {
-    log.error(`Cannot start listener threads: ${errorText(error)}`);
+    log.error(`Cannot start listener threads: ${errorMessage(error)}`);
     await listener.stop(0);
     return 1;
   }

@@ -358,6 +358,11 @@ function validateNoEffectFlags(parsed: Parsed, warnings: string[]): void {
   }
 }
 
+/** `host:port` of the local decoder vLLM, which shares the pod's loopback. */
+export function decoderHostPort(config: Pick<Config, "vllmPort">): string {
+  return `127.0.0.1:${config.vllmPort}`;
+}
+
 /** The configuration as a plain object for the start-up log line (snake_case keys). */
 export function describeConfig(config: Config): Record<string, unknown> {
   return {

@@ -102,6 +102,11 @@ export function toErrorResponse(error: ProxyError): Response {
   });
 }
 
+/** The message of a thrown value, whatever was thrown. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /**
  * Logs a failed request at the level it deserves and returns the error the
  * client is answered with (anything but a `ProxyError` is the sidecar's bug:
@@ -114,7 +119,7 @@ export function reportError(
 ): ProxyError {
   if (!(error instanceof ProxyError)) {
     log.error("unexpected error while handling the request", { error });
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     return new ProxyError(500, `Internal error in the sidecar: ${message}`);
   }
   if (request.aborted) {

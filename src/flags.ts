@@ -197,7 +197,7 @@ function convertValue(name: string, raw: RawValue): FlagValue<FlagKind> {
 
 function parseDecimal(text: string): number | undefined {
   // Base 10 only, so "010" is 10: Go's flag.Int (base 0) also reads 0x/0o/0b prefixes, "_"
-  // separators and a leading 0 as octal. The sidecar's one int flag, klog's -v, is base 10.
+  // separators and a leading 0 as octal. The sidecar's int flags (-v, -workers) are base 10.
   if (!/^[+-]?\d+$/.test(text)) return undefined;
   const value = Number(text);
   return Number.isSafeInteger(value) ? value : undefined;

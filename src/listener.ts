@@ -16,7 +16,11 @@ import {
   shutdownGracefully,
 } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
-import { createUpstreamClient } from "./upstream/client.ts";
+import {
+  createUpstreamClient,
+  IDLE_TIMEOUT_MS,
+  MAX_IDLE_PER_HOST,
+} from "./upstream/client.ts";
 import { createWireDecoder } from "./wire/decoder_leg.ts";
 import { createWireHandler } from "./wire/handler.ts";
 import { refuseMalformed } from "./wire/response.ts";
@@ -33,18 +37,10 @@ export interface ListenerOptions {
 export interface Listener {
   /** Stops accepting, waits for in-flight requests (bounded), closes pools; resolves clean or not. */
   stop(deadlineMs: number): Promise<boolean>;
-  /** Resolves when the server has stopped. */
-  readonly finished: Promise<void>;
 }
-
-/** Idle keep-alive connections kept per upstream (the Go sidecar's default). */
-const MAX_IDLE_PER_HOST = 1024;
-/** Below uvicorn's 5 s keep-alive (llm-d #1564). */
-const IDLE_TIMEOUT_MS = 4000;
 
 /** What either engine's server offers the listener. */
 interface RunningServer {
-  readonly addr: Deno.NetAddr;
   readonly finished: Promise<void>;
   shutdown(): Promise<void>;
 }
@@ -52,10 +48,7 @@ interface RunningServer {
 /** Serves the sidecar on the configured address; throws when it cannot listen. */
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
-  const upstream = createUpstreamClient({
-    poolMaxIdlePerHost: MAX_IDLE_PER_HOST,
-    poolIdleTimeoutMs: IDLE_TIMEOUT_MS,
-  });
+  const upstream = createUpstreamClient();
   const reusePort = config.workers > 1;
   let closePools = () => upstream.close();
   let listen: (hostname: string) => RunningServer;
@@ -95,7 +88,6 @@ export function startListener(options: ListenerOptions): Listener {
   }
   const finished = server.finished.then(closePools);
   return {
-    finished,
     async stop(deadlineMs) {
       const clean = await shutdownGracefully(server, { deadlineMs, log });
       // Past the deadline the in-flight streams are abandoned, not awaited.

@@ -7,6 +7,7 @@
 
 import type { Hono } from "hono";
 import type { AppEnv } from "./context.ts";
+import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { TlsCertificate } from "./tls.ts";
 
@@ -82,7 +83,7 @@ export function listenWithFallback<T>(
       throw error;
     }
     log.warn("cannot listen on IPv6, listening on IPv4 only", {
-      error: error instanceof Error ? error.message : String(error),
+      error: errorMessage(error),
     });
     return listen("0.0.0.0");
   }

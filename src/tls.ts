@@ -5,6 +5,7 @@
  */
 
 import selfsigned from "selfsigned";
+import { errorMessage } from "./errors.ts";
 
 /** A PEM certificate chain and its private key. */
 export interface TlsCertificate {
@@ -24,7 +25,7 @@ export async function loadCertificate(dir: string): Promise<TlsCertificate> {
     ]);
     return { cert, key };
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new Error(
       `Cannot load TLS key pair from cert "${certFile}" and key "${keyFile}": ${reason}`,
       { cause: error },

@@ -11,10 +11,11 @@ import {
   LOGGING_NOTE,
 } from "./flag_table.ts";
 
-const DEFAULT_PROGRAM = "llm-d-routing-sidecar";
+/** The program name the usage text and error hints show (the Go binary's). */
+export const PROGRAM = "llm-d-routing-sidecar";
 
 /** Usage text in Go's flag.PrintDefaults style, then the flags accepted or rejected by name. */
-export function formatUsage(program: string = DEFAULT_PROGRAM): string {
+export function formatUsage(program: string = PROGRAM): string {
   // Byte order, as Go sorts: "-" < "_" < letters.
   const entries = flagEntries().sort(([a], [b]) => a < b ? -1 : 1);
   const lines = [`Usage of ${program}:`];

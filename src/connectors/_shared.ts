@@ -6,42 +6,25 @@
  */
 
 import { type ErrorStatus, ProxyError } from "../errors.ts";
-import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
 import { isJsonObject } from "../protocol/request.ts";
 import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
 import { UpstreamError } from "../upstream/client.ts";
 import type { WholeResponse } from "../upstream/http1_client.ts";
-import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
+import { buildClientHeaders } from "../upstream/headers.ts";
 import type { PdContext } from "./types.ts";
-
-/** The prefiller's answer, read whole (prefill replies are small and not streamed). */
-export type PrefillReply = WholeResponse;
-
-/**
- * Headers of a P/D leg: the client's (the route left out its length, type and
- * request id) plus a JSON type and the request id shared by both legs, so the
- * prefiller's and decoder's logs can be joined.
- */
-function legHeaders(ctx: PdContext<unknown>): HeaderList {
-  return [
-    ...ctx.headers,
-    ["content-type", "application/json"],
-    [HEADER_REQUEST_ID, ctx.requestId],
-  ];
-}
 
 /** Sends the prefill leg and reads its answer; throws a 502 when none arrives. */
 export async function sendPrefill(
   ctx: PdContext<unknown>,
   body: string,
-): Promise<PrefillReply> {
+): Promise<WholeResponse> {
   ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
   ctx.log.trace("prefill request", { body });
   try {
     return await ctx.upstream.sendAndRead(ctx.prefiller, {
       method: "POST",
       path: ctx.pathAndQuery,
-      headers: legHeaders(ctx),
+      headers: ctx.headers,
       body,
       signal: ctx.signal,
     });
@@ -88,7 +71,7 @@ function errorDetail(text: string): string {
  */
 export function ensurePrefillSucceeded(
   ctx: PdContext<unknown>,
-  reply: PrefillReply,
+  reply: WholeResponse,
 ): void {
   if (reply.status >= 200 && reply.status < 300) return;
   ctx.log.error("prefill request failed", {
@@ -116,7 +99,7 @@ export function ensurePrefillSucceeded(
 /** Checks the prefill succeeded and returned a JSON object; throws a 502 otherwise. */
 export function parsePrefillReply(
   ctx: PdContext<unknown>,
-  reply: PrefillReply,
+  reply: WholeResponse,
 ): ScannedObject {
   ensurePrefillSucceeded(ctx, reply);
   let parsed: unknown;
@@ -140,5 +123,5 @@ export function parsePrefillReply(
 export function sendDecode<R>(ctx: PdContext<R>, body: string): Promise<R> {
   ctx.log.debug("sending request to decoder", { to: ctx.decoder });
   ctx.log.trace("decode request", { body });
-  return ctx.decode({ headers: legHeaders(ctx), body });
+  return ctx.decode({ headers: ctx.headers, body });
 }

@@ -8,8 +8,11 @@ import { ProxyError } from "../errors.ts";
 import { nixlv2 } from "./nixlv2.ts";
 import type { Connector } from "./types.ts";
 
+/** The placeholders registered for connectors not built yet. */
+const placeholders = new Set<Connector>();
+
 function notYetSupported(name: ConnectorName): Connector {
-  return {
+  const connector: Connector = {
     name,
     run<R>(): Promise<R> {
       return Promise.reject(
@@ -20,6 +23,8 @@ function notYetSupported(name: ConnectorName): Connector {
       );
     },
   };
+  placeholders.add(connector);
+  return connector;
 }
 
 const CONNECTORS: Readonly<Record<ConnectorName, Connector>> = {
@@ -30,11 +35,9 @@ const CONNECTORS: Readonly<Record<ConnectorName, Connector>> = {
   "shared-storage": notYetSupported("shared-storage"),
 };
 
-const IMPLEMENTED: ReadonlySet<ConnectorName> = new Set(["nixlv2"]);
-
 /** Whether the connector named `name` is implemented. */
 export function isConnectorImplemented(name: ConnectorName): boolean {
-  return IMPLEMENTED.has(name);
+  return !placeholders.has(CONNECTORS[name]);
 }
 
 /** The connector registered as `name`. */

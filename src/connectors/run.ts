@@ -6,14 +6,16 @@
  * is read and how the decode leg is sent.
  */
 
+import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import type { ApiKind } from "../protocol/api.ts";
-import { OMITTED_ON_PD_LEGS } from "../protocol/fields.ts";
+import { HEADER_REQUEST_ID, OMITTED_ON_PD_LEGS } from "../protocol/fields.ts";
 import { parseGenerationRequest } from "../protocol/request.ts";
 import {
   buildUpstreamHeaders,
+  type HeaderList,
   type HeaderSource,
 } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
@@ -46,6 +48,19 @@ export interface PdRunner {
   run<R>(prefiller: UpstreamTarget, request: PdRequest<R>): Promise<R>;
 }
 
+/** Headers of both legs, built once per request. */
+function legHeaders(request: PdRequest<unknown>): HeaderList {
+  const headers = buildUpstreamHeaders(request.headers, {
+    clientIp: request.clientIp,
+    omit: OMITTED_ON_PD_LEGS,
+  });
+  headers.push(
+    ["content-type", "application/json"],
+    [HEADER_REQUEST_ID, request.requestId],
+  );
+  return headers;
+}
+
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
   const connector = getConnector(deps.config.connector);
@@ -53,7 +68,7 @@ export function createPdRunner(deps: Deps): PdRunner {
     sampling: deps.config.enablePrefillerSampling,
     random: deps.random ?? Math.random,
   };
-  const decoder = `127.0.0.1:${deps.config.vllmPort}`;
+  const decoder = decoderHostPort(deps.config);
   return {
     select: (headers) => selectPrefillTarget(headers, options),
     async run(prefiller, request) {
@@ -71,11 +86,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller,
         decoder,
         decode: request.decode,
-        requestId: request.requestId,
-        headers: buildUpstreamHeaders(request.headers, {
-          clientIp: request.clientIp,
-          omit: OMITTED_ON_PD_LEGS,
-        }),
+        headers: legHeaders(request),
         signal: request.signal,
         log: log.child({ prefiller: prefiller.hostPort }),
         upstream: deps.upstream,

@@ -29,7 +29,7 @@ export interface DecodeLeg {
 export type DecodeSender<R> = (leg: DecodeLeg) => Promise<R>;
 
 /** Everything a connector needs for one disaggregated request. */
-export interface PdContext<R = Response> {
+export interface PdContext<R> {
   readonly api: ApiKind;
   /** Path and query of the client's request, reused on both legs. */
   readonly pathAndQuery: string;
@@ -39,9 +39,11 @@ export interface PdContext<R = Response> {
   readonly decoder: string;
   /** Sends the decode leg. */
   readonly decode: DecodeSender<R>;
-  /** The client's `x-request-id`, or a minted one; sent on both legs. */
-  readonly requestId: string;
-  /** Client headers cleaned for forwarding: no routing, hop-by-hop, length, type or request id. */
+  /**
+   * Headers of both legs: the client's cleaned for forwarding, a JSON content
+   * type, and the request id (the client's `x-request-id` or a minted one), so
+   * the prefiller's and decoder's logs can be joined.
+   */
   readonly headers: HeaderList;
   /** Fires when the client disconnects. */
   readonly signal: AbortSignal;

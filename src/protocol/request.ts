@@ -5,7 +5,7 @@
  * legs can be built from the original text.
  */
 
-import { ProxyError } from "../errors.ts";
+import { errorMessage, ProxyError } from "../errors.ts";
 import { FIELD_STREAM } from "./fields.ts";
 import { type ScannedObject, scanObject } from "./json_object.ts";
 
@@ -41,7 +41,7 @@ export function parseGenerationRequest(text: string): GenerationRequest {
   try {
     body = JSON.parse(text);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new ProxyError(400, `Request body is not valid JSON: ${reason}`);
   }
   if (!isJsonObject(body)) {

@@ -6,13 +6,13 @@
  */
 
 import type { Handler } from "hono";
+import { decoderHostPort } from "../config.ts";
 import { createPdRunner } from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import {
   clientIpOf,
-  decoderBaseUrl,
   passthroughRequest,
   pathAndQueryOf,
 } from "./passthrough.ts";
@@ -43,7 +43,7 @@ export function createGenerationHandler(
       readBody: () => request.text(),
       decode: (leg) =>
         forwardToDecoder(deps.upstream, {
-          baseUrl: decoderBaseUrl(deps),
+          hostPort: decoderHostPort(deps.config),
           pathAndQuery,
         }, {
           method: "POST",

@@ -6,16 +6,12 @@
  */
 
 import type { Context, Handler } from "hono";
+import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
-
-/** Base URL of the local decoder vLLM. */
-export function decoderBaseUrl(deps: Deps): string {
-  return `http://127.0.0.1:${deps.config.vllmPort}`;
-}
 
 /** Path and query of the request, as sent. */
 export function pathAndQueryOf(request: Request): string {
@@ -45,7 +41,7 @@ export function passthroughRequest(
     });
   }
   return forwardToDecoder(deps.upstream, {
-    baseUrl: decoderBaseUrl(deps),
+    hostPort: decoderHostPort(deps.config),
     pathAndQuery: pathAndQueryOf(request),
   }, {
     method: request.method,

@@ -58,17 +58,14 @@ export interface UpstreamClient {
   close(): void;
 }
 
-/** Options of `createUpstreamClient`. */
-export interface UpstreamClientOptions {
-  /** Idle keep-alive connections kept per host (the Go sidecar's default is 1024). */
-  readonly poolMaxIdlePerHost?: number;
-  /**
-   * How long an idle connection is kept. Below uvicorn's 5 s keep-alive, so
-   * the sidecar never reuses a connection vLLM is about to close (llm-d
-   * #1564: the Go sidecar's 90 s pool met uvicorn's 5 s with resets and 502s).
-   */
-  readonly poolIdleTimeoutMs?: number;
-}
+/** Idle keep-alive connections kept per upstream host (the Go sidecar's default). */
+export const MAX_IDLE_PER_HOST = 1024;
+/**
+ * How long an idle connection is kept. Below uvicorn's 5 s keep-alive, so the
+ * sidecar never reuses a connection vLLM is about to close (llm-d #1564: the
+ * Go sidecar's 90 s pool met uvicorn's 5 s with resets and 502s).
+ */
+export const IDLE_TIMEOUT_MS = 4000;
 
 function innermostMessage(error: unknown): string {
   let current: unknown = error;
@@ -124,16 +121,15 @@ export function upstreamFailure(
 }
 
 /** Creates the pooled client shared by all upstream requests. */
-export function createUpstreamClient(
-  options: UpstreamClientOptions = {},
-): UpstreamClient {
-  const maxIdlePerHost = options.poolMaxIdlePerHost ?? 1024;
-  const idleTimeoutMs = options.poolIdleTimeoutMs ?? 4000;
+export function createUpstreamClient(): UpstreamClient {
   const client = Deno.createHttpClient({
-    poolMaxIdlePerHost: maxIdlePerHost,
-    poolIdleTimeout: idleTimeoutMs,
+    poolMaxIdlePerHost: MAX_IDLE_PER_HOST,
+    poolIdleTimeout: IDLE_TIMEOUT_MS,
   });
-  const http1 = createHttp1Client({ maxIdlePerHost, idleTimeoutMs });
+  const http1 = createHttp1Client({
+    maxIdlePerHost: MAX_IDLE_PER_HOST,
+    idleTimeoutMs: IDLE_TIMEOUT_MS,
+  });
   return {
     async send(url, request) {
       try {

@@ -15,6 +15,7 @@ import { readResponseHead } from "../http1/message.ts";
 import { ConnPool } from "../http1/pool.ts";
 import { writeRequest } from "../http1/write.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
+import type { UpstreamTarget } from "./target.ts";
 
 /** An answer read whole. */
 export interface WholeResponse {
@@ -23,12 +24,8 @@ export interface WholeResponse {
   readonly text: string;
 }
 
-/** Where to send a request: host (IPv6 unbracketed), port and `host:port` for the Host header. */
-export interface Http1Target {
-  readonly host: string;
-  readonly port: number;
-  readonly hostPort: string;
-}
+/** Where to send a request: the parsed prefiller target. */
+export type Http1Target = UpstreamTarget;
 
 /** One request whose answer is read whole. */
 export interface Http1Request {

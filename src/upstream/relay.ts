@@ -40,20 +40,20 @@ export function decoderFailure(decoder: string, error: unknown): ProxyError {
   );
 }
 
-/** Sends `request` to the decoder at `baseUrl` and relays its answer, streamed. */
+/** Sends `request` to the decoder at `hostPort` and relays its answer, streamed. */
 export async function forwardToDecoder(
   upstream: UpstreamClient,
-  target: { readonly baseUrl: string; readonly pathAndQuery: string },
+  target: { readonly hostPort: string; readonly pathAndQuery: string },
   request: UpstreamRequest,
 ): Promise<Response> {
   let response: Response;
   try {
     response = await upstream.send(
-      target.baseUrl + target.pathAndQuery,
+      `http://${target.hostPort}${target.pathAndQuery}`,
       request,
     );
   } catch (error) {
-    throw decoderFailure(new URL(target.baseUrl).host, error);
+    throw decoderFailure(target.hostPort, error);
   }
   return relayResponse(response);
 }

@@ -6,6 +6,7 @@
  * statuses as on `Deno.serve` (`decoderFailure`).
  */
 
+import { decoderHostPort } from "../config.ts";
 import { upstreamFailure } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import { decoderFailure } from "../upstream/relay.ts";
@@ -91,7 +92,7 @@ async function sendRequest(
 
 /** Creates the decoder client for `127.0.0.1:port`. */
 export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
-  const hostPort = `127.0.0.1:${options.port}`;
+  const hostPort = decoderHostPort({ vllmPort: options.port });
   const pool = new ConnPool({
     hostname: "127.0.0.1",
     port: options.port,

@@ -9,7 +9,7 @@
 
 import { createPdRunner } from "../connectors/run.ts";
 import type { Deps } from "../context.ts";
-import { reportError, toErrorResponse } from "../errors.ts";
+import { errorMessage, reportError, toErrorResponse } from "../errors.ts";
 import { type Logger, VERBOSITY_DEBUG } from "../log.ts";
 import { logHandled, requestIdOf } from "../middleware/request_context.ts";
 import { API_PATHS, type ApiKind } from "../protocol/api.ts";
@@ -147,7 +147,7 @@ export function createWireHandler(deps: WireDeps): WireHandler {
         if (!exchange.signal.aborted) {
           log.warn("decoder answer broken off", {
             path: head.path,
-            error: error instanceof Error ? error.message : String(error),
+            error: errorMessage(error),
           });
         }
         return;

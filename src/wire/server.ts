@@ -16,7 +16,7 @@ import {
   ConnReader,
   HeadTooLargeError,
 } from "../http1/conn_reader.ts";
-import { ProxyError } from "../errors.ts";
+import { errorMessage, ProxyError } from "../errors.ts";
 import { parseRequestHead, type RequestHead } from "../http1/message.ts";
 
 /** Largest request head accepted; larger ones get 431. */
@@ -226,7 +226,7 @@ export function serveWire(options: WireServerOptions): WireServer {
         // accepting, as Go's server does, rather than stop serving.
         backoffMs = Math.min(Math.max(5, backoffMs * 2), 1000);
         options.log.error("accepting a connection failed", {
-          error: error instanceof Error ? error.message : String(error),
+          error: errorMessage(error),
           retry_in_ms: backoffMs,
         });
         await new Promise((resolve) => setTimeout(resolve, backoffMs));
