@@ -10,7 +10,7 @@ import { decoderHostPort } from "../config.ts";
 import { upstreamFailure } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import { decoderFailure } from "../upstream/relay.ts";
-import { relayBody } from "../http1/body.ts";
+import { ProxyError } from "../errors.ts";
 import type { ConnReader } from "../http1/conn_reader.ts";
 import { readResponseHead, type ResponseHead } from "../http1/message.ts";
 import { ConnPool } from "../http1/pool.ts";
@@ -80,14 +80,10 @@ async function sendRequest(
   if (stream === undefined) {
     return await writeRequest(conn, { ...outgoing, body: request.body });
   }
-  await stream.continue();
-  await relayBody(
-    stream.reader,
-    stream.head.framing,
+  await stream.relayBody(
     (chunk) => writeAll(conn, chunk),
-    { prefix: requestHead(outgoing, relayedFraming(stream)) },
+    requestHead(outgoing, relayedFraming(stream)),
   );
-  stream.markBodyDone();
 }
 
 /** Creates the decoder client for `127.0.0.1:port`. */
@@ -115,6 +111,8 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
         );
         return { reader, head: result };
       } catch (error) {
+        // The client's own errors (a malformed body it was sending) stay its.
+        if (error instanceof ProxyError) throw error;
         throw decoderFailure(hostPort, upstreamFailure(error, request.signal));
       }
     },

@@ -406,6 +406,34 @@ Deno.test("wire server reads a chunked P/D request body and sends its JSON to bo
   assert.equal(decode.max_tokens, 5);
 });
 
+Deno.test("wire server answers 400 to a malformed chunked body on a P/D route", async () => {
+  await using h = await createHarness({ engine: "wire" });
+  using client = await RawClient.open(h.listen());
+  await client.send(
+    "POST /v1/chat/completions HTTP/1.1\r\nhost: sidecar.test\r\n" +
+      `content-type: application/json\r\nx-prefiller-host-port: ${h.prefillerHeader}\r\n` +
+      "transfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+  );
+  const response = await client.response("POST");
+  assert.equal(response.status, 400, response.body);
+  assert.match(JSON.parse(response.body).error.message, /chunked/);
+  assert.equal(h.prefill.requests.length, 0);
+});
+
+Deno.test("wire server answers 400, not a decoder failure, to a malformed chunked body on passthrough", async () => {
+  await using h = await createHarness({ engine: "wire" });
+  using client = await RawClient.open(h.listen());
+  await client.send(
+    "POST /tokenize HTTP/1.1\r\nhost: sidecar.test\r\n" +
+      "content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n" +
+      "zz\r\n{}\r\n0\r\n\r\n",
+  );
+  const response = await client.response("POST");
+  assert.equal(response.status, 400, response.body);
+  assert.match(JSON.parse(response.body).error.message, /chunked/);
+  assert.equal(field(response, "connection"), "close");
+});
+
 Deno.test("wire server sends 100 Continue before the body and keeps Expect from the decoder", async () => {
   await using h = await createHarness({ engine: "wire" });
   using client = await RawClient.open(h.listen());
