@@ -19,19 +19,22 @@ import {
   type LoadToolName,
 } from "./bench/load_tool.ts";
 import { nginxVersion, type RunningNginx, startNginx } from "./bench/nginx.ts";
+import { headerArgs } from "./bench/http1.ts";
 import type { ClientResult } from "./bench/pd_client.ts";
 import {
   clockTicksPerSecond,
+  cpuSecondsOf,
   createProcessGroup,
   freePort,
-  headerArgs,
+  lastJsonLine,
   memoryMiB,
   type ProcessGroup,
   readProcFile,
   runToEnd,
   sidecarArgs,
+  sidecarCommand,
   type Started,
-  treeCpuSeconds,
+  startFastUpstream,
   waitForHttp,
 } from "./bench/processes.ts";
 import {
@@ -163,35 +166,6 @@ async function describeMachine(
   };
 }
 
-async function startFastUpstream(
-  group: ProcessGroup,
-  role: "prefill" | "decode",
-  settings: Settings,
-): Promise<{ process: Started; port: number }> {
-  const process = group.start(`fast ${role}`, {
-    cmd: Deno.execPath(),
-    args: [
-      "run",
-      "--allow-net",
-      `${BENCH_DIR}fast_upstream.ts`,
-      "--role",
-      role,
-      "--chunks",
-      String(settings.chunks),
-      "--interval-ms",
-      String(settings.intervalMs),
-    ],
-  });
-  const port = await process.waitForLine((line) => {
-    try {
-      return (JSON.parse(line) as { port?: number }).port;
-    } catch {
-      return undefined;
-    }
-  }, 30_000);
-  return { process, port };
-}
-
 async function startSidecar(
   group: ProcessGroup,
   decoderPort: number,
@@ -201,18 +175,13 @@ async function startSidecar(
   const port = freePort();
   // Run from the repository so deno.json (its "unstable" list) applies, as `deno task start` does.
   const process = group.start("sidecar", {
-    cmd: Deno.execPath(),
-    cwd: ROOT,
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      ...sidecarArgs(port, decoderPort, [
+    ...sidecarCommand(
+      sidecarArgs(port, decoderPort, [
         `-workers=${workers}`,
         `-engine=${settings.sidecarEngine}`,
       ]),
-    ],
+    ),
+    cwd: ROOT,
   });
   // Every listener thread logs its own "starting" line.
   let listening = 0;
@@ -304,12 +273,7 @@ async function measureWithTool(
     cpuPids?: number[];
   },
 ): Promise<ThroughputRow> {
-  const cpu = async () => {
-    const times = await Promise.all(
-      (run.cpuPids ?? []).map((pid) => treeCpuSeconds(pid, bench.ticks)),
-    );
-    return times.reduce((sum, t) => sum + t, 0);
-  };
+  const cpu = () => cpuSecondsOf(run.cpuPids ?? [], bench.ticks);
   const before = await cpu();
   const result = await bench.tool.run({
     url: run.url,
@@ -329,14 +293,6 @@ async function measureWithTool(
       ? {}
       : { cpuSPer1000: (spent / result.requests) * 1000 }),
   };
-}
-
-function lastJsonLine<T>(output: string, what: string): T {
-  const line = output.split("\n").findLast((l) => l.startsWith("{"));
-  if (line === undefined) {
-    throw new Error(`${what} printed no result:\n${output}`);
-  }
-  return JSON.parse(line) as T;
 }
 
 async function measureWithClient(

@@ -10,6 +10,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { freePort, sidecarArgs, sidecarCommand } from "./bench/processes.ts";
 import { createMockVllm, type MockVllm } from "./mock_vllm/mod.ts";
 
 interface TraceLine {
@@ -56,13 +57,6 @@ function heading(text: string): void {
   console.log(`\n${paint("1", `== ${text}`)}`);
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
-
 function sidecarLine(text: string): string {
   try {
     const { level, ts: _ts, logger: _logger, msg, ...fields } = JSON.parse(
@@ -80,20 +74,11 @@ async function startSidecar(
   engine: string,
 ): Promise<Deno.ChildProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      main,
-      `-port=${port}`,
-      `-vllm-port=${decoder.port}`,
-      "-listen-host=127.0.0.1",
-      "-secure-proxy=false",
-      "-v=4",
-      `-engine=${engine}`,
-    ],
+  const { cmd, args } = sidecarCommand(
+    sidecarArgs(port, decoder.port, ["-v=4", `-engine=${engine}`], main),
+  );
+  const child = new Deno.Command(cmd, {
+    args,
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -188,14 +173,7 @@ function describeEvent(event: string): string {
 
 function printTrace(): void {
   heading("What each process saw, in time order");
-  for (const line of trace.toSorted((a, b) => a.at - b.at)) {
-    const who = paint(PALETTE[line.who] ?? "0", line.who.padEnd(9));
-    console.log(
-      `${
-        paint("2", `${line.at.toFixed(0).padStart(5)} ms`)
-      } ${who} ${line.text}`,
-    );
-  }
+  for (const line of trace.toSorted((a, b) => a.at - b.at)) printLine(line);
 }
 
 async function main(): Promise<number> {

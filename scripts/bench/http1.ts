@@ -66,3 +66,23 @@ export function post(
   request.end(body);
   return promise;
 }
+
+/** `--header "name: value"` arguments of the benchmark's own clients. */
+export function headerArgs(headers: Record<string, string>): string[] {
+  return Object.entries(headers).flatMap((
+    [name, value],
+  ) => ["--header", `${name}: ${value}`]);
+}
+
+/** The headers of `--header "name: value"` arguments: names lower-cased, both trimmed. */
+export function parseHeaderArgs(
+  values: readonly string[],
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const value of values) {
+    const colon = value.indexOf(":");
+    headers[value.slice(0, colon).trim().toLowerCase()] = value.slice(colon + 1)
+      .trim();
+  }
+  return headers;
+}

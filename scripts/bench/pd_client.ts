@@ -11,7 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { createAgent, post } from "./http1.ts";
+import { createAgent, parseHeaderArgs, post } from "./http1.ts";
 import { Samples, summarize, type Summary } from "./stats.ts";
 
 /** What the client measured. */
@@ -41,6 +41,16 @@ export interface ClientPlan {
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
+/** `kv_transfer_params` of a prefill request: the NIXL ask to keep the KV for a remote decode. */
+export const PREFILL_KV_TRANSFER_PARAMS = {
+  do_remote_decode: true,
+  do_remote_prefill: false,
+  remote_engine_id: null,
+  remote_block_ids: null,
+  remote_host: null,
+  remote_port: null,
+} as const;
+
 /** Body of the prefill leg, as the sidecar's nixlv2 connector builds it. */
 export function buildPrefillBody(body: string): string {
   // vLLM rejects stream_options unless stream is true (the sidecar drops it too).
@@ -54,14 +64,7 @@ export function buildPrefillBody(body: string): string {
     max_tokens: 1,
     max_completion_tokens: 1,
     min_tokens: 1,
-    kv_transfer_params: {
-      do_remote_decode: true,
-      do_remote_prefill: false,
-      remote_engine_id: null,
-      remote_block_ids: null,
-      remote_host: null,
-      remote_port: null,
-    },
+    kv_transfer_params: PREFILL_KV_TRANSFER_PARAMS,
   });
 }
 
@@ -142,16 +145,6 @@ export async function runClient(plan: ClientPlan): Promise<ClientResult> {
   };
 }
 
-function parseHeaders(values: readonly string[]): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const value of values) {
-    const colon = value.indexOf(":");
-    headers[value.slice(0, colon).trim().toLowerCase()] = value.slice(colon + 1)
-      .trim();
-  }
-  return headers;
-}
-
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -172,7 +165,7 @@ if (import.meta.main) {
     prefillUrl: values["prefill-url"] === undefined
       ? undefined
       : new URL(values["prefill-url"]),
-    headers: parseHeaders(values.header),
+    headers: parseHeaderArgs(values.header),
     body: values.body ?? "{}",
     connections: Number(values.connections),
     warmupS: Number(values["warmup-s"]),

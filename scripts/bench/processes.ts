@@ -253,15 +253,17 @@ export function freePort(): number {
 /**
  * `main.ts` and the flags every benchmarked sidecar gets: its port, the
  * decoder's, loopback only, plain HTTP; `flags` add to them. Run from the
- * repository root so deno.json (its "unstable" list) applies.
+ * repository root so deno.json (its "unstable" list) applies; `main` is the
+ * path of `main.ts` when not.
  */
 export function sidecarArgs(
   port: number,
   decoderPort: number,
   flags: readonly string[],
+  main = "main.ts",
 ): string[] {
   return [
-    "main.ts",
+    main,
     `-port=${port}`,
     `-vllm-port=${decoderPort}`,
     "-listen-host=127.0.0.1",
@@ -270,11 +272,61 @@ export function sidecarArgs(
   ];
 }
 
-/** `--header "name: value"` arguments of the benchmark's own clients. */
-export function headerArgs(headers: Record<string, string>): string[] {
-  return Object.entries(headers).flatMap((
-    [name, value],
-  ) => ["--header", `${name}: ${value}`]);
+/**
+ * `deno run` with the sidecar's permissions (those of `deno task start`)
+ * and `args`: a script and its arguments, e.g. {@linkcode sidecarArgs}.
+ */
+export function sidecarCommand(
+  args: readonly string[],
+): { cmd: string; args: string[] } {
+  return {
+    cmd: Deno.execPath(),
+    args: ["run", "--allow-net", "--allow-read", "--allow-env", ...args],
+  };
+}
+
+/**
+ * Starts a fixed-answer upstream (`fast_upstream.ts`) as `role`; `chunks` and
+ * `intervalMs` are passed on when given. Resolves once it printed its port.
+ */
+export async function startFastUpstream(
+  group: ProcessGroup,
+  role: "prefill" | "decode",
+  options: { readonly chunks?: number; readonly intervalMs?: number } = {},
+): Promise<{ process: Started; port: number }> {
+  const process = group.start(`fast ${role}`, {
+    cmd: Deno.execPath(),
+    args: [
+      "run",
+      "--allow-net",
+      new URL("./fast_upstream.ts", import.meta.url).pathname,
+      "--role",
+      role,
+      ...(options.chunks === undefined
+        ? []
+        : ["--chunks", String(options.chunks)]),
+      ...(options.intervalMs === undefined
+        ? []
+        : ["--interval-ms", String(options.intervalMs)]),
+    ],
+  });
+  const port = await process.waitForLine((line) => {
+    try {
+      return (JSON.parse(line) as { port?: number }).port;
+    } catch {
+      return undefined;
+    }
+  }, 30_000);
+  return { process, port };
+}
+
+/** The last line of `output` that starts with "{", parsed; throws naming `what` when there is none. */
+export function lastJsonLine<T>(output: string, what: string): T {
+  const line = output.split("\n").findLast((l) => l.startsWith("{"));
+  if (line === undefined) {
+    throw new Error(`${what} printed no result:\n${output}`);
+  }
+  return JSON.parse(line) as T;
 }
 
 /** Waits until `url` answers (any status); throws after `timeoutMs`. */
@@ -327,16 +379,32 @@ export async function cpuSeconds(
   return (utime + stime) / ticksPerSecond;
 }
 
+/** The sum of what `seconds` resolves with for each of `pids`. */
+async function sumOver(
+  pids: readonly number[],
+  seconds: (pid: number) => Promise<number>,
+): Promise<number> {
+  const times = await Promise.all(pids.map(seconds));
+  return times.reduce((sum, t) => sum + t, 0);
+}
+
 /** CPU seconds of `pid` and all its descendants. */
 export async function treeCpuSeconds(
   pid: number,
   ticksPerSecond: number,
 ): Promise<number> {
-  const pids = [pid, ...await descendantsOf(pid)];
-  const times = await Promise.all(
-    pids.map((p) => cpuSeconds(p, ticksPerSecond)),
+  return await sumOver(
+    [pid, ...await descendantsOf(pid)],
+    (p) => cpuSeconds(p, ticksPerSecond),
   );
-  return times.reduce((sum, t) => sum + t, 0);
+}
+
+/** CPU seconds of each of `pids` with all its descendants, summed. */
+export async function cpuSecondsOf(
+  pids: readonly number[],
+  ticksPerSecond: number,
+): Promise<number> {
+  return await sumOver(pids, (pid) => treeCpuSeconds(pid, ticksPerSecond));
 }
 
 /** Peak and current resident memory of `pid` in MiB, from /proc/<pid>/status. */

@@ -356,6 +356,7 @@ export function formatReport(report: BenchReport): string {
   );
   const s = report.streaming.settings;
   const rss = report.sidecarPeakRssMiB;
+  const streamCount = s.streams.toLocaleString("en-US");
   out.push(
     "",
     `streaming: ${s.streams} concurrent SSE streams started over ${s.rampMs} ms, ${s.chunks} chunks ${s.intervalMs} ms apart`,
@@ -397,8 +398,8 @@ export function formatReport(report: BenchReport): string {
       "1st: stream's start (its prefill included) to first chunk, ms)",
     `sidecar peak RSS (VmHWM), MiB: ${
       fixed(rss.streaming, 1)
-    } (1,000 streams, fast decoder), ` +
-      `${fixed(rss.streamingMock, 1)} (1,000 streams, mock vLLM), ${
+    } (${streamCount} streams, fast decoder), ` +
+      `${fixed(rss.streamingMock, 1)} (${streamCount} streams, mock vLLM), ${
         fixed(rss.throughput, 1)
       } (after all non-streaming runs)`,
     "",

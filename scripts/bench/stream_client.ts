@@ -12,7 +12,7 @@
 import http from "node:http";
 import { parseArgs } from "node:util";
 import { SENT_AT_FIELD } from "./fast_upstream.ts";
-import { createAgent, post } from "./http1.ts";
+import { createAgent, parseHeaderArgs, post } from "./http1.ts";
 import { buildDecodeBody, buildPrefillBody } from "./pd_client.ts";
 import { Samples, summarize, type Summary } from "./stats.ts";
 
@@ -195,13 +195,6 @@ if (import.meta.main) {
       "timeout-s": { type: "string", default: "60" },
     },
   });
-  const headers: Record<string, string> = {};
-  for (const header of values.header) {
-    const colon = header.indexOf(":");
-    headers[header.slice(0, colon).trim().toLowerCase()] = header.slice(
-      colon + 1,
-    ).trim();
-  }
   const guard = setTimeout(
     () => Deno.exit(3),
     Number(values["timeout-s"]) * 1000,
@@ -211,7 +204,7 @@ if (import.meta.main) {
     prefillUrl: values["prefill-url"] === undefined
       ? undefined
       : new URL(values["prefill-url"]),
-    headers,
+    headers: parseHeaderArgs(values.header),
     body: values.body ?? "{}",
     streams: Number(values.streams),
     rampMs: Number(values["ramp-ms"]),

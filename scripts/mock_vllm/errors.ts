@@ -128,17 +128,14 @@ export function injectedError(status: number): VllmError {
 }
 
 /** Renders an error as vLLM's JSON body. */
-export function errorResponse(error: VllmError, headers?: Headers): Response {
-  return jsonResponse({ error: error.toInfo() }, error.status, headers);
+export function errorResponse(error: VllmError): Response {
+  return jsonResponse({ error: error.toInfo() }, error.status);
 }
 
 /** A JSON response with `Content-Type: application/json`. */
-export function jsonResponse(
-  body: unknown,
-  status = 200,
-  headers?: Headers,
-): Response {
-  const out = new Headers(headers);
-  out.set("content-type", "application/json");
-  return new Response(JSON.stringify(body), { status, headers: out });
+export function jsonResponse(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
 }

@@ -6,57 +6,30 @@
  */
 
 import type {
+  ArrivedRequest,
   FinishedState,
-  KvTransferRecord,
   RecordedRequest,
-  RequestRole,
 } from "./types.ts";
 
-/** Fields known when a request arrives. */
-export interface ArrivedRequest {
-  readonly method: string;
-  readonly path: string;
-  readonly search: string;
-  readonly headers: Headers;
-  readonly bodyText: string;
-  readonly body: unknown;
-  readonly role: RequestRole;
-}
+/** The request fields of a {@linkcode Recording}; its constructor assigns them. */
+export interface Recording extends RecordedRequest {}
 
 /** A recorded request plus the mock's handle to settle it. */
-export class Recording implements RecordedRequest {
-  readonly seq: number;
-  readonly method: string;
-  readonly path: string;
-  readonly search: string;
-  readonly headers: Headers;
-  readonly bodyText: string;
-  readonly body: unknown;
-  readonly role: RequestRole;
-  status?: number;
-  kvTransfer?: KvTransferRecord;
-  readonly finished: Promise<FinishedState>;
+export class Recording {
   #resolve: (state: FinishedState) => void;
   #settled = false;
 
   /** Records an arrived request under sequence number `seq`. */
   constructor(seq: number, arrived: ArrivedRequest) {
-    this.seq = seq;
-    this.method = arrived.method;
-    this.path = arrived.path;
-    this.search = arrived.search;
-    this.headers = arrived.headers;
-    this.bodyText = arrived.bodyText;
-    this.body = arrived.body;
-    this.role = arrived.role;
     const { promise, resolve } = Promise.withResolvers<FinishedState>();
-    this.finished = promise;
+    Object.assign(this, {
+      seq,
+      ...arrived,
+      status: undefined,
+      kvTransfer: undefined,
+      finished: promise,
+    });
     this.#resolve = resolve;
-  }
-
-  /** True once {@linkcode settle} has run. */
-  get settled(): boolean {
-    return this.#settled;
   }
 
   /** Resolves `finished`; only the first call counts, and it returns true. */

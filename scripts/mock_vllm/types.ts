@@ -80,10 +80,8 @@ export interface KvTransferRecord {
   failurePolicy?: KvLoadFailurePolicy;
 }
 
-/** One request as it arrived at the mock, plus what the mock did with it. */
-export interface RecordedRequest {
-  /** Arrival order, starting at 1. */
-  readonly seq: number;
+/** Fields known when a request arrives at the mock. */
+export interface ArrivedRequest {
   /** HTTP method. */
   readonly method: string;
   /** URL pathname. */
@@ -98,6 +96,12 @@ export interface RecordedRequest {
   readonly body: unknown;
   /** prefill: do_remote_decode true; decode: do_remote_prefill true; plain: other generation; other: non-generation route. */
   readonly role: RequestRole;
+}
+
+/** One request as it arrived at the mock, plus what the mock did with it. */
+export interface RecordedRequest extends ArrivedRequest {
+  /** Arrival order, starting at 1. */
+  readonly seq: number;
   /** Status the mock answered. */
   status?: number;
   /** For role "decode" with `do_remote_prefill`: what happened when it "pulled" the KV. */

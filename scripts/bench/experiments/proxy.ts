@@ -13,6 +13,7 @@
 
 import { Hono } from "hono";
 import { parseArgs } from "node:util";
+import { buildDecodeBody, PREFILL_KV_TRANSFER_PARAMS } from "../pd_client.ts";
 import { type ClientName, createClient, type ProxyClient } from "./clients.ts";
 
 const PREFILLER_HEADER = "x-prefiller-host-port";
@@ -28,8 +29,7 @@ const HOP_BY_HOP = new Set([
   "content-length",
   PREFILLER_HEADER,
 ]);
-const PREFILL_KV = '{"do_remote_decode":true,"do_remote_prefill":false,' +
-  '"remote_engine_id":null,"remote_block_ids":null,"remote_host":null,"remote_port":null}';
+const PREFILL_KV = JSON.stringify(PREFILL_KV_TRANSFER_PARAMS);
 
 /** Request headers for an upstream: the client's, less hop-by-hop and routing ones. */
 export function upstreamHeaders(incoming: Headers): Record<string, string> {
@@ -78,17 +78,10 @@ export async function proxy(
     body: prefillBody(text),
     signal: request.signal,
   });
-  const params = JSON.stringify(
-    (JSON.parse(reply) as { kv_transfer_params?: unknown })
-      .kv_transfer_params ?? null,
-  );
-  const decodeBody = `${
-    text.slice(0, text.lastIndexOf("}"))
-  },"kv_transfer_params":${params}}`;
   return await client.stream(`${decoder}${path}`, {
     method: "POST",
     headers,
-    body: decodeBody,
+    body: buildDecodeBody(text, reply),
     signal: request.signal,
   });
 }

@@ -15,15 +15,18 @@ import { parseArgs } from "node:util";
 import { detectLoadTool, type LoadTool } from "../load_tool.ts";
 import {
   clockTicksPerSecond,
+  cpuSecondsOf,
   createProcessGroup,
   freePort,
+  lastJsonLine,
   type ProcessGroup,
+  runToEnd,
   sidecarArgs,
+  sidecarCommand,
   type Started,
-  treeCpuSeconds,
+  startFastUpstream,
 } from "../processes.ts";
 import type { StreamResult } from "../stream_client.ts";
-import { runToEnd } from "../processes.ts";
 import { CLIENT_NAMES } from "./clients.ts";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
@@ -68,6 +71,31 @@ interface Measured {
   readonly streamsDone?: string;
 }
 
+/** Arguments running `proxy.ts` with `client` and `framework` in front of the decoder. */
+function proxyArgs(
+  options: {
+    readonly client: string;
+    readonly framework: "hono" | "bare";
+    readonly reusePort?: boolean;
+  },
+  decoder: number,
+  port: number,
+): string[] {
+  return [
+    ...(options.reusePort ? ["--unstable-net"] : []),
+    `${HERE}proxy.ts`,
+    "--client",
+    options.client,
+    "--framework",
+    options.framework,
+    ...(options.reusePort ? ["--reuse-port"] : []),
+    "--port",
+    String(port),
+    "--decoder-port",
+    String(decoder),
+  ];
+}
+
 function variants(): Variant[] {
   const list: Variant[] = ["serve", "wire"].map((engine) => ({
     name: engine === "serve"
@@ -80,69 +108,30 @@ function variants(): Variant[] {
     list.push({
       name: `hono + ${client}`,
       ready: "port-line",
-      args: (decoder, port) => [
-        `${HERE}proxy.ts`,
-        "--client",
-        client,
-        "--framework",
-        "hono",
-        "--port",
-        String(port),
-        "--decoder-port",
-        String(decoder),
-      ],
+      args: (decoder, port) =>
+        proxyArgs({ client, framework: "hono" }, decoder, port),
     });
   }
   list.push({
     name: "2 x bare Deno.serve + fetch-pool",
     ready: "port-line",
     copies: 2,
-    args: (decoder, port) => [
-      "--unstable-net",
-      `${HERE}proxy.ts`,
-      "--client",
-      "fetch-pool",
-      "--framework",
-      "bare",
-      "--reuse-port",
-      "--port",
-      String(port),
-      "--decoder-port",
-      String(decoder),
-    ],
+    args: (decoder, port) =>
+      proxyArgs(
+        { client: "fetch-pool", framework: "bare", reusePort: true },
+        decoder,
+        port,
+      ),
   });
   for (const client of ["fetch-pool", "node-http"]) {
     list.push({
       name: `bare Deno.serve + ${client}`,
       ready: "port-line",
-      args: (decoder, port) => [
-        `${HERE}proxy.ts`,
-        "--client",
-        client,
-        "--framework",
-        "bare",
-        "--port",
-        String(port),
-        "--decoder-port",
-        String(decoder),
-      ],
+      args: (decoder, port) =>
+        proxyArgs({ client, framework: "bare" }, decoder, port),
     });
   }
   return list;
-}
-
-async function startUpstream(
-  group: ProcessGroup,
-  role: string,
-): Promise<number> {
-  const started = group.start(`fast ${role}`, {
-    cmd: Deno.execPath(),
-    args: ["run", "--allow-net", `${HERE}../fast_upstream.ts`, "--role", role],
-  });
-  return await started.waitForLine(
-    (line) => line.startsWith("{") ? JSON.parse(line).port : undefined,
-    30_000,
-  );
 }
 
 async function startVariant(
@@ -154,15 +143,8 @@ async function startVariant(
   const processes: Started[] = [];
   for (let copy = 0; copy < (variant.copies ?? 1); copy++) {
     const process = group.start(variant.name, {
-      cmd: Deno.execPath(),
+      ...sidecarCommand(variant.args(decoderPort, port)),
       cwd: ROOT,
-      args: [
-        "run",
-        "--allow-net",
-        "--allow-read",
-        "--allow-env",
-        ...variant.args(decoderPort, port),
-      ],
     });
     processes.push(process);
     await process.waitForLine(
@@ -176,13 +158,6 @@ async function startVariant(
     );
   }
   return { processes, port };
-}
-
-async function cpuOf(pids: readonly number[], ticks: number): Promise<number> {
-  const times = await Promise.all(
-    pids.map((pid) => treeCpuSeconds(pid, ticks)),
-  );
-  return times.reduce((sum, t) => sum + t, 0);
 }
 
 async function measure(
@@ -199,7 +174,7 @@ async function measure(
     pids: readonly number[];
   },
 ) {
-  const before = await cpuOf(run.pids, context.ticks);
+  const before = await cpuSecondsOf(run.pids, context.ticks);
   const result = await context.tool.run({
     url: run.url,
     headers: run.headers,
@@ -207,7 +182,7 @@ async function measure(
     connections: run.connections,
     durationS: context.durationS,
   }, context.group);
-  const cpu = (await cpuOf(run.pids, context.ticks)) - before;
+  const cpu = (await cpuSecondsOf(run.pids, context.ticks)) - before;
   if (result.errors + result.non2xx > 0) {
     console.error(
       `${run.url} c=${run.connections} ${
@@ -319,14 +294,12 @@ async function measureStreams(
       args: args(streams, rampMs),
       timeoutS: 120,
     });
-    return JSON.parse(
-      output.split("\n").findLast((l) => l.startsWith("{")) ?? "{}",
-    ) as StreamResult;
+    return lastJsonLine<StreamResult>(output, "stream_client");
   };
   await go(100, 100);
-  const before = await cpuOf(run.pids, context.ticks);
+  const before = await cpuSecondsOf(run.pids, context.ticks);
   const result = await go(1000, 1000);
-  const cpu = (await cpuOf(run.pids, context.ticks)) - before;
+  const cpu = (await cpuSecondsOf(run.pids, context.ticks)) - before;
   return {
     streamDelayP50: result.delayMs.p50,
     streamDelayP99: result.delayMs.p99,
@@ -397,8 +370,8 @@ async function main(): Promise<number> {
       durationS: Number(values["duration-s"]),
     };
     const upstreams = {
-      prefill: await startUpstream(group, "prefill"),
-      decode: await startUpstream(group, "decode"),
+      prefill: (await startFastUpstream(group, "prefill")).port,
+      decode: (await startFastUpstream(group, "decode")).port,
     };
     const rows: Measured[] = [];
     for (const variant of variants()) {
