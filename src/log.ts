@@ -62,41 +62,70 @@ function replacer(_key: string, value: unknown): unknown {
 
 /** Creates a logger writing one JSON object per line. */
 export function createLogger(options: LoggerOptions): Logger {
-  const write = options.write ?? writeStderr;
   const base: LogFields = options.name === undefined
     ? {}
     : { logger: options.name };
-  return makeLogger(options.verbosity, write, base);
+  return new JsonLogger(options.verbosity, options.write ?? writeStderr, base);
 }
 
-function makeLogger(
-  verbosity: number,
-  write: (line: string) => void,
-  context: LogFields,
-): Logger {
-  function emit(
-    level: string,
-    msg: string,
-    fields: LogFields | undefined,
-  ): void {
-    const line = { level, ts: Date.now() / 1000, ...context, msg, ...fields };
-    write(JSON.stringify(line, replacer));
+/**
+ * The logger. A class rather than closures: every request takes a child, and
+ * a child is then one object instead of seven functions.
+ */
+class JsonLogger implements Logger {
+  readonly #verbosity: number;
+  readonly #write: (line: string) => void;
+  readonly #context: LogFields;
+
+  constructor(
+    verbosity: number,
+    write: (line: string) => void,
+    context: LogFields,
+  ) {
+    this.#verbosity = verbosity;
+    this.#write = write;
+    this.#context = context;
   }
-  return {
-    enabled: (v) => v <= verbosity,
-    error: (msg, fields) => emit("error", msg, fields),
-    warn: (msg, fields) => {
-      if (verbosity >= 0) emit("warn", msg, fields);
-    },
-    info: (msg, fields) => {
-      if (verbosity >= 0) emit("info", msg, fields);
-    },
-    debug: (msg, fields) => {
-      if (verbosity >= VERBOSITY_DEBUG) emit("debug", msg, fields);
-    },
-    trace: (msg, fields) => {
-      if (verbosity >= VERBOSITY_TRACE) emit("trace", msg, fields);
-    },
-    child: (fields) => makeLogger(verbosity, write, { ...context, ...fields }),
-  };
+
+  enabled(v: number): boolean {
+    return v <= this.#verbosity;
+  }
+
+  error(msg: string, fields?: LogFields): void {
+    this.#emit("error", msg, fields);
+  }
+
+  warn(msg: string, fields?: LogFields): void {
+    if (this.#verbosity >= 0) this.#emit("warn", msg, fields);
+  }
+
+  info(msg: string, fields?: LogFields): void {
+    if (this.#verbosity >= 0) this.#emit("info", msg, fields);
+  }
+
+  debug(msg: string, fields?: LogFields): void {
+    if (this.#verbosity >= VERBOSITY_DEBUG) this.#emit("debug", msg, fields);
+  }
+
+  trace(msg: string, fields?: LogFields): void {
+    if (this.#verbosity >= VERBOSITY_TRACE) this.#emit("trace", msg, fields);
+  }
+
+  child(fields: LogFields): Logger {
+    return new JsonLogger(this.#verbosity, this.#write, {
+      ...this.#context,
+      ...fields,
+    });
+  }
+
+  #emit(level: string, msg: string, fields: LogFields | undefined): void {
+    const line = {
+      level,
+      ts: Date.now() / 1000,
+      ...this.#context,
+      msg,
+      ...fields,
+    };
+    this.#write(JSON.stringify(line, replacer));
+  }
 }

@@ -75,7 +75,6 @@ export function ensurePrefillSucceeded(
 ): void {
   if (reply.status >= 200 && reply.status < 300) return;
   ctx.log.error("prefill request failed", {
-    prefiller: ctx.prefiller.hostPort,
     status: reply.status,
     body: reply.text.slice(0, 1000),
   });

@@ -22,9 +22,8 @@ const PREFILL_KV_TRANSFER_PARAMS = JSON.stringify({
 });
 
 async function run<R>(ctx: PdContext<R>): Promise<R> {
-  ctx.log.debug("running NIXL protocol V2", {
-    prefiller: ctx.prefiller.hostPort,
-  });
+  // ctx.log already names the prefiller on every line.
+  ctx.log.debug("running NIXL protocol V2");
   const prefillBody = buildPrefillBody(ctx.request, {
     api: ctx.api,
     nonStreaming: true,
@@ -37,9 +36,7 @@ async function run<R>(ctx: PdContext<R>): Promise<R> {
   let params = rawMember(reply, FIELD_KV_TRANSFER_PARAMS);
   if (params === undefined) {
     // The decoder then prefills locally; the Go sidecar does the same.
-    ctx.log.warn("missing 'kv_transfer_params' field in prefiller response", {
-      prefiller: ctx.prefiller.hostPort,
-    });
+    ctx.log.warn("missing 'kv_transfer_params' field in prefiller response");
     params = "null";
   } else {
     ctx.log.trace("prefiller kv_transfer_params", {
