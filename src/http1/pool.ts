@@ -37,9 +37,10 @@ interface Idle {
  * while idle: nothing came back, so the request may be sent again.
  */
 function isStale(error: unknown, reader: ConnReader): boolean {
-  if (error instanceof ClosedEarlyError) return error.beforeAnyByte;
-  return (error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe) && reader.received === 0;
+  return reader.received === 0 &&
+    (error instanceof ClosedEarlyError ||
+      error instanceof Deno.errors.ConnectionReset ||
+      error instanceof Deno.errors.BrokenPipe);
 }
 
 /** Keep-alive connections to one upstream. */
