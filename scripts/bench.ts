@@ -15,6 +15,7 @@
 import { parseArgs } from "node:util";
 import {
   detectLoadTool,
+  type LoadResult,
   type LoadTool,
   type LoadToolName,
 } from "./bench/load_tool.ts";
@@ -35,6 +36,7 @@ import {
   sidecarCommand,
   type Started,
   startFastUpstream,
+  stopAllAndRemove,
   waitForHttp,
 } from "./bench/processes.ts";
 import {
@@ -237,17 +239,7 @@ interface Bench {
 
 /** A table row from what a load generator or the chain client measured. */
 function toRow(
-  result: {
-    readonly requests: number;
-    readonly rps: number;
-    readonly latencyMs: {
-      readonly p50: number;
-      readonly p90: number;
-      readonly p99: number;
-    };
-    readonly errors: number;
-    readonly non2xx: number;
-  },
+  result: LoadResult | ClientResult,
   label: Pick<ThroughputRow, "scenario" | "tool" | "connections">,
 ): ThroughputRow {
   return {
@@ -454,16 +446,14 @@ async function measureThroughput(
     });
   }
   // One warm-up pass so JIT compilation and connection pools are not measured.
-  const warmUrls = [
-    url(up.sidecar.port),
-    url(up.sidecar.port),
-    ...(nginx === undefined ? [] : [url(nginx.port)]),
+  const warmTargets: { url: string; headers: Record<string, string> }[] = [
+    { url: url(up.sidecar.port), headers: {} },
+    { url: url(up.sidecar.port), headers: prefiller },
+    ...(nginx === undefined ? [] : [{ url: url(nginx.port), headers: {} }]),
   ];
-  const warmHeaders = [{}, prefiller, {}];
-  for (const [i, target] of warmUrls.entries()) {
+  for (const target of warmTargets) {
     await bench.tool.run({
-      url: target,
-      headers: warmHeaders[i] ?? {},
+      ...target,
       body: requestBody({ stream: false, maxTokens: 16 }),
       connections: 32,
       durationS: Math.max(1, Math.round(bench.settings.warmupS * 2)),
@@ -704,10 +694,7 @@ async function main(): Promise<number> {
     dir: "/tmp",
     prefix: "pd-sidecar-bench-",
   });
-  const cleanUp = async () => {
-    await group.stopAll();
-    await Deno.remove(tempDir, { recursive: true }).catch(() => {});
-  };
+  const cleanUp = () => stopAllAndRemove(group, tempDir);
   const onSignal = () => {
     progress("interrupted: stopping every process the benchmark started");
     void cleanUp().finally(() => Deno.exit(130));

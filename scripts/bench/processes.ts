@@ -207,6 +207,19 @@ function waitForLine<T>(
   return promise;
 }
 
+/**
+ * Ends every process of `group` and removes `tempDir` (recursively; one
+ * already gone is fine). What a benchmark run does on success, on error and
+ * on Ctrl-C, where `Deno.exit` skips its `finally`.
+ */
+export async function stopAllAndRemove(
+  group: ProcessGroup,
+  tempDir: string,
+): Promise<void> {
+  await group.stopAll();
+  await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+}
+
 /** An error naming the process, with its last output lines. */
 export function failure(started: Started, what: string): Error {
   const tail = started.tail.slice(-10).join("\n");

@@ -10,6 +10,7 @@ import {
   type EngineContext,
   handOffKv,
   type Job,
+  usageOf,
   waitFirstToken,
   waitNextToken,
 } from "./engine.ts";
@@ -35,7 +36,6 @@ import {
   buildChatCompletion,
   buildResponse,
   buildTextCompletion,
-  buildUsage,
   type Completion,
 } from "./shapes.ts";
 import { createEventStream, SSE_CONTENT_TYPE } from "./sse.ts";
@@ -193,11 +193,7 @@ async function jsonAnswer(job: Job): Promise<Response> {
       ...job.meta,
       tokens: job.tokens,
       finishReason: job.finishReason,
-      usage: buildUsage(
-        job.req.promptTokens,
-        job.tokens.length,
-        first.cachedTokens,
-      ),
+      usage: usageOf(job, job.tokens.length, first),
       kvTransferParams: job.role === "prefill" ? handOffKv(job) : null,
     };
     countFinished(job, job.finishReason, job.tokens.length);

@@ -88,90 +88,61 @@ function discardLine(_line: string): void {}
 
 type Validator = (key: string, value: unknown) => unknown;
 
-function nonNegativeMs(key: string, value: unknown): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-    throw new KnobError(
-      key,
-      `Invalid "${key}": expected a number of ms >= 0, got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return value;
+/**
+ * Builds a validator that returns the value when `ok` accepts it and otherwise
+ * throws a {@linkcode KnobError} naming the key, what was `expected` and what came.
+ */
+function check<T>(
+  expected: string,
+  ok: (value: unknown) => boolean,
+): (key: string, value: unknown) => T {
+  return (key, value) => {
+    if (!ok(value)) {
+      throw new KnobError(
+        key,
+        `Invalid "${key}": expected ${expected}, got ${JSON.stringify(value)}`,
+      );
+    }
+    return value as T;
+  };
 }
 
-function rate(key: string, value: unknown): number {
-  if (typeof value !== "number" || !(value >= 0 && value <= 1)) {
-    throw new KnobError(
-      key,
-      `Invalid "${key}": expected a number in 0..1, got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return value;
-}
+const nonNegativeMs = check<number>(
+  "a number of ms >= 0",
+  (value) => typeof value === "number" && Number.isFinite(value) && value >= 0,
+);
 
-function errorStatus(key: string, value: unknown): number {
-  if (
-    !Number.isInteger(value) || (value as number) < 400 ||
-    (value as number) > 599
-  ) {
-    throw new KnobError(
-      key,
-      `Invalid "${key}": expected an HTTP error status 400..599, got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return value as number;
-}
+const rate = check<number>(
+  "a number in 0..1",
+  (value) => typeof value === "number" && value >= 0 && value <= 1,
+);
 
-function positiveInteger(key: string, value: unknown): number {
-  if (!Number.isInteger(value) || (value as number) < 1) {
-    throw new KnobError(
-      key,
-      `Invalid "${key}": expected an integer >= 1, got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return value as number;
-}
+const errorStatus = check<number>(
+  "an HTTP error status 400..599",
+  (value) =>
+    Number.isInteger(value) && (value as number) >= 400 &&
+    (value as number) <= 599,
+);
 
-function flag(key: string, value: unknown): boolean {
-  if (typeof value !== "boolean") {
-    throw new KnobError(
-      key,
-      `Invalid "${key}": expected true or false, got ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
-}
+const positiveInteger = check<number>(
+  "an integer >= 1",
+  (value) => Number.isInteger(value) && (value as number) >= 1,
+);
 
-function text(key: string, value: unknown): string {
-  if (typeof value !== "string" || value === "") {
-    throw new KnobError(
-      key,
-      `Invalid "${key}": expected a non-empty string, got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return value;
-}
+const flag = check<boolean>(
+  "true or false",
+  (value) => typeof value === "boolean",
+);
 
-function policy(key: string, value: unknown): KvLoadFailurePolicy {
-  if (value !== "fail" && value !== "recompute") {
-    throw new KnobError(
-      key,
-      `Invalid "${key}": expected "fail" or "recompute", got ${
-        JSON.stringify(value)
-      }`,
-    );
-  }
-  return value;
-}
+const text = check<string>(
+  "a non-empty string",
+  (value) => typeof value === "string" && value !== "",
+);
+
+const policy = check<KvLoadFailurePolicy>(
+  '"fail" or "recompute"',
+  (value) => value === "fail" || value === "recompute",
+);
 
 function logSink(key: string, value: unknown): (line: string) => void {
   if (typeof value !== "function") {

@@ -25,6 +25,7 @@ import {
   sidecarCommand,
   type Started,
   startFastUpstream,
+  stopAllAndRemove,
 } from "../processes.ts";
 import type { StreamResult } from "../stream_client.ts";
 import { CLIENT_NAMES } from "./clients.ts";
@@ -355,12 +356,14 @@ async function main(): Promise<number> {
   });
   const only = values.only?.split(",");
   const group = createProcessGroup();
-  const stop = () => void group.stopAll().finally(() => Deno.exit(130));
-  Deno.addSignalListener("SIGINT", stop);
   const tempDir = await Deno.makeTempDir({
     dir: "/tmp",
     prefix: "pd-sidecar-exp-",
   });
+  const cleanUp = () => stopAllAndRemove(group, tempDir);
+  // Deno.exit skips the `finally` below, so the temp dir goes here too.
+  const stop = () => void cleanUp().finally(() => Deno.exit(130));
+  Deno.addSignalListener("SIGINT", stop);
   try {
     const tool = await detectLoadTool(tempDir);
     const context = {
@@ -401,8 +404,7 @@ async function main(): Promise<number> {
     );
     return 0;
   } finally {
-    await group.stopAll();
-    await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+    await cleanUp();
   }
 }
 
