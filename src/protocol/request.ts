@@ -1,12 +1,10 @@
 /**
  * @module
  * Parses a generation request body once, at the edge: validated as a JSON
- * object, typed for the few fields the sidecar reads, and scanned so the P/D
- * legs can be built from the original text.
+ * object and scanned so the P/D legs can be built from the original text.
  */
 
 import { errorMessage, ProxyError } from "../errors.ts";
-import { FIELD_STREAM } from "./fields.ts";
 import { type ScannedObject, scanObject } from "./json_object.ts";
 
 /** A JSON object whose values are not yet narrowed. */
@@ -16,12 +14,8 @@ export type JsonObject = { readonly [key: string]: unknown };
 export interface GenerationRequest {
   /** The body as the client sent it. */
   readonly text: string;
-  /** The parsed body; unknown fields are kept, never interpreted. */
-  readonly body: JsonObject;
   /** Top-level member offsets into `text`. */
   readonly scanned: ScannedObject;
-  /** Whether the client asked for SSE (`stream: true`). */
-  readonly stream: boolean;
 }
 
 /** Whether `value` is a JSON object (not null, not an array). */
@@ -50,10 +44,5 @@ export function parseGenerationRequest(text: string): GenerationRequest {
       `Request body must be a JSON object: got ${describeJsonType(body)}`,
     );
   }
-  return {
-    text,
-    body,
-    scanned: scanObject(text),
-    stream: body[FIELD_STREAM] === true,
-  };
+  return { text, scanned: scanObject(text) };
 }
