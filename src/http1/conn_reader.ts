@@ -115,37 +115,37 @@ export class ConnReader {
   }
 
   async #read(): Promise<boolean> {
-    // At end of stream #pending keeps this settled promise: every later fill is false.
+    // At end of stream #pending keeps this settled promise: every later fill
+    // is false. One async frame per socket read: this runs for every chunk.
     if (this.#eof) return false;
     try {
-      return await this.#readOnce();
+      if (this.#start === this.#end) this.#start = this.#end = 0;
+      if (this.#end === this.#buffer.length) this.#makeRoom();
+      const read = await this.conn.read(this.#buffer.subarray(this.#end));
+      if (read === null) {
+        this.#eof = true;
+        return false;
+      }
+      this.#end += read;
+      this.#received += read;
+      return true;
     } finally {
       this.#pending = undefined;
     }
   }
 
-  async #readOnce(): Promise<boolean> {
-    if (this.#start === this.#end) this.#start = this.#end = 0;
-    if (this.#end === this.#buffer.length) {
-      const size = this.#end - this.#start;
-      if (this.#start > 0) {
-        this.#buffer.copyWithin(0, this.#start, this.#end);
-      } else {
-        const bigger = new Uint8Array(this.#buffer.length * 2);
-        bigger.set(this.#buffer);
-        this.#buffer = bigger;
-      }
-      this.#start = 0;
-      this.#end = size;
+  /** Moves unread bytes to the front of a full buffer, or doubles it. */
+  #makeRoom(): void {
+    const size = this.#end - this.#start;
+    if (this.#start > 0) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+    } else {
+      const bigger = new Uint8Array(this.#buffer.length * 2);
+      bigger.set(this.#buffer);
+      this.#buffer = bigger;
     }
-    const read = await this.conn.read(this.#buffer.subarray(this.#end));
-    if (read === null) {
-      this.#eof = true;
-      return false;
-    }
-    this.#end += read;
-    this.#received += read;
-    return true;
+    this.#start = 0;
+    this.#end = size;
   }
 
   #closedEarly(): ClosedEarlyError {

@@ -56,3 +56,25 @@ Deno.test("editObject removes members and adds new ones last", () => {
 Deno.test("editObject on an empty object adds members", () => {
   assert.equal(editObject(scanObject("{}"), { set: { a: "1" } }), '{"a":1}');
 });
+
+Deno.test("editObject replaces every duplicate of a key in place, adding none", () => {
+  const edited = editObject(scanObject('{"a":1,"b":2,"a":3}'), {
+    set: { a: "9" },
+  });
+  assert.equal(edited, '{"a":9,"b":2,"a":9}');
+});
+
+Deno.test("editObject puts a key that is both removed and set last", () => {
+  const edited = editObject(scanObject('{"a":1,"b":2}'), {
+    set: { a: "9" },
+    remove: ["a"],
+  });
+  assert.equal(edited, '{"b":2,"a":9}');
+});
+
+Deno.test("editObject can remove every member", () => {
+  const edited = editObject(scanObject('{"a":1,"b":2}'), {
+    remove: ["a", "b"],
+  });
+  assert.equal(edited, "{}");
+});
