@@ -478,14 +478,20 @@ async function measureThroughput(
 /** Streams from the timestamping decoder, direct and through a fresh sidecar (so its peak RSS is the streams'). */
 interface StreamComparison {
   readonly direct: StreamResult;
+  /** The same decode streams through nginx, when it runs: what a C proxy adds on this machine. */
+  readonly nginx?: StreamResult;
   readonly sidecar: StreamResult;
   readonly peakRssMiB: number;
 }
 
-/** Runs the same streams against the decoder directly and through a fresh sidecar. */
+/** Runs the same streams against the decoder directly, through nginx when given, and through a fresh sidecar. */
 async function compareStreams(
   bench: Bench,
-  ports: { readonly prefill: number; readonly decode: number },
+  ports: {
+    readonly prefill: number;
+    readonly decode: number;
+    readonly nginx?: number | undefined;
+  },
 ): Promise<StreamComparison> {
   const { group, settings } = bench;
   const sidecar = await startSidecar(group, ports.decode, settings);
@@ -494,36 +500,53 @@ async function compareStreams(
     prefillUrl: `http://127.0.0.1:${ports.prefill}${PATH}`,
     headers: {},
   };
+  const viaNginx = ports.nginx === undefined
+    ? undefined
+    : { ...direct, url: `http://127.0.0.1:${ports.nginx}${PATH}` };
   const through = {
     url: `http://127.0.0.1:${sidecar.port}${PATH}`,
     headers: { [PREFILLER_HEADER]: `127.0.0.1:${ports.prefill}` },
   };
-  const warmup = { streams: 100, rampMs: 100 };
-  await runStreams(bench, { ...direct, ...warmup });
-  await runStreams(bench, { ...through, ...warmup });
+  // Warm-ups at full size: a path's first run at 1,000 streams often measured
+  // twice the p99 of its next one, up to 5x (new connections, heap growth,
+  // JIT), and with 100-stream warm-ups the first measured path paid for all.
   const shape = { streams: settings.streams, rampMs: settings.rampMs };
+  await runStreams(bench, { ...direct, ...shape });
+  if (viaNginx !== undefined) {
+    await runStreams(bench, { ...viaNginx, ...shape });
+  }
+  await runStreams(bench, { ...through, ...shape });
   const directResult = await runStreams(bench, { ...direct, ...shape });
+  const nginxResult = viaNginx === undefined
+    ? undefined
+    : await runStreams(bench, { ...viaNginx, ...shape });
   const sidecarResult = await runStreams(bench, { ...through, ...shape });
   const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
   await group.stop(sidecar.process);
-  return { direct: directResult, sidecar: sidecarResult, peakRssMiB };
+  return {
+    direct: directResult,
+    ...(nginxResult === undefined ? {} : { nginx: nginxResult }),
+    sidecar: sidecarResult,
+    peakRssMiB,
+  };
 }
 
 async function measureTimestampedStreams(
   bench: Bench,
-  up: { readonly prefillPort: number; readonly decodePort: number },
+  up: Upstreams,
 ): Promise<StreamComparison> {
   const result = await compareStreams(bench, {
     prefill: up.prefillPort,
     decode: up.decodePort,
+    nginx: up.nginx?.port,
   });
+  const p99 = (stream: StreamResult | undefined) =>
+    stream?.delayMs.p99?.toFixed(3) ?? "-";
   progress(
-    `streams direct: delay p99 ${
-      result.direct.delayMs.p99?.toFixed(3)
-    } ms; through sidecar: ` +
-      `delay p99 ${
-        result.sidecar.delayMs.p99?.toFixed(3)
-      } ms, sidecar peak RSS ${result.peakRssMiB.toFixed(1)} MiB`,
+    `streams, delay p99: direct ${p99(result.direct)} ms, nginx ${
+      p99(result.nginx)
+    } ms, sidecar ${p99(result.sidecar)} ms; ` +
+      `sidecar peak RSS ${result.peakRssMiB.toFixed(1)} MiB`,
   );
   return result;
 }
@@ -582,12 +605,13 @@ function buildNotes(
     "wrk/autocannon rows: one load-generator process; " +
     "pd_client rows: bench/pd_client.ts (node:http keep-alive under Deno); the chain baseline does prefill then decode per iteration",
     "cpu s/1k: user+system CPU seconds of the proxy process (nginx: master and workers) during the run, per 1,000 requests",
-    "streaming delay includes the client's and the decoder's own event-loop lag; the 'client chain direct' rows show that floor",
+    "streaming delay includes the client's and the decoder's own event-loop lag; the 'client chain direct' rows show that floor, " +
+    "and the 'via nginx' row what a C proxy adds to it on this machine (each stream: its own connection, read from the raw socket)",
     "all processes share the machine's cores: load generator, upstreams and proxy compete for CPU as they would on a 2-core node",
   ];
 }
 
-/** Starts the fast upstreams, the sidecar and nginx, and runs the non-streaming measurements. */
+/** Starts the fast upstreams, the sidecar and nginx, and runs the non-streaming measurements; nginx is left running for the streams. */
 async function runThroughput(
   bench: Bench,
   options: { readonly tempDir: string; readonly nginx: string | undefined },
@@ -613,7 +637,6 @@ async function runThroughput(
   };
   const rows = await measureThroughput(bench, up);
   const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
-  if (nginx !== undefined) await group.stop(nginx.process);
   await group.stop(sidecar.process);
   return { rows, peakRssMiB, up };
 }
@@ -639,10 +662,18 @@ async function run(
     nginx,
   });
   const timestamped = await measureTimestampedStreams(bench, throughput.up);
+  // nginx stayed up for the streams, which it proxies as a reference.
+  if (throughput.up.nginx !== undefined) {
+    await context.group.stop(throughput.up.nginx.process);
+  }
   const mock = settings.mock ? await measureMockStreams(bench) : undefined;
   const { streams, chunks, intervalMs, rampMs } = settings;
   const streaming: StreamingResults = {
-    timestamped: { direct: timestamped.direct, sidecar: timestamped.sidecar },
+    timestamped: {
+      direct: timestamped.direct,
+      ...(timestamped.nginx === undefined ? {} : { nginx: timestamped.nginx }),
+      sidecar: timestamped.sidecar,
+    },
     ...(mock === undefined
       ? {}
       : { mock: { direct: mock.direct, sidecar: mock.sidecar } }),

@@ -47,9 +47,11 @@ export interface ThroughputRow {
 
 /** Streaming measurements. */
 export interface StreamingResults {
-  /** Timestamped fast decoder: direct P/D chain by the client, and P/D through the sidecar. */
+  /** Timestamped fast decoder: direct P/D chain by the client, the same through nginx, and P/D through the sidecar. */
   readonly timestamped?: {
     readonly direct: StreamResult;
+    /** Absent when nginx is not on the machine. */
+    readonly nginx?: StreamResult;
     readonly sidecar: StreamResult;
   };
   /** Mock vLLM prefiller and decoder: direct chain and through a sidecar. */
@@ -188,6 +190,11 @@ export function computeRatios(
   );
   out.stream_delay_p99_sidecar_minus_direct_ms = difference(
     streams?.sidecar.delayMs.p99 ?? undefined,
+    streams?.direct.delayMs.p99 ?? undefined,
+  );
+  // What a C proxy adds on the same machine, in the same minutes.
+  out.stream_delay_p99_nginx_minus_direct_ms = difference(
+    streams?.nginx?.delayMs.p99 ?? undefined,
     streams?.direct.delayMs.p99 ?? undefined,
   );
   return out;
@@ -375,6 +382,11 @@ export function formatReport(report: BenchReport): string {
         streamRow(
           "fast decoder, client chain direct",
           report.streaming.timestamped?.direct,
+          s.intervalMs,
+        ),
+        streamRow(
+          "fast decoder, client chain via nginx",
+          report.streaming.timestamped?.nginx,
           s.intervalMs,
         ),
         streamRow(

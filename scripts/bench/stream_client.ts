@@ -6,12 +6,14 @@
  * the decoder sent it (`bench_sent_ms`, from `fast_upstream.ts`), its delay is
  * the receive time minus that (both processes read the same wall clock). With
  * `--prefill-url` each stream is a client-side P/D chain: the prefill POST,
- * then the decode stream direct. Prints one JSON object (`StreamResult`).
+ * then the decode stream direct. Each stream has a connection of its own,
+ * read straight from the socket (`sse_response.ts`). Prints one JSON object
+ * (`StreamResult`).
  */
 
-import http from "node:http";
 import { parseArgs } from "node:util";
 import { SENT_AT_FIELD } from "./fast_upstream.ts";
+import { SseResponseReader } from "./sse_response.ts";
 import { createAgent, parseHeaderArgs, post } from "./http1.ts";
 import { buildDecodeBody, buildPrefillBody } from "./pd_client.ts";
 import { Samples, summarize, type Summary } from "./stats.ts";
@@ -55,65 +57,72 @@ function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
-function openStream(
+const encoder = new TextEncoder();
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let sent = 0; sent < bytes.length;) {
+    sent += await conn.write(bytes.subarray(sent));
+  }
+}
+
+/** One stream on its own connection, read straight from the socket. */
+async function openStream(
   url: URL,
   body: string,
   options: {
-    agent: http.Agent;
     headers: Readonly<Record<string, string>>;
     record: Recorders;
     /** When the stream's work began (before the prefill in chain mode). */
     sentAt: number;
   },
 ): Promise<{ events: number; done: boolean }> {
-  const { promise, resolve, reject } = Promise.withResolvers<
-    { events: number; done: boolean }
-  >();
   const { record, sentAt } = options;
-  const request = http.request({
-    agent: options.agent,
+  const payload = encoder.encode(body);
+  const fields = Object.entries(options.headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`).join("");
+  const head = `POST ${url.pathname}${url.search} HTTP/1.1\r\n` +
+    `host: ${url.host}\r\n${fields}content-length: ${payload.length}\r\n` +
+    "connection: close\r\n\r\n";
+  const conn = await Deno.connect({
     hostname: url.hostname,
-    port: url.port,
-    path: url.pathname,
-    method: "POST",
-    headers: {
-      ...options.headers,
-      "content-length": String(Buffer.byteLength(body)),
-    },
-  }, (response) => {
-    let buffer = "";
+    port: Number(url.port),
+  });
+  try {
+    await writeAll(conn, encoder.encode(head));
+    await writeAll(conn, payload);
+    const response = new SseResponseReader();
+    const buffer = new Uint8Array(16 * 1024);
     let events = 0;
     let done = false;
     let last = 0;
-    response.setEncoding("utf8");
-    response.on("data", (chunk: string) => {
-      const received = now();
-      buffer += chunk;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) !== -1) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (event === "data: [DONE]") {
-          done = true;
-          continue;
-        }
-        if (events === 0) record.firstEvent.push(received - sentAt);
-        else record.gap.push(received - last);
-        last = received;
-        events++;
-        const sent = SENT_AT.exec(event)?.[1];
-        if (sent !== undefined) record.delay.push(received - Number(sent));
+    let received = 0;
+    const onEvent = (event: string): void => {
+      if (event === "data: [DONE]") {
+        done = true;
+        return;
       }
-    });
-    response.on(
-      "end",
-      () => resolve({ events, done: done && response.statusCode === 200 }),
-    );
-    response.on("error", reject);
-  });
-  request.on("error", reject);
-  request.end(body);
-  return promise;
+      if (events === 0) record.firstEvent.push(received - sentAt);
+      else record.gap.push(received - last);
+      last = received;
+      events++;
+      const sent = SENT_AT.exec(event)?.[1];
+      if (sent !== undefined) record.delay.push(received - Number(sent));
+    };
+    while (!response.complete) {
+      const read = await conn.read(buffer);
+      received = now();
+      if (read === null) {
+        if (!response.end(onEvent)) {
+          throw new Error("The server closed the stream before it ended");
+        }
+        break;
+      }
+      response.push(buffer.subarray(0, read), onEvent);
+    }
+    return { events, done: done && response.status === 200 };
+  } finally {
+    conn.close();
+  }
 }
 
 /** Runs `plan` and measures it. */
@@ -153,7 +162,6 @@ export async function runStreams(plan: StreamPlan): Promise<StreamResult> {
         body = buildDecodeBody(plan.body, prefill.text);
       }
       const result = await openStream(plan.url, body, {
-        agent,
         headers,
         record,
         sentAt,

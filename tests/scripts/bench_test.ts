@@ -12,6 +12,20 @@ import {
   type ThroughputRow,
 } from "../../scripts/bench/report.ts";
 import { quantile, summarize } from "../../scripts/bench/stats.ts";
+import type { StreamResult } from "../../scripts/bench/stream_client.ts";
+
+function streamResult(...delays: number[]): StreamResult {
+  return {
+    streams: 1,
+    completed: 1,
+    failed: 0,
+    events: delays.length,
+    delayMs: summarize(delays),
+    gapMs: summarize([1]),
+    firstEventMs: summarize([1]),
+    wallS: 1,
+  };
+}
 
 function row(
   scenario: ThroughputRow["scenario"],
@@ -114,6 +128,34 @@ Deno.test("bench ratios and targets are computed from the rows of one run", () =
   assert.equal(verdict("sidecar peak RSS"), null);
 });
 
+Deno.test("bench streaming ratios subtract the direct floor from nginx and the sidecar", () => {
+  // Two delays each: the nearest-rank p50 is the first, the p99 the second.
+  const stream = (p50: number, p99: number) => streamResult(p50, p99);
+  const settings = { streams: 10, chunks: 10, intervalMs: 50, rampMs: 1 };
+  const withNginx = computeRatios([], {
+    concurrencies: [32],
+    streaming: {
+      timestamped: {
+        direct: stream(0.5, 5),
+        nginx: stream(0.75, 6),
+        sidecar: stream(1, 12),
+      },
+      settings,
+    },
+  });
+  assert.equal(withNginx.stream_delay_p99_sidecar_minus_direct_ms, 7);
+  assert.equal(withNginx.stream_delay_p99_nginx_minus_direct_ms, 1);
+  assert.equal(withNginx.stream_delay_p50_sidecar_minus_direct_ms, 0.5);
+  const withoutNginx = computeRatios([], {
+    concurrencies: [32],
+    streaming: {
+      timestamped: { direct: stream(0.5, 5), sidecar: stream(1, 12) },
+      settings,
+    },
+  });
+  assert.equal(withoutNginx.stream_delay_p99_nginx_minus_direct_ms, null);
+});
+
 Deno.test("bench report prints every target with its verdict", () => {
   const ratios = computeRatios([], { concurrencies: [32] });
   const text = formatReport({
@@ -134,6 +176,11 @@ Deno.test("bench report prints every target with its verdict", () => {
     settings: { durationS: 1, warmupS: 1, concurrencies: [32] },
     throughput: [],
     streaming: {
+      timestamped: {
+        direct: streamResult(0.5),
+        nginx: streamResult(0.625),
+        sidecar: streamResult(0.75),
+      },
       settings: { streams: 1, chunks: 1, intervalMs: 1, rampMs: 1 },
     },
     sidecarPeakRssMiB: { throughput: 1, streaming: 1, streamingMock: null },
@@ -143,6 +190,7 @@ Deno.test("bench report prints every target with its verdict", () => {
   });
   assert.match(text, /FAIL {2}streaming added delay per chunk p99/);
   assert.match(text, /PASS {2}sidecar peak RSS/);
+  assert.match(text, /fast decoder, client chain via nginx +1\/1 +0\.625 /);
   assert.match(text, /N\/A +passthrough >= 0\.5x nginx throughput \(c=32\)/);
 });
 

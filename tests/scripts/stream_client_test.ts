@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { createFastHandler } from "../../scripts/bench/fast_upstream.ts";
+import { SseResponseReader } from "../../scripts/bench/sse_response.ts";
+import { runStreams } from "../../scripts/bench/stream_client.ts";
+import { startScriptedServer } from "../support/stub_upstream.ts";
+
+const encoder = new TextEncoder();
+
+const EVENTS = [
+  'data: {"n":1,"text":"caf\u00e9 \u{1F600}"}',
+  'data: {"n":2,"bench_sent_ms":1750000000000.125}',
+  "data: [DONE]",
+];
+const SSE = EVENTS.map((event) => `${event}\n\n`).join("");
+
+function chunkedBody(text: string, sizes: readonly number[]): string {
+  const bytes = encoder.encode(text);
+  let out = "";
+  let at = 0;
+  for (const size of sizes) {
+    const part = bytes.subarray(at, at + size);
+    if (part.length === 0) break;
+    // Latin-1 keeps one char per byte, so the test can split anywhere.
+    out += `${part.length.toString(16)};ext=1\r\n${
+      String.fromCharCode(...part)
+    }\r\n`;
+    at += part.length;
+  }
+  if (at < bytes.length) {
+    out += `${(bytes.length - at).toString(16)}\r\n${
+      String.fromCharCode(...bytes.subarray(at))
+    }\r\n`;
+  }
+  return `${out}0\r\ntrailer: x\r\n\r\n`;
+}
+
+function latin1(text: string): Uint8Array {
+  return Uint8Array.from(text, (char) => char.charCodeAt(0));
+}
+
+/** Feeds `wire` to a reader cut at `cut`, returning the events and the reader. */
+function feed(wire: Uint8Array, cuts: readonly number[]) {
+  const reader = new SseResponseReader();
+  const events: string[] = [];
+  let at = 0;
+  for (const cut of [...cuts, wire.length]) {
+    reader.push(wire.subarray(at, cut), (event) => events.push(event));
+    at = cut;
+  }
+  return { reader, events };
+}
+
+Deno.test("bench SSE reader de-chunks a response cut at every byte", () => {
+  const wire = latin1(
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n" +
+      `Transfer-Encoding: chunked\r\n\r\n${chunkedBody(SSE, [7, 30, 1, 45])}`,
+  );
+  for (let cut = 1; cut < wire.length; cut++) {
+    const { reader, events } = feed(wire, [cut]);
+    assert.deepEqual(events, EVENTS, `cut at byte ${cut}`);
+    assert.equal(reader.status, 200);
+    assert.equal(reader.complete, true, `cut at byte ${cut}`);
+  }
+  // And one byte at a time.
+  const { events } = feed(wire, Array.from(wire.keys()).slice(1));
+  assert.deepEqual(events, EVENTS);
+});
+
+Deno.test("bench SSE reader reads Content-Length and close-delimited bodies", () => {
+  const body = encoder.encode(SSE);
+  const head = `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`;
+  const wire = new Uint8Array([...encoder.encode(head), ...body]);
+  const sized = feed(wire, [head.length + 3, head.length + 40]);
+  assert.deepEqual(sized.events, EVENTS);
+  assert.equal(sized.reader.complete, true);
+
+  const untilClose = feed(
+    new Uint8Array([
+      ...encoder.encode("HTTP/1.0 200 OK\r\n\r\n"),
+      ...encoder.encode('data: {"n":1}\n\ndata: {"n":2}'),
+    ]),
+    [25],
+  );
+  assert.deepEqual(untilClose.events, ['data: {"n":1}']);
+  assert.equal(untilClose.reader.complete, false);
+  const late: string[] = [];
+  assert.equal(untilClose.reader.end((event) => late.push(event)), true);
+  assert.deepEqual(late, ['data: {"n":2}']);
+});
+
+Deno.test("bench SSE reader tells a cut-short stream and a bad head", () => {
+  const cut = feed(
+    latin1("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nda"),
+    [],
+  );
+  assert.equal(cut.reader.end(() => {}), false);
+  assert.throws(() => feed(latin1("SSH-2.0-OpenSSH\r\n\r\n"), []), /status/);
+  assert.throws(
+    () =>
+      feed(
+        latin1("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"),
+        [
+          40,
+        ],
+      ),
+    /chunk size/,
+  );
+});
+
+Deno.test("bench stream client times every chunk of the fast decoder's streams", async () => {
+  const handler = createFastHandler("decode", { chunks: 4, intervalMs: 5 });
+  const received: string[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      received.push(request.headers.get("x-probe") ?? "");
+      return await handler(request);
+    },
+  );
+  try {
+    const result = await runStreams({
+      url: new URL(`http://127.0.0.1:${server.addr.port}/v1/chat/completions`),
+      headers: { "x-probe": "yes" },
+      body: '{"stream":true}',
+      streams: 3,
+      rampMs: 10,
+    });
+    assert.equal(result.completed, 3, result.firstError);
+    assert.equal(result.failed, 0);
+    assert.equal(result.events, 12);
+    assert.equal(result.delayMs.count, 12);
+    assert.ok((result.delayMs.p50 ?? -1) >= 0);
+    assert.equal(result.gapMs.count, 9);
+    assert.deepEqual(received, ["yes", "yes", "yes"]);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("bench stream client counts a stream the server cuts short as failed", async () => {
+  await using server = startScriptedServer(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+    await conn.write(encoder.encode(
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" +
+        "a\r\ndata: {}\n\n\r\n",
+    ));
+    conn.close();
+  });
+  const result = await runStreams({
+    url: new URL(`http://127.0.0.1:${server.port}/v1/completions`),
+    headers: {},
+    body: "{}",
+    streams: 2,
+    rampMs: 0,
+  });
+  assert.equal(result.completed, 0);
+  assert.equal(result.failed, 2);
+  assert.match(result.firstError ?? "", /closed the stream/);
+});
