@@ -45,8 +45,10 @@ import {
   formatReport,
   judgeTargets,
   type MachineInfo,
+  medianRoundByP99,
   type Scenario,
   type StreamingResults,
+  type StreamP99Rounds,
   type ThroughputRow,
 } from "./bench/report.ts";
 import type { StreamResult } from "./bench/stream_client.ts";
@@ -72,6 +74,8 @@ interface Settings {
   readonly chunks: number;
   readonly intervalMs: number;
   readonly rampMs: number;
+  /** Measured rounds of the timestamped streams, each path once per round. */
+  readonly streamRounds: number;
   readonly nginxWorkers: string;
   /** The sidecar's `-workers`: listener threads sharing its port. */
   readonly sidecarWorkers: number;
@@ -118,6 +122,7 @@ function parseSettings(args: string[]): Settings | undefined {
     chunks: quick ? 20 : 40,
     intervalMs: 50,
     rampMs: 1000,
+    streamRounds: quick ? 1 : 3,
     nginxWorkers: values["nginx-workers"],
     sidecarWorkers: Math.max(1, Number(values["sidecar-workers"]) || 1),
     sidecarEngine: engine,
@@ -477,14 +482,21 @@ async function measureThroughput(
 
 /** Streams from the timestamping decoder, direct and through a fresh sidecar (so its peak RSS is the streams'). */
 interface StreamComparison {
+  /** Each path's median round by delay p99. */
   readonly direct: StreamResult;
   /** The same decode streams through nginx, when it runs: what a C proxy adds on this machine. */
   readonly nginx?: StreamResult;
   readonly sidecar: StreamResult;
+  /** Every measured round's delay p99, per path. */
+  readonly p99Rounds: StreamP99Rounds;
   readonly peakRssMiB: number;
 }
 
-/** Runs the same streams against the decoder directly, through nginx when given, and through a fresh sidecar. */
+/**
+ * Runs the same streams against the decoder directly, through nginx when
+ * given, and through a fresh sidecar: `rounds` times, the paths alternating,
+ * so a slow minute of the machine falls on all of them alike.
+ */
 async function compareStreams(
   bench: Bench,
   ports: {
@@ -492,6 +504,7 @@ async function compareStreams(
     readonly decode: number;
     readonly nginx?: number | undefined;
   },
+  rounds: number,
 ): Promise<StreamComparison> {
   const { group, settings } = bench;
   const sidecar = await startSidecar(group, ports.decode, settings);
@@ -500,33 +513,46 @@ async function compareStreams(
     prefillUrl: `http://127.0.0.1:${ports.prefill}${PATH}`,
     headers: {},
   };
-  const viaNginx = ports.nginx === undefined
-    ? undefined
-    : { ...direct, url: `http://127.0.0.1:${ports.nginx}${PATH}` };
-  const through = {
-    url: `http://127.0.0.1:${sidecar.port}${PATH}`,
-    headers: { [PREFILLER_HEADER]: `127.0.0.1:${ports.prefill}` },
-  };
+  const paths = [
+    { name: "direct", plan: direct },
+    ...(ports.nginx === undefined ? [] : [{
+      name: "nginx",
+      plan: { ...direct, url: `http://127.0.0.1:${ports.nginx}${PATH}` },
+    }]),
+    {
+      name: "sidecar",
+      plan: {
+        url: `http://127.0.0.1:${sidecar.port}${PATH}`,
+        headers: { [PREFILLER_HEADER]: `127.0.0.1:${ports.prefill}` },
+      },
+    },
+  ] as const;
   // Warm-ups at full size: a path's first run at 1,000 streams often measured
   // twice the p99 of its next one, up to 5x (new connections, heap growth,
   // JIT), and with 100-stream warm-ups the first measured path paid for all.
   const shape = { streams: settings.streams, rampMs: settings.rampMs };
-  await runStreams(bench, { ...direct, ...shape });
-  if (viaNginx !== undefined) {
-    await runStreams(bench, { ...viaNginx, ...shape });
+  for (const path of paths) await runStreams(bench, { ...path.plan, ...shape });
+  const results = new Map<string, StreamResult[]>();
+  for (let round = 0; round < rounds; round++) {
+    for (const path of paths) {
+      const result = await runStreams(bench, { ...path.plan, ...shape });
+      results.set(path.name, [...(results.get(path.name) ?? []), result]);
+    }
   }
-  await runStreams(bench, { ...through, ...shape });
-  const directResult = await runStreams(bench, { ...direct, ...shape });
-  const nginxResult = viaNginx === undefined
-    ? undefined
-    : await runStreams(bench, { ...viaNginx, ...shape });
-  const sidecarResult = await runStreams(bench, { ...through, ...shape });
   const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
   await group.stop(sidecar.process);
+  const of = (name: string) => results.get(name) ?? [];
+  const p99s = (name: string) => of(name).map((r) => r.delayMs.p99);
+  const nginx = of("nginx");
   return {
-    direct: directResult,
-    ...(nginxResult === undefined ? {} : { nginx: nginxResult }),
-    sidecar: sidecarResult,
+    direct: medianRoundByP99(of("direct")),
+    ...(nginx.length === 0 ? {} : { nginx: medianRoundByP99(nginx) }),
+    sidecar: medianRoundByP99(of("sidecar")),
+    p99Rounds: {
+      direct: p99s("direct"),
+      ...(nginx.length === 0 ? {} : { nginx: p99s("nginx") }),
+      sidecar: p99s("sidecar"),
+    },
     peakRssMiB,
   };
 }
@@ -539,13 +565,14 @@ async function measureTimestampedStreams(
     prefill: up.prefillPort,
     decode: up.decodePort,
     nginx: up.nginx?.port,
-  });
-  const p99 = (stream: StreamResult | undefined) =>
-    stream?.delayMs.p99?.toFixed(3) ?? "-";
+  }, bench.settings.streamRounds);
+  const p99 = (values: readonly number[] | undefined) =>
+    values?.map((value) => value.toFixed(1)).join(" / ") ?? "-";
+  const rounds = result.p99Rounds;
   progress(
-    `streams, delay p99: direct ${p99(result.direct)} ms, nginx ${
-      p99(result.nginx)
-    } ms, sidecar ${p99(result.sidecar)} ms; ` +
+    `streams, delay p99 per round: direct ${p99(rounds.direct)} ms, nginx ${
+      p99(rounds.nginx)
+    } ms, sidecar ${p99(rounds.sidecar)} ms; ` +
       `sidecar peak RSS ${result.peakRssMiB.toFixed(1)} MiB`,
   );
   return result;
@@ -562,10 +589,11 @@ async function measureMockStreams(bench: Bench): Promise<StreamComparison> {
     "--output-tokens",
     String(settings.chunks),
   ]);
+  // One round: the mock's rows show its own limits, not a comparison.
   const result = await compareStreams(bench, {
     prefill: prefiller.port,
     decode: decoder.port,
-  });
+  }, 1);
   progress(
     `mock streams: ${result.sidecar.completed}/${result.sidecar.streams} done, sidecar peak RSS ${
       result.peakRssMiB.toFixed(1)
@@ -667,17 +695,18 @@ async function run(
     await context.group.stop(throughput.up.nginx.process);
   }
   const mock = settings.mock ? await measureMockStreams(bench) : undefined;
-  const { streams, chunks, intervalMs, rampMs } = settings;
+  const { streams, chunks, intervalMs, rampMs, streamRounds } = settings;
   const streaming: StreamingResults = {
     timestamped: {
       direct: timestamped.direct,
       ...(timestamped.nginx === undefined ? {} : { nginx: timestamped.nginx }),
       sidecar: timestamped.sidecar,
+      p99Rounds: timestamped.p99Rounds,
     },
     ...(mock === undefined
       ? {}
       : { mock: { direct: mock.direct, sidecar: mock.sidecar } }),
-    settings: { streams, chunks, intervalMs, rampMs },
+    settings: { streams, chunks, intervalMs, rampMs, rounds: streamRounds },
   };
   const ratios = computeRatios(throughput.rows, {
     concurrencies: CONCURRENCIES,

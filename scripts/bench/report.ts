@@ -45,14 +45,38 @@ export interface ThroughputRow {
   readonly cpuSPer1000?: number;
 }
 
+/** Every measured round's per-chunk delay p99, in ms, per path, in run order. */
+export interface StreamP99Rounds {
+  readonly direct: readonly number[];
+  readonly nginx?: readonly number[];
+  readonly sidecar: readonly number[];
+}
+
+/**
+ * The round whose delay p99 is the median of `rounds` (the lower middle one
+ * for an even count); a round without a p99 sorts last.
+ */
+export function medianRoundByP99(
+  rounds: readonly StreamResult[],
+): StreamResult {
+  const key = (round: StreamResult) =>
+    Number.isFinite(round.delayMs.p99) ? round.delayMs.p99 : Infinity;
+  const sorted = [...rounds].sort((a, b) => key(a) - key(b));
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (median === undefined) throw new Error("No stream rounds to choose from");
+  return median;
+}
+
 /** Streaming measurements. */
 export interface StreamingResults {
-  /** Timestamped fast decoder: direct P/D chain by the client, the same through nginx, and P/D through the sidecar. */
+  /** Timestamped fast decoder: direct P/D chain by the client, the same through nginx, and P/D through the sidecar; each its median round. */
   readonly timestamped?: {
     readonly direct: StreamResult;
     /** Absent when nginx is not on the machine. */
     readonly nginx?: StreamResult;
     readonly sidecar: StreamResult;
+    /** Absent in runs written before rounds were measured. */
+    readonly p99Rounds?: StreamP99Rounds;
   };
   /** Mock vLLM prefiller and decoder: direct chain and through a sidecar. */
   readonly mock?: {
@@ -64,6 +88,8 @@ export interface StreamingResults {
     readonly chunks: number;
     readonly intervalMs: number;
     readonly rampMs: number;
+    /** Measured rounds of the fast-decoder streams (1 when absent). */
+    readonly rounds?: number;
   };
 }
 
@@ -321,6 +347,19 @@ function streamRow(
   ];
 }
 
+/** The per-round p99 line under the streaming table, when there were several rounds. */
+function roundsLine(rounds: StreamP99Rounds | undefined): string[] {
+  if (rounds === undefined || rounds.direct.length < 2) return [];
+  const list = (values: readonly number[] | undefined) =>
+    values?.map((value) => fixed(value, 1)).join(" / ") ?? "-";
+  return [
+    `fast decoder delay p99 per round, ms (the rows above are each path's median round): ` +
+    `direct ${list(rounds.direct)}; nginx ${list(rounds.nginx)}; sidecar ${
+      list(rounds.sidecar)
+    }`,
+  ];
+}
+
 /** The text report: machine, throughput table, streaming, ratios, targets. */
 export function formatReport(report: BenchReport): string {
   const m = report.machine;
@@ -408,10 +447,15 @@ export function formatReport(report: BenchReport): string {
     ),
     "(delay: client receive time - decoder send time per chunk, ms; gap-ITL: time between chunks minus the ITL, ms; " +
       "1st: stream's start (its prefill included) to first chunk, ms)",
+    ...roundsLine(report.streaming.timestamped?.p99Rounds),
     `sidecar peak RSS (VmHWM), MiB: ${
       fixed(rss.streaming, 1)
-    } (${streamCount} streams, fast decoder), ` +
-      `${fixed(rss.streamingMock, 1)} (${streamCount} streams, mock vLLM), ${
+    } (${streamCount} streams, fast decoder, ${
+      (s.rounds ?? 1) + 1
+    } rounds through one sidecar, warm-up included), ` +
+      `${
+        fixed(rss.streamingMock, 1)
+      } (${streamCount} streams, mock vLLM, 2 rounds), ${
         fixed(rss.throughput, 1)
       } (after all non-streaming runs)`,
     "",

@@ -9,6 +9,7 @@ import {
   computeRatios,
   formatReport,
   judgeTargets,
+  medianRoundByP99,
   type ThroughputRow,
 } from "../../scripts/bench/report.ts";
 import { quantile, summarize } from "../../scripts/bench/stats.ts";
@@ -156,6 +157,22 @@ Deno.test("bench streaming ratios subtract the direct floor from nginx and the s
   assert.equal(withoutNginx.stream_delay_p99_nginx_minus_direct_ms, null);
 });
 
+Deno.test("bench streaming keeps each path's median round by p99", () => {
+  const rounds = [
+    streamResult(1, 9),
+    streamResult(1, 30),
+    streamResult(1, 4),
+  ];
+  assert.equal(medianRoundByP99(rounds), rounds[0]);
+  assert.equal(medianRoundByP99(rounds.slice(1)), rounds[2]);
+  const unmeasured = streamResult();
+  assert.equal(
+    medianRoundByP99([unmeasured, rounds[1]!, rounds[2]!]),
+    rounds[1],
+  );
+  assert.throws(() => medianRoundByP99([]), /No stream rounds/);
+});
+
 Deno.test("bench report prints every target with its verdict", () => {
   const ratios = computeRatios([], { concurrencies: [32] });
   const text = formatReport({
@@ -180,8 +197,9 @@ Deno.test("bench report prints every target with its verdict", () => {
         direct: streamResult(0.5),
         nginx: streamResult(0.625),
         sidecar: streamResult(0.75),
+        p99Rounds: { direct: [4.25, 5], nginx: [6, 7], sidecar: [8, 9.5] },
       },
-      settings: { streams: 1, chunks: 1, intervalMs: 1, rampMs: 1 },
+      settings: { streams: 1, chunks: 1, intervalMs: 1, rampMs: 1, rounds: 2 },
     },
     sidecarPeakRssMiB: { throughput: 1, streaming: 1, streamingMock: null },
     ratios,
@@ -191,6 +209,11 @@ Deno.test("bench report prints every target with its verdict", () => {
   assert.match(text, /FAIL {2}streaming added delay per chunk p99/);
   assert.match(text, /PASS {2}sidecar peak RSS/);
   assert.match(text, /fast decoder, client chain via nginx +1\/1 +0\.625 /);
+  assert.match(
+    text,
+    /p99 per round.*direct 4\.3 \/ 5\.0; nginx 6\.0 \/ 7\.0; sidecar 8\.0 \/ 9\.5/,
+  );
+  assert.match(text, /fast decoder, 3 rounds through one sidecar/);
   assert.match(text, /N\/A +passthrough >= 0\.5x nginx throughput \(c=32\)/);
 });
 
