@@ -56,10 +56,10 @@ import type { StreamResult } from "./bench/stream_client.ts";
 const ROOT = new URL("../", import.meta.url).pathname;
 const BENCH_DIR = new URL("./bench/", import.meta.url).pathname;
 /** Where a run's report goes: one file per engine, so each has its last run to compare with. */
-function outputPath(engine: "serve" | "wire"): string {
-  return `${BENCH_DIR}${
-    engine === "serve" ? "last_run.json" : "last_run.wire.json"
-  }`;
+/** The kept run of an engine; a run with V8 flags goes beside it, `.v8flags` added, not kept. */
+function outputPath(engine: "serve" | "wire", v8Flags: string): string {
+  const name = engine === "serve" ? "last_run" : "last_run.wire";
+  return `${BENCH_DIR}${name}${v8Flags === "" ? "" : ".v8flags"}.json`;
 }
 const CONCURRENCIES = [1, 32, 256];
 const PATH = "/v1/chat/completions";
@@ -81,6 +81,8 @@ interface Settings {
   readonly sidecarWorkers: number;
   /** The sidecar's `-engine`. */
   readonly sidecarEngine: "serve" | "wire";
+  /** `--v8-flags` for the sidecar's runtime, "" for none. */
+  readonly sidecarV8Flags: string;
   readonly mock: boolean;
   /** Force a load generator instead of the first one found. */
   readonly tool?: LoadToolName;
@@ -88,11 +90,13 @@ interface Settings {
 
 const USAGE =
   `Usage: deno task bench [--quick] [--nginx-workers=1|auto] [--sidecar-workers=N]
-                       [--sidecar-engine=serve|wire] [--no-mock]
+                       [--sidecar-engine=serve|wire] [--sidecar-v8-flags=FLAGS]
+                       [--no-mock]
 
 Measures the sidecar against direct upstream access and nginx, prints a table
 and writes it to scripts/bench/last_run.json (last_run.wire.json with
---sidecar-engine=wire). A full run takes about 4 minutes,
+--sidecar-engine=wire; ".v8flags" before ".json" when --sidecar-v8-flags
+passes V8 flags to the sidecar's runtime). A full run takes about 3 minutes,
 --quick about 1.`;
 
 function parseSettings(args: string[]): Settings | undefined {
@@ -103,6 +107,7 @@ function parseSettings(args: string[]): Settings | undefined {
       "nginx-workers": { type: "string", default: "1" },
       "sidecar-workers": { type: "string", default: "1" },
       "sidecar-engine": { type: "string", default: "serve" },
+      "sidecar-v8-flags": { type: "string", default: "" },
       tool: { type: "string" },
       "no-mock": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -126,6 +131,7 @@ function parseSettings(args: string[]): Settings | undefined {
     nginxWorkers: values["nginx-workers"],
     sidecarWorkers: Math.max(1, Number(values["sidecar-workers"]) || 1),
     sidecarEngine: engine,
+    sidecarV8Flags: values["sidecar-v8-flags"],
     mock: !values["no-mock"],
     ...(values.tool === "wrk" || values.tool === "autocannon"
       ? { tool: values.tool }
@@ -176,7 +182,10 @@ async function describeMachine(
 async function startSidecar(
   group: ProcessGroup,
   decoderPort: number,
-  settings: Pick<Settings, "sidecarWorkers" | "sidecarEngine">,
+  settings: Pick<
+    Settings,
+    "sidecarWorkers" | "sidecarEngine" | "sidecarV8Flags"
+  >,
 ): Promise<{ process: Started; port: number }> {
   const workers = settings.sidecarWorkers;
   const port = freePort();
@@ -187,6 +196,7 @@ async function startSidecar(
         `-workers=${workers}`,
         `-engine=${settings.sidecarEngine}`,
       ]),
+      settings.sidecarV8Flags,
     ),
     cwd: ROOT,
   });
@@ -628,7 +638,11 @@ function buildNotes(
   return [
     ...mockNote,
     ...toolNote,
-    `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers}, sidecar -workers=${settings.sidecarWorkers} -engine=${settings.sidecarEngine}, ` +
+    `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers}, sidecar -workers=${settings.sidecarWorkers} -engine=${settings.sidecarEngine}${
+      settings.sidecarV8Flags === ""
+        ? ""
+        : ` --v8-flags=${settings.sidecarV8Flags}`
+    }, ` +
     "upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
     "wrk/autocannon rows: one load-generator process; " +
     "pd_client rows: bench/pd_client.ts (node:http keep-alive under Deno); the chain baseline does prefill then decode per iteration",
@@ -728,6 +742,9 @@ async function run(
       concurrencies: CONCURRENCIES,
       sidecarEngine: settings.sidecarEngine,
       sidecarWorkers: settings.sidecarWorkers,
+      ...(settings.sidecarV8Flags === ""
+        ? {}
+        : { sidecarV8Flags: settings.sidecarV8Flags }),
     },
     throughput: throughput.rows,
     streaming,
@@ -764,7 +781,7 @@ async function main(): Promise<number> {
   try {
     const report = await run(settings, { group, tempDir });
     console.log(formatReport(report));
-    const output = outputPath(settings.sidecarEngine);
+    const output = outputPath(settings.sidecarEngine, settings.sidecarV8Flags);
     await Deno.writeTextFile(output, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`\nwritten to ${output}`);
     // A report, not a gate: FAIL lines are findings, not a failed run.

@@ -287,14 +287,23 @@ export function sidecarArgs(
 
 /**
  * `deno run` with the sidecar's permissions (those of `deno task start`)
- * and `args`: a script and its arguments, e.g. {@linkcode sidecarArgs}.
+ * and `args`: a script and its arguments, e.g. {@linkcode sidecarArgs};
+ * `v8Flags`, when not empty, goes to the runtime as `--v8-flags`.
  */
 export function sidecarCommand(
   args: readonly string[],
+  v8Flags = "",
 ): { cmd: string; args: string[] } {
   return {
     cmd: Deno.execPath(),
-    args: ["run", "--allow-net", "--allow-read", "--allow-env", ...args],
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      ...(v8Flags === "" ? [] : [`--v8-flags=${v8Flags}`]),
+      ...args,
+    ],
   };
 }
 

@@ -117,6 +117,8 @@ export interface BenchReport {
     /** The sidecar's `-engine` and `-workers` (absent in runs before they existed). */
     readonly sidecarEngine?: string;
     readonly sidecarWorkers?: number;
+    /** The sidecar runtime's `--v8-flags`, when the run set any. */
+    readonly sidecarV8Flags?: string;
   };
   readonly throughput: ThroughputRow[];
   readonly streaming: StreamingResults;

@@ -12,6 +12,7 @@ import {
   medianRoundByP99,
   type ThroughputRow,
 } from "../../scripts/bench/report.ts";
+import { sidecarCommand } from "../../scripts/bench/processes.ts";
 import { quantile, summarize } from "../../scripts/bench/stats.ts";
 import type { StreamResult } from "../../scripts/bench/stream_client.ts";
 
@@ -223,4 +224,13 @@ Deno.test("bench percentiles use the nearest rank", () => {
   assert.equal(quantile(sorted, 0.99), 99);
   assert.equal(summarize([3, 1, 2]).max, 3);
   assert.ok(Number.isNaN(summarize([]).p50));
+});
+
+Deno.test("bench passes V8 flags to the sidecar's runtime only when given", () => {
+  const plain = sidecarCommand(["main.ts", "-port=1"]);
+  assert.deepEqual(plain.args.slice(-2), ["main.ts", "-port=1"]);
+  assert.ok(!plain.args.some((arg) => arg.startsWith("--v8-flags")));
+  const tuned = sidecarCommand(["main.ts"], "--heap-growing-percent=50");
+  const flag = tuned.args.indexOf("--v8-flags=--heap-growing-percent=50");
+  assert.ok(flag > 0 && flag < tuned.args.indexOf("main.ts"));
 });
