@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { SIDECAR_V8_FLAGS } from "./build.ts";
 import {
   detectLoadTool,
   type LoadResult,
@@ -56,10 +57,11 @@ import type { StreamResult } from "./bench/stream_client.ts";
 const ROOT = new URL("../", import.meta.url).pathname;
 const BENCH_DIR = new URL("./bench/", import.meta.url).pathname;
 /** Where a run's report goes: one file per engine, so each has its last run to compare with. */
-/** The kept run of an engine; a run with V8 flags goes beside it, `.v8flags` added, not kept. */
+/** The kept run of an engine; a run with other V8 flags than shipped goes beside it, `.v8flags` added. */
 function outputPath(engine: "serve" | "wire", v8Flags: string): string {
   const name = engine === "serve" ? "last_run" : "last_run.wire";
-  return `${BENCH_DIR}${name}${v8Flags === "" ? "" : ".v8flags"}.json`;
+  const suffix = v8Flags === SIDECAR_V8_FLAGS ? "" : ".v8flags";
+  return `${BENCH_DIR}${name}${suffix}.json`;
 }
 const CONCURRENCIES = [1, 32, 256];
 const PATH = "/v1/chat/completions";
@@ -81,7 +83,7 @@ interface Settings {
   readonly sidecarWorkers: number;
   /** The sidecar's `-engine`. */
   readonly sidecarEngine: "serve" | "wire";
-  /** `--v8-flags` for the sidecar's runtime, "" for none. */
+  /** `--v8-flags` for the sidecar's runtime: the shipped ones unless told, "" for none. */
   readonly sidecarV8Flags: string;
   readonly mock: boolean;
   /** Force a load generator instead of the first one found. */
@@ -95,9 +97,10 @@ const USAGE =
 
 Measures the sidecar against direct upstream access and nginx, prints a table
 and writes it to scripts/bench/last_run.json (last_run.wire.json with
---sidecar-engine=wire; ".v8flags" before ".json" when --sidecar-v8-flags
-passes V8 flags to the sidecar's runtime). A full run takes about 3 minutes,
---quick about 1.`;
+--sidecar-engine=wire). The sidecar runs with the V8 flags it ships with
+(scripts/build.ts); --sidecar-v8-flags replaces them ("none": no flags), and
+such a run is written beside the kept one, ".v8flags" before ".json". A full
+run takes about 3 minutes, --quick about 1.`;
 
 function parseSettings(args: string[]): Settings | undefined {
   const { values } = parseArgs({
@@ -107,7 +110,7 @@ function parseSettings(args: string[]): Settings | undefined {
       "nginx-workers": { type: "string", default: "1" },
       "sidecar-workers": { type: "string", default: "1" },
       "sidecar-engine": { type: "string", default: "serve" },
-      "sidecar-v8-flags": { type: "string", default: "" },
+      "sidecar-v8-flags": { type: "string", default: SIDECAR_V8_FLAGS },
       tool: { type: "string" },
       "no-mock": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -131,7 +134,9 @@ function parseSettings(args: string[]): Settings | undefined {
     nginxWorkers: values["nginx-workers"],
     sidecarWorkers: Math.max(1, Number(values["sidecar-workers"]) || 1),
     sidecarEngine: engine,
-    sidecarV8Flags: values["sidecar-v8-flags"],
+    sidecarV8Flags: values["sidecar-v8-flags"] === "none"
+      ? ""
+      : values["sidecar-v8-flags"],
     mock: !values["no-mock"],
     ...(values.tool === "wrk" || values.tool === "autocannon"
       ? { tool: values.tool }
@@ -640,7 +645,7 @@ function buildNotes(
     ...toolNote,
     `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers}, sidecar -workers=${settings.sidecarWorkers} -engine=${settings.sidecarEngine}${
       settings.sidecarV8Flags === ""
-        ? ""
+        ? " (no V8 flags)"
         : ` --v8-flags=${settings.sidecarV8Flags}`
     }, ` +
     "upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
@@ -742,9 +747,7 @@ async function run(
       concurrencies: CONCURRENCIES,
       sidecarEngine: settings.sidecarEngine,
       sidecarWorkers: settings.sidecarWorkers,
-      ...(settings.sidecarV8Flags === ""
-        ? {}
-        : { sidecarV8Flags: settings.sidecarV8Flags }),
+      sidecarV8Flags: settings.sidecarV8Flags,
     },
     throughput: throughput.rows,
     streaming,

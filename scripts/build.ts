@@ -20,6 +20,34 @@ export const RUNTIME_PERMISSIONS = [
   "--allow-env=ENABLE_PREFILLER_SAMPLING",
 ];
 
+/**
+ * V8 settings baked into the executable (and passed by `deno task start`):
+ * the old generation may grow to 1.5x its live size before a full collection
+ * (V8 lets it reach about 3.6x here), and the young generation stays at most
+ * 16 MiB per semi-space (32 by default). Measured side by side on the same
+ * upstreams: peak RSS 122 against 209 MiB after five rounds of 1,000 streams,
+ * 103 against 137 MiB at 32 connections and 122 against 191 at 256, for no
+ * CPU per request beyond noise except passthrough at 256 connections (+10%).
+ */
+export const SIDECAR_V8_FLAGS =
+  "--heap-growing-percent=50,--max-semi-space-size=16";
+
+/** `deno compile`'s arguments. */
+export function compileArgs(): string[] {
+  return [
+    "compile",
+    // Explicit, although deno.json says it too: without it request.signal
+    // also fires after every successful response.
+    "--unstable-no-legacy-abort",
+    "--unstable-net",
+    ...RUNTIME_PERMISSIONS,
+    `--v8-flags=${SIDECAR_V8_FLAGS}`,
+    "--output",
+    OUTPUT,
+    "main.ts",
+  ];
+}
+
 const RUNTIME_UNAVAILABLE =
   /denort|dl\.deno\.land|error sending request|dns error/i;
 
@@ -33,17 +61,7 @@ async function build(): Promise<number> {
   if (!env.DENORT_BIN) delete env.DENORT_BIN;
   const denort = env.DENORT_BIN;
   const command = new Deno.Command(Deno.execPath(), {
-    // Explicit, although deno.json says it too: without it request.signal
-    // also fires after every successful response.
-    args: [
-      "compile",
-      "--unstable-no-legacy-abort",
-      "--unstable-net",
-      ...RUNTIME_PERMISSIONS,
-      "--output",
-      OUTPUT,
-      "main.ts",
-    ],
+    args: compileArgs(),
     clearEnv: true,
     env,
     stdout: "inherit",

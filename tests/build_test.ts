@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { compileArgs, SIDECAR_V8_FLAGS } from "../scripts/build.ts";
 
 const root = new URL("../", import.meta.url);
 
@@ -38,4 +39,21 @@ Deno.test("build task reports a missing denort runtime in one line, exit 3", asy
   assert.equal(output.code, 3, stderr);
   assert.equal(stderr.split("\n").length, 1);
   assert.match(stderr, /set DENORT_BIN/);
+});
+
+Deno.test("the executable and deno task start carry the same V8 flags, and this Deno knows them", async () => {
+  assert.ok(compileArgs().includes(`--v8-flags=${SIDECAR_V8_FLAGS}`));
+  const config = JSON.parse(
+    await Deno.readTextFile(new URL("deno.json", root)),
+  ) as { tasks: Record<string, string> };
+  assert.ok(
+    config.tasks.start?.includes(` --v8-flags=${SIDECAR_V8_FLAGS} main.ts`),
+    config.tasks.start,
+  );
+  // An unknown flag stops deno with "V8 did not recognize flag".
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", `--v8-flags=${SIDECAR_V8_FLAGS}`, "0"],
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
 });

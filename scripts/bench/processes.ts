@@ -6,6 +6,8 @@
  * and peak resident memory.
  */
 
+import { SIDECAR_V8_FLAGS } from "../build.ts";
+
 const LINE_TAIL = 40;
 
 /** A started process and the last lines it wrote. */
@@ -286,13 +288,14 @@ export function sidecarArgs(
 }
 
 /**
- * `deno run` with the sidecar's permissions (those of `deno task start`)
- * and `args`: a script and its arguments, e.g. {@linkcode sidecarArgs};
- * `v8Flags`, when not empty, goes to the runtime as `--v8-flags`.
+ * `deno run` with the sidecar's permissions and V8 settings (those of
+ * `deno task start` and the executable) and `args`: a script and its
+ * arguments, e.g. {@linkcode sidecarArgs}. `v8Flags` replaces the shipped
+ * V8 settings; "" runs without any.
  */
 export function sidecarCommand(
   args: readonly string[],
-  v8Flags = "",
+  v8Flags: string = SIDECAR_V8_FLAGS,
 ): { cmd: string; args: string[] } {
   return {
     cmd: Deno.execPath(),

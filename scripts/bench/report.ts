@@ -117,7 +117,7 @@ export interface BenchReport {
     /** The sidecar's `-engine` and `-workers` (absent in runs before they existed). */
     readonly sidecarEngine?: string;
     readonly sidecarWorkers?: number;
-    /** The sidecar runtime's `--v8-flags`, when the run set any. */
+    /** The sidecar runtime's `--v8-flags` ("" for none; absent in runs before the option). */
     readonly sidecarV8Flags?: string;
   };
   readonly throughput: ThroughputRow[];

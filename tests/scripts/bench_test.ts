@@ -12,6 +12,7 @@ import {
   medianRoundByP99,
   type ThroughputRow,
 } from "../../scripts/bench/report.ts";
+import { SIDECAR_V8_FLAGS } from "../../scripts/build.ts";
 import { sidecarCommand } from "../../scripts/bench/processes.ts";
 import { quantile, summarize } from "../../scripts/bench/stats.ts";
 import type { StreamResult } from "../../scripts/bench/stream_client.ts";
@@ -226,11 +227,14 @@ Deno.test("bench percentiles use the nearest rank", () => {
   assert.ok(Number.isNaN(summarize([]).p50));
 });
 
-Deno.test("bench passes V8 flags to the sidecar's runtime only when given", () => {
-  const plain = sidecarCommand(["main.ts", "-port=1"]);
-  assert.deepEqual(plain.args.slice(-2), ["main.ts", "-port=1"]);
-  assert.ok(!plain.args.some((arg) => arg.startsWith("--v8-flags")));
-  const tuned = sidecarCommand(["main.ts"], "--heap-growing-percent=50");
-  const flag = tuned.args.indexOf("--v8-flags=--heap-growing-percent=50");
+Deno.test("bench runs the sidecar with the shipped V8 flags unless told otherwise", () => {
+  const flagsOf = (args: string[]) =>
+    args.filter((arg) => arg.startsWith("--v8-flags"));
+  const shipped = sidecarCommand(["main.ts", "-port=1"]);
+  assert.deepEqual(shipped.args.slice(-2), ["main.ts", "-port=1"]);
+  assert.deepEqual(flagsOf(shipped.args), [`--v8-flags=${SIDECAR_V8_FLAGS}`]);
+  assert.deepEqual(flagsOf(sidecarCommand(["main.ts"], "").args), []);
+  const tuned = sidecarCommand(["main.ts"], "--heap-growing-percent=80");
+  const flag = tuned.args.indexOf("--v8-flags=--heap-growing-percent=80");
   assert.ok(flag > 0 && flag < tuned.args.indexOf("main.ts"));
 });
