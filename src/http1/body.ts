@@ -67,7 +67,8 @@ export async function relayBody(
           reader.consume(used);
         } else {
           const used = scanner.scan(bytes);
-          await send(bytes.subarray(0, used));
+          // Usually a read holds whole chunks: send it without a new view.
+          await send(used === bytes.length ? bytes : bytes.subarray(0, used));
           reader.consume(used);
         }
       }

@@ -121,7 +121,11 @@ export class ConnReader {
     try {
       if (this.#start === this.#end) this.#start = this.#end = 0;
       if (this.#end === this.#buffer.length) this.#makeRoom();
-      const read = await this.conn.read(this.#buffer.subarray(this.#end));
+      // An empty buffer is read into whole: no view to allocate per chunk.
+      const space = this.#end === 0
+        ? this.#buffer
+        : this.#buffer.subarray(this.#end);
+      const read = await this.conn.read(space);
       if (read === null) {
         this.#eof = true;
         return false;
