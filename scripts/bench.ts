@@ -44,6 +44,7 @@ import {
   type BenchReport,
   computeRatios,
   formatReport,
+  formatRounds,
   judgeTargets,
   type MachineInfo,
   medianRoundByP99,
@@ -56,8 +57,10 @@ import type { StreamResult } from "./bench/stream_client.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const BENCH_DIR = new URL("./bench/", import.meta.url).pathname;
-/** Where a run's report goes: one file per engine, so each has its last run to compare with. */
-/** The kept run of an engine; a run with other V8 flags than shipped goes beside it, `.v8flags` added. */
+/**
+ * Where a run's report goes: one file per engine, so each has its last run to
+ * compare with; a run with other V8 flags than shipped goes beside it.
+ */
 function outputPath(engine: "serve" | "wire", v8Flags: string): string {
   const name = engine === "serve" ? "last_run" : "last_run.wire";
   const suffix = v8Flags === SIDECAR_V8_FLAGS ? "" : ".v8flags";
@@ -514,13 +517,14 @@ interface StreamComparison {
  */
 async function compareStreams(
   bench: Bench,
-  ports: {
+  plan: {
     readonly prefill: number;
     readonly decode: number;
     readonly nginx?: number | undefined;
+    readonly rounds: number;
   },
-  rounds: number,
 ): Promise<StreamComparison> {
+  const { rounds, ...ports } = plan;
   const { group, settings } = bench;
   const sidecar = await startSidecar(group, ports.decode, settings);
   const direct = {
@@ -580,14 +584,15 @@ async function measureTimestampedStreams(
     prefill: up.prefillPort,
     decode: up.decodePort,
     nginx: up.nginx?.port,
-  }, bench.settings.streamRounds);
-  const p99 = (values: readonly number[] | undefined) =>
-    values?.map((value) => value.toFixed(1)).join(" / ") ?? "-";
+    rounds: bench.settings.streamRounds,
+  });
   const rounds = result.p99Rounds;
   progress(
-    `streams, delay p99 per round: direct ${p99(rounds.direct)} ms, nginx ${
-      p99(rounds.nginx)
-    } ms, sidecar ${p99(rounds.sidecar)} ms; ` +
+    `streams, delay p99 per round: direct ${
+      formatRounds(rounds.direct)
+    } ms, nginx ${formatRounds(rounds.nginx)} ms, sidecar ${
+      formatRounds(rounds.sidecar)
+    } ms; ` +
       `sidecar peak RSS ${result.peakRssMiB.toFixed(1)} MiB`,
   );
   return result;
@@ -604,11 +609,12 @@ async function measureMockStreams(bench: Bench): Promise<StreamComparison> {
     "--output-tokens",
     String(settings.chunks),
   ]);
-  // One round: the mock's rows show its own limits, not a comparison.
   const result = await compareStreams(bench, {
     prefill: prefiller.port,
     decode: decoder.port,
-  }, 1);
+    // One round: the mock's rows show its own limits, not a comparison.
+    rounds: 1,
+  });
   progress(
     `mock streams: ${result.sidecar.completed}/${result.sidecar.streams} done, sidecar peak RSS ${
       result.peakRssMiB.toFixed(1)

@@ -216,16 +216,35 @@ export function computeRatios(
     streams?.sidecar.delayMs.p50 ?? undefined,
     streams?.direct.delayMs.p50 ?? undefined,
   );
-  out.stream_delay_p99_sidecar_minus_direct_ms = difference(
-    streams?.sidecar.delayMs.p99 ?? undefined,
-    streams?.direct.delayMs.p99 ?? undefined,
-  );
+  // Differences taken round by round (the paths took turns within a round),
+  // then their median; a run without rounds has only its kept rows.
+  const rounds = streams?.p99Rounds;
+  out.stream_delay_p99_sidecar_minus_direct_ms = rounds === undefined
+    ? difference(
+      streams?.sidecar.delayMs.p99 ?? undefined,
+      streams?.direct.delayMs.p99 ?? undefined,
+    )
+    : medianDifference(rounds.sidecar, rounds.direct);
   // What a C proxy adds on the same machine, in the same minutes.
-  out.stream_delay_p99_nginx_minus_direct_ms = difference(
-    streams?.nginx?.delayMs.p99 ?? undefined,
-    streams?.direct.delayMs.p99 ?? undefined,
-  );
+  out.stream_delay_p99_nginx_minus_direct_ms = rounds === undefined
+    ? difference(
+      streams?.nginx?.delayMs.p99 ?? undefined,
+      streams?.direct.delayMs.p99 ?? undefined,
+    )
+    : medianDifference(rounds.nginx ?? [], rounds.direct);
   return out;
+}
+
+/** The median of `a[i] - b[i]` over the rounds both have; null without any. */
+function medianDifference(
+  a: readonly number[],
+  b: readonly number[],
+): number | null {
+  const differences = a.slice(0, b.length).map((value, i) =>
+    value - (b[i] as number)
+  ).filter(Number.isFinite).sort((x, y) => x - y);
+  if (differences.length === 0) return null;
+  return differences[Math.floor((differences.length - 1) / 2)] as number;
 }
 
 function atLeast(
@@ -349,16 +368,19 @@ function streamRow(
   ];
 }
 
+/** Each round's p99 of one path, "a / b / c" in ms; "-" for a path that did not run. */
+export function formatRounds(values: readonly number[] | undefined): string {
+  return values?.map((value) => fixed(value, 1)).join(" / ") ?? "-";
+}
+
 /** The per-round p99 line under the streaming table, when there were several rounds. */
 function roundsLine(rounds: StreamP99Rounds | undefined): string[] {
   if (rounds === undefined || rounds.direct.length < 2) return [];
-  const list = (values: readonly number[] | undefined) =>
-    values?.map((value) => fixed(value, 1)).join(" / ") ?? "-";
   return [
     `fast decoder delay p99 per round, ms (the rows above are each path's median round): ` +
-    `direct ${list(rounds.direct)}; nginx ${list(rounds.nginx)}; sidecar ${
-      list(rounds.sidecar)
-    }`,
+    `direct ${formatRounds(rounds.direct)}; nginx ${
+      formatRounds(rounds.nginx)
+    }; sidecar ${formatRounds(rounds.sidecar)}`,
   ];
 }
 

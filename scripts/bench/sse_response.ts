@@ -18,22 +18,38 @@ type BodyState =
   | { readonly kind: "close" }
   | {
     readonly kind: "chunked";
-    /** Reading a size line, a chunk's data, the CRLF after it, or the trailer. */
-    part: "size" | "data" | "data-end" | "trailer";
+    /**
+     * Reading a size line, a chunk's data, the CR and the LF after it, or
+     * the trailer.
+     */
+    part: "size" | "data" | "data-cr" | "data-lf" | "trailer";
     /** Bytes of the current chunk not yet read. */
     left: number;
     /** The line being read (size line or trailer field), as text. */
     line: string;
   };
 
+type ChunkedState = Extract<BodyState, { kind: "chunked" }>;
+
+const CHUNK_SIZE = /^[0-9a-f]+$/i;
+
 /** Incremental reader of one SSE response; see the module comment. */
 export class SseResponseReader {
+  readonly #onEvent: (event: string) => void;
   #head: number[] = [];
   #body: BodyState | undefined;
   #text = "";
   #decoder = new TextDecoder();
   #status = 0;
   #complete = false;
+
+  /**
+   * Creates a reader that calls `onEvent` with each complete SSE event (its
+   * text without the blank line that ends it).
+   */
+  constructor(onEvent: (event: string) => void) {
+    this.#onEvent = onEvent;
+  }
 
   /** The response status, 0 until the head has arrived. */
   get status(): number {
@@ -46,11 +62,10 @@ export class SseResponseReader {
   }
 
   /**
-   * Takes the next bytes from the socket and calls `onEvent` with each SSE
-   * event they complete (its text without the blank line that ends it).
-   * Throws on a malformed head or chunk size.
+   * Takes the next bytes from the socket, reporting the events they
+   * complete. Throws on a malformed head or chunk framing.
    */
-  push(bytes: Uint8Array, onEvent: (event: string) => void): void {
+  push(bytes: Uint8Array): void {
     let i = 0;
     if (this.#body === undefined) {
       i = this.#readHead(bytes);
@@ -58,22 +73,22 @@ export class SseResponseReader {
     }
     const body = this.#body;
     if (body.kind === "close") {
-      this.#data(bytes.subarray(i), onEvent);
+      this.#data(bytes.subarray(i));
     } else if (body.kind === "length") {
       const take = Math.min(body.remaining, bytes.length - i);
       body.remaining -= take;
-      this.#data(bytes.subarray(i, i + take), onEvent);
-      if (body.remaining === 0) this.#finish(onEvent);
+      this.#data(bytes.subarray(i, i + take));
+      if (body.remaining === 0) this.#finish();
     } else {
-      this.#chunked(body, bytes, i, onEvent);
+      this.#chunked(body, bytes.subarray(i));
     }
   }
 
   /** The peer closed: ends a close-delimited body; false when the message was cut short. */
-  end(onEvent: (event: string) => void): boolean {
+  end(): boolean {
     if (this.#complete) return true;
     if (this.#body?.kind !== "close") return false;
-    this.#finish(onEvent);
+    this.#finish();
     return true;
   }
 
@@ -96,7 +111,7 @@ export class SseResponseReader {
   #startBody(headText: string): void {
     const [statusLine = "", ...fields] = headText.trimEnd().split("\r\n");
     const match = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
-    if (match === null) throw new Error(`Bad status line: ${statusLine}`);
+    if (match === null) throw new Error(`Bad status line "${statusLine}"`);
     this.#status = Number(match[1]);
     let length: number | undefined;
     let chunked = false;
@@ -117,25 +132,25 @@ export class SseResponseReader {
     }
   }
 
-  #chunked(
-    body: Extract<BodyState, { kind: "chunked" }>,
-    bytes: Uint8Array,
-    start: number,
-    onEvent: (event: string) => void,
-  ): void {
-    let i = start;
+  #chunked(body: ChunkedState, bytes: Uint8Array): void {
+    let i = 0;
     while (i < bytes.length && !this.#complete) {
       if (body.part === "data") {
         const take = Math.min(body.left, bytes.length - i);
-        this.#data(bytes.subarray(i, i + take), onEvent);
+        this.#data(bytes.subarray(i, i + take));
         body.left -= take;
         i += take;
-        if (body.left === 0) body.part = "data-end";
+        if (body.left === 0) body.part = "data-cr";
         continue;
       }
       const byte = bytes[i++] as number;
-      if (body.part === "data-end") {
-        if (byte === LF) body.part = "size";
+      // A chunk's data ends with exactly CRLF: anything else means its size was wrong.
+      if (body.part === "data-cr" || body.part === "data-lf") {
+        const expected = body.part === "data-cr" ? CR : LF;
+        if (byte !== expected) {
+          throw new Error("Chunk data not followed by CRLF: wrong chunk size");
+        }
+        body.part = body.part === "data-cr" ? "data-lf" : "size";
         continue;
       }
       if (byte !== LF) {
@@ -145,29 +160,31 @@ export class SseResponseReader {
       const line = body.line;
       body.line = "";
       if (body.part === "trailer") {
-        if (line === "") this.#finish(onEvent);
+        if (line === "") this.#finish();
         continue;
       }
-      const size = Number.parseInt(line.split(";")[0] ?? "", 16);
-      if (!Number.isFinite(size)) throw new Error(`Bad chunk size: ${line}`);
-      body.left = size;
-      body.part = size === 0 ? "trailer" : "data";
+      const digits = (line.split(";")[0] ?? "").trim();
+      if (!CHUNK_SIZE.test(digits)) {
+        throw new Error(`Bad chunk size "${line}"`);
+      }
+      body.left = Number.parseInt(digits, 16);
+      body.part = body.left === 0 ? "trailer" : "data";
     }
   }
 
-  #data(bytes: Uint8Array, onEvent: (event: string) => void): void {
+  #data(bytes: Uint8Array): void {
     this.#text += this.#decoder.decode(bytes, { stream: true });
     let end;
     while ((end = this.#text.indexOf("\n\n")) !== -1) {
-      onEvent(this.#text.slice(0, end));
+      this.#onEvent(this.#text.slice(0, end));
       this.#text = this.#text.slice(end + 2);
     }
   }
 
-  #finish(onEvent: (event: string) => void): void {
-    this.#data(new Uint8Array(0), onEvent);
-    this.#text += this.#decoder.decode();
-    if (this.#text.trim() !== "") onEvent(this.#text);
+  #finish(): void {
+    // An event without its blank line at the end of the body is dropped, as
+    // the SSE standard says: a JSON error body is not an event.
+    this.#data(new Uint8Array(0));
     this.#text = "";
     this.#complete = true;
   }

@@ -85,18 +85,19 @@ async function openStream(
     "connection: close\r\n\r\n";
   const conn = await Deno.connect({
     hostname: url.hostname,
-    port: Number(url.port),
+    port: Number(url.port || 80),
   });
   try {
     await writeAll(conn, encoder.encode(head));
     await writeAll(conn, payload);
-    const response = new SseResponseReader();
     const buffer = new Uint8Array(16 * 1024);
     let events = 0;
     let done = false;
     let last = 0;
     let received = 0;
     const onEvent = (event: string): void => {
+      // An error answer's body is not a stream of chunks to time.
+      if (response.status !== 200) return;
       if (event === "data: [DONE]") {
         done = true;
         return;
@@ -108,16 +109,17 @@ async function openStream(
       const sent = SENT_AT.exec(event)?.[1];
       if (sent !== undefined) record.delay.push(received - Number(sent));
     };
+    const response = new SseResponseReader(onEvent);
     while (!response.complete) {
       const read = await conn.read(buffer);
       received = now();
       if (read === null) {
-        if (!response.end(onEvent)) {
+        if (!response.end()) {
           throw new Error("The server closed the stream before it ended");
         }
         break;
       }
-      response.push(buffer.subarray(0, read), onEvent);
+      response.push(buffer.subarray(0, read));
     }
     return { events, done: done && response.status === 200 };
   } finally {

@@ -120,6 +120,9 @@ export class ConnReader {
     if (this.#eof) return false;
     try {
       if (this.#start === this.#end) this.#start = this.#end = 0;
+      // Should growing the buffer fail (a message too large for memory), the
+      // finally below runs before fill() stores this promise, so the reader
+      // stays failed: it could not hold that message anyway.
       if (this.#end === this.#buffer.length) this.#makeRoom();
       // An empty buffer is read into whole: no view to allocate per chunk.
       const space = this.#end === 0

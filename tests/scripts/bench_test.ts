@@ -157,6 +157,25 @@ Deno.test("bench streaming ratios subtract the direct floor from nginx and the s
     },
   });
   assert.equal(withoutNginx.stream_delay_p99_nginx_minus_direct_ms, null);
+  // With rounds, differences are taken within each round, then their median.
+  const inRounds = computeRatios([], {
+    concurrencies: [32],
+    streaming: {
+      timestamped: {
+        direct: stream(0.5, 6),
+        nginx: stream(0.5, 7),
+        sidecar: stream(1, 11),
+        p99Rounds: {
+          direct: [5, 10, 6],
+          nginx: [6, 9, 7],
+          sidecar: [7, 11, 20],
+        },
+      },
+      settings,
+    },
+  });
+  assert.equal(inRounds.stream_delay_p99_sidecar_minus_direct_ms, 2);
+  assert.equal(inRounds.stream_delay_p99_nginx_minus_direct_ms, 1);
 });
 
 Deno.test("bench streaming keeps each path's median round by p99", () => {

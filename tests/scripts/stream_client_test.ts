@@ -38,13 +38,13 @@ function latin1(text: string): Uint8Array {
   return Uint8Array.from(text, (char) => char.charCodeAt(0));
 }
 
-/** Feeds `wire` to a reader cut at `cut`, returning the events and the reader. */
+/** Feeds `wire` to a reader in pieces ending at each of `cuts`, returning the events and the reader. */
 function feed(wire: Uint8Array, cuts: readonly number[]) {
-  const reader = new SseResponseReader();
   const events: string[] = [];
+  const reader = new SseResponseReader((event) => events.push(event));
   let at = 0;
   for (const cut of [...cuts, wire.length]) {
-    reader.push(wire.subarray(at, cut), (event) => events.push(event));
+    reader.push(wire.subarray(at, cut));
     at = cut;
   }
   return { reader, events };
@@ -77,15 +77,15 @@ Deno.test("bench SSE reader reads Content-Length and close-delimited bodies", ()
   const untilClose = feed(
     new Uint8Array([
       ...encoder.encode("HTTP/1.0 200 OK\r\n\r\n"),
-      ...encoder.encode('data: {"n":1}\n\ndata: {"n":2}'),
+      ...encoder.encode('data: {"n":1}\n\ndata: {"n":2}\n\ndata: {"n":3}'),
     ]),
     [25],
   );
-  assert.deepEqual(untilClose.events, ['data: {"n":1}']);
+  assert.deepEqual(untilClose.events, ['data: {"n":1}', 'data: {"n":2}']);
   assert.equal(untilClose.reader.complete, false);
-  const late: string[] = [];
-  assert.equal(untilClose.reader.end((event) => late.push(event)), true);
-  assert.deepEqual(late, ['data: {"n":2}']);
+  assert.equal(untilClose.reader.end(), true);
+  // The last event has no blank line after it: dropped, as SSE says.
+  assert.deepEqual(untilClose.events, ['data: {"n":1}', 'data: {"n":2}']);
 });
 
 Deno.test("bench SSE reader tells a cut-short stream and a bad head", () => {
@@ -93,8 +93,22 @@ Deno.test("bench SSE reader tells a cut-short stream and a bad head", () => {
     latin1("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nda"),
     [],
   );
-  assert.equal(cut.reader.end(() => {}), false);
+  assert.equal(cut.reader.end(), false);
   assert.throws(() => feed(latin1("SSH-2.0-OpenSSH\r\n\r\n"), []), /status/);
+  const head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+  // parseInt would take each of these; a negative size used to loop forever.
+  for (const size of ["-5", "+5", "0x9", "5 junk", ""]) {
+    assert.throws(
+      () => feed(latin1(`${head}${size}\r\ndata: x\n\n\r\n0\r\n\r\n`), []),
+      /Bad chunk size/,
+      size,
+    );
+  }
+  // A size one short leaves a byte where the CRLF should be.
+  assert.throws(
+    () => feed(latin1(`${head}8\r\ndata: x\n\n\r\n0\r\n\r\n`), []),
+    /CRLF/,
+  );
   assert.throws(
     () =>
       feed(
@@ -135,6 +149,29 @@ Deno.test("bench stream client times every chunk of the fast decoder's streams",
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("bench stream client times nothing of an error answer", async () => {
+  await using server = startScriptedServer(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+    const body = 'data: {"bench_sent_ms":1}\n\n{"error":"overloaded"}';
+    await conn.write(encoder.encode(
+      `HTTP/1.1 503 Service Unavailable\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+    ));
+    conn.close();
+  });
+  const result = await runStreams({
+    url: new URL(`http://127.0.0.1:${server.port}/v1/completions`),
+    headers: {},
+    body: "{}",
+    streams: 2,
+    rampMs: 0,
+  });
+  assert.equal(result.completed, 0);
+  assert.equal(result.failed, 2);
+  assert.equal(result.events, 0);
+  assert.equal(result.firstEventMs.count, 0);
+  assert.equal(result.delayMs.count, 0);
 });
 
 Deno.test("bench stream client counts a stream the server cuts short as failed", async () => {

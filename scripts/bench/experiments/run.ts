@@ -144,7 +144,8 @@ async function startVariant(
   const processes: Started[] = [];
   for (let copy = 0; copy < (variant.copies ?? 1); copy++) {
     const process = group.start(variant.name, {
-      ...sidecarCommand(variant.args(decoderPort, port)),
+      // No V8 flags: like the bare proxies it is compared with, and the figures recorded before.
+      ...sidecarCommand(variant.args(decoderPort, port), ""),
       cwd: ROOT,
     });
     processes.push(process);
