@@ -151,22 +151,27 @@ Deno.test("bench stream client times every chunk of the fast decoder's streams",
   }
 });
 
-Deno.test("bench stream client times nothing of an error answer", async () => {
+/** Two streams against a server that reads each request, writes `answer` and closes. */
+async function streamsAgainst(answer: string) {
   await using server = startScriptedServer(async (conn) => {
     await conn.read(new Uint8Array(4096));
-    const body = 'data: {"bench_sent_ms":1}\n\n{"error":"overloaded"}';
-    await conn.write(encoder.encode(
-      `HTTP/1.1 503 Service Unavailable\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
-    ));
+    await conn.write(encoder.encode(answer));
     conn.close();
   });
-  const result = await runStreams({
+  return await runStreams({
     url: new URL(`http://127.0.0.1:${server.port}/v1/completions`),
     headers: {},
     body: "{}",
     streams: 2,
     rampMs: 0,
   });
+}
+
+Deno.test("bench stream client times nothing of an error answer", async () => {
+  const body = 'data: {"bench_sent_ms":1}\n\n{"error":"overloaded"}';
+  const result = await streamsAgainst(
+    `HTTP/1.1 503 Service Unavailable\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+  );
   assert.equal(result.completed, 0);
   assert.equal(result.failed, 2);
   assert.equal(result.events, 0);
@@ -175,21 +180,10 @@ Deno.test("bench stream client times nothing of an error answer", async () => {
 });
 
 Deno.test("bench stream client counts a stream the server cuts short as failed", async () => {
-  await using server = startScriptedServer(async (conn) => {
-    await conn.read(new Uint8Array(4096));
-    await conn.write(encoder.encode(
-      "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" +
-        "a\r\ndata: {}\n\n\r\n",
-    ));
-    conn.close();
-  });
-  const result = await runStreams({
-    url: new URL(`http://127.0.0.1:${server.port}/v1/completions`),
-    headers: {},
-    body: "{}",
-    streams: 2,
-    rampMs: 0,
-  });
+  const result = await streamsAgainst(
+    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" +
+      "a\r\ndata: {}\n\n\r\n",
+  );
   assert.equal(result.completed, 0);
   assert.equal(result.failed, 2);
   assert.match(result.firstError ?? "", /closed the stream/);
