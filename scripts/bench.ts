@@ -59,12 +59,23 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const BENCH_DIR = new URL("./bench/", import.meta.url).pathname;
 /**
  * Where a run's report goes: one file per engine, so each has its last run to
- * compare with; a run with other V8 flags than shipped goes beside it.
+ * compare with; a run with several workers or other V8 flags than shipped
+ * goes beside it.
  */
-function outputPath(engine: "serve" | "wire", v8Flags: string): string {
-  const name = engine === "serve" ? "last_run" : "last_run.wire";
-  const suffix = v8Flags === SIDECAR_V8_FLAGS ? "" : ".v8flags";
-  return `${BENCH_DIR}${name}${suffix}.json`;
+function outputPath(
+  settings: Pick<
+    Settings,
+    "sidecarEngine" | "sidecarWorkers" | "sidecarV8Flags"
+  >,
+): string {
+  const name = settings.sidecarEngine === "serve"
+    ? "last_run"
+    : "last_run.wire";
+  const workers = settings.sidecarWorkers === 1
+    ? ""
+    : `.workers${settings.sidecarWorkers}`;
+  const flags = settings.sidecarV8Flags === SIDECAR_V8_FLAGS ? "" : ".v8flags";
+  return `${BENCH_DIR}${name}${workers}${flags}.json`;
 }
 const CONCURRENCIES = [1, 32, 256];
 const PATH = "/v1/chat/completions";
@@ -101,9 +112,10 @@ const USAGE =
 Measures the sidecar against direct upstream access and nginx, prints a table
 and writes it to scripts/bench/last_run.json (last_run.wire.json with
 --sidecar-engine=wire). The sidecar runs with the V8 flags it ships with
-(scripts/build.ts); --sidecar-v8-flags replaces them ("none": no flags), and
-such a run is written beside the kept one, ".v8flags" before ".json". A full
-run takes about 3 minutes, --quick about 1.`;
+(scripts/build.ts); --sidecar-v8-flags replaces them ("none": no flags). A run
+with other flags or several workers is written beside the kept one, with
+".v8flags" or ".workersN" before ".json". A full run takes about 3 minutes,
+--quick about 1.`;
 
 function parseSettings(args: string[]): Settings | undefined {
   const { values } = parseArgs({
@@ -790,7 +802,7 @@ async function main(): Promise<number> {
   try {
     const report = await run(settings, { group, tempDir });
     console.log(formatReport(report));
-    const output = outputPath(settings.sidecarEngine, settings.sidecarV8Flags);
+    const output = outputPath(settings);
     await Deno.writeTextFile(output, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`\nwritten to ${output}`);
     // A report, not a gate: FAIL lines are findings, not a failed run.
