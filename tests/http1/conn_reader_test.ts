@@ -4,70 +4,49 @@ import {
   ConnReader,
   HeadTooLargeError,
 } from "../../src/http1/conn_reader.ts";
+import { socketPair, writeText } from "../support/sockets.ts";
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** A connected loopback pair: `reader` wraps the client side with an 8-byte buffer. */
+/** A loopback pair whose client side `reader` wraps with an 8-byte buffer; `peer` is the other end. */
 async function pair(): Promise<
   { reader: ConnReader; peer: Deno.Conn } & AsyncDisposable
 > {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const [client, peer] = await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
-    listener.accept(),
-  ]);
-  listener.close();
-  const reader = new ConnReader(client, 8);
+  const sockets = await socketPair();
   return {
-    reader,
-    peer,
-    [Symbol.asyncDispose]() {
-      reader.close();
-      try {
-        peer.close();
-      } catch {
-        // Closed by the test.
-      }
-      return Promise.resolve();
-    },
+    reader: new ConnReader(sockets.client, 8),
+    peer: sockets.server,
+    [Symbol.asyncDispose]: () => sockets[Symbol.asyncDispose](),
   };
-}
-
-async function send(conn: Deno.Conn, text: string): Promise<void> {
-  const bytes = encoder.encode(text);
-  for (let sent = 0; sent < bytes.length;) {
-    sent += await conn.write(bytes.subarray(sent));
-  }
 }
 
 Deno.test("ConnReader grows its buffer for a head larger than it, keeping the bytes after", async () => {
   await using io = await pair();
   const head = "POST /v1/completions HTTP/1.1\r\nhost: decoder:8200";
-  await send(io.peer, `${head}\r\n\r\n{"a":1}GET`);
+  await writeText(io.peer, `${head}\r\n\r\n{"a":1}GET`);
   assert.equal(await io.reader.head(1024), head);
   assert.equal(decoder.decode(await io.reader.exactly(7)), '{"a":1}');
   // What follows the body stays buffered for the next message.
   assert.equal(io.reader.buffered >= 1, true);
-  await send(io.peer, " / HTTP/1.1\r\n\r\n");
+  await writeText(io.peer, " / HTTP/1.1\r\n\r\n");
   assert.equal(await io.reader.head(1024), "GET / HTTP/1.1");
 });
 
 Deno.test("ConnReader moves unread bytes to the front of a full buffer", async () => {
   await using io = await pair();
-  await send(io.peer, "abcdefgh");
+  await writeText(io.peer, "abcdefgh");
   assert.equal(decoder.decode(await io.reader.view(4)), "abcd");
   // Four unread bytes at the end of a full 8-byte buffer; four more arrive.
-  await send(io.peer, "ijkl");
+  await writeText(io.peer, "ijkl");
   assert.equal(decoder.decode(await io.reader.view(8)), "efghijkl");
-  await send(io.peer, "mn");
+  await writeText(io.peer, "mn");
   assert.equal(decoder.decode(await io.reader.exactly(2)), "mn");
   assert.equal(io.reader.received, 14);
 });
 
 Deno.test("ConnReader tells a closed peer apart from a cut-short message and refuses a huge head", async () => {
   await using io = await pair();
-  await send(io.peer, "GET / HT");
+  await writeText(io.peer, "GET / HT");
   io.peer.close();
   await assert.rejects(io.reader.head(1024), (error) => {
     assert.ok(error instanceof ClosedEarlyError);
@@ -81,6 +60,6 @@ Deno.test("ConnReader tells a closed peer apart from a cut-short message and ref
   assert.equal(await idle.reader.head(1024), undefined);
 
   await using big = await pair();
-  await send(big.peer, `GET /${"x".repeat(100)}`);
+  await writeText(big.peer, `GET /${"x".repeat(100)}`);
   await assert.rejects(big.reader.head(64), HeadTooLargeError);
 });

@@ -2,36 +2,10 @@ import assert from "node:assert/strict";
 import { readText } from "../../src/http1/body.ts";
 import { ConnReader } from "../../src/http1/conn_reader.ts";
 import { withEncoded, withUtf8, writeMessage } from "../../src/http1/write.ts";
+import { socketPair } from "../support/sockets.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A connected loopback pair: what `client` writes, `server` reads. */
-async function socketPair(): Promise<
-  { client: Deno.Conn; server: Deno.Conn } & AsyncDisposable
-> {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const accepted = listener.accept();
-  const client = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: listener.addr.port,
-  });
-  const server = await accepted;
-  return {
-    client,
-    server,
-    [Symbol.asyncDispose]() {
-      for (const conn of [client, server]) {
-        try {
-          conn.close();
-        } catch {
-          // Closed by the test.
-        }
-      }
-      return Promise.resolve();
-    },
-  };
-}
 
 /** Reads `conn` to its end. */
 async function readAll(conn: Deno.Conn): Promise<Uint8Array> {

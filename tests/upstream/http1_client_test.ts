@@ -12,9 +12,9 @@ import {
   startScriptedServer,
   startSilentUpstream,
 } from "../support/stub_upstream.ts";
+import { readRequest, writeText } from "../support/sockets.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 function targetOf(port: number): Http1Target {
   return { host: "127.0.0.1", port, hostPort: `127.0.0.1:${port}` };
@@ -31,30 +31,6 @@ function post(body = '{"a":1}', signal = new AbortController().signal) {
     body,
     signal,
   };
-}
-
-/** Reads one request head and its Content-Length body from `conn`. */
-async function readRequest(conn: Deno.Conn): Promise<string> {
-  let text = "";
-  const buffer = new Uint8Array(4096);
-  for (;;) {
-    const end = text.indexOf("\r\n\r\n");
-    if (end !== -1) {
-      const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? 0);
-      if (text.length >= end + 4 + length) return text;
-    }
-    const read = await conn.read(buffer);
-    if (read === null) throw new Error("client closed");
-    text += decoder.decode(buffer.subarray(0, read));
-  }
-}
-
-async function write(conn: Deno.Conn, text: string): Promise<void> {
-  const bytes = encoder.encode(text);
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
 }
 
 Deno.test("http1 client sends method, path, host, headers and body, and reuses the connection", async () => {
@@ -154,7 +130,7 @@ Deno.test("http1 client parses an answer that arrives one byte at a time, after 
 Deno.test("http1 client reads to the end an answer without length, and does not reuse that connection", async () => {
   await using server = startScriptedServer(async (conn) => {
     await readRequest(conn);
-    await write(conn, `HTTP/1.0 200 OK\r\n\r\n${"x".repeat(40_000)}`);
+    await writeText(conn, `HTTP/1.0 200 OK\r\n\r\n${"x".repeat(40_000)}`);
     conn.close();
   });
   const client = createHttp1Client({ maxIdlePerHost: 4, idleTimeoutMs: 4000 });
@@ -176,7 +152,10 @@ Deno.test("http1 client reads to the end an answer without length, and does not 
 Deno.test("http1 client sends again on a new connection when a pooled one was closed while idle", async () => {
   await using server = startScriptedServer(async (conn, index) => {
     await readRequest(conn);
-    await write(conn, `HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${index}`);
+    await writeText(
+      conn,
+      `HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${index}`,
+    );
     // The first connection is closed by the server once idle, as uvicorn does after 5 s.
     if (index === 0) conn.close();
     else await readRequest(conn).catch(() => {});
@@ -225,7 +204,10 @@ Deno.test("http1 client does not pool a connection an abort closed after the ans
   await using server = startScriptedServer(async (conn, index) => {
     for (;;) {
       await readRequest(conn);
-      await write(conn, `HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${index}`);
+      await writeText(
+        conn,
+        `HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${index}`,
+      );
     }
   });
   const client = createHttp1Client({
@@ -250,7 +232,7 @@ Deno.test("http1 client does not reuse a connection idle longer than the idle ti
   await using server = startScriptedServer(async (conn) => {
     for (;;) {
       await readRequest(conn);
-      await write(conn, "HTTP/1.1 204 No Content\r\n\r\n");
+      await writeText(conn, "HTTP/1.1 204 No Content\r\n\r\n");
     }
   });
   const client = createHttp1Client({ maxIdlePerHost: 4, idleTimeoutMs: 0 });

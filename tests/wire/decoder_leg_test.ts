@@ -2,22 +2,11 @@ import assert from "node:assert/strict";
 import { ProxyError } from "../../src/errors.ts";
 import { createWireDecoder } from "../../src/wire/decoder_leg.ts";
 import { readBody } from "../../src/http1/body.ts";
+import { readRequest } from "../support/sockets.ts";
 import { closedPort, startScriptedServer } from "../support/stub_upstream.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Reads one request head off `conn` (enough for these bodiless or tiny requests). */
-async function readRequest(conn: Deno.Conn): Promise<string> {
-  const buffer = new Uint8Array(16384);
-  let text = "";
-  while (!text.includes("\r\n\r\n")) {
-    const read = await conn.read(buffer);
-    if (read === null) throw new Error("closed before a request");
-    text += decoder.decode(buffer.subarray(0, read));
-  }
-  return text;
-}
 
 function answer(body: string): Uint8Array {
   return encoder.encode(

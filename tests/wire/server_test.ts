@@ -665,6 +665,9 @@ Deno.test("wire server relays a HEAD answer from the decoder without a body", as
     rawRequest("HEAD", "/v1/models") + rawRequest("GET", "/v1/models"),
   );
   const head = await client.response("HEAD");
+  // The mock vLLM answers HEAD /v1/models as FastAPI does: 405, relayed as is.
+  assert.equal(head.status, 405);
+  assert.equal(head.body, "");
   const models = await client.response();
   assert.equal(
     models.status,
@@ -752,10 +755,17 @@ Deno.test("wire server shutdown lets a streaming answer finish, then closes its 
     }),
   );
   const decode = await h.decode.nextRequest();
-  let decodeSettled = false;
-  decode.finished.then(() => decodeSettled = true);
+  // Checked after a timer tick, so an already settled decode is seen.
+  const decodeState = await Promise.race([
+    decode.finished.then(() => "settled"),
+    new Promise((resolve) => setTimeout(resolve, 0, "pending")),
+  ]);
+  assert.equal(
+    decodeState,
+    "pending",
+    "the decode ended before shutdown began",
+  );
   const shutdown = stoppable.shutdown();
-  assert.equal(decodeSettled, false, "the decode ended before shutdown began");
   const response = await client.response("POST");
   assert.equal(response.status, 200);
   assert.match(response.body, /data: \[DONE\]\n\n$/);
