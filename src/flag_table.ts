@@ -51,7 +51,10 @@ export interface FlagEntry {
   readonly help: string;
   /** Shown in the usage text; omitted for zero values, like Go's PrintDefaults. */
   readonly default?: string | number | boolean;
-  /** Accepted values of an enumerated string flag. */
+  /**
+   * Accepted values of an enumerated flag that has no effect (checked, then
+   * ignored); supported ones are checked against their typed lists in config.
+   */
   readonly choices?: readonly string[];
 }
 
@@ -88,14 +91,12 @@ const FLAGS = {
     kind: "string",
     status: "supported",
     default: DEFAULT_CONNECTOR,
-    choices: CONNECTOR_NAMES,
     help:
       `the KV protocol between prefiller and decoder. Supported: ${CONNECTOR_LIST}`,
   },
   "connector": {
     kind: "string",
     status: "supported",
-    choices: CONNECTOR_NAMES,
     help:
       "Deprecated: use -kv-connector instead. The P/D connector being used. " +
       `Supported: ${CONNECTOR_LIST}`,
@@ -133,7 +134,6 @@ const FLAGS = {
     kind: "string",
     status: "supported",
     default: "serve",
-    choices: ENGINE_NAMES,
     help:
       'the HTTP server: "serve" (Hono on Deno.serve; HTTP/1.1, and HTTP/2 with TLS) or "wire" ' +
       "(the sidecar's own HTTP/1.1 server relaying bytes between sockets, several times " +

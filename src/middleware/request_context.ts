@@ -16,7 +16,11 @@ export function requestIdOf(headers: HeaderLookup): string {
   return sent ? sent : crypto.randomUUID();
 }
 
-/** Writes the access line of a request at debug verbosity (both engines). */
+/**
+ * Writes the access line of a request at debug verbosity (both engines).
+ * Callers check `log.enabled(VERBOSITY_DEBUG)` first, so nothing is built
+ * for it on a request when debug is off.
+ */
 export function logHandled(
   log: Logger,
   request: {
@@ -27,7 +31,6 @@ export function logHandled(
     readonly started: number;
   },
 ): void {
-  if (!log.enabled(VERBOSITY_DEBUG)) return;
   log.debug("request handled", {
     method: request.method,
     path: request.path,
@@ -46,6 +49,7 @@ export function requestContext(log: Logger): MiddlewareHandler<AppEnv> {
     c.set("requestId", requestId);
     c.set("log", requestLog);
     await next();
+    if (!requestLog.enabled(VERBOSITY_DEBUG)) return;
     logHandled(requestLog, {
       method: c.req.method,
       path: c.req.path,

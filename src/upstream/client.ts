@@ -7,10 +7,10 @@
 
 import { ClosedEarlyError } from "../http1/conn_reader.ts";
 import type { HeaderList } from "./headers.ts";
+import type { UpstreamTarget } from "./target.ts";
 import {
   createHttp1Client,
   type Http1Request,
-  type Http1Target,
   type WholeResponse,
 } from "./http1_client.ts";
 
@@ -51,7 +51,7 @@ export interface UpstreamClient {
    * leg), on the cheaper HTTP/1.1 client. Throws `UpstreamError` on failure.
    */
   sendAndRead(
-    target: Http1Target,
+    target: UpstreamTarget,
     request: Http1Request,
   ): Promise<WholeResponse>;
   /** Closes pooled connections. */

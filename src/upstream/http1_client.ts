@@ -24,9 +24,6 @@ export interface WholeResponse {
   readonly text: string;
 }
 
-/** Where to send a request: the parsed prefiller target. */
-export type Http1Target = UpstreamTarget;
-
 /** One request whose answer is read whole. */
 export interface Http1Request {
   readonly method: string;
@@ -50,7 +47,10 @@ export interface Http1ClientOptions {
 /** A pooled HTTP/1.1 client. */
 export interface Http1Client {
   /** Sends the request and reads the whole answer; throws on transport failure. */
-  request(target: Http1Target, request: Http1Request): Promise<WholeResponse>;
+  request(
+    target: UpstreamTarget,
+    request: Http1Request,
+  ): Promise<WholeResponse>;
   /** Closes every idle connection. */
   close(): void;
 }
@@ -75,7 +75,7 @@ async function readResponse(
 export function createHttp1Client(options: Http1ClientOptions): Http1Client {
   const pools = new Map<string, ConnPool>();
 
-  function poolOf(target: Http1Target): ConnPool {
+  function poolOf(target: UpstreamTarget): ConnPool {
     let pool = pools.get(target.hostPort);
     if (pool === undefined) {
       pool = new ConnPool({

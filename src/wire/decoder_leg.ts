@@ -46,8 +46,6 @@ export interface WireDecoderOptions {
 
 /** The local decoder, over pooled connections. */
 export interface WireDecoder {
-  /** `host:port`, for logs and errors. */
-  readonly hostPort: string;
   /** Sends the request and reads the answer's head; throws `ProxyError`. */
   send(request: DecoderRequest): Promise<DecoderAnswer>;
   /** Gives back the connection of an answer: pooled when read whole and reusable. */
@@ -97,7 +95,6 @@ export function createWireDecoder(options: WireDecoderOptions): WireDecoder {
   });
 
   return {
-    hostPort,
     async send(request) {
       try {
         const { reader, result } = await pool.exchange(

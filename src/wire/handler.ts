@@ -164,6 +164,7 @@ export function createWireHandler(deps: WireDeps): WireHandler {
       await writeResponse(exchange, response);
       status = response.status;
     }
+    if (!log.enabled(VERBOSITY_DEBUG)) return;
     logHandled(log, {
       method: head.method,
       path: head.path,

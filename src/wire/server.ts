@@ -73,7 +73,7 @@ export class Exchange {
   }
 
   /** Sends `100 Continue` when the client waits for it; call before reading the body. */
-  async continue(): Promise<void> {
+  async #continue(): Promise<void> {
     if (!this.head.expectContinue || this.#continued || this.#bodyDone) return;
     this.#continued = true;
     await writeAll(this.reader.conn, CONTINUE);
@@ -86,7 +86,7 @@ export class Exchange {
 
   /** Reads the request body whole. */
   async readBody(): Promise<Uint8Array> {
-    await this.continue();
+    await this.#continue();
     let body: Uint8Array;
     try {
       body = await readBody(this.reader, this.head.framing);
@@ -99,7 +99,7 @@ export class Exchange {
 
   /** Reads the request body whole, as UTF-8 text. */
   async readText(): Promise<string> {
-    await this.continue();
+    await this.#continue();
     let text: string;
     try {
       // Decoded before #markBodyDone starts the next read into the same buffer.
@@ -113,7 +113,7 @@ export class Exchange {
 
   /** Relays the request body as it arrives, framing kept, to `sink`, after `prefix`. */
   async relayBody(sink: ByteSink, prefix: string): Promise<void> {
-    await this.continue();
+    await this.#continue();
     try {
       await relayBody(this.reader, this.head.framing, sink, { prefix });
     } catch (error) {

@@ -3,10 +3,8 @@ import {
   createUpstreamClient,
   UpstreamError,
 } from "../../src/upstream/client.ts";
-import {
-  createHttp1Client,
-  type Http1Target,
-} from "../../src/upstream/http1_client.ts";
+import { createHttp1Client } from "../../src/upstream/http1_client.ts";
+import type { UpstreamTarget } from "../../src/upstream/target.ts";
 import {
   closedPort,
   startScriptedServer,
@@ -16,7 +14,7 @@ import { readRequest, writeText } from "../support/sockets.ts";
 
 const encoder = new TextEncoder();
 
-function targetOf(port: number): Http1Target {
+function targetOf(port: number): UpstreamTarget {
   return { host: "127.0.0.1", port, hostPort: `127.0.0.1:${port}` };
 }
 
