@@ -563,26 +563,29 @@ async function compareStreams(
   // JIT), and with 100-stream warm-ups the first measured path paid for all.
   const shape = { streams: settings.streams, rampMs: settings.rampMs };
   for (const path of paths) await runStreams(bench, { ...path.plan, ...shape });
-  const results = new Map<string, StreamResult[]>();
+  const results: Record<string, StreamResult[]> = Object.fromEntries(
+    paths.map((path) => [path.name, []]),
+  );
   for (let round = 0; round < rounds; round++) {
     for (const path of paths) {
-      const result = await runStreams(bench, { ...path.plan, ...shape });
-      results.set(path.name, [...(results.get(path.name) ?? []), result]);
+      results[path.name]?.push(
+        await runStreams(bench, { ...path.plan, ...shape }),
+      );
     }
   }
   const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
   await group.stop(sidecar.process);
-  const of = (name: string) => results.get(name) ?? [];
-  const p99s = (name: string) => of(name).map((r) => r.delayMs.p99);
-  const nginx = of("nginx");
+  const { direct: directRounds = [], nginx, sidecar: sidecarRounds = [] } =
+    results;
+  const p99s = (of: StreamResult[]) => of.map((r) => r.delayMs.p99);
   return {
-    direct: medianRoundByP99(of("direct")),
-    ...(nginx.length === 0 ? {} : { nginx: medianRoundByP99(nginx) }),
-    sidecar: medianRoundByP99(of("sidecar")),
+    direct: medianRoundByP99(directRounds),
+    ...(nginx === undefined ? {} : { nginx: medianRoundByP99(nginx) }),
+    sidecar: medianRoundByP99(sidecarRounds),
     p99Rounds: {
-      direct: p99s("direct"),
-      ...(nginx.length === 0 ? {} : { nginx: p99s("nginx") }),
-      sidecar: p99s("sidecar"),
+      direct: p99s(directRounds),
+      ...(nginx === undefined ? {} : { nginx: p99s(nginx) }),
+      sidecar: p99s(sidecarRounds),
     },
     peakRssMiB,
   };

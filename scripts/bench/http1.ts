@@ -67,6 +67,16 @@ export function post(
   return promise;
 }
 
+/** Writes all of `bytes` to a raw `conn` (the benchmark's socket-level clients and servers). */
+export async function writeAll(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+): Promise<void> {
+  for (let sent = 0; sent < bytes.length;) {
+    sent += await conn.write(bytes.subarray(sent));
+  }
+}
+
 /** `--header "name: value"` arguments of the benchmark's own clients. */
 export function headerArgs(headers: Record<string, string>): string[] {
   return Object.entries(headers).flatMap((

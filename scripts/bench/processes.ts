@@ -414,7 +414,7 @@ async function sumOver(
 }
 
 /** CPU seconds of `pid` and all its descendants. */
-export async function treeCpuSeconds(
+async function treeCpuSeconds(
   pid: number,
   ticksPerSecond: number,
 ): Promise<number> {

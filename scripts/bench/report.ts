@@ -5,6 +5,7 @@
  * text table printed at the end. Pure: no I/O.
  */
 
+import { quantile } from "./stats.ts";
 import type { StreamResult } from "./stream_client.ts";
 
 /** The machine a run measured. */
@@ -217,21 +218,22 @@ export function computeRatios(
     streams?.direct.delayMs.p50 ?? undefined,
   );
   // Differences taken round by round (the paths took turns within a round),
-  // then their median; a run without rounds has only its kept rows.
-  const rounds = streams?.p99Rounds;
-  out.stream_delay_p99_sidecar_minus_direct_ms = rounds === undefined
-    ? difference(
-      streams?.sidecar.delayMs.p99 ?? undefined,
-      streams?.direct.delayMs.p99 ?? undefined,
-    )
-    : medianDifference(rounds.sidecar, rounds.direct);
+  // then their median; a run without rounds counts its kept rows as one.
+  const rounds: StreamP99Rounds | undefined = streams?.p99Rounds ??
+    (streams && {
+      direct: [streams.direct.delayMs.p99],
+      ...(streams.nginx ? { nginx: [streams.nginx.delayMs.p99] } : {}),
+      sidecar: [streams.sidecar.delayMs.p99],
+    });
+  out.stream_delay_p99_sidecar_minus_direct_ms = medianDifference(
+    rounds?.sidecar ?? [],
+    rounds?.direct ?? [],
+  );
   // What a C proxy adds on the same machine, in the same minutes.
-  out.stream_delay_p99_nginx_minus_direct_ms = rounds === undefined
-    ? difference(
-      streams?.nginx?.delayMs.p99 ?? undefined,
-      streams?.direct.delayMs.p99 ?? undefined,
-    )
-    : medianDifference(rounds.nginx ?? [], rounds.direct);
+  out.stream_delay_p99_nginx_minus_direct_ms = medianDifference(
+    rounds?.nginx ?? [],
+    rounds?.direct ?? [],
+  );
   return out;
 }
 
@@ -240,11 +242,11 @@ function medianDifference(
   a: readonly number[],
   b: readonly number[],
 ): number | null {
-  const differences = a.slice(0, b.length).map((value, i) =>
-    value - (b[i] as number)
-  ).filter(Number.isFinite).sort((x, y) => x - y);
-  if (differences.length === 0) return null;
-  return differences[Math.floor((differences.length - 1) / 2)] as number;
+  const differences = Float64Array.from(
+    a.slice(0, b.length).map((value, i) => value - (b[i] as number))
+      .filter(Number.isFinite),
+  ).sort();
+  return differences.length === 0 ? null : quantile(differences, 0.5);
 }
 
 function atLeast(

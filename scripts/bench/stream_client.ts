@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { SENT_AT_FIELD } from "./fast_upstream.ts";
 import { SseResponseReader } from "./sse_response.ts";
-import { createAgent, parseHeaderArgs, post } from "./http1.ts";
+import { createAgent, parseHeaderArgs, post, writeAll } from "./http1.ts";
 import { buildDecodeBody, buildPrefillBody } from "./pd_client.ts";
 import { Samples, summarize, type Summary } from "./stats.ts";
 
@@ -58,12 +58,6 @@ function now(): number {
 }
 
 const encoder = new TextEncoder();
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let sent = 0; sent < bytes.length;) {
-    sent += await conn.write(bytes.subarray(sent));
-  }
-}
 
 /** One stream on its own connection, read straight from the socket. */
 async function openStream(

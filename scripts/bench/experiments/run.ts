@@ -12,6 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { headerArgs } from "../http1.ts";
 import { detectLoadTool, type LoadTool } from "../load_tool.ts";
 import {
   clockTicksPerSecond,
@@ -281,8 +282,7 @@ async function measureStreams(
     `${HERE}../stream_client.ts`,
     "--url",
     run.url,
-    "--header",
-    `x-prefiller-host-port: ${run.headers["x-prefiller-host-port"]}`,
+    ...headerArgs(run.headers),
     "--body",
     JSON.stringify({ ...JSON.parse(BODY), stream: true, max_tokens: 20 }),
     "--streams",

@@ -15,6 +15,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { writeAll } from "../http1.ts";
 import { detectLoadTool } from "../load_tool.ts";
 import {
   createProcessGroup,
@@ -46,9 +47,7 @@ async function answerEach(conn: Deno.Conn): Promise<void> {
       const length = Number(/content-length:\s*(\d+)/i.exec(text)?.[1] ?? 0);
       const size = end + 4 + length;
       if (joined.length - at < size) break;
-      for (let sent = 0; sent < ANSWER.length;) {
-        sent += await conn.write(ANSWER.subarray(sent));
-      }
+      await writeAll(conn, ANSWER);
       at += size;
     }
     pending = joined.slice(at);
