@@ -16,8 +16,6 @@ import {
   type ConnectorName,
   DEFAULT_CONNECTOR,
   defaultOf,
-  type Engine,
-  ENGINE_NAMES,
   LOGGING_NOTE,
   lookupFlag,
   PARSER_SPECS,
@@ -53,11 +51,7 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
-  /** `-engine` (not in the Go sidecar): the HTTP server under the routes. */
-  readonly engine: Engine;
 }
-
-export type { Engine } from "./flag_table.ts";
 
 /** Options for {@linkcode ConfigError}. */
 export interface ConfigErrorOptions {
@@ -125,11 +119,6 @@ export function parseCommandLine(
     enablePrefillerSampling: resolveSampling(parsed, env, warnings),
     verbosity: resolveVerbosity(parsed),
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
-    engine: parseChoice(
-      "engine",
-      values.engine ?? defaultOf("engine"),
-      ENGINE_NAMES,
-    ),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -375,6 +364,5 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
-    engine: config.engine,
   };
 }

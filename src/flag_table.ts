@@ -18,15 +18,6 @@ export const CONNECTOR_NAMES = [
 /** One of {@linkcode CONNECTOR_NAMES}. */
 export type ConnectorName = typeof CONNECTOR_NAMES[number];
 
-/**
- * HTTP engines accepted by `-engine`: `serve` is the Hono app on `Deno.serve`
- * (HTTP/1.1 and HTTP/2 over TLS); `wire` is the sidecar's own HTTP/1.1 server,
- * which relays bytes between sockets without Request/Response objects.
- */
-export const ENGINE_NAMES = ["serve", "wire"] as const;
-/** One of {@linkcode ENGINE_NAMES}. */
-export type Engine = typeof ENGINE_NAMES[number];
-
 /** Environment variable read when `-enable-prefiller-sampling` is not given (as the Go sidecar). */
 export const PREFILLER_SAMPLING_ENV = "ENABLE_PREFILLER_SAMPLING";
 
@@ -129,15 +120,6 @@ const FLAGS = {
     help:
       "number of listener threads sharing the port (SO_REUSEPORT), each with its own event " +
       "loop and upstream pools; more than 1 spreads load over cores (not in the Go sidecar)",
-  },
-  "engine": {
-    kind: "string",
-    status: "supported",
-    default: "serve",
-    help:
-      'the HTTP server: "serve" (Hono on Deno.serve; HTTP/1.1, and HTTP/2 with TLS) or "wire" ' +
-      "(the sidecar's own HTTP/1.1 server relaying bytes between sockets, several times " +
-      "cheaper per request; not in the Go sidecar)",
   },
   "v": {
     kind: "int",

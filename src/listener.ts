@@ -1,30 +1,17 @@
 /**
  * @module
- * One listener: the sidecar's routes with their own upstream pools, served on
- * the sidecar's port by the configured engine. With `-workers=N` each of N
- * threads runs one, sharing the port through SO_REUSEPORT so the kernel
- * spreads connections over them.
+ * One listener: the sidecar's app with its own upstream pool, served on the
+ * sidecar's port by `Deno.serve`. With `-workers=N` each of N threads runs
+ * one, sharing the port through SO_REUSEPORT so the kernel spreads
+ * connections over them.
  */
 
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import {
-  listenWithFallback,
-  logStarting,
-  serveApp,
-  shutdownGracefully,
-} from "./server.ts";
+import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
-import {
-  createUpstreamClient,
-  IDLE_TIMEOUT_MS,
-  MAX_IDLE_PER_HOST,
-} from "./upstream/client.ts";
-import { createWireDecoder } from "./wire/decoder_leg.ts";
-import { createWireHandler } from "./wire/handler.ts";
-import { refuseMalformed } from "./wire/response.ts";
-import { serveWire } from "./wire/server.ts";
+import { createUpstreamClient } from "./upstream/client.ts";
 
 /** Options of `startListener`. */
 export interface ListenerOptions {
@@ -39,54 +26,25 @@ export interface Listener {
   stop(deadlineMs: number): Promise<boolean>;
 }
 
-/** What either engine's server offers the listener. */
-interface RunningServer {
-  readonly finished: Promise<void>;
-  shutdown(): Promise<void>;
-}
-
 /** Serves the sidecar on the configured address; throws when it cannot listen. */
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
   const upstream = createUpstreamClient();
+  const app = createApp({ config, log, upstream });
   const reusePort = config.workers > 1;
-  let closePools = () => upstream.close();
-  let listen: (hostname: string) => RunningServer;
-  if (config.engine === "wire") {
-    const decoder = createWireDecoder({
-      port: config.vllmPort,
-      maxIdle: MAX_IDLE_PER_HOST,
-      idleTimeoutMs: IDLE_TIMEOUT_MS,
-    });
-    closePools = () => {
-      upstream.close();
-      decoder.close();
-    };
-    const handler = createWireHandler({ config, log, upstream, decoder });
-    listen = (hostname) =>
-      serveWire({
-        hostname,
-        port: config.port,
-        tls,
-        reusePort,
-        log,
-        handler,
-        refuse: refuseMalformed,
-        onListen: (addr) => logStarting(log, addr, tls !== undefined),
-      });
-  } else {
-    const app = createApp({ config, log, upstream });
-    listen = (hostname) =>
-      serveApp(app, { hostname, port: config.port, tls, log, reusePort });
-  }
-  let server: RunningServer;
+  let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = listenWithFallback(config.listenHost, listen, log);
+    server = listenWithFallback(
+      config.listenHost,
+      (hostname) =>
+        serveApp(app, { hostname, port: config.port, tls, log, reusePort }),
+      log,
+    );
   } catch (error) {
-    closePools();
+    upstream.close();
     throw error;
   }
-  const finished = server.finished.then(closePools);
+  const finished = server.finished.then(() => upstream.close());
   return {
     async stop(deadlineMs) {
       const clean = await shutdownGracefully(server, { deadlineMs, log });

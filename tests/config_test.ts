@@ -22,7 +22,6 @@ const DEFAULTS: Config = {
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
-  engine: "serve",
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -542,7 +541,6 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     "-enable-prefiller-sampling",
     "-v=4",
     "-workers=3",
-    "-engine=wire",
   ]);
   assert.deepEqual(describeConfig(config), {
     port: 9000,
@@ -554,7 +552,6 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     enable_prefiller_sampling: true,
     verbosity: 4,
     workers: 3,
-    engine: "wire",
   });
   assert.equal(
     JSON.stringify(describeConfig(DEFAULTS)).includes("undefined"),
@@ -576,13 +573,14 @@ Deno.test("parseCommandLine rejects -workers outside 1..64 with exit 2", () => {
   }
 });
 
-Deno.test("-engine takes serve or wire and names the choices otherwise", () => {
-  assert.equal(configOf([]).engine, "serve");
-  assert.equal(configOf(["--engine", "wire"]).engine, "wire");
-  assert.throws(
-    () => configOf(["-engine=fast"]),
-    (error: unknown) =>
-      error instanceof ConfigError && error.exitCode === 2 &&
-      error.flag === "engine" && error.message.includes("serve, wire"),
-  );
+Deno.test("-engine, the removed second HTTP engine's flag, is refused as unknown", () => {
+  for (const value of ["serve", "wire"]) {
+    assert.throws(
+      () => configOf([`-engine=${value}`]),
+      (error: unknown) =>
+        error instanceof ConfigError && error.exitCode === 2 &&
+        error.flag === "engine",
+    );
+  }
+  assert.equal(formatUsage().includes("-engine"), false);
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { generateSelfSignedCertificate } from "../src/tls.ts";
 import { freePort, runBundle, startBundle } from "./support/process.ts";
-import { chatBody, jsonHeaders, testEachEngine } from "./support/harness.ts";
+import { chatBody, jsonHeaders } from "./support/harness.ts";
 
 /** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
 function startPlainSidecar(decodePort: number, flags: readonly string[]) {
@@ -61,14 +61,13 @@ Deno.test("bundle exits 1 when the certificate directory has no key pair", async
   }
 });
 
-testEachEngine(
+Deno.test(
   "bundle runs P/D end to end over plain HTTP and stops cleanly on SIGTERM",
-  async (engine) => {
+  async () => {
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
     await using sidecar = startPlainSidecar(decode.port, [
       "-v=4",
-      `-engine=${engine}`,
     ]);
     const { port } = sidecar;
     await sidecar.waitForLine((line) => line.msg === "starting");
@@ -97,23 +96,21 @@ testEachEngine(
       (config?.config as Record<string, unknown>)?.vllm_port,
       decode.port,
     );
-    assert.equal((config?.config as Record<string, unknown>)?.engine, engine);
     sidecar.process.kill("SIGTERM");
     assert.equal((await sidecar.process.status).code, 0);
     await sidecar.waitForLine((line) => line.msg === "shutting down");
   },
 );
 
-testEachEngine(
+Deno.test(
   "bundle serves TLS with a self-signed certificate by default",
-  async (engine) => {
+  async () => {
     await using decode = await createMockVllm({ name: "decoder" });
     const port = freePort();
     await using sidecar = startBundle([
       `-port=${port}`,
       `-vllm-port=${decode.port}`,
       "-listen-host=127.0.0.1",
-      `-engine=${engine}`,
     ]);
     const starting = await sidecar.waitForLine((line) =>
       line.msg === "starting"
@@ -159,15 +156,14 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
   }
 });
 
-testEachEngine(
+Deno.test(
   "bundle with -workers=2 serves from two listener threads and stops cleanly",
-  async (engine) => {
+  async () => {
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
     await using sidecar = startPlainSidecar(decode.port, [
       "-workers=2",
       "-v=4",
-      `-engine=${engine}`,
     ]);
     const { port } = sidecar;
     await sidecar.waitForLine((line) =>

@@ -14,7 +14,7 @@ const placeholders = new Set<Connector>();
 function notYetSupported(name: ConnectorName): Connector {
   const connector: Connector = {
     name,
-    run<R>(): Promise<R> {
+    run(): Promise<Response> {
       return Promise.reject(
         new ProxyError(
           501,

@@ -6,11 +6,9 @@
  */
 
 import type { Handler } from "hono";
-import { decoderHostPort } from "../config.ts";
 import { createPdRunner } from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import type { ApiKind } from "../protocol/api.ts";
-import { forwardToDecoder } from "../upstream/relay.ts";
 import {
   clientIpOf,
   passthroughRequest,
@@ -31,26 +29,15 @@ export function createGenerationHandler(
       log.debug("skip disaggregated prefill: no prefiller header");
       return passthroughRequest(deps, c);
     }
-    const pathAndQuery = pathAndQueryOf(request);
     return await pd.run(prefiller, {
       api,
-      pathAndQuery,
+      pathAndQuery: pathAndQueryOf(request),
       headers: request.headers,
       clientIp: clientIpOf(c),
       requestId: c.get("requestId"),
       signal: request.signal,
       log,
       readBody: () => request.text(),
-      decode: (leg) =>
-        forwardToDecoder(deps.upstream, {
-          hostPort: decoderHostPort(deps.config),
-          pathAndQuery,
-        }, {
-          method: "POST",
-          headers: leg.headers,
-          body: leg.body,
-          signal: request.signal,
-        }),
     });
   };
 }
