@@ -51,7 +51,32 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  /** Env `SGLANG_BOOTSTRAP_PORT`: the prefiller's SGLang bootstrap port sent as `bootstrap_port`. */
+  readonly sglangBootstrapPort: number;
+  /** `-mooncake-bootstrap-port`, else env `MOONCAKE_BOOTSTRAP_PORT`: the prefiller's Mooncake bootstrap server. */
+  readonly mooncakeBootstrapPort: number;
+  /** `-p2p-connector-port`, else env `P2P_CONNECTOR_PORT`: rank 0's OffloadingConnector P2P port. */
+  readonly p2pConnectorPort: number;
+  /** `-enable-p2p-pull`: nixlv2 engines also run the P2P tier, so the KV-source header is used. */
+  readonly enableP2pPull: boolean;
+  /** `-data-parallel-size`: ranks per pod, each a listener on `port + rank`. */
+  readonly dataParallelSize: number;
+  /** Rank of the listener this config belongs to (0..dataParallelSize-1); it listens on `port + rank`. */
+  readonly dataParallelRank: number;
+  /** Env `POD_IP`: this pod's address, "" when unset. */
+  readonly podIp: string;
 }
+
+/** Defaults of the connector settings, used until their flags and variables are parsed. */
+export const CONNECTOR_DEFAULTS = {
+  sglangBootstrapPort: 8998,
+  mooncakeBootstrapPort: 8998,
+  p2pConnectorPort: 7777,
+  enableP2pPull: false,
+  dataParallelSize: 1,
+  dataParallelRank: 0,
+  podIp: "",
+} as const satisfies Partial<Config>;
 
 /** Options for {@linkcode ConfigError}. */
 export interface ConfigErrorOptions {
@@ -119,6 +144,7 @@ export function parseCommandLine(
     enablePrefillerSampling: resolveSampling(parsed, env, warnings),
     verbosity: resolveVerbosity(parsed),
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    ...CONNECTOR_DEFAULTS,
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {

@@ -13,6 +13,8 @@ export const CONNECTOR_NAMES = [
   "lmcache",
   "sglang",
   "shared-storage",
+  "mooncake",
+  "offloading",
 ] as const;
 
 /** One of {@linkcode CONNECTOR_NAMES}. */

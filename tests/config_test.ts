@@ -3,6 +3,7 @@ import {
   type CommandLine,
   type Config,
   ConfigError,
+  CONNECTOR_DEFAULTS,
   CONNECTOR_NAMES,
   describeConfig,
   formatUsage,
@@ -22,6 +23,7 @@ const DEFAULTS: Config = {
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
+  ...CONNECTOR_DEFAULTS,
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -206,13 +208,13 @@ Deno.test("parseCommandLine warns that the nixl connector is deprecated", () => 
 
 Deno.test("parseCommandLine rejects an unknown connector with exit 2 naming the flag", () => {
   for (const flag of ["kv-connector", "connector"]) {
-    const error = configErrorOf([`--${flag}=mooncake`]);
+    const error = configErrorOf([`--${flag}=moon`]);
     assert.equal(error.exitCode, 2);
     assert.equal(error.flag, flag);
     assert.equal(
       error.message,
-      `Invalid value "mooncake" for flag "-${flag}": ` +
-        "expected one of nixlv2, nixl, lmcache, sglang, shared-storage",
+      `Invalid value "moon" for flag "-${flag}": ` +
+        "expected one of nixlv2, nixl, lmcache, sglang, shared-storage, mooncake, offloading",
     );
   }
 });

@@ -7,20 +7,30 @@
 
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
-import { ProxyError } from "../errors.ts";
+import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import type { ApiKind } from "../protocol/api.ts";
-import { HEADER_REQUEST_ID, OMITTED_ON_PD_LEGS } from "../protocol/fields.ts";
+import {
+  HEADER_KV_CACHE_SOURCE,
+  HEADER_REQUEST_ID,
+  OMITTED_ON_PD_LEGS,
+} from "../protocol/fields.ts";
 import { parseGenerationRequest } from "../protocol/request.ts";
 import {
   buildUpstreamHeaders,
   type HeaderList,
+  type HeaderLookup,
   type HeaderSource,
 } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
-import { httpUrl, type UpstreamTarget } from "../upstream/target.ts";
-import { getConnector } from "./mod.ts";
+import {
+  httpUrl,
+  parseTarget,
+  type UpstreamTarget,
+} from "../upstream/target.ts";
+import { ensureClientPresent } from "./_shared.ts";
+import { createConnector } from "./mod.ts";
 import type { DecodeLeg } from "./types.ts";
 
 /** One generation request as the route hands it over. */
@@ -61,22 +71,38 @@ function legHeaders(request: PdRequest): HeaderList {
 }
 
 /**
- * Throws when the client has gone: a leg not yet sent must not start for
- * nobody (a decode would hold GPU memory for a reader that left).
+ * The peer named by `x-kv-cache-source-host-port`, when the connector can
+ * pull from one. A hint from the scheduler, so a value that does not parse is
+ * logged and ignored, never an error (delta §2.3 step 4). Only the first
+ * value counts, as Go's `Header.Get`.
  */
-export function ensureClientPresent(signal: AbortSignal): void {
-  if (signal.aborted) {
-    throw new ProxyError(499, "Client disconnected before the request ended");
+export function selectKvSource(
+  headers: HeaderLookup,
+  options: { readonly enabled: boolean; readonly log: Logger },
+): UpstreamTarget | undefined {
+  const value = headers.get(HEADER_KV_CACHE_SOURCE)?.split(",")[0]?.trim();
+  if (!value) return undefined;
+  if (!options.enabled) {
+    options.log.debug(
+      "ignoring KV cache source header: connector does not support P2P pulls",
+    );
+    return undefined;
+  }
+  try {
+    return parseTarget(value, HEADER_KV_CACHE_SOURCE);
+  } catch (error) {
+    options.log.warn("ignoring malformed KV cache source header", {
+      error: errorMessage(error),
+    });
+    return undefined;
   }
 }
 
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
-  const connector = getConnector(deps.config.connector);
-  const options = {
-    sampling: deps.config.enablePrefillerSampling,
-    random: deps.random ?? Math.random,
-  };
+  const connector = createConnector(deps.config);
+  const random = deps.random ?? Math.random;
+  const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
   return {
     select: (headers) => selectPrefillTarget(headers, options),
@@ -89,6 +115,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
+      const legLog = log.child({ prefiller: prefiller.hostPort });
       return await connector.run({
         api: request.api,
         pathAndQuery,
@@ -105,13 +132,18 @@ export function createPdRunner(deps: Deps): PdRunner {
             method: "POST",
             headers: leg.headers,
             body: leg.body,
-            signal,
+            signal: leg.signal ?? signal,
           });
         },
         headers: legHeaders(request),
+        kvSource: selectKvSource(request.headers, {
+          enabled: connector.pullsKvSource,
+          log: legLog,
+        }),
         signal,
-        log: log.child({ prefiller: prefiller.hostPort }),
+        log: legLog,
         upstream: deps.upstream,
+        random,
       });
     },
   };

@@ -6,7 +6,7 @@
 
 import type { Hono } from "hono";
 import { createApp } from "../../src/app.ts";
-import type { Config } from "../../src/config.ts";
+import { type Config, CONNECTOR_DEFAULTS } from "../../src/config.ts";
 import type { AppEnv } from "../../src/context.ts";
 import { createLogger } from "../../src/log.ts";
 import { serveApp } from "../../src/server.ts";
@@ -60,6 +60,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
+    ...CONNECTOR_DEFAULTS,
     ...overrides,
   };
 }
