@@ -7,6 +7,7 @@
  */
 
 import { ProxyError } from "../errors.ts";
+import { PATH_MOONCAKE_QUERY } from "../protocol/fields.ts";
 import { isJsonObject } from "../protocol/request.ts";
 import {
   type UpstreamClient,
@@ -41,17 +42,18 @@ export async function queryBootstrap(
   baseUrl: string,
   options: BootstrapQueryOptions,
 ): Promise<MooncakeEngine[]> {
-  const url = `${baseUrl}/query`;
-  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const url = `${baseUrl}${PATH_MOONCAKE_QUERY}`;
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(), options.timeoutMs);
   let reply: WholeResponse;
   try {
     reply = await upstream.sendAndRead(url, {
       method: "GET",
       headers: [],
-      signal: AbortSignal.any([options.signal, timeout]),
+      signal: AbortSignal.any([options.signal, timeout.signal]),
     });
   } catch (error) {
-    const detail = timeout.aborted && !options.signal.aborted
+    const detail = timeout.signal.aborted && !options.signal.aborted
       ? `no answer within ${options.timeoutMs} ms`
       : error instanceof UpstreamError
       ? error.detail
@@ -61,6 +63,8 @@ export async function queryBootstrap(
       `Cannot query Mooncake bootstrap server "${url}": ${detail}`,
       { cause: error },
     );
+  } finally {
+    clearTimeout(timer);
   }
   if (reply.status < 200 || reply.status >= 300) {
     throw new ProxyError(

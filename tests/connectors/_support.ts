@@ -1,0 +1,192 @@
+/**
+ * @module
+ * What the connector tests share: a harness for any connector (with the
+ * Mooncake bootstrap server it needs), deadlines on awaited events, and
+ * readers of what crossed the wire.
+ */
+
+import type { Config, ConnectorName } from "../../src/config.ts";
+import type { RecordedRequest } from "../../scripts/mock_vllm/mod.ts";
+import {
+  createHarness,
+  type Harness,
+  type HarnessOptions,
+} from "../support/harness.ts";
+import {
+  startStubUpstream,
+  type StubUpstream,
+} from "../support/stub_upstream.ts";
+
+/** Rejects when `promise` has not settled within `ms`, naming what was awaited. */
+export async function within<T>(
+  promise: Promise<T>,
+  label: string,
+  ms = 5000,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`Timed out after ${ms} ms waiting for ${label}`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The engines a test bootstrap server lists: one rank, a fixed id. */
+export const TEST_ENGINES = { "0": { engine_id: "engine-rank-0" } };
+
+/** A Mooncake bootstrap server on loopback: `GET /query` answers `engines`. */
+export interface BootstrapStub extends AsyncDisposable {
+  readonly port: number;
+  /** Number of `/query` requests served. */
+  queries(): number;
+}
+
+/** Starts a bootstrap server answering `/query` with `engines` (JSON) and `status`. */
+export function startBootstrapStub(
+  engines: unknown = TEST_ENGINES,
+  status = 200,
+): BootstrapStub {
+  let queries = 0;
+  const stub: StubUpstream = startStubUpstream((request) => {
+    if (new URL(request.url).pathname !== "/query") {
+      return new Response("not found", { status: 404 });
+    }
+    queries++;
+    return new Response(
+      typeof engines === "string" ? engines : JSON.stringify(engines),
+      { status, headers: { "content-type": "application/json" } },
+    );
+  });
+  return {
+    port: stub.port,
+    queries: () => queries,
+    [Symbol.asyncDispose]: () => stub[Symbol.asyncDispose](),
+  };
+}
+
+/** A harness for `connector`, plus the bootstrap server mooncake needs. */
+export interface ConnectorHarness extends Harness {
+  readonly bootstrap: BootstrapStub;
+}
+
+/** Starts mocks, a bootstrap stub and a sidecar running `connector`. */
+export async function createConnectorHarness(
+  connector: ConnectorName,
+  options: HarnessOptions = {},
+): Promise<ConnectorHarness> {
+  const bootstrap = startBootstrapStub();
+  const config: Partial<Config> = {
+    connector,
+    mooncakeBootstrapPort: bootstrap.port,
+    ...options.config,
+  };
+  const h = await createHarness({ ...options, config });
+  const closeHarness = h[Symbol.asyncDispose].bind(h);
+  return Object.assign(h, {
+    bootstrap,
+    async [Symbol.asyncDispose]() {
+      await closeHarness();
+      await bootstrap[Symbol.asyncDispose]();
+    },
+  });
+}
+
+/** A recorded request's JSON body as an object. */
+export function bodyOf(request: RecordedRequest | undefined): Record<
+  string,
+  unknown
+> {
+  if (request === undefined) throw new Error("no such request was recorded");
+  const body = request.body;
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new Error(`request body is not a JSON object: ${request.bodyText}`);
+  }
+  return body as Record<string, unknown>;
+}
+
+/** `kv_transfer_params` of a recorded request, as an object. */
+export function kvParamsOf(
+  request: RecordedRequest | undefined,
+): Record<string, unknown> {
+  const params = bodyOf(request).kv_transfer_params;
+  if (typeof params !== "object" || params === null) {
+    throw new Error(`no kv_transfer_params object in ${request?.bodyText}`);
+  }
+  return params as Record<string, unknown>;
+}
+
+/** Whether `promise` is still pending after the promises queued so far ran. */
+export async function isPending(promise: Promise<unknown>): Promise<boolean> {
+  const marker = Symbol("pending");
+  const first = await Promise.race([
+    promise,
+    new Promise((resolve) => setTimeout(() => resolve(marker), 0)),
+  ]);
+  return first === marker;
+}
+
+/** A raw TCP upstream that reads requests and never answers. */
+export interface HangingUpstream extends AsyncDisposable {
+  readonly port: number;
+  readonly hostPort: string;
+  /** Resolves when the first bytes of a request arrive. */
+  readonly requestSeen: Promise<void>;
+  /** Connections accepted so far. */
+  connections(): number;
+  /** Resolves once every connection accepted so far was closed by the client. */
+  allClosed(): Promise<void>;
+}
+
+/**
+ * Starts a hanging upstream. It sees a client's close on the socket itself:
+ * Deno.serve (and so the mock vLLM) does not report a client that leaves
+ * before the answer once the request body exceeded a few hundred bytes.
+ */
+export function startHangingUpstream(): HangingUpstream {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen = Promise.withResolvers<void>();
+  const conns: Deno.Conn[] = [];
+  const closed: Promise<void>[] = [];
+  async function serve(conn: Deno.Conn): Promise<void> {
+    const buffer = new Uint8Array(16384);
+    for (;;) {
+      const read = await conn.read(buffer).catch(() => null);
+      if (read === null) break;
+      seen.resolve();
+    }
+  }
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      closed.push(serve(conn));
+    }
+  })().catch(() => {});
+  const { port } = listener.addr;
+  return {
+    port,
+    hostPort: `127.0.0.1:${port}`,
+    requestSeen: seen.promise,
+    connections: () => conns.length,
+    allClosed: async () => {
+      await Promise.all(closed);
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Closed already by the client.
+        }
+      }
+      await Promise.all(closed);
+      await accepting;
+    },
+  };
+}
