@@ -180,7 +180,7 @@ async function run(
   try {
     listener = startListener({ config, tls, log });
   } catch (error) {
-    log.error(`Cannot listen on port ${config.port}: ${errorMessage(error)}`);
+    log.error(errorMessage(error));
     return 1;
   }
   try {
