@@ -53,8 +53,15 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   return {
     port: 8000,
     listenHost: "127.0.0.1",
-    vllmPort: 8001,
+    modelServerPort: 8001,
     connector: "nixlv2",
+    dataParallelSize: 1,
+    dataParallelRank: 0,
+    podIp: "",
+    enableP2pPull: false,
+    p2pConnectorPort: 7777,
+    mooncakeBootstrapPort: 8998,
+    sglangBootstrapPort: 8998,
     secureProxy: false,
     certPath: "",
     enablePrefillerSampling: false,
@@ -73,7 +80,10 @@ export async function createHarness(
     ...options.prefill,
   });
   const decode = await createMockVllm({ name: "decoder", ...options.decode });
-  const config = testConfig({ vllmPort: decode.port, ...options.config });
+  const config = testConfig({
+    modelServerPort: decode.port,
+    ...options.config,
+  });
   const logs: Record<string, unknown>[] = [];
   const log = createLogger({
     verbosity: config.verbosity,
