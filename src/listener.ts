@@ -1,13 +1,16 @@
 /**
  * @module
- * One listener: the sidecar's app with its own upstream pool, served on the
- * sidecar's port by `Deno.serve`. With `-workers=N` each of N threads runs
- * one, sharing the port through SO_REUSEPORT so the kernel spreads
- * connections over them.
+ * One listener: the sidecar's app served by `Deno.serve` on the sidecar's
+ * port, and with `-data-parallel-size=N` on the N ports of its ranks, all in
+ * this thread and sharing one upstream pool (as the Go sidecar's rank servers
+ * share one process and its prefiller connections). With `-workers=N` each of
+ * N threads runs one, sharing the ports through SO_REUSEPORT so the kernel
+ * spreads connections over them.
  */
 
 import { createApp } from "./app.ts";
-import type { Config } from "./config.ts";
+import { type Config, configForRank, listenPort } from "./config.ts";
+import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
@@ -26,28 +29,62 @@ export interface Listener {
   stop(deadlineMs: number): Promise<boolean>;
 }
 
-/** Serves the sidecar on the configured address; throws when it cannot listen. */
+/** The logger of rank `rank`'s server: Go names each after its port. */
+function rankLog(log: Logger, config: Config): Logger {
+  if (config.dataParallelSize === 1) return log;
+  return log.child({
+    logger: `proxy server on port ${listenPort(config)}`,
+    data_parallel_rank: config.dataParallelRank,
+  });
+}
+
+/**
+ * Serves the sidecar on the configured address, one server per data-parallel
+ * rank; throws, with nothing left listening, when a port cannot be bound.
+ */
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
   const upstream = createUpstreamClient();
-  const app = createApp({ config, log, upstream });
   const reusePort = config.workers > 1;
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  // The first rank settles the address, so an IPv4-only node warns once.
+  let hostname = config.listenHost;
   try {
-    server = listenWithFallback(
-      config.listenHost,
-      (hostname) =>
-        serveApp(app, { hostname, port: config.port, tls, log, reusePort }),
-      log,
-    );
+    for (let rank = 0; rank < config.dataParallelSize; rank++) {
+      const rankConfig = configForRank(config, rank);
+      const port = listenPort(rankConfig);
+      const serverLog = rankLog(log, rankConfig);
+      const app = createApp({ config: rankConfig, log: serverLog, upstream });
+      const serve = (host: string) =>
+        serveApp(app, { hostname: host, port, tls, log: serverLog, reusePort });
+      try {
+        const server = listenWithFallback(hostname, serve, serverLog);
+        servers.push(server);
+        hostname = server.addr.hostname;
+      } catch (error) {
+        throw new Error(
+          `Cannot listen on port ${port}: ${errorMessage(error)}`,
+          { cause: error },
+        );
+      }
+    }
   } catch (error) {
+    // Go's rank servers share an errgroup: one failing stops them all.
+    for (const server of servers) server.shutdown();
     upstream.close();
     throw error;
   }
-  const finished = server.finished.then(() => upstream.close());
+  const finished = Promise.all(servers.map((server) => server.finished)).then(
+    () => upstream.close(),
+  );
+  const all = {
+    shutdown: async () => {
+      await Promise.all(servers.map((server) => server.shutdown()));
+    },
+  };
   return {
     async stop(deadlineMs) {
-      const clean = await shutdownGracefully(server, { deadlineMs, log });
+      const clean = await shutdownGracefully(all, { deadlineMs, log });
       // Past the deadline the in-flight streams are abandoned, not awaited.
       if (clean) await finished;
       return clean;

@@ -166,7 +166,7 @@ Deno.test(
   async () => {
     await using decoder = startSilentUpstream();
     await using h = await createHarness({
-      config: { vllmPort: decoder.port },
+      config: { modelServerPort: decoder.port },
     });
     await disconnectWhileWaitingOn(decoder, {
       base: h.listen(),

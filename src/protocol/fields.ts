@@ -16,6 +16,8 @@ export const HEADER_FORWARDED_FOR = "x-forwarded-for";
 export const HEADER_KV_CACHE_SOURCE = "x-kv-cache-source-host-port";
 /** Data-parallel rank a vLLM frontend pins a request to (mooncake's prefill leg). */
 export const HEADER_DATA_PARALLEL_RANK = "x-data-parallel-rank";
+/** Deprecated data-parallel rank selector, `POD_IP:port+r`; read on rank 0, forwarded as is. */
+export const HEADER_DATA_PARALLEL_HOST_PORT = "x-data-parallel-host-port";
 
 /** Routing headers consumed by the sidecar and never forwarded. */
 export const ROUTING_HEADERS: readonly string[] = [

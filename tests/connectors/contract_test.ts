@@ -99,11 +99,12 @@ for (const c of CASES) {
     } keeps the client's on decode`,
     async () => {
       await using h = await createConnectorHarness(c.name);
-      const limits = { max_tokens: 8, max_completion_tokens: 9, min_tokens: 2 };
       const response = await h.pd(
         "/v1/chat/completions",
         chatBody({
-          ...limits,
+          "max_tokens": 8,
+          "max_completion_tokens": 9,
+          "min_tokens": 2,
           stream: true,
           stream_options: { include_usage: true },
         }),
@@ -181,7 +182,7 @@ for (const c of CASES) {
       await using prefiller = startHangingUpstream();
       await using decoder = startHangingUpstream();
       await using h = await createConnectorHarness(c.name, {
-        config: c.concurrent ? { vllmPort: decoder.port } : {},
+        config: c.concurrent ? { modelServerPort: decoder.port } : {},
       });
       const controller = new AbortController();
       const pending = fetch(`${h.listen()}/v1/chat/completions`, {
@@ -238,7 +239,7 @@ for (const c of CASES) {
       await using decoder = startHangingUpstream();
       await using h = await createConnectorHarness(c.name, {
         prefill: { failureRate: 1, failureStatus: 429 },
-        config: { vllmPort: decoder.port },
+        config: { modelServerPort: decoder.port },
       });
       const response = await h.pd("/v1/chat/completions", chatBody());
       assert.equal(response.status, 429);
@@ -253,7 +254,7 @@ for (const c of CASES) {
       await using decoder = startHangingUpstream();
       await using h = await createConnectorHarness(c.name, {
         prefill: { failureRate: 1, failureStatus: 503 },
-        config: { vllmPort: decoder.port },
+        config: { modelServerPort: decoder.port },
       });
       const response = await h.pd("/v1/chat/completions", chatBody());
       assert.equal(response.status, 503);
@@ -272,7 +273,7 @@ for (const c of CASES) {
     async () => {
       await using decoder = startHangingUpstream();
       await using h = await createConnectorHarness(c.name, {
-        config: { vllmPort: decoder.port },
+        config: { modelServerPort: decoder.port },
       });
       const target = `127.0.0.1:${closedPort()}`;
       const response = await h.pd("/v1/chat/completions", chatBody(), {
@@ -291,7 +292,7 @@ for (const c of CASES) {
     `${c.name} answers 503 when the decoder is not listening`,
     async () => {
       await using h = await createConnectorHarness(c.name, {
-        config: { vllmPort: closedPort() },
+        config: { modelServerPort: closedPort() },
       });
       const response = await h.pd("/v1/chat/completions", chatBody());
       assert.equal(response.status, 503);

@@ -6,7 +6,7 @@
 
 import type { Hono } from "hono";
 import { createApp } from "../../src/app.ts";
-import { type Config, CONNECTOR_DEFAULTS } from "../../src/config.ts";
+import type { Config } from "../../src/config.ts";
 import type { AppEnv } from "../../src/context.ts";
 import { createLogger } from "../../src/log.ts";
 import { serveApp } from "../../src/server.ts";
@@ -53,14 +53,20 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   return {
     port: 8000,
     listenHost: "127.0.0.1",
-    vllmPort: 8001,
+    modelServerPort: 8001,
     connector: "nixlv2",
+    dataParallelSize: 1,
+    dataParallelRank: 0,
+    podIp: "",
+    enableP2pPull: false,
+    p2pConnectorPort: 7777,
+    mooncakeBootstrapPort: 8998,
+    sglangBootstrapPort: 8998,
     secureProxy: false,
     certPath: "",
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
-    ...CONNECTOR_DEFAULTS,
     ...overrides,
   };
 }
@@ -74,7 +80,10 @@ export async function createHarness(
     ...options.prefill,
   });
   const decode = await createMockVllm({ name: "decoder", ...options.decode });
-  const config = testConfig({ vllmPort: decode.port, ...options.config });
+  const config = testConfig({
+    modelServerPort: decode.port,
+    ...options.config,
+  });
   const logs: Record<string, unknown>[] = [];
   const log = createLogger({
     verbosity: config.verbosity,
