@@ -190,3 +190,122 @@ export function startHangingUpstream(): HangingUpstream {
     },
   };
 }
+
+/** A request a recording upstream received. */
+export interface ReceivedRequest {
+  readonly path: string;
+  readonly headers: Headers;
+  readonly bodyText: string;
+  /** Fires when the sidecar closes the request (Deno.serve's client-abort signal). */
+  readonly signal: AbortSignal;
+}
+
+/** A loopback server that records requests and answers with a handler. */
+export interface RecordingUpstream extends AsyncDisposable {
+  readonly port: number;
+  readonly hostPort: string;
+  readonly requests: ReceivedRequest[];
+  /** Resolves with the `n`-th request (1-based) once it arrived. */
+  nth(n: number): Promise<ReceivedRequest>;
+}
+
+/** Starts a recording upstream answering with `handler`. */
+export function startRecordingUpstream(
+  handler: (request: ReceivedRequest) => Response | Promise<Response>,
+): RecordingUpstream {
+  const requests: ReceivedRequest[] = [];
+  const waiters: { n: number; resolve: (r: ReceivedRequest) => void }[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      const received: ReceivedRequest = {
+        path: new URL(request.url).pathname,
+        headers: new Headers(request.headers),
+        bodyText: await request.text(),
+        signal: request.signal,
+      };
+      requests.push(received);
+      for (const waiter of waiters) {
+        if (waiter.n === requests.length) waiter.resolve(received);
+      }
+      return await handler(received);
+    },
+  );
+  const { port } = server.addr;
+  return {
+    port,
+    hostPort: `127.0.0.1:${port}`,
+    requests,
+    nth(n) {
+      const found = requests[n - 1];
+      if (found) return Promise.resolve(found);
+      const { promise, resolve } = Promise.withResolvers<ReceivedRequest>();
+      waiters.push({ n, resolve });
+      return promise;
+    },
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+/** A JSON answer. */
+export function jsonResponse(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+/** A streamed answer whose chunks the test pushes one by one. */
+export interface ScriptedStream {
+  readonly response: Response;
+  push(text: string): void;
+  close(): void;
+  /** Breaks the stream mid-body. */
+  fail(): void;
+  /** Resolves when the reader cancelled the stream. */
+  readonly cancelled: Promise<void>;
+}
+
+/** Creates an SSE answer the test feeds. */
+export function scriptedStream(status = 200): ScriptedStream {
+  const cancelled = Promise.withResolvers<void>();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    cancel() {
+      cancelled.resolve();
+    },
+  });
+  const encoder = new TextEncoder();
+  return {
+    response: new Response(body, {
+      status,
+      headers: { "content-type": "text/event-stream" },
+    }),
+    push: (text) => controller.enqueue(encoder.encode(text)),
+    close: () => controller.close(),
+    fail: () => controller.error(new Error("stream broken on purpose")),
+    cancelled: cancelled.promise,
+  };
+}
+
+/** A chat stream chunk as vLLM sends it, with `delta` and `finish_reason`. */
+export function chatChunk(
+  delta: Record<string, unknown>,
+  finishReason: string | null = null,
+): string {
+  return `data: ${
+    JSON.stringify({
+      id: "chatcmpl-1",
+      object: "chat.completion.chunk",
+      choices: [{
+        index: 0,
+        delta,
+        logprobs: null,
+        "finish_reason": finishReason,
+      }],
+    })
+  }\n\n`;
+}
