@@ -14,10 +14,15 @@
  */
 
 export { createMockVllm } from "./server.ts";
+export { createKvStore, type KvStore, type LocalKvStore } from "./kv_store.ts";
+export { KV_CONNECTOR_NAMES, KV_ROLES } from "./kv_wire.ts";
 export type {
   FinishedState,
+  KvConnectorName,
+  KvHandOffRecord,
   KvLoadFailurePolicy,
   KvPullServed,
+  KvRole,
   KvTransferRecord,
   MockVllm,
   MockVllmOptions,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createMockVllm, type MockVllm } from "../../scripts/mock_vllm/mod.ts";
-import { formatHostPort } from "../../scripts/mock_vllm/kv_pull.ts";
+import { formatHostPort } from "../../scripts/mock_vllm/peer.ts";
 import {
   CHAT,
   chatBody,
@@ -115,6 +115,7 @@ Deno.test("mock vllm decode pulls KV from the prefiller named in kv_transfer_par
   const recorded = decode.requests[0];
   assert.equal(recorded?.role, "decode");
   assert.deepEqual(recorded?.kvTransfer, {
+    connector: "nixlv2",
     outcome: "pulled",
     remoteEngineId: prefill.engineId,
     remoteRequestId: params.remote_request_id,
@@ -124,6 +125,7 @@ Deno.test("mock vllm decode pulls KV from the prefiller named in kv_transfer_par
     numTokens: 9,
   });
   assert.deepEqual(prefill.kvPulls, [{
+    path: "/_mock/nixl/pull",
     remoteRequestId: params.remote_request_id,
     status: 200,
   }]);
