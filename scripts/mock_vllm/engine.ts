@@ -97,7 +97,7 @@ export async function waitFirstToken(job: Job): Promise<FirstToken> {
     );
     return {
       ok: true,
-      cachedTokens: undefined,
+      cachedTokens: details ? load.cachedTokens : undefined,
       tokens: [],
       finishReason: "cache_threshold",
     };
