@@ -11,12 +11,12 @@ import {
 } from "./_mock_vllm_helpers.ts";
 
 const NIXL_PREFILL_PARAMS = {
-  do_remote_decode: true,
-  do_remote_prefill: false,
-  remote_engine_id: null,
-  remote_block_ids: null,
-  remote_host: null,
-  remote_port: null,
+  "do_remote_decode": true,
+  "do_remote_prefill": false,
+  "remote_engine_id": null,
+  "remote_block_ids": null,
+  "remote_host": null,
+  "remote_port": null,
 };
 
 /** An Anthropic Messages request. */

@@ -19,8 +19,8 @@ const CLIENT_BODY = chatBody({ max_tokens: 32 });
 /** The lmcache prefill leg: the client's body with token limits at 1, nothing else. */
 const PREFILL_BODY = {
   ...CLIENT_BODY,
-  max_tokens: 1,
-  max_completion_tokens: 1,
+  "max_tokens": 1,
+  "max_completion_tokens": 1,
 };
 
 async function lmcachePair(

@@ -263,7 +263,7 @@ Deno.test("mock vllm sglang decode told a wrong bootstrap port cannot reach the 
   const gone = await createMockVllm();
   const closedPort = gone.port;
   await gone.close();
-  const body = { ...legBody(prefill, 11), bootstrap_port: closedPort };
+  const body = { ...legBody(prefill, 11), "bootstrap_port": closedPort };
   const { status } = await postForJson(decode, CHAT, body);
   assert.equal(status, 500);
   assert.match(decode.requests[0]?.kvTransfer?.reason ?? "", /^cannot reach /);

@@ -20,13 +20,13 @@ const CLIENT_BODY = chatBody({ max_tokens: 32, cache_hit_threshold: 0.5 });
 /** The sidecar's prefill leg: limits at 1, threshold 0. */
 const PREFILL_BODY = {
   ...CLIENT_BODY,
-  max_tokens: 1,
-  max_completion_tokens: 1,
-  cache_hit_threshold: 0,
+  "max_tokens": 1,
+  "max_completion_tokens": 1,
+  "cache_hit_threshold": 0,
 };
 
 /** The sidecar's decode leg after a prefill: threshold 0. */
-const DECODE_BODY = { ...CLIENT_BODY, cache_hit_threshold: 0 };
+const DECODE_BODY = { ...CLIENT_BODY, "cache_hit_threshold": 0 };
 
 async function storagePair(): Promise<[MockVllm, MockVllm]> {
   const kvStore = createKvStore();
