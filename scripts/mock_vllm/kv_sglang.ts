@@ -165,7 +165,21 @@ export function createSglangConnector(ctx: KvContext): KvConnector {
     remember(joinedRooms, room);
     joined.publish(room, true);
     const waitMs = countOf(join, "wait_ms");
-    const outcome = await prefilled.wait(room, waitMs, signal);
+    ctx.logger.write(
+      "INFO",
+      "disaggregation/bootstrap_server.py:97",
+      `Decode joined bootstrap_room ${room}; waiting up to ${waitMs} ms for its KV`,
+    );
+    const outcome = await prefilled.wait(room, waitMs, signal).catch(
+      (reason: unknown) => {
+        ctx.logger.write(
+          "INFO",
+          "disaggregation/bootstrap_server.py:131",
+          `Decode left bootstrap_room ${room} before its KV came`,
+        );
+        throw reason;
+      },
+    );
     if (!outcome.ok) {
       const reason = outcome.status === 504
         ? `no prefill for bootstrap_room ${room} within ${waitMs} ms`

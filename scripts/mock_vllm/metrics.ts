@@ -103,7 +103,7 @@ export function renderMetrics(metrics: Metrics, model: string): string {
   family(
     "mock_vllm:kv_pulls_total",
     "counter",
-    "KV pulls attempted by this decoder, by outcome.",
+    "KV loads (pulls, waits, cache lookups) attempted by this engine, by outcome.",
     (Object.entries(metrics.kvPulls) as [KvPullOutcome, number][]).map((
       [outcome, value],
     ) => [

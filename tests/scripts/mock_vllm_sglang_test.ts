@@ -276,3 +276,67 @@ Deno.test("mock vllm sglang server without disaggregation ignores bootstrap fiel
   assert.equal(plain.requests[0]?.role, "plain");
   assert.equal(plain.requests[0]?.kvTransfer, undefined);
 });
+
+/** A prefill mock whose `joined` and `left` resolve when a decode joins or leaves one of its rooms. */
+async function prefillWatchingJoins(): Promise<
+  { prefill: MockVllm; joined: Promise<void>; left: Promise<void> }
+> {
+  const joined = Promise.withResolvers<void>();
+  const left = Promise.withResolvers<void>();
+  const prefill = await createMockVllm({
+    name: "prefiller",
+    kvConnector: "sglang",
+    kvRole: "kv_producer",
+    kvWaitTimeoutMs: 60_000,
+    log: (line) => {
+      if (line.includes("Decode joined bootstrap_room")) joined.resolve();
+      if (line.includes("Decode left bootstrap_room")) left.resolve();
+    },
+  });
+  return { prefill, joined: joined.promise, left: left.promise };
+}
+
+Deno.test("mock vllm sglang close() of the prefiller ends its decode's wait promptly", async () => {
+  const { prefill, joined } = await prefillWatchingJoins();
+  await using decode = await createMockVllm({
+    kvConnector: "sglang",
+    kvRole: "kv_consumer",
+    kvWaitTimeoutMs: 60_000,
+  });
+  const body = legBody(prefill, 12);
+  const prefilled = postJson(prefill, CHAT, body, {
+    headers: { "x-mock-ttft-ms": "60000" },
+  }).then((r) => r.body?.cancel(), () => {});
+  const decoded = postForJson(decode, CHAT, body);
+  await withDeadline(joined, 5_000, "the decode to join");
+  await withDeadline(prefill.close(), 5_000, "the prefiller to close");
+  const { status } = await withDeadline(decoded, 5_000, "the decode answer");
+  assert.equal(status, 500);
+  assert.match(
+    decode.requests[0]?.kvTransfer?.reason ?? "",
+    /the prefill was aborted|shutting down/,
+  );
+  await prefilled;
+});
+
+Deno.test("mock vllm sglang decode whose client leaves stops waiting at the prefiller", async () => {
+  const { prefill, joined, left } = await prefillWatchingJoins();
+  await using _p = prefill;
+  await using decode = await createMockVllm({
+    kvConnector: "sglang",
+    kvRole: "kv_consumer",
+    kvWaitTimeoutMs: 60_000,
+  });
+  const client = new AbortController();
+  const decoded = postJson(decode, CHAT, legBody(prefill, 13), {
+    signal: client.signal,
+  }).catch((error) => error);
+  await withDeadline(joined, 5_000, "the decode to join");
+  client.abort();
+  assert.ok((await decoded) instanceof Error);
+  assert.equal(
+    await withDeadline(decode.requests[0]!.finished, 5_000, "the abort"),
+    "aborted",
+  );
+  await withDeadline(left, 5_000, "the prefiller to see the decode leave");
+});
