@@ -83,15 +83,16 @@ export function createMooncakeConnector(ctx: KvContext): KvConnector {
           param: "kv_transfer_params",
         });
       }
+      // Taken at admission: a streaming prefill loads later, and a twin must not slip in meanwhile.
+      usedIds.add(id);
+      if (usedIds.size > ID_MEMORY) {
+        usedIds.delete(usedIds.values().next().value as string);
+      }
     },
     load(job) {
       if (job.role === "decode") return pullTransfer(job);
       if (job.role !== "prefill") return Promise.resolve(NOTHING_LOADED);
       const id = transferIdOf(job) as string;
-      usedIds.add(id);
-      if (usedIds.size > ID_MEMORY) {
-        usedIds.delete(usedIds.values().next().value as string);
-      }
       job.signal.addEventListener("abort", () => {
         if (transfers.peek(id) === undefined) {
           transfers.fail(id, 410, "the prefill was aborted");
@@ -150,6 +151,13 @@ export function createMooncakeConnector(ctx: KvContext): KvConnector {
       return refuse(400, "invalid pull request", id);
     }
     const waitMs = countOf(pull, "wait_ms");
+    ctx.logger.write(
+      "DEBUG",
+      SOURCE,
+      `Remote engine ${
+        String(pull.remote_engine_id)
+      } reads transfer ${id} (waiting up to ${waitMs} ms)`,
+    );
     const outcome = await transfers.wait(id, waitMs, signal);
     if (!outcome.ok) {
       return outcome.status === 504
@@ -161,6 +169,10 @@ export function createMooncakeConnector(ctx: KvContext): KvConnector {
         : refuse(outcome.status, outcome.reason, id);
     }
     const registered = outcome.value;
+    // Two reads woken by one registration: only the first may take it.
+    if (transfers.peek(id)?.ok !== true) {
+      return refuse(409, `transfer ${id} was already read`, id);
+    }
     if (pull.remote_engine_id !== registered.engineId) {
       return refuse(
         409,

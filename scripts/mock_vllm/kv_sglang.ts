@@ -80,20 +80,21 @@ export function createSglangConnector(ctx: KvContext): KvConnector {
     admit(job) {
       if (!disaggregated) return;
       const bootstrap = readBootstrap(job);
-      if (job.role === "prefill" && usedRooms.has(bootstrap.room)) {
+      if (job.role !== "prefill") return;
+      if (usedRooms.has(bootstrap.room)) {
         throw new VllmError(
           400,
           `bootstrap_room ${bootstrap.room} is already in use by another prefill`,
           { param: "bootstrap_room" },
         );
       }
+      // Taken at admission: a streaming prefill loads later, and a twin must not slip in meanwhile.
+      remember(usedRooms, bootstrap.room);
     },
     load(job) {
       if (job.role === "decode") return joinRoom(job);
       if (job.role !== "prefill") return Promise.resolve(NOTHING_LOADED);
-      const { room } = readBootstrap(job);
-      remember(usedRooms, room);
-      return awaitDecode(job, room);
+      return awaitDecode(job, readBootstrap(job).room);
     },
     computed(job) {
       if (job.role === "prefill") {

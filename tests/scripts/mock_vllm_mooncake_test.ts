@@ -230,3 +230,32 @@ Deno.test("mock vllm mooncake decode with an unbracketed IPv6 bootstrap address 
     "invalid kv_transfer_params: missing remote_bootstrap_addr",
   );
 });
+
+Deno.test("mock vllm mooncake gives a transfer to one of two decodes waiting for it", async () => {
+  let reads = 0;
+  const { promise: bothWaiting, resolve } = Promise.withResolvers<void>();
+  await using prefill = await createMockVllm({
+    kvConnector: "mooncake",
+    engineId: "engine-p",
+    log: (line) => {
+      if (line.includes("reads transfer xfer-8") && ++reads === 2) resolve();
+    },
+  });
+  await using decode = await createMockVllm({
+    kvConnector: "mooncake",
+    kvWaitTimeoutMs: 60_000,
+  });
+  const leg = decodeLeg(prefill, "xfer-8", "engine-p");
+  const both = Promise.all([
+    postForJson(decode, CHAT, leg),
+    postForJson(decode, CHAT, leg),
+  ]);
+  await withDeadline(bothWaiting, 5_000, "both reads to wait at the prefiller");
+  await postForJson(prefill, CHAT, prefillLeg("xfer-8"));
+  const answers = await withDeadline(both, 5_000, "both decodes");
+  assert.deepEqual(answers.map((r) => r.status).sort(), [200, 500]);
+  assert.deepEqual(
+    decode.requests.map((r) => r.kvTransfer?.reason).filter(Boolean),
+    ["transfer xfer-8 was already read"],
+  );
+});
