@@ -41,7 +41,7 @@ import { MOONCAKE_PULL_PATH, MOONCAKE_QUERY_PATH } from "./kv_wire.ts";
 import { pyRepr } from "./log.ts";
 import { isRecord, parseJsonBody } from "./parse_request.ts";
 import { callPeer, countOf, refusalOf } from "./peer.ts";
-import { createRendezvous } from "./rendezvous.ts";
+import { createRendezvous, type Rendezvous } from "./rendezvous.ts";
 import type { RequestRole } from "./types.ts";
 
 /** KV a prefill registered under its `transfer_id`. */
@@ -56,143 +56,183 @@ const SOURCE = "mooncake_connector.py:702";
 /** Transfer ids remembered to refuse reuse. */
 const ID_MEMORY = 10_000;
 
+/** One prefiller's Mooncake state: registered transfers and taken ids. */
+interface Transfers {
+  readonly ctx: KvContext;
+  readonly registered: Rendezvous<Registered>;
+  readonly usedIds: Set<string>;
+}
+
 /** The `mooncake` connector. */
 export function createMooncakeConnector(ctx: KvContext): KvConnector {
-  const transfers = createRendezvous<Registered>();
-  const usedIds = new Set<string>();
-  const engineIdOf = (rank: number) =>
-    ctx.dataParallelSize > 1
-      ? `${ctx.knobs.engineId}_dp${rank}`
-      : ctx.knobs.engineId;
+  const transfers: Transfers = {
+    ctx,
+    registered: createRendezvous(),
+    usedIds: new Set(),
+  };
   return {
     ...NO_KV_HOOKS,
     name: "mooncake",
     roleOf: (arrived) => roleOf(arrived.body),
     admit(job) {
-      if (job.role !== "prefill") return;
-      const id = transferIdOf(job);
-      if (id === undefined) {
-        throw new VllmError(
-          400,
-          "kv_transfer_params.transfer_id must be a non-empty string for a Mooncake prefill (do_remote_decode)",
-          { param: "kv_transfer_params" },
-        );
-      }
-      if (usedIds.has(id)) {
-        throw new VllmError(400, `transfer_id ${id} is already in use`, {
-          param: "kv_transfer_params",
-        });
-      }
-      // Taken at admission: a streaming prefill loads later, and a twin must not slip in meanwhile.
-      usedIds.add(id);
-      if (usedIds.size > ID_MEMORY) {
-        usedIds.delete(usedIds.values().next().value as string);
-      }
+      if (job.role === "prefill") takeTransferId(transfers, job);
     },
     load(job) {
       if (job.role === "decode") return pullTransfer(job);
       if (job.role !== "prefill") return Promise.resolve(NOTHING_LOADED);
       const id = transferIdOf(job) as string;
+      const { registered } = transfers;
       job.signal.addEventListener("abort", () => {
-        if (transfers.peek(id) === undefined) {
-          transfers.fail(id, 410, "the prefill was aborted");
+        if (registered.peek(id) === undefined) {
+          registered.fail(id, 410, "the prefill was aborted");
         }
       }, { once: true });
       return Promise.resolve(NOTHING_LOADED);
     },
-    async computed(job) {
-      if (job.role !== "prefill") return;
-      const id = transferIdOf(job) as string;
-      const engineId = engineIdOf(job.dpRank ?? 0);
-      transfers.publish(id, {
-        engineId,
-        promptHash: await hashPrompt(job.req.promptKey),
-        numTokens: job.req.promptTokens,
-      });
-      job.record.kvHandOff = {
-        connector: "mooncake",
-        key: id,
-        numTokens: job.req.promptTokens,
-      };
-      ctx.logger.write(
-        "INFO",
-        SOURCE,
-        `Registered KV of request ${job.meta.id} for transfer ${id} on engine ${engineId} (${job.req.promptTokens} tokens)`,
-      );
-    },
+    computed: (job) =>
+      job.role === "prefill" ? register(transfers, job) : Promise.resolve(),
     serveSideChannel(request, path) {
       if (path === MOONCAKE_QUERY_PATH && request.method === "GET") {
-        const ranks = Array.from(
-          { length: ctx.dataParallelSize },
-          (_, rank) => [String(rank), { engine_id: engineIdOf(rank) }],
-        );
         return Promise.resolve({
           status: 200,
-          body: Object.fromEntries(ranks),
+          body: buildQueryAnswer(ctx),
           key: undefined,
         });
       }
       if (path !== MOONCAKE_PULL_PATH || request.method !== "POST") {
         return undefined;
       }
-      return request.text().then((text) => servePull(text, request.signal));
+      return request.text().then((text) =>
+        servePull(transfers, text, request.signal)
+      );
     },
-    close: () => transfers.close(),
+    close: () => transfers.registered.close(),
   };
+}
 
-  async function servePull(
-    text: string,
-    signal: AbortSignal,
-  ): Promise<SideChannelAnswer> {
-    const parsed = parseJsonBody(text);
-    const pull = parsed.ok && isRecord(parsed.value) ? parsed.value : {};
-    const id = pull.transfer_id;
-    if (typeof id !== "string" || typeof pull.prompt_hash !== "string") {
-      return refuse(400, "invalid pull request", id);
-    }
-    const waitMs = countOf(pull, "wait_ms");
-    ctx.logger.write(
-      "DEBUG",
-      SOURCE,
-      `Remote engine ${
-        String(pull.remote_engine_id)
-      } reads transfer ${id} (waiting up to ${waitMs} ms)`,
+/** Engine id of a data-parallel rank, as vLLM's DP engines name themselves. */
+function engineIdOf(ctx: KvContext, rank: number): string {
+  return ctx.dataParallelSize > 1
+    ? `${ctx.knobs.engineId}_dp${rank}`
+    : ctx.knobs.engineId;
+}
+
+/** `GET /query`: one `{engine_id}` per data-parallel rank. */
+function buildQueryAnswer(ctx: KvContext): Record<string, unknown> {
+  return Object.fromEntries(
+    Array.from(
+      { length: ctx.dataParallelSize },
+      (_, rank) => [String(rank), { "engine_id": engineIdOf(ctx, rank) }],
+    ),
+  );
+}
+
+/** A prefill needs a fresh `transfer_id`; taken at admission so a streaming twin cannot slip in before it loads. */
+function takeTransferId(transfers: Transfers, job: Job): void {
+  const id = transferIdOf(job);
+  if (id === undefined) {
+    throw new VllmError(
+      400,
+      "kv_transfer_params.transfer_id must be a non-empty string for a Mooncake prefill (do_remote_decode)",
+      { param: "kv_transfer_params" },
     );
-    const outcome = await transfers.wait(id, waitMs, signal);
-    if (!outcome.ok) {
-      return outcome.status === 504
-        ? refuse(
-          404,
-          `unknown transfer_id (no prefill registered it within ${waitMs} ms)`,
-          id,
-        )
-        : refuse(outcome.status, outcome.reason, id);
-    }
-    const registered = outcome.value;
-    // Two reads woken by one registration: only the first may take it.
-    if (transfers.peek(id)?.ok !== true) {
-      return refuse(409, `transfer ${id} was already read`, id);
-    }
-    if (pull.remote_engine_id !== registered.engineId) {
-      return refuse(
-        409,
-        `engine id mismatch: transfer ${id} is on engine ${registered.engineId}, not ${
-          String(pull.remote_engine_id)
-        }`,
-        id,
-      );
-    }
-    if (pull.prompt_hash !== registered.promptHash) {
-      return refuse(
-        409,
-        "prompt mismatch: the prefill computed another prompt",
-        id,
-      );
-    }
-    // vLLM frees the prefiller's blocks once the decoder read them.
-    transfers.delete(id);
-    return { status: 200, body: { num_tokens: registered.numTokens }, key: id };
   }
+  const { usedIds } = transfers;
+  if (usedIds.has(id)) {
+    throw new VllmError(400, `transfer_id ${id} is already in use`, {
+      param: "kv_transfer_params",
+    });
+  }
+  usedIds.add(id);
+  if (usedIds.size > ID_MEMORY) {
+    usedIds.delete(usedIds.values().next().value as string);
+  }
+}
+
+/** The prefill computed its prompt: register the KV under its transfer id for its rank's engine. */
+async function register(transfers: Transfers, job: Job): Promise<void> {
+  const id = transferIdOf(job) as string;
+  const engineId = engineIdOf(transfers.ctx, job.dpRank ?? 0);
+  transfers.registered.publish(id, {
+    engineId,
+    promptHash: await hashPrompt(job.req.promptKey),
+    numTokens: job.req.promptTokens,
+  });
+  job.record.kvHandOff = {
+    connector: "mooncake",
+    key: id,
+    numTokens: job.req.promptTokens,
+  };
+  transfers.ctx.logger.write(
+    "INFO",
+    SOURCE,
+    `Registered KV of request ${job.meta.id} for transfer ${id} on engine ${engineId} (${job.req.promptTokens} tokens)`,
+  );
+}
+
+/** The side channel: a decode reads a transfer, waiting for its concurrent prefill. */
+async function servePull(
+  transfers: Transfers,
+  text: string,
+  signal: AbortSignal,
+): Promise<SideChannelAnswer> {
+  const parsed = parseJsonBody(text);
+  const pull = parsed.ok && isRecord(parsed.value) ? parsed.value : {};
+  const id = pull.transfer_id;
+  if (typeof id !== "string" || typeof pull.prompt_hash !== "string") {
+    return refuse(400, "invalid pull request", id);
+  }
+  const waitMs = countOf(pull, "wait_ms");
+  transfers.ctx.logger.write(
+    "DEBUG",
+    SOURCE,
+    `Remote engine ${
+      String(pull.remote_engine_id)
+    } reads transfer ${id} (waiting up to ${waitMs} ms)`,
+  );
+  const outcome = await transfers.registered.wait(id, waitMs, signal);
+  if (!outcome.ok) {
+    return outcome.status === 504
+      ? refuse(
+        404,
+        `unknown transfer_id (no prefill registered it within ${waitMs} ms)`,
+        id,
+      )
+      : refuse(outcome.status, outcome.reason, id);
+  }
+  return judgeRead(transfers, id, pull, outcome.value);
+}
+
+/** A registered transfer goes once, to a reader naming its engine and prompt. */
+function judgeRead(
+  transfers: Transfers,
+  id: string,
+  pull: Readonly<Record<string, unknown>>,
+  registered: Registered,
+): SideChannelAnswer {
+  // Two reads woken by one registration: only the first may take it.
+  if (transfers.registered.peek(id)?.ok !== true) {
+    return refuse(409, `transfer ${id} was already read`, id);
+  }
+  if (pull.remote_engine_id !== registered.engineId) {
+    return refuse(
+      409,
+      `engine id mismatch: transfer ${id} is on engine ${registered.engineId}, not ${
+        String(pull.remote_engine_id)
+      }`,
+      id,
+    );
+  }
+  if (pull.prompt_hash !== registered.promptHash) {
+    return refuse(
+      409,
+      "prompt mismatch: the prefill computed another prompt",
+      id,
+    );
+  }
+  // vLLM frees the prefiller's blocks once the decoder read them.
+  transfers.registered.delete(id);
+  return { status: 200, body: { num_tokens: registered.numTokens }, key: id };
 }
 
 function roleOf(body: unknown): RequestRole {

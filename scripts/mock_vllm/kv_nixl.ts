@@ -32,9 +32,10 @@ import {
   NO_KV_HOOKS,
   recordTransfer,
   type SideChannelAnswer,
+  type TransferFields,
 } from "./kv_connector.ts";
 import { pullFromSource } from "./kv_p2p.ts";
-import type { BlockLayout, KvRegistry } from "./kv_registry.ts";
+import type { BlockLayout, IssuedHandle, KvRegistry } from "./kv_registry.ts";
 import { hashPrompt, type LocalKvStore } from "./kv_store.ts";
 import { NIXL_PULL_PATH } from "./kv_wire.ts";
 import { pyRepr } from "./log.ts";
@@ -151,18 +152,16 @@ async function pullBlocks(
   job: Job,
   params: Readonly<Record<string, unknown>>,
 ): Promise<KvLoad> {
-  const { logger } = job.engine;
-  const remoteRequestId = gen === V2 ? params.remote_request_id : job.meta.id;
-  const fields = {
+  const fields: PullFields = {
     remoteEngineId: params.remote_engine_id,
-    remoteRequestId,
+    remoteRequestId: gen === V2 ? params.remote_request_id : job.meta.id,
     remoteHost: params.remote_host,
     remotePort: params.remote_port,
     numBlocks: countBlockIds(params.remote_block_ids),
   };
   const absent = missingKeys(gen, params);
   if (absent.length > 0) {
-    logger.write(
+    job.engine.logger.write(
       "WARNING",
       "nixl_connector.py:541",
       `Got invalid KVTransferParams: ${
@@ -177,19 +176,34 @@ async function pullBlocks(
     });
     return { ok: true, cachedTokens: 0, transferred: false };
   }
+  return await readBlocks(job, params, fields);
+}
+
+/** What a NIXL load records about its source. */
+type PullFields = Omit<TransferFields, "outcome" | "numTokens"> & {
+  readonly numBlocks: number;
+};
+
+/** The pull itself, once the params are complete: one call to the prefiller's side channel. */
+async function readBlocks(
+  job: Job,
+  params: Readonly<Record<string, unknown>>,
+  fields: PullFields,
+): Promise<KvLoad> {
   const source = "nixl_connector.py:1840";
   const baseUrl = peerBaseUrl(params.remote_host, params.remote_port);
   if (baseUrl === undefined) {
+    const address = `${JSON.stringify(params.remote_host)}:${
+      JSON.stringify(params.remote_port)
+    }`;
     return failedLoad(job, {
       ...fields,
-      reason: `invalid remote address ${JSON.stringify(params.remote_host)}:${
-        JSON.stringify(params.remote_port)
-      }`,
+      reason: `invalid remote address ${address}`,
     }, { source });
   }
   const answer = await callPeer(`${baseUrl}${NIXL_PULL_PATH}`, {
     remote_engine_id: params.remote_engine_id,
-    remote_request_id: remoteRequestId,
+    remote_request_id: fields.remoteRequestId,
     remote_block_ids: params.remote_block_ids,
   }, job.signal);
   if (!answer.ok || answer.status !== 200) {
@@ -200,7 +214,7 @@ async function pullBlocks(
     return failedLoad(job, { ...fields, reason }, { source });
   }
   const numTokens = countOf(answer.body, "num_tokens");
-  logger.write(
+  job.engine.logger.write(
     "DEBUG",
     "nixl_connector.py:646",
     `start_load_kv for request ${job.meta.id} from remote engine ${
@@ -260,6 +274,41 @@ export function countBlockIds(blockIds: unknown): number {
  */
 function handOff(gen: Generation, deps: NixlDeps, job: Job): HandOff {
   if (job.role !== "prefill") return { kvTransferParams: null };
+  const handle = issueHandle(gen, deps, job);
+  const { knobs } = deps.ctx;
+  const { host, port } = deps.ctx.sideChannel();
+  if (gen === V1) {
+    return {
+      kvTransferParams: null,
+      topLevel: {
+        "remote_block_ids": handle.blockIds,
+        "remote_engine_id": knobs.engineId,
+        "remote_host": host,
+        "remote_port": port,
+      },
+    };
+  }
+  return {
+    kvTransferParams: {
+      "do_remote_prefill": true,
+      "do_remote_decode": false,
+      "remote_block_ids": handle.blockIds,
+      "remote_engine_id": knobs.engineId,
+      "remote_request_id": handle.remoteRequestId,
+      "remote_host": host,
+      "remote_port": port,
+      "tp_size": 1,
+      "dcp_size": 1,
+      "pp_size": 1,
+      "remote_num_tokens": job.req.promptTokens,
+      "remote_blocks_expiry_time": null,
+      "transfer_mode": "pull",
+    },
+  };
+}
+
+/** Pins the prompt's blocks under the prefill's engine request id, records and logs it. */
+function issueHandle(gen: Generation, deps: NixlDeps, job: Job): IssuedHandle {
   const { knobs, logger } = deps.ctx;
   const suffix = crypto.randomUUID().replaceAll("-", "").slice(0, 8);
   const remoteRequestId = gen === V1
@@ -272,7 +321,6 @@ function handOff(gen: Generation, deps: NixlDeps, job: Job): HandOff {
     job.req.promptTokens,
     gen.layout,
   );
-  const { host, port } = deps.ctx.sideChannel();
   job.record.kvHandOff = {
     connector: gen.name,
     key: remoteRequestId,
@@ -294,34 +342,7 @@ function handOff(gen: Generation, deps: NixlDeps, job: Job): HandOff {
     `Issued KV handle ${remoteRequestId} for request ${job.meta.id}: ` +
       `${handle.numBlocks} blocks, ${handle.numTokens} tokens, lease ${knobs.kvLeaseMs} ms`,
   );
-  if (gen === V1) {
-    return {
-      kvTransferParams: null,
-      topLevel: {
-        "remote_block_ids": handle.blockIds,
-        "remote_engine_id": knobs.engineId,
-        "remote_host": host,
-        "remote_port": port,
-      },
-    };
-  }
-  return {
-    kvTransferParams: {
-      "do_remote_prefill": true,
-      "do_remote_decode": false,
-      "remote_block_ids": handle.blockIds,
-      "remote_engine_id": knobs.engineId,
-      "remote_request_id": remoteRequestId,
-      "remote_host": host,
-      "remote_port": port,
-      "tp_size": 1,
-      "dcp_size": 1,
-      "pp_size": 1,
-      "remote_num_tokens": job.req.promptTokens,
-      "remote_blocks_expiry_time": null,
-      "transfer_mode": "pull",
-    },
-  };
+  return handle;
 }
 
 async function servePull(

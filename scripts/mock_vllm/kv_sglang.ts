@@ -46,7 +46,11 @@ import {
 import { SGLANG_BOOTSTRAP_PATH } from "./kv_wire.ts";
 import { isRecord, parseJsonBody } from "./parse_request.ts";
 import { callPeer, countOf, isPort, peerBaseUrl, refusalOf } from "./peer.ts";
-import { createRendezvous } from "./rendezvous.ts";
+import {
+  createRendezvous,
+  type Rendezvous,
+  type WaitOutcome,
+} from "./rendezvous.ts";
 
 /** The three bootstrap fields, validated; `room` keeps the exact digits sent. */
 interface Bootstrap {
@@ -66,147 +70,181 @@ const SOURCE = "disaggregation/decode.py:212";
 /** Rooms remembered to refuse reuse. */
 const ROOM_MEMORY = 10_000;
 
+/** Rooms one prefill server knows: who joined, what was prefilled, what is taken. */
+interface Rooms {
+  readonly ctx: KvContext;
+  /** Published by a decode's join; the prefill waits for it. */
+  readonly joined: Rendezvous<true>;
+  /** Published by the prefill once computed; the decode waits for it. */
+  readonly prefilled: Rendezvous<PrefilledRoom>;
+  readonly usedRooms: Set<string>;
+  readonly joinedRooms: Set<string>;
+}
+
 /** The `sglang` connector. */
 export function createSglangConnector(ctx: KvContext): KvConnector {
-  const joined = createRendezvous<true>();
-  const prefilled = createRendezvous<PrefilledRoom>();
-  const usedRooms = new Set<string>();
-  const joinedRooms = new Set<string>();
-  const disaggregated = ctx.kvRole !== "kv_both";
+  const rooms: Rooms = {
+    ctx,
+    joined: createRendezvous(),
+    prefilled: createRendezvous(),
+    usedRooms: new Set(),
+    joinedRooms: new Set(),
+  };
   return {
     ...NO_KV_HOOKS,
     name: "sglang",
     roleOf: () => roleOfKvRole(ctx.kvRole),
     admit(job) {
-      if (!disaggregated) return;
-      const bootstrap = readBootstrap(job);
-      if (job.role !== "prefill") return;
-      if (usedRooms.has(bootstrap.room)) {
-        throw new VllmError(
-          400,
-          `bootstrap_room ${bootstrap.room} is already in use by another prefill`,
-          { param: "bootstrap_room" },
-        );
-      }
-      // Taken at admission: a streaming prefill loads later, and a twin must not slip in meanwhile.
-      remember(usedRooms, bootstrap.room);
+      if (ctx.kvRole !== "kv_both") admit(rooms, job);
     },
     load(job) {
       if (job.role === "decode") return joinRoom(job);
       if (job.role !== "prefill") return Promise.resolve(NOTHING_LOADED);
-      return awaitDecode(job, readBootstrap(job).room);
+      return awaitDecode(rooms, job, readBootstrap(job).room);
     },
     computed(job) {
-      if (job.role === "prefill") {
-        const { room } = readBootstrap(job);
-        prefilled.publish(room, {
-          body: canonicalJson(job.req.body),
-          numTokens: job.req.promptTokens,
-        });
-        job.record.kvHandOff = {
-          connector: "sglang",
-          key: room,
-          numTokens: job.req.promptTokens,
-        };
-        ctx.logger.write(
-          "INFO",
-          "disaggregation/prefill.py:341",
-          `Sent KV of request ${job.meta.id} (${job.req.promptTokens} tokens) to the decode of bootstrap_room ${room}`,
-        );
-      }
+      if (job.role === "prefill") sendKv(rooms, job);
       return Promise.resolve();
     },
     serveSideChannel(request, path) {
       if (path !== SGLANG_BOOTSTRAP_PATH || request.method !== "POST") {
         return undefined;
       }
-      return request.text().then((text) => serveJoin(text, request.signal));
+      return request.text().then((text) =>
+        serveJoin(rooms, text, request.signal)
+      );
     },
     close() {
-      joined.close();
-      prefilled.close();
+      rooms.joined.close();
+      rooms.prefilled.close();
     },
   };
+}
 
-  /** The prefill side: wait for a decode to join, fail the room if this prefill ends early. */
-  async function awaitDecode(job: Job, room: string): Promise<KvLoad> {
-    const waitMs = ctx.knobs.kvWaitTimeoutMs;
-    job.signal.addEventListener("abort", () => {
-      if (prefilled.peek(room) === undefined) {
-        prefilled.fail(room, 410, "the prefill was aborted");
-      }
-    }, { once: true });
-    const outcome = await joined.wait(room, waitMs, job.signal);
-    if (outcome.ok) return NOTHING_LOADED;
+/** Both sides need valid bootstrap fields; a prefill also takes its room. */
+function admit(rooms: Rooms, job: Job): void {
+  const { room } = readBootstrap(job);
+  if (job.role !== "prefill") return;
+  if (rooms.usedRooms.has(room)) {
+    throw new VllmError(
+      400,
+      `bootstrap_room ${room} is already in use by another prefill`,
+      { param: "bootstrap_room" },
+    );
+  }
+  // Taken at admission: a streaming prefill loads later, and a twin must not slip in meanwhile.
+  remember(rooms.usedRooms, room);
+}
+
+/** The prefill side: wait for a decode to join, fail the room if this prefill ends early. */
+async function awaitDecode(
+  rooms: Rooms,
+  job: Job,
+  room: string,
+): Promise<KvLoad> {
+  const { prefilled } = rooms;
+  const waitMs = rooms.ctx.knobs.kvWaitTimeoutMs;
+  job.signal.addEventListener("abort", () => {
+    if (prefilled.peek(room) === undefined) {
+      prefilled.fail(room, 410, "the prefill was aborted");
+    }
+  }, { once: true });
+  const outcome = await rooms.joined.wait(room, waitMs, job.signal);
+  if (outcome.ok) return NOTHING_LOADED;
+  const reason = outcome.status === 504
+    ? `no decode joined bootstrap_room ${room} within ${waitMs} ms`
+    : outcome.reason;
+  prefilled.fail(room, 410, `the prefill gave up: ${reason}`);
+  return failedLoad(job, { remoteRequestId: room, reason }, {
+    source: "disaggregation/prefill.py:188",
+    alwaysFail: true,
+    message: `KV transfer failed for bootstrap_room ${room}: ${reason}`,
+  });
+}
+
+/** The prefill computed its prompt: hand the KV to the room's decode. */
+function sendKv(rooms: Rooms, job: Job): void {
+  const { room } = readBootstrap(job);
+  rooms.prefilled.publish(room, {
+    body: canonicalJson(job.req.body),
+    numTokens: job.req.promptTokens,
+  });
+  job.record.kvHandOff = {
+    connector: "sglang",
+    key: room,
+    numTokens: job.req.promptTokens,
+  };
+  rooms.ctx.logger.write(
+    "INFO",
+    "disaggregation/prefill.py:341",
+    `Sent KV of request ${job.meta.id} (${job.req.promptTokens} tokens) to the decode of bootstrap_room ${room}`,
+  );
+}
+
+/** The side channel: a decode joins its room and waits for the prefill's KV. */
+async function serveJoin(
+  rooms: Rooms,
+  text: string,
+  signal: AbortSignal,
+): Promise<SideChannelAnswer> {
+  const parsed = parseJsonBody(text);
+  const join = parsed.ok && isRecord(parsed.value) ? parsed.value : {};
+  const room = join.bootstrap_room;
+  if (typeof room !== "string" || !/^\d+$/.test(room)) {
+    return refuse(400, "invalid bootstrap join", room);
+  }
+  if (rooms.joinedRooms.has(room)) {
+    return refuse(409, `bootstrap_room ${room} already has a decode`, room);
+  }
+  remember(rooms.joinedRooms, room);
+  rooms.joined.publish(room, true);
+  const waitMs = countOf(join, "wait_ms");
+  const outcome = await waitForPrefill(rooms, room, { waitMs, signal });
+  if (!outcome.ok) {
     const reason = outcome.status === 504
-      ? `no decode joined bootstrap_room ${room} within ${waitMs} ms`
+      ? `no prefill for bootstrap_room ${room} within ${waitMs} ms`
       : outcome.reason;
-    prefilled.fail(room, 410, `the prefill gave up: ${reason}`);
-    return failedLoad(job, { remoteRequestId: room, reason }, {
-      source: "disaggregation/prefill.py:188",
-      alwaysFail: true,
-      message: `KV transfer failed for bootstrap_room ${room}: ${reason}`,
-    });
+    // A prefill arriving after the decode gave up must not wait for it.
+    rooms.joined.fail(room, 410, "the decode gave up");
+    return refuse(outcome.status === 504 ? 404 : outcome.status, reason, room);
   }
+  rooms.prefilled.delete(room);
+  if (outcome.value.body !== join.body) {
+    return refuse(
+      409,
+      "the prefill and decode bodies differ (both legs must carry the same body)",
+      room,
+    );
+  }
+  return {
+    status: 200,
+    body: { num_tokens: outcome.value.numTokens },
+    key: room,
+  };
+}
 
-  /** The side channel: a decode joins `room` and waits for its prefill's KV. */
-  async function serveJoin(
-    text: string,
-    signal: AbortSignal,
-  ): Promise<SideChannelAnswer> {
-    const parsed = parseJsonBody(text);
-    const join = parsed.ok && isRecord(parsed.value) ? parsed.value : {};
-    const room = join.bootstrap_room;
-    if (typeof room !== "string" || !/^\d+$/.test(room)) {
-      return refuse(400, "invalid bootstrap join", room);
-    }
-    if (joinedRooms.has(room)) {
-      return refuse(409, `bootstrap_room ${room} already has a decode`, room);
-    }
-    remember(joinedRooms, room);
-    joined.publish(room, true);
-    const waitMs = countOf(join, "wait_ms");
-    ctx.logger.write(
-      "INFO",
-      "disaggregation/bootstrap_server.py:97",
-      `Decode joined bootstrap_room ${room}; waiting up to ${waitMs} ms for its KV`,
-    );
-    const outcome = await prefilled.wait(room, waitMs, signal).catch(
-      (reason: unknown) => {
-        ctx.logger.write(
-          "INFO",
-          "disaggregation/bootstrap_server.py:131",
-          `Decode left bootstrap_room ${room} before its KV came`,
-        );
-        throw reason;
-      },
-    );
-    if (!outcome.ok) {
-      const reason = outcome.status === 504
-        ? `no prefill for bootstrap_room ${room} within ${waitMs} ms`
-        : outcome.reason;
-      // A prefill arriving after the decode gave up must not wait for it.
-      joined.fail(room, 410, "the decode gave up");
-      return refuse(
-        outcome.status === 504 ? 404 : outcome.status,
-        reason,
-        room,
+/** Waits for the room's prefill, logging when the decode joins and when it leaves early. */
+function waitForPrefill(
+  rooms: Rooms,
+  room: string,
+  options: { readonly waitMs: number; readonly signal: AbortSignal },
+): Promise<WaitOutcome<PrefilledRoom>> {
+  const { logger } = rooms.ctx;
+  logger.write(
+    "INFO",
+    "disaggregation/bootstrap_server.py:97",
+    `Decode joined bootstrap_room ${room}; waiting up to ${options.waitMs} ms for its KV`,
+  );
+  return rooms.prefilled.wait(room, options.waitMs, options.signal).catch(
+    (reason: unknown) => {
+      logger.write(
+        "INFO",
+        "disaggregation/bootstrap_server.py:131",
+        `Decode left bootstrap_room ${room} before its KV came`,
       );
-    }
-    prefilled.delete(room);
-    if (outcome.value.body !== join.body) {
-      return refuse(
-        409,
-        "the prefill and decode bodies differ (both legs must carry the same body)",
-        room,
-      );
-    }
-    return {
-      status: 200,
-      body: { num_tokens: outcome.value.numTokens },
-      key: room,
-    };
-  }
+      throw reason;
+    },
+  );
 }
 
 /** The decode side: join the room at the prefill's bootstrap server and wait for the KV. */

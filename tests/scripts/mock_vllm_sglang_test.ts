@@ -340,3 +340,24 @@ Deno.test("mock vllm sglang decode whose client leaves stops waiting at the pref
   );
   await withDeadline(left, 5_000, "the prefiller to see the decode leave");
 });
+
+Deno.test("mock vllm kvWaitTimeoutMs changes at runtime through /admin/config", async () => {
+  const [prefill, decode] = await sglangPair(60_000);
+  await using _p = prefill;
+  await using _d = decode;
+  const admin = await postForJson(decode, "/admin/config", {
+    kvWaitTimeoutMs: 30,
+  });
+  assert.equal(admin.status, 200);
+  assert.equal(admin.body.kvWaitTimeoutMs, 30);
+  const { status } = await withDeadline(
+    postForJson(decode, CHAT, legBody(prefill, 14)),
+    5_000,
+    "the lonely decode",
+  );
+  assert.equal(status, 500);
+  assert.equal(
+    decode.requests.at(-1)?.kvTransfer?.reason,
+    "no prefill for bootstrap_room 14 within 30 ms",
+  );
+});
