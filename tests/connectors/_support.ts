@@ -5,8 +5,11 @@
  * readers of what crossed the wire.
  */
 
-import type { Config, ConnectorName } from "../../src/config.ts";
-import type { RecordedRequest } from "../../scripts/mock_vllm/mod.ts";
+import type { ConnectorName } from "../../src/config.ts";
+import {
+  createKvStore,
+  type RecordedRequest,
+} from "../../scripts/mock_vllm/mod.ts";
 import {
   createHarness,
   type Harness,
@@ -70,30 +73,45 @@ export function startBootstrapStub(
   };
 }
 
-/** A harness for `connector`, plus the bootstrap server mooncake needs. */
-export interface ConnectorHarness extends Harness {
-  readonly bootstrap: BootstrapStub;
-}
+/** How long a mock waits for the other leg: a broken exchange fails well before test deadlines. */
+const KV_WAIT_MS = 2000;
 
-/** Starts mocks, a bootstrap stub and a sidecar running `connector`. */
+/**
+ * Starts a prefill and a decode mock speaking `connector` (sharing one KV
+ * store, for the connectors whose KV travels through one) and a sidecar
+ * running it, told the ports the protocol needs: the prefiller's side
+ * channel is its SGLang and Mooncake bootstrap server and its P2P listener.
+ */
 export async function createConnectorHarness(
   connector: ConnectorName,
   options: HarnessOptions = {},
-): Promise<ConnectorHarness> {
-  const bootstrap = startBootstrapStub();
-  const config: Partial<Config> = {
-    connector,
-    mooncakeBootstrapPort: bootstrap.port,
-    ...options.config,
-  };
-  const h = await createHarness({ ...options, config });
-  const closeHarness = h[Symbol.asyncDispose].bind(h);
-  return Object.assign(h, {
-    bootstrap,
-    async [Symbol.asyncDispose]() {
-      await closeHarness();
-      await bootstrap[Symbol.asyncDispose]();
+): Promise<Harness> {
+  const kvStore = createKvStore();
+  return await createHarness({
+    ...options,
+    prefill: {
+      kvConnector: connector,
+      kvRole: "kv_producer",
+      kvStore,
+      kvWaitTimeoutMs: KV_WAIT_MS,
+      ...options.prefill,
     },
+    decode: {
+      kvConnector: connector,
+      kvRole: "kv_consumer",
+      kvStore,
+      kvWaitTimeoutMs: KV_WAIT_MS,
+      ...options.decode,
+    },
+    config: (mocks) => ({
+      connector,
+      sglangBootstrapPort: mocks.prefill.sideChannelPort,
+      mooncakeBootstrapPort: mocks.prefill.sideChannelPort,
+      p2pConnectorPort: mocks.prefill.sideChannelPort,
+      ...(typeof options.config === "function"
+        ? options.config(mocks)
+        : options.config),
+    }),
   });
 }
 

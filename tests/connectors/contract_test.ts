@@ -9,11 +9,10 @@ import assert from "node:assert/strict";
 import type { ConnectorName } from "../../src/config.ts";
 import { DECODER_NOT_READY_MESSAGE } from "../../src/upstream/relay.ts";
 import type { RecordedRequest } from "../../scripts/mock_vllm/mod.ts";
-import { chatBody, jsonHeaders } from "../support/harness.ts";
+import { chatBody, type Harness, jsonHeaders } from "../support/harness.ts";
 import { closedPort } from "../support/stub_upstream.ts";
 import {
   bodyOf,
-  type ConnectorHarness,
   createConnectorHarness,
   type HangingUpstream,
   isPending,
@@ -46,7 +45,7 @@ const CASES: readonly ConnectorCase[] = [
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The one prefill and the one decode a P/D request sent. */
-async function legsOf(h: ConnectorHarness): Promise<{
+async function legsOf(h: Harness): Promise<{
   prefill: RecordedRequest;
   decode: RecordedRequest;
 }> {
@@ -57,8 +56,18 @@ async function legsOf(h: ConnectorHarness): Promise<{
   return { prefill, decode };
 }
 
+/** Sends a P/D request in process; fails the test when no answer came in time. */
+function send(
+  h: Harness,
+  path: string,
+  body: string,
+  headers?: Record<string, string>,
+): Promise<Response> {
+  return within(h.pd(path, body, headers), "the sidecar's answer");
+}
+
 /** Resolves once the sidecar logged the end of a request. */
-async function requestHandled(h: ConnectorHarness): Promise<void> {
+async function requestHandled(h: Harness): Promise<void> {
   await within(
     (async () => {
       while (!h.logs.some((line) => line.msg === "request handled")) {
@@ -72,7 +81,7 @@ async function requestHandled(h: ConnectorHarness): Promise<void> {
 for (const c of CASES) {
   Deno.test(`${c.name} sends one request id, minted, on every leg`, async () => {
     await using h = await createConnectorHarness(c.name);
-    const response = await h.pd("/v1/chat/completions", chatBody());
+    const response = await send(h, "/v1/chat/completions", chatBody());
     assert.equal(response.status, 200);
     const answer = await response.json();
     const { prefill, decode } = await legsOf(h);
@@ -84,7 +93,7 @@ for (const c of CASES) {
 
   Deno.test(`${c.name} sends the client's request id, once, on every leg`, async () => {
     await using h = await createConnectorHarness(c.name);
-    const response = await h.pd("/v1/chat/completions", chatBody(), {
+    const response = await send(h, "/v1/chat/completions", chatBody(), {
       "x-request-id": "client-id-1",
     });
     await response.body?.cancel();
@@ -99,7 +108,8 @@ for (const c of CASES) {
     } keeps the client's on decode`,
     async () => {
       await using h = await createConnectorHarness(c.name);
-      const response = await h.pd(
+      const response = await send(
+        h,
         "/v1/chat/completions",
         chatBody({
           "max_tokens": 8,
@@ -132,7 +142,8 @@ for (const c of CASES) {
   if (c.capsPrefill) {
     Deno.test(`${c.name} caps max_output_tokens on the Responses API`, async () => {
       await using h = await createConnectorHarness(c.name);
-      const response = await h.pd(
+      const response = await send(
+        h,
         "/v1/responses",
         JSON.stringify({
           model: "Qwen/Qwen3-0.6B",
@@ -153,7 +164,8 @@ for (const c of CASES) {
     await using h = await createConnectorHarness(c.name, {
       decode: { interTokenMs: 40 },
     });
-    const response = await h.pd(
+    const response = await send(
+      h,
       "/v1/chat/completions",
       chatBody({ stream: true, max_tokens: 5 }),
     );
@@ -241,7 +253,7 @@ for (const c of CASES) {
         prefill: { failureRate: 1, failureStatus: 429 },
         config: { modelServerPort: decoder.port },
       });
-      const response = await h.pd("/v1/chat/completions", chatBody());
+      const response = await send(h, "/v1/chat/completions", chatBody());
       assert.equal(response.status, 429);
       assert.equal((await response.json()).error.type, "RateLimitError");
       await expectNoDecodeAnswer(h, c, decoder);
@@ -256,7 +268,7 @@ for (const c of CASES) {
         prefill: { failureRate: 1, failureStatus: 503 },
         config: { modelServerPort: decoder.port },
       });
-      const response = await h.pd("/v1/chat/completions", chatBody());
+      const response = await send(h, "/v1/chat/completions", chatBody());
       assert.equal(response.status, 503);
       const error = (await response.json()).error;
       assert.equal(error.code, 503);
@@ -276,7 +288,7 @@ for (const c of CASES) {
         config: { modelServerPort: decoder.port },
       });
       const target = `127.0.0.1:${closedPort()}`;
-      const response = await h.pd("/v1/chat/completions", chatBody(), {
+      const response = await send(h, "/v1/chat/completions", chatBody(), {
         "x-prefiller-host-port": target,
       });
       assert.equal(response.status, 502);
@@ -294,7 +306,7 @@ for (const c of CASES) {
       await using h = await createConnectorHarness(c.name, {
         config: { modelServerPort: closedPort() },
       });
-      const response = await h.pd("/v1/chat/completions", chatBody());
+      const response = await send(h, "/v1/chat/completions", chatBody());
       assert.equal(response.status, 503);
       assert.equal(
         (await response.json()).error.message,
@@ -307,7 +319,7 @@ for (const c of CASES) {
     await using h = await createConnectorHarness(c.name, {
       decode: { failureRate: 1, failureStatus: 500 },
     });
-    const response = await h.pd("/v1/chat/completions", chatBody());
+    const response = await send(h, "/v1/chat/completions", chatBody());
     assert.equal(response.status, 500);
     assert.equal((await response.json()).error.type, "InternalServerError");
   });
@@ -318,7 +330,7 @@ for (const c of CASES) {
  * sent was closed without an answer (concurrent).
  */
 async function expectNoDecodeAnswer(
-  h: ConnectorHarness,
+  h: Harness,
   c: ConnectorCase,
   decoder: HangingUpstream,
 ): Promise<void> {

@@ -42,7 +42,10 @@ Deno.test(
     await using prefiller = startRecordingUpstream(() =>
       jsonResponse({ id: "cmpl-p", choices: [], ...REMOTE })
     );
-    await using h = await createConnectorHarness("nixl");
+    // No blocks to pull at 10.0.0.5: the decoder computes the prompt itself.
+    await using h = await createConnectorHarness("nixl", {
+      decode: { kvLoadFailurePolicy: "recompute" },
+    });
     const body =
       '{"model":"Qwen/Qwen3-0.6B","prompt":"Hi","max_tokens":5,"do_remote_decode":true,"seed":12345678901234567890}';
     const response = await h.pd("/v1/completions", body, {

@@ -71,6 +71,7 @@ Deno.test(
         dataParallelSize: 4,
         p2pConnectorPort: 7777,
       },
+      decode: { kvLoadFailurePolicy: "recompute" },
     });
     const response = await h.pd("/v1/chat/completions", chatBody(), {
       "x-prefiller-host-port": prefiller.hostPort,
@@ -183,7 +184,7 @@ Deno.test(
       }
       const source = params.remote_kv_source as Record<string, unknown>;
       assert.equal(source.remote_host, "peer.example");
-      assert.equal(source.remote_port, 7777);
+      assert.equal(source.remote_port, h.config.p2pConnectorPort);
       assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "pulled");
     }
   },

@@ -13,9 +13,7 @@ import {
 Deno.test(
   "sglang sends prefill and decode the same body: the client's plus the bootstrap fields",
   async () => {
-    await using h = await createConnectorHarness("sglang", {
-      config: { sglangBootstrapPort: 9123 },
-    });
+    await using h = await createConnectorHarness("sglang");
     const body =
       '{"model":"Qwen/Qwen3-0.6B","prompt":"Hi","max_tokens":4,"stream":true}';
     const response = await h.pd("/v1/completions", body);
@@ -30,8 +28,9 @@ Deno.test(
       decode?.bodyText,
       `${
         body.slice(0, -1)
-      },"bootstrap_host":"127.0.0.1","bootstrap_port":9123,"bootstrap_room":${room}}`,
+      },"bootstrap_host":"127.0.0.1","bootstrap_port":${h.prefill.sideChannelPort},"bootstrap_room":${room}}`,
     );
+    assert.equal(decode?.kvTransfer?.outcome, "pulled");
   },
 );
 
@@ -46,7 +45,11 @@ Deno.test("sglang names an IPv6 prefiller's host without brackets", async () => 
   await response.text();
   assert.equal(bodyOf(h.decode.requests[0]).bootstrap_host, "::1");
   assert.equal(bodyOf(h.prefill.requests[0]).bootstrap_host, "::1");
-  assert.equal(bodyOf(h.decode.requests[0]).bootstrap_port, 8998);
+  assert.equal(
+    bodyOf(h.decode.requests[0]).bootstrap_port,
+    h.prefill.sideChannelPort,
+  );
+  assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "pulled");
 });
 
 Deno.test("sglang names an http:// prefiller's host without the scheme", async () => {

@@ -53,20 +53,42 @@ Deno.test(
   },
 );
 
-Deno.test(
-  "shared-storage with cache_hit_threshold sends the decoder the client's bytes first and relays its answer without a prefill",
-  async () => {
-    await using h = await createConnectorHarness("shared-storage");
-    const body =
-      '{"model":"Qwen/Qwen3-0.6B","prompt":"Hi","max_tokens":3,"cache_hit_threshold":0.8}';
-    const response = await h.pd("/v1/completions", body);
-    assert.equal(response.status, 200);
-    assert.equal((await response.json()).object, "text_completion");
-    assert.equal(h.decode.requests.length, 1);
-    assert.equal(h.decode.requests[0]?.bodyText, body);
-    assert.equal(h.prefill.requests.length, 0);
-  },
-);
+for (const stream of [false, true]) {
+  Deno.test(
+    `shared-storage with cache_hit_threshold${
+      stream ? ", streaming," : ""
+    } prefills a prompt the decoder lacks, then answers it from the decoder's cache alone`,
+    async () => {
+      await using h = await createConnectorHarness("shared-storage");
+      const body = JSON.stringify({
+        model: "Qwen/Qwen3-0.6B",
+        prompt: "The capital of France is",
+        "max_tokens": 3,
+        "cache_hit_threshold": 0.8,
+        stream,
+      });
+      const cold = await h.pd("/v1/completions", body);
+      assert.equal(cold.status, 200);
+      const coldText = await readAll(cold);
+      assert.doesNotMatch(coldText, /cache_threshold/);
+      assert.equal(h.prefill.requests.length, 1);
+      assert.equal(h.decode.requests.length, 2);
+      assert.equal(h.decode.requests[0]?.bodyText, body);
+      assert.equal(
+        h.decode.requests[1]?.bodyText,
+        body.replace('"cache_hit_threshold":0.8', '"cache_hit_threshold":0'),
+      );
+      assert.equal(h.decode.requests[1]?.kvTransfer?.outcome, "pulled");
+
+      const warm = await h.pd("/v1/completions", body);
+      assert.equal(warm.status, 200);
+      assert.doesNotMatch(await readAll(warm), /cache_threshold/);
+      assert.equal(h.prefill.requests.length, 1, "no second prefill");
+      assert.equal(h.decode.requests.length, 3);
+      assert.equal(h.decode.requests[2]?.bodyText, body);
+    },
+  );
+}
 
 Deno.test(
   "shared-storage prefills and decodes again when the decoder declines with cache_threshold",
