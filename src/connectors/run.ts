@@ -31,6 +31,7 @@ import {
 } from "../upstream/target.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
+import { buildSourceDecodeBody } from "./p2p_source.ts";
 import type { DecodeLeg } from "./types.ts";
 
 /** One generation request as the route hands it over. */
@@ -55,6 +56,13 @@ export interface PdRunner {
   select(headers: HeaderSource): UpstreamTarget | undefined;
   /** Parses the body and runs the connector's protocol against `prefiller`. */
   run(prefiller: UpstreamTarget, request: PdRequest): Promise<Response>;
+  /** The KV-source peer the headers name, when the connector pulls from one; never throws. */
+  kvSource(headers: HeaderLookup, log: Logger): UpstreamTarget | undefined;
+  /** Decodes without prefill, the decoder pulling cached prefix KV from `source`. */
+  decodeFromSource(
+    source: UpstreamTarget,
+    request: PdRequest,
+  ): Promise<Response>;
 }
 
 /** Headers of both legs, built once per request. */
@@ -104,8 +112,28 @@ export function createPdRunner(deps: Deps): PdRunner {
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
+  const kvSource = (headers: HeaderLookup, log: Logger) =>
+    selectKvSource(headers, { enabled: connector.pullsKvSource, log });
   return {
     select: (headers) => selectPrefillTarget(headers, options),
+    kvSource,
+    async decodeFromSource(source, request) {
+      const { log, signal, pathAndQuery } = request;
+      const parsed = parseGenerationRequest(await request.readBody());
+      ensureClientPresent(signal);
+      log.debug("running P2P source protocol", { source: source.hostPort });
+      const body = buildSourceDecodeBody(deps.config, parsed, source);
+      log.trace("decode request", { body });
+      return await forwardToDecoder(deps.upstream, {
+        hostPort: decoder,
+        pathAndQuery,
+      }, {
+        method: "POST",
+        headers: legHeaders(request),
+        body,
+        signal,
+      });
+    },
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
       const parsed = parseGenerationRequest(await request.readBody());
@@ -136,10 +164,7 @@ export function createPdRunner(deps: Deps): PdRunner {
           });
         },
         headers: legHeaders(request),
-        kvSource: selectKvSource(request.headers, {
-          enabled: connector.pullsKvSource,
-          log: legLog,
-        }),
+        kvSource: kvSource(request.headers, legLog),
         signal,
         log: legLog,
         upstream: deps.upstream,

@@ -91,6 +91,29 @@ for (const c of CASES) {
     assert.equal(answer.id, `chatcmpl-${id}`);
   });
 
+  Deno.test(
+    `${c.name} hands the prefill's KV to the decode, as the engines' protocol checks see it`,
+    async () => {
+      await using h = await createConnectorHarness(c.name);
+      for (const stream of [false, true]) {
+        const response = await send(
+          h,
+          "/v1/chat/completions",
+          chatBody({
+            stream,
+            messages: [{ role: "user", content: `${stream}` }],
+          }),
+        );
+        assert.equal(response.status, 200);
+        await within(response.text(), "the answer");
+      }
+      for (const decode of h.decode.requests) {
+        assert.equal(decode.kvTransfer?.outcome, "pulled", decode.bodyText);
+      }
+      assert.equal(h.decode.requests.length, 2);
+    },
+  );
+
   Deno.test(`${c.name} sends the client's request id, once, on every leg`, async () => {
     await using h = await createConnectorHarness(c.name);
     const response = await send(h, "/v1/chat/completions", chatBody(), {
