@@ -106,6 +106,7 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 /**
  * Reads from `conn` until `done` holds for what was read, or the peer closes
  * (a reset counts as a close); rejects after `ms` with what was read so far.
+ * After a rejection a read is still pending: do not read `conn` again.
  */
 export async function readUntil(
   conn: Deno.Conn,
