@@ -19,8 +19,6 @@ export interface ServeConnectionOptions {
   readonly handler: ConnectionHandler;
   /** Answers a request whose handler threw. */
   readonly onError: (error: unknown) => Response | Promise<Response>;
-  /** Closes the connection at once, in-flight requests included. */
-  readonly signal: AbortSignal;
 }
 
 /** The HTTP server of one connection. */
@@ -58,10 +56,11 @@ export function findServeConnection(): ServeConnection | undefined {
   const serveOn: unknown = Reflect.get(internals, INTERNAL_NAME);
   if (typeof serveOn !== "function") return undefined;
   return function serveConnection(conn, options) {
-    // Arguments: connection, signal, handler, onError, onListen.
+    // Arguments: connection, signal, handler, onError, onListen. No signal:
+    // its abort throws from inside the runtime once the connection closed.
     const server: unknown = Reflect.apply(serveOn, undefined, [
       conn,
-      options.signal,
+      undefined,
       options.handler,
       options.onError,
       () => {},

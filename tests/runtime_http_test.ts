@@ -24,7 +24,6 @@ Deno.test("the runtime exposes its per-connection HTTP server, and it serves a c
       return new Response("ok");
     },
     onError: () => new Response("error", { status: 500 }),
-    signal: new AbortController().signal,
   });
   await writeText(pair.client, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
   const answer = await readUntil(pair.client, (text) => text.endsWith("ok"));
