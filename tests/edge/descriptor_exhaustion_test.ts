@@ -31,7 +31,7 @@ Deno.test("sidecar outlives running out of descriptors, reports it at a bounded 
   const port = freePort();
   await using sidecar = startBundle([
     `-port=${port}`,
-    `-vllm-port=${decoder.port}`,
+    `-model-server-port=${decoder.port}`,
     "-listen-host=127.0.0.1",
     "-secure-proxy=false",
   ]);

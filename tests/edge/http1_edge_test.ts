@@ -29,7 +29,7 @@ async function startEdge() {
   const decoder = startRecordingUpstream((request) => ({
     body: JSON.stringify({ seen: request.startLine }),
   }));
-  const h = await createHarness({ config: { vllmPort: decoder.port } });
+  const h = await createHarness({ config: { modelServerPort: decoder.port } });
   const port = Number(new URL(h.listen()).port);
   return {
     decoder,

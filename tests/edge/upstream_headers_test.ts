@@ -59,7 +59,9 @@ const FETCH_DEFAULTS = [
 
 Deno.test("passthrough sends the decoder the client's headers, X-Forwarded-For, and neutral values for what fetch always adds", async () => {
   await using decoder = startRecordingUpstream();
-  await using h = await createHarness({ config: { vllmPort: decoder.port } });
+  await using h = await createHarness({
+    config: { modelServerPort: decoder.port },
+  });
   const port = Number(new URL(h.listen()).port);
   const answer = await send(
     port,
@@ -87,7 +89,9 @@ Deno.test("passthrough sends the decoder the client's headers, X-Forwarded-For, 
 
 Deno.test("passthrough sends the client's own accept, accept-language, user-agent and accept-encoding as sent", async () => {
   await using decoder = startRecordingUpstream();
-  await using h = await createHarness({ config: { vllmPort: decoder.port } });
+  await using h = await createHarness({
+    config: { modelServerPort: decoder.port },
+  });
   const port = Number(new URL(h.listen()).port);
   await send(
     port,
@@ -129,7 +133,9 @@ Deno.test("passthrough answers a client that asked for gzip with the decoder's b
     ]],
     body: gzipped,
   }));
-  await using h = await createHarness({ config: { vllmPort: decoder.port } });
+  await using h = await createHarness({
+    config: { modelServerPort: decoder.port },
+  });
   const port = Number(new URL(h.listen()).port);
   const answer = await send(
     port,
@@ -159,7 +165,9 @@ Deno.test("a P/D request sends both legs the client's headers, X-Forwarded-For, 
   await using decoder = startRecordingUpstream(() => ({
     body: JSON.stringify({ id: "d", object: "chat.completion", choices: [] }),
   }));
-  await using h = await createHarness({ config: { vllmPort: decoder.port } });
+  await using h = await createHarness({
+    config: { modelServerPort: decoder.port },
+  });
   const port = Number(new URL(h.listen()).port);
   const chat = JSON.stringify({
     model: "m",
