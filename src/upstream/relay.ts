@@ -7,6 +7,7 @@
 
 import { ProxyError } from "../errors.ts";
 import {
+  fetchMayDecode,
   type UpstreamClient,
   UpstreamError,
   type UpstreamRequest,
@@ -18,12 +19,18 @@ import { httpUrl } from "./target.ts";
 export const DECODER_NOT_READY_MESSAGE =
   "The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.";
 
-/** Returns a client response streaming the upstream's status, headers and body. */
-export function relayResponse(upstream: Response): Response {
+/**
+ * Returns a client response streaming the upstream's status, headers and
+ * body; `fetchMayDecode` says whether fetch may have decoded the body.
+ */
+export function relayResponse(
+  upstream: Response,
+  fetchMayDecode: boolean,
+): Response {
   return new Response(upstream.body, {
     status: upstream.status,
     statusText: upstream.statusText,
-    headers: buildClientHeaders(upstream.headers),
+    headers: buildClientHeaders(upstream.headers, { fetchMayDecode }),
   });
 }
 
@@ -56,5 +63,5 @@ export async function forwardToDecoder(
   } catch (error) {
     throw decoderFailure(target.hostPort, error);
   }
-  return relayResponse(response);
+  return relayResponse(response, fetchMayDecode(request.headers));
 }
