@@ -356,8 +356,6 @@ Deno.test("parseCommandLine rejects flags of features not built yet with exit 2"
     "decoder-tls-insecure-skip-verify",
     "max-idle-conns-per-host",
     "decode-chunk-size",
-    "configuration",
-    "configuration-file",
     "zap-devel",
     "zap-stacktrace-level",
     "prefill-max-retries",
