@@ -14,7 +14,7 @@ import {
   type YamlValues,
 } from "./config_yaml.ts";
 import type { ParserSpecs } from "./flag_table.ts";
-import type { FlagKind, FlagValue, FlagValues, ParsedFlags } from "./flags.ts";
+import type { FlagSpecs, FlagValues, ParsedFlags } from "./flags.ts";
 
 /** The layer that gave a flag's value: the command line or the YAML configuration. */
 export type Layer = "flag" | "yaml";
@@ -40,26 +40,36 @@ export interface LayeredValues {
 }
 
 /**
- * Reads the YAML configuration the flags name, if any, and lays it under them: a key applies
- * unless its flag, or a flag it {@link YamlKey.yieldsTo yields to}, was given. Unlike Go, a key
- * applies whatever its value (`port: 0` is refused as `-port=0` is, not skipped for being zero).
+ * Reads the YAML configuration the flags name, if any, and lays it under them
+ * ({@linkcode layerValues}).
  */
 export function layerConfiguration(
   parsed: ParsedFlags<ParserSpecs>,
   readFile: ReadFile = readConfigurationFile,
 ): LayeredValues {
+  return layerValues(parsed, loadConfiguration(parsed.values, readFile));
+}
+
+/**
+ * Lays YAML values under the command line's: a key applies unless its flag, or a flag it
+ * {@link YamlKey.yieldsTo yields to}, was given. Unlike Go, a key applies whatever its value
+ * (`port: 0` is refused as `-port=0` is, not skipped for being zero).
+ */
+export function layerValues<S extends FlagSpecs>(
+  parsed: ParsedFlags<S>,
+  yaml: YamlValues,
+): { readonly values: FlagValues<S>; readonly given: Given } {
   const given: Record<string, Layer> = {};
   for (const name of parsed.order) given[name] = "flag";
-  const yaml = loadConfiguration(parsed.values, readFile);
-  const values: Record<string, FlagValue<FlagKind>> = { ...parsed.values };
+  const values: Record<string, unknown> = { ...parsed.values };
   for (const [name, value] of Object.entries(yaml)) {
     const blockers = [name, ...(lookupYamlKey(name)?.yieldsTo ?? [])];
     if (blockers.some((flag) => given[flag] === "flag")) continue;
     values[name] = value;
     given[name] = "yaml";
   }
-  // Sound: YAML values were converted to their flag's kind, and only supported flags pass.
-  return { values: values as FlagValues<ParserSpecs>, given };
+  // Sound for the keys of S: YAML values are converted to their flag's kind by the parser.
+  return { values: values as FlagValues<S>, given };
 }
 
 /** Go's rule: an empty `-configuration` or `-configuration-file` counts as not given. */

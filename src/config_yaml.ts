@@ -12,15 +12,16 @@ import {
   type Document,
   isAlias,
   isMap,
+  isNode,
   isScalar,
   isSeq,
   Lexer,
   LineCounter,
+  type Pair,
   parseDocument,
-  type Scalar,
 } from "yaml";
 import { ConfigError } from "./config_error.ts";
-import { type FlagName, lookupFlag } from "./flag_table.ts";
+import { type FlagEntry, type FlagName, lookupFlag } from "./flag_table.ts";
 import type { FlagKind, FlagValue } from "./flags.ts";
 
 /** The type of a key in the Go sidecar's `yamlConfiguration` struct. */
@@ -102,6 +103,11 @@ export type YamlValues = Readonly<Record<string, FlagValue<FlagKind>>>;
 export interface ParseYamlOptions {
   /** The flag the text came from, named by the errors. */
   readonly flag: "configuration" | "configuration-file";
+  /**
+   * The flag table row of a key, which says whether it is supported and its flag's kind;
+   * tests pass another to reach keys whose flags are not supported yet.
+   */
+  readonly lookup?: (name: string) => FlagEntry | undefined;
 }
 
 /** The YAML key `name`, if the configuration has one. */
@@ -124,6 +130,50 @@ export function parseConfigurationYaml(
       exitCode: 2,
       flag: options.flag,
     });
+  const { doc, pairs, lines } = composeMapping(text, fail);
+  const lookup = options.lookup ?? lookupFlag;
+  const values: Record<string, FlagValue<FlagKind>> = {};
+  const seen = new Map<string, number>();
+  for (const pair of pairs) {
+    const line = lines.linePos(nodeStart(pair.key ?? pair.value)).line;
+    const at = (detail: string) => fail(`line ${line}: ${detail}`);
+    const name = keyName(pair.key);
+    if (name === undefined) throw at("keys must be plain strings");
+    const spec = lookupYamlKey(name);
+    if (spec === undefined) throw at(unknownKeyMessage(name));
+    const first = seen.get(name);
+    if (first !== undefined) {
+      throw at(`key "${name}" is given twice, first at line ${first}`);
+    }
+    seen.set(name, line);
+    const entry = lookup(name);
+    // Refused as its flag is: a setting the sidecar cannot honour must not pass unnoticed.
+    if (entry?.status !== "supported") {
+      throw at(`key "${name}" is not supported yet by this sidecar`);
+    }
+    const converted = readValue(doc, pair.value, spec.kind);
+    if (converted.error !== undefined) {
+      throw at(`key "${name}": ${converted.error}`);
+    }
+    if (converted.value === null) continue;
+    // A YAML int under a string flag (`port`, `vllm-port`) becomes its text.
+    values[name] =
+      entry.kind === "string" && typeof converted.value === "number"
+        ? String(converted.value)
+        : converted.value;
+  }
+  return values;
+}
+
+/** The top-level pairs of `text`, after the bounds on untrusted input are checked. */
+function composeMapping(
+  text: string,
+  fail: (detail: string) => ConfigError,
+): {
+  readonly doc: Document;
+  readonly pairs: readonly Pair<unknown, unknown>[];
+  readonly lines: LineCounter;
+} {
   const size = new TextEncoder().encode(text).length;
   if (size > MAX_CONFIGURATION_BYTES) {
     throw fail(
@@ -137,7 +187,8 @@ export function parseConfigurationYaml(
   }
   const lines = new LineCounter();
   // YAML 1.1, as the Go sidecar's parser (go-yaml v2): yes/no/on/off are booleans. Merge keys
-  // off: a flat configuration has nothing to merge. Duplicates are found below, in linear time.
+  // off: a flat configuration has nothing to merge. Duplicates are found by the caller in
+  // linear time; the library's check compares every pair of keys.
   const doc = parseDocument(text, {
     version: "1.1",
     merge: false,
@@ -147,53 +198,37 @@ export function parseConfigurationYaml(
   });
   const [problem] = [...doc.errors, ...doc.warnings];
   if (problem !== undefined) {
-    throw fail(
-      `line ${lines.linePos(problem.pos[0]).line}: ${problem.message}`,
-    );
+    const { line } = lines.linePos(problem.pos[0]);
+    throw fail(`line ${line}: ${problem.message}`);
   }
   const root = doc.contents;
-  if (root === null || (isScalar(root) && root.value === null)) return {};
+  if (root === null || (isScalar(root) && root.value === null)) {
+    return { doc, pairs: [], lines };
+  }
   if (!isMap(root)) {
+    const got = describeNode(root);
     throw fail(
-      `the configuration must be a mapping of keys to values, got ${
-        describeNode(root)
-      }`,
+      `the configuration must be a mapping of keys to values, got ${got}`,
     );
   }
-  const values: Record<string, FlagValue<FlagKind>> = {};
-  const seen = new Map<string, number>();
-  for (const pair of root.items) {
-    const keyNode = pair.key;
-    const line = lines.linePos(nodeStart(keyNode ?? pair.value)).line;
-    const at = (detail: string) => fail(`line ${line}: ${detail}`);
-    const name = keyName(keyNode);
-    if (name === undefined) throw at("keys must be plain strings");
-    const spec = lookupYamlKey(name);
-    if (spec === undefined) throw at(unknownKeyMessage(name));
-    const first = seen.get(name);
-    if (first !== undefined) {
-      throw at(`key "${name}" is given twice, first at line ${first}`);
-    }
-    seen.set(name, line);
-    checkKeySupported(name, at);
-    const valueNode = pair.value;
-    let value: unknown;
-    try {
-      value = valueNode?.toJS(doc, { maxAliasCount: MAX_ALIAS_COUNT }) ?? null;
-    } catch (error) {
-      throw at(`key "${name}": ${errorText(error)}`);
-    }
-    if (value === null) continue;
-    const converted = convertValue(value, {
-      kind: spec.kind,
-      node: resolveNode(doc, valueNode),
-    });
-    if (converted.error !== undefined) {
-      throw at(`key "${name}": ${converted.error}`);
-    }
-    values[name] = toFlagKind(name, converted.value);
+  return { doc, pairs: root.items, lines };
+}
+
+/** A key's value converted to `kind`, null when the YAML value is null, or why it cannot be. */
+function readValue(doc: Document, node: unknown, kind: YamlKind): Converted {
+  if (!isNode(node)) return { value: null };
+  let value: unknown;
+  try {
+    // The library counts alias expansions and refuses a "billion laughs" document.
+    value = node.toJS(doc, { maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    return { error: errorText(error) };
   }
-  return values;
+  if (value === null || value === undefined) return { value: null };
+  return convertValue(value, {
+    kind,
+    node: isAlias(node) ? node.resolve(doc) : node,
+  });
 }
 
 function errorText(error: unknown): string {
@@ -235,11 +270,7 @@ function findExcessNesting(text: string): number | undefined {
 }
 
 function nodeStart(node: unknown): number {
-  if (node !== null && typeof node === "object" && "range" in node) {
-    const range = (node as { range?: readonly number[] }).range;
-    return range?.[0] ?? 0;
-  }
-  return 0;
+  return isNode(node) ? node.range?.[0] ?? 0 : 0;
 }
 
 /** The key's name: a string as written; other scalars (`1`, `on`) by their source text. */
@@ -260,22 +291,6 @@ function unknownKeyMessage(name: string): string {
   return `unknown key "${name}"`;
 }
 
-/** A key whose flag is not supported is refused as the flag is, never ignored. */
-function checkKeySupported(
-  name: string,
-  at: (detail: string) => ConfigError,
-): void {
-  const status = lookupFlag(name)?.status;
-  if (status !== "supported") {
-    throw at(`key "${name}" is not supported yet by this sidecar`);
-  }
-}
-
-/** The node an alias points at, for the source text of scalars. */
-function resolveNode(doc: Document, node: unknown): unknown {
-  return isAlias(node) ? node.resolve(doc) : node;
-}
-
 interface ConvertInput {
   readonly kind: YamlKind;
   /** The value's node, alias resolved, for the text of scalars under string keys. */
@@ -283,7 +298,7 @@ interface ConvertInput {
 }
 
 type Converted =
-  | { readonly value: FlagValue<FlagKind>; readonly error?: undefined }
+  | { readonly value: FlagValue<FlagKind> | null; readonly error?: undefined }
   | { readonly value?: undefined; readonly error: string };
 
 function convertValue(value: unknown, input: ConvertInput): Converted {
@@ -313,12 +328,11 @@ function convertValue(value: unknown, input: ConvertInput): Converted {
  */
 function scalarText(value: unknown, node: unknown): string | undefined {
   if (typeof value === "string") return value;
-  const scalar = node as Scalar | undefined;
   if (
     (typeof value === "number" || typeof value === "boolean" ||
-      value instanceof Date) && isScalar(scalar)
+      value instanceof Date) && isScalar(node)
   ) {
-    return scalar.source ?? String(value);
+    return node.source ?? String(value);
   }
   return undefined;
 }
@@ -357,6 +371,7 @@ function describeValue(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
   if (value instanceof Date) return `timestamp ${value.toISOString()}`;
+  if (ArrayBuffer.isView(value)) return "binary data";
   if (typeof value === "object") return "a mapping";
   const text = JSON.stringify(value) ?? String(value);
   const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
@@ -367,14 +382,4 @@ function describeNode(node: unknown): string {
   if (isSeq(node)) return "a list";
   if (isScalar(node)) return describeValue(node.value);
   return "an alias";
-}
-
-/** A value of YAML kind `int` under a string flag (`port`, `vllm-port`) becomes its text. */
-function toFlagKind(
-  name: string,
-  value: FlagValue<FlagKind>,
-): FlagValue<FlagKind> {
-  const kind = lookupFlag(name)?.kind;
-  if (kind === "string" && typeof value === "number") return String(value);
-  return value;
 }

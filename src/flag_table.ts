@@ -40,6 +40,17 @@ export const ENV_VARS = [
   P2P_CONNECTOR_PORT_ENV,
 ] as const;
 
+/**
+ * What the run permissions' `--allow-env` lists: {@linkcode ENV_VARS}, plus the debug switches
+ * the `yaml` library reads on every token it parses (`LOG_TOKENS`, `LOG_STREAM`), without
+ * which parsing a configuration throws NotCapable. The sidecar itself never reads those two.
+ */
+export const ALLOWED_ENV_VARS = [
+  ...ENV_VARS,
+  "LOG_TOKENS",
+  "LOG_STREAM",
+] as const;
+
 /** Default of SGLANG_BOOTSTRAP_PORT, as the Go sidecar's. */
 export const DEFAULT_SGLANG_BOOTSTRAP_PORT = 8998;
 
