@@ -950,3 +950,11 @@ Deno.test("formatUsage lists every connector flag with its default", () => {
   ];
   for (const text of expected) assert.ok(usage.includes(text), text);
 });
+
+Deno.test("formatUsage lists the configuration flags and -print-config as supported", () => {
+  const usage = formatUsage();
+  const flagSection = usage.slice(0, usage.indexOf("\n\n"));
+  assert.ok(flagSection.includes("  -configuration string\n"));
+  assert.ok(flagSection.includes("  -configuration-file string\n"));
+  assert.ok(flagSection.includes("  -print-config\n"));
+});
