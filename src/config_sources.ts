@@ -52,7 +52,7 @@ export function layerConfiguration(
 
 /**
  * Lays YAML values under the command line's: a key applies unless its flag, or a flag it
- * {@link YamlKey.yieldsTo yields to}, was given. Unlike Go, a key applies whatever its value
+ * yields to (`YamlKey.yieldsTo`), was given. Unlike Go, a key applies whatever its value
  * (`port: 0` is refused as `-port=0` is, not skipped for being zero).
  */
 export function layerValues<S extends FlagSpecs>(
