@@ -9,6 +9,8 @@
 /** Key/value pairs attached to a log line. */
 export type LogFields = Readonly<Record<string, unknown>>;
 
+/** Verbosity at which info lines, the access line among them, are logged (Go: `V(0)`). */
+export const VERBOSITY_INFO = 0;
 /** Verbosity at which routing decisions are logged (Go: `V(4)`). */
 export const VERBOSITY_DEBUG = 4;
 /** Verbosity at which request and response bodies are logged (Go: `V(5)`). */
@@ -100,7 +102,7 @@ class JsonLogger implements Logger {
   }
 
   info(msg: string, fields?: LogFields): void {
-    if (this.#verbosity >= 0) this.#emit("info", msg, fields);
+    if (this.#verbosity >= VERBOSITY_INFO) this.#emit("info", msg, fields);
   }
 
   debug(msg: string, fields?: LogFields): void {
