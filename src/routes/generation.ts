@@ -65,6 +65,10 @@ export function createGenerationHandler(
       log.debug("skip disaggregated prefill: no prefiller header");
       return passthroughRequest(route.deps, c);
     }
+    const access = c.get("access");
+    access.route = "pd";
+    access.connector = deps.config.connector;
+    access.prefillTarget = prefiller.hostPort;
     return await route.pd.run(prefiller, {
       api,
       pathAndQuery: pathAndQueryOf(request),

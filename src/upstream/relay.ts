@@ -38,13 +38,16 @@ export function relayResponse(
 export function decoderFailure(decoder: string, error: unknown): ProxyError {
   const failure = error instanceof UpstreamError ? error : undefined;
   if (failure?.kind === "refused") {
-    return new ProxyError(503, DECODER_NOT_READY_MESSAGE, { cause: error });
+    return new ProxyError(503, DECODER_NOT_READY_MESSAGE, {
+      code: "decoder_not_ready",
+      cause: error,
+    });
   }
   const detail = failure?.detail ?? String(error);
   return new ProxyError(
     502,
     `Cannot reach decode server "${decoder}": ${detail}`,
-    { cause: error },
+    { code: "decoder_unreachable", cause: error },
   );
 }
 
