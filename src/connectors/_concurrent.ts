@@ -194,7 +194,11 @@ async function awaitFirstByte(
     ensureClientPresent(ctx.signal);
     throw first.outcome.kind === "failed"
       ? first.outcome.error
-      : new ProxyError(502, "Prefill request was cancelled");
+      : new ProxyError(
+        502,
+        `Prefill request to "${ctx.prefiller.hostPort}" was cancelled`,
+        { code: "prefill_cancelled" },
+      );
   }
   if (first.kind === "end") {
     return await emptyAnswer(state, decode, prefillDone);
@@ -210,7 +214,7 @@ async function awaitFirstByte(
       `Decode server "${ctx.decoder}" broke its answer before the first byte: ${
         errorMessage(first.error)
       }`,
-      { cause: first.error },
+      { code: "decoder_broke", cause: first.error },
     );
   }
   return withBody(

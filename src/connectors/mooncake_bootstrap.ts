@@ -29,6 +29,9 @@ export interface BootstrapQueryOptions {
   readonly timeoutMs: number;
 }
 
+/** Stable code of every bootstrap failure. */
+const BOOTSTRAP_ERROR_CODE = "mooncake_bootstrap_failed";
+
 /** How long the query may take, as the Go sidecar allows. */
 export const BOOTSTRAP_QUERY_TIMEOUT_MS = 5000;
 
@@ -61,7 +64,7 @@ export async function queryBootstrap(
     throw new ProxyError(
       502,
       `Cannot query Mooncake bootstrap server "${url}": ${detail}`,
-      { cause: error },
+      { code: BOOTSTRAP_ERROR_CODE, cause: error },
     );
   } finally {
     clearTimeout(timer);
@@ -70,6 +73,7 @@ export async function queryBootstrap(
     throw new ProxyError(
       502,
       `Mooncake bootstrap server "${url}" answered ${reply.status}`,
+      { code: BOOTSTRAP_ERROR_CODE },
     );
   }
   const engines = parseEngines(reply.text);
@@ -79,6 +83,7 @@ export async function queryBootstrap(
       `Mooncake bootstrap server "${url}" answered no engine_id: ${
         reply.text.slice(0, 200)
       }`,
+      { code: BOOTSTRAP_ERROR_CODE },
     );
   }
   return engines;

@@ -68,7 +68,7 @@ function brokenDecode(ctx: PdContext, error: unknown): ProxyError {
     `Decode server "${ctx.decoder}" broke its answer before it could be judged: ${
       errorMessage(error)
     }`,
-    { cause: error },
+    { code: "decoder_broke", cause: error },
   );
 }
 
@@ -93,6 +93,7 @@ async function judgeWhole(
     throw new ProxyError(
       502,
       `Decode server "${ctx.decoder}" answered ${decode.status} without a JSON object body`,
+      { code: "decoder_bad_answer" },
     );
   }
   return judgeAnswer(answer) === "threshold"

@@ -81,7 +81,11 @@ export function createGenerationHandler(
       log,
       readBody: () => request.text(),
     };
+    const access = c.get("access");
     if (prefiller !== undefined) {
+      access.route = "pd";
+      access.connector = deps.config.connector;
+      access.prefillTarget = prefiller.hostPort;
       return await route.pd.run(prefiller, pdRequest);
     }
     // A request the rank-0 header sent to a rank ignores the KV source (delta §2.3).
@@ -89,6 +93,8 @@ export function createGenerationHandler(
       ? undefined
       : own.pd.kvSource(request.headers, log);
     if (source !== undefined) {
+      access.route = "pd";
+      access.connector = deps.config.connector;
       return await route.pd.decodeFromSource(source, pdRequest);
     }
     log.debug("skip disaggregated prefill: no prefiller header");
