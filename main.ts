@@ -15,9 +15,17 @@ import {
 } from "./src/config.ts";
 import { isConnectorImplemented } from "./src/connectors/mod.ts";
 import { errorMessage } from "./src/errors.ts";
+import { isTraceContextInjected } from "./src/tracing.ts";
 import { PROGRAM } from "./src/usage.ts";
 import { createLogger, type Logger } from "./src/log.ts";
 import { type Listener, startListener } from "./src/listener.ts";
+import { type MetricsRegistry, renderAggregate } from "./src/metrics.ts";
+import { type Exposition, serveMetrics } from "./src/metrics_server.ts";
+import {
+  answerSnapshots,
+  createSnapshotClient,
+  type SnapshotClient,
+} from "./src/metrics_threads.ts";
 import {
   generateSelfSignedCertificate,
   loadCertificate,
@@ -67,6 +75,8 @@ type ToListener =
     readonly config: Config;
     readonly tls: TlsCertificate | undefined;
     readonly index: number;
+    /** Where the main thread asks for this thread's metrics (with `-metrics-port`). */
+    readonly metricsPort: MessagePort | undefined;
   }
   | { readonly kind: "stop"; readonly deadlineMs: number };
 
@@ -98,6 +108,9 @@ function runListenerThread(scope: ListenerScope): void {
       try {
         const log = listenerLog(data.config, data.index);
         listener = startListener({ config: data.config, tls: data.tls, log });
+        if (data.metricsPort && listener.metrics) {
+          answerSnapshots(data.metricsPort, listener.metrics);
+        }
         scope.postMessage({ kind: "listening" });
       } catch (error) {
         scope.postMessage({ kind: "failed", message: errorMessage(error) });
@@ -109,32 +122,52 @@ function runListenerThread(scope: ListenerScope): void {
   };
 }
 
-function exchange(worker: Worker, message: ToListener): Promise<FromListener> {
+function exchange(
+  worker: Worker,
+  message: ToListener,
+  transfer: Transferable[] = [],
+): Promise<FromListener> {
   return new Promise((resolve, reject) => {
     worker.onmessage = ({ data }: MessageEvent<FromListener>) => resolve(data);
     worker.onerror = (event) => {
       event.preventDefault();
       reject(new Error(event.message));
     };
-    worker.postMessage(message);
+    worker.postMessage(message, transfer);
   });
+}
+
+/** A started listener thread and where to ask it for metrics. */
+interface ListenerThread {
+  readonly worker: Worker;
+  readonly snapshots: SnapshotClient | undefined;
 }
 
 /** Starts `-workers` - 1 listener threads; this module is their entry point too. */
 async function startListenerThreads(
   config: Config,
   tls: TlsCertificate | undefined,
-): Promise<Worker[]> {
-  const workers: Worker[] = [];
+): Promise<ListenerThread[]> {
+  const workers: ListenerThread[] = [];
   for (let index = 1; index < config.workers; index++) {
     const worker = new Worker(import.meta.url, {
       type: "module",
       name: `listener-${index}`,
     });
-    workers.push(worker);
-    const reply = await exchange(worker, { kind: "start", config, tls, index });
+    const channel = config.metricsPort > 0 ? new MessageChannel() : undefined;
+    workers.push({
+      worker,
+      snapshots: channel && createSnapshotClient(channel.port1),
+    });
+    const reply = await exchange(worker, {
+      kind: "start",
+      config,
+      tls,
+      index,
+      metricsPort: channel?.port2,
+    }, channel ? [channel.port2] : []);
     if (reply.kind !== "listening") {
-      for (const started of workers) started.terminate();
+      for (const started of workers) stopThreadPort(started);
       throw new Error(
         reply.kind === "failed"
           ? reply.message
@@ -145,15 +178,42 @@ async function startListenerThreads(
   return workers;
 }
 
+function stopThreadPort(thread: ListenerThread): void {
+  thread.snapshots?.close();
+  thread.worker.terminate();
+}
+
 async function stopListenerThread(
-  worker: Worker,
+  thread: ListenerThread,
   deadlineMs: number,
 ): Promise<boolean> {
-  const reply = await exchange(worker, { kind: "stop", deadlineMs }).catch(() =>
-    undefined
-  );
-  worker.terminate();
+  const reply = await exchange(thread.worker, { kind: "stop", deadlineMs })
+    .catch(() => undefined);
+  stopThreadPort(thread);
   return reply?.kind === "stopped" && reply.clean;
+}
+
+/** What a scrape answers: this thread's registry, merged with the other threads' when there are some. */
+function metricsCollector(
+  own: MetricsRegistry,
+  threads: readonly ListenerThread[],
+): () => Promise<Exposition> {
+  const others = threads.flatMap((thread) =>
+    thread.snapshots ? [thread.snapshots] : []
+  );
+  return async () => {
+    if (others.length === 0) {
+      return { contentType: own.contentType, text: await own.render() };
+    }
+    const snapshots = await Promise.all([
+      own.snapshot(),
+      ...others.map((client) => client.request()),
+    ]);
+    return {
+      contentType: own.contentType,
+      text: await renderAggregate(snapshots),
+    };
+  };
 }
 
 async function run(
@@ -163,6 +223,11 @@ async function run(
   const log = listenerLog(config, 0);
   for (const warning of warnings) log.warn(warning);
   log.info("Proxy configuration", { config: describeConfig(config) });
+  if (config.tracing && !isTraceContextInjected()) {
+    log.warn(
+      "-tracing makes spans, but nothing exports them: run with OTEL_DENO=true (Deno's OpenTelemetry) to send them",
+    );
+  }
   if (!isConnectorImplemented(config.connector)) {
     log.warn(
       `connector "${config.connector}" is not supported yet: P/D requests will be answered 501`,
@@ -176,7 +241,7 @@ async function run(
     return 1;
   }
   let listener: Listener;
-  let workers: Worker[];
+  let workers: ListenerThread[];
   try {
     listener = startListener({ config, tls, log });
   } catch (error) {
@@ -190,6 +255,24 @@ async function run(
     await listener.stop(0);
     return 1;
   }
+  let metricsServer: Deno.HttpServer | undefined;
+  if (listener.metrics) {
+    try {
+      metricsServer = serveMetrics({
+        hostname: config.listenHost,
+        port: config.metricsPort,
+        log,
+        collect: metricsCollector(listener.metrics, workers),
+      });
+    } catch (error) {
+      log.error(errorMessage(error));
+      await Promise.all([
+        listener.stop(0),
+        ...workers.map((worker) => stopListenerThread(worker, 0)),
+      ]);
+      return 1;
+    }
+  }
   const clean = await new Promise<boolean>((resolve) => {
     onSignals(async () => {
       const stopped = await Promise.all([
@@ -198,6 +281,7 @@ async function run(
           stopListenerThread(worker, SHUTDOWN_DEADLINE_MS)
         ),
       ]);
+      await metricsServer?.shutdown();
       resolve(stopped.every(Boolean));
     });
   });

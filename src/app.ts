@@ -29,7 +29,12 @@ function renderError(error: Error, c: Context<AppEnv>): Response {
 /** Builds the sidecar app from its dependencies. */
 export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.use(requestContext(deps.log));
+  app.use(
+    requestContext(deps.log, {
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+      ...(deps.tracing ? { tracing: deps.tracing } : {}),
+    }),
+  );
   app.get(PATH_HEALTH, health);
   for (const api of APIS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));

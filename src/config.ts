@@ -92,6 +92,10 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  /** `-metrics-port`: port of the Prometheus `/metrics` listener; 0 means none. */
+  readonly metricsPort: number;
+  /** `-tracing`: the sidecar's own OpenTelemetry spans and trace context on both legs. */
+  readonly tracing: boolean;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -188,6 +192,10 @@ function resolveConfig(
     enablePrefillerSampling: sampling.value,
     verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    metricsPort: parseMetricsPort(
+      values["metrics-port"] ?? defaultOf("metrics-port"),
+    ),
+    tracing: values.tracing ?? false,
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -251,6 +259,17 @@ function fromFlagError(error: FlagError): ConfigError {
     );
   }
   return new ConfigError(error.message, options);
+}
+
+function parseMetricsPort(port: number): number {
+  if (port < 0 || port > 65535) {
+    throw invalidValue(
+      "metrics-port",
+      String(port),
+      "a port from 1 to 65535, or 0 for no metrics listener",
+    );
+  }
+  return port;
 }
 
 const MAX_WORKERS = 64;
@@ -415,5 +434,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    metrics_port: config.metricsPort,
+    tracing: config.tracing,
   };
 }

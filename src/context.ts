@@ -5,7 +5,11 @@
  */
 
 import type { Config } from "./config.ts";
+import type { ConnectorName } from "./flag_table.ts";
 import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import type { RequestObservation } from "./observation.ts";
+import type { Tracing } from "./tracing.ts";
 import type { UpstreamClient } from "./upstream/client.ts";
 
 /** Dependencies of the app; `main.ts` builds the real ones, tests their own. */
@@ -15,6 +19,10 @@ export interface Deps {
   readonly upstream: UpstreamClient;
   /** Uniform random number in [0, 1), for prefiller sampling. */
   readonly random?: () => number;
+  /** Where the listener's metrics go; none recorded when absent. */
+  readonly metrics?: Metrics;
+  /** The sidecar's spans; none made when absent. */
+  readonly tracing?: Tracing;
 }
 
 /**
@@ -42,11 +50,18 @@ export interface AccessRecord {
   /** The handler that answered; `passthrough` until a route says otherwise. */
   route: RouteName;
   /** P/D connector that ran, e.g. `nixlv2`. */
-  connector?: string;
+  connector?: ConnectorName;
   /** Prefiller (`host:port`) the prefill leg went to; the last one tried. */
   prefillTarget?: string;
   /** `ProxyError.code` of the sidecar's own error answer, when it gave one. */
   errorCode?: string;
+  /** Prefill attempts tried again (set by the retry loop). */
+  retries?: number;
+  /**
+   * Set when the request did not run as routed: `decode` when a failed prefill
+   * fell back to decoding locally alone (`-prefill-failure-policy=decode`).
+   */
+  fallback?: "decode";
 }
 
 /** Hono environment of the sidecar app. */
@@ -59,5 +74,7 @@ export interface AppEnv {
     log: Logger;
     /** Facts for the request's access line. */
     access: AccessRecord;
+    /** The request's timings, metrics and spans. */
+    observation: RequestObservation;
   };
 }

@@ -399,12 +399,14 @@ const FLAGS = {
   },
   "tracing": {
     kind: "bool",
-    status: "not-yet",
-    help: "Enable OpenTelemetry tracing",
+    status: "supported",
+    help:
+      "Enable OpenTelemetry tracing: request, prefill and decode spans; export needs OTEL_DENO=true",
   },
   "metrics-port": {
     kind: "int",
-    status: "not-yet",
+    status: "supported",
+    default: 9090,
     help: "port of the Prometheus /metrics endpoint; 0 disables it",
   },
   "moriio-write-mode": {

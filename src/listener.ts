@@ -12,8 +12,10 @@ import { createApp } from "./app.ts";
 import { type Config, configForRank, listenPort } from "./config.ts";
 import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
+import { createMetrics, type MetricsRegistry } from "./metrics.ts";
 import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
+import { createTracing } from "./tracing.ts";
 import { createUpstreamClient } from "./upstream/client.ts";
 
 /** Options of `startListener`. */
@@ -25,6 +27,8 @@ export interface ListenerOptions {
 
 /** A running listener. */
 export interface Listener {
+  /** This listener's metrics (every rank's), or undefined with `-metrics-port=0`. */
+  readonly metrics: MetricsRegistry | undefined;
   /** Stops accepting, waits for in-flight requests (bounded), closes pools; resolves clean or not. */
   stop(deadlineMs: number): Promise<boolean>;
 }
@@ -45,6 +49,9 @@ function rankLog(log: Logger, config: Config): Logger {
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
   const upstream = createUpstreamClient();
+  // One registry per thread: its ranks share it as they share the pool.
+  const metrics = config.metricsPort > 0 ? createMetrics() : undefined;
+  const tracing = createTracing(config.tracing);
   const reusePort = config.workers > 1;
   const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
   // The first rank settles the address, so an IPv4-only node warns once.
@@ -54,7 +61,13 @@ export function startListener(options: ListenerOptions): Listener {
       const rankConfig = configForRank(config, rank);
       const port = listenPort(rankConfig);
       const serverLog = rankLog(log, rankConfig);
-      const app = createApp({ config: rankConfig, log: serverLog, upstream });
+      const app = createApp({
+        config: rankConfig,
+        log: serverLog,
+        upstream,
+        tracing,
+        ...(metrics ? { metrics } : {}),
+      });
       const serve = (host: string) =>
         serveApp(app, { hostname: host, port, tls, log: serverLog, reusePort });
       try {
@@ -83,6 +96,7 @@ export function startListener(options: ListenerOptions): Listener {
     },
   };
   return {
+    metrics,
     async stop(deadlineMs) {
       const clean = await shutdownGracefully(all, { deadlineMs, log });
       // Past the deadline the in-flight streams are abandoned, not awaited.

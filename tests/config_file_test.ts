@@ -458,6 +458,8 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "enable-prefiller-sampling  false       default",
       "v                          1           flag -zap-log-level",
       "workers                    1           default",
+      "metrics-port               9090        default",
+      "tracing                    false       default",
       "",
     ].join("\n"),
   );

@@ -29,6 +29,8 @@ const DEFAULTS: Config = {
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
+  metricsPort: 9090,
+  tracing: false,
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -360,8 +362,6 @@ Deno.test("parseCommandLine rejects flags of features not built yet with exit 2"
     "zap-stacktrace-level",
     "prefill-max-retries",
     "prefill-retry-backoff",
-    "tracing",
-    "metrics-port",
     "moriio-write-mode",
     "moriio-dp-size",
     "moriio-remote-hosts",
@@ -621,7 +621,7 @@ Deno.test("formatUsage lists the not-yet-supported flags after the supported one
   const trailer = usage.slice(usage.indexOf("Not supported yet"));
   for (
     const flag of [
-      "-tracing",
+      "-moriio-write-mode",
       "-enable-ssrf-protection",
       "-zap-devel",
     ]
@@ -629,6 +629,20 @@ Deno.test("formatUsage lists the not-yet-supported flags after the supported one
     assert.ok(trailer.includes(flag), flag);
     assert.equal(usage.includes(`  ${flag} `), false, flag);
   }
+});
+
+Deno.test("parseCommandLine reads -metrics-port and -tracing, from flags or YAML", () => {
+  assert.equal(configOf([]).metricsPort, 9090);
+  assert.equal(configOf([]).tracing, false);
+  const flags = configOf(["-metrics-port=0", "-tracing"]);
+  assert.equal(flags.metricsPort, 0);
+  assert.equal(flags.tracing, true);
+  const yaml = configOf(["-configuration=metrics-port: 9191\ntracing: true"]);
+  assert.equal(yaml.metricsPort, 9191);
+  assert.equal(yaml.tracing, true);
+  const error = configErrorOf(["-metrics-port=70000"]);
+  assert.equal(error.exitCode, 2);
+  assert.equal(error.flag, "metrics-port");
 });
 
 Deno.test("describeConfig returns a plain object for the start-up log", () => {
@@ -659,6 +673,8 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     enable_prefiller_sampling: true,
     verbosity: 4,
     workers: 3,
+    metrics_port: 9090,
+    tracing: false,
   });
   assert.equal(
     JSON.stringify(describeConfig(DEFAULTS)).includes("undefined"),

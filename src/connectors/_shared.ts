@@ -11,6 +11,12 @@ import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
 import { UpstreamError, type WholeResponse } from "../upstream/client.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
 import type { PdContext } from "./types.ts";
+import {
+  observeDecode,
+  observePrefill,
+  recordPrefillFailure,
+  statusCause,
+} from "./_observe.ts";
 
 /** Options of one leg: its own headers or abort signal instead of the request's. */
 export interface LegOptions {
@@ -29,12 +35,16 @@ export async function sendPrefill(
   ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
   ctx.log.trace("prefill request", { body });
   try {
-    return await ctx.upstream.sendAndRead(ctx.prefillUrl, {
-      method: "POST",
-      headers: options.headers ?? ctx.headers,
-      body,
-      signal: options.signal ?? ctx.signal,
-    });
+    return await observePrefill(
+      ctx,
+      () =>
+        ctx.upstream.sendAndRead(ctx.prefillUrl, {
+          method: "POST",
+          headers: options.headers ?? ctx.headers,
+          body,
+          signal: options.signal ?? ctx.signal,
+        }),
+    );
   } catch (error) {
     const failure = error instanceof UpstreamError
       ? error.detail
@@ -91,6 +101,7 @@ export function ensurePrefillSucceeded(
   reply: WholeResponse,
 ): void {
   if (reply.status >= 200 && reply.status < 300) return;
+  recordPrefillFailure(ctx, statusCause(reply.status));
   ctx.log.error("prefill request failed", {
     status: reply.status,
     body: reply.text.slice(0, 1000),
@@ -125,6 +136,7 @@ export function parsePrefillReply(
     parsed = undefined;
   }
   if (!isJsonObject(parsed)) {
+    recordPrefillFailure(ctx, "bad_answer");
     throw new ProxyError(
       502,
       `Prefill server "${ctx.prefiller.hostPort}" answered ${reply.status} without a JSON object body: ${
@@ -144,12 +156,13 @@ export function sendDecode(
   ctx.log.debug("sending request to decoder", { to: ctx.decoder });
   ctx.log.trace("decode request", { body });
   const headers = options.headers ?? ctx.headers;
-  return ctx.decode(
-    options.signal ? { headers, body, signal: options.signal } : {
-      headers,
-      body,
-    },
-  );
+  return observeDecode(ctx, () =>
+    ctx.decode(
+      options.signal ? { headers, body, signal: options.signal } : {
+        headers,
+        body,
+      },
+    ));
 }
 
 /** Sends the prefill leg and throws unless it succeeded; its answer is not needed. */

@@ -9,6 +9,7 @@ import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { RequestObservation } from "../observation.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import {
@@ -23,6 +24,7 @@ import {
   type HeaderLookup,
   type HeaderSource,
 } from "../upstream/headers.ts";
+import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import {
   httpUrl,
@@ -48,6 +50,8 @@ export interface PdRequest {
   readonly log: Logger;
   /** Reads the request body whole. */
   readBody(): Promise<string>;
+  /** Where the request's timings, metrics and spans go. */
+  readonly observation: RequestObservation;
 }
 
 /** Chooses prefillers and runs P/D. */
@@ -65,11 +69,17 @@ export interface PdRunner {
   ): Promise<Response>;
 }
 
-/** Headers of both legs, built once per request. */
+/**
+ * Headers of both legs, built once per request. When the runtime injects
+ * trace context, the client's is left out: each leg then carries a child of
+ * the leg's span instead of the client's value and a second one.
+ */
 function legHeaders(request: PdRequest): HeaderList {
   const headers = buildUpstreamHeaders(request.headers, {
     clientIp: request.clientIp,
-    omit: OMITTED_ON_PD_LEGS,
+    omit: request.observation.tracing.injects
+      ? [...OMITTED_ON_PD_LEGS, ...TRACE_CONTEXT_HEADERS]
+      : OMITTED_ON_PD_LEGS,
   });
   headers.push(
     ["content-type", "application/json"],
@@ -124,7 +134,9 @@ export function createPdRunner(deps: Deps): PdRunner {
       log.debug("running P2P source protocol", { source: source.hostPort });
       const body = buildSourceDecodeBody(deps.config, parsed, source);
       log.trace("decode request", { body });
-      return await forwardToDecoder(deps.upstream, {
+      const { timing } = request.observation;
+      timing.decodeSent = performance.now();
+      const response = await forwardToDecoder(deps.upstream, {
         hostPort: decoder,
         pathAndQuery,
       }, {
@@ -133,6 +145,8 @@ export function createPdRunner(deps: Deps): PdRunner {
         body,
         signal,
       });
+      timing.decodeAnswered = performance.now();
+      return response;
     },
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
@@ -169,6 +183,8 @@ export function createPdRunner(deps: Deps): PdRunner {
         log: legLog,
         upstream: deps.upstream,
         random,
+        requestId: request.requestId,
+        observation: request.observation,
       });
     },
   };

@@ -7,6 +7,7 @@
 
 import type { Config, ConnectorName } from "../config.ts";
 import type { Logger } from "../log.ts";
+import type { RequestObservation } from "../observation.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import type { GenerationRequest } from "../protocol/request.ts";
 import type { UpstreamClient } from "../upstream/client.ts";
@@ -58,6 +59,10 @@ export interface PdContext {
   readonly upstream: UpstreamClient;
   /** Uniform random number in [0, 1). */
   readonly random: () => number;
+  /** The request's id (`x-request-id`), for span attributes. */
+  readonly requestId: string;
+  /** Where the legs' timings, metrics and spans go. */
+  readonly observation: RequestObservation;
 }
 
 /** A P/D protocol. */

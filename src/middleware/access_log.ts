@@ -6,6 +6,7 @@
 
 import type { AccessRecord } from "../context.ts";
 import type { Logger } from "../log.ts";
+import { elapsedMs, type RequestTiming } from "../timing.ts";
 
 /**
  * How a request ended. `error`: the sidecar answered with its own error
@@ -27,6 +28,8 @@ export interface AccessLineInput {
   /** Whether the client left before its answer was sent. */
   readonly clientGone: boolean;
   readonly access: AccessRecord;
+  /** The request's leg timings, when it ran P/D. */
+  readonly timing?: RequestTiming;
 }
 
 /** The outcome of a request, from what is known when its answer ended. */
@@ -61,5 +64,13 @@ export function writeAccessLine(log: Logger, input: AccessLineInput): void {
     connector: access.connector,
     prefill_target: access.prefillTarget,
     error_code: access.errorCode,
+    retries: access.retries,
+    fallback: access.fallback,
+    prefill_ms: input.timing === undefined
+      ? undefined
+      : elapsedMs(input.timing.prefillSent, input.timing.prefillAnswered),
+    decode_ttfb_ms: input.timing === undefined
+      ? undefined
+      : elapsedMs(input.timing.decodeSent, input.timing.decodeAnswered),
   });
 }

@@ -6,10 +6,14 @@
 
 import type { MiddlewareHandler } from "hono";
 import type { AccessRecord, AppEnv, ServeBindings } from "../context.ts";
+import type { ConnectorName } from "../flag_table.ts";
 import { type Logger, VERBOSITY_INFO } from "../log.ts";
+import { type Metrics, NO_METRICS } from "../metrics.ts";
+import type { RequestTiming } from "../timing.ts";
+import { NO_TRACING, type Tracing } from "../tracing.ts";
 import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
-import { knownBodyBytes, writeAccessLine } from "./access_log.ts";
+import { knownBodyBytes, outcomeOf, writeAccessLine } from "./access_log.ts";
 
 /** The client's request id (first value when several), or a new UUID. */
 export function requestIdOf(headers: HeaderLookup): string {
@@ -17,39 +21,100 @@ export function requestIdOf(headers: HeaderLookup): string {
   return sent ? sent : crypto.randomUUID();
 }
 
+/** What the middleware records into besides the access line. */
+export interface RequestContextOptions {
+  readonly metrics?: Metrics;
+  readonly tracing?: Tracing;
+}
+
+function secondsSince(started: number): number {
+  return (performance.now() - started) / 1000;
+}
+
+/** Observes, once per request, the legs' durations its timing holds. */
+function observeLegs(
+  metrics: Metrics,
+  connector: ConnectorName | undefined,
+  timing: RequestTiming,
+): void {
+  if (connector === undefined) return;
+  const { prefillSent, prefillAnswered, decodeSent, decodeAnswered } = timing;
+  if (prefillSent !== undefined) {
+    const end = prefillAnswered ?? performance.now();
+    metrics.prefill(
+      connector,
+      timing.prefillOk === true,
+      (end - prefillSent) / 1000,
+    );
+  }
+  if (decodeSent !== undefined && decodeAnswered !== undefined) {
+    metrics.decodeFirstByte(connector, (decodeAnswered - decodeSent) / 1000);
+    metrics.decodeEnded(connector, secondsSince(decodeSent));
+  }
+}
+
 /**
- * Middleware setting `requestId`, `log` and `access` on the context. The
- * access line waits for `Deno.serve`'s `completed`, so a stream's line
- * carries its whole duration; without a connection (`app.request()`) it is
- * written when the handler returns.
+ * Middleware setting `requestId`, `log`, `access` and `observation` on the
+ * context. The access line and the request's metrics wait for `Deno.serve`'s
+ * `completed`, so a stream's line carries its whole duration; without a
+ * connection (`app.request()`) they are written when the handler returns.
  */
-export function requestContext(log: Logger): MiddlewareHandler<AppEnv> {
+export function requestContext(
+  log: Logger,
+  options: RequestContextOptions = {},
+): MiddlewareHandler<AppEnv> {
+  const metrics = options.metrics ?? NO_METRICS;
+  const tracing = options.tracing ?? NO_TRACING;
   return async function requestContext(c, next) {
     const started = performance.now();
     const request = c.req.raw;
     const requestId = requestIdOf(request.headers);
     const requestLog = log.child({ request_id: requestId });
     const access: AccessRecord = { route: "passthrough" };
+    // c.env is undefined when the app is called without connection info.
+    const env: ServeBindings | undefined = c.env;
+    const completed = env?.completed ?? Promise.resolve();
+    const timing: RequestTiming = { started };
     c.set("requestId", requestId);
     c.set("log", requestLog);
     c.set("access", access);
+    c.set("observation", { timing, metrics, tracing, completed });
+    metrics.requestStarted();
+    // Hono's onError has rendered any error into c.res by now.
     await next();
-    if (!requestLog.enabled(VERBOSITY_INFO)) return;
     const response = c.res;
     const path = c.req.path;
+    const bytes = knownBodyBytes(response);
+    const streaming = bytes === undefined;
+    const abortedEarly = request.signal.aborted;
+    metrics.responseStarted(access.route, secondsSince(started), streaming);
     function finish(): void {
+      const clientGone = request.signal.aborted;
+      if (streaming) metrics.streamEnded();
+      if (clientGone) {
+        metrics.clientAbort(
+          abortedEarly ? "before_response" : "during_response",
+        );
+      }
+      observeLegs(metrics, access.connector, timing);
+      metrics.requestEnded({
+        route: access.route,
+        connector: access.connector,
+        outcome: outcomeOf(clientGone, access),
+        seconds: secondsSince(started),
+      });
+      if (!requestLog.enabled(VERBOSITY_INFO)) return;
       writeAccessLine(requestLog, {
         method: request.method,
         path,
         status: response.status,
         started,
-        bytes: knownBodyBytes(response),
-        clientGone: request.signal.aborted,
+        bytes,
+        clientGone,
         access,
+        timing,
       });
     }
-    // c.env is undefined when the app is called without connection info.
-    const env: ServeBindings | undefined = c.env;
     if (env?.completed === undefined) finish();
     else env.completed.then(finish, finish);
   };

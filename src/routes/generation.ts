@@ -14,6 +14,7 @@ import { configForRank } from "../config.ts";
 import { createPdRunner, type PdRunner } from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import { createRankSelector } from "../data_parallel.ts";
+import { runObservedPd } from "../observation.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import { HEADER_DATA_PARALLEL_HOST_PORT } from "../protocol/fields.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
@@ -80,13 +81,23 @@ export function createGenerationHandler(
       signal: request.signal,
       log,
       readBody: () => request.text(),
+      observation: c.get("observation"),
     };
     const access = c.get("access");
+    const facts = {
+      connector: deps.config.connector,
+      api,
+      path: c.req.path,
+    };
     if (prefiller !== undefined) {
       access.route = "pd";
       access.connector = deps.config.connector;
       access.prefillTarget = prefiller.hostPort;
-      return await route.pd.run(prefiller, pdRequest);
+      return await runObservedPd(
+        pdRequest.observation,
+        { ...facts, prefillTarget: prefiller.hostPort },
+        () => route.pd.run(prefiller, pdRequest),
+      );
     }
     // A request the rank-0 header sent to a rank ignores the KV source (delta §2.3).
     const source = isRankRouted(deps, request.headers)
@@ -95,7 +106,11 @@ export function createGenerationHandler(
     if (source !== undefined) {
       access.route = "pd";
       access.connector = deps.config.connector;
-      return await route.pd.decodeFromSource(source, pdRequest);
+      return await runObservedPd(
+        pdRequest.observation,
+        { ...facts, kvCacheSource: source.hostPort },
+        () => route.pd.decodeFromSource(source, pdRequest),
+      );
     }
     log.debug("skip disaggregated prefill: no prefiller header");
     return passthroughRequest(route.deps, c);

@@ -11,6 +11,7 @@ import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
+import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 
 /** Path and query of the request, as sent. */
@@ -47,7 +48,10 @@ export function passthroughRequest(
     method: request.method,
     headers: buildUpstreamHeaders(request.headers, {
       clientIp: clientIpOf(c),
-      omit: ROUTING_HEADERS,
+      // The runtime injects its own trace context when it traces (see tracing.ts).
+      omit: c.get("observation").tracing.injects
+        ? [...ROUTING_HEADERS, ...TRACE_CONTEXT_HEADERS]
+        : ROUTING_HEADERS,
     }),
     body: request.body,
     signal: request.signal,

@@ -6,6 +6,7 @@
 
 import type { Hono } from "hono";
 import { createApp } from "../../src/app.ts";
+import type { Metrics } from "../../src/metrics.ts";
 import type { Config } from "../../src/config.ts";
 import type { AppEnv } from "../../src/context.ts";
 import { createLogger } from "../../src/log.ts";
@@ -27,6 +28,8 @@ export interface HarnessOptions {
   readonly prefill?: MockVllmOptions;
   readonly decode?: MockVllmOptions;
   readonly random?: () => number;
+  /** Where the app records its metrics. */
+  readonly metrics?: Metrics;
 }
 
 /** A running sidecar wired to two mocks. */
@@ -75,6 +78,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
+    metricsPort: 0,
+    tracing: false,
     ...overrides,
   };
 }
@@ -130,6 +135,7 @@ export async function createHarness(
     log,
     upstream,
     ...(options.random ? { random: options.random } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   const servers: Deno.HttpServer[] = [];
   function listen(tls?: TlsCertificate): string {

@@ -1,0 +1,124 @@
+/**
+ * @module
+ * What the shared leg code records around each upstream request: the
+ * request's timing moments, its spans, and failed attempts by cause. The
+ * durations themselves are observed once per request by the request-context
+ * middleware, from the timing filled in here.
+ */
+
+import { ProxyError } from "../errors.ts";
+import type { FailureCause, UpstreamErrorKind } from "../metrics.ts";
+import { SPAN_DECODE, SPAN_PREFILL } from "../tracing.ts";
+import { UpstreamError, type WholeResponse } from "../upstream/client.ts";
+import type { PdContext } from "./types.ts";
+
+/** The cause of an upstream failure without a response; undefined for the client's abort. */
+function transportCause(error: unknown): UpstreamErrorKind | undefined {
+  const failure = error instanceof UpstreamError
+    ? error
+    : error instanceof ProxyError && error.cause instanceof UpstreamError
+    ? error.cause
+    : undefined;
+  if (failure === undefined) return "other";
+  return failure.kind === "aborted" ? undefined : failure.kind;
+}
+
+function isEventStream(response: Response): boolean {
+  return response.headers.get("content-type")?.startsWith(
+    "text/event-stream",
+  ) ?? false;
+}
+
+/** The cause an unsuccessful status is counted under. */
+export function statusCause(status: number): FailureCause {
+  return status >= 400 && status < 500 ? "status_4xx" : "status_5xx";
+}
+
+function recordTransportFailure(
+  ctx: PdContext,
+  leg: "prefill" | "decode",
+  error: unknown,
+): void {
+  if (ctx.signal.aborted) return;
+  const kind = transportCause(error);
+  if (kind === undefined) return;
+  ctx.observation.metrics.upstreamError(leg, kind);
+  ctx.observation.metrics.failure(leg, kind);
+}
+
+/** Records a prefill answer that came back unusable (not 2xx, or not JSON). */
+export function recordPrefillFailure(
+  ctx: PdContext,
+  cause: FailureCause,
+): void {
+  ctx.observation.timing.prefillOk = false;
+  ctx.observation.metrics.failure("prefill", cause);
+}
+
+/** Runs one prefill attempt inside the `prefill` span, noting when it was sent and answered. */
+export function observePrefill(
+  ctx: PdContext,
+  send: () => Promise<WholeResponse>,
+): Promise<WholeResponse> {
+  const { timing, tracing } = ctx.observation;
+  const attributes = {
+    "llm_d.pd_proxy.request_id": ctx.requestId,
+    "llm_d.pd_proxy.prefill_target": ctx.prefiller.hostPort,
+  };
+  return tracing.inSpan(SPAN_PREFILL, { attributes }, async (span) => {
+    const sent = performance.now();
+    timing.prefillSent ??= sent;
+    try {
+      const reply = await send();
+      timing.prefillOk = reply.status >= 200 && reply.status < 300;
+      span.set({ "llm_d.pd_proxy.prefill.status_code": reply.status });
+      return reply;
+    } catch (error) {
+      timing.prefillOk = false;
+      recordTransportFailure(ctx, "prefill", error);
+      throw error;
+    } finally {
+      timing.prefillAnswered = performance.now();
+      span.set({
+        "llm_d.pd_proxy.prefill.duration_ms": timing.prefillAnswered - sent,
+      });
+    }
+  });
+}
+
+/**
+ * Sends the decode leg inside the `decode` span, which ends once the answer
+ * has been sent; notes when it was sent and when its head arrived.
+ */
+export function observeDecode(
+  ctx: PdContext,
+  send: () => Promise<Response>,
+): Promise<Response> {
+  const { timing, tracing, metrics, completed } = ctx.observation;
+  const attributes = {
+    "llm_d.pd_proxy.request_id": ctx.requestId,
+    "llm_d.pd_proxy.decode.target": ctx.decoder,
+  };
+  return tracing.inSpan(
+    SPAN_DECODE,
+    { attributes, until: completed },
+    async (span) => {
+      timing.decodeSent = performance.now();
+      let response: Response;
+      try {
+        response = await send();
+      } catch (error) {
+        recordTransportFailure(ctx, "decode", error);
+        throw error;
+      }
+      timing.decodeAnswered = performance.now();
+      span.set({
+        "llm_d.pd_proxy.decode.streaming": isEventStream(response),
+        "llm_d.pd_proxy.decode.first_byte_ms": timing.decodeAnswered -
+          timing.decodeSent,
+      });
+      if (response.status >= 500) metrics.failure("decode", "status_5xx");
+      return response;
+    },
+  );
+}
