@@ -78,13 +78,22 @@ export async function runBundle(
   };
 }
 
+/**
+ * `args` with `-metrics-port=0` first unless they set the port: tests run
+ * side by side, and the default port 9090 can be taken by only one.
+ */
+export function withoutDefaultMetricsPort(args: readonly string[]): string[] {
+  if (args.some((arg) => arg.includes("metrics-port"))) return [...args];
+  return ["-metrics-port=0", ...args];
+}
+
 /** Starts the bundle with `args`; `await using` kills it. */
 export function startBundle(
   args: readonly string[],
   options: BundleOptions = {},
 ): SidecarProcess {
   const process = new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, BUNDLE, ...args],
+    args: [...RUN_FLAGS, BUNDLE, ...withoutDefaultMetricsPort(args)],
     clearEnv: true,
     env: sidecarEnv(options.env),
     stdout: "null",

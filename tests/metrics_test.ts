@@ -1,0 +1,242 @@
+import assert from "node:assert/strict";
+import {
+  createMetrics,
+  FAILURE_CAUSES,
+  type MetricsRegistry,
+  renderAggregate,
+} from "../src/metrics.ts";
+import { CONNECTOR_NAMES } from "../src/flag_table.ts";
+import { chatBody, createHarness } from "./support/harness.ts";
+import {
+  type Exposition,
+  parseExposition,
+  total,
+} from "./support/prometheus.ts";
+
+const P = "llm_d_sidecar_";
+
+async function scrape(metrics: MetricsRegistry): Promise<Exposition> {
+  return parseExposition(await metrics.render());
+}
+
+/** A loopback port nothing listens on. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+Deno.test("a P/D request counts once by route, connector and outcome, with its prefill and decode observed", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({ metrics });
+  const response = await h.pd("/v1/chat/completions", chatBody());
+  assert.equal(response.status, 200);
+  await response.text();
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}requests_total`, {
+      route: "pd",
+      connector: "nixlv2",
+      outcome: "ok",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}requests_total`), 1);
+  assert.equal(
+    total(families, `${P}prefill_duration_seconds`, {
+      connector: "nixlv2",
+      outcome: "ok",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}decode_first_byte_seconds`), 1);
+  assert.equal(total(families, `${P}decode_duration_seconds`), 1);
+  assert.equal(
+    total(families, `${P}time_to_first_byte_seconds`, { route: "pd" }),
+    1,
+  );
+  assert.equal(total(families, `${P}requests_in_flight`), 0);
+  assert.equal(total(families, `${P}streams_in_flight`), 0);
+});
+
+Deno.test("a passthrough request counts under route passthrough and connector none, with no leg observed", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({ metrics });
+  const response = await h.request("/v1/models");
+  await response.body?.cancel();
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}requests_total`, {
+      route: "passthrough",
+      connector: "none",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}prefill_duration_seconds`), 0);
+});
+
+Deno.test("a refused prefiller counts as a prefill failure and an upstream error of kind refused, and the request as an error", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({ metrics });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-prefiller-host-port": `127.0.0.1:${closedPort()}`,
+    },
+    body: chatBody(),
+  });
+  assert.equal(response.status, 502);
+  await response.text();
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}failures_total`, { leg: "prefill", cause: "refused" }),
+    1,
+  );
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "prefill",
+      kind: "refused",
+    }),
+    1,
+  );
+  assert.equal(
+    total(families, `${P}requests_total`, { route: "pd", outcome: "error" }),
+    1,
+  );
+  assert.equal(
+    total(families, `${P}prefill_duration_seconds`, { outcome: "error" }),
+    1,
+  );
+  assert.equal(h.decode.requests.length, 0);
+});
+
+Deno.test("a prefill 503 and a prefill 400 count under status_5xx and status_4xx", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({ metrics });
+  for (const status of ["503", "400"]) {
+    const response = await h.pd("/v1/chat/completions", chatBody(), {
+      "x-return-error": status,
+    });
+    assert.equal(response.status, Number(status));
+    await response.text();
+  }
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}failures_total`, {
+      leg: "prefill",
+      cause: "status_5xx",
+    }),
+    1,
+  );
+  assert.equal(
+    total(families, `${P}failures_total`, {
+      leg: "prefill",
+      cause: "status_4xx",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 0);
+});
+
+Deno.test("a client leaving during prefill counts as a client abort before the response", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    prefill: { ttftMs: 5000 },
+  });
+  const controller = new AbortController();
+  // The in-process app sees the abort through the request's own signal.
+  const sent = h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-prefiller-host-port": h.prefillerHeader,
+    },
+    body: chatBody(),
+    signal: controller.signal,
+  }).catch(() => undefined);
+  await h.prefill.nextRequest();
+  controller.abort();
+  await sent;
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}client_aborts_total`, { phase: "before_response" }),
+    1,
+  );
+  assert.equal(
+    total(families, `${P}requests_total`, { outcome: "client_aborted" }),
+    1,
+  );
+});
+
+Deno.test("retries and fallbacks count by cause for the failure policy to call", async () => {
+  const metrics = createMetrics();
+  metrics.retry("reset");
+  metrics.retry("reset");
+  metrics.fallback("timeout");
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}prefill_retries_total`, { cause: "reset" }),
+    2,
+  );
+  assert.equal(
+    total(families, `${P}prefill_fallbacks_total`, { cause: "timeout" }),
+    1,
+  );
+});
+
+Deno.test("every metric is prefixed snake_case with its unit, and every label value comes from a closed set", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({ metrics });
+  await (await h.pd("/v1/chat/completions", chatBody())).text();
+  await (await h.request("/some/raw/path?x=1")).body?.cancel();
+  const families = await scrape(metrics);
+  const closed: Record<string, readonly string[]> = {
+    route: ["health", "passthrough", "pd"],
+    connector: [...CONNECTOR_NAMES, "none"],
+    outcome: ["ok", "error", "client_aborted"],
+    leg: ["prefill", "decode"],
+    cause: FAILURE_CAUSES,
+    kind: ["refused", "dns", "reset", "timeout", "other"],
+    phase: ["before_response", "during_response"],
+  };
+  assert.ok(families.types.size >= 12);
+  for (const [name, type] of families.types) {
+    assert.match(name, /^llm_d_sidecar_[a-z_]+$/);
+    if (type === "HISTOGRAM") assert.match(name, /_seconds$/);
+    if (type === "COUNTER") assert.match(name, /_total$/);
+  }
+  for (const series of families.series) {
+    for (const [label, value] of Object.entries(series.labels)) {
+      if (label === "le") continue;
+      const allowed = closed[label];
+      assert.ok(allowed, `${series.name}: unexpected label ${label}`);
+      assert.ok(allowed.includes(value), `${series.name}: ${label}=${value}`);
+    }
+  }
+});
+
+Deno.test("renderAggregate sums the snapshots of several threads' registries", async () => {
+  const threads = [createMetrics(), createMetrics()];
+  for (const metrics of threads) {
+    metrics.requestStarted();
+    metrics.requestEnded({
+      route: "pd",
+      connector: "nixlv2",
+      outcome: "ok",
+      seconds: 0.2,
+    });
+  }
+  threads[0]?.prefill("nixlv2", true, 0.05);
+  const families = parseExposition(
+    await renderAggregate(
+      await Promise.all(threads.map((metrics) => metrics.snapshot())),
+    ),
+  );
+  assert.equal(total(families, `${P}requests_total`, { route: "pd" }), 2);
+  assert.equal(total(families, `${P}request_duration_seconds`), 2);
+  assert.equal(total(families, `${P}prefill_duration_seconds`), 1);
+  assert.equal(total(families, `${P}requests_in_flight`), 0);
+});
