@@ -1,0 +1,229 @@
+import assert from "node:assert/strict";
+import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
+import { chatBody, jsonHeaders } from "./support/harness.ts";
+import { freePort, startBundle } from "./support/process.ts";
+
+const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
+const CLIENT_SPAN_ID = "b7ad6b7169203331";
+
+/** A span as OTLP/HTTP JSON carries it. */
+interface ReceivedSpan {
+  readonly name: string;
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string;
+  readonly scope: string;
+  readonly attributes: Readonly<Record<string, unknown>>;
+}
+
+function objectsOf(value: unknown, key: string): Record<string, unknown>[] {
+  if (typeof value !== "object" || value === null) return [];
+  const list: unknown = (value as Record<string, unknown>)[key];
+  return Array.isArray(list)
+    ? list.filter((item): item is Record<string, unknown> =>
+      typeof item === "object" && item !== null
+    )
+    : [];
+}
+
+function attributeValue(value: unknown): unknown {
+  const values = Object.values(value as Record<string, unknown>);
+  return values[0];
+}
+
+/** The spans of one OTLP/HTTP JSON export request. */
+function spansOf(body: unknown): ReceivedSpan[] {
+  const spans: ReceivedSpan[] = [];
+  for (const resource of objectsOf(body, "resourceSpans")) {
+    for (const scoped of objectsOf(resource, "scopeSpans")) {
+      const scope = String(objectsOf({ s: [scoped.scope] }, "s")[0]?.name);
+      for (const span of objectsOf(scoped, "spans")) {
+        const attributes: Record<string, unknown> = {};
+        for (const attribute of objectsOf(span, "attributes")) {
+          attributes[String(attribute.key)] = attributeValue(attribute.value);
+        }
+        spans.push({
+          name: String(span.name),
+          traceId: String(span.traceId),
+          spanId: String(span.spanId),
+          parentSpanId: String(span.parentSpanId ?? ""),
+          scope,
+          attributes,
+        });
+      }
+    }
+  }
+  return spans;
+}
+
+/** A local OTLP/HTTP receiver recording every span it is sent. */
+function startReceiver() {
+  const spans: ReceivedSpan[] = [];
+  const waiters = new Set<() => void>();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      const body: unknown = await request.json().catch(() => undefined);
+      if (new URL(request.url).pathname === "/v1/traces") {
+        spans.push(...spansOf(body));
+        for (const waiter of waiters) waiter();
+      }
+      return Response.json({});
+    },
+  );
+  function waitFor(
+    predicate: (spans: readonly ReceivedSpan[]) => boolean,
+    ms = 10_000,
+  ): Promise<void> {
+    if (predicate(spans)) return Promise.resolve();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const timer = setTimeout(() => {
+      waiters.delete(check);
+      reject(new Error(`Spans never matched; got ${JSON.stringify(spans)}`));
+    }, ms);
+    function check(): void {
+      if (!predicate(spans)) return;
+      clearTimeout(timer);
+      waiters.delete(check);
+      resolve();
+    }
+    waiters.add(check);
+    return promise;
+  }
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    spans,
+    waitFor,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+/** The one `traceparent` a leg carried, split into its fields. */
+function traceparentOf(headers: Headers): { traceId: string; parent: string } {
+  const value = headers.get("traceparent") ?? "";
+  assert.doesNotMatch(value, /,/, `one traceparent, got "${value}"`);
+  const [version, traceId, parent, flags] = value.split("-");
+  assert.equal(version, "00");
+  assert.equal(flags, "01");
+  return { traceId: traceId ?? "", parent: parent ?? "" };
+}
+
+Deno.test(
+  "with -tracing and OTEL_DENO=true, each leg carries a child of its own span in the client's trace, and the spans reach the OTLP receiver",
+  async () => {
+    await using receiver = startReceiver();
+    await using prefill = await createMockVllm({ name: "prefiller" });
+    await using decode = await createMockVllm({ name: "decoder" });
+    const port = freePort();
+    await using sidecar = startBundle([
+      `-port=${port}`,
+      `-model-server-port=${decode.port}`,
+      "-listen-host=127.0.0.1",
+      "-secure-proxy=false",
+      "-tracing",
+    ], {
+      env: {
+        OTEL_DENO: "true",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+        OTEL_SERVICE_NAME: "llm-d-disagg-sidecar",
+      },
+    });
+    await sidecar.waitForLine((line) => line.msg === "starting");
+    const response = await fetch(
+      `http://127.0.0.1:${port}/v1/chat/completions`,
+      {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+          traceparent: `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`,
+        }),
+        body: chatBody({ stream: true }),
+      },
+    );
+    assert.equal(response.status, 200);
+    await response.text();
+    const prefillLeg = traceparentOf(
+      prefill.requests[0]?.headers ?? new Headers(),
+    );
+    const decodeLeg = traceparentOf(
+      decode.requests[0]?.headers ?? new Headers(),
+    );
+    assert.equal(prefillLeg.traceId, TRACE_ID);
+    assert.equal(decodeLeg.traceId, TRACE_ID);
+    assert.notEqual(prefillLeg.parent, CLIENT_SPAN_ID);
+    assert.notEqual(decodeLeg.parent, prefillLeg.parent);
+    const named = (name: string) =>
+      receiver.spans.find((span) =>
+        span.name === name && span.traceId === TRACE_ID
+      );
+    await receiver.waitFor(() =>
+      ["forward_request", "prefill", "decode"].every((name) => named(name)) &&
+      receiver.spans.some((span) => span.spanId === prefillLeg.parent) &&
+      receiver.spans.some((span) => span.spanId === decodeLeg.parent)
+    );
+    const request = named("forward_request");
+    const prefillSpan = named("prefill");
+    const decodeSpan = named("decode");
+    assert.equal(request?.scope, "llm-d-router/pkg/sidecar/proxy");
+    // The runtime's server span continues the client's; forward_request is its child.
+    const server = receiver.spans.find((span) =>
+      span.spanId === request?.parentSpanId
+    );
+    assert.equal(server?.parentSpanId, CLIENT_SPAN_ID);
+    assert.equal(prefillSpan?.parentSpanId, request?.spanId);
+    assert.equal(decodeSpan?.parentSpanId, request?.spanId);
+    assert.equal(request?.attributes["llm_d.pd_proxy.connector"], "nixlv2");
+    assert.equal(
+      request?.attributes["llm_d.pd_proxy.prefill_target"],
+      `127.0.0.1:${prefill.port}`,
+    );
+    assert.equal(request?.attributes["llm_d.openai.api"], "chat_completions");
+    // Each leg's traceparent names the runtime's client span, a child of the leg's span.
+    const prefillClient = receiver.spans.find((span) =>
+      span.spanId === prefillLeg.parent
+    );
+    const decodeClient = receiver.spans.find((span) =>
+      span.spanId === decodeLeg.parent
+    );
+    assert.equal(prefillClient?.parentSpanId, prefillSpan?.spanId);
+    assert.equal(decodeClient?.parentSpanId, decodeSpan?.spanId);
+  },
+);
+
+Deno.test(
+  "without OTEL_DENO the client's traceparent reaches both legs unchanged, and -tracing warns that nothing exports",
+  async () => {
+    await using prefill = await createMockVllm({ name: "prefiller" });
+    await using decode = await createMockVllm({ name: "decoder" });
+    const port = freePort();
+    const traceparent = `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`;
+    await using sidecar = startBundle([
+      `-port=${port}`,
+      `-model-server-port=${decode.port}`,
+      "-listen-host=127.0.0.1",
+      "-secure-proxy=false",
+      "-tracing",
+    ], { env: { OTEL_DENO: "false" } });
+    await sidecar.waitForLine((line) =>
+      line.level === "warn" && /OTEL_DENO=true/.test(String(line.msg))
+    );
+    await sidecar.waitForLine((line) => line.msg === "starting");
+    const response = await fetch(
+      `http://127.0.0.1:${port}/v1/chat/completions`,
+      {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+          traceparent,
+        }),
+        body: chatBody(),
+      },
+    );
+    assert.equal(response.status, 200);
+    await response.text();
+    assert.equal(prefill.requests[0]?.headers.get("traceparent"), traceparent);
+    assert.equal(decode.requests[0]?.headers.get("traceparent"), traceparent);
+  },
+);
