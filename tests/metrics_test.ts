@@ -7,6 +7,7 @@ import {
 } from "../src/metrics.ts";
 import { CONNECTOR_NAMES } from "../src/flag_table.ts";
 import { chatBody, createHarness } from "./support/harness.ts";
+import { closedPort } from "./support/stub_upstream.ts";
 import {
   type Exposition,
   parseExposition,
@@ -17,14 +18,6 @@ const P = "llm_d_sidecar_";
 
 async function scrape(metrics: MetricsRegistry): Promise<Exposition> {
   return parseExposition(await metrics.render());
-}
-
-/** A loopback port nothing listens on. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
 }
 
 Deno.test("a P/D request counts once by route, connector and outcome, with its prefill and decode observed", async () => {

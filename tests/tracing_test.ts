@@ -160,6 +160,7 @@ Deno.test(
       );
     await receiver.waitFor(() =>
       ["forward_request", "prefill", "decode"].every((name) => named(name)) &&
+      receiver.spans.some((span) => span.parentSpanId === CLIENT_SPAN_ID) &&
       receiver.spans.some((span) => span.spanId === prefillLeg.parent) &&
       receiver.spans.some((span) => span.spanId === decodeLeg.parent)
     );

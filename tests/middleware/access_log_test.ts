@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createLogger } from "../../src/log.ts";
+import { writeAccessLine } from "../../src/middleware/access_log.ts";
 import { createApp } from "../../src/app.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import {
@@ -235,3 +236,44 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "access line of a P/D request carries the prefill time and the decoder's time to first byte",
+  async () => {
+    await using h = await createHarness({
+      config: { verbosity: 0 },
+      prefill: { ttftMs: 100 },
+    });
+    const base = h.listen();
+    const response = await postStream(h, base, { id: "timed" });
+    await response.text();
+    const [line] = await accessLinesOf(h, "timed");
+    assert.ok(Number(line?.prefill_ms) >= 100, `prefill ${line?.prefill_ms}`);
+    assert.ok(Number(line?.decode_ttfb_ms) >= 0);
+    assert.ok(Number(line?.duration_ms) >= Number(line?.prefill_ms));
+  },
+);
+
+Deno.test("access line reports the retries and fallback the failure policy recorded", () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({
+    verbosity: 0,
+    write: (line) => lines.push(JSON.parse(line)),
+  });
+  writeAccessLine(log, {
+    method: "POST",
+    path: "/v1/completions",
+    status: 200,
+    started: performance.now(),
+    bytes: 10,
+    clientGone: false,
+    access: {
+      route: "pd",
+      connector: "nixlv2",
+      retries: 2,
+      fallback: "decode",
+    },
+  });
+  assert.equal(lines[0]?.retries, 2);
+  assert.equal(lines[0]?.fallback, "decode");
+});
