@@ -25,10 +25,12 @@ import {
   withLayerContext,
 } from "./config_sources.ts";
 import { resolveConnectorSettings } from "./connector_flags.ts";
+import { resolveStageSettings } from "./stage_flags.ts";
 import {
   CONNECTOR_NAMES,
   type ConnectorName,
   defaultOf,
+  type EcConnectorName,
   type Env,
   ENV_VARS,
   LOGGING_NOTE,
@@ -92,6 +94,10 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  /** `-ec-connector`: the encoder stage's protocol; "" disables the stage. */
+  readonly ecConnector: EcConnectorName | "";
+  /** `-decode-chunk-size`: tokens per chat decode chunk; 0 disables chunked decode. */
+  readonly decodeChunkSize: number;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -188,6 +194,7 @@ function resolveConfig(
     enablePrefillerSampling: sampling.value,
     verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    ...resolveStageSettings(values),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -415,5 +422,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    ec_connector: config.ecConnector,
+    decode_chunk_size: config.decodeChunkSize,
   };
 }

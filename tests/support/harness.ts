@@ -75,6 +75,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
+    ecConnector: "",
+    decodeChunkSize: 0,
     ...overrides,
   };
 }
