@@ -47,6 +47,7 @@ export type { ReadFile, SettingSource } from "./config_sources.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
+  type EcConnectorName,
   type Env,
   ENV_VARS,
   formatUsage,

@@ -16,7 +16,16 @@ import {
   HEADER_REQUEST_ID,
   OMITTED_ON_PD_LEGS,
 } from "../protocol/fields.ts";
-import { parseGenerationRequest } from "../protocol/request.ts";
+import { scanObject } from "../protocol/json_object.ts";
+import {
+  isJsonObject,
+  parseGenerationRequest,
+} from "../protocol/request.ts";
+import {
+  needsChunking,
+  runChunkedDecode,
+} from "../stages/chunked_decode.ts";
+import { runEncoderStage } from "../stages/encoder.ts";
 import {
   buildUpstreamHeaders,
   type HeaderList,
@@ -63,6 +72,14 @@ export interface PdRunner {
     source: UpstreamTarget,
     request: PdRequest,
   ): Promise<Response>;
+  /** Decodes without prefill, parsing the body (chunked decode needs it). */
+  decode(request: PdRequest): Promise<Response>;
+  /** Runs the encoder stage, then P/D with `prefiller` or a decode without it. */
+  encode(
+    encoders: readonly UpstreamTarget[],
+    prefiller: UpstreamTarget | undefined,
+    request: PdRequest,
+  ): Promise<Response>;
 }
 
 /** Headers of both legs, built once per request. */
@@ -106,33 +123,100 @@ export function selectKvSource(
   }
 }
 
+/**
+ * Sends a decode leg to the local decoder: in chunks when `-decode-chunk-size`
+ * is set and the request is a chat one that needs more than one chunk.
+ */
+function sendDecodeLeg(
+  deps: Deps,
+  request: PdRequest,
+  leg: DecodeLeg & { readonly chunked: boolean },
+): Promise<Response> {
+  const decoder = decoderHostPort(deps.config);
+  const chunkSize = deps.config.decodeChunkSize;
+  if (leg.chunked && chunkSize > 0 && request.api === "chat") {
+    const body: unknown = JSON.parse(leg.body);
+    if (isJsonObject(body) && needsChunking(body, chunkSize)) {
+      return runChunkedDecode({
+        chunkSize,
+        body: scanObject(leg.body),
+        decoder,
+        pathAndQuery: request.pathAndQuery,
+        headers: leg.headers,
+        signal: leg.signal ?? request.signal,
+        upstream: deps.upstream,
+        log: request.log,
+      }, body);
+    }
+  }
+  return forwardToDecoder(deps.upstream, {
+    hostPort: decoder,
+    pathAndQuery: request.pathAndQuery,
+  }, {
+    method: "POST",
+    headers: leg.headers,
+    body: leg.body,
+    signal: leg.signal ?? request.signal,
+  });
+}
+
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
   const connector = createConnector(deps.config);
+  // Chunked decode follows a serial prefill only (base §3.8); the
+  // concurrent connectors' decode is bound to its prefill's handshake.
+  const chunksAfterPrefill = connector.name === "nixlv2";
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
   const kvSource = (headers: HeaderLookup, log: Logger) =>
     selectKvSource(headers, { enabled: connector.pullsKvSource, log });
-  return {
+  const runner: PdRunner = {
     select: (headers) => selectPrefillTarget(headers, options),
     kvSource,
     async decodeFromSource(source, request) {
-      const { log, signal, pathAndQuery } = request;
+      const { log, signal } = request;
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
       log.debug("running P2P source protocol", { source: source.hostPort });
       const body = buildSourceDecodeBody(deps.config, parsed, source);
       log.trace("decode request", { body });
-      return await forwardToDecoder(deps.upstream, {
-        hostPort: decoder,
-        pathAndQuery,
-      }, {
-        method: "POST",
+      return await sendDecodeLeg(deps, request, {
         headers: legHeaders(request),
         body,
-        signal,
+        chunked: true,
       });
+    },
+    async decode(request) {
+      const parsed = parseGenerationRequest(await request.readBody());
+      ensureClientPresent(request.signal);
+      return await sendDecodeLeg(deps, request, {
+        headers: legHeaders(request),
+        body: parsed.text,
+        chunked: true,
+      });
+    },
+    async encode(encoders, prefiller, request) {
+      if (deps.config.ecConnector === "") {
+        throw new Error("The encoder stage runs only with -ec-connector");
+      }
+      const parsed = parseGenerationRequest(await request.readBody());
+      ensureClientPresent(request.signal);
+      const body = await runEncoderStage({
+        connector: deps.config.ecConnector,
+        encoders,
+        request: parsed,
+        headers: legHeaders(request),
+        requestId: request.requestId,
+        signal: request.signal,
+        upstream: deps.upstream,
+        log: request.log,
+      });
+      ensureClientPresent(request.signal);
+      const encoded = { ...request, readBody: () => Promise.resolve(body) };
+      return prefiller === undefined
+        ? await runner.decode(encoded)
+        : await runner.run(prefiller, encoded);
     },
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
@@ -153,14 +237,9 @@ export function createPdRunner(deps: Deps): PdRunner {
         decoder,
         decode: (leg: DecodeLeg) => {
           ensureClientPresent(signal);
-          return forwardToDecoder(deps.upstream, {
-            hostPort: decoder,
-            pathAndQuery,
-          }, {
-            method: "POST",
-            headers: leg.headers,
-            body: leg.body,
-            signal: leg.signal ?? signal,
+          return sendDecodeLeg(deps, request, {
+            ...leg,
+            chunked: chunksAfterPrefill,
           });
         },
         headers: legHeaders(request),
@@ -172,4 +251,5 @@ export function createPdRunner(deps: Deps): PdRunner {
       });
     },
   };
+  return runner;
 }
