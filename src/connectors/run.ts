@@ -17,14 +17,8 @@ import {
   OMITTED_ON_PD_LEGS,
 } from "../protocol/fields.ts";
 import { scanObject } from "../protocol/json_object.ts";
-import {
-  isJsonObject,
-  parseGenerationRequest,
-} from "../protocol/request.ts";
-import {
-  needsChunking,
-  runChunkedDecode,
-} from "../stages/chunked_decode.ts";
+import { isJsonObject, parseGenerationRequest } from "../protocol/request.ts";
+import { needsChunking, runChunkedDecode } from "../stages/chunked_decode.ts";
 import { runEncoderStage } from "../stages/encoder.ts";
 import {
   buildUpstreamHeaders,

@@ -227,9 +227,7 @@ function buildUsage(state: DecodeState): JsonObject {
   const prompt = isJsonObject(usage) && typeof usage.prompt_tokens === "number"
     ? usage.prompt_tokens
     : 0;
-  const details = isJsonObject(usage)
-    ? usage.prompt_tokens_details
-    : undefined;
+  const details = isJsonObject(usage) ? usage.prompt_tokens_details : undefined;
   return {
     prompt_tokens: prompt,
     total_tokens: prompt + state.tokens,

@@ -32,8 +32,8 @@ import {
   type JsonObject,
 } from "../protocol/request.ts";
 import {
-  UpstreamError,
   type UpstreamClient,
+  UpstreamError,
   type WholeResponse,
 } from "../upstream/client.ts";
 import {
