@@ -23,12 +23,12 @@ import { startStubUpstream } from "../support/stub_upstream.ts";
 const ENCODERS = "x-encoder-hosts-ports";
 const PREFILLER = "x-prefiller-host-port";
 
-const IMAGE_A = { type: "image_url", image_url: { url: "https://x/a.png" } };
-const IMAGE_B = { type: "image_url", image_url: { url: "https://x/b.png" } };
-const VIDEO = { type: "video_url", video_url: { url: "https://x/c.mp4" } };
+const IMAGE_A = { type: "image_url", "image_url": { url: "https://x/a.png" } };
+const IMAGE_B = { type: "image_url", "image_url": { url: "https://x/b.png" } };
+const VIDEO = { type: "video_url", "video_url": { url: "https://x/c.mp4" } };
 const AUDIO = {
   type: "input_audio",
-  input_audio: { data: "UklGRg==", format: "wav" },
+  "input_audio": { data: "UklGRg==", format: "wav" },
 };
 
 /** A chat body whose user message holds `parts` after a text part. */
