@@ -23,6 +23,17 @@ import {
   PREFILLER_SAMPLING_ENV,
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
+// --- SSRF protection and upstream TLS (issue 11) ---
+import {
+  INFERENCE_POOL_ENV,
+  INFERENCE_POOL_NAME_ENV,
+  INFERENCE_POOL_NAMESPACE_ENV,
+  POOL_GROUPS,
+  TLS_STAGES,
+  type TlsStage,
+} from "./flag_table.ts";
+import { parseStaticEntry } from "./allowlist/static_list.ts";
+import type { PoolGroup } from "./allowlist/pool_spec.ts";
 
 export {
   CONNECTOR_NAMES,
@@ -51,6 +62,28 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  // --- SSRF protection and upstream TLS (issue 11) ---
+  /** `-enable-ssrf-protection`: admit only ready pods of the InferencePool on its target ports. */
+  readonly ssrfProtection: boolean;
+  /** `-inference-pool` (or the deprecated pair) and `-pool-group`; undefined when not given. */
+  readonly inferencePool: InferencePoolRef | undefined;
+  /** `-allowed-prefillers`: static allowlist entries (validated), admitted besides the pool. */
+  readonly allowedPrefillers: readonly string[];
+  /** `-allowlist-sync-timeout`: bound on start-up's first read of the pool, in ms. */
+  readonly allowlistSyncTimeoutMs: number;
+  /** `-enable-tls` and the deprecated `-*-use-tls`: stages reached over HTTPS. */
+  readonly tlsStages: readonly TlsStage[];
+  /** `-tls-insecure-skip-verify` and the deprecated bools: stages whose certificates are not verified. */
+  readonly insecureSkipVerifyStages: readonly TlsStage[];
+  /** `-ca-cert`: PEM bundle trusted for upstream TLS besides the default roots; "" for none. */
+  readonly caCertPath: string;
+}
+
+/** The InferencePool the allowlist follows; an empty namespace means the sidecar's own. */
+export interface InferencePoolRef {
+  readonly namespace: string;
+  readonly name: string;
+  readonly group: PoolGroup;
 }
 
 /** Options for {@linkcode ConfigError}. */
@@ -119,6 +152,8 @@ export function parseCommandLine(
     enablePrefillerSampling: resolveSampling(parsed, env, warnings),
     verbosity: resolveVerbosity(parsed),
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    // SSRF protection and upstream TLS (issue 11).
+    ...resolveSecurity(parsed, env, warnings),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -364,5 +399,194 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    // SSRF protection and upstream TLS (issue 11).
+    enable_ssrf_protection: config.ssrfProtection,
+    inference_pool: config.inferencePool,
+    allowed_prefillers: config.allowedPrefillers,
+    allowlist_sync_timeout_ms: config.allowlistSyncTimeoutMs,
+    enable_tls: config.tlsStages,
+    tls_insecure_skip_verify: config.insecureSkipVerifyStages,
+    ca_cert: config.caCertPath,
   };
 }
+
+// --- SSRF protection and upstream TLS (issue 11) ---
+
+type SecurityConfig = Pick<
+  Config,
+  | "ssrfProtection"
+  | "inferencePool"
+  | "allowedPrefillers"
+  | "allowlistSyncTimeoutMs"
+  | "tlsStages"
+  | "insecureSkipVerifyStages"
+  | "caCertPath"
+>;
+
+function resolveSecurity(
+  parsed: Parsed,
+  env: Readonly<Record<string, string | undefined>>,
+  warnings: string[],
+): SecurityConfig {
+  const { values } = parsed;
+  const ssrfProtection = values["enable-ssrf-protection"] ?? false;
+  const inferencePool = resolveInferencePool(parsed, env, warnings);
+  if (ssrfProtection && inferencePool === undefined) {
+    // LATEST's message for a missing name; the namespace defaults to the sidecar's own.
+    throw new ConfigError(
+      "--inference-pool, --inference-pool-name, INFERENCE_POOL, or INFERENCE_POOL_NAME " +
+        "environment variable is required when --enable-ssrf-protection is true",
+      { exitCode: 1, flag: "inference-pool" },
+    );
+  }
+  const allowedPrefillers = (values["allowed-prefillers"] ?? []).map((entry) =>
+    entry.trim()
+  ).filter((entry) => entry !== "");
+  for (const entry of allowedPrefillers) {
+    try {
+      parseStaticEntry(entry);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new ConfigError(
+        `Invalid value "${entry}" for flag "-allowed-prefillers": ${reason}`,
+        { exitCode: 2, flag: "allowed-prefillers" },
+      );
+    }
+  }
+  const tlsStages = resolveStages(parsed, "enable-tls", warnings, {
+    prefiller: "prefiller-use-tls",
+    decoder: "decoder-use-tls",
+  });
+  const insecureSkipVerifyStages = resolveStages(
+    parsed,
+    "tls-insecure-skip-verify",
+    warnings,
+    {
+      prefiller: "prefiller-tls-insecure-skip-verify",
+      decoder: "decoder-tls-insecure-skip-verify",
+    },
+  );
+  for (const stage of insecureSkipVerifyStages) {
+    if (!tlsStages.includes(stage)) {
+      warnings.push(
+        `Stage "${stage}" skips TLS verification but does not use TLS: add it to "-enable-tls"`,
+      );
+    }
+  }
+  return {
+    ssrfProtection,
+    inferencePool: ssrfProtection ? inferencePool : undefined,
+    allowedPrefillers,
+    allowlistSyncTimeoutMs: parseDuration(
+      values["allowlist-sync-timeout"] ?? defaultOf("allowlist-sync-timeout"),
+      "allowlist-sync-timeout",
+    ),
+    tlsStages,
+    insecureSkipVerifyStages,
+    caCertPath: values["ca-cert"] ?? "",
+  };
+}
+
+/** LATEST §1.3 step 3: `-inference-pool` (or INFERENCE_POOL) wins over the deprecated pair. */
+function resolveInferencePool(
+  parsed: Parsed,
+  env: Readonly<Record<string, string | undefined>>,
+  warnings: string[],
+): InferencePoolRef | undefined {
+  const { values } = parsed;
+  const group = parseChoice(
+    "pool-group",
+    values["pool-group"] ?? defaultOf("pool-group"),
+    POOL_GROUPS,
+  );
+  for (
+    const name of ["inference-pool-namespace", "inference-pool-name"] as const
+  ) {
+    if (values[name] !== undefined) {
+      warnings.push(
+        `Flag --${name} has been deprecated, use --inference-pool instead`,
+      );
+    }
+  }
+  const combined = values["inference-pool"] ?? env[INFERENCE_POOL_ENV] ?? "";
+  if (combined !== "") {
+    const parts = combined.split("/");
+    if (parts.length > 2) {
+      throw new ConfigError(
+        "--inference-pool must be in format 'namespace/name' or 'name', not multiple slashes",
+        { exitCode: 2, flag: "inference-pool" },
+      );
+    }
+    const [first = "", second] = parts;
+    const namespace = second === undefined ? "" : first;
+    const name = second ?? first;
+    if (name === "" || (second !== undefined && namespace === "")) {
+      throw new ConfigError(
+        "--inference-pool cannot have empty namespace or name",
+        { exitCode: 2, flag: "inference-pool" },
+      );
+    }
+    return { namespace, name, group };
+  }
+  const namespace = values["inference-pool-namespace"] ??
+    env[INFERENCE_POOL_NAMESPACE_ENV] ?? "";
+  const name = values["inference-pool-name"] ?? env[INFERENCE_POOL_NAME_ENV] ??
+    "";
+  return name === "" ? undefined : { namespace, name, group };
+}
+
+/** A stage list flag plus the deprecated per-stage bools that add to it (LATEST §1.3 step 4). */
+function resolveStages(
+  parsed: Parsed,
+  flag: "enable-tls" | "tls-insecure-skip-verify",
+  warnings: string[],
+  deprecated: {
+    readonly prefiller: keyof Parsed["values"];
+    readonly decoder: keyof Parsed["values"];
+  },
+): TlsStage[] {
+  const stages: TlsStage[] = [];
+  for (const text of parsed.values[flag] ?? []) {
+    const stage = TLS_STAGES.find((candidate) => candidate === text.trim());
+    if (stage === undefined) {
+      throw new ConfigError(
+        `--${flag} stages must be one of: ${TLS_STAGES.join(", ")}`,
+        { exitCode: 2, flag },
+      );
+    }
+    if (!stages.includes(stage)) stages.push(stage);
+  }
+  for (const stage of ["prefiller", "decoder"] as const) {
+    const name = deprecated[stage];
+    const given = parsed.values[name];
+    if (given === undefined) continue;
+    const replacement = flag === "enable-tls"
+      ? `--enable-tls=${stage}`
+      : `--tls-insecure-skip-verify=${stage}`;
+    warnings.push(
+      `Flag --${name} has been deprecated, use ${replacement} instead`,
+    );
+    if (given === true && !stages.includes(stage)) stages.push(stage);
+  }
+  return stages;
+}
+
+/** A Go-style duration limited to what the flag needs: `500ms`, `30s`, `2m`. */
+function parseDuration(text: string, flag: string): number {
+  const match = /^(\d{1,9})(ms|s|m)$/.exec(text);
+  const units: Readonly<Record<string, number>> = {
+    ms: 1,
+    s: 1_000,
+    m: 60_000,
+  };
+  const value = match ? Number(match[1]) * (units[match[2] ?? ""] ?? 0) : 0;
+  if (value <= 0) {
+    throw invalidValue(
+      flag,
+      text,
+      'a positive duration such as "30s" or "500ms"',
+    );
+  }
+  return value;
+}
+// --- end of issue 11 ---

@@ -21,6 +21,24 @@ export type ConnectorName = typeof CONNECTOR_NAMES[number];
 /** Environment variable read when `-enable-prefiller-sampling` is not given (as the Go sidecar). */
 export const PREFILLER_SAMPLING_ENV = "ENABLE_PREFILLER_SAMPLING";
 
+// --- SSRF protection and upstream TLS (issue 11) ---
+/** Upstream stages `-enable-tls` and `-tls-insecure-skip-verify` name (Go spellings). */
+export const TLS_STAGES = ["prefiller", "decoder", "encoder"] as const;
+/** One of {@linkcode TLS_STAGES}. */
+export type TlsStage = typeof TLS_STAGES[number];
+/** API groups `-pool-group` accepts; the first is the default. */
+export const POOL_GROUPS = [
+  "inference.networking.k8s.io",
+  "inference.networking.x-k8s.io",
+] as const;
+/** Environment variable read when `-inference-pool` is not given (as the Go sidecar). */
+export const INFERENCE_POOL_ENV = "INFERENCE_POOL";
+/** Environment fallback of the deprecated `-inference-pool-namespace`. */
+export const INFERENCE_POOL_NAMESPACE_ENV = "INFERENCE_POOL_NAMESPACE";
+/** Environment fallback of the deprecated `-inference-pool-name`. */
+export const INFERENCE_POOL_NAME_ENV = "INFERENCE_POOL_NAME";
+// --- end of issue 11 names ---
+
 /** Connector used when neither `-kv-connector` nor `-connector` is given. */
 export const DEFAULT_CONNECTOR: ConnectorName = "nixlv2";
 /** Why logging-output flags have no effect. */
@@ -201,61 +219,94 @@ const FLAGS = {
     status: "not-yet",
     help: "the EC protocol between encoder and prefiller (for EPD mode)",
   },
+  // --- SSRF protection and upstream TLS (issue 11) ---
   "enable-ssrf-protection": {
     kind: "bool",
-    status: "not-yet",
-    help: "enable SSRF protection using InferencePool allowlisting",
+    status: "supported",
+    help:
+      "enable SSRF protection using InferencePool allowlisting: prefill, encoder and " +
+      "KV-source targets must be ready pods of the pool, on one of its target ports",
   },
   "pool-group": {
     kind: "string",
-    status: "not-yet",
-    help: "group of the InferencePool this Endpoint Picker is associated with",
+    status: "supported",
+    default: "inference.networking.k8s.io",
+    help:
+      "group of the InferencePool this Endpoint Picker is associated with " +
+      `(${POOL_GROUPS.join(" or ")})`,
   },
   "inference-pool": {
     kind: "string",
-    status: "not-yet",
-    help: "InferencePool in namespace/name or name format",
+    status: "supported",
+    help:
+      `InferencePool in namespace/name or name format (defaults to ${INFERENCE_POOL_ENV} env ` +
+      "var); a bare name is looked up in the sidecar's own namespace",
   },
   "inference-pool-namespace": {
     kind: "string",
-    status: "not-yet",
-    help: "Deprecated: use -inference-pool instead",
+    status: "supported",
+    help:
+      `Deprecated: use -inference-pool instead (defaults to ${INFERENCE_POOL_NAMESPACE_ENV} env var)`,
   },
   "inference-pool-name": {
     kind: "string",
-    status: "not-yet",
-    help: "Deprecated: use -inference-pool instead",
+    status: "supported",
+    help:
+      `Deprecated: use -inference-pool instead (defaults to ${INFERENCE_POOL_NAME_ENV} env var)`,
+  },
+  "allowed-prefillers": {
+    kind: "list",
+    status: "supported",
+    help:
+      "static SSRF allowlist, repeatable or comma separated: host, host:port, IP, ip:port, " +
+      "[v6]:port or CIDR; works without Kubernetes and adds to the pool (not in the Go sidecar)",
+  },
+  "allowlist-sync-timeout": {
+    kind: "string",
+    status: "supported",
+    default: "30s",
+    help:
+      "how long start-up waits to read the InferencePool and its pods before failing, " +
+      'e.g. "30s" or "500ms" (not in the Go sidecar)',
   },
   "enable-tls": {
     kind: "list",
-    status: "not-yet",
-    help: "stages to enable TLS for: prefiller, decoder, encoder",
+    status: "supported",
+    help: `stages to enable TLS for: ${TLS_STAGES.join(", ")}`,
   },
   "tls-insecure-skip-verify": {
     kind: "list",
-    status: "not-yet",
-    help: "stages to skip TLS verification for: prefiller, decoder, encoder",
+    status: "supported",
+    help: `stages to skip TLS verification for: ${TLS_STAGES.join(", ")}`,
   },
   "prefiller-use-tls": {
     kind: "bool",
-    status: "not-yet",
+    status: "supported",
     help: "Deprecated: use -enable-tls=prefiller instead",
   },
   "decoder-use-tls": {
     kind: "bool",
-    status: "not-yet",
+    status: "supported",
     help: "Deprecated: use -enable-tls=decoder instead",
   },
   "prefiller-tls-insecure-skip-verify": {
     kind: "bool",
-    status: "not-yet",
+    status: "supported",
     help: "Deprecated: use -tls-insecure-skip-verify=prefiller instead",
   },
   "decoder-tls-insecure-skip-verify": {
     kind: "bool",
-    status: "not-yet",
+    status: "supported",
     help: "Deprecated: use -tls-insecure-skip-verify=decoder instead",
   },
+  "ca-cert": {
+    kind: "string",
+    status: "supported",
+    help:
+      "PEM file of CA certificates trusted for upstream TLS besides the default roots " +
+      "(not in the Go sidecar)",
+  },
+  // --- end of issue 11 rows ---
   "max-idle-conns-per-host": {
     kind: "int",
     status: "not-yet",

@@ -1,0 +1,430 @@
+/**
+ * @module
+ * Follows one InferencePool and the pods it selects through the Kubernetes
+ * API with client-node's `ListWatch` (list, then watch from the list's
+ * resource version; bookmarks; 410 Gone relists; a closed watch reconnects).
+ * What the Go sidecar got wrong is fixed here: the target ports count, only
+ * ready pods that are not terminating are members, a new selector's pods are
+ * listed before the old ones are dropped (the set never shrinks while the
+ * pool is unchanged), and start-up without RBAC fails after a bounded wait.
+ *
+ * Imported lazily by `main.ts`, only when `-enable-ssrf-protection` is on:
+ * client-node reads the whole environment when it loads.
+ */
+
+import {
+  ApiException,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  ListWatch,
+  Watch,
+} from "@kubernetes/client-node";
+import type { Logger } from "../log.ts";
+import { type IpAddress, parseIpLiteral } from "./address.ts";
+import type { PoolMembers } from "./allowlist.ts";
+import {
+  formatLabelSelector,
+  parsePoolSpec,
+  POOL_VERSIONS,
+  type PoolGroup,
+  type PoolSpec,
+  servingPodAddresses,
+} from "./pool_spec.ts";
+
+/** The pool to follow. */
+export interface PoolReference {
+  readonly namespace: string;
+  readonly name: string;
+  readonly group: PoolGroup;
+}
+
+/** Options of `startPoolWatch`. */
+export interface PoolWatchOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly pool: PoolReference;
+  readonly log: Logger;
+  /** How long start-up waits for the first complete view before failing. */
+  readonly syncTimeoutMs: number;
+  /** Delay before retrying a failed list or watch, doubled per failure up to `maxRetryMs`. */
+  readonly minRetryMs?: number;
+  readonly maxRetryMs?: number;
+}
+
+/** A running pool watch. */
+export interface PoolWatch extends PoolMembers {
+  /** Member addresses and target ports as last computed, for logs and tests. */
+  snapshot(): { readonly addresses: string[]; readonly ports: number[] };
+  /** Stops every list and watch. */
+  stop(): void;
+}
+
+/** A status and message out of whatever client-node threw. */
+export function describeKubeError(error: unknown): string {
+  if (error instanceof ApiException) {
+    let detail = "";
+    const body: unknown = typeof error.body === "string"
+      ? safeJson(error.body)
+      : error.body;
+    if (typeof body === "object" && body !== null && "message" in body) {
+      detail = String(body.message);
+    }
+    return `${error.code}${detail === "" ? "" : `: ${detail}`}`;
+  }
+  if (error instanceof Error) {
+    const status = (error as { statusCode?: unknown }).statusCode;
+    const cause = error.cause instanceof Error
+      ? `: ${error.cause.message}`
+      : "";
+    return typeof status === "number"
+      ? `${status} ${error.message}`
+      : `${error.message}${cause}`;
+  }
+  return String(error);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function statusOf(error: unknown): number | undefined {
+  if (error instanceof ApiException) return error.code;
+  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof status === "number" ? status : undefined;
+}
+
+/**
+ * client-node's `Watch`, stoppable: a `ListWatch` stopped while its watch
+ * request is being opened would otherwise keep that watch running.
+ */
+class StoppableWatch extends Watch {
+  #stopped = false;
+
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    // deno-lint-ignore no-explicit-any -- client-node's own callback type
+    callback: (phase: string, apiObj: any, watchObj?: any) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const controller = await super.watch(path, queryParams, callback, done);
+    if (this.#stopped) controller.abort();
+    return controller;
+  }
+}
+
+interface InformerSpec<T extends KubernetesObject> {
+  readonly what: string;
+  readonly kubeConfig: KubeConfig;
+  /** API path of the collection; the query asks for bookmarks, which `ListWatch` does not. */
+  readonly path: string;
+  readonly list: () => Promise<KubernetesListObject<T>>;
+  readonly labelSelector?: string;
+  readonly fieldSelector?: string;
+  readonly onChange: () => void;
+  readonly log: Logger;
+  readonly minRetryMs: number;
+  readonly maxRetryMs: number;
+}
+
+interface RunningInformer<T extends KubernetesObject> {
+  readonly informer: ListWatch<T>;
+  /** Resolves after the first successful list. */
+  readonly synced: Promise<void>;
+  lastError(): unknown;
+  stop(): void;
+}
+
+/**
+ * Starts a `ListWatch` that restarts itself after errors: client-node's
+ * stops for good on anything but a 410 or a timeout.
+ */
+function startInformer<T extends KubernetesObject>(
+  spec: InformerSpec<T>,
+): RunningInformer<T> {
+  let stopped = false;
+  let failures = 0;
+  let lastError: unknown;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const synced = Promise.withResolvers<void>();
+  const watch = new StoppableWatch(spec.kubeConfig);
+  const list = async () => {
+    if (stopped) throw new Error("stopped");
+    const result = await spec.list();
+    // A list that ends after stop() must not open a watch.
+    if (stopped) throw new Error("stopped");
+    failures = 0;
+    lastError = undefined;
+    synced.resolve();
+    return result;
+  };
+  const informer = new ListWatch<T>(
+    `${spec.path}?allowWatchBookmarks=true`,
+    watch,
+    list,
+    false,
+    spec.labelSelector,
+    spec.fieldSelector,
+  );
+  informer.on("add", spec.onChange);
+  informer.on("update", spec.onChange);
+  informer.on("delete", spec.onChange);
+  informer.on("error", (error: unknown) => {
+    if (stopped) return;
+    lastError = error;
+    failures++;
+    const delay = Math.min(
+      spec.minRetryMs * 2 ** Math.min(failures - 1, 20),
+      spec.maxRetryMs,
+    );
+    spec.log.warn(`Kubernetes API request for ${spec.what} failed, retrying`, {
+      error: describeKubeError(error),
+      retry_ms: delay,
+    });
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!stopped) void informer.start();
+    }, delay);
+  });
+  void informer.start();
+  return {
+    informer,
+    synced: synced.promise,
+    lastError: () => lastError,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      watch.stop();
+      void informer.stop();
+    },
+  };
+}
+
+function rbacHint(pool: PoolReference, namespace: string): string {
+  return ` The sidecar's service account needs get, list and watch on ` +
+    `"inferencepools" (group "${pool.group}") and "pods" in namespace "${namespace}".`;
+}
+
+/**
+ * Starts following the pool; resolves once the pool was listed and, if it
+ * exists, its pods too. Rejects after `syncTimeoutMs` with the last API
+ * error (a 403 names the RBAC the sidecar lacks).
+ */
+export async function startPoolWatch(
+  options: PoolWatchOptions,
+): Promise<PoolWatch> {
+  const { kubeConfig, pool, log } = options;
+  const { namespace, name, group } = pool;
+  const version = POOL_VERSIONS[group];
+  const minRetryMs = options.minRetryMs ?? 1_000;
+  const maxRetryMs = options.maxRetryMs ?? 30_000;
+  const customObjects = kubeConfig.makeApiClient(CustomObjectsApi);
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+
+  let spec: PoolSpec | undefined;
+  let ports = new Set<number>();
+  let members = new Set<string>();
+  let pods: RunningInformer<KubernetesObject> | undefined;
+  let podsKey = "";
+  let pending:
+    | {
+      readonly key: string;
+      readonly running: RunningInformer<KubernetesObject>;
+    }
+    | undefined;
+  let poolSynced = false;
+  let recomputeQueued = false;
+  const ready = Promise.withResolvers<void>();
+
+  function recompute(): void {
+    recomputeQueued = false;
+    const next = new Set<string>();
+    if (spec !== undefined && pods !== undefined) {
+      for (const pod of pods.informer.list(namespace)) {
+        for (const ip of servingPodAddresses(pod, spec.selector)) {
+          const address = parseIpLiteral(ip);
+          if (address !== undefined) next.add(address.text);
+        }
+      }
+    }
+    const nextPorts = new Set(spec?.targetPorts ?? []);
+    const changed = next.size !== members.size ||
+      [...next].some((address) => !members.has(address)) ||
+      nextPorts.size !== ports.size ||
+      [...nextPorts].some((port) => !ports.has(port));
+    members = next;
+    ports = nextPorts;
+    if (changed) {
+      log.info("rebuilt allowlist", {
+        targetCount: next.size,
+        targets: [...next],
+        ports: [...nextPorts],
+      });
+    }
+    if (poolSynced && (spec === undefined || pods !== undefined)) {
+      ready.resolve();
+    }
+  }
+
+  // Coalesced: a relist fires one callback per object, synchronously.
+  function scheduleRecompute(): void {
+    if (recomputeQueued) return;
+    recomputeQueued = true;
+    queueMicrotask(recompute);
+  }
+
+  function stopPods(): void {
+    pending?.running.stop();
+    pods?.stop();
+    pending = undefined;
+    pods = undefined;
+    podsKey = "";
+  }
+
+  function watchPods(next: PoolSpec): void {
+    const key = formatLabelSelector(next.selector);
+    if (key === podsKey && pending === undefined) return;
+    if (key === pending?.key) return;
+    pending?.running.stop();
+    const running: RunningInformer<KubernetesObject> = startInformer({
+      what: `pods "${key}" in namespace "${namespace}"`,
+      kubeConfig,
+      path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
+      list: () => core.listNamespacedPod({ namespace, labelSelector: key }),
+      labelSelector: key,
+      onChange: () => {
+        if (pods === running) scheduleRecompute();
+      },
+      log,
+      minRetryMs,
+      maxRetryMs,
+    });
+    pending = { key, running };
+    // Make before break: the old pods stay members until the new list is in.
+    void running.synced.then(() => {
+      if (pending?.running !== running) return;
+      pods?.stop();
+      pods = running;
+      podsKey = key;
+      pending = undefined;
+      recompute();
+    });
+  }
+
+  function onPoolChange(): void {
+    const object = poolInformer.informer.get(name, namespace);
+    if (object === undefined) {
+      if (spec !== undefined) {
+        log.info("InferencePool deleted: every target is denied", {
+          pool: `${namespace}/${name}`,
+        });
+      }
+      spec = undefined;
+      stopPods();
+      scheduleRecompute();
+      return;
+    }
+    let next: PoolSpec;
+    try {
+      next = parsePoolSpec(object, group);
+    } catch (error) {
+      // As the Go sidecar (NEXT): a bad update keeps the previous view.
+      log.error("failed to extract selector from InferencePool", {
+        pool: `${namespace}/${name}`,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      scheduleRecompute();
+      return;
+    }
+    spec = next;
+    watchPods(next);
+    scheduleRecompute();
+  }
+
+  const poolInformer = startInformer<KubernetesObject>({
+    what: `InferencePool "${namespace}/${name}"`,
+    kubeConfig,
+    path: `/apis/${group}/${version}/namespaces/${
+      encodeURIComponent(namespace)
+    }/inferencepools`,
+    list: () =>
+      customObjects.listNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural: "inferencepools",
+        fieldSelector: `metadata.name=${name}`,
+      }) as Promise<KubernetesListObject<KubernetesObject>>,
+    fieldSelector: `metadata.name=${name}`,
+    onChange: onPoolChange,
+    log,
+    minRetryMs,
+    maxRetryMs,
+  });
+  void poolInformer.synced.then(() => {
+    poolSynced = true;
+    onPoolChange();
+    if (spec === undefined) {
+      log.warn(
+        "InferencePool not found or unusable: every target is denied until it is",
+        { pool: `${namespace}/${name}`, group, version },
+      );
+    }
+  });
+
+  function stop(): void {
+    stopPods();
+    poolInformer.stop();
+  }
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = pending?.running.lastError() ?? poolInformer.lastError();
+      const status = statusOf(error);
+      const hint = status === 401 || status === 403
+        ? rbacHint(pool, namespace)
+        : "";
+      const detail = error === undefined
+        ? "no answer from the Kubernetes API"
+        : `last error: ${describeKubeError(error)}`;
+      reject(
+        new Error(
+          `Cannot start SSRF protection: InferencePool "${namespace}/${name}" ` +
+            `(${group}/${version}) and its pods could not be read within ` +
+            `${options.syncTimeoutMs} ms (${detail}).${hint}`,
+        ),
+      );
+    }, options.syncTimeoutMs);
+  });
+  try {
+    await Promise.race([ready.promise, timeout]);
+  } catch (error) {
+    stop();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  log.info("SSRF protection: following InferencePool", {
+    pool: `${namespace}/${name}`,
+    group,
+    version,
+  });
+  return {
+    has(address: IpAddress, port: number) {
+      return ports.has(port) && members.has(address.text);
+    },
+    snapshot: () => ({ addresses: [...members], ports: [...ports] }),
+    stop,
+  };
+}
