@@ -22,6 +22,48 @@ import {
   loadCertificate,
   type TlsCertificate,
 } from "./src/tls.ts";
+// SSRF protection and upstream TLS (issue 11).
+import {
+  INFERENCE_POOL_ENV,
+  INFERENCE_POOL_NAME_ENV,
+  INFERENCE_POOL_NAMESPACE_ENV,
+} from "./src/flag_table.ts";
+import {
+  loadCaCertificates,
+  type RunningAllowlist,
+  startAllowlist,
+} from "./src/security.ts";
+
+/** Environment the sidecar reads: flag defaults and where the Kubernetes API is. */
+type Environment = Readonly<Record<string, string | undefined>>;
+
+const ENVIRONMENT_NAMES = [
+  PREFILLER_SAMPLING_ENV,
+  INFERENCE_POOL_ENV,
+  INFERENCE_POOL_NAMESPACE_ENV,
+  INFERENCE_POOL_NAME_ENV,
+  "KUBECONFIG",
+  "KUBERNETES_SERVICE_HOST",
+  "KUBERNETES_SERVICE_PORT",
+  "HOME",
+];
+
+/** The allowlist and the CA bundle, or the exit code after logging why not. */
+async function startSecurity(
+  config: Config,
+  env: Environment,
+  log: Logger,
+): Promise<
+  { allowlist: RunningAllowlist; caCerts: string[] } | { failed: string }
+> {
+  try {
+    const caCerts = await loadCaCertificates(config.caCertPath);
+    const allowlist = await startAllowlist(config, { env, log });
+    return { allowlist, caCerts };
+  } catch (error) {
+    return { failed: errorMessage(error) };
+  }
+}
 
 const SHUTDOWN_DEADLINE_MS = 60_000;
 const encoder = new TextEncoder();
@@ -66,6 +108,7 @@ type ToListener =
     readonly config: Config;
     readonly tls: TlsCertificate | undefined;
     readonly index: number;
+    readonly env: Environment;
   }
   | { readonly kind: "stop"; readonly deadlineMs: number };
 
@@ -96,7 +139,20 @@ function runListenerThread(scope: ListenerScope): void {
     if (data.kind === "start") {
       try {
         const log = listenerLog(data.config, data.index);
-        listener = startListener({ config: data.config, tls: data.tls, log });
+        // Each thread follows the pool itself (issue 11): an allowlist cannot cross threads.
+        const security = await startSecurity(data.config, data.env, log);
+        if ("failed" in security) throw new Error(security.failed);
+        const started = startListener({
+          config: data.config,
+          tls: data.tls,
+          log,
+          allowlist: security.allowlist.allowlist,
+          caCerts: security.caCerts,
+        });
+        listener = {
+          stop: (deadlineMs) =>
+            started.stop(deadlineMs).finally(() => security.allowlist.stop()),
+        };
         scope.postMessage({ kind: "listening" });
       } catch (error) {
         scope.postMessage({ kind: "failed", message: errorMessage(error) });
@@ -123,6 +179,7 @@ function exchange(worker: Worker, message: ToListener): Promise<FromListener> {
 async function startListenerThreads(
   config: Config,
   tls: TlsCertificate | undefined,
+  env: Environment,
 ): Promise<Worker[]> {
   const workers: Worker[] = [];
   for (let index = 1; index < config.workers; index++) {
@@ -131,7 +188,13 @@ async function startListenerThreads(
       name: `listener-${index}`,
     });
     workers.push(worker);
-    const reply = await exchange(worker, { kind: "start", config, tls, index });
+    const reply = await exchange(worker, {
+      kind: "start",
+      config,
+      tls,
+      index,
+      env,
+    });
     if (reply.kind !== "listening") {
       for (const started of workers) started.terminate();
       throw new Error(
@@ -158,6 +221,7 @@ async function stopListenerThread(
 async function run(
   config: Config,
   warnings: readonly string[],
+  env: Environment,
 ): Promise<number> {
   const log = listenerLog(config, 0);
   for (const warning of warnings) log.warn(warning);
@@ -174,19 +238,33 @@ async function run(
     log.error(errorMessage(error));
     return 1;
   }
+  // SSRF allowlist and upstream CA bundle (issue 11): ready before listening.
+  const security = await startSecurity(config, env, log);
+  if ("failed" in security) {
+    log.error(security.failed);
+    return 1;
+  }
   let listener: Listener;
   let workers: Worker[];
   try {
-    listener = startListener({ config, tls, log });
+    listener = startListener({
+      config,
+      tls,
+      log,
+      allowlist: security.allowlist.allowlist,
+      caCerts: security.caCerts,
+    });
   } catch (error) {
     log.error(`Cannot listen on port ${config.port}: ${errorMessage(error)}`);
+    security.allowlist.stop();
     return 1;
   }
   try {
-    workers = await startListenerThreads(config, tls);
+    workers = await startListenerThreads(config, tls, env);
   } catch (error) {
     log.error(`Cannot start listener threads: ${errorMessage(error)}`);
     await listener.stop(0);
+    security.allowlist.stop();
     return 1;
   }
   const clean = await new Promise<boolean>((resolve) => {
@@ -197,6 +275,7 @@ async function run(
           stopListenerThread(worker, SHUTDOWN_DEADLINE_MS)
         ),
       ]);
+      security.allowlist.stop();
       resolve(stopped.every(Boolean));
     });
   });
@@ -220,15 +299,25 @@ export async function main(
     print(Deno.stdout, commandLine.usage);
     return 0;
   }
-  return await run(commandLine.config, commandLine.warnings);
+  return await run(commandLine.config, commandLine.warnings, env);
+}
+
+function readEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    // Not granted: as if unset.
+    return undefined;
+  }
 }
 
 if ("WorkerGlobalScope" in globalThis) {
   // A listener thread: import.meta.main is true in workers too.
   runListenerThread(globalThis as unknown as ListenerScope);
 } else if (import.meta.main) {
-  const env = {
-    [PREFILLER_SAMPLING_ENV]: Deno.env.get(PREFILLER_SAMPLING_ENV),
-  };
+  // Read one by one: with a narrow --allow-env, reading the whole environment would fail.
+  const env = Object.fromEntries(
+    ENVIRONMENT_NAMES.map((name) => [name, readEnv(name)]),
+  );
   Deno.exit(await main(Deno.args, env));
 }

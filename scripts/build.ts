@@ -12,12 +12,13 @@ export const OUTPUT = "bin/llm-d-routing-sidecar";
 
 /**
  * Run-time permissions baked into the executable: network, the certificate
- * directory, and the one environment variable the sidecar reads.
+ * directory, and the environment (issue 11: with -enable-ssrf-protection,
+ * the Kubernetes client, client-node, reads every variable when it loads).
  */
 export const RUNTIME_PERMISSIONS = [
   "--allow-net",
   "--allow-read",
-  "--allow-env=ENABLE_PREFILLER_SAMPLING",
+  "--allow-env",
 ];
 
 /**

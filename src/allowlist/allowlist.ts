@@ -139,3 +139,26 @@ export async function admitPrefillTarget(
   });
   throw new ProxyError(403, PREFILL_DENIED_MESSAGE);
 }
+
+/**
+ * For headers whose targets are dropped rather than refused (the encoder and
+ * KV-source headers, as in the Go sidecar): the `host:port` to dial, or
+ * undefined after an info line naming the target and the client.
+ */
+export async function admitOptionalTarget(
+  allowlist: Allowlist,
+  target: UpstreamTarget,
+  role: "encoder" | "KV cache source",
+  origin: RequestOrigin,
+): Promise<string | undefined> {
+  const verdict = await allowlist.checkTarget(target);
+  if (verdict.allowed) return verdict.connectHostPort;
+  origin.log.info(`SSRF protection: ${role} not in allowlist, ignoring`, {
+    target: target.hostPort,
+    reason: verdict.reason,
+    clientIP: origin.clientIp ?? "",
+    userAgent: origin.userAgent ?? "",
+    requestPath: origin.path,
+  });
+  return undefined;
+}

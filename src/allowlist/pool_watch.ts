@@ -13,15 +13,15 @@
  */
 
 import {
-  ApiException,
-  CoreV1Api,
-  CustomObjectsApi,
+  HttpMethod,
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
   ListWatch,
+  RequestContext,
   Watch,
 } from "@kubernetes/client-node";
+import { fetch as undiciFetch } from "undici";
 import type { Logger } from "../log.ts";
 import { type IpAddress, parseIpLiteral } from "./address.ts";
 import type { PoolMembers } from "./allowlist.ts";
@@ -61,28 +61,81 @@ export interface PoolWatch extends PoolMembers {
   stop(): void;
 }
 
-/** A status and message out of whatever client-node threw. */
-export function describeKubeError(error: unknown): string {
-  if (error instanceof ApiException) {
-    let detail = "";
-    const body: unknown = typeof error.body === "string"
-      ? safeJson(error.body)
-      : error.body;
-    if (typeof body === "object" && body !== null && "message" in body) {
-      detail = String(body.message);
-    }
-    return `${error.code}${detail === "" ? "" : `: ${detail}`}`;
+/** A Kubernetes API answer other than 2xx. */
+export class KubeApiError extends Error {
+  /** HTTP status of the answer. */
+  readonly statusCode: number;
+
+  /** Wraps a failed answer; `detail` is the API's `Status.message` when there is one. */
+  constructor(statusCode: number, detail: string) {
+    super(detail === "" ? `status ${statusCode}` : `${statusCode}: ${detail}`);
+    this.name = "KubeApiError";
+    this.statusCode = statusCode;
   }
+}
+
+/** A status and message out of whatever client-node or the list threw. */
+export function describeKubeError(error: unknown): string {
+  if (error instanceof KubeApiError) return error.message;
   if (error instanceof Error) {
-    const status = (error as { statusCode?: unknown }).statusCode;
+    const status = statusOf(error);
     const cause = error.cause instanceof Error
       ? `: ${error.cause.message}`
       : "";
-    return typeof status === "number"
-      ? `${status} ${error.message}`
-      : `${error.message}${cause}`;
+    return status === undefined
+      ? `${error.message}${cause}`
+      : `${status} ${error.message}`;
   }
   return String(error);
+}
+
+function statusOf(error: unknown): number | undefined {
+  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof status === "number" ? status : undefined;
+}
+
+/** How long one list request may take. */
+const LIST_TIMEOUT_MS = 30_000;
+
+/**
+ * Lists a collection with the configuration's credentials, as client-node's
+ * `Watch` sends its requests. Not through the generated API classes: they
+ * would add 4 MB to the bundle for two GET requests.
+ */
+async function listObjects(
+  kubeConfig: KubeConfig,
+  path: string,
+  query: Readonly<Record<string, string>>,
+): Promise<KubernetesListObject<KubernetesObject>> {
+  const server = kubeConfig.getCurrentCluster()?.server ?? "";
+  const url = new URL(server + path);
+  for (const [key, value] of Object.entries(query)) {
+    url.searchParams.set(key, value);
+  }
+  const context = new RequestContext(url.toString(), HttpMethod.GET);
+  await kubeConfig.applySecurityAuthentication(context);
+  const dispatcher = context.getDispatcher();
+  const response = await undiciFetch(url, {
+    headers: context.getHeaders(),
+    ...(dispatcher === undefined ? {} : { dispatcher }),
+    signal: AbortSignal.timeout(LIST_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  const body = safeJson(text);
+  if (!response.ok) {
+    const message = typeof body === "object" && body !== null &&
+        "message" in body
+      ? String(body.message)
+      : text.slice(0, 200);
+    throw new KubeApiError(response.status, message);
+  }
+  if (
+    typeof body !== "object" || body === null || !("items" in body) ||
+    !Array.isArray(body.items)
+  ) {
+    throw new Error(`The Kubernetes API answered ${path} without a list`);
+  }
+  return body as KubernetesListObject<KubernetesObject>;
 }
 
 function safeJson(text: string): unknown {
@@ -91,12 +144,6 @@ function safeJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-function statusOf(error: unknown): number | undefined {
-  if (error instanceof ApiException) return error.code;
-  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
-  return typeof status === "number" ? status : undefined;
 }
 
 /**
@@ -228,8 +275,6 @@ export async function startPoolWatch(
   const version = POOL_VERSIONS[group];
   const minRetryMs = options.minRetryMs ?? 1_000;
   const maxRetryMs = options.maxRetryMs ?? 30_000;
-  const customObjects = kubeConfig.makeApiClient(CustomObjectsApi);
-  const core = kubeConfig.makeApiClient(CoreV1Api);
 
   let spec: PoolSpec | undefined;
   let ports = new Set<number>();
@@ -296,11 +341,12 @@ export async function startPoolWatch(
     if (key === podsKey && pending === undefined) return;
     if (key === pending?.key) return;
     pending?.running.stop();
+    const podsPath = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`;
     const running: RunningInformer<KubernetesObject> = startInformer({
       what: `pods "${key}" in namespace "${namespace}"`,
       kubeConfig,
-      path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
-      list: () => core.listNamespacedPod({ namespace, labelSelector: key }),
+      path: podsPath,
+      list: () => listObjects(kubeConfig, podsPath, { labelSelector: key }),
       labelSelector: key,
       onChange: () => {
         if (pods === running) scheduleRecompute();
@@ -351,20 +397,17 @@ export async function startPoolWatch(
     scheduleRecompute();
   }
 
+  const poolsPath = `/apis/${group}/${version}/namespaces/${
+    encodeURIComponent(namespace)
+  }/inferencepools`;
   const poolInformer = startInformer<KubernetesObject>({
     what: `InferencePool "${namespace}/${name}"`,
     kubeConfig,
-    path: `/apis/${group}/${version}/namespaces/${
-      encodeURIComponent(namespace)
-    }/inferencepools`,
+    path: poolsPath,
     list: () =>
-      customObjects.listNamespacedCustomObject({
-        group,
-        version,
-        namespace,
-        plural: "inferencepools",
+      listObjects(kubeConfig, poolsPath, {
         fieldSelector: `metadata.name=${name}`,
-      }) as Promise<KubernetesListObject<KubernetesObject>>,
+      }),
     fieldSelector: `metadata.name=${name}`,
     onChange: onPoolChange,
     log,

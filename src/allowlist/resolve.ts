@@ -6,7 +6,6 @@
  * check must not add a DNS round trip to every request.
  */
 
-import { lookup as systemLookup } from "node:dns/promises";
 import { type IpAddress, parseIpLiteral } from "./address.ts";
 
 /** Looks a host name up; resolves with the address texts, in the resolver's order. */
@@ -33,7 +32,9 @@ export const RESOLVE_TTL_MS = 5_000;
 const MAX_CACHED = 1_024;
 
 async function lookupWithSystem(host: string): Promise<readonly string[]> {
-  const answers = await systemLookup(host, { all: true, verbatim: true });
+  // Loaded on first use: node's DNS module costs memory a sidecar without names never needs.
+  const { lookup } = await import("node:dns/promises");
+  const answers = await lookup(host, { all: true, verbatim: true });
   return answers.map((answer) => answer.address);
 }
 

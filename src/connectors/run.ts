@@ -5,6 +5,7 @@
  * configured connector with the legs' shared headers and transports.
  */
 
+import { admitPrefillTarget } from "../allowlist/allowlist.ts";
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
 import { ProxyError } from "../errors.ts";
@@ -19,7 +20,7 @@ import {
   type HeaderSource,
 } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
-import { httpUrl, type UpstreamTarget } from "../upstream/target.ts";
+import type { UpstreamTarget } from "../upstream/target.ts";
 import { getConnector } from "./mod.ts";
 import type { DecodeLeg } from "./types.ts";
 
@@ -82,6 +83,17 @@ export function createPdRunner(deps: Deps): PdRunner {
     select: (headers) => selectPrefillTarget(headers, options),
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
+      // SSRF allowlist (issue 11): a denied target is a 403 before the body is
+      // read; an admitted one is dialled at the address that was checked.
+      const prefillHostPort = deps.allowlist === undefined
+        ? prefiller.hostPort
+        : await admitPrefillTarget(deps.allowlist, prefiller, {
+          log,
+          clientIp: request.clientIp,
+          userAgent: request.headers.get("user-agent"),
+          path: pathAndQuery,
+        });
+      const prefillUpstream = deps.upstream.stage("prefiller");
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
       log.debug("using P/D protocol", {
@@ -94,7 +106,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         pathAndQuery,
         request: parsed,
         prefiller,
-        prefillUrl: httpUrl(prefiller.hostPort, pathAndQuery),
+        prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
         decoder,
         decode: (leg: DecodeLeg) => {
           ensureClientPresent(signal);
@@ -111,7 +123,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         headers: legHeaders(request),
         signal,
         log: log.child({ prefiller: prefiller.hostPort }),
-        upstream: deps.upstream,
+        upstream: prefillUpstream,
       });
     },
   };
