@@ -8,6 +8,13 @@
  * listed before the old ones are dropped (the set never shrinks while the
  * pool is unchanged), and start-up without RBAC fails after a bounded wait.
  *
+ * The requests themselves go through `undici.request` with client-node's
+ * credentials and TLS settings (its `RequestContext`): under Deno 2.9.6 the
+ * body of undici's `fetch`, which client-node's own `Watch` uses, never ends
+ * when the connection drops or the request is aborted, so a watch cut by the
+ * network or by client-node's inactivity timeout would hang forever and the
+ * allowlist would silently go stale.
+ *
  * Imported lazily by `main.ts`, only when `-enable-ssrf-protection` is on:
  * client-node reads the whole environment when it loads.
  */
@@ -21,7 +28,7 @@ import {
   RequestContext,
   Watch,
 } from "@kubernetes/client-node";
-import { fetch as undiciFetch } from "undici";
+import { request as undiciRequest } from "undici";
 import type { Logger } from "../log.ts";
 import { type IpAddress, parseIpLiteral } from "./address.ts";
 import type { PoolMembers } from "./allowlist.ts";
@@ -51,6 +58,17 @@ export interface PoolWatchOptions {
   /** Delay before retrying a failed list or watch, doubled per failure up to `maxRetryMs`. */
   readonly minRetryMs?: number;
   readonly maxRetryMs?: number;
+  /** Called after each recomputation of the members (tests wait on it). */
+  readonly onRebuild?: () => void;
+  /** Replaces client-node's wait before reconnecting a watch (1 s doubling to 30 s; tests shorten it). */
+  readonly reconnectDelay?: (ms: number) => Promise<void>;
+  /**
+   * A watch silent this long is reopened from its resource version (client-node's
+   * 30 s). It is also how a dropped connection is noticed: under Deno 2.9.6
+   * undici's `fetch`, which client-node's `Watch` uses, never reports a peer
+   * that closed mid-stream. Bookmarks keep a quiet watch from tripping it often.
+   */
+  readonly watchTimeoutMs?: number;
 }
 
 /** A running pool watch. */
@@ -97,38 +115,59 @@ function statusOf(error: unknown): number | undefined {
 /** How long one list request may take. */
 const LIST_TIMEOUT_MS = 30_000;
 
+/** A request to the API with the configuration's credentials and TLS settings. */
+async function openRequest(
+  kubeConfig: KubeConfig,
+  path: string,
+  query: Readonly<Record<string, string | number | boolean | undefined>>,
+  signal: AbortSignal,
+): Promise<Awaited<ReturnType<typeof undiciRequest>>> {
+  const server = kubeConfig.getCurrentCluster()?.server;
+  if (server === undefined) throw new Error("No current Kubernetes cluster");
+  const url = new URL(server + path);
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) url.searchParams.set(key, String(value));
+  }
+  const context = new RequestContext(url.toString(), HttpMethod.GET);
+  await kubeConfig.applySecurityAuthentication(context);
+  const dispatcher = context.getDispatcher();
+  return await undiciRequest(url, {
+    method: "GET",
+    headers: context.getHeaders(),
+    ...(dispatcher === undefined ? {} : { dispatcher }),
+    signal,
+  });
+}
+
+async function failure(
+  answer: Awaited<ReturnType<typeof undiciRequest>>,
+): Promise<KubeApiError> {
+  const text = await answer.body.text().catch(() => "");
+  const body = safeJson(text);
+  const message = typeof body === "object" && body !== null &&
+      "message" in body
+    ? String(body.message)
+    : text.slice(0, 200);
+  return new KubeApiError(answer.statusCode, message);
+}
+
 /**
- * Lists a collection with the configuration's credentials, as client-node's
- * `Watch` sends its requests. Not through the generated API classes: they
- * would add 4 MB to the bundle for two GET requests.
+ * Lists a collection. Not through client-node's generated API classes:
+ * they would add 4 MB to the bundle for two GET requests.
  */
 async function listObjects(
   kubeConfig: KubeConfig,
   path: string,
   query: Readonly<Record<string, string>>,
 ): Promise<KubernetesListObject<KubernetesObject>> {
-  const server = kubeConfig.getCurrentCluster()?.server ?? "";
-  const url = new URL(server + path);
-  for (const [key, value] of Object.entries(query)) {
-    url.searchParams.set(key, value);
-  }
-  const context = new RequestContext(url.toString(), HttpMethod.GET);
-  await kubeConfig.applySecurityAuthentication(context);
-  const dispatcher = context.getDispatcher();
-  const response = await undiciFetch(url, {
-    headers: context.getHeaders(),
-    ...(dispatcher === undefined ? {} : { dispatcher }),
-    signal: AbortSignal.timeout(LIST_TIMEOUT_MS),
-  });
-  const text = await response.text();
-  const body = safeJson(text);
-  if (!response.ok) {
-    const message = typeof body === "object" && body !== null &&
-        "message" in body
-      ? String(body.message)
-      : text.slice(0, 200);
-    throw new KubeApiError(response.status, message);
-  }
+  const answer = await openRequest(
+    kubeConfig,
+    path,
+    query,
+    AbortSignal.timeout(LIST_TIMEOUT_MS),
+  );
+  if (answer.statusCode !== 200) throw await failure(answer);
+  const body = safeJson(await answer.body.text());
   if (
     typeof body !== "object" || body === null || !("items" in body) ||
     !Array.isArray(body.items)
@@ -146,15 +185,33 @@ function safeJson(text: string): unknown {
   }
 }
 
+/** client-node's default: a watch silent this long is reopened. */
+const WATCH_TIMEOUT_MS = 30_000;
+
 /**
- * client-node's `Watch`, stoppable: a `ListWatch` stopped while its watch
- * request is being opened would otherwise keep that watch running.
+ * client-node's `Watch` contract (events to `callback`, `done` exactly once,
+ * `TimeoutError` after a silent spell, 410 as `statusCode`) over
+ * `undici.request`, and stoppable: `stop()` also ends a watch still opening.
  */
-class StoppableWatch extends Watch {
+class RequestWatch extends Watch {
   #stopped = false;
+  readonly #onWatch: () => void;
+  readonly #timeoutMs: number;
+  readonly #open = new Set<AbortController>();
+
+  constructor(
+    config: KubeConfig,
+    onWatch: () => void,
+    timeoutMs: number | undefined,
+  ) {
+    super(config);
+    this.#onWatch = onWatch;
+    this.#timeoutMs = timeoutMs ?? WATCH_TIMEOUT_MS;
+  }
 
   stop(): void {
     this.#stopped = true;
+    for (const controller of this.#open) controller.abort();
   }
 
   override async watch(
@@ -164,8 +221,66 @@ class StoppableWatch extends Watch {
     callback: (phase: string, apiObj: any, watchObj?: any) => void,
     done: (err: unknown) => void,
   ): Promise<AbortController> {
-    const controller = await super.watch(path, queryParams, callback, done);
-    if (this.#stopped) controller.abort();
+    // ListWatch opens its watch only after it has stored a list's items.
+    this.#onWatch();
+    const controller = new AbortController();
+    let finished = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finish = (error: unknown) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      this.#open.delete(controller);
+      controller.abort();
+      done(error);
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(
+        () => finish(new DOMException("The watch was silent", "TimeoutError")),
+        this.#timeoutMs,
+      );
+    };
+    if (this.#stopped) {
+      finish(new DOMException("stopped", "AbortError"));
+      return controller;
+    }
+    this.#open.add(controller);
+    arm();
+    try {
+      const answer = await openRequest(
+        this.config,
+        path,
+        { ...queryParams, watch: "true" },
+        controller.signal,
+      );
+      if (answer.statusCode !== 200) {
+        finish(await failure(answer));
+        return controller;
+      }
+      arm();
+      let pending = "";
+      answer.body.setEncoding("utf8");
+      answer.body.on("data", (chunk: string) => {
+        arm();
+        pending += chunk;
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const line of lines) {
+          const event = safeJson(line);
+          if (
+            typeof event === "object" && event !== null && "type" in event &&
+            "object" in event
+          ) {
+            callback(String(event.type), event.object, event);
+          }
+        }
+      });
+      answer.body.on("end", () => finish(null));
+      answer.body.on("error", (error: unknown) => finish(error));
+    } catch (error) {
+      finish(error);
+    }
     return controller;
   }
 }
@@ -182,11 +297,13 @@ interface InformerSpec<T extends KubernetesObject> {
   readonly log: Logger;
   readonly minRetryMs: number;
   readonly maxRetryMs: number;
+  readonly delay: ((ms: number) => Promise<void>) | undefined;
+  readonly watchTimeoutMs: number | undefined;
 }
 
 interface RunningInformer<T extends KubernetesObject> {
   readonly informer: ListWatch<T>;
-  /** Resolves after the first successful list. */
+  /** Resolves once the first list's objects are in the informer's cache. */
   readonly synced: Promise<void>;
   lastError(): unknown;
   stop(): void;
@@ -204,7 +321,10 @@ function startInformer<T extends KubernetesObject>(
   let lastError: unknown;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const synced = Promise.withResolvers<void>();
-  const watch = new StoppableWatch(spec.kubeConfig);
+  let listed = false;
+  const watch = new RequestWatch(spec.kubeConfig, () => {
+    if (listed) synced.resolve();
+  }, spec.watchTimeoutMs);
   const list = async () => {
     if (stopped) throw new Error("stopped");
     const result = await spec.list();
@@ -212,7 +332,7 @@ function startInformer<T extends KubernetesObject>(
     if (stopped) throw new Error("stopped");
     failures = 0;
     lastError = undefined;
-    synced.resolve();
+    listed = true;
     return result;
   };
   const informer = new ListWatch<T>(
@@ -222,6 +342,7 @@ function startInformer<T extends KubernetesObject>(
     false,
     spec.labelSelector,
     spec.fieldSelector,
+    spec.delay === undefined ? undefined : { delayFn: spec.delay },
   );
   informer.on("add", spec.onChange);
   informer.on("update", spec.onChange);
@@ -319,6 +440,7 @@ export async function startPoolWatch(
     if (poolSynced && (spec === undefined || pods !== undefined)) {
       ready.resolve();
     }
+    options.onRebuild?.();
   }
 
   // Coalesced: a relist fires one callback per object, synchronously.
@@ -354,6 +476,8 @@ export async function startPoolWatch(
       log,
       minRetryMs,
       maxRetryMs,
+      delay: options.reconnectDelay,
+      watchTimeoutMs: options.watchTimeoutMs,
     });
     pending = { key, running };
     // Make before break: the old pods stay members until the new list is in.
@@ -413,6 +537,8 @@ export async function startPoolWatch(
     log,
     minRetryMs,
     maxRetryMs,
+    delay: options.reconnectDelay,
+    watchTimeoutMs: options.watchTimeoutMs,
   });
   void poolInformer.synced.then(() => {
     poolSynced = true;

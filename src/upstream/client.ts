@@ -192,8 +192,10 @@ function createDenoTransport(caCerts: readonly string[]): StageTransport {
  * A stage that skips certificate verification. Deno's `fetch` can only skip
  * it for the whole process (`--unsafely-ignore-certificate-errors`), so such a
  * stage goes through undici on `node:tls`, whose `rejectUnauthorized: false`
- * holds for its own connections only. Loaded on first use: undici reads
- * environment variables when it loads.
+ * holds for its own connections only. `undici.request`, not undici's
+ * `fetch`: under Deno 2.9.6 the latter's body never errors when the server
+ * closes mid-body, so a dropped upstream would hang the client. Loaded on
+ * first use: undici reads environment variables when it loads.
  */
 function createInsecureTransport(): StageTransport {
   type Undici = typeof import("undici");
@@ -208,18 +210,40 @@ function createInsecureTransport(): StageTransport {
         agent: new undici.Agent({
           connect: { rejectUnauthorized: false },
           keepAliveTimeout: IDLE_TIMEOUT_MS,
-          connections: MAX_IDLE_PER_HOST,
         }),
       }));
-      const { undici, agent } = await loaded;
-      // undici's types are node's; the objects are the runtime's (web streams, Headers).
-      const response = await undici.fetch(url, {
-        ...(init as Record<string, unknown>),
-        // A streamed request body needs it in undici (fetch standard), not in Deno.
-        duplex: "half",
+      const [{ undici, agent }, { Readable }] = await Promise.all([
+        loaded,
+        import("node:stream"),
+      ]);
+      const body = init.body;
+      const answer = await undici.request(url, {
+        method: (init.method ?? "GET") as "GET",
+        headers: [...new Headers(init.headers).entries()].flat(),
+        body: body instanceof ReadableStream
+          ? Readable.fromWeb(body as import("node:stream/web").ReadableStream)
+          : typeof body === "string"
+          ? body
+          : null,
+        ...(init.signal ? { signal: init.signal } : {}),
         dispatcher: agent,
       });
-      return response as unknown as Response;
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(answer.headers)) {
+        for (const item of Array.isArray(value) ? value : [value ?? ""]) {
+          headers.append(name, item);
+        }
+      }
+      const stream = Readable.toWeb(answer.body) as unknown as ReadableStream<
+        Uint8Array
+      >;
+      // A status without a body (204, 304) cannot carry a stream.
+      const empty = answer.statusCode === 204 || answer.statusCode === 304;
+      if (empty) await stream.cancel();
+      return new Response(empty ? null : stream, {
+        status: answer.statusCode,
+        headers,
+      });
     },
     close() {
       if (closed) return;
