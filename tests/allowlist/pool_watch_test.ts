@@ -233,13 +233,15 @@ Deno.test("pool watch follows the pool's ports, selector and deletion", async ()
   api.put("pods", pod("b", NS, { ip: "10.0.2.3", labels: { side: "b" } }));
   // The pod in both selections must stay a member at every rebuild while the selector moves.
   let shrank = false;
-  let watched: Watched | undefined;
+  const watched: { current?: Watched } = {};
   using pool = await watchPool(api, {
     onRebuild: () => {
-      if (watched && !watched.admits("10.0.2.2", 8000)) shrank = true;
+      if (watched.current && !watched.current.admits("10.0.2.2", 8000)) {
+        shrank = true;
+      }
     },
   });
-  watched = pool;
+  watched.current = pool;
   assert.deepEqual(pool.watch.snapshot().addresses.sort(), [
     "10.0.2.1",
     "10.0.2.2",
@@ -282,13 +284,15 @@ Deno.test("pool watch keeps its members through 410 relists, bookmarks and dropp
   );
   api.put("pods", pod("stable", NS, { ip: "10.0.3.1", labels: LABELS }));
   let shrank = false;
-  let watched: Watched | undefined;
+  const watched: { current?: Watched } = {};
   using pool = await watchPool(api, {
     onRebuild: () => {
-      if (watched && !watched.admits("10.0.3.1", 8000)) shrank = true;
+      if (watched.current && !watched.current.admits("10.0.3.1", 8000)) {
+        shrank = true;
+      }
     },
   });
-  watched = pool;
+  watched.current = pool;
   const podLists = () =>
     api.requests.filter((request) =>
       request.path.endsWith("/pods") && !request.watch
