@@ -33,12 +33,20 @@ export interface SidecarProcess extends AsyncDisposable {
   ): Promise<Record<string, unknown>>;
 }
 
+/** Options of `runBundle` and `startBundle`. */
+export interface BundleOptions {
+  /** Environment variables added to the test process's. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 /** Runs the bundle with `args` and collects its output. */
 export async function runBundle(
   args: readonly string[],
+  options: BundleOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: [...RUN_FLAGS, BUNDLE, ...args],
+    ...(options.env ? { env: { ...options.env } } : {}),
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -51,9 +59,13 @@ export async function runBundle(
 }
 
 /** Starts the bundle with `args`; `await using` kills it. */
-export function startBundle(args: readonly string[]): SidecarProcess {
+export function startBundle(
+  args: readonly string[],
+  options: BundleOptions = {},
+): SidecarProcess {
   const process = new Deno.Command(Deno.execPath(), {
     args: [...RUN_FLAGS, BUNDLE, ...args],
+    ...(options.env ? { env: { ...options.env } } : {}),
     stdout: "null",
     stderr: "piped",
   }).spawn();
