@@ -5,6 +5,7 @@ import {
   parseIpRange,
 } from "../../src/allowlist/address.ts";
 import {
+  admitOptionalTarget,
   admitPrefillTarget,
   createAllowlist,
   OPEN_ALLOWLIST,
@@ -245,4 +246,44 @@ Deno.test("admitPrefillTarget answers a denied target with the Go sidecar's 403 
   assert.equal(line?.userAgent, "curl/8");
   assert.equal(line?.requestPath, "/v1/completions");
   assert.match(String(line?.reason), /127\.0\.0\.1/);
+});
+
+Deno.test("admitOptionalTarget drops a denied encoder or KV source with an info line, and dials an allowed one at its checked address", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({
+    verbosity: 0,
+    write: (line) => lines.push(JSON.parse(line)),
+  });
+  const origin = {
+    log,
+    clientIp: "203.0.113.9",
+    userAgent: null,
+    path: "/v1/chat/completions",
+  };
+  const allowlist = allowlistOf(["10.0.0.0/8"]);
+  assert.equal(
+    await admitOptionalTarget(
+      allowlist,
+      parseTarget("127.1:7000", "x-kv-cache-source-host-port"),
+      "KV cache source",
+      origin,
+    ),
+    undefined,
+  );
+  assert.equal(
+    await admitOptionalTarget(
+      allowlist,
+      parseTarget("0x0a000001:7000", "x-encoder-hosts-ports"),
+      "encoder",
+      origin,
+    ),
+    "10.0.0.1:7000",
+  );
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0]?.level, "info");
+  assert.equal(
+    lines[0]?.msg,
+    "SSRF protection: KV cache source not in allowlist, ignoring",
+  );
+  assert.equal(lines[0]?.clientIP, "203.0.113.9");
 });

@@ -122,3 +122,45 @@ Deno.test("bundle with -allowed-prefillers alone filters without Kubernetes", as
   assert.equal(await send(`0x7f000001:${decode.port}`), 403);
   assert.equal(prefill.requests.length, 1);
 });
+
+Deno.test("bundle with -workers=2 filters on every listener thread", async () => {
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  await using decode = await createMockVllm({ name: "decoder" });
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-vllm-port=${decode.port}`,
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    "-workers=2",
+    `-allowed-prefillers=127.0.0.1:${prefill.port}`,
+  ]);
+  await sidecar.waitForLine((line) =>
+    line.msg === "starting" && line.listener === 1
+  );
+  const statuses = new Set<number>();
+  // New connections each time: the kernel spreads them over both threads.
+  for (let i = 0; i < 8; i++) {
+    const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+    try {
+      const response = await fetch(
+        `http://127.0.0.1:${port}/v1/chat/completions`,
+        {
+          method: "POST",
+          headers: jsonHeaders({
+            "x-prefiller-host-port": `127.0.0.1:${decode.port}`,
+          }),
+          body: chatBody(),
+          client,
+          signal: AbortSignal.timeout(10_000),
+        },
+      );
+      await response.body?.cancel();
+      statuses.add(response.status);
+    } finally {
+      client.close();
+    }
+  }
+  assert.deepEqual([...statuses], [403]);
+  assert.equal(decode.requests.length, 0);
+});
