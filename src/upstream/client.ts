@@ -220,8 +220,11 @@ function createInsecureTransport(): StageTransport {
       const answer = await undici.request(url, {
         method: (init.method ?? "GET") as "GET",
         headers: [...new Headers(init.headers).entries()].flat(),
+        // undici takes any async iterable as a streamed body (its types say
+        // Readable); a web stream is one. Through Readable.fromWeb, undici
+        // misread the answer (content-length mismatch) under Deno 2.9.6.
         body: body instanceof ReadableStream
-          ? Readable.fromWeb(body as import("node:stream/web").ReadableStream)
+          ? body as unknown as InstanceType<typeof Readable>
           : typeof body === "string"
           ? body
           : null,

@@ -182,4 +182,30 @@ Deno.test("-tls-insecure-skip-verify applies to the stages it names and no other
   assert.equal(both.status, 200, both.text);
   assert.equal(prefill.requests.length, 2);
   assert.equal(decodes(), 1);
+
+  // Passthrough streams the client's body to a decoder whose certificate is not checked.
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-vllm-port=${decode.port}`,
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    "-enable-tls=decoder",
+    "-tls-insecure-skip-verify=decoder",
+  ]);
+  await sidecar.waitForLine((line) => line.msg === "starting");
+  const body = new Blob([chatBody()]).stream();
+  const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders(),
+    body,
+    signal: AbortSignal.timeout(20_000),
+  });
+  const text = await response.text().catch((error) => {
+    console.error(JSON.stringify(sidecar.lines.slice(-5)));
+    throw error;
+  });
+  assert.equal(response.status, 200, text);
+  assert.equal(JSON.parse(text).object, "chat.completion");
+  assert.equal(decodes(), 2);
 });
