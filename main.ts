@@ -9,8 +9,9 @@ import {
   type Config,
   ConfigError,
   describeConfig,
+  type Env,
+  ENV_VARS,
   parseCommandLine,
-  PREFILLER_SAMPLING_ENV,
 } from "./src/config.ts";
 import { isConnectorImplemented } from "./src/connectors/mod.ts";
 import { errorMessage } from "./src/errors.ts";
@@ -24,34 +25,15 @@ import {
 } from "./src/tls.ts";
 // SSRF protection and upstream TLS (issue 11).
 import {
-  INFERENCE_POOL_ENV,
-  INFERENCE_POOL_NAME_ENV,
-  INFERENCE_POOL_NAMESPACE_ENV,
-} from "./src/flag_table.ts";
-import {
   loadCaCertificates,
   type RunningAllowlist,
   startAllowlist,
 } from "./src/security.ts";
 
-/** Environment the sidecar reads: flag defaults and where the Kubernetes API is. */
-type Environment = Readonly<Record<string, string | undefined>>;
-
-const ENVIRONMENT_NAMES = [
-  PREFILLER_SAMPLING_ENV,
-  INFERENCE_POOL_ENV,
-  INFERENCE_POOL_NAMESPACE_ENV,
-  INFERENCE_POOL_NAME_ENV,
-  "KUBECONFIG",
-  "KUBERNETES_SERVICE_HOST",
-  "KUBERNETES_SERVICE_PORT",
-  "HOME",
-];
-
 /** The allowlist and the CA bundle, or the exit code after logging why not. */
 async function startSecurity(
   config: Config,
-  env: Environment,
+  env: Env,
   log: Logger,
 ): Promise<
   { allowlist: RunningAllowlist; caCerts: string[] } | { failed: string }
@@ -108,7 +90,7 @@ type ToListener =
     readonly config: Config;
     readonly tls: TlsCertificate | undefined;
     readonly index: number;
-    readonly env: Environment;
+    readonly env: Env;
   }
   | { readonly kind: "stop"; readonly deadlineMs: number };
 
@@ -179,7 +161,7 @@ function exchange(worker: Worker, message: ToListener): Promise<FromListener> {
 async function startListenerThreads(
   config: Config,
   tls: TlsCertificate | undefined,
-  env: Environment,
+  env: Env,
 ): Promise<Worker[]> {
   const workers: Worker[] = [];
   for (let index = 1; index < config.workers; index++) {
@@ -221,7 +203,7 @@ async function stopListenerThread(
 async function run(
   config: Config,
   warnings: readonly string[],
-  env: Environment,
+  env: Env,
 ): Promise<number> {
   const log = listenerLog(config, 0);
   for (const warning of warnings) log.warn(warning);
@@ -255,7 +237,7 @@ async function run(
       caCerts: security.caCerts,
     });
   } catch (error) {
-    log.error(`Cannot listen on port ${config.port}: ${errorMessage(error)}`);
+    log.error(errorMessage(error));
     security.allowlist.stop();
     return 1;
   }
@@ -285,7 +267,7 @@ async function run(
 /** Runs the sidecar with `args`; resolves with the process exit code. */
 export async function main(
   args: readonly string[],
-  env: Readonly<Record<string, string | undefined>>,
+  env: Env,
 ): Promise<number> {
   let commandLine;
   try {
@@ -299,25 +281,23 @@ export async function main(
     print(Deno.stdout, commandLine.usage);
     return 0;
   }
-  return await run(commandLine.config, commandLine.warnings, env);
-}
-
-function readEnv(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    // Not granted: as if unset.
-    return undefined;
+  if (commandLine.kind === "print-config") {
+    for (const warning of commandLine.warnings) {
+      print(Deno.stderr, `Warning: ${warning}`);
+    }
+    print(Deno.stdout, commandLine.text);
+    return 0;
   }
+  return await run(commandLine.config, commandLine.warnings, env);
 }
 
 if ("WorkerGlobalScope" in globalThis) {
   // A listener thread: import.meta.main is true in workers too.
   runListenerThread(globalThis as unknown as ListenerScope);
 } else if (import.meta.main) {
-  // Read one by one: with a narrow --allow-env, reading the whole environment would fail.
+  // Only the variables the sidecar knows: its configuration reads no other.
   const env = Object.fromEntries(
-    ENVIRONMENT_NAMES.map((name) => [name, readEnv(name)]),
+    ENV_VARS.map((name) => [name, Deno.env.get(name)]),
   );
   Deno.exit(await main(Deno.args, env));
 }

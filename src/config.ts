@@ -1,7 +1,8 @@
 /**
  * @module The sidecar's command line: the resolved {@linkcode Config}, parsed from Go-syntax
- * flags (table in `flag_table.ts`) and the environment, and validated. Pure: `main.ts` passes
- * `Deno.args` and the environment, prints and exits.
+ * flags (table in `flag_table.ts`), the YAML configuration they name (`config_yaml.ts`) and
+ * the environment, and validated. `main.ts` passes `Deno.args` and the environment, prints
+ * and exits; the only input read here is the `-configuration-file`, through a replaceable reader.
  */
 
 import {
@@ -11,11 +12,25 @@ import {
   parseGoBool,
 } from "./flags.ts";
 
+import { ConfigError, invalidValue } from "./config_error.ts";
+import {
+  completeSources,
+  DEFAULT_SOURCE,
+  layerConfiguration,
+  type LayeredValues,
+  type ReadFile,
+  settingLabel,
+  type SettingSource,
+  sourceOf,
+  withLayerContext,
+} from "./config_sources.ts";
+import { resolveConnectorSettings } from "./connector_flags.ts";
 import {
   CONNECTOR_NAMES,
   type ConnectorName,
-  DEFAULT_CONNECTOR,
   defaultOf,
+  type Env,
+  ENV_VARS,
   LOGGING_NOTE,
   lookupFlag,
   PARSER_SPECS,
@@ -23,35 +38,57 @@ import {
   PREFILLER_SAMPLING_ENV,
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
+import { formatEffectiveConfig } from "./print_config.ts";
 // --- SSRF protection and upstream TLS (issue 11) ---
+import type { TlsStage } from "./flag_table.ts";
 import {
-  INFERENCE_POOL_ENV,
-  INFERENCE_POOL_NAME_ENV,
-  INFERENCE_POOL_NAMESPACE_ENV,
-  POOL_GROUPS,
-  TLS_STAGES,
-  type TlsStage,
-} from "./flag_table.ts";
-import { parseStaticEntry } from "./allowlist/static_list.ts";
-import type { PoolGroup } from "./allowlist/pool_spec.ts";
+  type InferencePoolRef,
+  resolveSecuritySettings,
+} from "./security_flags.ts";
 
+export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
+export type { ReadFile, SettingSource } from "./config_sources.ts";
+export type { InferencePoolRef } from "./security_flags.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
+  type Env,
+  ENV_VARS,
   formatUsage,
   PREFILLER_SAMPLING_ENV,
 };
 
 /** Resolved sidecar configuration; read-only once parsed. */
 export interface Config {
-  /** `-port`: the port the sidecar listens on, 1..65535. */
+  /** `-port`: rank 0's listening port; rank r listens on `port + r` (see {@linkcode listenPort}). */
   readonly port: number;
   /** `-listen-host` (not in the Go sidecar): "::" means all interfaces, like Go's ":port". */
   readonly listenHost: string;
-  /** `-vllm-port`: the local vLLM (decoder) port. */
-  readonly vllmPort: number;
+  /**
+   * `-model-server-port`, else the deprecated `-vllm-port`: rank 0's local model server
+   * (decoder); rank r's is `modelServerPort + r` (see {@linkcode decoderHostPort}).
+   */
+  readonly modelServerPort: number;
   /** `-kv-connector`, or the deprecated `-connector` when `-kv-connector` is empty. */
   readonly connector: ConnectorName;
+  /** `-data-parallel-size`: the model server's data-parallel ranks, one listener each; >= 1. */
+  readonly dataParallelSize: number;
+  /**
+   * The rank this config's listener serves, 0..dataParallelSize-1: 0 as parsed, set per
+   * listener by {@linkcode configForRank}. `port` and `modelServerPort` stay rank 0's, so
+   * every rank derives the same layout (the Go sidecar's `dpBasePort`).
+   */
+  readonly dataParallelRank: number;
+  /** Env POD_IP, "" when unset: the host of the `x-data-parallel-host-port` keys (Go: `:port`). */
+  readonly podIp: string;
+  /** `-enable-p2p-pull`: the P2P tier runs next to NIXL; only with the nixlv2 connector. */
+  readonly enableP2pPull: boolean;
+  /** `-p2p-connector-port`, else env P2P_CONNECTOR_PORT: rank 0's OffloadingConnector P2P port. */
+  readonly p2pConnectorPort: number;
+  /** `-mooncake-bootstrap-port`, else env MOONCAKE_BOOTSTRAP_PORT: the prefillers' bootstrap port. */
+  readonly mooncakeBootstrapPort: number;
+  /** Env SGLANG_BOOTSTRAP_PORT (default 8998): `bootstrap_port` of the sglang connector's legs. */
+  readonly sglangBootstrapPort: number;
   /** `-secure-proxy`: serve TLS on the sidecar's listener. */
   readonly secureProxy: boolean;
   /** `-cert-path`: directory holding tls.crt and tls.key; "" means self-signed at start. */
@@ -79,93 +116,121 @@ export interface Config {
   readonly caCertPath: string;
 }
 
-/** The InferencePool the allowlist follows; an empty namespace means the sidecar's own. */
-export interface InferencePoolRef {
-  readonly namespace: string;
-  readonly name: string;
-  readonly group: PoolGroup;
+/** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
+export type ConfigSources = Readonly<
+  Record<Exclude<keyof Config, "dataParallelRank">, SettingSource>
+>;
+
+/** A configuration that parsed and validated, with what the start-up log should say. */
+export interface ResolvedConfig {
+  readonly config: Config;
+  /** Messages for the start-up log: deprecated or ineffective flags and keys. */
+  readonly warnings: readonly string[];
+  /** Which layer (flag, yaml, env, default) gave each setting. */
+  readonly sources: ConfigSources;
 }
 
-/** Options for {@linkcode ConfigError}. */
-export interface ConfigErrorOptions {
-  /** 2: unknown flag, bad value or syntax; 1: values that parse but make no sense together. */
-  readonly exitCode: 1 | 2;
-  /** Flag name without dashes. */
-  readonly flag?: string | undefined;
-  readonly cause?: unknown;
-}
-
-/** A command line the sidecar cannot run with; `main.ts` prints the message and exits. */
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-  readonly exitCode: 1 | 2;
-  readonly flag?: string;
-
-  constructor(message: string, options: ConfigErrorOptions) {
-    super(
-      message,
-      options.cause === undefined ? undefined : { cause: options.cause },
-    );
-    this.exitCode = options.exitCode;
-    if (options.flag !== undefined) this.flag = options.flag;
-  }
-}
-
-/** What the command line asks for: print usage, or run with a config. */
+/** What the command line asks for: print usage, print the configuration, or run with it. */
 export type CommandLine =
   | { readonly kind: "help"; readonly usage: string }
-  | {
-    readonly kind: "run";
-    readonly config: Config;
-    /** Messages for the start-up log: deprecated or ineffective flags. */
-    readonly warnings: readonly string[];
-  };
+  | ({ readonly kind: "run" } & ResolvedConfig)
+  | ({
+    readonly kind: "print-config";
+    /** The `-print-config` table: setting, value and source per line. */
+    readonly text: string;
+  } & ResolvedConfig);
+
+/** Dependencies of {@linkcode parseCommandLine}. */
+export interface CommandLineOptions {
+  /** Reads `-configuration-file`; the default reads the disk, bounded to 64 KiB. */
+  readonly readFile?: ReadFile;
+}
 
 type Parsed = ParsedFlags<ParserSpecs>;
 
 /**
- * Parses the sidecar's command line (Go `flag` syntax) and environment. Throws
- * {@linkcode ConfigError} with exit code 2 for bad input, 1 for contradictory values.
+ * Parses the sidecar's command line (Go `flag` syntax), the YAML configuration it names and
+ * the environment, in the Go sidecar's precedence: explicit flag > YAML > environment >
+ * default. Throws {@linkcode ConfigError} with exit code 2 for bad input, 1 for contradictory
+ * values.
  */
 export function parseCommandLine(
   args: readonly string[],
-  env: Readonly<Record<string, string | undefined>>,
+  env: Env,
+  options: CommandLineOptions = {},
 ): CommandLine {
   if (hasHelpFlag(args)) return { kind: "help", usage: formatUsage() };
   const parsed = parseArgs(args);
-  const { values } = parsed;
+  const layered = layerConfiguration(parsed, options.readFile);
+  let resolved: ResolvedConfig;
+  try {
+    resolved = resolveConfig(parsed, layered, env);
+  } catch (error) {
+    throw withLayerContext(error, layered.given);
+  }
+  if (parsed.values["print-config"] === true) {
+    const text = formatEffectiveConfig(resolved.config, resolved.sources);
+    return { kind: "print-config", text, ...resolved };
+  }
+  return { kind: "run", ...resolved };
+}
+
+function resolveConfig(
+  parsed: Parsed,
+  layered: LayeredValues,
+  env: Env,
+): ResolvedConfig {
+  const { values, given } = layered;
   const warnings: string[] = [];
+  const connector = resolveConnectorSettings(
+    { values, env, given },
+    warnings,
+  );
   const secureProxy = values["secure-proxy"] ?? defaultOf("secure-proxy");
   const certPath = values["cert-path"] ?? "";
+  const sampling = resolveSampling(layered, env, warnings);
+  const verbosity = resolveVerbosity(parsed);
+  const { settings } = connector;
+  // SSRF protection and upstream TLS (issue 11).
+  const security = resolveSecuritySettings({ values, env, given }, warnings);
   const config: Config = {
-    port: parsePort(values.port ?? defaultOf("port"), "port"),
+    port: settings.port,
     listenHost: parseListenHost(
       values["listen-host"] ?? defaultOf("listen-host"),
     ),
-    vllmPort: parsePort(
-      values["vllm-port"] ?? defaultOf("vllm-port"),
-      "vllm-port",
-    ),
-    connector: resolveConnector(parsed, warnings),
+    modelServerPort: settings.modelServerPort,
+    connector: settings.connector,
+    dataParallelSize: settings.dataParallelSize,
+    dataParallelRank: 0,
+    podIp: settings.podIp,
+    enableP2pPull: settings.enableP2pPull,
+    p2pConnectorPort: settings.p2pConnectorPort,
+    mooncakeBootstrapPort: settings.mooncakeBootstrapPort,
+    sglangBootstrapPort: settings.sglangBootstrapPort,
     secureProxy,
     certPath,
-    enablePrefillerSampling: resolveSampling(parsed, env, warnings),
-    verbosity: resolveVerbosity(parsed),
+    enablePrefillerSampling: sampling.value,
+    verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
-    // SSRF protection and upstream TLS (issue 11).
-    ...resolveSecurity(parsed, env, warnings),
+    ...security.settings,
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
-    warnings.push('Flag "-cert-path" has no effect with "-secure-proxy=false"');
-  }
-  if (config.port === config.vllmPort) {
-    throw new ConfigError(
-      `Flags "-port" and "-vllm-port" are both ${config.port}: the sidecar would proxy to itself`,
-      { exitCode: 1, flag: "port" },
+    warnings.push(
+      `${settingLabel("cert-path", given)} has no effect with ` +
+        (given["secure-proxy"] === "yaml"
+          ? '"secure-proxy: false"'
+          : '"-secure-proxy=false"'),
     );
   }
-  return { kind: "run", config, warnings };
+  const { dataParallelRank: _rank, ...settingValues } = config;
+  const sources = completeSources(settingValues, given, {
+    ...connector.sources,
+    ...security.sources,
+    enablePrefillerSampling: sampling.source,
+    verbosity: verbosity.source,
+  });
+  return { config, warnings, sources };
 }
 
 /** Go's flag package answers -h and -help (any dashes, any value) with usage, wherever they are. */
@@ -214,29 +279,6 @@ function fromFlagError(error: FlagError): ConfigError {
   return new ConfigError(error.message, options);
 }
 
-function invalidValue(
-  flag: string,
-  value: string,
-  expected: string,
-): ConfigError {
-  return new ConfigError(
-    `Invalid value "${value}" for flag "-${flag}": expected ${expected}`,
-    {
-      exitCode: 2,
-      flag,
-    },
-  );
-}
-
-function parsePort(text: string, flag: string): number {
-  // Go keeps ports as strings and fails late (or binds a random port for "0"); we check now.
-  const port = /^\d{1,5}$/.test(text) ? Number(text) : 0;
-  if (port < 1 || port > 65535) {
-    throw invalidValue(flag, text, "a port number from 1 to 65535");
-  }
-  return port;
-}
-
 const MAX_WORKERS = 64;
 
 function parseWorkers(count: number): number {
@@ -274,73 +316,53 @@ function parseListenHost(text: string): string {
   return text;
 }
 
-function parseConnector(text: string, flag: string): ConnectorName {
-  return parseChoice(flag, text, CONNECTOR_NAMES);
-}
-
-/** LATEST §1.3 step 2: the deprecated -connector fills an empty -kv-connector. */
-function resolveConnector(parsed: Parsed, warnings: string[]): ConnectorName {
-  const { values } = parsed;
-  const kvText = values["kv-connector"];
-  const kv = kvText === undefined || kvText === ""
-    ? undefined
-    : parseConnector(kvText, "kv-connector");
-  let legacy: ConnectorName | undefined;
-  if (values.connector !== undefined) {
-    // pflag's MarkDeprecated wording.
-    warnings.push(
-      "Flag --connector has been deprecated, use --kv-connector instead",
-    );
-    // Validated even when -kv-connector overrides it, as Go's Validate() does.
-    legacy = parseConnector(values.connector, "connector");
-    if (kv !== undefined && kv !== legacy) {
-      warnings.push(
-        'Flag "-connector" is ignored because "-kv-connector" is set',
-      );
-    }
-  }
-  const connector = kv ?? legacy ?? DEFAULT_CONNECTOR;
-  if (connector === "nixl") {
-    // Same advice as the original sidecar's start-up warning.
-    warnings.push(
-      'Connector "nixl" is deprecated and will be removed in a future release in favor of "nixlv2"',
-    );
-  }
-  return connector;
+/** A value and where it came from. */
+interface Sourced<T> {
+  readonly value: T;
+  readonly source: SettingSource;
 }
 
 function resolveSampling(
-  parsed: Parsed,
-  env: Readonly<Record<string, string | undefined>>,
+  layered: LayeredValues,
+  env: Env,
   warnings: string[],
-): boolean {
-  const flag = parsed.values["enable-prefiller-sampling"];
-  if (flag !== undefined) return flag;
+): Sourced<boolean> {
+  const name = "enable-prefiller-sampling";
+  const given = layered.values[name];
+  if (given !== undefined) {
+    return { value: given, source: sourceOf(name, layered.given) };
+  }
   const text = env[PREFILLER_SAMPLING_ENV] ?? "";
   const value = parseGoBool(text);
-  if (value === undefined && text !== "") {
-    // Go silently falls back to false; say so.
-    warnings.push(
-      `Environment variable ${PREFILLER_SAMPLING_ENV} has invalid value "${text}": using false`,
-    );
+  if (value === undefined) {
+    if (text !== "") {
+      // Go silently falls back to false; say so.
+      warnings.push(
+        `Environment variable ${PREFILLER_SAMPLING_ENV} has invalid value "${text}": using false`,
+      );
+    }
+    return { value: false, source: DEFAULT_SOURCE };
   }
-  return value ?? false;
+  return { value, source: { kind: "env", name: PREFILLER_SAMPLING_ENV } };
 }
 
 /** -v (klog, ORIG) and -zap-log-level (LATEST) set the same thing; the later one wins. */
-function resolveVerbosity(parsed: Parsed): number {
+function resolveVerbosity(parsed: Parsed): Sourced<number> {
   const last = parsed.order.findLast((name) =>
     name === "v" || name === "zap-log-level"
   );
   const { v, "zap-log-level": zapLevel } = parsed.values;
   if (last === "v" && v !== undefined) {
     if (v < 0) throw invalidValue("v", String(v), "an integer of 0 or more");
-    return v;
+    return { value: v, source: { kind: "flag", name: "v" } };
   }
   if (last === "zap-log-level" && zapLevel !== undefined) {
-    return parseZapLevel(zapLevel);
+    return {
+      value: parseZapLevel(zapLevel),
+      source: { kind: "flag", name: "zap-log-level" },
+    };
   }
-  return 0;
+  return { value: 0, source: DEFAULT_SOURCE };
 }
 
 const ZAP_LEVELS: Readonly<Record<string, number>> = {
@@ -382,9 +404,23 @@ function validateNoEffectFlags(parsed: Parsed, warnings: string[]): void {
   }
 }
 
-/** `host:port` of the local decoder vLLM, which shares the pod's loopback. */
-export function decoderHostPort(config: Pick<Config, "vllmPort">): string {
-  return `127.0.0.1:${config.vllmPort}`;
+/** The port the listener of `config`'s data-parallel rank serves. */
+export function listenPort(
+  config: Pick<Config, "port" | "dataParallelRank">,
+): number {
+  return config.port + config.dataParallelRank;
+}
+
+/** `host:port` of the local model server (decoder) of `config`'s rank; it shares the pod's loopback. */
+export function decoderHostPort(
+  config: Pick<Config, "modelServerPort" | "dataParallelRank">,
+): string {
+  return `127.0.0.1:${config.modelServerPort + config.dataParallelRank}`;
+}
+
+/** `config` as the listener of data-parallel rank `rank` uses it. */
+export function configForRank(config: Config, rank: number): Config {
+  return { ...config, dataParallelRank: rank };
 }
 
 /** The configuration as a plain object for the start-up log line (snake_case keys). */
@@ -392,8 +428,14 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return {
     port: config.port,
     listen_host: config.listenHost,
-    vllm_port: config.vllmPort,
+    model_server_port: config.modelServerPort,
     kv_connector: config.connector,
+    data_parallel_size: config.dataParallelSize,
+    pod_ip: config.podIp,
+    enable_p2p_pull: config.enableP2pPull,
+    p2p_connector_port: config.p2pConnectorPort,
+    mooncake_bootstrap_port: config.mooncakeBootstrapPort,
+    sglang_bootstrap_port: config.sglangBootstrapPort,
     secure_proxy: config.secureProxy,
     cert_path: config.certPath,
     enable_prefiller_sampling: config.enablePrefillerSampling,
@@ -409,184 +451,3 @@ export function describeConfig(config: Config): Record<string, unknown> {
     ca_cert: config.caCertPath,
   };
 }
-
-// --- SSRF protection and upstream TLS (issue 11) ---
-
-type SecurityConfig = Pick<
-  Config,
-  | "ssrfProtection"
-  | "inferencePool"
-  | "allowedPrefillers"
-  | "allowlistSyncTimeoutMs"
-  | "tlsStages"
-  | "insecureSkipVerifyStages"
-  | "caCertPath"
->;
-
-function resolveSecurity(
-  parsed: Parsed,
-  env: Readonly<Record<string, string | undefined>>,
-  warnings: string[],
-): SecurityConfig {
-  const { values } = parsed;
-  const ssrfProtection = values["enable-ssrf-protection"] ?? false;
-  const inferencePool = resolveInferencePool(parsed, env, warnings);
-  if (ssrfProtection && inferencePool === undefined) {
-    // LATEST's message for a missing name; the namespace defaults to the sidecar's own.
-    throw new ConfigError(
-      "--inference-pool, --inference-pool-name, INFERENCE_POOL, or INFERENCE_POOL_NAME " +
-        "environment variable is required when --enable-ssrf-protection is true",
-      { exitCode: 1, flag: "inference-pool" },
-    );
-  }
-  const allowedPrefillers = (values["allowed-prefillers"] ?? []).map((entry) =>
-    entry.trim()
-  ).filter((entry) => entry !== "");
-  for (const entry of allowedPrefillers) {
-    try {
-      parseStaticEntry(entry);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new ConfigError(
-        `Invalid value "${entry}" for flag "-allowed-prefillers": ${reason}`,
-        { exitCode: 2, flag: "allowed-prefillers" },
-      );
-    }
-  }
-  const tlsStages = resolveStages(parsed, "enable-tls", warnings, {
-    prefiller: "prefiller-use-tls",
-    decoder: "decoder-use-tls",
-  });
-  const insecureSkipVerifyStages = resolveStages(
-    parsed,
-    "tls-insecure-skip-verify",
-    warnings,
-    {
-      prefiller: "prefiller-tls-insecure-skip-verify",
-      decoder: "decoder-tls-insecure-skip-verify",
-    },
-  );
-  for (const stage of insecureSkipVerifyStages) {
-    if (!tlsStages.includes(stage)) {
-      warnings.push(
-        `Stage "${stage}" skips TLS verification but does not use TLS: add it to "-enable-tls"`,
-      );
-    }
-  }
-  return {
-    ssrfProtection,
-    inferencePool: ssrfProtection ? inferencePool : undefined,
-    allowedPrefillers,
-    allowlistSyncTimeoutMs: parseDuration(
-      values["allowlist-sync-timeout"] ?? defaultOf("allowlist-sync-timeout"),
-      "allowlist-sync-timeout",
-    ),
-    tlsStages,
-    insecureSkipVerifyStages,
-    caCertPath: values["ca-cert"] ?? "",
-  };
-}
-
-/** LATEST §1.3 step 3: `-inference-pool` (or INFERENCE_POOL) wins over the deprecated pair. */
-function resolveInferencePool(
-  parsed: Parsed,
-  env: Readonly<Record<string, string | undefined>>,
-  warnings: string[],
-): InferencePoolRef | undefined {
-  const { values } = parsed;
-  const group = parseChoice(
-    "pool-group",
-    values["pool-group"] ?? defaultOf("pool-group"),
-    POOL_GROUPS,
-  );
-  for (
-    const name of ["inference-pool-namespace", "inference-pool-name"] as const
-  ) {
-    if (values[name] !== undefined) {
-      warnings.push(
-        `Flag --${name} has been deprecated, use --inference-pool instead`,
-      );
-    }
-  }
-  const combined = values["inference-pool"] ?? env[INFERENCE_POOL_ENV] ?? "";
-  if (combined !== "") {
-    const parts = combined.split("/");
-    if (parts.length > 2) {
-      throw new ConfigError(
-        "--inference-pool must be in format 'namespace/name' or 'name', not multiple slashes",
-        { exitCode: 2, flag: "inference-pool" },
-      );
-    }
-    const [first = "", second] = parts;
-    const namespace = second === undefined ? "" : first;
-    const name = second ?? first;
-    if (name === "" || (second !== undefined && namespace === "")) {
-      throw new ConfigError(
-        "--inference-pool cannot have empty namespace or name",
-        { exitCode: 2, flag: "inference-pool" },
-      );
-    }
-    return { namespace, name, group };
-  }
-  const namespace = values["inference-pool-namespace"] ??
-    env[INFERENCE_POOL_NAMESPACE_ENV] ?? "";
-  const name = values["inference-pool-name"] ?? env[INFERENCE_POOL_NAME_ENV] ??
-    "";
-  return name === "" ? undefined : { namespace, name, group };
-}
-
-/** A stage list flag plus the deprecated per-stage bools that add to it (LATEST §1.3 step 4). */
-function resolveStages(
-  parsed: Parsed,
-  flag: "enable-tls" | "tls-insecure-skip-verify",
-  warnings: string[],
-  deprecated: {
-    readonly prefiller: keyof Parsed["values"];
-    readonly decoder: keyof Parsed["values"];
-  },
-): TlsStage[] {
-  const stages: TlsStage[] = [];
-  for (const text of parsed.values[flag] ?? []) {
-    const stage = TLS_STAGES.find((candidate) => candidate === text.trim());
-    if (stage === undefined) {
-      throw new ConfigError(
-        `--${flag} stages must be one of: ${TLS_STAGES.join(", ")}`,
-        { exitCode: 2, flag },
-      );
-    }
-    if (!stages.includes(stage)) stages.push(stage);
-  }
-  for (const stage of ["prefiller", "decoder"] as const) {
-    const name = deprecated[stage];
-    const given = parsed.values[name];
-    if (given === undefined) continue;
-    const replacement = flag === "enable-tls"
-      ? `--enable-tls=${stage}`
-      : `--tls-insecure-skip-verify=${stage}`;
-    warnings.push(
-      `Flag --${name} has been deprecated, use ${replacement} instead`,
-    );
-    if (given === true && !stages.includes(stage)) stages.push(stage);
-  }
-  return stages;
-}
-
-/** A Go-style duration limited to what the flag needs: `500ms`, `30s`, `2m`. */
-function parseDuration(text: string, flag: string): number {
-  const match = /^(\d{1,9})(ms|s|m)$/.exec(text);
-  const units: Readonly<Record<string, number>> = {
-    ms: 1,
-    s: 1_000,
-    m: 60_000,
-  };
-  const value = match ? Number(match[1]) * (units[match[2] ?? ""] ?? 0) : 0;
-  if (value <= 0) {
-    throw invalidValue(
-      flag,
-      text,
-      'a positive duration such as "30s" or "500ms"',
-    );
-  }
-  return value;
-}
-// --- end of issue 11 ---

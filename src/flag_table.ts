@@ -13,6 +13,8 @@ export const CONNECTOR_NAMES = [
   "lmcache",
   "sglang",
   "shared-storage",
+  "mooncake",
+  "offloading",
 ] as const;
 
 /** One of {@linkcode CONNECTOR_NAMES}. */
@@ -20,6 +22,14 @@ export type ConnectorName = typeof CONNECTOR_NAMES[number];
 
 /** Environment variable read when `-enable-prefiller-sampling` is not given (as the Go sidecar). */
 export const PREFILLER_SAMPLING_ENV = "ENABLE_PREFILLER_SAMPLING";
+/** The pod's address: data-parallel routing keys `POD_IP:port+r` are built from it. */
+export const POD_IP_ENV = "POD_IP";
+/** SGLang bootstrap port put in both legs' `bootstrap_port` (no flag, as in Go). */
+export const SGLANG_BOOTSTRAP_PORT_ENV = "SGLANG_BOOTSTRAP_PORT";
+/** Environment variable read when `-mooncake-bootstrap-port` is not given. */
+export const MOONCAKE_BOOTSTRAP_PORT_ENV = "MOONCAKE_BOOTSTRAP_PORT";
+/** Environment variable read when `-p2p-connector-port` is not given. */
+export const P2P_CONNECTOR_PORT_ENV = "P2P_CONNECTOR_PORT";
 
 // --- SSRF protection and upstream TLS (issue 11) ---
 /** Upstream stages `-enable-tls` and `-tls-insecure-skip-verify` name (Go spellings). */
@@ -37,7 +47,76 @@ export const INFERENCE_POOL_ENV = "INFERENCE_POOL";
 export const INFERENCE_POOL_NAMESPACE_ENV = "INFERENCE_POOL_NAMESPACE";
 /** Environment fallback of the deprecated `-inference-pool-name`. */
 export const INFERENCE_POOL_NAME_ENV = "INFERENCE_POOL_NAME";
+/** Kubeconfig file of the Kubernetes API the allowlist reads (client-node's lookup). */
+export const KUBECONFIG_ENV = "KUBECONFIG";
+/** In-cluster address of the Kubernetes API, set by the kubelet. */
+export const KUBERNETES_SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST";
+/** In-cluster port of the Kubernetes API, set by the kubelet. */
+export const KUBERNETES_SERVICE_PORT_ENV = "KUBERNETES_SERVICE_PORT";
+/** Home directory: client-node falls back to `$HOME/.kube/config`. */
+export const HOME_ENV = "HOME";
 // --- end of issue 11 names ---
+
+/**
+ * Every environment variable the sidecar's configuration reads: `main.ts` reads these. The run
+ * permissions still allow the whole environment: the Kubernetes client's `debug` dependency
+ * enumerates it when it loads (issue 11).
+ */
+export const ENV_VARS = [
+  PREFILLER_SAMPLING_ENV,
+  POD_IP_ENV,
+  SGLANG_BOOTSTRAP_PORT_ENV,
+  MOONCAKE_BOOTSTRAP_PORT_ENV,
+  P2P_CONNECTOR_PORT_ENV,
+  // SSRF protection (issue 11): the pool, and where the Kubernetes API is.
+  INFERENCE_POOL_ENV,
+  INFERENCE_POOL_NAMESPACE_ENV,
+  INFERENCE_POOL_NAME_ENV,
+  KUBECONFIG_ENV,
+  KUBERNETES_SERVICE_HOST_ENV,
+  KUBERNETES_SERVICE_PORT_ENV,
+  HOME_ENV,
+] as const;
+
+/**
+ * Every variable that changes what the sidecar does: {@linkcode ENV_VARS}, plus the debug
+ * switches the `yaml` library reads on every token it parses (`LOG_TOKENS`, `LOG_STREAM`).
+ * The sidecar itself never reads those two. Tests clear these from a sidecar's environment.
+ */
+export const ALLOWED_ENV_VARS = [
+  ...ENV_VARS,
+  "LOG_TOKENS",
+  "LOG_STREAM",
+] as const;
+
+/** Default of SGLANG_BOOTSTRAP_PORT, as the Go sidecar's. */
+export const DEFAULT_SGLANG_BOOTSTRAP_PORT = 8998;
+
+/** The environment by variable name; only the names in {@linkcode ENV_VARS} are read. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** What each environment variable sets, for the usage text. */
+export const ENV_HELP: Readonly<Record<typeof ENV_VARS[number], string>> = {
+  [PREFILLER_SAMPLING_ENV]:
+    "default of -enable-prefiller-sampling (Go ParseBool spellings)",
+  [POD_IP_ENV]:
+    "the pod's IP: rank 0 accepts x-data-parallel-host-port values POD_IP:port+r",
+  [SGLANG_BOOTSTRAP_PORT_ENV]:
+    `bootstrap_port sent by -kv-connector=sglang (default ${DEFAULT_SGLANG_BOOTSTRAP_PORT})`,
+  [MOONCAKE_BOOTSTRAP_PORT_ENV]: "default of -mooncake-bootstrap-port",
+  [P2P_CONNECTOR_PORT_ENV]: "default of -p2p-connector-port",
+  [INFERENCE_POOL_ENV]: "default of -inference-pool",
+  [INFERENCE_POOL_NAMESPACE_ENV]: "default of -inference-pool-namespace",
+  [INFERENCE_POOL_NAME_ENV]: "default of -inference-pool-name",
+  [KUBECONFIG_ENV]:
+    "kubeconfig of the Kubernetes API -enable-ssrf-protection reads (else in-cluster, else $HOME/.kube/config)",
+  [KUBERNETES_SERVICE_HOST_ENV]:
+    "in-cluster Kubernetes API host, set by Kubernetes (-enable-ssrf-protection)",
+  [KUBERNETES_SERVICE_PORT_ENV]:
+    "in-cluster Kubernetes API port, set by Kubernetes (-enable-ssrf-protection)",
+  [HOME_ENV]:
+    "where $HOME/.kube/config is looked for (-enable-ssrf-protection)",
+};
 
 /** Connector used when neither `-kv-connector` nor `-connector` is given. */
 export const DEFAULT_CONNECTOR: ConnectorName = "nixlv2";
@@ -71,7 +150,7 @@ export interface FlagEntry {
 const CONNECTOR_LIST = CONNECTOR_NAMES.join(", ");
 
 /**
- * Every flag of the Go sidecars (ORIG llm-d-routing-sidecar and LATEST pd-sidecar). Supporting a
+ * Every flag of the Go sidecars (ORIG llm-d-routing-sidecar, LATEST and NEXT pd-sidecar). Supporting a
  * "not-yet" flag means changing its status here and reading its value in parseCommandLine.
  * Help strings are adapted from the Go sources.
  */
@@ -90,11 +169,20 @@ const FLAGS = {
       'the address the sidecar listens on; "::" is all interfaces, IPv4 and IPv6 ' +
       "(not in the Go sidecar)",
   },
-  "vllm-port": {
+  "model-server-port": {
     kind: "string",
     status: "supported",
     default: "8001",
-    help: "the port vLLM is listening on",
+    help:
+      "the port the model server (vLLM or SGLang) is listening on; with -data-parallel-size " +
+      "N, rank r's model server listens on this port + r",
+  },
+  "vllm-port": {
+    kind: "string",
+    status: "supported",
+    help:
+      "Deprecated: use -model-server-port instead. The port the model server is listening " +
+      "on; -model-server-port wins when both are given",
   },
   "kv-connector": {
     kind: "string",
@@ -107,8 +195,42 @@ const FLAGS = {
     kind: "string",
     status: "supported",
     help:
-      "Deprecated: use -kv-connector instead. The P/D connector being used. " +
-      `Supported: ${CONNECTOR_LIST}`,
+      "Deprecated: use -kv-connector instead. The P/D connector being used, taken when " +
+      `-kv-connector is empty or not given. Supported: ${CONNECTOR_LIST}`,
+  },
+  "data-parallel-size": {
+    kind: "int",
+    status: "supported",
+    default: 1,
+    help:
+      "the model server's data-parallel size N: rank r (0..N-1) is served on -port + r and " +
+      "sent to -model-server-port + r",
+  },
+  "mooncake-bootstrap-port": {
+    kind: "int",
+    status: "supported",
+    default: 8998,
+    help:
+      "the port of the Mooncake bootstrap endpoint on prefill pods (only used with " +
+      `-kv-connector=mooncake; defaults to ${MOONCAKE_BOOTSTRAP_PORT_ENV} env var)`,
+  },
+  "p2p-connector-port": {
+    kind: "int",
+    status: "supported",
+    default: 7777,
+    help:
+      "the prefiller's OffloadingConnector P2P tier port, sent as remote_port; with " +
+      "-data-parallel-size > 1 this is rank 0's port and rank r uses port + r (used with " +
+      "-kv-connector=offloading or -enable-p2p-pull; defaults to " +
+      `${P2P_CONNECTOR_PORT_ENV} env var)`,
+  },
+  "enable-p2p-pull": {
+    kind: "bool",
+    status: "supported",
+    help:
+      "declare the OffloadingConnector P2P tier available next to NIXL (vLLM " +
+      "MultiConnector) for cached-prefix pulls named by x-kv-cache-source-host-port; only " +
+      "with -kv-connector=nixlv2 (offloading has the tier without this flag)",
   },
   "secure-proxy": {
     kind: "bool",
@@ -153,6 +275,13 @@ const FLAGS = {
       "Zap Level to configure the verbosity of logging. Can be one of 'debug', 'info', " +
       "'error', 'panic' or any integer value > 0 which corresponds to custom debug levels " +
       "of increasing verbosity",
+  },
+  "print-config": {
+    kind: "bool",
+    status: "supported",
+    help:
+      "print the effective configuration, each value with where it came from (flag, yaml, " +
+      "env or default), and exit (not in the Go sidecar)",
   },
   "h": { kind: "bool", status: "supported", help: "show this help and exit" },
   "help": {
@@ -209,11 +338,6 @@ const FLAGS = {
     help: "klog: file directory in header",
   },
 
-  "data-parallel-size": {
-    kind: "int",
-    status: "not-yet",
-    help: "the vLLM DATA-PARALLEL-SIZE value",
-  },
   "ec-connector": {
     kind: "string",
     status: "not-yet",
@@ -321,13 +445,19 @@ const FLAGS = {
   },
   "configuration": {
     kind: "string",
-    status: "not-yet",
-    help: "inline YAML configuration",
+    status: "supported",
+    help:
+      "Sidecar configuration in YAML provided as inline specification, e.g. " +
+      "-configuration='{port: 8085, model-server-port: 8203}'; keys are the flag names and an " +
+      "explicit flag wins over its key. Mutually exclusive with -configuration-file",
   },
   "configuration-file": {
     kind: "string",
-    status: "not-yet",
-    help: "path to a YAML configuration file",
+    status: "supported",
+    help:
+      "Path to a file which contains the sidecar configuration in YAML (at most 64 KiB), " +
+      "e.g. -configuration-file=/etc/config/sidecar-config.yaml. Mutually exclusive with " +
+      "-configuration",
   },
   "zap-devel": {
     kind: "bool",
@@ -338,6 +468,91 @@ const FLAGS = {
     kind: "string",
     status: "not-yet",
     help: "Zap level at and above which stacktraces are captured",
+  },
+  "prefill-max-retries": {
+    kind: "int",
+    status: "not-yet",
+    help: "extra prefill attempts after a 502, 503 or 504",
+  },
+  "prefill-retry-backoff": {
+    kind: "string",
+    status: "not-yet",
+    help: "delay between prefill attempts (Go duration)",
+  },
+  "tracing": {
+    kind: "bool",
+    status: "not-yet",
+    help: "Enable OpenTelemetry tracing",
+  },
+  "metrics-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "port of the Prometheus /metrics endpoint; 0 disables it",
+  },
+  "moriio-write-mode": {
+    kind: "bool",
+    status: "not-yet",
+    help: "MoRI-IO WRITE mode",
+  },
+  "moriio-parallel-dispatch": {
+    kind: "bool",
+    status: "not-yet",
+    help: "MoRI-IO: prefill and decode in parallel",
+  },
+  "moriio-parallel-decode-wait-timeout": {
+    kind: "string",
+    status: "not-yet",
+    help: "MoRI-IO: how long a parallel decode waits for its prefill",
+  },
+  "moriio-local-pod-ip": {
+    kind: "string",
+    status: "not-yet",
+    help: "MoRI-IO: the decode pod's routable address",
+  },
+  "moriio-decode-notify-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: decode notify port",
+  },
+  "moriio-decode-handshake-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: decode handshake port",
+  },
+  "moriio-prefill-handshake-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: prefill handshake port",
+  },
+  "moriio-prefill-notify-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: prefill notify port",
+  },
+  "moriio-tp-size": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: tensor-parallel size",
+  },
+  "moriio-dp-size": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: data-parallel size",
+  },
+  "moriio-dp-size-local": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: data-parallel ranks per pod",
+  },
+  "moriio-remote-hosts": {
+    kind: "list",
+    status: "not-yet",
+    help: "MoRI-IO: prefill-side hosts (Wide-EP)",
+  },
+  "moriio-decode-hosts": {
+    kind: "list",
+    status: "not-yet",
+    help: "MoRI-IO: decode-side hosts (Wide-EP)",
   },
 
   "log_dir": {
@@ -367,7 +582,8 @@ const FLAGS = {
 const FLAG_TABLE: Readonly<Record<string, FlagEntry>> = FLAGS;
 
 type FlagTable = typeof FLAGS;
-type FlagName = keyof FlagTable;
+/** The name of every flag in the table. */
+export type FlagName = keyof FlagTable;
 type ParsedName = {
   [N in FlagName]: FlagTable[N]["status"] extends "supported" | "no-effect" ? N
     : never;

@@ -1,13 +1,16 @@
 /**
  * @module
- * One listener: the sidecar's app with its own upstream pool, served on the
- * sidecar's port by `Deno.serve`. With `-workers=N` each of N threads runs
- * one, sharing the port through SO_REUSEPORT so the kernel spreads
- * connections over them.
+ * One listener: the sidecar's app served by `Deno.serve` on the sidecar's
+ * port, and with `-data-parallel-size=N` on the N ports of its ranks, all in
+ * this thread and sharing one upstream pool (as the Go sidecar's rank servers
+ * share one process and its prefiller connections). With `-workers=N` each of
+ * N threads runs one, sharing the ports through SO_REUSEPORT so the kernel
+ * spreads connections over them.
  */
 
 import { createApp } from "./app.ts";
-import type { Config } from "./config.ts";
+import { type Config, configForRank, listenPort } from "./config.ts";
+import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
@@ -38,55 +41,95 @@ export interface Listener {
   stop(deadlineMs: number): Promise<boolean>;
 }
 
-/** Serves the sidecar on the configured address; throws when it cannot listen. */
+/** The logger of rank `rank`'s server: Go names each after its port. */
+function rankLog(log: Logger, config: Config): Logger {
+  if (config.dataParallelSize === 1) return log;
+  return log.child({
+    logger: `proxy server on port ${listenPort(config)}`,
+    data_parallel_rank: config.dataParallelRank,
+  });
+}
+
+/**
+ * Serves the sidecar on the configured address, one server per data-parallel
+ * rank; throws, with nothing left listening, when a port cannot be bound.
+ */
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
   const upstream = createUpstreamClient(
     upstreamClientOptions(config, options.caCerts ?? []),
   );
-  const app = createApp({
-    config,
-    log,
-    upstream,
-    ...(options.allowlist ? { allowlist: options.allowlist } : {}),
-  });
   // Certificate reload (issue 11): a new pair starts a second server on the
   // port, so every server on it must share it.
   const reload = tls !== undefined && config.certPath !== "";
   const reusePort = config.workers > 1 || reload;
-  let bound = config.listenHost;
-  const listen = (pair: TlsCertificate | undefined, port?: number) =>
-    port === undefined
-      ? listenWithFallback(config.listenHost, (hostname) => {
-        const server = serveApp(app, {
-          hostname,
-          port: config.port,
+  const servers: ListeningServer[] = [];
+  // The first rank settles the address, so an IPv4-only node warns once.
+  let hostname = config.listenHost;
+  try {
+    for (let rank = 0; rank < config.dataParallelSize; rank++) {
+      const rankConfig = configForRank(config, rank);
+      const port = listenPort(rankConfig);
+      const serverLog = rankLog(log, rankConfig);
+      const app = createApp({
+        config: rankConfig,
+        log: serverLog,
+        upstream,
+        ...(options.allowlist ? { allowlist: options.allowlist } : {}),
+      });
+      const serve = (
+        host: string,
+        pair: TlsCertificate | undefined,
+        boundPort = port,
+      ) =>
+        serveApp(app, {
+          hostname: host,
+          port: boundPort,
           tls: pair,
-          log,
+          log: serverLog,
           reusePort,
         });
-        bound = hostname;
-        return server;
-      }, log)
-      : serveApp(app, { hostname: bound, port, tls: pair, log, reusePort });
-  let server: ListeningServer;
-  try {
-    server = reload
-      ? serveWithCertificateReload({
-        certPath: config.certPath,
-        initial: tls,
-        start: listen,
-        log,
-      })
-      : listen(tls);
+      const listen = (pair: TlsCertificate | undefined) =>
+        listenWithFallback(hostname, (host) => serve(host, pair), serverLog);
+      try {
+        const server = reload
+          ? serveWithCertificateReload({
+            certPath: config.certPath,
+            initial: tls,
+            // A reload binds beside the running server, on the address it settled.
+            start: (pair, beside) =>
+              beside === undefined
+                ? listen(pair)
+                : serve(hostname, pair, beside),
+            log: serverLog,
+          })
+          : listen(tls);
+        servers.push(server);
+        hostname = server.addr.hostname;
+      } catch (error) {
+        throw new Error(
+          `Cannot listen on port ${port}: ${errorMessage(error)}`,
+          { cause: error },
+        );
+      }
+    }
   } catch (error) {
+    // Go's rank servers share an errgroup: one failing stops them all.
+    for (const server of servers) server.shutdown();
     upstream.close();
     throw error;
   }
-  const finished = server.finished.then(() => upstream.close());
+  const finished = Promise.all(servers.map((server) => server.finished)).then(
+    () => upstream.close(),
+  );
+  const all = {
+    shutdown: async () => {
+      await Promise.all(servers.map((server) => server.shutdown()));
+    },
+  };
   return {
     async stop(deadlineMs) {
-      const clean = await shutdownGracefully(server, { deadlineMs, log });
+      const clean = await shutdownGracefully(all, { deadlineMs, log });
       // Past the deadline the in-flight streams are abandoned, not awaited.
       if (clean) await finished;
       return clean;

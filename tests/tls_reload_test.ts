@@ -93,7 +93,7 @@ Deno.test("the listener's certificate follows a ..data swap: new connections get
     listener = startListener({
       config: testConfig({
         port: 0,
-        vllmPort: decode.port,
+        modelServerPort: decode.port,
         secureProxy: true,
         certPath: dir.path,
       }),
@@ -171,7 +171,11 @@ Deno.test("the listener refuses TLS 1.1 and accepts TLS 1.2", async () => {
     return port;
   })();
   const listener = startListener({
-    config: testConfig({ port, vllmPort: decode.port, secureProxy: true }),
+    config: testConfig({
+      port,
+      modelServerPort: decode.port,
+      secureProxy: true,
+    }),
     tls: pair,
     log,
   });

@@ -137,7 +137,9 @@ export async function admitPrefillTarget(
     userAgent: origin.userAgent ?? "",
     requestPath: origin.path,
   });
-  throw new ProxyError(403, PREFILL_DENIED_MESSAGE);
+  throw new ProxyError(403, PREFILL_DENIED_MESSAGE, {
+    code: "prefill_target_forbidden",
+  });
 }
 
 /**

@@ -33,6 +33,8 @@ const CONNECTORS: Readonly<Record<ConnectorName, Connector>> = {
   "lmcache": notYetSupported("lmcache"),
   "sglang": notYetSupported("sglang"),
   "shared-storage": notYetSupported("shared-storage"),
+  "mooncake": notYetSupported("mooncake"),
+  "offloading": notYetSupported("offloading"),
 };
 
 /** Whether the connector named `name` is implemented. */

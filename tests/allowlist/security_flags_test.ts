@@ -4,6 +4,8 @@ import {
   type Config,
   ConfigError,
   parseCommandLine,
+  type ResolvedConfig,
+  type SettingSource,
 } from "../../src/config.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -172,4 +174,167 @@ Deno.test("TLS stages come from the list flags and the original's deprecated boo
       'Stage "decoder" skips TLS verification but does not use TLS: add it to "-enable-tls"',
     ),
   );
+});
+
+/** The value and source of one setting. */
+function settingOf<K extends keyof ResolvedConfig["sources"]>(
+  args: readonly string[],
+  key: K,
+  env: Env = {},
+): [Config[K], SettingSource] {
+  const result = parseCommandLine(args, env);
+  assert.notEqual(result.kind, "help");
+  const resolved = result as Exclude<CommandLine, { kind: "help" }>;
+  return [resolved.config[key], resolved.sources[key]];
+}
+
+const yaml = (name: string): SettingSource => ({ kind: "yaml", name });
+const flag = (name: string): SettingSource => ({ kind: "flag", name });
+const byDefault: SettingSource = { kind: "default" };
+
+Deno.test("YAML enable-ssrf-protection and inference-pool apply unless their flags are given", () => {
+  const file = "-configuration={enable-ssrf-protection: true, " +
+    "inference-pool: ns/from-yaml, pool-group: inference.networking.x-k8s.io}";
+  assert.deepEqual(settingOf([file], "ssrfProtection"), [
+    true,
+    yaml("enable-ssrf-protection"),
+  ]);
+  assert.deepEqual(settingOf([file], "inferencePool"), [
+    {
+      namespace: "ns",
+      name: "from-yaml",
+      group: "inference.networking.x-k8s.io",
+    },
+    yaml("inference-pool"),
+  ]);
+  // Explicit flag > YAML > environment.
+  assert.deepEqual(
+    settingOf([file, "-inference-pool=flagged"], "inferencePool", {
+      INFERENCE_POOL: "env/pool",
+    }),
+    [
+      {
+        namespace: "",
+        name: "flagged",
+        group: "inference.networking.x-k8s.io",
+      },
+      flag("inference-pool"),
+    ],
+  );
+  assert.deepEqual(
+    settingOf(
+      ["-configuration=enable-ssrf-protection: true"],
+      "inferencePool",
+      { INFERENCE_POOL: "env/pool" },
+    ),
+    [
+      { namespace: "env", name: "pool", group: "inference.networking.k8s.io" },
+      { kind: "env", name: "INFERENCE_POOL" },
+    ],
+  );
+  assert.deepEqual(
+    settingOf([file, "-enable-ssrf-protection=false"], "ssrfProtection"),
+    [false, flag("enable-ssrf-protection")],
+  );
+  // A bad value from YAML names the key it came from.
+  const error = errorOf([
+    "-configuration={enable-ssrf-protection: true, inference-pool: a/b/c}",
+  ]);
+  assert.equal(
+    error.message,
+    "--inference-pool must be in format 'namespace/name' or 'name', not multiple slashes " +
+      '(from configuration key "inference-pool")',
+  );
+  assert.equal(error.exitCode, 2);
+});
+
+Deno.test("YAML enable-tls is a list; the deprecated YAML bools add to it unless -enable-tls is given", () => {
+  const file = "-configuration={enable-tls: [decoder, encoder], " +
+    "prefiller-use-tls: true, tls-insecure-skip-verify: [encoder]}";
+  assert.deepEqual(settingOf([file], "tlsStages"), [
+    ["decoder", "encoder", "prefiller"],
+    yaml("enable-tls"),
+  ]);
+  assert.deepEqual(settingOf([file], "insecureSkipVerifyStages"), [
+    ["encoder"],
+    yaml("tls-insecure-skip-verify"),
+  ]);
+  // Go: YAML prefiller-use-tls applies only if -enable-tls is not on the command line.
+  assert.deepEqual(settingOf([file, "-enable-tls=decoder"], "tlsStages"), [
+    ["decoder"],
+    flag("enable-tls"),
+  ]);
+  assert.deepEqual(
+    settingOf(["-configuration=decoder-use-tls: true"], "tlsStages"),
+    [["decoder"], yaml("decoder-use-tls")],
+  );
+  assert.deepEqual(settingOf([], "tlsStages"), [[], byDefault]);
+  assert.ok(
+    warningsOf([file]).includes(
+      'Configuration key "prefiller-use-tls" is deprecated, use "enable-tls: [prefiller]" instead',
+    ),
+  );
+  const error = errorOf(["-configuration=enable-tls: [prefiller, gpu]"]);
+  assert.equal(
+    error.message,
+    "--enable-tls stages must be one of: prefiller, decoder, encoder " +
+      '(from configuration key "enable-tls")',
+  );
+});
+
+Deno.test("allowed-prefillers, ca-cert and the deprecated pool pair are command-line flags only", () => {
+  for (
+    const name of [
+      "allowed-prefillers",
+      "allowlist-sync-timeout",
+      "ca-cert",
+      "inference-pool-name",
+    ]
+  ) {
+    const error = errorOf([`-configuration=${name}: x`]);
+    assert.equal(error.exitCode, 2, name);
+    assert.equal(
+      error.message,
+      `failed to unmarshal sidecar configuration: line 1: unknown key "${name}": ` +
+        `"-${name}" is a command-line flag only`,
+    );
+  }
+  assert.deepEqual(
+    settingOf(["-allowed-prefillers=10.0.0.0/8"], "allowedPrefillers"),
+    [["10.0.0.0/8"], flag("allowed-prefillers")],
+  );
+});
+
+Deno.test("-print-config shows the security settings under their flags' names", () => {
+  const result = parseCommandLine([
+    "-configuration={enable-ssrf-protection: true, enable-tls: [prefiller]}",
+    "-prefiller-tls-insecure-skip-verify",
+    "-allowlist-sync-timeout=2s",
+    "-ca-cert=/etc/ca.pem",
+    "-print-config",
+  ], { INFERENCE_POOL: "ns/pool" });
+  assert.equal(result.kind, "print-config");
+  const text = result.kind === "print-config" ? result.text : "";
+  const rows = new Map(
+    text.trim().split("\n").map((line) => {
+      const [name, ...rest] = line.split(/ {2,}/);
+      return [name ?? "", rest];
+    }),
+  );
+  assert.deepEqual(rows.get("enable-ssrf-protection"), ["true", "yaml"]);
+  assert.deepEqual(rows.get("inference-pool"), [
+    '{"namespace":"ns","name":"pool","group":"inference.networking.k8s.io"}',
+    "env INFERENCE_POOL",
+  ]);
+  assert.deepEqual(rows.get("enable-tls"), ['["prefiller"]', "yaml"]);
+  assert.deepEqual(rows.get("tls-insecure-skip-verify"), [
+    '["prefiller"]',
+    "flag -prefiller-tls-insecure-skip-verify",
+  ]);
+  assert.deepEqual(rows.get("allowlist-sync-timeout-ms"), [
+    "2000",
+    "flag -allowlist-sync-timeout",
+  ]);
+  assert.deepEqual(rows.get("ca-cert"), ['"/etc/ca.pem"', "flag"]);
+  assert.deepEqual(rows.get("allowed-prefillers"), ["[]", "default"]);
 });

@@ -50,7 +50,7 @@ async function startSidecar(options: {
   });
   const upstream = createUpstreamClient();
   const app = createApp({
-    config: testConfig({ vllmPort: decode.port }),
+    config: testConfig({ modelServerPort: decode.port }),
     log,
     upstream,
     allowlist,

@@ -34,6 +34,11 @@ export interface Harness extends AsyncDisposable {
   readonly config: Config;
   /** Parsed JSON log lines the sidecar wrote. */
   readonly logs: Record<string, unknown>[];
+  /** The first line written so far or later that matches; rejects after `ms` (default 2 s). */
+  nextLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    ms?: number,
+  ): Promise<Record<string, unknown>>;
   /** Sends a request to the app in process. */
   request(path: string, init?: RequestInit): Promise<Response>;
   /** POSTs a JSON `body` to the app in process with the prefill mock named as prefiller. */
@@ -53,8 +58,15 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   return {
     port: 8000,
     listenHost: "127.0.0.1",
-    vllmPort: 8001,
+    modelServerPort: 8001,
     connector: "nixlv2",
+    dataParallelSize: 1,
+    dataParallelRank: 0,
+    podIp: "",
+    enableP2pPull: false,
+    p2pConnectorPort: 7777,
+    mooncakeBootstrapPort: 8998,
+    sglangBootstrapPort: 8998,
     secureProxy: false,
     certPath: "",
     enablePrefillerSampling: false,
@@ -81,12 +93,42 @@ export async function createHarness(
     ...options.prefill,
   });
   const decode = await createMockVllm({ name: "decoder", ...options.decode });
-  const config = testConfig({ vllmPort: decode.port, ...options.config });
+  const config = testConfig({
+    modelServerPort: decode.port,
+    ...options.config,
+  });
   const logs: Record<string, unknown>[] = [];
+  const waiters = new Set<(line: Record<string, unknown>) => void>();
   const log = createLogger({
     verbosity: config.verbosity,
-    write: (line) => logs.push(JSON.parse(line)),
+    write(line) {
+      const parsed = JSON.parse(line);
+      logs.push(parsed);
+      for (const waiter of waiters) waiter(parsed);
+    },
   });
+  function nextLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    ms = 2000,
+  ): Promise<Record<string, unknown>> {
+    const found = logs.find(predicate);
+    if (found) return Promise.resolve(found);
+    const { promise, resolve, reject } = Promise.withResolvers<
+      Record<string, unknown>
+    >();
+    const timer = setTimeout(() => {
+      waiters.delete(waiter);
+      reject(new Error(`No matching log line within ${ms} ms`));
+    }, ms);
+    function waiter(line: Record<string, unknown>): void {
+      if (!predicate(line)) return;
+      clearTimeout(timer);
+      waiters.delete(waiter);
+      resolve(line);
+    }
+    waiters.add(waiter);
+    return promise;
+  }
   const upstream = createUpstreamClient();
   const app = createApp({
     config,
@@ -113,6 +155,7 @@ export async function createHarness(
     app,
     config,
     logs,
+    nextLog,
     prefillerHeader: `127.0.0.1:${prefill.port}`,
     request,
     pd: (path, body, headers = {}) =>

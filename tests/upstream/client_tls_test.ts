@@ -30,7 +30,7 @@ Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the de
   // Two CAs in one file: the one that signed the prefiller is the second.
   const bundle = await writeTemp(`${otherCa.cert}\n${internalCa.cert}`);
   const config = testConfig({
-    vllmPort: decode.port,
+    modelServerPort: decode.port,
     tlsStages: ["prefiller"],
   });
   const run = async (caCerts: string[]) => {
