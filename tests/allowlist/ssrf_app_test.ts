@@ -10,6 +10,7 @@ import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
 import { pod, poolV1, startFakeKubeApi } from "../support/k8s_api.ts";
+import { startStubUpstream } from "../support/stub_upstream.ts";
 
 const NS = "llm-d";
 const LABELS = { "llm-d.ai/inferenceServing": "true" };
@@ -226,6 +227,122 @@ Deno.test("with the pool, requests to a stable pod pass through pod and pool chu
     leaving.requests.filter((request) =>
       request.path === "/v1/chat/completions"
     ).length,
+    1,
+  );
+});
+
+const KV_SOURCE_HEADER = "x-kv-cache-source-host-port";
+const KV_SOURCE_DENIED_LOG =
+  "SSRF protection: KV cache source not in allowlist, ignoring";
+
+/** An app whose decoder (and prefiller) are stubs answering JSON, behind a static allowlist. */
+function startStubbedSidecar(allowed: readonly string[], config: {
+  readonly decodePort: number;
+  readonly connector: "offloading" | "nixlv2";
+  readonly enableP2pPull?: boolean;
+}) {
+  const logs: Record<string, unknown>[] = [];
+  const log = createLogger({
+    verbosity: 4,
+    write: (line) => logs.push(JSON.parse(line)),
+  });
+  const upstream = createUpstreamClient();
+  const app = createApp({
+    config: testConfig({
+      modelServerPort: config.decodePort,
+      connector: config.connector,
+      enableP2pPull: config.enableP2pPull ?? false,
+    }),
+    log,
+    upstream,
+    allowlist: createAllowlist({
+      entries: allowed.map(parseStaticEntry),
+      resolver: createResolver(),
+    }),
+  });
+  return {
+    logs,
+    request: (headers: Record<string, string>, body: string) =>
+      app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders(headers),
+        body,
+      }),
+    [Symbol.dispose]: () => upstream.close(),
+  };
+}
+
+function kvParamsOfBody(text: string | undefined): Record<string, unknown> {
+  const body = JSON.parse(text ?? "null");
+  return body?.kv_transfer_params ?? {};
+}
+
+Deno.test("a KV source the allowlist denies is dropped from a decode-only request, never a 403", async () => {
+  await using decode = startStubUpstream(() =>
+    Response.json({ choices: [{ message: { content: "ok" } }] })
+  );
+  using sidecar = startStubbedSidecar(["127.0.0.1:5001"], {
+    decodePort: decode.port,
+    connector: "offloading",
+  });
+  const body = chatBody();
+  const denied = await sidecar.request(
+    { [KV_SOURCE_HEADER]: "127.0.0.2:5001", "user-agent": "tester/1" },
+    body,
+  );
+  assert.equal(denied.status, 200);
+  await denied.body?.cancel();
+  assert.equal(decode.bodies[0], body, "decoded as the client sent it");
+  const line = sidecar.logs.find((entry) => entry.msg === KV_SOURCE_DENIED_LOG);
+  assert.equal(line?.target, "127.0.0.2:5001");
+  assert.equal(line?.userAgent, "tester/1");
+  const allowed = await sidecar.request(
+    { [KV_SOURCE_HEADER]: "127.0.0.1:5001" },
+    body,
+  );
+  assert.equal(allowed.status, 200);
+  await allowed.body?.cancel();
+  const source = kvParamsOfBody(decode.bodies[1]).remote_kv_source as
+    | Record<string, unknown>
+    | undefined;
+  assert.equal(source?.remote_host, "127.0.0.1");
+});
+
+Deno.test("a KV source the allowlist denies is left out of the prefill leg of a P/D request", async () => {
+  await using prefill = startStubUpstream(() =>
+    Response.json({
+      choices: [{ message: { content: "" } }],
+      kv_transfer_params: { remote_engine_id: "e1" },
+    })
+  );
+  await using decode = startStubUpstream(() =>
+    Response.json({ choices: [{ message: { content: "ok" } }] })
+  );
+  using sidecar = startStubbedSidecar([prefill.hostPort, "127.0.0.1:5001"], {
+    decodePort: decode.port,
+    connector: "nixlv2",
+    enableP2pPull: true,
+  });
+  for (const source of ["127.0.0.2:5001", "127.0.0.1:5001"]) {
+    const response = await sidecar.request({
+      "x-prefiller-host-port": prefill.hostPort,
+      [KV_SOURCE_HEADER]: source,
+    }, chatBody());
+    assert.equal(response.status, 200, source);
+    await response.body?.cancel();
+  }
+  assert.equal(prefill.bodies.length, 2);
+  assert.equal(
+    kvParamsOfBody(prefill.bodies[0]).remote_kv_source,
+    undefined,
+    "the denied source is not pulled from",
+  );
+  const pulled = kvParamsOfBody(prefill.bodies[1]).remote_kv_source as
+    | Record<string, unknown>
+    | undefined;
+  assert.equal(pulled?.remote_host, "127.0.0.1");
+  assert.equal(
+    sidecar.logs.filter((entry) => entry.msg === KV_SOURCE_DENIED_LOG).length,
     1,
   );
 });

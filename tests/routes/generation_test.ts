@@ -88,28 +88,6 @@ Deno.test(
 );
 
 Deno.test(
-  "generation answers 501 for a connector not implemented yet, and still passes through",
-  async () => {
-    await using h = await createHarness({
-      config: { connector: "sglang" },
-    });
-    const response = await h.pd("/v1/chat/completions", chatBody());
-    assert.equal(response.status, 501);
-    assert.match(
-      (await response.json()).error.message,
-      /Connector "sglang" is not supported yet/,
-    );
-    const plain = await h.request("/v1/chat/completions", {
-      method: "POST",
-      headers: jsonHeaders(),
-      body: chatBody(),
-    });
-    assert.equal(plain.status, 200);
-    await plain.body?.cancel();
-  },
-);
-
-Deno.test(
   "generation logs routing at verbosity 4 with the request id on every line",
   async () => {
     await using h = await createHarness({ config: { verbosity: 4 } });

@@ -20,7 +20,10 @@ import {
 
 /** Options of `createHarness`. */
 export interface HarnessOptions {
-  readonly config?: Partial<Config>;
+  /** Config overrides, or a function of the mocks returning them (ports the sidecar must be told). */
+  readonly config?:
+    | Partial<Config>
+    | ((mocks: { prefill: MockVllm; decode: MockVllm }) => Partial<Config>);
   readonly prefill?: MockVllmOptions;
   readonly decode?: MockVllmOptions;
   readonly random?: () => number;
@@ -93,10 +96,10 @@ export async function createHarness(
     ...options.prefill,
   });
   const decode = await createMockVllm({ name: "decoder", ...options.decode });
-  const config = testConfig({
-    modelServerPort: decode.port,
-    ...options.config,
-  });
+  const overrides = typeof options.config === "function"
+    ? options.config({ prefill, decode })
+    : options.config;
+  const config = testConfig({ modelServerPort: decode.port, ...overrides });
   const logs: Record<string, unknown>[] = [];
   const waiters = new Set<(line: Record<string, unknown>) => void>();
   const log = createLogger({
