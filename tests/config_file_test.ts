@@ -461,6 +461,13 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "workers                    1           default",
       'ec-connector               "ec-nixl"   yaml',
       "decode-chunk-size          16          flag",
+      "enable-ssrf-protection     false       default",
+      "inference-pool             null        default",
+      "allowed-prefillers         []          default",
+      "allowlist-sync-timeout-ms  30000       default",
+      "enable-tls                 []          default",
+      "tls-insecure-skip-verify   []          default",
+      'ca-cert                    ""          default',
       "",
     ].join("\n"),
   );

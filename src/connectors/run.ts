@@ -5,6 +5,10 @@
  * configured connector with the legs' shared headers and transports.
  */
 
+import {
+  admitOptionalTarget,
+  admitPrefillTarget,
+} from "../allowlist/allowlist.ts";
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
 import { errorMessage } from "../errors.ts";
@@ -19,7 +23,7 @@ import {
 import { scanObject } from "../protocol/json_object.ts";
 import { isJsonObject, parseGenerationRequest } from "../protocol/request.ts";
 import { needsChunking, runChunkedDecode } from "../stages/chunked_decode.ts";
-import { runEncoderStage } from "../stages/encoder.ts";
+import { type EncoderEndpoint, runEncoderStage } from "../stages/encoder.ts";
 import {
   buildUpstreamHeaders,
   type HeaderList,
@@ -27,11 +31,7 @@ import {
   type HeaderSource,
 } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
-import {
-  httpUrl,
-  parseTarget,
-  type UpstreamTarget,
-} from "../upstream/target.ts";
+import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
 import { buildSourceDecodeBody } from "./p2p_source.ts";
@@ -59,8 +59,11 @@ export interface PdRunner {
   select(headers: HeaderSource): UpstreamTarget | undefined;
   /** Parses the body and runs the connector's protocol against `prefiller`. */
   run(prefiller: UpstreamTarget, request: PdRequest): Promise<Response>;
-  /** The KV-source peer the headers name, when the connector pulls from one; never throws. */
-  kvSource(headers: HeaderLookup, log: Logger): UpstreamTarget | undefined;
+  /**
+   * The KV-source peer the request's headers name, when the connector pulls from one and the
+   * SSRF allowlist admits it; never throws.
+   */
+  kvSource(request: PdRequest): Promise<UpstreamTarget | undefined>;
   /** Decodes without prefill, the decoder pulling cached prefix KV from `source`. */
   decodeFromSource(
     source: UpstreamTarget,
@@ -154,6 +157,58 @@ function sendDecodeLeg(
   });
 }
 
+/**
+ * The KV source of `request` ({@linkcode selectKvSource}), dropped when the SSRF allowlist
+ * denies it (issue 11; delta §2.3 step 4c: never a 403). The decoder dials the source, not the
+ * sidecar, so an admitted one is passed on as named.
+ */
+async function admitKvSource(
+  deps: Deps,
+  request: PdRequest,
+  options: { readonly enabled: boolean; readonly log: Logger },
+): Promise<UpstreamTarget | undefined> {
+  const source = selectKvSource(request.headers, options);
+  if (source === undefined || deps.allowlist === undefined) return source;
+  const admitted = await admitOptionalTarget(
+    deps.allowlist,
+    source,
+    "KV cache source",
+    {
+      log: options.log,
+      clientIp: request.clientIp,
+      userAgent: request.headers.get("user-agent"),
+      path: request.pathAndQuery,
+    },
+  );
+  return admitted === undefined ? undefined : source;
+}
+
+/**
+ * The encoders the SSRF allowlist admits, each with the address to dial; a
+ * refused one is dropped with a log line, never a 403 (base §2.3 step 5).
+ */
+async function admitEncoders(
+  deps: Deps,
+  encoders: readonly UpstreamTarget[],
+  request: PdRequest,
+): Promise<EncoderEndpoint[]> {
+  const admitted: EncoderEndpoint[] = [];
+  for (const encoder of encoders) {
+    const connectHostPort = deps.allowlist === undefined
+      ? encoder.hostPort
+      : await admitOptionalTarget(deps.allowlist, encoder, "encoder", {
+        log: request.log,
+        clientIp: request.clientIp,
+        userAgent: request.headers.get("user-agent"),
+        path: request.pathAndQuery,
+      });
+    if (connectHostPort !== undefined) {
+      admitted.push({ hostPort: encoder.hostPort, connectHostPort });
+    }
+  }
+  return admitted;
+}
+
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
   const connector = createConnector(deps.config);
@@ -163,11 +218,11 @@ export function createPdRunner(deps: Deps): PdRunner {
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
-  const kvSource = (headers: HeaderLookup, log: Logger) =>
-    selectKvSource(headers, { enabled: connector.pullsKvSource, log });
+  const kvSource = (request: PdRequest, log: Logger) =>
+    admitKvSource(deps, request, { enabled: connector.pullsKvSource, log });
   const runner: PdRunner = {
     select: (headers) => selectPrefillTarget(headers, options),
-    kvSource,
+    kvSource: (request) => kvSource(request, request.log),
     async decodeFromSource(source, request) {
       const { log, signal } = request;
       const parsed = parseGenerationRequest(await request.readBody());
@@ -194,16 +249,23 @@ export function createPdRunner(deps: Deps): PdRunner {
       if (deps.config.ecConnector === "") {
         throw new Error("The encoder stage runs only with -ec-connector");
       }
+      const admitted = await admitEncoders(deps, encoders, request);
+      if (admitted.length === 0) {
+        // Every encoder refused by the allowlist: go on without the stage (base §2.3 step 5).
+        return prefiller === undefined
+          ? await runner.decode(request)
+          : await runner.run(prefiller, request);
+      }
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(request.signal);
       const body = await runEncoderStage({
         connector: deps.config.ecConnector,
-        encoders,
+        encoders: admitted,
         request: parsed,
         headers: legHeaders(request),
         requestId: request.requestId,
         signal: request.signal,
-        upstream: deps.upstream,
+        upstream: deps.upstream.stage("encoder"),
         log: request.log,
       });
       ensureClientPresent(request.signal);
@@ -214,6 +276,19 @@ export function createPdRunner(deps: Deps): PdRunner {
     },
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
+      // SSRF allowlist (issue 11): a denied target is a 403 before the body is
+      // read; an admitted one is dialled at the address that was checked.
+      const prefillHostPort = deps.allowlist === undefined
+        ? prefiller.hostPort
+        : await admitPrefillTarget(deps.allowlist, prefiller, {
+          log,
+          clientIp: request.clientIp,
+          userAgent: request.headers.get("user-agent"),
+          path: pathAndQuery,
+        });
+      const prefillUpstream = deps.upstream.stage("prefiller");
+      const legLog = log.child({ prefiller: prefiller.hostPort });
+      const source = await kvSource(request, legLog);
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
       log.debug("using P/D protocol", {
@@ -221,13 +296,12 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      const legLog = log.child({ prefiller: prefiller.hostPort });
       return await connector.run({
         api: request.api,
         pathAndQuery,
         request: parsed,
         prefiller,
-        prefillUrl: httpUrl(prefiller.hostPort, pathAndQuery),
+        prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
         decoder,
         decode: (leg: DecodeLeg) => {
           ensureClientPresent(signal);
@@ -237,10 +311,10 @@ export function createPdRunner(deps: Deps): PdRunner {
           });
         },
         headers: legHeaders(request),
-        kvSource: kvSource(request.headers, legLog),
+        kvSource: source,
         signal,
         log: legLog,
-        upstream: deps.upstream,
+        upstream: prefillUpstream,
         random,
       });
     },

@@ -33,7 +33,6 @@ import { isJsonObject, type JsonObject } from "../protocol/request.ts";
 import type { UpstreamClient, WholeResponse } from "../upstream/client.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
 import { decoderFailure } from "../upstream/relay.ts";
-import { httpUrl } from "../upstream/target.ts";
 
 /** What one chunked decode needs. */
 export interface ChunkedDecodeContext {
@@ -163,7 +162,7 @@ async function sendChunk(
   let reply: WholeResponse;
   try {
     reply = await ctx.upstream.sendAndRead(
-      httpUrl(ctx.decoder, ctx.pathAndQuery),
+      ctx.upstream.url(ctx.decoder, ctx.pathAndQuery),
       { method: "POST", headers: ctx.headers, body, signal },
     );
   } catch (error) {

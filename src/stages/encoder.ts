@@ -41,11 +41,7 @@ import {
   type HeaderList,
   type HeaderLookup,
 } from "../upstream/headers.ts";
-import {
-  httpUrl,
-  parseTarget,
-  type UpstreamTarget,
-} from "../upstream/target.ts";
+import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 
 /** Content-part types vLLM's chat parser hands to the multimodal encoder. */
 const URL_ITEM_TYPES = ["image_url", "video_url", "audio_url"] as const;
@@ -82,14 +78,8 @@ export function selectEncoderTargets(
       `Header "${HEADER_ENCODER_HOSTS_PORTS}" names ${values.length} encoders: at most ${MAX_ENCODERS} are allowed`,
     );
   }
-  const targets: UpstreamTarget[] = [];
-  for (const value of values) {
-    const target = parseEncoderTarget(value);
-    // SSRF: the security branch wires the allowlist here, as
-    // `admitOptionalTarget(allowlist, target, "encoder", {...})`; a refused
-    // encoder is dropped with a log line, never a 403 (base §2.3 step 5).
-    targets.push(target);
-  }
+  // The SSRF allowlist is applied by the caller (`admitOptionalTarget`).
+  const targets = values.map(parseEncoderTarget);
   if (targets.length > 0) {
     log.debug("encoder targets", {
       encoders: targets.map((target) => target.hostPort),
@@ -165,23 +155,32 @@ export function buildEncoderBody(
   });
 }
 
+/** An encoder as the header named it, and the address the allowlist admitted. */
+export interface EncoderEndpoint {
+  /** `host:port` as named, for messages. */
+  readonly hostPort: string;
+  /** `host:port` to dial. */
+  readonly connectHostPort: string;
+}
+
 /** What the encoder stage needs for one request. */
 export interface EncoderStageContext {
   readonly connector: EcConnectorName;
-  readonly encoders: readonly UpstreamTarget[];
+  readonly encoders: readonly EncoderEndpoint[];
   readonly request: GenerationRequest;
   /** Headers of the encoder requests: the client's cleaned for forwarding (auth included). */
   readonly headers: HeaderList;
   readonly requestId: string;
   /** Fires when the client disconnects. */
   readonly signal: AbortSignal;
+  /** The encoder stage's client (`-enable-tls=encoder`). */
   readonly upstream: UpstreamClient;
   readonly log: Logger;
 }
 
 interface EncoderReply {
   readonly index: number;
-  readonly encoder: UpstreamTarget;
+  readonly encoder: EncoderEndpoint;
   readonly reply: WholeResponse;
 }
 
@@ -256,13 +255,13 @@ async function sendItem(
 ): Promise<EncoderReply> {
   const { index } = options;
   // Round-robin, as Go: item i goes to encoder i mod n.
-  const encoder = ctx.encoders[index % ctx.encoders.length] as UpstreamTarget;
+  const encoder = ctx.encoders[index % ctx.encoders.length] as EncoderEndpoint;
   const body = buildEncoderBody(ctx.request, options.item);
   ctx.log.trace("encoder request", { item: index, body });
   let reply: WholeResponse;
   try {
     reply = await ctx.upstream.sendAndRead(
-      httpUrl(encoder.hostPort, PATH_CHAT_COMPLETIONS),
+      ctx.upstream.url(encoder.connectHostPort, PATH_CHAT_COMPLETIONS),
       {
         method: "POST",
         headers: [
@@ -363,7 +362,7 @@ function mergeTransferParams(
 
 function answerObject(
   index: number,
-  encoder: UpstreamTarget,
+  encoder: EncoderEndpoint,
   reply: WholeResponse,
 ): ScannedObject {
   let parsed: unknown;
