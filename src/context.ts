@@ -4,8 +4,9 @@
  * Hono's context (`AppEnv`).
  */
 
+import type { Allowlist } from "./allowlist/allowlist.ts";
 import type { Config } from "./config.ts";
-import type { ConnectorName } from "./flag_table.ts";
+import type { ConnectorName, EcConnectorName } from "./flag_table.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { RequestObservation } from "./observation.ts";
@@ -17,6 +18,8 @@ export interface Deps {
   readonly config: Config;
   readonly log: Logger;
   readonly upstream: UpstreamClient;
+  /** SSRF allowlist for targets named by headers (issue 11); absent admits everything. */
+  readonly allowlist?: Allowlist;
   /** Uniform random number in [0, 1), for prefiller sampling. */
   readonly random?: () => number;
   /** Where the listener's metrics go; none recorded when absent. */
@@ -50,7 +53,7 @@ export interface AccessRecord {
   /** The handler that answered; `passthrough` until a route says otherwise. */
   route: RouteName;
   /** P/D connector that ran, e.g. `nixlv2`. */
-  connector?: ConnectorName;
+  connector?: ConnectorName | EcConnectorName | "";
   /** Prefiller (`host:port`) the prefill leg went to; the last one tried. */
   prefillTarget?: string;
   /** `ProxyError.code` of the sidecar's own error answer, when it gave one. */

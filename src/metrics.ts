@@ -15,11 +15,13 @@ import {
   type MetricValue,
   Registry,
 } from "prom-client";
-import type { ConnectorName } from "./flag_table.ts";
+import type { ConnectorName, EcConnectorName } from "./flag_table.ts";
 
 /** Prefix of every metric name. */
 export const METRIC_PREFIX = "llm_d_sidecar_";
 
+/** A `connector` label value: the P/D or encoder connector that ran. */
+export type MetricConnector = ConnectorName | EcConnectorName;
 /** Which handler answered a request (the access line's `route`). */
 export type MetricRoute = "health" | "passthrough" | "pd";
 /** How a request ended (the access line's `outcome`). */
@@ -56,7 +58,8 @@ export type AbortPhase = "before_response" | "during_response";
 /** What the end of a request tells the metrics. */
 export interface RequestEnd {
   readonly route: MetricRoute;
-  readonly connector: ConnectorName | undefined;
+  /** Undefined or empty off the P/D route: labelled `none`. */
+  readonly connector: MetricConnector | "" | undefined;
   readonly outcome: MetricOutcome;
   readonly seconds: number;
 }
@@ -76,11 +79,11 @@ export interface Metrics {
   /** The answer was sent or the client left. */
   requestEnded(end: RequestEnd): void;
   /** A prefill leg (with its retries) ended after `seconds`. */
-  prefill(connector: ConnectorName, ok: boolean, seconds: number): void;
+  prefill(connector: MetricConnector, ok: boolean, seconds: number): void;
   /** The decoder's answer head arrived `seconds` after the decode leg was sent. */
-  decodeFirstByte(connector: ConnectorName, seconds: number): void;
+  decodeFirstByte(connector: MetricConnector, seconds: number): void;
   /** The decode answer was sent to the client (or the client left), `seconds` after the leg was sent. */
-  decodeEnded(connector: ConnectorName, seconds: number): void;
+  decodeEnded(connector: MetricConnector, seconds: number): void;
   /** The client left. */
   clientAbort(phase: AbortPhase): void;
   /** An upstream request got no response. */
@@ -248,7 +251,7 @@ export function createMetrics(): MetricsRegistry {
       inFlight.dec();
       requests.inc({
         route: end.route,
-        connector: end.connector ?? "none",
+        connector: end.connector || "none",
         outcome: end.outcome,
       });
       requestDuration.observe({ route: end.route }, end.seconds);

@@ -5,7 +5,7 @@ import {
   type MetricsRegistry,
   renderAggregate,
 } from "../src/metrics.ts";
-import { CONNECTOR_NAMES } from "../src/flag_table.ts";
+import { CONNECTOR_NAMES, EC_CONNECTOR_NAMES } from "../src/flag_table.ts";
 import { chatBody, createHarness } from "./support/harness.ts";
 import { closedPort } from "./support/stub_upstream.ts";
 import {
@@ -188,7 +188,7 @@ Deno.test("every metric is prefixed snake_case with its unit, and every label va
   const families = await scrape(metrics);
   const closed: Record<string, readonly string[]> = {
     route: ["health", "passthrough", "pd"],
-    connector: [...CONNECTOR_NAMES, "none"],
+    connector: [...CONNECTOR_NAMES, ...EC_CONNECTOR_NAMES, "none"],
     outcome: ["ok", "error", "client_aborted"],
     leg: ["prefill", "decode"],
     cause: FAILURE_CAUSES,

@@ -6,9 +6,8 @@
 
 import type { MiddlewareHandler } from "hono";
 import type { AccessRecord, AppEnv, ServeBindings } from "../context.ts";
-import type { ConnectorName } from "../flag_table.ts";
 import { type Logger, VERBOSITY_INFO } from "../log.ts";
-import { type Metrics, NO_METRICS } from "../metrics.ts";
+import { type MetricConnector, type Metrics, NO_METRICS } from "../metrics.ts";
 import type { RequestTiming } from "../timing.ts";
 import { NO_TRACING, type Tracing } from "../tracing.ts";
 import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
@@ -34,10 +33,10 @@ function secondsSince(started: number): number {
 /** Observes, once per request, the legs' durations its timing holds. */
 function observeLegs(
   metrics: Metrics,
-  connector: ConnectorName | undefined,
+  connector: MetricConnector | "" | undefined,
   timing: RequestTiming,
 ): void {
-  if (connector === undefined) return;
+  if (!connector) return;
   const { prefillSent, prefillAnswered, decodeSent, decodeAnswered } = timing;
   if (prefillSent !== undefined) {
     const end = prefillAnswered ?? performance.now();

@@ -6,7 +6,9 @@
  * connector pulls from (offloading, nixlv2 with -enable-p2p-pull), whose
  * cached prefix the decoder is asked to pull. Either way the decode goes to the model
  * server of this listener's data-parallel rank, or on rank 0 to the rank the
- * deprecated `x-data-parallel-host-port` header names.
+ * deprecated `x-data-parallel-host-port` header names. Requests naming
+ * encoders (`x-encoder-hosts-ports`, with `-ec-connector`) run the encoder
+ * stage first; chat decodes run in chunks with `-decode-chunk-size`.
  */
 
 import type { Handler } from "hono";
@@ -16,8 +18,14 @@ import type { AppEnv, Deps } from "../context.ts";
 import { createRankSelector } from "../data_parallel.ts";
 import { runObservedPd } from "../observation.ts";
 import type { ApiKind } from "../protocol/api.ts";
-import { HEADER_DATA_PARALLEL_HOST_PORT } from "../protocol/fields.ts";
+import type { Logger } from "../log.ts";
+import {
+  HEADER_DATA_PARALLEL_HOST_PORT,
+  HEADER_ENCODER_HOSTS_PORTS,
+} from "../protocol/fields.ts";
+import { selectEncoderTargets } from "../stages/encoder.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
+import type { UpstreamTarget } from "../upstream/target.ts";
 import {
   clientIpOf,
   passthroughRequest,
@@ -51,6 +59,24 @@ function rankRoutes(deps: Deps): ReadonlyMap<number, RankRoute> {
 function isRankRouted(deps: Deps, headers: HeaderLookup): boolean {
   return deps.config.dataParallelRank === 0 &&
     (headers.get(HEADER_DATA_PARALLEL_HOST_PORT) ?? "") !== "";
+}
+
+/**
+ * The encoders `x-encoder-hosts-ports` names, when the encoder stage is on;
+ * without `-ec-connector` the header is dropped unread, as in Go.
+ */
+function selectEncoders(
+  deps: Deps,
+  headers: HeaderLookup,
+  log: Logger,
+): UpstreamTarget[] {
+  if (deps.config.ecConnector !== "") {
+    return selectEncoderTargets(headers, log);
+  }
+  if (headers.get(HEADER_ENCODER_HOSTS_PORTS) !== null) {
+    log.debug("ignoring encoder header: no -ec-connector configured");
+  }
+  return [];
 }
 
 /** Handler for one generation API. */
@@ -89,6 +115,21 @@ export function createGenerationHandler(
       api,
       path: c.req.path,
     };
+    const encoders = selectEncoders(deps, request.headers, log);
+    if (encoders.length > 0) {
+      access.route = "pd";
+      access.connector = deps.config.ecConnector;
+      if (prefiller !== undefined) access.prefillTarget = prefiller.hostPort;
+      return await runObservedPd(
+        pdRequest.observation,
+        {
+          ...facts,
+          connector: deps.config.ecConnector,
+          ...(prefiller ? { prefillTarget: prefiller.hostPort } : {}),
+        },
+        () => route.pd.encode(encoders, prefiller, pdRequest),
+      );
+    }
     if (prefiller !== undefined) {
       access.route = "pd";
       access.connector = deps.config.connector;
@@ -102,7 +143,7 @@ export function createGenerationHandler(
     // A request the rank-0 header sent to a rank ignores the KV source (delta §2.3).
     const source = isRankRouted(deps, request.headers)
       ? undefined
-      : own.pd.kvSource(request.headers, log);
+      : await own.pd.kvSource(pdRequest);
     if (source !== undefined) {
       access.route = "pd";
       access.connector = deps.config.connector;
@@ -113,6 +154,10 @@ export function createGenerationHandler(
       );
     }
     log.debug("skip disaggregated prefill: no prefiller header");
+    // Chunked decode reads the body; every other decode streams it untouched.
+    if (deps.config.decodeChunkSize > 0 && api === "chat") {
+      return await route.pd.decode(pdRequest);
+    }
     return passthroughRequest(route.deps, c);
   };
 }

@@ -80,6 +80,16 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     workers: 1,
     metricsPort: 0,
     tracing: false,
+    ecConnector: "",
+    decodeChunkSize: 0,
+    // SSRF protection and upstream TLS (issue 11): off.
+    ssrfProtection: false,
+    inferencePool: undefined,
+    allowedPrefillers: [],
+    allowlistSyncTimeoutMs: 30_000,
+    tlsStages: [],
+    insecureSkipVerifyStages: [],
+    caCertPath: "",
     ...overrides,
   };
 }
