@@ -6,6 +6,7 @@
  */
 
 import type { Attributes } from "@opentelemetry/api";
+import type { AccessRecord } from "./context.ts";
 import type { Metrics } from "./metrics.ts";
 import {
   buildServerTiming,
@@ -18,6 +19,8 @@ import { SPAN_REQUEST, type Tracing } from "./tracing.ts";
 /** A request's observation: where its moments go and what records them. */
 export interface RequestObservation {
   readonly timing: RequestTiming;
+  /** The access line's record: the retry loop sets `retries` and `fallback` here. */
+  readonly access: AccessRecord;
   readonly metrics: Metrics;
   readonly tracing: Tracing;
   /** Settles once the answer has been sent or the client has gone. */

@@ -233,3 +233,43 @@ Deno.test("renderAggregate sums the snapshots of several threads' registries", a
   assert.equal(total(families, `${P}prefill_duration_seconds`), 1);
   assert.equal(total(families, `${P}requests_in_flight`), 0);
 });
+
+Deno.test("a client leaving mid-stream counts as an abort during the response, and the stream leaves the in-flight gauges", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({ metrics, config: { verbosity: 0 } });
+  const base = h.listen();
+  const controller = new AbortController();
+  const response = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-prefiller-host-port": h.prefillerHeader,
+      "x-request-id": "left",
+      "x-mock-inter-token-ms": "60000",
+    },
+    body: chatBody({ stream: true }),
+    signal: controller.signal,
+  });
+  const reader = response.body!.getReader();
+  await reader.read();
+  const during = await scrape(metrics);
+  assert.equal(total(during, `${P}streams_in_flight`), 1);
+  assert.equal(total(during, `${P}requests_in_flight`), 1);
+  controller.abort();
+  await reader.cancel().catch(() => {});
+  // The access line is written after the request's metrics are recorded.
+  await h.nextLog((line) =>
+    line.msg === "request handled" && line.request_id === "left"
+  );
+  const after = await scrape(metrics);
+  assert.equal(
+    total(after, `${P}client_aborts_total`, { phase: "during_response" }),
+    1,
+  );
+  assert.equal(total(after, `${P}streams_in_flight`), 0);
+  assert.equal(total(after, `${P}requests_in_flight`), 0);
+  assert.equal(
+    total(after, `${P}requests_total`, { outcome: "client_aborted" }),
+    1,
+  );
+});

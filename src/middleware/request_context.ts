@@ -77,7 +77,7 @@ export function requestContext(
     c.set("requestId", requestId);
     c.set("log", requestLog);
     c.set("access", access);
-    c.set("observation", { timing, metrics, tracing, completed });
+    c.set("observation", { timing, access, metrics, tracing, completed });
     metrics.requestStarted();
     // Hono's onError has rendered any error into c.res by now.
     await next();
