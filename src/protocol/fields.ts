@@ -53,7 +53,9 @@ export const FIELD_MAX_TOKENS = "max_tokens";
 export const FIELD_MAX_COMPLETION_TOKENS = "max_completion_tokens";
 /** Token limit of the Responses API. */
 export const FIELD_MAX_OUTPUT_TOKENS = "max_output_tokens";
-/** Lower token bound of vLLM's completions and chat APIs. */
+/** The generate API's member holding its sampling options, token limits included. */
+export const FIELD_SAMPLING_PARAMS = "sampling_params";
+/** Lower token bound of vLLM's completions, chat and generate APIs. */
 export const FIELD_MIN_TOKENS = "min_tokens";
 /** Generated choices of an OpenAI answer or stream chunk. */
 export const FIELD_CHOICES = "choices";
@@ -89,5 +91,9 @@ export const PATH_CHAT_COMPLETIONS = "/v1/chat/completions";
 export const PATH_COMPLETIONS = "/v1/completions";
 /** Path of the Responses API. */
 export const PATH_RESPONSES = "/v1/responses";
+/** Path of Anthropic's Messages API, as vLLM serves it. */
+export const PATH_MESSAGES = "/v1/messages";
+/** Path of vLLM's token-in generate API. */
+export const PATH_GENERATE = "/inference/v1/generate";
 /** Liveness path answered by the sidecar itself. */
 export const PATH_HEALTH = "/health";
