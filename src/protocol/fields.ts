@@ -57,6 +57,21 @@ export const FIELD_MAX_OUTPUT_TOKENS = "max_output_tokens";
 export const FIELD_SAMPLING_PARAMS = "sampling_params";
 /** Lower token bound of vLLM's completions, chat and generate APIs. */
 export const FIELD_MIN_TOKENS = "min_tokens";
+/** Token counts of an answer (vLLM's `UsageInfo`). */
+export const FIELD_USAGE = "usage";
+/** `usage` member detailing the prompt tokens; null unless vLLM runs with `--enable-prompt-tokens-details`. */
+export const FIELD_PROMPT_TOKENS_DETAILS = "prompt_tokens_details";
+/** Prompt tokens found in the prefix cache. */
+export const FIELD_CACHED_TOKENS = "cached_tokens";
+/**
+ * `kv_transfer_params` keys carrying the prefiller's cached-token count to
+ * the decoder, which then reports it itself (vLLM PR #54222 and its
+ * forerunners #46357, #46898, which read both spellings).
+ */
+export const REMOTE_CACHED_TOKENS_KEYS: readonly string[] = [
+  "remote_num_cached_tokens",
+  "remote_cached_tokens",
+];
 /** Generated choices of an OpenAI answer or stream chunk. */
 export const FIELD_CHOICES = "choices";
 /** Why a choice ended; `cache_threshold` asks for a prefill (vLLM RFC #24256). */
