@@ -458,6 +458,13 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "enable-prefiller-sampling  false       default",
       "v                          1           flag -zap-log-level",
       "workers                    1           default",
+      "enable-ssrf-protection     false       default",
+      "inference-pool             null        default",
+      "allowed-prefillers         []          default",
+      "allowlist-sync-timeout-ms  30000       default",
+      "enable-tls                 []          default",
+      "tls-insecure-skip-verify   []          default",
+      'ca-cert                    ""          default',
       "",
     ].join("\n"),
   );

@@ -5,6 +5,10 @@
  * configured connector with the legs' shared headers and transports.
  */
 
+import {
+  admitOptionalTarget,
+  admitPrefillTarget,
+} from "../allowlist/allowlist.ts";
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
 import { errorMessage } from "../errors.ts";
@@ -24,11 +28,7 @@ import {
   type HeaderSource,
 } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
-import {
-  httpUrl,
-  parseTarget,
-  type UpstreamTarget,
-} from "../upstream/target.ts";
+import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
 import { buildSourceDecodeBody } from "./p2p_source.ts";
@@ -56,8 +56,11 @@ export interface PdRunner {
   select(headers: HeaderSource): UpstreamTarget | undefined;
   /** Parses the body and runs the connector's protocol against `prefiller`. */
   run(prefiller: UpstreamTarget, request: PdRequest): Promise<Response>;
-  /** The KV-source peer the headers name, when the connector pulls from one; never throws. */
-  kvSource(headers: HeaderLookup, log: Logger): UpstreamTarget | undefined;
+  /**
+   * The KV-source peer the request's headers name, when the connector pulls from one and the
+   * SSRF allowlist admits it; never throws.
+   */
+  kvSource(request: PdRequest): Promise<UpstreamTarget | undefined>;
   /** Decodes without prefill, the decoder pulling cached prefix KV from `source`. */
   decodeFromSource(
     source: UpstreamTarget,
@@ -106,17 +109,43 @@ export function selectKvSource(
   }
 }
 
+/**
+ * The KV source of `request` ({@linkcode selectKvSource}), dropped when the SSRF allowlist
+ * denies it (issue 11; delta §2.3 step 4c: never a 403). The decoder dials the source, not the
+ * sidecar, so an admitted one is passed on as named.
+ */
+async function admitKvSource(
+  deps: Deps,
+  request: PdRequest,
+  options: { readonly enabled: boolean; readonly log: Logger },
+): Promise<UpstreamTarget | undefined> {
+  const source = selectKvSource(request.headers, options);
+  if (source === undefined || deps.allowlist === undefined) return source;
+  const admitted = await admitOptionalTarget(
+    deps.allowlist,
+    source,
+    "KV cache source",
+    {
+      log: options.log,
+      clientIp: request.clientIp,
+      userAgent: request.headers.get("user-agent"),
+      path: request.pathAndQuery,
+    },
+  );
+  return admitted === undefined ? undefined : source;
+}
+
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
   const connector = createConnector(deps.config);
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
-  const kvSource = (headers: HeaderLookup, log: Logger) =>
-    selectKvSource(headers, { enabled: connector.pullsKvSource, log });
+  const kvSource = (request: PdRequest, log: Logger) =>
+    admitKvSource(deps, request, { enabled: connector.pullsKvSource, log });
   return {
     select: (headers) => selectPrefillTarget(headers, options),
-    kvSource,
+    kvSource: (request) => kvSource(request, request.log),
     async decodeFromSource(source, request) {
       const { log, signal, pathAndQuery } = request;
       const parsed = parseGenerationRequest(await request.readBody());
@@ -136,6 +165,19 @@ export function createPdRunner(deps: Deps): PdRunner {
     },
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
+      // SSRF allowlist (issue 11): a denied target is a 403 before the body is
+      // read; an admitted one is dialled at the address that was checked.
+      const prefillHostPort = deps.allowlist === undefined
+        ? prefiller.hostPort
+        : await admitPrefillTarget(deps.allowlist, prefiller, {
+          log,
+          clientIp: request.clientIp,
+          userAgent: request.headers.get("user-agent"),
+          path: pathAndQuery,
+        });
+      const prefillUpstream = deps.upstream.stage("prefiller");
+      const legLog = log.child({ prefiller: prefiller.hostPort });
+      const source = await kvSource(request, legLog);
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
       log.debug("using P/D protocol", {
@@ -143,13 +185,12 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      const legLog = log.child({ prefiller: prefiller.hostPort });
       return await connector.run({
         api: request.api,
         pathAndQuery,
         request: parsed,
         prefiller,
-        prefillUrl: httpUrl(prefiller.hostPort, pathAndQuery),
+        prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
         decoder,
         decode: (leg: DecodeLeg) => {
           ensureClientPresent(signal);
@@ -164,10 +205,10 @@ export function createPdRunner(deps: Deps): PdRunner {
           });
         },
         headers: legHeaders(request),
-        kvSource: kvSource(request.headers, legLog),
+        kvSource: source,
         signal,
         log: legLog,
-        upstream: deps.upstream,
+        upstream: prefillUpstream,
         random,
       });
     },
