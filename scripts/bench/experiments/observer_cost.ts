@@ -123,7 +123,7 @@ const OBSERVERS: Readonly<
   pull: observeByPull,
   transform: observeByTransform,
   // The cached-tokens rewrite of a stream that asked for usage.
-  usage_rewrite: (body) => rewriteEvents(body, 0),
+  "usage-rewrite": (body) => rewriteEvents(body, 0),
 };
 
 /**
@@ -389,7 +389,7 @@ if (import.meta.main) {
       variant: { type: "string", default: "none" },
       variants: {
         type: "string",
-        default: "none,transform,pull,usage_rewrite",
+        default: "none,transform,pull,usage-rewrite",
       },
       streams: { type: "string", default: "500" },
       step: { type: "string", default: "50" },
