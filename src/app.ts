@@ -9,13 +9,11 @@ import type { Context } from "hono";
 import type { AppEnv, Deps } from "./context.ts";
 import { reportError, toErrorResponse } from "./errors.ts";
 import { requestContext } from "./middleware/request_context.ts";
-import { API_PATHS, type ApiKind } from "./protocol/api.ts";
+import { API_KINDS, API_PATHS, usesAnthropicErrors } from "./protocol/api.ts";
 import { PATH_HEALTH } from "./protocol/fields.ts";
 import { createGenerationHandler } from "./routes/generation.ts";
 import { health } from "./routes/health.ts";
 import { createPassthroughHandler } from "./routes/passthrough.ts";
-
-const APIS: readonly ApiKind[] = ["chat", "completions", "responses"];
 
 function renderError(error: Error, c: Context<AppEnv>): Response {
   const answered = reportError(error, c.get("log"), {
@@ -23,7 +21,10 @@ function renderError(error: Error, c: Context<AppEnv>): Response {
     path: c.req.path,
   });
   c.get("access").errorCode = answered.code;
-  return toErrorResponse(answered);
+  return toErrorResponse(
+    answered,
+    usesAnthropicErrors(c.req.path) ? "anthropic" : "vllm",
+  );
 }
 
 /** Builds the sidecar app from its dependencies. */
@@ -36,7 +37,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     }),
   );
   app.get(PATH_HEALTH, health);
-  for (const api of APIS) {
+  for (const api of API_KINDS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));
   }
   app.all("*", createPassthroughHandler(deps));

@@ -121,15 +121,51 @@ export function buildErrorBody(error: ProxyError): { error: VllmErrorInfo } {
   };
 }
 
+/** The error body of Anthropic's Messages API, which its clients parse. */
+export interface AnthropicErrorBody {
+  readonly type: "error";
+  readonly error: { readonly type: string; readonly message: string };
+}
+
+/**
+ * Anthropic's error type for a status (its API's documented types), so an
+ * Anthropic client that switches on the type understands the sidecar.
+ */
+function anthropicErrorType(status: ErrorStatus): string {
+  if (status === 404) return "not_found_error";
+  if (status === 504) return "timeout_error";
+  if (status === 503) return "overloaded_error";
+  return status < 500 ? "invalid_request_error" : "api_error";
+}
+
+/** Builds Anthropic's error body for a status and message. */
+export function buildAnthropicErrorBody(
+  error: ProxyError,
+): AnthropicErrorBody {
+  return {
+    type: "error",
+    error: { type: anthropicErrorType(error.status), message: error.message },
+  };
+}
+
+/** Which error body a route's clients read: vLLM's (OpenAI's) or Anthropic's. */
+export type ErrorShape = "vllm" | "anthropic";
+
 const encoder = new TextEncoder();
 
 /**
- * Renders a `ProxyError` as its prepared response or vLLM's JSON error body,
- * with its length stated so the access line can report it.
+ * Renders a `ProxyError` as its prepared response or a JSON error body in
+ * `shape`, with its length stated so the access line can report it.
  */
-export function toErrorResponse(error: ProxyError): Response {
+export function toErrorResponse(
+  error: ProxyError,
+  shape: ErrorShape = "vllm",
+): Response {
   if (error.response) return error.response;
-  const body = encoder.encode(JSON.stringify(buildErrorBody(error)));
+  const payload = shape === "anthropic"
+    ? buildAnthropicErrorBody(error)
+    : buildErrorBody(error);
+  const body = encoder.encode(JSON.stringify(payload));
   return new Response(body, {
     status: error.status,
     headers: {

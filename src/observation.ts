@@ -38,9 +38,10 @@ export interface PdSpanFacts {
   readonly kvCacheSource?: string;
 }
 
-// The Go sidecar's `llm_d.openai.api` values.
+// The Go sidecar's `llm_d.openai.api` values; it reports /v1/messages as chat (delta §9.2).
 const OPENAI_API_NAMES: Readonly<Record<string, string>> = {
   chat: "chat_completions",
+  messages: "chat_completions",
 };
 
 function spanAttributes(facts: PdSpanFacts): Attributes {
