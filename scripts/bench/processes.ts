@@ -283,6 +283,10 @@ export function sidecarArgs(
     `-vllm-port=${decoderPort}`,
     "-listen-host=127.0.0.1",
     "-secure-proxy=false",
+    // A port of its own for each run: the default 9090 may be taken.
+    ...(flags.some((flag) => flag.includes("metrics-port"))
+      ? []
+      : [`-metrics-port=${freePort()}`]),
     ...flags,
   ];
 }
