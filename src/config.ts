@@ -92,6 +92,8 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  /** `-max-request-body-bytes` (not in the Go sidecar): a larger request body is answered 413. */
+  readonly maxRequestBodyBytes: number;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -188,6 +190,9 @@ function resolveConfig(
     enablePrefillerSampling: sampling.value,
     verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    maxRequestBodyBytes: parseBodyLimit(
+      values["max-request-body-bytes"] ?? defaultOf("max-request-body-bytes"),
+    ),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -264,6 +269,17 @@ function parseWorkers(count: number): number {
     );
   }
   return count;
+}
+
+function parseBodyLimit(bytes: number): number {
+  if (bytes < 1 || !Number.isSafeInteger(bytes)) {
+    throw invalidValue(
+      "max-request-body-bytes",
+      String(bytes),
+      "a number of bytes greater than 0",
+    );
+  }
+  return bytes;
 }
 
 /** `text` if it is one of `choices`; a ConfigError naming them otherwise. */
@@ -415,5 +431,6 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    max_request_body_bytes: config.maxRequestBodyBytes,
   };
 }

@@ -11,6 +11,7 @@ import type { Logger } from "./log.ts";
 export type ErrorStatus =
   | 400
   | 404
+  | 413
   | 431
   | 499
   | 500
@@ -52,6 +53,7 @@ export interface ProxyErrorOptions {
 const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   400: "BadRequestError",
   404: "NotFoundError",
+  413: "RequestEntityTooLarge",
   431: "RequestHeaderFieldsTooLarge",
   // nginx's status for a client that closed the connection; only logs see it.
   499: "ClientClosedRequest",
@@ -67,6 +69,7 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
 const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   400: "invalid_request",
   404: "not_found",
+  413: "request_body_too_large",
   431: "headers_too_large",
   499: "client_disconnected",
   500: "internal_error",

@@ -29,6 +29,7 @@ const DEFAULTS: Config = {
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
+  maxRequestBodyBytes: 33554432,
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -659,6 +660,7 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     enable_prefiller_sampling: true,
     verbosity: 4,
     workers: 3,
+    max_request_body_bytes: 33554432,
   });
   assert.equal(
     JSON.stringify(describeConfig(DEFAULTS)).includes("undefined"),

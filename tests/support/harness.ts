@@ -75,6 +75,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
+    maxRequestBodyBytes: 33554432,
     ...overrides,
   };
 }
