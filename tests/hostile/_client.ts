@@ -23,6 +23,11 @@ export interface SendBodyOptions {
   readonly chunkBytes?: number;
   /** Deadline of the whole exchange; 30 s by default. */
   readonly ms?: number;
+  /**
+   * Stop writing after this many body bytes until the head of an answer was
+   * read (a decoder answering before the body is in), then go on.
+   */
+  readonly pauseAt?: number;
   /** Byte the body is made of; a JSON-looking prefix is not needed to pass the limit. */
   readonly fill?: number;
 }
@@ -74,11 +79,13 @@ export async function sendBody(options: SendBodyOptions): Promise<SentBody> {
     ])
     : chunk;
   let answered = false;
+  const answerHead = Promise.withResolvers<void>();
   let written = 0;
   const deadline = Date.now() + (options.ms ?? 30_000);
   const writing = (async () => {
     await writeAll(conn, head(options));
     while (!answered && written < options.bodyBytes && Date.now() < deadline) {
+      if (written === options.pauseAt) await answerHead.promise;
       const size = Math.min(chunkBytes, options.bodyBytes - written);
       await writeAll(
         conn,
@@ -117,6 +124,11 @@ export async function sendBody(options: SendBodyOptions): Promise<SentBody> {
           break;
         }
         parts.push(buffer.slice(0, read));
+        if (
+          parts.map((part) => latin1.decode(part)).join("").includes("\r\n\r\n")
+        ) {
+          answerHead.resolve();
+        }
         total += read;
         const bytes = new Uint8Array(total);
         let offset = 0;
@@ -132,6 +144,7 @@ export async function sendBody(options: SendBodyOptions): Promise<SentBody> {
     } finally {
       clearTimeout(timer);
       answered = true;
+      answerHead.resolve();
     }
   })();
   const response = await reading;

@@ -140,6 +140,7 @@ Deno.test(
       path: "/tokenize",
       bodyBytes: OVERSIZED,
       chunked: true,
+      pauseAt: 4 * WRITE,
       ms: 10_000,
     });
     // The 200 went out before the limit was passed; its body never ends.
