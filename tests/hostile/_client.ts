@@ -24,10 +24,12 @@ export interface SendBodyOptions {
   /** Deadline of the whole exchange; 30 s by default. */
   readonly ms?: number;
   /**
-   * Stop writing after this many body bytes until the head of an answer was
-   * read (a decoder answering before the body is in), then go on.
+   * Stop writing after this many body bytes until `resumeWhen` settles, by
+   * default until the head of an answer was read (a decoder answering before
+   * the body is in), then go on.
    */
   readonly pauseAt?: number;
+  readonly resumeWhen?: Promise<unknown>;
   /** Byte the body is made of; a JSON-looking prefix is not needed to pass the limit. */
   readonly fill?: number;
 }
@@ -85,7 +87,9 @@ export async function sendBody(options: SendBodyOptions): Promise<SentBody> {
   const writing = (async () => {
     await writeAll(conn, head(options));
     while (!answered && written < options.bodyBytes && Date.now() < deadline) {
-      if (written === options.pauseAt) await answerHead.promise;
+      if (written === options.pauseAt) {
+        await (options.resumeWhen ?? answerHead.promise);
+      }
       const size = Math.min(chunkBytes, options.bodyBytes - written);
       await writeAll(
         conn,

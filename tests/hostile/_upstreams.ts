@@ -97,6 +97,8 @@ export interface RequestTiming {
 export interface TimingUpstream extends AsyncDisposable {
   readonly port: number;
   readonly timings: RequestTiming[];
+  /** Resolves when the first request head arrived. */
+  readonly firstHead: Promise<void>;
 }
 
 function indexOf(bytes: Uint8Array, text: string, from = 0): number {
@@ -133,6 +135,7 @@ const ANSWER = encoder.encode(
  */
 export function startTimingUpstream(): TimingUpstream {
   const timings: RequestTiming[] = [];
+  const firstHead = Promise.withResolvers<void>();
   const server = startScriptedServer(async (conn) => {
     const buffer = new Uint8Array(256 * 1024);
     let pending = new Uint8Array(0);
@@ -149,6 +152,7 @@ export function startTimingUpstream(): TimingUpstream {
         const headEnd = indexOf(pending, "\r\n\r\n");
         if (headEnd === -1) break;
         headAt ??= now;
+        firstHead.resolve();
         const head = latin1.decode(pending.subarray(0, headEnd)).toLowerCase();
         const chunked = /transfer-encoding:\s*chunked/.test(head);
         const length = Number(/content-length:\s*(\d+)/.exec(head)?.[1] ?? 0);
@@ -171,6 +175,7 @@ export function startTimingUpstream(): TimingUpstream {
   return {
     port: server.port,
     timings,
+    firstHead: firstHead.promise,
     [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
   };
 }
