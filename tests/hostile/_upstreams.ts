@@ -187,12 +187,15 @@ export interface CountingRelay extends AsyncDisposable {
   open(): number;
   /** Connections accepted so far. */
   accepted(): number;
+  /** Resolves once no connection is open (at once if none is). */
+  idle(): Promise<void>;
 }
 
 /** Relays loopback port `targetPort`, counting the connections that pass. */
 export function startCountingRelay(targetPort: number): CountingRelay {
   let open = 0;
   let accepted = 0;
+  const idleWaiters: (() => void)[] = [];
   const pairs: Deno.Conn[] = [];
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const relays: Promise<void>[] = [];
@@ -219,6 +222,7 @@ export function startCountingRelay(targetPort: number): CountingRelay {
       closeQuietly(client);
       if (target) closeQuietly(target);
       open--;
+      if (open === 0) { for (const wake of idleWaiters.splice(0)) wake(); }
     }
   }
   const accepting = (async () => {
@@ -228,6 +232,10 @@ export function startCountingRelay(targetPort: number): CountingRelay {
     port: listener.addr.port,
     open: () => open,
     accepted: () => accepted,
+    idle() {
+      if (open === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
     async [Symbol.asyncDispose]() {
       listener.close();
       for (const conn of pairs) closeQuietly(conn);
