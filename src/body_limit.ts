@@ -32,13 +32,23 @@ export function bodyTooLarge(limit: number, cause?: unknown): ProxyError {
 /**
  * The body length the client declared, or undefined for a chunked body or
  * none. The runtime's HTTP engine has already refused a malformed or
- * conflicting `Content-Length`, so the value is a plain number here.
+ * conflicting `Content-Length`; it lets equal repeated values through as one
+ * (RFC 9112 §6.3), which `Headers` joins with commas.
  */
 export function declaredLength(headers: HeaderLookup): number | undefined {
   const text = headers.get("content-length");
   if (text === null || text === undefined) return undefined;
-  const length = Number(text);
-  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+  const lengths = new Set(text.split(",").map((part) => Number(part.trim())));
+  const [length] = lengths;
+  return lengths.size === 1 && length !== undefined &&
+      Number.isSafeInteger(length) && length >= 0
+    ? length
+    : undefined;
+}
+
+/** Whether the request came with chunked framing (HTTP/1.1 `Transfer-Encoding`). */
+export function isChunked(headers: HeaderLookup): boolean {
+  return /\bchunked\b/i.test(headers.get("transfer-encoding") ?? "");
 }
 
 /** Throws the 413 when the declared length is over `limit`; reads nothing. */
@@ -62,7 +72,10 @@ export function requestBodyLimit(limit: number): MiddlewareHandler<AppEnv> {
   };
 }
 
-function concatChunks(chunks: readonly Uint8Array[], total: number) {
+function concatChunks(
+  chunks: readonly Uint8Array[],
+  total: number,
+): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(total);
   let offset = 0;
   for (const chunk of chunks) {
@@ -80,7 +93,7 @@ function concatChunks(chunks: readonly Uint8Array[], total: number) {
 export async function readBodyBytes(
   body: ReadableStream<Uint8Array> | null,
   limit: number,
-): Promise<Uint8Array> {
+): Promise<Uint8Array<ArrayBuffer>> {
   if (body === null) return new Uint8Array(0);
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];
@@ -95,9 +108,7 @@ export async function readBodyBytes(
     }
     chunks.push(value);
   }
-  return chunks.length === 1 && chunks[0] !== undefined
-    ? chunks[0]
-    : concatChunks(chunks, total);
+  return concatChunks(chunks, total);
 }
 
 const utf8 = new TextDecoder();

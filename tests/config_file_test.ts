@@ -458,6 +458,7 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "enable-prefiller-sampling  false       default",
       "v                          1           flag -zap-log-level",
       "workers                    1           default",
+      "max-request-body-bytes     33554432    default",
       "",
     ].join("\n"),
   );

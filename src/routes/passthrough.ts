@@ -12,7 +12,9 @@ import {
   bodyTooLarge,
   declaredLength,
   ensureDeclaredWithin,
+  isChunked,
   limitBodyStream,
+  readBodyBytes,
 } from "../body_limit.ts";
 import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
@@ -64,8 +66,12 @@ async function outgoingBody(
   }
   // The engine delivers no more than a declared length, which is within the limit.
   if (length !== undefined) return { body: request.body };
-  const limited = limitBodyStream(request.body, limit);
-  return { body: limited.stream, exceeded: limited.exceeded };
+  if (isChunked(request.headers)) {
+    const limited = limitBodyStream(request.body, limit);
+    return { body: limited.stream, exceeded: limited.exceeded };
+  }
+  // Neither length nor chunked framing (HTTP/2 without Content-Length): read whole, up to the limit.
+  return { body: await readBodyBytes(request.body, limit) };
 }
 
 /**
