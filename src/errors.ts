@@ -10,6 +10,7 @@ import type { Logger } from "./log.ts";
 /** HTTP statuses the sidecar produces for its own errors. */
 export type ErrorStatus =
   | 400
+  | 403
   | 404
   | 413
   | 431
@@ -52,6 +53,7 @@ export interface ProxyErrorOptions {
 // The Go sidecar's type names, which clients may already match on.
 const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   400: "BadRequestError",
+  403: "Forbidden",
   404: "NotFoundError",
   413: "RequestEntityTooLarge",
   431: "RequestHeaderFieldsTooLarge",
@@ -68,6 +70,7 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
 // Codes for errors nobody gave a more precise one; never renamed once shipped.
 const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   400: "invalid_request",
+  403: "forbidden",
   404: "not_found",
   413: "request_body_too_large",
   431: "headers_too_large",
