@@ -6,6 +6,7 @@
 
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { requestBodyLimit } from "./body_limit.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { reportError, toErrorResponse } from "./errors.ts";
 import { requestContext } from "./middleware/request_context.ts";
@@ -31,6 +32,7 @@ function renderError(error: Error, c: Context<AppEnv>): Response {
 export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use(requestContext(deps.log));
+  app.use(requestBodyLimit(deps.config.maxRequestBodyBytes));
   app.get(PATH_HEALTH, health);
   for (const api of API_KINDS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));
