@@ -22,11 +22,11 @@ export interface PostOptions {
   readonly keepBody: boolean;
 }
 
-/** A keep-alive agent without a socket limit. */
-export function createAgent(): http.Agent {
+/** A keep-alive agent, without a socket limit unless `maxSockets` (per host) is given. */
+export function createAgent(maxSockets = Infinity): http.Agent {
   return new http.Agent({
     keepAlive: true,
-    maxSockets: Infinity,
+    maxSockets,
     maxFreeSockets: 4096,
   });
 }

@@ -99,13 +99,11 @@ function proxyArgs(
 }
 
 function variants(): Variant[] {
-  const list: Variant[] = ["serve", "wire"].map((engine) => ({
-    name: engine === "serve"
-      ? "sidecar (main.ts)"
-      : "sidecar -engine=wire (main.ts)",
+  const list: Variant[] = [{
+    name: "sidecar (main.ts)",
     ready: "sidecar-log",
-    args: (decoder, port) => sidecarArgs(port, decoder, [`-engine=${engine}`]),
-  }));
+    args: (decoder, port) => sidecarArgs(port, decoder, []),
+  }];
   for (const client of CLIENT_NAMES) {
     list.push({
       name: `hono + ${client}`,
