@@ -9,8 +9,9 @@ import {
   type Config,
   ConfigError,
   describeConfig,
+  type Env,
+  ENV_VARS,
   parseCommandLine,
-  PREFILLER_SAMPLING_ENV,
 } from "./src/config.ts";
 import { isConnectorImplemented } from "./src/connectors/mod.ts";
 import { errorMessage } from "./src/errors.ts";
@@ -179,7 +180,7 @@ async function run(
   try {
     listener = startListener({ config, tls, log });
   } catch (error) {
-    log.error(`Cannot listen on port ${config.port}: ${errorMessage(error)}`);
+    log.error(errorMessage(error));
     return 1;
   }
   try {
@@ -206,7 +207,7 @@ async function run(
 /** Runs the sidecar with `args`; resolves with the process exit code. */
 export async function main(
   args: readonly string[],
-  env: Readonly<Record<string, string | undefined>>,
+  env: Env,
 ): Promise<number> {
   let commandLine;
   try {
@@ -227,8 +228,9 @@ if ("WorkerGlobalScope" in globalThis) {
   // A listener thread: import.meta.main is true in workers too.
   runListenerThread(globalThis as unknown as ListenerScope);
 } else if (import.meta.main) {
-  const env = {
-    [PREFILLER_SAMPLING_ENV]: Deno.env.get(PREFILLER_SAMPLING_ENV),
-  };
+  // Only the variables the sidecar knows: the shipped permissions allow no other.
+  const env = Object.fromEntries(
+    ENV_VARS.map((name) => [name, Deno.env.get(name)]),
+  );
   Deno.exit(await main(Deno.args, env));
 }

@@ -7,17 +7,19 @@
  * (a fact of the machine, reported in one line), 1 any other failure.
  */
 
+import { ENV_VARS } from "../src/flag_table.ts";
+
 /** Where the executable is written. */
 export const OUTPUT = "bin/llm-d-routing-sidecar";
 
 /**
  * Run-time permissions baked into the executable: network, the certificate
- * directory, and the one environment variable the sidecar reads.
+ * directory, and the environment variables the sidecar reads.
  */
 export const RUNTIME_PERMISSIONS = [
   "--allow-net",
   "--allow-read",
-  "--allow-env=ENABLE_PREFILLER_SAMPLING",
+  `--allow-env=${ENV_VARS.join(",")}`,
 ];
 
 /**

@@ -5,8 +5,7 @@
  * vLLM prefiller and decoder and the sidecar (the real `main.ts`, as its own
  * process) on free loopback ports, sends one non-streaming and one streaming
  * request with the prefiller header, then prints what each process saw.
- * `--keep-running` leaves everything up for curl until Ctrl-C; `--engine wire`
- * runs the sidecar with `-engine=wire`.
+ * `--keep-running` leaves everything up for curl until Ctrl-C.
  */
 
 import { parseArgs } from "node:util";
@@ -71,11 +70,10 @@ function sidecarLine(text: string): string {
 async function startSidecar(
   port: number,
   decoder: MockVllm,
-  engine: string,
 ): Promise<Deno.ChildProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
   const { cmd, args } = sidecarCommand(
-    sidecarArgs(port, decoder.port, ["-v=4", `-engine=${engine}`], main),
+    sidecarArgs(port, decoder.port, ["-v=4"], main),
   );
   const child = new Deno.Command(cmd, {
     args,
@@ -181,7 +179,6 @@ async function main(): Promise<number> {
     args: Deno.args,
     options: {
       "keep-running": { type: "boolean" },
-      engine: { type: "string", default: "serve" },
     },
   });
   await using prefiller = await createMockVllm({
@@ -196,7 +193,7 @@ async function main(): Promise<number> {
     log: (text) => record("decoder", withoutName(text)),
   });
   const port = freePort();
-  const sidecar = await startSidecar(port, decoder, values.engine);
+  const sidecar = await startSidecar(port, decoder);
   const base = `http://127.0.0.1:${port}`;
   console.log(
     `prefiller (mock vLLM) ${prefiller.url}\ndecoder   (mock vLLM) ${decoder.url}\nsidecar               ${base}`,

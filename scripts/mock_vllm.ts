@@ -3,24 +3,50 @@
  * a demo: `deno task mock --port 8200 --name decoder`. Log lines go to
  * stderr in vLLM's format; SIGINT/SIGTERM close it cleanly.
  *
+ * `--kv-connector` picks the one KV protocol the engine speaks, as vLLM's
+ * `--kv-transfer-config` does (a real engine does not guess it from
+ * requests). Two processes P/D pair, e.g. SGLang:
+ * `--kv-connector sglang --kv-role kv_producer --port 8100` and
+ * `--kv-connector sglang --kv-role kv_consumer --port 8200`, with the
+ * sidecar's bootstrap port set to the prefiller's side-channel port (8100).
+ * LMCache or shared storage across processes: give the decoder
+ * `--kv-store-url http://127.0.0.1:8100` (the prefiller's side channel).
+ *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { createMockVllm, type MockVllmOptions } from "./mock_vllm/mod.ts";
+import {
+  createMockVllm,
+  KV_CONNECTOR_NAMES,
+  KV_ROLES,
+  type MockVllmOptions,
+} from "./mock_vllm/mod.ts";
 
 /** `--help` text. */
 export const USAGE =
   `Usage: deno run --allow-net --allow-env [--allow-read] scripts/mock_vllm.ts [flags]
 
-Mock vLLM server (OpenAI API + NIXL-style P/D KV hand-off) for tests and demos.
+Mock vLLM server (OpenAI, Anthropic Messages and generate APIs, plus the P/D KV
+hand-off of every llm-d connector) for tests and demos.
 
 Flags:
   --port N                       port to listen on (default 8000; 0 = ephemeral)
   --host HOST                    address to bind (default 127.0.0.1)
   --name NAME                    label for log lines, e.g. prefiller or decoder (default vllm)
   --model NAME                   served model (default Qwen/Qwen3-0.6B)
-  --engine-id ID                 NIXL engine id (default a random uuid)
+  --engine-id ID                 NIXL/Mooncake engine id (default a random uuid)
+  --kv-connector NAME            KV protocol spoken: nixlv2 | nixl | lmcache | sglang |
+                                 shared-storage | mooncake | offloading (default nixlv2)
+  --kv-role ROLE                 kv_producer | kv_consumer | kv_both (default kv_both); sglang:
+                                 prefill / decode server; lmcache, shared-storage: consumers
+                                 do not store
+  --kv-store-url URL             side channel of the mock whose KV store lmcache and
+                                 shared-storage use (default: this mock's own)
+  --kv-wait-timeout-ms MS        how long one side of a concurrent exchange (sglang,
+                                 mooncake, offloading) waits for the other (default 10000)
+  --data-parallel-size N         ranks X-Data-Parallel-Rank may name; mooncake /query lists
+                                 one engine id per rank (default 1)
   --ttft-ms MS                   time to first token (default 0)
   --inter-token-ms MS            inter-token latency (default 0)
   --kv-transfer-ms MS            replaces TTFT on a decode that pulled KV (default 0)
@@ -32,11 +58,14 @@ Flags:
   --enable-request-id-headers    echo X-Request-Id response headers
   --enable-prompt-tokens-details report usage.prompt_tokens_details
   --side-channel-host HOST       host advertised as remote_host (env VLLM_NIXL_SIDE_CHANNEL_HOST)
-  --side-channel-port N          serve the KV side channel on its own port (env VLLM_NIXL_SIDE_CHANNEL_PORT)
+  --side-channel-port N          serve the KV side channel on its own port (env
+                                 VLLM_NIXL_SIDE_CHANNEL_PORT); it is also the SGLang and
+                                 Mooncake bootstrap port and the offloading P2P port
   --tls-cert FILE --tls-key FILE serve HTTPS (needs --allow-read)
   -h, --help                     show this help
 
-Runtime knobs can also be changed with POST /admin/config.
+Runtime knobs can also be changed with POST /admin/config (latencies, failure
+injection, kvLeaseMs, kvLoadFailurePolicy, kvWaitTimeoutMs, ...).
 `;
 
 /** Bad command-line input; the CLI prints it and exits 2. */
@@ -65,6 +94,8 @@ const NUMBER_FLAGS = {
   "failure-status": "failureStatus",
   "output-tokens": "outputTokens",
   "side-channel-port": "sideChannelPort",
+  "kv-wait-timeout-ms": "kvWaitTimeoutMs",
+  "data-parallel-size": "dataParallelSize",
 } as const;
 
 const STRING_FLAGS = {
@@ -73,6 +104,17 @@ const STRING_FLAGS = {
   "model": "model",
   "engine-id": "engineId",
   "side-channel-host": "sideChannelHost",
+  "kv-store-url": "kvStoreUrl",
+} as const;
+
+/** Flags whose value must be one of a fixed list. */
+const CHOICE_FLAGS = {
+  "kv-load-failure-policy": {
+    key: "kvLoadFailurePolicy",
+    choices: ["fail", "recompute"],
+  },
+  "kv-connector": { key: "kvConnector", choices: KV_CONNECTOR_NAMES },
+  "kv-role": { key: "kvRole", choices: KV_ROLES },
 } as const;
 
 type FlagValues = Record<string, string | boolean | undefined>;
@@ -97,14 +139,25 @@ export function parseCliArgs(
     const value = values[flag];
     if (typeof value === "string") options[key] = value;
   }
-  const policy = values["kv-load-failure-policy"];
-  if (policy !== undefined) {
-    if (policy !== "fail" && policy !== "recompute") {
+  for (const [flag, { key, choices }] of Object.entries(CHOICE_FLAGS)) {
+    const value = values[flag];
+    if (value === undefined) continue;
+    if (!(choices as readonly unknown[]).includes(value)) {
       throw new UsageError(
-        `Invalid --kv-load-failure-policy "${policy}": expected "fail" or "recompute"`,
+        `Invalid --${flag} "${value}": expected ${
+          choices.map((c) => `"${c}"`).join(", ")
+        }`,
       );
     }
-    options.kvLoadFailurePolicy = policy;
+    options[key] = value;
+  }
+  const ranks = options.dataParallelSize;
+  if (ranks !== undefined && !(Number.isInteger(ranks) && Number(ranks) >= 1)) {
+    throw new UsageError(
+      `Invalid --data-parallel-size "${
+        values["data-parallel-size"]
+      }": expected an integer >= 1`,
+    );
   }
   if (values["enable-request-id-headers"] === true) {
     options.enableRequestIdHeaders = true;
@@ -124,7 +177,7 @@ function readFlags(args: readonly string[]): FlagValues {
   const stringFlags = [
     ...Object.keys(NUMBER_FLAGS),
     ...Object.keys(STRING_FLAGS),
-    "kv-load-failure-policy",
+    ...Object.keys(CHOICE_FLAGS),
     "tls-cert",
     "tls-key",
   ];
@@ -242,7 +295,9 @@ function flagForKey(error: unknown): string | undefined {
   const flags: Record<string, string> = {
     ...NUMBER_FLAGS,
     ...STRING_FLAGS,
-    "kv-load-failure-policy": "kvLoadFailurePolicy",
+    ...Object.fromEntries(
+      Object.entries(CHOICE_FLAGS).map(([flag, { key }]) => [flag, key]),
+    ),
   };
   const flag = Object.entries(flags).find(([, key]) => key === error.key)?.[0];
   return flag === undefined ? undefined : `--${flag}`;

@@ -11,13 +11,14 @@ import {
   parseGoBool,
 } from "./flags.ts";
 
+import { ConfigError, invalidValue } from "./config_error.ts";
+import { resolveConnectorSettings } from "./connector_flags.ts";
 import {
   CONNECTOR_NAMES,
   type ConnectorName,
-  DEFAULT_CONNECTOR,
   defaultOf,
-  type Engine,
-  ENGINE_NAMES,
+  type Env,
+  ENV_VARS,
   LOGGING_NOTE,
   lookupFlag,
   PARSER_SPECS,
@@ -26,23 +27,47 @@ import {
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
 
+export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
+  type Env,
+  ENV_VARS,
   formatUsage,
   PREFILLER_SAMPLING_ENV,
 };
 
 /** Resolved sidecar configuration; read-only once parsed. */
 export interface Config {
-  /** `-port`: the port the sidecar listens on, 1..65535. */
+  /** `-port`: rank 0's listening port; rank r listens on `port + r` (see {@linkcode listenPort}). */
   readonly port: number;
   /** `-listen-host` (not in the Go sidecar): "::" means all interfaces, like Go's ":port". */
   readonly listenHost: string;
-  /** `-vllm-port`: the local vLLM (decoder) port. */
-  readonly vllmPort: number;
+  /**
+   * `-model-server-port`, else the deprecated `-vllm-port`: rank 0's local model server
+   * (decoder); rank r's is `modelServerPort + r` (see {@linkcode decoderHostPort}).
+   */
+  readonly modelServerPort: number;
   /** `-kv-connector`, or the deprecated `-connector` when `-kv-connector` is empty. */
   readonly connector: ConnectorName;
+  /** `-data-parallel-size`: the model server's data-parallel ranks, one listener each; >= 1. */
+  readonly dataParallelSize: number;
+  /**
+   * The rank this config's listener serves, 0..dataParallelSize-1: 0 as parsed, set per
+   * listener by {@linkcode configForRank}. `port` and `modelServerPort` stay rank 0's, so
+   * every rank derives the same layout (the Go sidecar's `dpBasePort`).
+   */
+  readonly dataParallelRank: number;
+  /** Env POD_IP, "" when unset: the host of the `x-data-parallel-host-port` keys (Go: `:port`). */
+  readonly podIp: string;
+  /** `-enable-p2p-pull`: the P2P tier runs next to NIXL; only with the nixlv2 connector. */
+  readonly enableP2pPull: boolean;
+  /** `-p2p-connector-port`, else env P2P_CONNECTOR_PORT: rank 0's OffloadingConnector P2P port. */
+  readonly p2pConnectorPort: number;
+  /** `-mooncake-bootstrap-port`, else env MOONCAKE_BOOTSTRAP_PORT: the prefillers' bootstrap port. */
+  readonly mooncakeBootstrapPort: number;
+  /** Env SGLANG_BOOTSTRAP_PORT (default 8998): `bootstrap_port` of the sglang connector's legs. */
+  readonly sglangBootstrapPort: number;
   /** `-secure-proxy`: serve TLS on the sidecar's listener. */
   readonly secureProxy: boolean;
   /** `-cert-path`: directory holding tls.crt and tls.key; "" means self-signed at start. */
@@ -53,35 +78,6 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
-  /** `-engine` (not in the Go sidecar): the HTTP server under the routes. */
-  readonly engine: Engine;
-}
-
-export type { Engine } from "./flag_table.ts";
-
-/** Options for {@linkcode ConfigError}. */
-export interface ConfigErrorOptions {
-  /** 2: unknown flag, bad value or syntax; 1: values that parse but make no sense together. */
-  readonly exitCode: 1 | 2;
-  /** Flag name without dashes. */
-  readonly flag?: string | undefined;
-  readonly cause?: unknown;
-}
-
-/** A command line the sidecar cannot run with; `main.ts` prints the message and exits. */
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-  readonly exitCode: 1 | 2;
-  readonly flag?: string;
-
-  constructor(message: string, options: ConfigErrorOptions) {
-    super(
-      message,
-      options.cause === undefined ? undefined : { cause: options.cause },
-    );
-    this.exitCode = options.exitCode;
-    if (options.flag !== undefined) this.flag = options.flag;
-  }
 }
 
 /** What the command line asks for: print usage, or run with a config. */
@@ -102,44 +98,30 @@ type Parsed = ParsedFlags<ParserSpecs>;
  */
 export function parseCommandLine(
   args: readonly string[],
-  env: Readonly<Record<string, string | undefined>>,
+  env: Env,
 ): CommandLine {
   if (hasHelpFlag(args)) return { kind: "help", usage: formatUsage() };
   const parsed = parseArgs(args);
   const { values } = parsed;
   const warnings: string[] = [];
+  const connectorSettings = resolveConnectorSettings(values, env, warnings);
   const secureProxy = values["secure-proxy"] ?? defaultOf("secure-proxy");
   const certPath = values["cert-path"] ?? "";
   const config: Config = {
-    port: parsePort(values.port ?? defaultOf("port"), "port"),
+    ...connectorSettings,
+    dataParallelRank: 0,
     listenHost: parseListenHost(
       values["listen-host"] ?? defaultOf("listen-host"),
     ),
-    vllmPort: parsePort(
-      values["vllm-port"] ?? defaultOf("vllm-port"),
-      "vllm-port",
-    ),
-    connector: resolveConnector(parsed, warnings),
     secureProxy,
     certPath,
     enablePrefillerSampling: resolveSampling(parsed, env, warnings),
     verbosity: resolveVerbosity(parsed),
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
-    engine: parseChoice(
-      "engine",
-      values.engine ?? defaultOf("engine"),
-      ENGINE_NAMES,
-    ),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
     warnings.push('Flag "-cert-path" has no effect with "-secure-proxy=false"');
-  }
-  if (config.port === config.vllmPort) {
-    throw new ConfigError(
-      `Flags "-port" and "-vllm-port" are both ${config.port}: the sidecar would proxy to itself`,
-      { exitCode: 1, flag: "port" },
-    );
   }
   return { kind: "run", config, warnings };
 }
@@ -190,29 +172,6 @@ function fromFlagError(error: FlagError): ConfigError {
   return new ConfigError(error.message, options);
 }
 
-function invalidValue(
-  flag: string,
-  value: string,
-  expected: string,
-): ConfigError {
-  return new ConfigError(
-    `Invalid value "${value}" for flag "-${flag}": expected ${expected}`,
-    {
-      exitCode: 2,
-      flag,
-    },
-  );
-}
-
-function parsePort(text: string, flag: string): number {
-  // Go keeps ports as strings and fails late (or binds a random port for "0"); we check now.
-  const port = /^\d{1,5}$/.test(text) ? Number(text) : 0;
-  if (port < 1 || port > 65535) {
-    throw invalidValue(flag, text, "a port number from 1 to 65535");
-  }
-  return port;
-}
-
 const MAX_WORKERS = 64;
 
 function parseWorkers(count: number): number {
@@ -250,44 +209,9 @@ function parseListenHost(text: string): string {
   return text;
 }
 
-function parseConnector(text: string, flag: string): ConnectorName {
-  return parseChoice(flag, text, CONNECTOR_NAMES);
-}
-
-/** LATEST §1.3 step 2: the deprecated -connector fills an empty -kv-connector. */
-function resolveConnector(parsed: Parsed, warnings: string[]): ConnectorName {
-  const { values } = parsed;
-  const kvText = values["kv-connector"];
-  const kv = kvText === undefined || kvText === ""
-    ? undefined
-    : parseConnector(kvText, "kv-connector");
-  let legacy: ConnectorName | undefined;
-  if (values.connector !== undefined) {
-    // pflag's MarkDeprecated wording.
-    warnings.push(
-      "Flag --connector has been deprecated, use --kv-connector instead",
-    );
-    // Validated even when -kv-connector overrides it, as Go's Validate() does.
-    legacy = parseConnector(values.connector, "connector");
-    if (kv !== undefined && kv !== legacy) {
-      warnings.push(
-        'Flag "-connector" is ignored because "-kv-connector" is set',
-      );
-    }
-  }
-  const connector = kv ?? legacy ?? DEFAULT_CONNECTOR;
-  if (connector === "nixl") {
-    // Same advice as the original sidecar's start-up warning.
-    warnings.push(
-      'Connector "nixl" is deprecated and will be removed in a future release in favor of "nixlv2"',
-    );
-  }
-  return connector;
-}
-
 function resolveSampling(
   parsed: Parsed,
-  env: Readonly<Record<string, string | undefined>>,
+  env: Env,
   warnings: string[],
 ): boolean {
   const flag = parsed.values["enable-prefiller-sampling"];
@@ -358,9 +282,23 @@ function validateNoEffectFlags(parsed: Parsed, warnings: string[]): void {
   }
 }
 
-/** `host:port` of the local decoder vLLM, which shares the pod's loopback. */
-export function decoderHostPort(config: Pick<Config, "vllmPort">): string {
-  return `127.0.0.1:${config.vllmPort}`;
+/** The port the listener of `config`'s data-parallel rank serves. */
+export function listenPort(
+  config: Pick<Config, "port" | "dataParallelRank">,
+): number {
+  return config.port + config.dataParallelRank;
+}
+
+/** `host:port` of the local model server (decoder) of `config`'s rank; it shares the pod's loopback. */
+export function decoderHostPort(
+  config: Pick<Config, "modelServerPort" | "dataParallelRank">,
+): string {
+  return `127.0.0.1:${config.modelServerPort + config.dataParallelRank}`;
+}
+
+/** `config` as the listener of data-parallel rank `rank` uses it. */
+export function configForRank(config: Config, rank: number): Config {
+  return { ...config, dataParallelRank: rank };
 }
 
 /** The configuration as a plain object for the start-up log line (snake_case keys). */
@@ -368,13 +306,18 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return {
     port: config.port,
     listen_host: config.listenHost,
-    vllm_port: config.vllmPort,
+    model_server_port: config.modelServerPort,
     kv_connector: config.connector,
+    data_parallel_size: config.dataParallelSize,
+    pod_ip: config.podIp,
+    enable_p2p_pull: config.enableP2pPull,
+    p2p_connector_port: config.p2pConnectorPort,
+    mooncake_bootstrap_port: config.mooncakeBootstrapPort,
+    sglang_bootstrap_port: config.sglangBootstrapPort,
     secure_proxy: config.secureProxy,
     cert_path: config.certPath,
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
-    engine: config.engine,
   };
 }

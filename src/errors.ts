@@ -12,6 +12,7 @@ export type ErrorStatus =
   | 400
   | 404
   | 431
+  | 499
   | 500
   | 501
   | 502
@@ -47,6 +48,8 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   400: "BadRequestError",
   404: "NotFoundError",
   431: "RequestHeaderFieldsTooLarge",
+  // nginx's status for a client that closed the connection; only logs see it.
+  499: "ClientClosedRequest",
   500: "InternalServerError",
   501: "NotImplementedError",
   502: "BadGateway",
@@ -110,7 +113,7 @@ export function errorMessage(error: unknown): string {
 /**
  * Logs a failed request at the level it deserves and returns the error the
  * client is answered with (anything but a `ProxyError` is the sidecar's bug:
- * a 500). Every engine reports through here, so their logs agree.
+ * a 500).
  */
 export function reportError(
   error: unknown,

@@ -13,22 +13,50 @@ export const CONNECTOR_NAMES = [
   "lmcache",
   "sglang",
   "shared-storage",
+  "mooncake",
+  "offloading",
 ] as const;
 
 /** One of {@linkcode CONNECTOR_NAMES}. */
 export type ConnectorName = typeof CONNECTOR_NAMES[number];
 
-/**
- * HTTP engines accepted by `-engine`: `serve` is the Hono app on `Deno.serve`
- * (HTTP/1.1 and HTTP/2 over TLS); `wire` is the sidecar's own HTTP/1.1 server,
- * which relays bytes between sockets without Request/Response objects.
- */
-export const ENGINE_NAMES = ["serve", "wire"] as const;
-/** One of {@linkcode ENGINE_NAMES}. */
-export type Engine = typeof ENGINE_NAMES[number];
-
 /** Environment variable read when `-enable-prefiller-sampling` is not given (as the Go sidecar). */
 export const PREFILLER_SAMPLING_ENV = "ENABLE_PREFILLER_SAMPLING";
+/** The pod's address: data-parallel routing keys `POD_IP:port+r` are built from it. */
+export const POD_IP_ENV = "POD_IP";
+/** SGLang bootstrap port put in both legs' `bootstrap_port` (no flag, as in Go). */
+export const SGLANG_BOOTSTRAP_PORT_ENV = "SGLANG_BOOTSTRAP_PORT";
+/** Environment variable read when `-mooncake-bootstrap-port` is not given. */
+export const MOONCAKE_BOOTSTRAP_PORT_ENV = "MOONCAKE_BOOTSTRAP_PORT";
+/** Environment variable read when `-p2p-connector-port` is not given. */
+export const P2P_CONNECTOR_PORT_ENV = "P2P_CONNECTOR_PORT";
+
+/** Every environment variable the sidecar reads: `main.ts` reads these and the runtime may read no other. */
+export const ENV_VARS = [
+  PREFILLER_SAMPLING_ENV,
+  POD_IP_ENV,
+  SGLANG_BOOTSTRAP_PORT_ENV,
+  MOONCAKE_BOOTSTRAP_PORT_ENV,
+  P2P_CONNECTOR_PORT_ENV,
+] as const;
+
+/** Default of SGLANG_BOOTSTRAP_PORT, as the Go sidecar's. */
+export const DEFAULT_SGLANG_BOOTSTRAP_PORT = 8998;
+
+/** The environment by variable name; only the names in {@linkcode ENV_VARS} are read. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** What each environment variable sets, for the usage text. */
+export const ENV_HELP: Readonly<Record<typeof ENV_VARS[number], string>> = {
+  [PREFILLER_SAMPLING_ENV]:
+    "default of -enable-prefiller-sampling (Go ParseBool spellings)",
+  [POD_IP_ENV]:
+    "the pod's IP: rank 0 accepts x-data-parallel-host-port values POD_IP:port+r",
+  [SGLANG_BOOTSTRAP_PORT_ENV]:
+    `bootstrap_port sent by -kv-connector=sglang (default ${DEFAULT_SGLANG_BOOTSTRAP_PORT})`,
+  [MOONCAKE_BOOTSTRAP_PORT_ENV]: "default of -mooncake-bootstrap-port",
+  [P2P_CONNECTOR_PORT_ENV]: "default of -p2p-connector-port",
+};
 
 /** Connector used when neither `-kv-connector` nor `-connector` is given. */
 export const DEFAULT_CONNECTOR: ConnectorName = "nixlv2";
@@ -62,7 +90,7 @@ export interface FlagEntry {
 const CONNECTOR_LIST = CONNECTOR_NAMES.join(", ");
 
 /**
- * Every flag of the Go sidecars (ORIG llm-d-routing-sidecar and LATEST pd-sidecar). Supporting a
+ * Every flag of the Go sidecars (ORIG llm-d-routing-sidecar, LATEST and NEXT pd-sidecar). Supporting a
  * "not-yet" flag means changing its status here and reading its value in parseCommandLine.
  * Help strings are adapted from the Go sources.
  */
@@ -81,11 +109,20 @@ const FLAGS = {
       'the address the sidecar listens on; "::" is all interfaces, IPv4 and IPv6 ' +
       "(not in the Go sidecar)",
   },
-  "vllm-port": {
+  "model-server-port": {
     kind: "string",
     status: "supported",
     default: "8001",
-    help: "the port vLLM is listening on",
+    help:
+      "the port the model server (vLLM or SGLang) is listening on; with -data-parallel-size " +
+      "N, rank r's model server listens on this port + r",
+  },
+  "vllm-port": {
+    kind: "string",
+    status: "supported",
+    help:
+      "Deprecated: use -model-server-port instead. The port the model server is listening " +
+      "on; -model-server-port wins when both are given",
   },
   "kv-connector": {
     kind: "string",
@@ -98,8 +135,42 @@ const FLAGS = {
     kind: "string",
     status: "supported",
     help:
-      "Deprecated: use -kv-connector instead. The P/D connector being used. " +
-      `Supported: ${CONNECTOR_LIST}`,
+      "Deprecated: use -kv-connector instead. The P/D connector being used, taken when " +
+      `-kv-connector is empty or not given. Supported: ${CONNECTOR_LIST}`,
+  },
+  "data-parallel-size": {
+    kind: "int",
+    status: "supported",
+    default: 1,
+    help:
+      "the model server's data-parallel size N: rank r (0..N-1) is served on -port + r and " +
+      "sent to -model-server-port + r",
+  },
+  "mooncake-bootstrap-port": {
+    kind: "int",
+    status: "supported",
+    default: 8998,
+    help:
+      "the port of the Mooncake bootstrap endpoint on prefill pods (only used with " +
+      `-kv-connector=mooncake; defaults to ${MOONCAKE_BOOTSTRAP_PORT_ENV} env var)`,
+  },
+  "p2p-connector-port": {
+    kind: "int",
+    status: "supported",
+    default: 7777,
+    help:
+      "the prefiller's OffloadingConnector P2P tier port, sent as remote_port; with " +
+      "-data-parallel-size > 1 this is rank 0's port and rank r uses port + r (used with " +
+      "-kv-connector=offloading or -enable-p2p-pull; defaults to " +
+      `${P2P_CONNECTOR_PORT_ENV} env var)`,
+  },
+  "enable-p2p-pull": {
+    kind: "bool",
+    status: "supported",
+    help:
+      "declare the OffloadingConnector P2P tier available next to NIXL (vLLM " +
+      "MultiConnector) for cached-prefix pulls named by x-kv-cache-source-host-port; only " +
+      "with -kv-connector=nixlv2 (offloading has the tier without this flag)",
   },
   "secure-proxy": {
     kind: "bool",
@@ -129,15 +200,6 @@ const FLAGS = {
     help:
       "number of listener threads sharing the port (SO_REUSEPORT), each with its own event " +
       "loop and upstream pools; more than 1 spreads load over cores (not in the Go sidecar)",
-  },
-  "engine": {
-    kind: "string",
-    status: "supported",
-    default: "serve",
-    help:
-      'the HTTP server: "serve" (Hono on Deno.serve; HTTP/1.1, and HTTP/2 with TLS) or "wire" ' +
-      "(the sidecar's own HTTP/1.1 server relaying bytes between sockets, several times " +
-      "cheaper per request; not in the Go sidecar)",
   },
   "v": {
     kind: "int",
@@ -209,11 +271,6 @@ const FLAGS = {
     help: "klog: file directory in header",
   },
 
-  "data-parallel-size": {
-    kind: "int",
-    status: "not-yet",
-    help: "the vLLM DATA-PARALLEL-SIZE value",
-  },
   "ec-connector": {
     kind: "string",
     status: "not-yet",
@@ -305,6 +362,91 @@ const FLAGS = {
     kind: "string",
     status: "not-yet",
     help: "Zap level at and above which stacktraces are captured",
+  },
+  "prefill-max-retries": {
+    kind: "int",
+    status: "not-yet",
+    help: "extra prefill attempts after a 502, 503 or 504",
+  },
+  "prefill-retry-backoff": {
+    kind: "string",
+    status: "not-yet",
+    help: "delay between prefill attempts (Go duration)",
+  },
+  "tracing": {
+    kind: "bool",
+    status: "not-yet",
+    help: "Enable OpenTelemetry tracing",
+  },
+  "metrics-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "port of the Prometheus /metrics endpoint; 0 disables it",
+  },
+  "moriio-write-mode": {
+    kind: "bool",
+    status: "not-yet",
+    help: "MoRI-IO WRITE mode",
+  },
+  "moriio-parallel-dispatch": {
+    kind: "bool",
+    status: "not-yet",
+    help: "MoRI-IO: prefill and decode in parallel",
+  },
+  "moriio-parallel-decode-wait-timeout": {
+    kind: "string",
+    status: "not-yet",
+    help: "MoRI-IO: how long a parallel decode waits for its prefill",
+  },
+  "moriio-local-pod-ip": {
+    kind: "string",
+    status: "not-yet",
+    help: "MoRI-IO: the decode pod's routable address",
+  },
+  "moriio-decode-notify-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: decode notify port",
+  },
+  "moriio-decode-handshake-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: decode handshake port",
+  },
+  "moriio-prefill-handshake-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: prefill handshake port",
+  },
+  "moriio-prefill-notify-port": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: prefill notify port",
+  },
+  "moriio-tp-size": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: tensor-parallel size",
+  },
+  "moriio-dp-size": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: data-parallel size",
+  },
+  "moriio-dp-size-local": {
+    kind: "int",
+    status: "not-yet",
+    help: "MoRI-IO: data-parallel ranks per pod",
+  },
+  "moriio-remote-hosts": {
+    kind: "list",
+    status: "not-yet",
+    help: "MoRI-IO: prefill-side hosts (Wide-EP)",
+  },
+  "moriio-decode-hosts": {
+    kind: "list",
+    status: "not-yet",
+    help: "MoRI-IO: decode-side hosts (Wide-EP)",
   },
 
   "log_dir": {

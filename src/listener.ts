@@ -1,30 +1,20 @@
 /**
  * @module
- * One listener: the sidecar's routes with their own upstream pools, served on
- * the sidecar's port by the configured engine. With `-workers=N` each of N
- * threads runs one, sharing the port through SO_REUSEPORT so the kernel
+ * One listener: the sidecar's app served by `Deno.serve` on the sidecar's
+ * port, and with `-data-parallel-size=N` on the N ports of its ranks, all in
+ * this thread and sharing one upstream pool (as the Go sidecar's rank servers
+ * share one process and its prefiller connections). With `-workers=N` each of
+ * N threads runs one, sharing the ports through SO_REUSEPORT so the kernel
  * spreads connections over them.
  */
 
 import { createApp } from "./app.ts";
-import type { Config } from "./config.ts";
+import { type Config, configForRank, listenPort } from "./config.ts";
+import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import {
-  listenWithFallback,
-  logStarting,
-  serveApp,
-  shutdownGracefully,
-} from "./server.ts";
+import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
-import {
-  createUpstreamClient,
-  IDLE_TIMEOUT_MS,
-  MAX_IDLE_PER_HOST,
-} from "./upstream/client.ts";
-import { createWireDecoder } from "./wire/decoder_leg.ts";
-import { createWireHandler } from "./wire/handler.ts";
-import { refuseMalformed } from "./wire/response.ts";
-import { serveWire } from "./wire/server.ts";
+import { createUpstreamClient } from "./upstream/client.ts";
 
 /** Options of `startListener`. */
 export interface ListenerOptions {
@@ -39,57 +29,62 @@ export interface Listener {
   stop(deadlineMs: number): Promise<boolean>;
 }
 
-/** What either engine's server offers the listener. */
-interface RunningServer {
-  readonly finished: Promise<void>;
-  shutdown(): Promise<void>;
+/** The logger of rank `rank`'s server: Go names each after its port. */
+function rankLog(log: Logger, config: Config): Logger {
+  if (config.dataParallelSize === 1) return log;
+  return log.child({
+    logger: `proxy server on port ${listenPort(config)}`,
+    data_parallel_rank: config.dataParallelRank,
+  });
 }
 
-/** Serves the sidecar on the configured address; throws when it cannot listen. */
+/**
+ * Serves the sidecar on the configured address, one server per data-parallel
+ * rank; throws, with nothing left listening, when a port cannot be bound.
+ */
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
   const upstream = createUpstreamClient();
   const reusePort = config.workers > 1;
-  let closePools = () => upstream.close();
-  let listen: (hostname: string) => RunningServer;
-  if (config.engine === "wire") {
-    const decoder = createWireDecoder({
-      port: config.vllmPort,
-      maxIdle: MAX_IDLE_PER_HOST,
-      idleTimeoutMs: IDLE_TIMEOUT_MS,
-    });
-    closePools = () => {
-      upstream.close();
-      decoder.close();
-    };
-    const handler = createWireHandler({ config, log, upstream, decoder });
-    listen = (hostname) =>
-      serveWire({
-        hostname,
-        port: config.port,
-        tls,
-        reusePort,
-        log,
-        handler,
-        refuse: refuseMalformed,
-        onListen: (addr) => logStarting(log, addr, tls !== undefined),
-      });
-  } else {
-    const app = createApp({ config, log, upstream });
-    listen = (hostname) =>
-      serveApp(app, { hostname, port: config.port, tls, log, reusePort });
-  }
-  let server: RunningServer;
+  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  // The first rank settles the address, so an IPv4-only node warns once.
+  let hostname = config.listenHost;
   try {
-    server = listenWithFallback(config.listenHost, listen, log);
+    for (let rank = 0; rank < config.dataParallelSize; rank++) {
+      const rankConfig = configForRank(config, rank);
+      const port = listenPort(rankConfig);
+      const serverLog = rankLog(log, rankConfig);
+      const app = createApp({ config: rankConfig, log: serverLog, upstream });
+      const serve = (host: string) =>
+        serveApp(app, { hostname: host, port, tls, log: serverLog, reusePort });
+      try {
+        const server = listenWithFallback(hostname, serve, serverLog);
+        servers.push(server);
+        hostname = server.addr.hostname;
+      } catch (error) {
+        throw new Error(
+          `Cannot listen on port ${port}: ${errorMessage(error)}`,
+          { cause: error },
+        );
+      }
+    }
   } catch (error) {
-    closePools();
+    // Go's rank servers share an errgroup: one failing stops them all.
+    for (const server of servers) server.shutdown();
+    upstream.close();
     throw error;
   }
-  const finished = server.finished.then(closePools);
+  const finished = Promise.all(servers.map((server) => server.finished)).then(
+    () => upstream.close(),
+  );
+  const all = {
+    shutdown: async () => {
+      await Promise.all(servers.map((server) => server.shutdown()));
+    },
+  };
   return {
     async stop(deadlineMs) {
-      const clean = await shutdownGracefully(server, { deadlineMs, log });
+      const clean = await shutdownGracefully(all, { deadlineMs, log });
       // Past the deadline the in-flight streams are abandoned, not awaited.
       if (clean) await finished;
       return clean;

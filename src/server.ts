@@ -69,7 +69,7 @@ const ALL_INTERFACES = "::";
  * Calls `listen` with `hostname`; when that is the dual-stack wildcard and
  * the node has IPv6 disabled (some Kubernetes clusters do), falls back to
  * every IPv4 interface as Go's `:port` does. A port in use is not retried:
- * another address would not help. Both engines listen through here.
+ * another address would not help.
  */
 export function listenWithFallback<T>(
   hostname: string,

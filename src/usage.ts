@@ -5,6 +5,7 @@
 
 import type { FlagKind } from "./flags.ts";
 import {
+  ENV_HELP,
   flagEntries,
   type FlagEntry,
   type FlagStatus,
@@ -30,6 +31,9 @@ export function formatUsage(program: string = PROGRAM): string {
     "",
     'Flags take one or two dashes: -port=9000, --port 9000. Booleans take their value with "=":',
     "-secure-proxy=false.",
+    "",
+    "Environment variables:",
+    ...formatEnv(),
     "",
     `Accepted for compatibility, without effect (${LOGGING_NOTE}):`,
     ...wrapNames(namesWith("no-effect")),
@@ -64,6 +68,12 @@ function formatDefault(value: string | number | boolean | undefined): string {
     ? JSON.stringify(value)
     : String(value);
   return ` (default ${text})`;
+}
+
+function formatEnv(): string[] {
+  const entries = Object.entries(ENV_HELP).sort(([a], [b]) => a < b ? -1 : 1);
+  const width = Math.max(...entries.map(([name]) => name.length));
+  return entries.map(([name, help]) => `  ${name.padEnd(width)}  ${help}`);
 }
 
 function wrapNames(names: readonly string[]): string[] {

@@ -15,14 +15,20 @@ type Run = Extract<CommandLine, { kind: "run" }>;
 const DEFAULTS: Config = {
   port: 8000,
   listenHost: "::",
-  vllmPort: 8001,
+  modelServerPort: 8001,
   connector: "nixlv2",
+  dataParallelSize: 1,
+  dataParallelRank: 0,
+  podIp: "",
+  enableP2pPull: false,
+  p2pConnectorPort: 7777,
+  mooncakeBootstrapPort: 8998,
+  sglangBootstrapPort: 8998,
   secureProxy: true,
   certPath: "",
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
-  engine: "serve",
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -48,6 +54,10 @@ function configErrorOf(args: readonly string[], env: Env = {}): ConfigError {
   assert.fail(`expected ${JSON.stringify(args)} to be rejected`);
 }
 
+const VLLM_PORT_DEPRECATED =
+  "Flag --vllm-port has been deprecated, use --model-server-port instead; " +
+  "--vllm-port will be removed after the deprecation period";
+
 Deno.test("parseCommandLine returns the defaults without flags", () => {
   const result = run([]);
   assert.deepEqual(result.config, DEFAULTS);
@@ -61,7 +71,10 @@ Deno.test("parseCommandLine accepts Go single-dash syntax -port=8000", () => {
 Deno.test("parseCommandLine accepts each flag in both Go syntaxes", () => {
   const cases: [string, string, Partial<Config>][] = [
     ["port", "9000", { port: 9000 }],
-    ["vllm-port", "8200", { vllmPort: 8200 }],
+    ["model-server-port", "8200", { modelServerPort: 8200 }],
+    ["vllm-port", "8200", { modelServerPort: 8200 }],
+    ["mooncake-bootstrap-port", "9000", { mooncakeBootstrapPort: 9000 }],
+    ["p2p-connector-port", "7000", { p2pConnectorPort: 7000 }],
     ["listen-host", "127.0.0.1", { listenHost: "127.0.0.1" }],
     ["kv-connector", "sglang", { connector: "sglang" }],
     ["cert-path", "/etc/tls", { certPath: "/etc/tls" }],
@@ -107,7 +120,11 @@ Deno.test("parseCommandLine takes the deployment's LATEST arguments", () => {
     "--vllm-port=8200",
     "--secure-proxy=false",
   ]);
-  assert.deepEqual(config, { ...DEFAULTS, vllmPort: 8200, secureProxy: false });
+  assert.deepEqual(config, {
+    ...DEFAULTS,
+    modelServerPort: 8200,
+    secureProxy: false,
+  });
 });
 
 Deno.test("parseCommandLine takes the ORIG test pod's single-dash arguments", () => {
@@ -119,10 +136,11 @@ Deno.test("parseCommandLine takes the ORIG test pod's single-dash arguments", ()
   ]);
   assert.deepEqual(result.config, {
     ...DEFAULTS,
-    vllmPort: 8200,
+    modelServerPort: 8200,
     verbosity: 6,
   });
   assert.deepEqual(result.warnings, [
+    VLLM_PORT_DEPRECATED,
     "Flag --connector has been deprecated, use --kv-connector instead",
   ]);
 });
@@ -205,15 +223,15 @@ Deno.test("parseCommandLine warns that the nixl connector is deprecated", () => 
   ]);
 });
 
-Deno.test("parseCommandLine rejects an unknown connector with exit 2 naming the flag", () => {
+Deno.test("parseCommandLine rejects an unknown connector with Go's message and exit 2", () => {
   for (const flag of ["kv-connector", "connector"]) {
-    const error = configErrorOf([`--${flag}=mooncake`]);
+    const error = configErrorOf([`--${flag}=NIXLV2`]);
     assert.equal(error.exitCode, 2);
     assert.equal(error.flag, flag);
     assert.equal(
       error.message,
-      `Invalid value "mooncake" for flag "-${flag}": ` +
-        "expected one of nixlv2, nixl, lmcache, sglang, shared-storage",
+      `--${flag} must be one of: ` +
+        "nixlv2, nixl, lmcache, sglang, shared-storage, mooncake, offloading",
     );
   }
 });
@@ -324,7 +342,6 @@ Deno.test("parseCommandLine rejects an unknown flag with exit 2 naming it", () =
 
 Deno.test("parseCommandLine rejects flags of features not built yet with exit 2", () => {
   const notYet = [
-    "data-parallel-size",
     "ec-connector",
     "enable-ssrf-protection",
     "pool-group",
@@ -343,6 +360,13 @@ Deno.test("parseCommandLine rejects flags of features not built yet with exit 2"
     "configuration-file",
     "zap-devel",
     "zap-stacktrace-level",
+    "prefill-max-retries",
+    "prefill-retry-backoff",
+    "tracing",
+    "metrics-port",
+    "moriio-write-mode",
+    "moriio-dp-size",
+    "moriio-remote-hosts",
   ];
   for (const flag of notYet) {
     for (const args of [[`--${flag}=1`], [`-${flag}`, "1"], [`-${flag}`]]) {
@@ -416,19 +440,66 @@ Deno.test("parseCommandLine rejects zap encoder values zap would reject", () => 
   ]);
 });
 
-Deno.test("parseCommandLine rejects bad port values with exit 2", () => {
-  for (const flag of ["port", "vllm-port"]) {
-    for (const value of ["0", "65536", "abc", "", "-1", "80.5", "123456"]) {
-      const error = configErrorOf([`-${flag}=${value}`]);
-      assert.equal(error.exitCode, 2, `${flag}=${value}`);
-      assert.equal(error.flag, flag);
-      assert.equal(
-        error.message,
-        `Invalid value "${value}" for flag "-${flag}": expected a port number from 1 to 65535`,
+Deno.test("parseCommandLine rejects bad port values with Go's messages", () => {
+  for (const flag of ["port", "model-server-port", "vllm-port"]) {
+    const cases: [string, 1 | 2, string][] = [
+      ["abc", 2, `--${flag} must be a valid integer, got "abc"`],
+      ["", 2, `--${flag} must be a valid integer, got ""`],
+      ["80.5", 2, `--${flag} must be a valid integer, got "80.5"`],
+      ["0", 2, `--${flag} start port 0 is out of valid range [1, 65535]`],
+      ["-1", 2, `--${flag} start port -1 is out of valid range [1, 65535]`],
+      [
+        "65536",
+        2,
+        `--${flag} start port 65536 is out of valid range [1, 65535]`,
+      ],
+    ];
+    for (const [value, exitCode, message] of cases) {
+      // An empty -model-server-port means "use -vllm-port", tested below.
+      if (flag === "model-server-port" && value === "") continue;
+      // -port=1 keeps the two port flags apart when the other one is tested.
+      const other = flag === "port" ? [] : ["-port=1"];
+      const error = configErrorOf([...other, `-${flag}=${value}`]);
+      assert.deepEqual(
+        [error.exitCode, error.flag, error.message],
+        [exitCode, flag, message],
+        `${flag}=${value}`,
       );
     }
   }
-  assert.equal(configOf(["-port=1", "-vllm-port=65535"]).vllmPort, 65535);
+  assert.equal(
+    configOf(["-port=1", "-vllm-port=65535"]).modelServerPort,
+    65535,
+  );
+  assert.equal(configOf(["-port=+8000"]).port, 8000);
+});
+
+Deno.test("parseCommandLine checks every rank's port is in range, exit 1", () => {
+  const cases: [string[], string, string][] = [
+    [
+      ["-port=65535", "-data-parallel-size=2"],
+      "port",
+      "--port port range [65535, 65536] exceeds maximum port value",
+    ],
+    [
+      ["-model-server-port=65534", "-data-parallel-size=3"],
+      "model-server-port",
+      "--model-server-port port range [65534, 65536] exceeds maximum port value",
+    ],
+    [
+      ["-data-parallel-size=65535"],
+      "port",
+      "--port invalid port range",
+    ],
+  ];
+  for (const [args, flag, message] of cases) {
+    const error = configErrorOf(args);
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      1,
+      flag,
+      message,
+    ]);
+  }
 });
 
 Deno.test("parseCommandLine rejects bad syntax and values with exit 2", () => {
@@ -465,13 +536,43 @@ Deno.test("parseCommandLine rejects -secure-proxy false -port 9000 and explains 
   );
 });
 
-Deno.test("parseCommandLine rejects port equal to vllm-port with exit 1", () => {
-  const error = configErrorOf(["-port=8200", "-vllm-port=8200"]);
-  assert.equal(error.exitCode, 1);
-  assert.equal(error.flag, "port");
+Deno.test("parseCommandLine rejects port equal to the model-server port with exit 1", () => {
+  for (const flag of ["vllm-port", "model-server-port"]) {
+    const error = configErrorOf(["-port=8200", `-${flag}=8200`]);
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      1,
+      "port",
+      `Flags "-port" and "-${flag}" are both 8200: the sidecar would proxy to itself`,
+    ]);
+  }
+  assert.match(
+    configErrorOf(["-port=8001"]).message,
+    /"-model-server-port" are both 8001/,
+  );
+});
+
+Deno.test("parseCommandLine rejects overlapping rank port ranges with exit 1", () => {
+  const error = configErrorOf([
+    "-port=8000",
+    "-model-server-port=8002",
+    "-data-parallel-size=4",
+  ]);
+  assert.deepEqual([error.exitCode, error.flag, error.message], [
+    1,
+    "port",
+    'Ports 8000-8003 of "-port" and 8002-8005 of "-model-server-port" overlap with ' +
+    '"-data-parallel-size=4": the sidecar would proxy to itself',
+  ]);
+  const apart = configOf([
+    "-port=8000",
+    "-model-server-port=8200",
+    "-data-parallel-size=8",
+  ]);
+  assert.equal(apart.dataParallelSize, 8);
   assert.equal(
-    error.message,
-    'Flags "-port" and "-vllm-port" are both 8200: the sidecar would proxy to itself',
+    configOf(["-port=8000", "-model-server-port=8004", "-data-parallel-size=4"])
+      .modelServerPort,
+    8004,
   );
 });
 
@@ -522,7 +623,7 @@ Deno.test("formatUsage lists the not-yet-supported flags after the supported one
   const trailer = usage.slice(usage.indexOf("Not supported yet"));
   for (
     const flag of [
-      "-data-parallel-size",
+      "-tracing",
       "-enable-ssrf-protection",
       "-zap-devel",
     ]
@@ -536,25 +637,30 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
   const config = configOf([
     "-port=9000",
     "-listen-host=127.0.0.1",
-    "-vllm-port=8200",
+    "-model-server-port=8200",
     "-kv-connector=sglang",
+    "-data-parallel-size=2",
     "-secure-proxy=false",
     "-enable-prefiller-sampling",
     "-v=4",
     "-workers=3",
-    "-engine=wire",
-  ]);
+  ], { POD_IP: "10.0.0.7", SGLANG_BOOTSTRAP_PORT: "9100" });
   assert.deepEqual(describeConfig(config), {
     port: 9000,
     listen_host: "127.0.0.1",
-    vllm_port: 8200,
+    model_server_port: 8200,
     kv_connector: "sglang",
+    data_parallel_size: 2,
+    pod_ip: "10.0.0.7",
+    enable_p2p_pull: false,
+    p2p_connector_port: 7777,
+    mooncake_bootstrap_port: 8998,
+    sglang_bootstrap_port: 9100,
     secure_proxy: false,
     cert_path: "",
     enable_prefiller_sampling: true,
     verbosity: 4,
     workers: 3,
-    engine: "wire",
   });
   assert.equal(
     JSON.stringify(describeConfig(DEFAULTS)).includes("undefined"),
@@ -576,13 +682,273 @@ Deno.test("parseCommandLine rejects -workers outside 1..64 with exit 2", () => {
   }
 });
 
-Deno.test("-engine takes serve or wire and names the choices otherwise", () => {
-  assert.equal(configOf([]).engine, "serve");
-  assert.equal(configOf(["--engine", "wire"]).engine, "wire");
-  assert.throws(
-    () => configOf(["-engine=fast"]),
-    (error: unknown) =>
-      error instanceof ConfigError && error.exitCode === 2 &&
-      error.flag === "engine" && error.message.includes("serve, wire"),
+Deno.test("-engine, the removed second HTTP engine's flag, is refused as unknown", () => {
+  for (const value of ["serve", "wire"]) {
+    assert.throws(
+      () => configOf([`-engine=${value}`]),
+      (error: unknown) =>
+        error instanceof ConfigError && error.exitCode === 2 &&
+        error.flag === "engine",
+    );
+  }
+  assert.equal(formatUsage().includes("-engine"), false);
+});
+
+Deno.test("parseCommandLine prefers -model-server-port over -vllm-port and warns", () => {
+  const both = run(["-vllm-port=8300", "-model-server-port=8200"]);
+  assert.equal(both.config.modelServerPort, 8200);
+  assert.deepEqual(both.warnings, [
+    VLLM_PORT_DEPRECATED,
+    'Flag "-vllm-port" is ignored because "-model-server-port" is set',
+  ]);
+  const legacy = run(["--vllm-port", "8300"]);
+  assert.equal(legacy.config.modelServerPort, 8300);
+  assert.deepEqual(legacy.warnings, [VLLM_PORT_DEPRECATED]);
+  assert.deepEqual(run(["-model-server-port=8300"]).warnings, []);
+});
+
+Deno.test("parseCommandLine reads an empty -model-server-port as not given, as Go does", () => {
+  assert.equal(
+    configOf(["-model-server-port=", "-vllm-port=8300"]).modelServerPort,
+    8300,
   );
+  assert.equal(configOf(["-model-server-port="]).modelServerPort, 8001);
+});
+
+Deno.test("parseCommandLine names -model-server-port in port errors when both port flags are given", () => {
+  const error = configErrorOf(["-model-server-port=0", "-vllm-port=8200"]);
+  assert.equal(
+    error.message,
+    "--model-server-port start port 0 is out of valid range [1, 65535]",
+  );
+});
+
+Deno.test("parseCommandLine rejects -data-parallel-size below 1 with Go's message, exit 2", () => {
+  for (const value of ["0", "-3"]) {
+    const error = configErrorOf([`-data-parallel-size=${value}`]);
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      2,
+      "data-parallel-size",
+      `--data-parallel-size must be a positive integer, got ${value}`,
+    ]);
+  }
+  assert.equal(
+    configErrorOf(["-data-parallel-size=two"]).message,
+    'Invalid value "two" for flag "-data-parallel-size": expected an integer',
+  );
+});
+
+Deno.test("parseCommandLine reads -data-parallel-size", () => {
+  const config = configOf([
+    "--data-parallel-size",
+    "4",
+    "-model-server-port=8200",
+  ]);
+  assert.equal(config.dataParallelSize, 4);
+  assert.equal(config.dataParallelRank, 0);
+});
+
+Deno.test("parseCommandLine reports the first invalid setting in the Go sidecar's order", () => {
+  // Each entry is invalid on its own; with the next one added, its message still wins.
+  const ordered: [string[], string][] = [
+    [["-data-parallel-size=0"], "--data-parallel-size must be"],
+    [["-port=x"], "--port must be"],
+    [["-model-server-port=y"], "--model-server-port must be"],
+    [["-kv-connector=z"], "--kv-connector must be"],
+    [["-connector=w"], "--connector must be"],
+    [["-mooncake-bootstrap-port=0"], "--mooncake-bootstrap-port must be"],
+    [["-p2p-connector-port=0"], "--p2p-connector-port must be"],
+    [
+      ["-enable-p2p-pull", "-kv-connector=sglang"],
+      "--enable-p2p-pull requires",
+    ],
+  ];
+  for (let i = 0; i < ordered.length; i++) {
+    const [args, prefix] = ordered[i] ?? [[], ""];
+    const later = ordered.slice(i + 1).flatMap(([laterArgs]) =>
+      laterArgs.filter((arg) => !arg.startsWith("-kv-connector=sglang"))
+    );
+    for (const combined of [args, [...later, ...args]]) {
+      const message = configErrorOf(combined).message;
+      assert.ok(
+        message.startsWith(prefix),
+        `${combined.join(" ")}: ${message}`,
+      );
+    }
+  }
+});
+
+Deno.test("parseCommandLine accepts -enable-p2p-pull only with nixlv2, exit 1 otherwise", () => {
+  const config = configOf(["-enable-p2p-pull", "-p2p-connector-port=7100"]);
+  assert.equal(config.enableP2pPull, true);
+  assert.equal(config.p2pConnectorPort, 7100);
+  for (const connector of ["offloading", "sglang", "mooncake"]) {
+    const error = configErrorOf([
+      "-enable-p2p-pull=true",
+      `-kv-connector=${connector}`,
+    ]);
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      1,
+      "enable-p2p-pull",
+      `--enable-p2p-pull requires --kv-connector=nixlv2 (got "${connector}")`,
+    ]);
+  }
+});
+
+Deno.test("parseCommandLine rejects connector ports out of range with Go's messages, whatever the connector", () => {
+  for (const flag of ["mooncake-bootstrap-port", "p2p-connector-port"]) {
+    for (const value of ["0", "65536", "-5"]) {
+      const error = configErrorOf([`--${flag}=${value}`]);
+      assert.deepEqual([error.exitCode, error.flag, error.message], [
+        2,
+        flag,
+        `--${flag} must be between 1 and 65535, got ${value}`,
+      ]);
+    }
+  }
+});
+
+Deno.test("parseCommandLine checks the last rank's P2P port when P2P is used, exit 1", () => {
+  for (const args of [["-kv-connector=offloading"], ["-enable-p2p-pull"]]) {
+    const error = configErrorOf([
+      ...args,
+      "-p2p-connector-port=65534",
+      "-data-parallel-size=3",
+      "-model-server-port=8200",
+    ]);
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      1,
+      "p2p-connector-port",
+      "--p2p-connector-port 65534 plus data-parallel rank 2 exceeds 65535",
+    ]);
+  }
+  // Go checks it whatever the connector; a sidecar that never uses the port starts.
+  const unused = run([
+    "-p2p-connector-port=65534",
+    "-data-parallel-size=3",
+    "-model-server-port=8200",
+  ]);
+  assert.deepEqual(unused.warnings, [
+    'Flag "-p2p-connector-port" has no effect without ' +
+    "-kv-connector=offloading or -enable-p2p-pull",
+  ]);
+});
+
+Deno.test("parseCommandLine warns that a connector port flag has no effect on another connector", () => {
+  assert.deepEqual(run(["-mooncake-bootstrap-port=9000"]).warnings, [
+    'Flag "-mooncake-bootstrap-port" has no effect without -kv-connector=mooncake',
+  ]);
+  assert.deepEqual(
+    run(["-mooncake-bootstrap-port=9000", "-kv-connector=mooncake"]).warnings,
+    [],
+  );
+  assert.deepEqual(
+    run(["-p2p-connector-port=7100", "-kv-connector=offloading"]).warnings,
+    [],
+  );
+});
+
+Deno.test("parseCommandLine reads connector ports from the environment when the flag is absent", () => {
+  const env = {
+    MOONCAKE_BOOTSTRAP_PORT: "9000",
+    P2P_CONNECTOR_PORT: "7100",
+    SGLANG_BOOTSTRAP_PORT: "9100",
+    POD_IP: "fd00::7",
+  };
+  const result = run([], env);
+  assert.deepEqual(
+    [
+      result.config.mooncakeBootstrapPort,
+      result.config.p2pConnectorPort,
+      result.config.sglangBootstrapPort,
+      result.config.podIp,
+    ],
+    [9000, 7100, 9100, "fd00::7"],
+  );
+  assert.deepEqual(result.warnings, []);
+  const flags = configOf([
+    "-mooncake-bootstrap-port=9001",
+    "-p2p-connector-port=7101",
+  ], env);
+  assert.deepEqual([flags.mooncakeBootstrapPort, flags.p2pConnectorPort], [
+    9001,
+    7101,
+  ]);
+  assert.equal(
+    configOf([], { SGLANG_BOOTSTRAP_PORT: "" }).sglangBootstrapPort,
+    8998,
+  );
+});
+
+Deno.test("parseCommandLine uses the default for a non-integer port variable and warns", () => {
+  const cases: [string, keyof Config, number][] = [
+    ["MOONCAKE_BOOTSTRAP_PORT", "mooncakeBootstrapPort", 8998],
+    ["P2P_CONNECTOR_PORT", "p2pConnectorPort", 7777],
+    ["SGLANG_BOOTSTRAP_PORT", "sglangBootstrapPort", 8998],
+  ];
+  for (const [name, field, fallback] of cases) {
+    for (const connector of ["mooncake", "offloading", "sglang"]) {
+      const result = run([`-kv-connector=${connector}`], { [name]: "abc" });
+      assert.equal(result.config[field], fallback, `${name} ${connector}`);
+      assert.deepEqual(result.warnings, [
+        `Environment variable ${name} has invalid value "abc": using ${fallback}`,
+      ]);
+    }
+  }
+});
+
+Deno.test("parseCommandLine refuses an out-of-range port variable only for the connector that uses it", () => {
+  const cases: [string, string, keyof Config, number][] = [
+    ["MOONCAKE_BOOTSTRAP_PORT", "mooncake", "mooncakeBootstrapPort", 8998],
+    ["P2P_CONNECTOR_PORT", "offloading", "p2pConnectorPort", 7777],
+    ["SGLANG_BOOTSTRAP_PORT", "sglang", "sglangBootstrapPort", 8998],
+  ];
+  for (const [name, user, field, fallback] of cases) {
+    const error = configErrorOf([`-kv-connector=${user}`], { [name]: "0" });
+    assert.deepEqual([error.exitCode, error.message], [
+      2,
+      `Environment variable ${name} has invalid value "0": ` +
+      "expected a port number from 1 to 65535",
+    ]);
+    // Go refuses MOONCAKE_BOOTSTRAP_PORT=0 even on a nixlv2 sidecar, which never reads it.
+    const result = run([], { [name]: "0" });
+    assert.equal(result.config[field], fallback);
+    assert.deepEqual(result.warnings, [
+      `Environment variable ${name} has invalid value "0": using ${fallback}`,
+    ]);
+  }
+  assert.equal(
+    configErrorOf(["-enable-p2p-pull"], { P2P_CONNECTOR_PORT: "70000" })
+      .exitCode,
+    2,
+  );
+});
+
+Deno.test("parseCommandLine starts nixlv2 on an empty -kv-connector and warns", () => {
+  const result = run(["--kv-connector="]);
+  assert.equal(result.config.connector, "nixlv2");
+  assert.deepEqual(result.warnings, [
+    'Flag "-kv-connector" is empty: using "nixlv2"',
+  ]);
+});
+
+Deno.test("formatUsage lists every connector flag with its default", () => {
+  const usage = formatUsage();
+  const expected = [
+    "  -model-server-port string\n    \tthe port the model server (vLLM or SGLang) is listening on; " +
+    "with -data-parallel-size N, rank r's model server listens on this port + r " +
+    '(default "8001")\n',
+    "  -vllm-port string\n    \tDeprecated: use -model-server-port instead.",
+    "  -data-parallel-size int\n",
+    "(default 1)\n",
+    "  -mooncake-bootstrap-port int\n",
+    "(default 8998)\n",
+    "  -p2p-connector-port int\n",
+    "(default 7777)\n",
+    "  -enable-p2p-pull\n",
+    "  -kv-connector string\n    \tthe KV protocol between prefiller and decoder. Supported: " +
+    "nixlv2, nixl, lmcache, sglang, shared-storage, mooncake, offloading " +
+    '(default "nixlv2")\n',
+  ];
+  for (const text of expected) assert.ok(usage.includes(text), text);
 });

@@ -1,20 +1,29 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { generateSelfSignedCertificate } from "../src/tls.ts";
-import { freePort, runBundle, startBundle } from "./support/process.ts";
-import { chatBody, jsonHeaders, testEachEngine } from "./support/harness.ts";
+import {
+  type BundleOptions,
+  freePort,
+  runBundle,
+  startBundle,
+} from "./support/process.ts";
+import { chatBody, jsonHeaders } from "./support/harness.ts";
 
 /** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
-function startPlainSidecar(decodePort: number, flags: readonly string[]) {
+function startPlainSidecar(
+  decodePort: number,
+  flags: readonly string[],
+  options: BundleOptions = {},
+) {
   const port = freePort();
   const sidecar = startBundle([
     `-port=${port}`,
-    `--vllm-port`,
+    `--model-server-port`,
     String(decodePort),
     "-listen-host=127.0.0.1",
     "-secure-proxy=false",
     ...flags,
-  ]);
+  ], options);
   return Object.assign(sidecar, { port });
 }
 
@@ -23,6 +32,78 @@ Deno.test("bundle prints usage and exits 0 on -help", async () => {
   assert.equal(code, 0);
   assert.match(stdout, /^Usage of /);
   assert.match(stdout, /-vllm-port string/);
+  assert.match(stdout, /-model-server-port string/);
+  assert.match(stdout, /-data-parallel-size int/);
+  assert.match(stdout, /\n {2}POD_IP {2,}/);
+});
+
+Deno.test("bundle prints the Go sidecar's validation message and exits 2 on a bad connector flag", async () => {
+  const cases: [string[], string][] = [
+    [
+      ["-data-parallel-size=0"],
+      "--data-parallel-size must be a positive integer, got 0",
+    ],
+    [
+      ["--model-server-port=x"],
+      '--model-server-port must be a valid integer, got "x"',
+    ],
+    [
+      ["-kv-connector=foo"],
+      "--kv-connector must be one of: nixlv2, nixl, lmcache, sglang, shared-storage, mooncake, offloading",
+    ],
+    [
+      ["-mooncake-bootstrap-port=0"],
+      "--mooncake-bootstrap-port must be between 1 and 65535, got 0",
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stderr } = await runBundle(args);
+    assert.equal(code, 2, args.join(" "));
+    assert.equal(
+      stderr,
+      `${message}\nRun "llm-d-routing-sidecar -help" for usage.\n`,
+    );
+  }
+  const combination = await runBundle([
+    "-enable-p2p-pull",
+    "-kv-connector=sglang",
+  ]);
+  assert.equal(combination.code, 1);
+  assert.match(
+    combination.stderr,
+    /^--enable-p2p-pull requires --kv-connector=nixlv2 \(got "sglang"\)\n/,
+  );
+});
+
+Deno.test("bundle reads its connector settings from the environment", async () => {
+  await using decode = await createMockVllm({ name: "decoder" });
+  await using sidecar = startPlainSidecar(
+    decode.port,
+    ["-kv-connector=sglang"],
+    {
+      env: {
+        POD_IP: "10.0.0.7",
+        SGLANG_BOOTSTRAP_PORT: "9100",
+        MOONCAKE_BOOTSTRAP_PORT: "9200",
+        P2P_CONNECTOR_PORT: "7300",
+        ENABLE_PREFILLER_SAMPLING: "true",
+      },
+    },
+  );
+  const line = await sidecar.waitForLine((line) =>
+    line.msg === "Proxy configuration"
+  );
+  const config = line.config as Record<string, unknown>;
+  assert.deepEqual(
+    [
+      config.pod_ip,
+      config.sglang_bootstrap_port,
+      config.mooncake_bootstrap_port,
+      config.p2p_connector_port,
+      config.enable_prefiller_sampling,
+    ],
+    ["10.0.0.7", 9100, 9200, 7300, true],
+  );
 });
 
 Deno.test("bundle exits 2 naming the flag on an unknown flag or a bad value", async () => {
@@ -35,7 +116,7 @@ Deno.test("bundle exits 2 naming the flag on an unknown flag or a bad value", as
     assert.equal(code, 2, args.join(" "));
     assert.match(
       stderr,
-      /"-(no-such-flag|port|kv-connector|enable-ssrf-protection)"/,
+      /^(?:"-no-such-flag"|--port must|--kv-connector must|Flag "-enable-ssrf-protection")|^Unknown flag "-no-such-flag"/,
     );
   }
 });
@@ -61,14 +142,13 @@ Deno.test("bundle exits 1 when the certificate directory has no key pair", async
   }
 });
 
-testEachEngine(
+Deno.test(
   "bundle runs P/D end to end over plain HTTP and stops cleanly on SIGTERM",
-  async (engine) => {
+  async () => {
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
     await using sidecar = startPlainSidecar(decode.port, [
       "-v=4",
-      `-engine=${engine}`,
     ]);
     const { port } = sidecar;
     await sidecar.waitForLine((line) => line.msg === "starting");
@@ -94,26 +174,24 @@ testEachEngine(
       line.msg === "Proxy configuration"
     );
     assert.equal(
-      (config?.config as Record<string, unknown>)?.vllm_port,
+      (config?.config as Record<string, unknown>)?.model_server_port,
       decode.port,
     );
-    assert.equal((config?.config as Record<string, unknown>)?.engine, engine);
     sidecar.process.kill("SIGTERM");
     assert.equal((await sidecar.process.status).code, 0);
     await sidecar.waitForLine((line) => line.msg === "shutting down");
   },
 );
 
-testEachEngine(
+Deno.test(
   "bundle serves TLS with a self-signed certificate by default",
-  async (engine) => {
+  async () => {
     await using decode = await createMockVllm({ name: "decoder" });
     const port = freePort();
     await using sidecar = startBundle([
       `-port=${port}`,
       `-vllm-port=${decode.port}`,
       "-listen-host=127.0.0.1",
-      `-engine=${engine}`,
     ]);
     const starting = await sidecar.waitForLine((line) =>
       line.msg === "starting"
@@ -159,15 +237,14 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
   }
 });
 
-testEachEngine(
+Deno.test(
   "bundle with -workers=2 serves from two listener threads and stops cleanly",
-  async (engine) => {
+  async () => {
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
     await using sidecar = startPlainSidecar(decode.port, [
       "-workers=2",
       "-v=4",
-      `-engine=${engine}`,
     ]);
     const { port } = sidecar;
     await sidecar.waitForLine((line) =>

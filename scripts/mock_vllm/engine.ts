@@ -1,32 +1,32 @@
 /**
  * The simulated engine: what happens between a validated request and its
- * tokens. Time to first token (or the KV pull that replaces it on a decoder),
- * inter-token gaps, and the prefiller's KV hand-off. Shared by the JSON and
- * the streaming renderers so both time and account a request the same way.
+ * tokens. Time to first token (or the KV transfer that replaces it), the
+ * `cache_hit_threshold` check, inter-token gaps, and the points where the
+ * KV connector loads, publishes and hands off KV. Shared by the JSON and the
+ * streaming renderers so both time and account a request the same way.
  *
  * @module
  */
 
 import { delay } from "./delay.ts";
+import type { VllmError } from "./errors.ts";
 import type { Knobs } from "./knobs.ts";
-import { checkKvParams, pullKv, type PullTarget } from "./kv_pull.ts";
-import type { KvRegistry } from "./kv_registry.ts";
+import type { HandOff, KvConnector } from "./kv_connector.ts";
 import type { MockLogger } from "./log.ts";
-import { pyRepr } from "./log.ts";
 import type { FinishedReason, Metrics } from "./metrics.ts";
-import { type GenerationRequest, isRecord } from "./parse_request.ts";
+import type { GenerationRequest } from "./parse_request.ts";
 import type { Recording } from "./recorder.ts";
 import { buildUsage, type StreamMeta, type Usage } from "./shapes.ts";
-import type { KvTransferRecord, RequestRole } from "./types.ts";
+import type { RequestRole } from "./types.ts";
 
 /** Shared state of one mock the engine reads and updates. */
 export interface EngineContext {
   readonly knobs: Knobs;
   readonly logger: MockLogger;
   readonly metrics: Metrics;
-  readonly registry: KvRegistry;
-  /** Host and port a prefiller advertises in `kv_transfer_params`. */
-  readonly sideChannel: () => { readonly host: string; readonly port: number };
+  readonly connector: KvConnector;
+  /** Ranks `X-Data-Parallel-Rank` may name. */
+  readonly dataParallelSize: number;
 }
 
 /** Latencies for one request (knobs, possibly overridden by `X-Mock-*` headers). */
@@ -36,15 +36,23 @@ export interface Timing {
   readonly kvTransferMs: number;
 }
 
+/** Why generation stopped; "cache_threshold" is vLLM RFC #24256's early finish. */
+export type FinishReason = "stop" | "length" | "cache_threshold";
+
 /** One admitted generation request. */
 export interface Job {
   readonly req: GenerationRequest;
   readonly role: RequestRole;
   readonly record: Recording;
   readonly meta: StreamMeta;
+  /** The reply the engine will produce unless the cache threshold stops it. */
   readonly tokens: readonly string[];
   readonly finishReason: "stop" | "length";
   readonly timing: Timing;
+  /** Data-parallel rank pinned by `X-Data-Parallel-Rank` (validated against `dataParallelSize`). */
+  readonly dpRank: number | undefined;
+  /** `X-Cache-Threshold-Finish-Reason: true` (llm-d-inference-sim's switch) forces the early finish. */
+  readonly forceCacheThreshold: boolean;
   /** Streaming only: break the body after this many events (`X-Mock-Break-After`). */
   readonly breakAfter: number | undefined;
   /** Aborts on client disconnect or `close()`. */
@@ -53,103 +61,66 @@ export interface Job {
 }
 
 /** Outcome of the first-token phase. */
-export interface FirstToken {
-  /** False when a KV load failed under policy "fail": the request must error. */
-  readonly ok: boolean;
-  /** `prompt_tokens_details.cached_tokens`, or undefined when details are off. */
-  readonly cachedTokens: number | undefined;
-}
+export type FirstToken =
+  | {
+    readonly ok: true;
+    /** `prompt_tokens_details.cached_tokens`, or undefined when details are off. */
+    readonly cachedTokens: number | undefined;
+    /** What to emit: the job's reply, or nothing with `cache_threshold`. */
+    readonly tokens: readonly string[];
+    readonly finishReason: FinishReason;
+  }
+  | {
+    /** The KV load failed under policy "fail" (or SGLang's bootstrap failed): the request errors. */
+    readonly ok: false;
+    readonly error: VllmError;
+  };
 
 /**
- * Waits until the first token exists. A decoder with `do_remote_prefill`
- * first pulls the KV; a successful pull costs `kvTransferMs` instead of TTFT.
+ * Waits until the first token exists: the connector loads KV (or waits for
+ * a peer), the cache threshold may end the request at once, then TTFT (or
+ * the KV-transfer time) passes and the connector learns the prompt's KV
+ * exists here.
  */
 export async function waitFirstToken(job: Job): Promise<FirstToken> {
-  const details = job.engine.knobs.promptTokensDetails;
-  const params = job.req.kvParams;
-  if (job.role !== "decode" || !isRecord(params)) {
-    await delay(job.timing.ttftMs, job.signal);
-    return { ok: true, cachedTokens: details ? 0 : undefined };
+  const { connector, knobs, logger } = job.engine;
+  const load = await connector.load(job);
+  if (!load.ok) return { ok: false, error: load.error };
+  const details = knobs.promptTokensDetails;
+  if (belowCacheThreshold(job, load.cachedTokens)) {
+    logger.write(
+      "INFO",
+      "scheduler.py:587",
+      `Request ${job.meta.id} finished with cache_threshold: ${load.cachedTokens} of ${job.req.promptTokens} prompt tokens cached, threshold ${
+        String(job.req.cacheHitThreshold ?? "forced by header")
+      }`,
+    );
+    return {
+      ok: true,
+      cachedTokens: details ? load.cachedTokens : undefined,
+      tokens: [],
+      finishReason: "cache_threshold",
+    };
   }
-  const transfer = await transferKv(job, params);
-  job.record.kvTransfer = transfer;
-  job.engine.metrics.kvPulls[transfer.outcome]++;
-  if (transfer.outcome === "failed" && transfer.failurePolicy === "fail") {
-    return { ok: false, cachedTokens: undefined };
-  }
-  const pulled = transfer.outcome === "pulled";
-  await delay(pulled ? job.timing.kvTransferMs : job.timing.ttftMs, job.signal);
-  // vLLM's decoder reports the transferred prompt tokens as cached.
+  await delay(
+    load.transferred ? job.timing.kvTransferMs : job.timing.ttftMs,
+    job.signal,
+  );
+  await connector.computed(job);
   return {
     ok: true,
-    cachedTokens: details ? (pulled ? transfer.numTokens : 0) : undefined,
+    cachedTokens: details ? load.cachedTokens : undefined,
+    tokens: job.tokens,
+    finishReason: job.finishReason,
   };
 }
 
-async function transferKv(
-  job: Job,
-  params: Readonly<Record<string, unknown>>,
-): Promise<KvTransferRecord> {
-  const { logger, knobs } = job.engine;
-  const check = checkKvParams(params);
-  if (!check.ok) {
-    logger.write(
-      "WARNING",
-      "nixl_connector.py:541",
-      `Got invalid KVTransferParams: ${
-        pyRepr(params)
-      }. This request will not utilize KVTransfer`,
-    );
-    return transferRecord("recomputed", check.target, 0, check.reason);
-  }
-  const result = await pullKv(check.target, job.signal);
-  if (result.ok) {
-    logger.write(
-      "DEBUG",
-      "nixl_connector.py:646",
-      `start_load_kv for request ${job.meta.id} from remote engine ${
-        String(check.target.remoteEngineId)
-      }. ` +
-        `Num local_block_ids: ${result.numBlocks}. Num remote_block_ids: ${check.target.numBlocks}`,
-    );
-    return transferRecord("pulled", check.target, result.numTokens);
-  }
-  logger.write(
-    "ERROR",
-    "nixl_connector.py:1840",
-    `KV load failed for request ${job.meta.id}: ${result.reason}`,
-  );
-  const policy = knobs.kvLoadFailurePolicy;
-  if (policy === "recompute") {
-    logger.write(
-      "WARNING",
-      "scheduler.py:1412",
-      `Recomputing prompt for request ${job.meta.id} after KV load failure (kv_load_failure_policy=recompute)`,
-    );
-  }
-  return {
-    ...transferRecord("failed", check.target, 0, result.reason),
-    failurePolicy: policy,
-  };
-}
-
-function transferRecord(
-  outcome: KvTransferRecord["outcome"],
-  target: PullTarget,
-  numTokens: number,
-  reason?: string,
-): KvTransferRecord {
-  const record: KvTransferRecord = {
-    outcome,
-    remoteEngineId: target.remoteEngineId,
-    remoteRequestId: target.remoteRequestId,
-    remoteHost: target.remoteHost,
-    remotePort: target.remotePort,
-    numBlocks: target.numBlocks,
-    numTokens,
-  };
-  if (reason !== undefined) record.reason = reason;
-  return record;
+/** llm-d-inference-sim's rule: hit rate = cached / prompt tokens, below the request's threshold stops. */
+function belowCacheThreshold(job: Job, cachedTokens: number): boolean {
+  if (job.forceCacheThreshold) return true;
+  const threshold = job.req.cacheHitThreshold;
+  if (threshold === undefined) return false;
+  return cachedTokens / job.req.promptTokens < threshold;
 }
 
 /** The gap before token `index` (none before the first: it comes with the first-token phase). */
@@ -163,56 +134,16 @@ export function waitNextToken(job: Job, index: number): Promise<void> {
 export function usageOf(
   job: Job,
   completionTokens: number,
-  first: FirstToken,
+  first: { readonly cachedTokens: number | undefined },
 ): Usage {
   return buildUsage(job.req.promptTokens, completionTokens, first.cachedTokens);
 }
 
-/**
- * A non-streaming prefill finished: pin its blocks under a lease and return
- * the `kv_transfer_params` a decoder needs (vLLM's newest pull-mode shape).
- */
-export function handOffKv(job: Job): Record<string, unknown> {
-  const { registry, knobs, logger } = job.engine;
-  // vLLM's engine id is "<external id>-<8 random chars>"; completions add the prompt index first.
-  const suffix = crypto.randomUUID().replaceAll("-", "").slice(0, 8);
-  const remoteRequestId = job.req.api === "completions"
-    ? `${job.meta.id}-0-${suffix}`
-    : `${job.meta.id}-${suffix}`;
-  const handle = registry.issue(remoteRequestId, job.req.promptTokens);
-  const { host, port } = job.engine.sideChannel();
-  const params = {
-    "do_remote_prefill": true,
-    "do_remote_decode": false,
-    "remote_block_ids": handle.blockIds,
-    "remote_engine_id": knobs.engineId,
-    "remote_request_id": remoteRequestId,
-    "remote_host": host,
-    "remote_port": port,
-    "tp_size": 1,
-    "dcp_size": 1,
-    "pp_size": 1,
-    "remote_num_tokens": job.req.promptTokens,
-    "remote_blocks_expiry_time": null,
-    "transfer_mode": "pull",
-  };
-  const status = job.finishReason === "length"
-    ? "FINISHED_LENGTH_CAPPED"
-    : "FINISHED_STOPPED";
-  logger.write(
-    "DEBUG",
-    "nixl_connector.py:1003",
-    `NIXLConnector request_finished, request_status=${status}, kv_transfer_params=${
-      pyRepr(job.req.kvParams)
-    }`,
-  );
-  logger.write(
-    "INFO",
-    "mock_vllm.py:1",
-    `Issued KV handle ${remoteRequestId} for request ${job.meta.id}: ` +
-      `${handle.blockIds.flat().length} blocks, ${handle.numTokens} tokens, lease ${knobs.kvLeaseMs} ms`,
-  );
-  return params;
+/** What a finished non-streaming answer hands off (nothing after a cache-threshold stop). */
+export function handOffOf(job: Job, finishReason: FinishReason): HandOff {
+  return finishReason === "cache_threshold"
+    ? { kvTransferParams: null }
+    : job.engine.connector.handOff(job);
 }
 
 /** Counts a finished request in the metrics. */

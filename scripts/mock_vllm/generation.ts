@@ -1,6 +1,7 @@
 /**
  * The generation routes (`/v1/chat/completions`, `/v1/completions`,
- * `/v1/responses`): admission in vLLM's order, then a JSON or SSE answer.
+ * `/v1/responses`, `/v1/messages`, `/inference/v1/generate`): admission in
+ * vLLM's order, then a JSON or SSE answer.
  *
  * @module
  */
@@ -8,20 +9,23 @@
 import {
   countFinished,
   type EngineContext,
-  handOffKv,
+  handOffOf,
   type Job,
   usageOf,
   waitFirstToken,
   waitNextToken,
 } from "./engine.ts";
 import {
+  errorResponse,
   injectedError,
-  internalServerError,
   jsonResponse,
   simulatedError,
   VllmError,
 } from "./errors.ts";
+import { buildGenerateResponse } from "./generate_api.ts";
+import { DATA_PARALLEL_RANK_HEADER } from "./kv_wire.ts";
 import { pyRepr } from "./log.ts";
+import { buildMessagesError, buildMessagesResponse } from "./messages_api.ts";
 import {
   type ApiKind,
   checkContentType,
@@ -59,12 +63,30 @@ const ID_PREFIX: Readonly<Record<ApiKind, string>> = {
   chat: "chatcmpl-",
   completions: "cmpl-",
   responses: "resp_",
+  // vLLM's Messages API answers with the id of the chat completion it ran.
+  messages: "chatcmpl-",
+  generate: "generate-tokens-",
 };
 
 /** Serves one generation request; throws {@linkcode VllmError} for answers decided before any work. */
 export async function handleGeneration(
   input: GenerationInput,
 ): Promise<Response> {
+  try {
+    return await generate(input);
+  } catch (error) {
+    // vLLM's Messages router translates serving errors to Anthropic's shape; request validation keeps vLLM's.
+    if (
+      input.api === "messages" && error instanceof VllmError &&
+      error.type !== "Bad Request"
+    ) {
+      return jsonResponse(buildMessagesError(error.toInfo()), error.status);
+    }
+    throw error;
+  }
+}
+
+async function generate(input: GenerationInput): Promise<Response> {
   const job = admit(input);
   const { record, engine, signal } = input;
   engine.metrics.running++;
@@ -85,7 +107,7 @@ export async function handleGeneration(
   return job.req.stream ? streamResponse(job, input) : await jsonAnswer(job);
 }
 
-/** Validation, failure injection and model check, in the order vLLM and llm-d-inference-sim apply them. */
+/** Validation, failure injection, model and rank checks, then the connector's own, in the order vLLM and llm-d-inference-sim apply them. */
 function admit(input: GenerationInput): Job {
   const { request, engine } = input;
   const returnError = request.headers.get("x-return-error");
@@ -99,7 +121,7 @@ function admit(input: GenerationInput): Job {
   checkModel(req.body, knobs.model);
   const natural = knobs.outputTokens;
   const count = Math.min(req.limit ?? natural, natural);
-  return {
+  const job: Job = {
     req,
     role: input.record.role,
     record: input.record,
@@ -116,10 +138,38 @@ function admit(input: GenerationInput): Job {
         knobs.interTokenMs,
       kvTransferMs: knobs.kvTransferMs,
     },
+    dpRank: dataParallelRank(request.headers, engine.dataParallelSize),
+    forceCacheThreshold:
+      request.headers.get("x-cache-threshold-finish-reason")?.trim()
+        .toLowerCase() === "true",
     breakAfter: breakAfterHeader(request.headers),
     signal: input.signal,
     engine,
   };
+  engine.connector.admit(job);
+  return job;
+}
+
+/** vLLM's `X-data-parallel-rank`: an integer rank of this engine, or absent. */
+function dataParallelRank(headers: Headers, size: number): number | undefined {
+  const value = headers.get(DATA_PARALLEL_RANK_HEADER);
+  if (value === null) return undefined;
+  if (!/^\s*\d+\s*$/.test(value)) {
+    throw new VllmError(
+      400,
+      `Invalid X-data-parallel-rank header value ${
+        JSON.stringify(value)
+      }: expected an integer`,
+    );
+  }
+  const rank = Number(value);
+  if (rank >= size) {
+    throw new VllmError(
+      400,
+      `data_parallel_rank ${rank} is out of range [0, ${size}).`,
+    );
+  }
+  return rank;
 }
 
 /** A test-only latency override header; invalid values are a 400 so typos do not pass silently. */
@@ -154,24 +204,24 @@ function breakAfterHeader(headers: Headers): number | undefined {
 
 function logReceived(job: Job): void {
   const { req, engine } = job;
-  const minTokens = Number.isInteger(req.body.min_tokens)
-    ? req.body.min_tokens
-    : 0;
   const extra = req.kvParams === undefined
     ? ""
     : `, extra_args={'kv_transfer_params': ${pyRepr(req.kvParams)}}`;
+  const prompt = req.api === "generate"
+    ? `prompt_token_ids: ${pyRepr(req.body.token_ids)}`
+    : `prompt: ${pyRepr(req.promptText.slice(0, 60))}`;
   engine.logger.write(
     "INFO",
     "logger.py:43",
-    `Received request ${job.meta.id}: prompt: ${
-      pyRepr(req.promptText.slice(0, 60))
-    }, ` +
+    `Received request ${job.meta.id}: ${prompt}, ` +
       `params: SamplingParams(n=1, max_tokens=${
         req.limit ?? MAX_MODEL_LEN - req.promptTokens
-      }, min_tokens=${minTokens}${extra}), ` +
+      }, min_tokens=${req.minTokens}${extra}), ` +
       `prompt_token_ids: None, lora_request: None.`,
   );
-  if (job.role === "prefill" && req.stream) {
+  const nixl = engine.connector.name === "nixlv2" ||
+    engine.connector.name === "nixl";
+  if (nixl && job.role === "prefill" && req.stream) {
     engine.logger.write(
       "WARNING",
       "serving_chat.py:312",
@@ -186,25 +236,27 @@ async function jsonAnswer(job: Job): Promise<Response> {
     const first = await waitFirstToken(job);
     if (!first.ok) {
       countFinished(job, "error", 0);
-      throw internalServerError();
+      throw first.error;
     }
-    for (let i = 0; i < job.tokens.length; i++) await waitNextToken(job, i);
+    for (let i = 0; i < first.tokens.length; i++) await waitNextToken(job, i);
+    const handOff = handOffOf(job, first.finishReason);
     const completion: Completion = {
       ...job.meta,
-      tokens: job.tokens,
-      finishReason: job.finishReason,
-      usage: usageOf(job, job.tokens.length, first),
-      kvTransferParams: job.role === "prefill" ? handOffKv(job) : null,
+      tokens: first.tokens,
+      finishReason: first.finishReason,
+      usage: usageOf(job, first.tokens.length, first),
+      kvTransferParams: handOff.kvTransferParams,
     };
-    countFinished(job, job.finishReason, job.tokens.length);
+    countFinished(job, first.finishReason, first.tokens.length);
     job.record.settle("completed");
-    return jsonResponse(renderCompletion(job.req, completion));
+    return jsonResponse({
+      ...renderCompletion(job.req, completion),
+      ...handOff.topLevel,
+    });
   } catch (error) {
     // vLLM answers a vanished client with "Client disconnected"; nobody reads it.
     if (job.signal.aborted) {
-      return jsonResponse({
-        error: new VllmError(400, "Client disconnected").toInfo(),
-      }, 400);
+      return errorResponse(new VllmError(400, "Client disconnected"));
     }
     throw error;
   }
@@ -221,19 +273,25 @@ function renderCompletion(
       return buildTextCompletion(completion);
     case "responses":
       return buildResponse(completion, completion);
+    case "messages":
+      return buildMessagesResponse(completion);
+    case "generate":
+      return buildGenerateResponse(completion);
   }
 }
 
 function streamResponse(job: Job, input: GenerationInput): Response {
-  const progress: StreamProgress = { failed: false };
+  const progress: StreamProgress = { failed: false, finished: undefined };
   const body = createEventStream(streamEvents(job, progress), {
     breakAfter: job.breakAfter,
     signal: input.signal,
     onCancel: input.abort,
     onEnd(state) {
       if (state === "completed") {
-        if (progress.failed) countFinished(job, "error", 0);
-        else countFinished(job, job.finishReason, job.tokens.length);
+        const { finished } = progress;
+        if (progress.failed || finished === undefined) {
+          countFinished(job, "error", 0);
+        } else countFinished(job, finished.reason, finished.tokens);
         job.record.settle("completed");
       } else if (state === "failed") {
         job.record.settle("failed");

@@ -19,6 +19,7 @@ export interface Knobs {
   kvTransferMs: number;
   kvLeaseMs: number;
   kvLoadFailurePolicy: KvLoadFailurePolicy;
+  kvWaitTimeoutMs: number;
   failureRate: number;
   failureStatus: number;
   enableRequestIdHeaders: boolean;
@@ -36,6 +37,7 @@ export const ADMIN_KNOB_KEYS: readonly string[] = [
   "kvTransferMs",
   "kvLeaseMs",
   "kvLoadFailurePolicy",
+  "kvWaitTimeoutMs",
   "failureRate",
   "failureStatus",
   "enableRequestIdHeaders",
@@ -49,6 +51,11 @@ export const RESTART_KEYS: readonly string[] = [
   "port",
   "tls",
   "sideChannelPort",
+  "kvConnector",
+  "kvRole",
+  "kvStore",
+  "kvStoreUrl",
+  "dataParallelSize",
 ];
 
 /** Error for a knob patch that names an unknown key or carries a bad value. */
@@ -74,6 +81,7 @@ export function buildDefaultKnobs(): Knobs {
     kvTransferMs: 0,
     kvLeaseMs: 30_000,
     kvLoadFailurePolicy: "fail",
+    kvWaitTimeoutMs: 10_000,
     failureRate: 0,
     failureStatus: 503,
     enableRequestIdHeaders: false,
@@ -160,6 +168,7 @@ const VALIDATORS: Record<keyof Knobs, Validator> = {
   kvTransferMs: nonNegativeMs,
   kvLeaseMs: nonNegativeMs,
   kvLoadFailurePolicy: policy,
+  kvWaitTimeoutMs: nonNegativeMs,
   failureRate: rate,
   failureStatus: errorStatus,
   enableRequestIdHeaders: flag,

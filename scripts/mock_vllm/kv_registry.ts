@@ -1,6 +1,6 @@
 /**
  * Prefiller side of the mock NIXL transfer: the blocks a prefill "computed",
- * kept for a lease, and the pull requests decoders send for them.
+ * kept for a lease, and the judgement of the pulls decoders send for them.
  *
  * Real NIXL has the decoder handshake with the prefiller over ZMQ on
  * `VLLM_NIXL_SIDE_CHANNEL_PORT` and then RDMA-read the blocks. The mock swaps
@@ -12,28 +12,22 @@
  * @module
  */
 
+import type { SideChannelAnswer } from "./kv_connector.ts";
 import { isRecord } from "./parse_request.ts";
 import { BLOCK_SIZE } from "./tokens.ts";
 
-/** Path of the HTTP stand-in for NIXL's side channel. */
-export const KV_PULL_PATH = "/_mock/nixl/pull";
+/** How block ids travel: one list per KV-cache group (HMA-era vLLM) or one flat list (the legacy connector). */
+export type BlockLayout = "groups" | "flat";
 
 /** Blocks issued to one prefill request. */
 export interface IssuedHandle {
   readonly remoteRequestId: string;
-  /** One list per KV-cache group, as vLLM's HMA-era connector sends them. */
-  readonly blockIds: number[][];
+  /** As sent on the wire: `[[1, 2]]` for "groups", `[1, 2]` for "flat". */
+  readonly blockIds: number[][] | number[];
+  readonly numBlocks: number;
   readonly numTokens: number;
   readonly issuedAt: number;
   consumed: boolean;
-}
-
-/** Answer of the side channel to one pull. */
-export interface PullAnswer {
-  readonly status: number;
-  readonly body: Record<string, unknown>;
-  readonly remoteRequestId: unknown;
-  readonly reason?: string;
 }
 
 /** What the registry needs to judge a pull. */
@@ -45,9 +39,13 @@ export interface PullJudgeContext {
 /** Handles issued by one prefiller engine. */
 export interface KvRegistry {
   /** Allocates `ceil(numTokens / 16)` fresh block ids for `remoteRequestId`. */
-  issue(remoteRequestId: string, numTokens: number): IssuedHandle;
+  issue(
+    remoteRequestId: string,
+    numTokens: number,
+    layout: BlockLayout,
+  ): IssuedHandle;
   /** Judges a decoder's pull request body and consumes the handle on success. */
-  serve(pull: unknown, context: PullJudgeContext): PullAnswer;
+  serve(pull: unknown, context: PullJudgeContext): SideChannelAnswer;
 }
 
 /** Handles kept before the oldest are forgotten (and then answer "unknown handle"). */
@@ -58,16 +56,18 @@ export function createKvRegistry(now: () => number = Date.now): KvRegistry {
   const handles = new Map<string, IssuedHandle>();
   let nextBlockId = 1;
   return {
-    issue(remoteRequestId, numTokens) {
+    issue(remoteRequestId, numTokens, layout) {
       const count = Math.max(1, Math.ceil(numTokens / BLOCK_SIZE));
       const ids = Array.from({ length: count }, () => nextBlockId++);
       const handle: IssuedHandle = {
         remoteRequestId,
-        blockIds: [ids],
+        blockIds: layout === "groups" ? [ids] : ids,
+        numBlocks: count,
         numTokens,
         issuedAt: now(),
         consumed: false,
       };
+      handles.delete(remoteRequestId);
       handles.set(remoteRequestId, handle);
       if (handles.size > CAPACITY) {
         handles.delete(handles.keys().next().value as string);
@@ -100,11 +100,10 @@ export function createKvRegistry(now: () => number = Date.now): KvRegistry {
         return refuse(409, "block ids mismatch", id);
       }
       handle.consumed = true;
-      const numBlocks = handle.blockIds.flat().length;
       return {
         status: 200,
-        body: { num_tokens: handle.numTokens, num_blocks: numBlocks },
-        remoteRequestId: id,
+        body: { num_tokens: handle.numTokens, num_blocks: handle.numBlocks },
+        key: id,
       };
     },
   };
@@ -113,7 +112,7 @@ export function createKvRegistry(now: () => number = Date.now): KvRegistry {
 function refuse(
   status: number,
   reason: string,
-  remoteRequestId: unknown,
-): PullAnswer {
-  return { status, body: { reason }, remoteRequestId, reason };
+  key: unknown,
+): SideChannelAnswer {
+  return { status, body: { reason }, key, reason };
 }

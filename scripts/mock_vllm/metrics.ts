@@ -7,7 +7,12 @@
  */
 
 /** `finished_reason` values vLLM labels `request_success_total` with. */
-export type FinishedReason = "stop" | "length" | "abort" | "error";
+export type FinishedReason =
+  | "stop"
+  | "length"
+  | "cache_threshold"
+  | "abort"
+  | "error";
 
 /** Outcomes of a decoder's KV pull. */
 export type KvPullOutcome = "pulled" | "recomputed" | "failed";
@@ -31,7 +36,7 @@ export function createMetrics(): Metrics {
     running: 0,
     promptTokens: 0,
     generationTokens: 0,
-    success: { stop: 0, length: 0, abort: 0, error: 0 },
+    success: { stop: 0, length: 0, cache_threshold: 0, abort: 0, error: 0 },
     kvPulls: { pulled: 0, recomputed: 0, failed: 0 },
     aborted: 0,
   };
@@ -98,7 +103,7 @@ export function renderMetrics(metrics: Metrics, model: string): string {
   family(
     "mock_vllm:kv_pulls_total",
     "counter",
-    "KV pulls attempted by this decoder, by outcome.",
+    "KV loads (pulls, waits, cache lookups) attempted by this engine, by outcome.",
     (Object.entries(metrics.kvPulls) as [KvPullOutcome, number][]).map((
       [outcome, value],
     ) => [

@@ -19,10 +19,14 @@ import {
   renderChatPrompt,
   splitWords,
 } from "./tokens.ts";
-import type { RequestRole } from "./types.ts";
 
-/** The three OpenAI generation APIs the mock serves. */
-export type ApiKind = "chat" | "completions" | "responses";
+/** The generation APIs the mock serves: OpenAI's three, Anthropic Messages, and vLLM's token-in generate. */
+export type ApiKind =
+  | "chat"
+  | "completions"
+  | "responses"
+  | "messages"
+  | "generate";
 
 /** A validated generation request. */
 export interface GenerationRequest {
@@ -38,8 +42,14 @@ export interface GenerationRequest {
   readonly promptTokens: number;
   /** Prompt as vLLM would log it (chat prompts after the template). */
   readonly promptText: string;
+  /** What identifies the prompt's KV: the rendered text, or the token ids (`ids:[…]`). */
+  readonly promptKey: string;
   /** `kv_transfer_params` exactly as received (undefined when absent). */
   readonly kvParams: unknown;
+  /** `cache_hit_threshold` (0..1, vLLM RFC #24256), when given. */
+  readonly cacheHitThreshold: number | undefined;
+  /** `min_tokens` (inside `sampling_params` for generate); 0 when absent. */
+  readonly minTokens: number;
 }
 
 /** A request body parsed once at arrival. */
@@ -69,14 +79,6 @@ export function parseJsonBody(text: string): ParsedBody {
 /** True for a plain JSON object. */
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** Role of a generation request, read from its `kv_transfer_params`; decode wins if both flags are set. */
-export function roleOf(body: unknown): RequestRole {
-  if (!isRecord(body) || !isRecord(body.kv_transfer_params)) return "plain";
-  if (body.kv_transfer_params.do_remote_prefill === true) return "decode";
-  if (body.kv_transfer_params.do_remote_decode === true) return "prefill";
-  return "plain";
 }
 
 /** First `X-Request-Id` value, or undefined when absent or empty. */
@@ -116,7 +118,12 @@ export function parseGenerationRequest(
   const prompt = readPrompt(api, body);
   const stream = readStream(body);
   const streamOptions = body.stream_options;
-  if (streamOptions !== undefined && streamOptions !== null && !stream) {
+  // The rule lives in OpenAI request models; Messages has no stream_options, generate no such check.
+  const checksStreamOptions = api !== "messages" && api !== "generate";
+  if (
+    checksStreamOptions && streamOptions !== undefined &&
+    streamOptions !== null && !stream
+  ) {
     throw validationError(
       "Stream options can only be defined when `stream=True`.",
       "stream_options",
@@ -124,7 +131,8 @@ export function parseGenerationRequest(
   }
   const includeUsage = stream && isRecord(streamOptions) &&
     streamOptions.include_usage !== false;
-  const requested = readLimit(api, body);
+  const sampling = api === "generate" ? readSamplingParams(body) : body;
+  const requested = readLimit(api, sampling);
   if (prompt.tokens > MAX_MODEL_LEN) {
     throw new VllmError(
       400,
@@ -142,8 +150,49 @@ export function parseGenerationRequest(
     limit: requested === undefined ? undefined : Math.min(requested, room),
     promptTokens: prompt.tokens,
     promptText: prompt.text,
+    promptKey: prompt.key,
     kvParams: body.kv_transfer_params,
+    cacheHitThreshold: readCacheHitThreshold(body),
+    minTokens: Number.isInteger(sampling.min_tokens)
+      ? sampling.min_tokens as number
+      : 0,
   };
+}
+
+function readSamplingParams(
+  body: Record<string, unknown>,
+): Record<string, unknown> {
+  const params = body.sampling_params;
+  if (params === undefined || params === null) throw missing("sampling_params");
+  if (!isRecord(params)) {
+    throw validationError(
+      pydanticMessage(
+        "model_attributes_type",
+        "body.sampling_params",
+        "Input should be a valid dictionary or object to extract fields from",
+      ),
+      "body.sampling_params",
+    );
+  }
+  return params;
+}
+
+function readCacheHitThreshold(
+  body: Record<string, unknown>,
+): number | undefined {
+  const value = body.cache_hit_threshold;
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "number" || !(value >= 0 && value <= 1)) {
+    throw validationError(
+      pydanticMessage(
+        "value_error",
+        "body.cache_hit_threshold",
+        "Value error, cache_hit_threshold must be a number between 0 and 1",
+      ),
+      "body.cache_hit_threshold",
+    );
+  }
+  return value;
 }
 
 /** Rejects a `model` other than the served one; absent or empty means the served model. */
@@ -217,12 +266,23 @@ const LIMIT_FIELDS: Readonly<Record<ApiKind, readonly string[]>> = {
   chat: ["max_completion_tokens", "max_tokens"],
   completions: ["max_tokens"],
   responses: ["max_output_tokens"],
+  // vLLM's Anthropic model knows only max_tokens; other limit keys are ignored.
+  messages: ["max_tokens"],
+  // Read inside sampling_params.
+  generate: ["max_tokens"],
 };
 
+/** Reads the token limit from `body` (the `sampling_params` object for generate). */
 function readLimit(
   api: ApiKind,
   body: Record<string, unknown>,
 ): number | undefined {
+  if (
+    api === "messages" &&
+    (body.max_tokens === undefined || body.max_tokens === null)
+  ) {
+    throw missing("max_tokens");
+  }
   let limit: number | undefined;
   for (const field of LIMIT_FIELDS[api]) {
     const value = body[field];
@@ -251,17 +311,61 @@ function readLimit(
 interface Prompt {
   readonly tokens: number;
   readonly text: string;
+  readonly key: string;
 }
 
 function readPrompt(api: ApiKind, body: Record<string, unknown>): Prompt {
   if (api === "completions") return readCompletionPrompt(body.prompt);
+  if (api === "generate") return readTokenIds(body.token_ids);
   const messages = api === "chat"
     ? readChatMessages(body.messages)
+    : api === "messages"
+    ? readAnthropicMessages(body)
     : readResponsesInput(body);
-  return {
-    tokens: countChatTokens(messages),
-    text: renderChatPrompt(messages),
-  };
+  const text = renderChatPrompt(messages);
+  return { tokens: countChatTokens(messages), text, key: text };
+}
+
+function readTokenIds(ids: unknown): Prompt {
+  if (ids === undefined || ids === null) throw missing("token_ids");
+  if (!Array.isArray(ids) || !ids.every(Number.isInteger)) {
+    throw validationError(
+      pydanticMessage(
+        "list_type",
+        "body.token_ids",
+        "Input should be a valid list of integers",
+      ),
+      "body.token_ids",
+    );
+  }
+  if (ids.length === 0) {
+    throw new VllmError(400, "The decoder prompt cannot be empty", {
+      param: "token_ids",
+    });
+  }
+  return { tokens: ids.length, text: "", key: `ids:${JSON.stringify(ids)}` };
+}
+
+/**
+ * Anthropic messages as vLLM converts them to chat: the `system` field (a
+ * string or text blocks) first, then each message's text.
+ */
+function readAnthropicMessages(body: Record<string, unknown>): ChatText[] {
+  if (typeof body.model !== "string" || body.model === "") {
+    throw validationError(
+      pydanticMessage(
+        "value_error",
+        "body.model",
+        "Value error, Model is required",
+      ),
+      "body.model",
+    );
+  }
+  const messages: ChatText[] = [];
+  const system = contentText(body.system);
+  if (system !== "") messages.push({ role: "system", text: system });
+  messages.push(...readChatMessages(body.messages));
+  return messages;
 }
 
 function missing(field: string): VllmError {
@@ -274,6 +378,7 @@ function missing(field: string): VllmError {
 function readCompletionPrompt(prompt: unknown): Prompt {
   if (prompt === undefined || prompt === null) throw missing("prompt");
   const items = Array.isArray(prompt) ? prompt : [prompt];
+  const allText = items.every((item) => typeof item === "string");
   let tokens = 0;
   const texts: string[] = [];
   for (const item of items) {
@@ -300,7 +405,12 @@ function readCompletionPrompt(prompt: unknown): Prompt {
       "prompt",
     );
   }
-  return { tokens: Math.max(1, tokens), text: texts.join("") };
+  const text = texts.join("");
+  return {
+    tokens: Math.max(1, tokens),
+    text,
+    key: allText ? text : `ids:${JSON.stringify(prompt)}`,
+  };
 }
 
 function readChatMessages(messages: unknown): ChatText[] {

@@ -14,7 +14,6 @@ import {
 } from "./errors.ts";
 import { handleGeneration } from "./generation.ts";
 import type { Knobs } from "./knobs.ts";
-import { formatHostPort } from "./kv_pull.ts";
 import type { MockLogger } from "./log.ts";
 import { handleOps, OPS_ROUTES, type OpsContext } from "./ops_routes.ts";
 import {
@@ -22,13 +21,12 @@ import {
   type ParsedBody,
   parseJsonBody,
   requestIdHeader,
-  roleOf,
 } from "./parse_request.ts";
+import { formatHostPort } from "./peer.ts";
 import type { Recorder, Recording } from "./recorder.ts";
 import {
-  isKvPull,
-  servePull,
   type SideChannelContext,
+  tryServeSideChannel,
 } from "./side_channel.ts";
 import { SSE_CONTENT_TYPE, StreamBreak } from "./sse.ts";
 
@@ -36,6 +34,8 @@ const GENERATION_ROUTES: Readonly<Record<string, ApiKind>> = {
   "/v1/chat/completions": "chat",
   "/v1/completions": "completions",
   "/v1/responses": "responses",
+  "/v1/messages": "messages",
+  "/inference/v1/generate": "generate",
 };
 
 /** State of one mock that request handling reads. */
@@ -60,9 +60,10 @@ export async function handleRequest(
   info: Deno.ServeHandlerInfo,
 ): Promise<Response> {
   const { pathname, search } = new URL(request.url);
-  if (state.sharesSideChannel && isKvPull(request, pathname)) {
-    return await servePull(request, state.sideChannel);
-  }
+  const sideChannel = state.sharesSideChannel
+    ? tryServeSideChannel(request, pathname, state.sideChannel)
+    : undefined;
+  if (sideChannel !== undefined) return await sideChannel;
   const bodyText = await request.text().catch(() => "");
   const parsed = parseJsonBody(bodyText);
   const body = parsed.ok ? parsed.value : undefined;
@@ -76,7 +77,11 @@ export async function handleRequest(
     headers: new Headers(request.headers),
     bodyText,
     body,
-    role: api === undefined ? "other" : roleOf(body),
+    role: api === undefined ? "other" : state.engine.connector.roleOf({
+      body,
+      bodyText,
+      headers: request.headers,
+    }),
   });
   const controller = trackFlight(state, request, record);
   let response: Response;

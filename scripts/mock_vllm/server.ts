@@ -12,10 +12,22 @@ import {
   parseKnobPatch,
   RESTART_KEYS,
 } from "./knobs.ts";
-import { formatHostPort } from "./kv_pull.ts";
-import { createKvRegistry } from "./kv_registry.ts";
+import type { KvContext } from "./kv_connector.ts";
+import { createKvConnector } from "./kv_connectors.ts";
+import {
+  createKvStore,
+  createRemoteKvStore,
+  type LocalKvStore,
+} from "./kv_store.ts";
+import {
+  isKvConnectorName,
+  isKvRole,
+  type KvConnectorName,
+  type KvRole,
+} from "./kv_wire.ts";
 import { createLogger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
+import { formatHostPort } from "./peer.ts";
 import { createRecorder } from "./recorder.ts";
 import {
   handleRequest,
@@ -35,6 +47,15 @@ interface Binding {
   readonly servers: readonly Deno.HttpServer<Deno.NetAddr>[];
 }
 
+/** Options fixed when a mock starts: which KV protocol it speaks and where its KV lives. */
+interface KvSetup {
+  readonly kvConnector: KvConnectorName;
+  readonly kvRole: KvRole;
+  readonly localStore: LocalKvStore;
+  readonly kvStoreUrl: string | undefined;
+  readonly dataParallelSize: number;
+}
+
 /** Starts a mock vLLM server; close it with `close()` or `await using`. */
 export async function createMockVllm(
   options: MockVllmOptions = {},
@@ -44,14 +65,26 @@ export async function createMockVllm(
     port = 0,
     tls,
     sideChannelPort,
+    kvConnector,
+    kvRole,
+    kvStore,
+    kvStoreUrl,
+    dataParallelSize,
     ...knobOptions
   } = options;
+  const setup = parseKvSetup({
+    kvConnector,
+    kvRole,
+    kvStore,
+    kvStoreUrl,
+    dataParallelSize,
+  });
   const knobs: Knobs = {
     ...buildDefaultKnobs(),
     ...parseKnobPatch(knobOptions, ALL_KNOB_KEYS),
   };
   const advertised = { port: 0 };
-  const state = createState(knobs, () => ({
+  const state = createState(knobs, setup, () => ({
     host: knobs.sideChannelHost ?? reachableHost(hostname),
     port: advertised.port,
   }));
@@ -61,25 +94,86 @@ export async function createMockVllm(
   return buildHandle(state, binding);
 }
 
+/** Validates the start-only KV options; throws `TypeError` naming the option. */
+function parseKvSetup(options: {
+  kvConnector: unknown;
+  kvRole: unknown;
+  kvStore: LocalKvStore | undefined;
+  kvStoreUrl: unknown;
+  dataParallelSize: unknown;
+}): KvSetup {
+  const {
+    kvConnector = "nixlv2",
+    kvRole = "kv_both",
+    kvStoreUrl,
+    dataParallelSize = 1,
+  } = options;
+  if (!isKvConnectorName(kvConnector)) {
+    throw new TypeError(`Unknown kvConnector ${JSON.stringify(kvConnector)}`);
+  }
+  if (!isKvRole(kvRole)) {
+    throw new TypeError(`Unknown kvRole ${JSON.stringify(kvRole)}`);
+  }
+  if (
+    !Number.isInteger(dataParallelSize) || (dataParallelSize as number) < 1
+  ) {
+    throw new TypeError(
+      `Invalid dataParallelSize ${
+        JSON.stringify(dataParallelSize)
+      }: expected an integer >= 1`,
+    );
+  }
+  if (kvStoreUrl !== undefined && !URL.canParse(String(kvStoreUrl))) {
+    throw new TypeError(`Invalid kvStoreUrl ${JSON.stringify(kvStoreUrl)}`);
+  }
+  return {
+    kvConnector,
+    kvRole,
+    localStore: options.kvStore ?? createKvStore(),
+    kvStoreUrl: kvStoreUrl === undefined ? undefined : String(kvStoreUrl),
+    dataParallelSize: dataParallelSize as number,
+  };
+}
+
 function createState(
   knobs: Knobs,
+  setup: KvSetup,
   sideChannel: () => { readonly host: string; readonly port: number },
 ): MockState {
   const logger = createLogger(knobs);
   const metrics = createMetrics();
-  const registry = createKvRegistry();
+  const ctx: KvContext = {
+    knobs,
+    logger,
+    metrics,
+    kvRole: setup.kvRole,
+    dataParallelSize: setup.dataParallelSize,
+    sideChannel,
+  };
+  const connector = createKvConnector(setup.kvConnector, ctx, {
+    localStore: setup.localStore,
+    sharedStore: setup.kvStoreUrl === undefined
+      ? setup.localStore
+      : createRemoteKvStore(setup.kvStoreUrl),
+  });
   return {
     knobs,
     logger,
     recorder: createRecorder(),
-    engine: { knobs, logger, metrics, registry, sideChannel },
+    engine: {
+      knobs,
+      logger,
+      metrics,
+      connector,
+      dataParallelSize: setup.dataParallelSize,
+    },
     ops: {
       knobs,
       metrics,
       health: { healthy: true },
       startedAt: Math.floor(Date.now() / 1000),
     },
-    sideChannel: { knobs, registry, logger, kvPulls: [] },
+    sideChannel: { connector, localStore: setup.localStore, kvPulls: [] },
     inFlight: new Set(),
     sharesSideChannel: true,
     closing: false,
@@ -142,7 +236,7 @@ async function bind(state: MockState, options: BindOptions): Promise<Binding> {
 }
 
 function logStartup(state: MockState, binding: Binding): void {
-  const { host } = state.engine.sideChannel();
+  const host = state.knobs.sideChannelHost ?? reachableHost(binding.hostname);
   state.logger.write(
     "INFO",
     "api_server.py:1880",
@@ -153,7 +247,7 @@ function logStartup(state: MockState, binding: Binding): void {
     "mock_vllm.py:1",
     `Mock vLLM serving model ${
       JSON.stringify(state.knobs.model)
-    }, engine_id=${state.knobs.engineId}, ` +
+    }, kv_connector=${state.engine.connector.name}, engine_id=${state.knobs.engineId}, ` +
       `KV side channel on ${formatHostPort(host, binding.sideChannelPort)}`,
   );
 }
@@ -169,6 +263,10 @@ function buildHandle(state: MockState, binding: Binding): MockVllm {
     hostname: binding.hostname,
     port: binding.port,
     sideChannelPort: binding.sideChannelPort,
+    sideChannelUrl: `http://${
+      formatHostPort(reachableHost(binding.hostname), binding.sideChannelPort)
+    }`,
+    kvConnector: state.engine.connector.name,
     get engineId() {
       return state.knobs.engineId;
     },
@@ -203,6 +301,7 @@ async function shutdown(state: MockState, binding: Binding): Promise<void> {
   );
   // Deno's shutdown waits for in-flight responses, so end the slow ones first.
   for (const controller of state.inFlight) controller.abort(shuttingDown());
+  state.engine.connector.close();
   await Promise.all(binding.servers.map((server) => server.shutdown()));
 }
 

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { FinishReason } from "./engine.ts";
+
 /** OpenAI `usage` as vLLM serializes it. */
 export interface Usage {
   "prompt_tokens": number;
@@ -23,7 +25,7 @@ export interface StreamMeta {
 /** A finished generation, ready to render. */
 export interface Completion extends StreamMeta {
   readonly tokens: readonly string[];
-  readonly finishReason: "stop" | "length";
+  readonly finishReason: FinishReason;
   readonly usage: Usage;
   readonly kvTransferParams: Record<string, unknown> | null;
 }

@@ -1,71 +1,68 @@
 /**
- * HTTP handler of the prefiller's KV side channel (`POST /_mock/nixl/pull`),
- * a stand-in for NIXL's ZMQ handshake plus RDMA read (see kv_registry.ts).
+ * The mock's KV side channel: one plain-HTTP surface for every protocol's
+ * engine-to-engine traffic (NIXL pulls, SGLang bootstrap joins, Mooncake's
+ * `/query` and transfer reads, P2P reads, the shared KV store). It shares
+ * the API port unless a port of its own is asked for, so the same number is
+ * the NIXL side-channel port, the SGLang and Mooncake bootstrap port and the
+ * OffloadingConnector P2P port of that engine.
+ *
+ * Side-channel requests are not API requests: they are recorded in
+ * `kvPulls`, never in `requests`.
  *
  * @module
  */
 
 import { jsonResponse } from "./errors.ts";
-import type { Knobs } from "./knobs.ts";
-import { KV_PULL_PATH, type KvRegistry } from "./kv_registry.ts";
-import type { MockLogger } from "./log.ts";
-import { parseJsonBody } from "./parse_request.ts";
+import type { KvConnector, SideChannelAnswer } from "./kv_connector.ts";
+import { type LocalKvStore, serveKvStore } from "./kv_store.ts";
 import type { KvPullServed } from "./types.ts";
 
-/** What the side channel reads and records. */
+/** What the side channel serves and records. */
 export interface SideChannelContext {
-  readonly knobs: Knobs;
-  readonly registry: KvRegistry;
-  readonly logger: MockLogger;
+  readonly connector: KvConnector;
+  readonly localStore: LocalKvStore;
   readonly kvPulls: KvPullServed[];
 }
 
-/** True for a request the side channel serves. */
-export function isKvPull(request: Request, pathname: string): boolean {
-  return request.method === "POST" && pathname === KV_PULL_PATH;
-}
-
-/** Handler of a dedicated side-channel listener: pulls, or FastAPI's 404. */
+/** Handler of a dedicated side-channel listener: a side-channel path, or FastAPI's 404. */
 export function handleSideChannel(
   request: Request,
   ctx: SideChannelContext,
 ): Promise<Response> | Response {
-  return isKvPull(request, new URL(request.url).pathname)
-    ? servePull(request, ctx)
-    : jsonResponse({ detail: "Not Found" }, 404);
+  return tryServeSideChannel(request, new URL(request.url).pathname, ctx) ??
+    jsonResponse({ detail: "Not Found" }, 404);
 }
 
-/** Judges one pull against the registry, records and logs it. */
-export async function servePull(
+/** Serves `path` when it is a side-channel path of this mock, else returns undefined. */
+export function tryServeSideChannel(
   request: Request,
+  path: string,
   ctx: SideChannelContext,
-): Promise<Response> {
-  const parsed = parseJsonBody(await request.text().catch(() => ""));
-  const answer = ctx.registry.serve(parsed.ok ? parsed.value : undefined, {
-    engineId: ctx.knobs.engineId,
-    leaseMs: ctx.knobs.kvLeaseMs,
-  });
-  const id = String(answer.remoteRequestId);
-  const served: KvPullServed = answer.reason === undefined
-    ? { remoteRequestId: answer.remoteRequestId, status: answer.status }
-    : {
-      remoteRequestId: answer.remoteRequestId,
-      status: answer.status,
-      reason: answer.reason,
-    };
-  ctx.kvPulls.push(served);
-  if (answer.reason === undefined) {
-    ctx.logger.write(
-      "DEBUG",
-      "nixl_connector.py:1177",
-      `Remote engine read the KV blocks of request ${id}`,
-    );
-  } else {
-    ctx.logger.write(
-      "WARNING",
-      "nixl_connector.py:1190",
-      `Refused KV pull for request ${id}: ${answer.reason}`,
-    );
-  }
+): Promise<Response> | undefined {
+  const answer = ctx.connector.serveSideChannel(request, path) ??
+    serveKvStore(request, path, ctx.localStore);
+  if (answer === undefined) return undefined;
+  return answer.then(
+    (served) => record(ctx, path, served),
+    // The peer went away mid-wait (its request was aborted); nobody reads this.
+    () => jsonResponse({ reason: "peer went away" }, 499),
+  );
+}
+
+function record(
+  ctx: SideChannelContext,
+  path: string,
+  answer: SideChannelAnswer,
+): Response {
+  ctx.kvPulls.push(
+    answer.reason === undefined
+      ? { path, remoteRequestId: answer.key, status: answer.status }
+      : {
+        path,
+        remoteRequestId: answer.key,
+        status: answer.status,
+        reason: answer.reason,
+      },
+  );
   return jsonResponse(answer.body, answer.status);
 }

@@ -2,19 +2,30 @@
  * Event producers for streaming responses, one per API, in vLLM's order
  * (vllm-wire.md §1.4): chat sends a role chunk, one content chunk per token
  * with `finish_reason` on the last, an optional usage chunk, then `[DONE]`;
- * completions skip the role chunk; the Responses API sends typed events.
+ * completions skip the role chunk; the Responses API sends typed events; the
+ * Messages API sends Anthropic's events; generate sends token-id chunks.
  *
  * @module
  */
 
 import {
+  type FinishReason,
   type FirstToken,
   type Job,
   usageOf,
   waitFirstToken,
   waitNextToken,
 } from "./engine.ts";
-import { internalServerError } from "./errors.ts";
+import { buildGenerateChunk, buildGenerateUsageChunk } from "./generate_api.ts";
+import {
+  contentBlockDeltaEvent,
+  contentBlockStartEvent,
+  contentBlockStopEvent,
+  messageDeltaEvent,
+  messageErrorEvent,
+  messageStartEvent,
+  messageStopEvent,
+} from "./messages_api.ts";
 import {
   buildChatContentChunk,
   buildChatRoleChunk,
@@ -30,9 +41,14 @@ import { dataEvent, DONE_EVENT, namedEvent } from "./sse.ts";
 
 /** What a producer reports back to its renderer. */
 export interface StreamProgress {
-  /** The KV load failed under policy "fail" and an error frame was sent instead of tokens. */
+  /** The first-token phase failed and an error frame was sent instead of tokens. */
   failed: boolean;
+  /** How generation ended, once it did. */
+  finished: { reason: FinishReason; tokens: number } | undefined;
 }
+
+/** A first-token phase that succeeded. */
+type Started = Extract<FirstToken, { ok: true }>;
 
 type ContentChunk = (
   token: string,
@@ -52,7 +68,26 @@ export function streamEvents(
       return chatCompletionEvents(job, progress, false);
     case "responses":
       return responsesEvents(job, progress);
+    case "messages":
+      return messagesEvents(job, progress);
+    case "generate":
+      return generateEvents(job, progress);
   }
+}
+
+/** The first-token phase, reported to `progress`. */
+async function start(
+  job: Job,
+  progress: StreamProgress,
+): Promise<FirstToken> {
+  const first = await waitFirstToken(job);
+  if (first.ok) {
+    progress.finished = {
+      reason: first.finishReason,
+      tokens: first.tokens.length,
+    };
+  } else progress.failed = true;
+  return first;
 }
 
 async function* chatCompletionEvents(
@@ -60,11 +95,10 @@ async function* chatCompletionEvents(
   progress: StreamProgress,
   chat: boolean,
 ): AsyncGenerator<string, void, void> {
-  const first = await waitFirstToken(job);
+  const first = await start(job, progress);
   if (!first.ok) {
-    progress.failed = true;
     // The 200 is already out, so the failure travels as one error frame, then [DONE].
-    yield dataEvent({ error: internalServerError().toInfo() });
+    yield dataEvent({ error: first.error.toInfo() });
     yield DONE_EVENT;
     return;
   }
@@ -78,7 +112,11 @@ async function* chatCompletionEvents(
   if (job.req.includeUsage) {
     const object = chat ? "chat.completion.chunk" : "text_completion";
     yield dataEvent(
-      buildUsageChunk(job.meta, object, usageOf(job, job.tokens.length, first)),
+      buildUsageChunk(
+        job.meta,
+        object,
+        usageOf(job, first.tokens.length, first),
+      ),
     );
   }
   yield DONE_EVENT;
@@ -86,17 +124,73 @@ async function* chatCompletionEvents(
 
 async function* tokenEvents(
   job: Job,
-  first: FirstToken,
+  first: Started,
   build: ContentChunk,
 ): AsyncGenerator<string, void, void> {
-  const last = job.tokens.length - 1;
-  for (const [i, token] of job.tokens.entries()) {
+  const { tokens, finishReason } = first;
+  if (tokens.length === 0) {
+    // No tokens (cache_threshold): one empty chunk still carries the finish reason.
+    yield dataEvent(build("", finishReason));
+    return;
+  }
+  const last = tokens.length - 1;
+  for (const [i, token] of tokens.entries()) {
     await waitNextToken(job, i);
     const usage = job.req.continuousUsage
       ? usageOf(job, i + 1, first)
       : undefined;
-    yield dataEvent(build(token, i === last ? job.finishReason : null, usage));
+    yield dataEvent(build(token, i === last ? finishReason : null, usage));
   }
+}
+
+async function* messagesEvents(
+  job: Job,
+  progress: StreamProgress,
+): AsyncGenerator<string, void, void> {
+  const first = await start(job, progress);
+  if (!first.ok) {
+    yield messageErrorEvent(first.error.message);
+    return;
+  }
+  yield messageStartEvent(job.meta, job.req.promptTokens);
+  for (const [i, token] of first.tokens.entries()) {
+    await waitNextToken(job, i);
+    if (i === 0) yield contentBlockStartEvent();
+    yield contentBlockDeltaEvent(token);
+  }
+  if (first.tokens.length > 0) yield contentBlockStopEvent();
+  yield messageDeltaEvent(first.finishReason, {
+    promptTokens: job.req.promptTokens,
+    completionTokens: first.tokens.length,
+  });
+  yield messageStopEvent();
+}
+
+async function* generateEvents(
+  job: Job,
+  progress: StreamProgress,
+): AsyncGenerator<string, void, void> {
+  const first = await start(job, progress);
+  if (!first.ok) {
+    yield dataEvent({ error: first.error.toInfo() });
+    yield DONE_EVENT;
+    return;
+  }
+  const { tokens, finishReason } = first;
+  if (tokens.length === 0) {
+    yield dataEvent(buildGenerateChunk(job.meta, [], finishReason));
+  }
+  for (const [i, token] of tokens.entries()) {
+    await waitNextToken(job, i);
+    const finish = i === tokens.length - 1 ? finishReason : null;
+    yield dataEvent(buildGenerateChunk(job.meta, [token], finish));
+  }
+  if (job.req.includeUsage) {
+    yield dataEvent(
+      buildGenerateUsageChunk(job.meta, usageOf(job, tokens.length, first)),
+    );
+  }
+  yield DONE_EVENT;
 }
 
 async function* responsesEvents(
@@ -111,10 +205,9 @@ async function* responsesEvents(
   yield event("response.in_progress", {
     response: buildResponse(meta, undefined),
   });
-  const first = await waitFirstToken(job);
+  const first = await start(job, progress);
   if (!first.ok) {
-    progress.failed = true;
-    const { message, type, param, code } = internalServerError().toInfo();
+    const { message, type, param, code } = first.error.toInfo();
     yield event("error", { code, message, param, error_type: type });
     return;
   }
@@ -131,7 +224,7 @@ async function* responsesEvents(
     ...item,
     part: buildOutputText(""),
   });
-  for (const [i, token] of job.tokens.entries()) {
+  for (const [i, token] of first.tokens.entries()) {
     await waitNextToken(job, i);
     yield event("response.output_text.delta", {
       ...item,
@@ -139,7 +232,7 @@ async function* responsesEvents(
       logprobs: [],
     });
   }
-  const text = job.tokens.join("");
+  const text = first.tokens.join("");
   yield event("response.output_text.done", { ...item, text, logprobs: [] });
   yield event("response.content_part.done", {
     ...item,
@@ -151,9 +244,9 @@ async function* responsesEvents(
   });
   const completion = {
     ...meta,
-    tokens: job.tokens,
-    finishReason: job.finishReason,
-    usage: usageOf(job, job.tokens.length, first),
+    tokens: first.tokens,
+    finishReason: first.finishReason,
+    usage: usageOf(job, first.tokens.length, first),
     kvTransferParams: null,
   };
   yield event("response.completed", {

@@ -4,10 +4,20 @@
  * @module
  */
 
+import type { LocalKvStore } from "./kv_store.ts";
+import type { KvConnectorName, KvRole } from "./kv_wire.ts";
+
+export type { KvConnectorName, KvRole } from "./kv_wire.ts";
+
 /** What a decoder does when pulling KV from the prefiller fails (vLLM's `kv_load_failure_policy`). */
 export type KvLoadFailurePolicy = "fail" | "recompute";
 
-/** Role a request played, derived from its `kv_transfer_params`. */
+/**
+ * Role a generation request played, as its connector reads it at arrival:
+ * from `kv_transfer_params` (nixlv2, mooncake, offloading), from top-level
+ * fields (legacy nixl), or from the engine's `kvRole` when requests carry no
+ * marker (lmcache, shared-storage, sglang). "other" is a non-generation route.
+ */
 export type RequestRole = "prefill" | "decode" | "plain" | "other";
 
 /** How a request ended from the mock's point of view. */
@@ -17,6 +27,41 @@ export type FinishedState = "completed" | "aborted" | "failed";
 export interface MockVllmOptions {
   /** Label for log lines, e.g. "prefiller" or "decoder"; default "vllm". */
   name?: string;
+  /** KV connector this engine speaks (vLLM's `--kv-transfer-config`); default "nixlv2". Fixed at start. */
+  kvConnector?: KvConnectorName;
+  /**
+   * vLLM's `kv_role`: "kv_producer" (prefill engine), "kv_consumer" (decode
+   * engine) or "kv_both" (default). Read by connectors whose requests carry
+   * no role marker: sglang (prefill/decode server; "kv_both" ignores
+   * bootstrap fields), lmcache and shared-storage (consumers do not store).
+   * Fixed at start.
+   */
+  kvRole?: KvRole;
+  /**
+   * Store behind lmcache and shared-storage, and this engine's prefix cache;
+   * give two mocks in one process the same {@linkcode createKvStore} object
+   * to share it. Default: a store of its own. Fixed at start.
+   */
+  kvStore?: LocalKvStore;
+  /**
+   * Side-channel base URL of another mock whose store lmcache and
+   * shared-storage use, for mocks in different processes; wins over
+   * `kvStore` for them. Fixed at start.
+   */
+  kvStoreUrl?: string;
+  /**
+   * How long one side of a concurrent exchange waits for the other (SGLang
+   * bootstrap and KV waits, Mooncake and offloading reads), in ms; default
+   * 10000 (SGLang's and vLLM's are minutes; shorter here so a broken
+   * exchange fails a test quickly).
+   */
+  kvWaitTimeoutMs?: number;
+  /**
+   * Data-parallel ranks of this engine; default 1. `X-Data-Parallel-Rank`
+   * outside `[0, size)` is a 400, and Mooncake's `/query` lists one engine
+   * id per rank. Fixed at start.
+   */
+  dataParallelSize?: number;
   /** Address to bind; default "127.0.0.1". */
   hostname?: string;
   /** Port to bind; default 0 (ephemeral). */
@@ -58,26 +103,51 @@ export interface MockVllmOptions {
   log?: (line: string) => void;
 }
 
-/** What a decoder did about the KV cache it was told to pull. */
+/**
+ * What an engine did about KV computed elsewhere before its first token.
+ * The `remote*` fields are as received, per connector:
+ * - nixlv2: `remote_engine_id`, `remote_request_id`, `remote_host`, `remote_port`;
+ * - nixl: the same top-level fields; `remoteRequestId` is the request's own id (the handle's name);
+ * - sglang: `bootstrap_room` (as its digits), `bootstrap_host`, `bootstrap_port`;
+ * - mooncake: `remote_engine_id`, `transfer_id`, `remote_bootstrap_addr` (as `remoteHost`);
+ * - offloading and `remote_kv_source`: `kv_request_id`, `remote_host`, `remote_port`;
+ * - lmcache, shared-storage: `remoteRequestId` is the prompt hash looked up.
+ */
 export interface KvTransferRecord {
-  /** "pulled" on success, "recomputed" when the params were unusable, "failed" when the pull failed. */
+  /** Connector that did the load. */
+  connector: KvConnectorName;
+  /** "pulled" on success, "recomputed" when nothing usable was there (params unusable, cache miss), "failed" when the load failed. */
   outcome: "pulled" | "recomputed" | "failed";
-  /** `remote_engine_id` as received. */
-  remoteEngineId: unknown;
-  /** `remote_request_id` as received. */
-  remoteRequestId: unknown;
-  /** `remote_host` as received. */
-  remoteHost: unknown;
-  /** `remote_port` as received. */
-  remotePort: unknown;
-  /** Number of block ids in `remote_block_ids` (flattened). */
-  numBlocks: number;
+  /** Engine id the request named. */
+  remoteEngineId?: unknown;
+  /** Id naming the KV at its source. */
+  remoteRequestId?: unknown;
+  /** Host of the KV's source. */
+  remoteHost?: unknown;
+  /** Port of the KV's source. */
+  remotePort?: unknown;
+  /** NIXL: number of block ids in `remote_block_ids` (flattened). */
+  numBlocks?: number;
   /** Tokens transferred (0 unless pulled). */
   numTokens: number;
   /** Why the pull failed or was skipped. */
   reason?: string;
   /** For outcome "failed": the policy applied ("recompute" means the request still succeeded). */
   failurePolicy?: KvLoadFailurePolicy;
+}
+
+/** What a prefill (or any engine that stores KV) left for a peer to read. */
+export interface KvHandOffRecord {
+  /** Connector that handed off. */
+  readonly connector: KvConnectorName;
+  /**
+   * What a peer must name to get it: `remote_request_id` (nixlv2), the
+   * request id (nixl), `bootstrap_room` (sglang), `transfer_id` (mooncake),
+   * `kv_request_id` (offloading), the prompt hash (lmcache, shared-storage).
+   */
+  readonly key: string;
+  /** Prompt tokens handed off. */
+  readonly numTokens: number;
 }
 
 /** Fields known when a request arrives at the mock. */
@@ -94,7 +164,7 @@ export interface ArrivedRequest {
   readonly bodyText: string;
   /** Parsed JSON body, or undefined when the body is not JSON. */
   readonly body: unknown;
-  /** prefill: do_remote_decode true; decode: do_remote_prefill true; plain: other generation; other: non-generation route. */
+  /** Role as the mock's connector reads it (see {@linkcode RequestRole}). */
   readonly role: RequestRole;
 }
 
@@ -104,15 +174,19 @@ export interface RecordedRequest extends ArrivedRequest {
   readonly seq: number;
   /** Status the mock answered. */
   status?: number;
-  /** For role "decode" with `do_remote_prefill`: what happened when it "pulled" the KV. */
+  /** What the engine did about KV computed elsewhere (absent when the request named none). */
   kvTransfer?: KvTransferRecord;
+  /** What the engine left for a peer once the prompt was computed. */
+  kvHandOff?: KvHandOffRecord;
   /** Resolves when the body was fully sent, the client went away, or the mock broke the stream on purpose. */
   readonly finished: Promise<FinishedState>;
 }
 
-/** A pull served by a prefiller's KV side channel. */
+/** A request served by this mock's KV side channel (a peer reading KV, joining a room, querying). */
 export interface KvPullServed {
-  /** `remote_request_id` the decoder asked for. */
+  /** Side-channel path, e.g. "/_mock/nixl/pull" or "/query". */
+  readonly path: string;
+  /** The key the peer asked for (handle, room, transfer id, kv_request_id, prompt hash). */
   readonly remoteRequestId: unknown;
   /** 200 on success, else the refusal status. */
   readonly status: number;
@@ -130,13 +204,17 @@ export interface MockVllm extends AsyncDisposable {
   readonly hostname: string;
   /** Bound port. */
   readonly port: number;
-  /** Port advertised as `remote_port` (the API port unless a separate side channel runs). */
+  /** Port of the KV side channel (the API port unless a separate one runs): NIXL `remote_port`, SGLang/Mooncake bootstrap port, P2P port. */
   readonly sideChannelPort: number;
+  /** Plain-HTTP base URL of the KV side channel, e.g. for another mock's `kvStoreUrl`. */
+  readonly sideChannelUrl: string;
+  /** KV connector this mock speaks. */
+  readonly kvConnector: KvConnectorName;
   /** NIXL engine id advertised as `remote_engine_id`. */
   readonly engineId: string;
   /** Every request received (KV side-channel pulls excluded), in order. */
   readonly requests: readonly RecordedRequest[];
-  /** Every KV pull this mock served as a prefiller, in order. */
+  /** Every side-channel request this mock served, in order. */
   readonly kvPulls: readonly KvPullServed[];
   /** Every log line emitted. */
   readonly logs: readonly string[];
@@ -144,7 +222,7 @@ export interface MockVllm extends AsyncDisposable {
   nextRequest(
     predicate?: (r: RecordedRequest) => boolean,
   ): Promise<RecordedRequest>;
-  /** Changes knobs at runtime; throws on options that need a restart (hostname, port, tls, sideChannelPort). */
+  /** Changes knobs at runtime; throws on options fixed at start (hostname, port, tls, sideChannelPort, kvConnector, kvRole, kvStore, kvStoreUrl, dataParallelSize). */
   setConfig(patch: Partial<MockVllmOptions>): void;
   /** Makes `/health` answer 200 (true) or 503 (false). */
   setHealthy(healthy: boolean): void;

@@ -8,22 +8,20 @@
 import { type ErrorStatus, ProxyError } from "../errors.ts";
 import { isJsonObject } from "../protocol/request.ts";
 import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
-import { UpstreamError } from "../upstream/client.ts";
-import type { WholeResponse } from "../upstream/http1_client.ts";
+import { UpstreamError, type WholeResponse } from "../upstream/client.ts";
 import { buildClientHeaders } from "../upstream/headers.ts";
 import type { PdContext } from "./types.ts";
 
 /** Sends the prefill leg and reads its answer; throws a 502 when none arrives. */
 export async function sendPrefill(
-  ctx: PdContext<unknown>,
+  ctx: PdContext,
   body: string,
 ): Promise<WholeResponse> {
   ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
   ctx.log.trace("prefill request", { body });
   try {
-    return await ctx.upstream.sendAndRead(ctx.prefiller, {
+    return await ctx.upstream.sendAndRead(ctx.prefillUrl, {
       method: "POST",
-      path: ctx.pathAndQuery,
       headers: ctx.headers,
       body,
       signal: ctx.signal,
@@ -70,7 +68,7 @@ function errorDetail(text: string): string {
  * status becomes the sidecar's own error naming the prefiller.
  */
 export function ensurePrefillSucceeded(
-  ctx: PdContext<unknown>,
+  ctx: PdContext,
   reply: WholeResponse,
 ): void {
   if (reply.status >= 200 && reply.status < 300) return;
@@ -97,7 +95,7 @@ export function ensurePrefillSucceeded(
 
 /** Checks the prefill succeeded and returned a JSON object; throws a 502 otherwise. */
 export function parsePrefillReply(
-  ctx: PdContext<unknown>,
+  ctx: PdContext,
   reply: WholeResponse,
 ): ScannedObject {
   ensurePrefillSucceeded(ctx, reply);
@@ -119,7 +117,7 @@ export function parsePrefillReply(
 }
 
 /** Sends the decode leg to the local decoder; its answer streams to the client. */
-export function sendDecode<R>(ctx: PdContext<R>, body: string): Promise<R> {
+export function sendDecode(ctx: PdContext, body: string): Promise<Response> {
   ctx.log.debug("sending request to decoder", { to: ctx.decoder });
   ctx.log.trace("decode request", { body });
   return ctx.decode({ headers: ctx.headers, body });

@@ -14,7 +14,7 @@ const placeholders = new Set<Connector>();
 function notYetSupported(name: ConnectorName): Connector {
   const connector: Connector = {
     name,
-    run<R>(): Promise<R> {
+    run(): Promise<Response> {
       return Promise.reject(
         new ProxyError(
           501,
@@ -33,6 +33,8 @@ const CONNECTORS: Readonly<Record<ConnectorName, Connector>> = {
   "lmcache": notYetSupported("lmcache"),
   "sglang": notYetSupported("sglang"),
   "shared-storage": notYetSupported("shared-storage"),
+  "mooncake": notYetSupported("mooncake"),
+  "offloading": notYetSupported("offloading"),
 };
 
 /** Whether the connector named `name` is implemented. */

@@ -21,7 +21,7 @@ const PREFILL_KV_TRANSFER_PARAMS = JSON.stringify({
   remote_port: null,
 });
 
-async function run<R>(ctx: PdContext<R>): Promise<R> {
+async function run(ctx: PdContext): Promise<Response> {
   // ctx.log already names the prefiller on every line.
   ctx.log.debug("running NIXL protocol V2");
   const prefillBody = buildPrefillBody(ctx.request, {

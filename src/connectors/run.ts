@@ -1,13 +1,13 @@
 /**
  * @module
- * The P/D entry both engines share: choosing the prefiller from the routing
- * headers, and, when there is one, parsing the body and running the
- * configured connector. An engine supplies only its transport: how the body
- * is read and how the decode leg is sent.
+ * The P/D entry of the generation route: choosing the prefiller from the
+ * routing headers, and, when there is one, parsing the body and running the
+ * configured connector with the legs' shared headers and transports.
  */
 
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
+import { ProxyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { selectPrefillTarget } from "../prefill_selection.ts";
 import type { ApiKind } from "../protocol/api.ts";
@@ -18,12 +18,13 @@ import {
   type HeaderList,
   type HeaderSource,
 } from "../upstream/headers.ts";
-import type { UpstreamTarget } from "../upstream/target.ts";
+import { forwardToDecoder } from "../upstream/relay.ts";
+import { httpUrl, type UpstreamTarget } from "../upstream/target.ts";
 import { getConnector } from "./mod.ts";
-import type { DecodeSender } from "./types.ts";
+import type { DecodeLeg } from "./types.ts";
 
-/** One generation request as an engine hands it over. */
-export interface PdRequest<R> {
+/** One generation request as the route hands it over. */
+export interface PdRequest {
   readonly api: ApiKind;
   /** Path and query, reused on both legs. */
   readonly pathAndQuery: string;
@@ -36,20 +37,18 @@ export interface PdRequest<R> {
   readonly log: Logger;
   /** Reads the request body whole. */
   readBody(): Promise<string>;
-  /** Sends the decode leg on the engine's transport. */
-  readonly decode: DecodeSender<R>;
 }
 
-/** Chooses prefillers and runs P/D for either engine. */
+/** Chooses prefillers and runs P/D. */
 export interface PdRunner {
   /** The prefiller the headers name, or undefined (plain decode); throws a 400 for a bad value. */
   select(headers: HeaderSource): UpstreamTarget | undefined;
   /** Parses the body and runs the connector's protocol against `prefiller`. */
-  run<R>(prefiller: UpstreamTarget, request: PdRequest<R>): Promise<R>;
+  run(prefiller: UpstreamTarget, request: PdRequest): Promise<Response>;
 }
 
 /** Headers of both legs, built once per request. */
-function legHeaders(request: PdRequest<unknown>): HeaderList {
+function legHeaders(request: PdRequest): HeaderList {
   const headers = buildUpstreamHeaders(request.headers, {
     clientIp: request.clientIp,
     omit: OMITTED_ON_PD_LEGS,
@@ -59,6 +58,16 @@ function legHeaders(request: PdRequest<unknown>): HeaderList {
     [HEADER_REQUEST_ID, request.requestId],
   );
   return headers;
+}
+
+/**
+ * Throws when the client has gone: a leg not yet sent must not start for
+ * nobody (a decode would hold GPU memory for a reader that left).
+ */
+export function ensureClientPresent(signal: AbortSignal): void {
+  if (signal.aborted) {
+    throw new ProxyError(499, "Client disconnected before the request ended");
+  }
 }
 
 /** Builds the P/D entry from the sidecar's dependencies. */
@@ -72,8 +81,9 @@ export function createPdRunner(deps: Deps): PdRunner {
   return {
     select: (headers) => selectPrefillTarget(headers, options),
     async run(prefiller, request) {
-      const { log } = request;
+      const { log, signal, pathAndQuery } = request;
       const parsed = parseGenerationRequest(await request.readBody());
+      ensureClientPresent(signal);
       log.debug("using P/D protocol", {
         connector: connector.name,
         prefiller: prefiller.hostPort,
@@ -81,13 +91,25 @@ export function createPdRunner(deps: Deps): PdRunner {
       log.trace("client request", { body: parsed.text });
       return await connector.run({
         api: request.api,
-        pathAndQuery: request.pathAndQuery,
+        pathAndQuery,
         request: parsed,
         prefiller,
+        prefillUrl: httpUrl(prefiller.hostPort, pathAndQuery),
         decoder,
-        decode: request.decode,
+        decode: (leg: DecodeLeg) => {
+          ensureClientPresent(signal);
+          return forwardToDecoder(deps.upstream, {
+            hostPort: decoder,
+            pathAndQuery,
+          }, {
+            method: "POST",
+            headers: leg.headers,
+            body: leg.body,
+            signal,
+          });
+        },
         headers: legHeaders(request),
-        signal: request.signal,
+        signal,
         log: log.child({ prefiller: prefiller.hostPort }),
         upstream: deps.upstream,
       });

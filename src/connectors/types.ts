@@ -13,7 +13,7 @@ import type { UpstreamClient } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 
-/** A decode leg as the connector hands it over: the transport is the engine's. */
+/** A decode leg as the connector hands it over. */
 export interface DecodeLeg {
   readonly headers: HeaderList;
   /** The decode body, JSON. */
@@ -21,24 +21,24 @@ export interface DecodeLeg {
 }
 
 /**
- * Sends the decode leg to the local decoder and returns the engine's handle
- * on its answer (a `Response` on `Deno.serve`, an open upstream reader on the
- * wire engine), which the engine relays to the client. Throws `ProxyError`
- * when no answer arrives.
+ * Sends the decode leg to the local decoder and returns the client's response
+ * streaming its answer. Throws `ProxyError` when no answer arrives.
  */
-export type DecodeSender<R> = (leg: DecodeLeg) => Promise<R>;
+export type DecodeSender = (leg: DecodeLeg) => Promise<Response>;
 
 /** Everything a connector needs for one disaggregated request. */
-export interface PdContext<R> {
+export interface PdContext {
   readonly api: ApiKind;
   /** Path and query of the client's request, reused on both legs. */
   readonly pathAndQuery: string;
   readonly request: GenerationRequest;
   readonly prefiller: UpstreamTarget;
+  /** URL of the prefill leg: the prefiller and the client's path and query. */
+  readonly prefillUrl: string;
   /** Address of the local decoder, e.g. `127.0.0.1:8001`, for logs. */
   readonly decoder: string;
   /** Sends the decode leg. */
-  readonly decode: DecodeSender<R>;
+  readonly decode: DecodeSender;
   /**
    * Headers of both legs: the client's cleaned for forwarding, a JSON content
    * type, and the request id (the client's `x-request-id` or a minted one), so
@@ -55,5 +55,5 @@ export interface PdContext<R> {
 export interface Connector {
   readonly name: ConnectorName;
   /** Runs prefill and decode; throws `ProxyError` before any byte is streamed. */
-  run<R>(ctx: PdContext<R>): Promise<R>;
+  run(ctx: PdContext): Promise<Response>;
 }

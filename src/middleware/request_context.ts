@@ -17,7 +17,7 @@ export function requestIdOf(headers: HeaderLookup): string {
 }
 
 /**
- * Writes the access line of a request at debug verbosity (both engines).
+ * Writes the access line of a request at debug verbosity.
  * Callers check `log.enabled(VERBOSITY_DEBUG)` first, so nothing is built
  * for it on a request when debug is off.
  */

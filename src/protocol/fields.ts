@@ -12,6 +12,8 @@ export const HEADER_PREFILLER_URL = "x-prefiller-url";
 export const HEADER_REQUEST_ID = "x-request-id";
 /** Appended with the client address by every proxy hop. */
 export const HEADER_FORWARDED_FOR = "x-forwarded-for";
+/** Deprecated data-parallel rank selector, `POD_IP:port+r`; read on rank 0, forwarded as is. */
+export const HEADER_DATA_PARALLEL_HOST_PORT = "x-data-parallel-host-port";
 
 /** Routing headers consumed by the sidecar and never forwarded. */
 export const ROUTING_HEADERS: readonly string[] = [

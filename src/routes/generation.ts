@@ -2,55 +2,78 @@
  * @module
  * `POST` on the generation APIs: with a prefill target the configured
  * connector runs P/D; without one the request is passed through untouched
- * (its body is not even parsed).
+ * (its body is not even parsed). Either way the decode goes to the model
+ * server of this listener's data-parallel rank, or on rank 0 to the rank the
+ * deprecated `x-data-parallel-host-port` header names.
  */
 
 import type { Handler } from "hono";
-import { decoderHostPort } from "../config.ts";
-import { createPdRunner } from "../connectors/run.ts";
+import { configForRank } from "../config.ts";
+import { createPdRunner, type PdRunner } from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
+import { createRankSelector } from "../data_parallel.ts";
 import type { ApiKind } from "../protocol/api.ts";
-import { forwardToDecoder } from "../upstream/relay.ts";
 import {
   clientIpOf,
   passthroughRequest,
   pathAndQueryOf,
 } from "./passthrough.ts";
 
+/** What serves the requests bound for one data-parallel rank. */
+interface RankRoute {
+  readonly deps: Deps;
+  readonly pd: PdRunner;
+}
+
+/**
+ * A route per rank this listener can send to: every rank on rank 0, which
+ * reads the header, its own rank elsewhere.
+ */
+function rankRoutes(deps: Deps): ReadonlyMap<number, RankRoute> {
+  const { config } = deps;
+  const ranks = config.dataParallelRank === 0
+    ? Array.from({ length: config.dataParallelSize }, (_, rank) => rank)
+    : [config.dataParallelRank];
+  return new Map(ranks.map((rank) => {
+    const rankDeps = rank === config.dataParallelRank
+      ? deps
+      : { ...deps, config: configForRank(config, rank) };
+    return [rank, { deps: rankDeps, pd: createPdRunner(rankDeps) }];
+  }));
+}
+
 /** Handler for one generation API. */
 export function createGenerationHandler(
   deps: Deps,
   api: ApiKind,
 ): Handler<AppEnv> {
-  const pd = createPdRunner(deps);
+  const routes = rankRoutes(deps);
+  const selector = createRankSelector(deps.config);
+  const routeOf = (rank: number): RankRoute => {
+    const route = routes.get(rank);
+    // The selector only returns ranks of the same config, which all have a route.
+    if (route === undefined) throw new Error(`No route for rank ${rank}`);
+    return route;
+  };
+  const own = routeOf(deps.config.dataParallelRank);
   return async function generation(c) {
     const log = c.get("log");
     const request = c.req.raw;
-    const prefiller = pd.select(request.headers);
+    const prefiller = own.pd.select(request.headers);
+    const route = routeOf(selector.select(request.headers, log));
     if (prefiller === undefined) {
       log.debug("skip disaggregated prefill: no prefiller header");
-      return passthroughRequest(deps, c);
+      return passthroughRequest(route.deps, c);
     }
-    const pathAndQuery = pathAndQueryOf(request);
-    return await pd.run(prefiller, {
+    return await route.pd.run(prefiller, {
       api,
-      pathAndQuery,
+      pathAndQuery: pathAndQueryOf(request),
       headers: request.headers,
       clientIp: clientIpOf(c),
       requestId: c.get("requestId"),
       signal: request.signal,
       log,
       readBody: () => request.text(),
-      decode: (leg) =>
-        forwardToDecoder(deps.upstream, {
-          hostPort: decoderHostPort(deps.config),
-          pathAndQuery,
-        }, {
-          method: "POST",
-          headers: leg.headers,
-          body: leg.body,
-          signal: request.signal,
-        }),
     });
   };
 }

@@ -1,18 +1,12 @@
 /**
  * @module
- * The HTTP client for every upstream (prefillers and the local decoder): one
- * pooled connection manager, and failures classified once so callers can map
- * them to statuses without parsing error strings.
+ * The HTTP client for every upstream (prefillers and the local decoder):
+ * Deno's `fetch` on one pooled `Deno.createHttpClient`, and failures
+ * classified once so callers can map them to statuses without parsing error
+ * strings.
  */
 
-import { ClosedEarlyError } from "../http1/conn_reader.ts";
-import type { HeaderList } from "./headers.ts";
-import type { UpstreamTarget } from "./target.ts";
-import {
-  createHttp1Client,
-  type Http1Request,
-  type WholeResponse,
-} from "./http1_client.ts";
+import type { HeaderList, HeaderSource } from "./headers.ts";
 
 /** Why an upstream request produced no response. */
 export type FailureKind = "refused" | "dns" | "reset" | "aborted" | "other";
@@ -42,18 +36,19 @@ export interface UpstreamRequest {
   readonly signal: AbortSignal;
 }
 
+/** An answer read whole (the prefill leg's). */
+export interface WholeResponse {
+  readonly status: number;
+  readonly headers: HeaderSource;
+  readonly text: string;
+}
+
 /** Sends requests to upstream servers over pooled connections. */
 export interface UpstreamClient {
   /** Sends a request; its answer streams. Throws `UpstreamError` when no response arrives. */
   send(url: string, request: UpstreamRequest): Promise<Response>;
-  /**
-   * Sends a plain-HTTP request whose small answer is read whole (the prefill
-   * leg), on the cheaper HTTP/1.1 client. Throws `UpstreamError` on failure.
-   */
-  sendAndRead(
-    target: UpstreamTarget,
-    request: Http1Request,
-  ): Promise<WholeResponse>;
+  /** Sends a request and reads its (small) answer whole. Throws `UpstreamError` on failure. */
+  sendAndRead(url: string, request: UpstreamRequest): Promise<WholeResponse>;
   /** Closes pooled connections. */
   close(): void;
 }
@@ -66,6 +61,32 @@ export const MAX_IDLE_PER_HOST = 1024;
  * Go sidecar's 90 s pool met uvicorn's 5 s with resets and 502s).
  */
 export const IDLE_TIMEOUT_MS = 4000;
+
+/**
+ * Headers `fetch` adds to a request that lacks them, and what the sidecar
+ * sends instead. `fetch` cannot omit them; these values mean what absence
+ * means to the upstream. `accept-encoding: identity` keeps the upstream from
+ * compressing, which `fetch` would undo silently; an empty `user-agent` keeps
+ * the runtime's name out, as Go's reverse proxy does. `accept: *\/*` and
+ * `accept-language: *` are what absence means (RFC 9110 §12.5.1, §12.5.4).
+ */
+const FETCH_DEFAULTS: readonly (readonly [string, string])[] = [
+  ["accept", "*/*"],
+  ["accept-language", "*"],
+  ["user-agent", ""],
+  ["accept-encoding", "identity"],
+];
+
+/** `headers` plus an explicit value for each header `fetch` would add. */
+function withFetchDefaults(headers: HeaderList): HeaderList {
+  let out: HeaderList | undefined;
+  for (const [name, value] of FETCH_DEFAULTS) {
+    if (headers.some(([present]) => present === name)) continue;
+    out ??= headers.slice();
+    out.push([name, value]);
+  }
+  return out ?? headers;
+}
 
 function innermostMessage(error: unknown): string {
   let current: unknown = error;
@@ -89,8 +110,7 @@ function classifyFetchError(error: unknown): UpstreamError {
   if (
     error instanceof Deno.errors.ConnectionReset ||
     error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.UnexpectedEof ||
-    error instanceof ClosedEarlyError
+    error instanceof Deno.errors.UnexpectedEof
   ) {
     return new UpstreamError("reset", "connection closed by the server", error);
   }
@@ -101,7 +121,10 @@ function classifyFetchError(error: unknown): UpstreamError {
   if (/dns error|failed to lookup address/i.test(message)) {
     return new UpstreamError("dns", "host name not found", error);
   }
-  if (/connection (reset|closed)|broken pipe|unexpected eof/i.test(message)) {
+  if (
+    /connection (reset|closed)|broken pipe|unexpected eof|incomplete message/i
+      .test(message)
+  ) {
     return new UpstreamError("reset", "connection closed by the server", error);
   }
   // Deno prefixes the cause with the whole URL; keep the part after the last "): ".
@@ -126,35 +149,39 @@ export function createUpstreamClient(): UpstreamClient {
     poolMaxIdlePerHost: MAX_IDLE_PER_HOST,
     poolIdleTimeout: IDLE_TIMEOUT_MS,
   });
-  const http1 = createHttp1Client({
-    maxIdlePerHost: MAX_IDLE_PER_HOST,
-    idleTimeoutMs: IDLE_TIMEOUT_MS,
-  });
+  async function send(
+    url: string,
+    request: UpstreamRequest,
+  ): Promise<Response> {
+    try {
+      return await fetch(url, {
+        method: request.method,
+        headers: withFetchDefaults(request.headers),
+        body: request.body ?? null,
+        signal: request.signal,
+        redirect: "manual",
+        client,
+      });
+    } catch (error) {
+      throw upstreamFailure(error, request.signal);
+    }
+  }
   return {
-    async send(url, request) {
+    send,
+    async sendAndRead(url, request) {
+      const response = await send(url, request);
       try {
-        return await fetch(url, {
-          method: request.method,
-          headers: request.headers,
-          body: request.body ?? null,
-          signal: request.signal,
-          redirect: "manual",
-          client,
-        });
-      } catch (error) {
-        throw upstreamFailure(error, request.signal);
-      }
-    },
-    async sendAndRead(target, request) {
-      try {
-        return await http1.request(target, request);
+        return {
+          status: response.status,
+          headers: response.headers,
+          text: await response.text(),
+        };
       } catch (error) {
         throw upstreamFailure(error, request.signal);
       }
     },
     close() {
       client.close();
-      http1.close();
     },
   };
 }

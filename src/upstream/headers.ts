@@ -19,7 +19,7 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "upgrade",
 ]);
 
-/** What the sidecar reads from a header set: `Headers`, or the wire engine's list. */
+/** What the sidecar reads from a header set. */
 export interface HeaderLookup {
   /** Every value of `name` joined by ", "; null when absent. */
   get(name: string): string | null;
@@ -90,16 +90,11 @@ export function buildUpstreamHeaders(
 /**
  * Headers of a response relayed to the client. Deno's fetch decompresses
  * bodies but keeps `Content-Encoding`, so an encoded answer loses that header
- * and its (compressed) `Content-Length`; pass `decoded: false` for a body
- * relayed as it arrived (the wire engine).
+ * and its (compressed) `Content-Length`.
  */
-export function buildClientHeaders(
-  upstream: HeaderSource,
-  options: { readonly decoded?: boolean } = {},
-): HeaderList {
+export function buildClientHeaders(upstream: HeaderSource): HeaderList {
   const listed = connectionListed(upstream);
-  const decoded = (options.decoded ?? true) &&
-    upstream.get("content-encoding") !== null;
+  const decoded = upstream.get("content-encoding") !== null;
   const out: HeaderList = [];
   for (const [name, value] of upstream) {
     if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;

@@ -12,6 +12,7 @@ import {
   type UpstreamRequest,
 } from "./client.ts";
 import { buildClientHeaders } from "./headers.ts";
+import { httpUrl } from "./target.ts";
 
 /** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
 export const DECODER_NOT_READY_MESSAGE =
@@ -49,7 +50,7 @@ export async function forwardToDecoder(
   let response: Response;
   try {
     response = await upstream.send(
-      `http://${target.hostPort}${target.pathAndQuery}`,
+      httpUrl(target.hostPort, target.pathAndQuery),
       request,
     );
   } catch (error) {

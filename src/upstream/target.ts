@@ -42,6 +42,11 @@ function parsePort(header: string, value: string, text: string): number {
   return port;
 }
 
+/** The plain-HTTP URL of `pathAndQuery` on the upstream at `hostPort`. */
+export function httpUrl(hostPort: string, pathAndQuery: string): string {
+  return `http://${hostPort}${pathAndQuery}`;
+}
+
 /** Parses one prefill target spelled in `header`; throws a 400 `ProxyError`. */
 export function parseTarget(value: string, header: string): UpstreamTarget {
   // deno-lint-ignore no-control-regex -- rejecting control characters is the point (header injection)

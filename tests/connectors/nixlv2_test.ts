@@ -4,7 +4,6 @@ import {
   createHarness,
   jsonHeaders,
   readSseData,
-  testEachEngine,
 } from "../support/harness.ts";
 import { closedPort, startStubUpstream } from "../support/stub_upstream.ts";
 
@@ -17,10 +16,10 @@ const PREFILL_PARAMS = {
   "remote_port": null,
 };
 
-testEachEngine(
+Deno.test(
   "nixlv2 sends stream=false, no stream_options, token limits of 1 and kv_transfer_params to prefill",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.request("/v1/chat/completions", {
       method: "POST",
       headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
@@ -48,10 +47,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 sends decode the client body unchanged plus the prefiller's kv_transfer_params",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const body =
       '{"model":"Qwen/Qwen3-0.6B","prompt":"The capital of France is","max_tokens":5,"seed":12345678901234567890,"top_p":1.0}';
     const response = await h.pd("/v1/completions", body);
@@ -80,10 +79,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 caps max_output_tokens on the Responses API",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.request("/v1/responses", {
       method: "POST",
       headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
@@ -106,10 +105,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 mints one x-request-id and sends it on both legs",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.pd("/v1/chat/completions", chatBody());
     const answer = await response.json();
     const prefillId = h.prefill.requests[0]?.headers.get("x-request-id");
@@ -120,10 +119,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 keeps the client's x-request-id, one value on each leg",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.pd("/v1/chat/completions", chatBody(), {
       "x-request-id": "client-id-1",
     });
@@ -139,10 +138,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 removes the routing headers from both legs",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.pd("/v1/chat/completions", chatBody(), {
       "x-prefiller-url": "http://other:1",
       "authorization": "Bearer token",
@@ -156,10 +155,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 streams the decoder's SSE answer to the client",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.pd(
       "/v1/chat/completions",
       chatBody({ stream: true, stream_options: { include_usage: true } }),
@@ -184,10 +183,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 relays a prefill 4xx with its status, body and content type",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.pd("/v1/chat/completions", chatBody(), {
       "x-return-error": "429",
     });
@@ -199,10 +198,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 answers a prefill 5xx with the prefiller's status and a message naming it",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.pd("/v1/chat/completions", chatBody(), {
       "x-return-error": "503",
     });
@@ -228,10 +227,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 answers 502 naming the prefiller when it cannot be reached",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const target = `127.0.0.1:${closedPort()}`;
     const response = await h.request("/v1/chat/completions", {
       method: "POST",
@@ -253,10 +252,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 answers 502 when the prefiller's 200 is not a JSON object",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     await using stub = startStubUpstream(() =>
       new Response("OK", { status: 200 })
     );
@@ -275,10 +274,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 decodes with kv_transfer_params null and warns when the prefiller sent none",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     await using stub = startStubUpstream(() =>
       Response.json({ id: "cmpl-1", choices: [] })
     );
@@ -303,9 +302,8 @@ testEachEngine(
   },
 );
 
-testEachEngine("nixlv2 relays a decoder error status as is", async (engine) => {
+Deno.test("nixlv2 relays a decoder error status as is", async () => {
   await using h = await createHarness({
-    engine,
     decode: { kvLoadFailurePolicy: "fail" },
   });
   // A prefiller that hands out a KV handle the engine it names never issued:
@@ -333,11 +331,10 @@ testEachEngine("nixlv2 relays a decoder error status as is", async (engine) => {
   assert.equal(h.decode.requests[0]?.kvTransfer?.reason, "unknown handle");
 });
 
-testEachEngine(
+Deno.test(
   "nixlv2 reaches a prefiller named by an IPv6 literal",
-  async (engine) => {
+  async () => {
     await using h = await createHarness({
-      engine,
       prefill: { hostname: "::1" },
     });
     const response = await h.pd("/v1/chat/completions", chatBody(), {
@@ -353,10 +350,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "nixlv2 sends both legs a non-ASCII body whole, with its length in bytes",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const prompt = "Grüße aus 東京 🚀 — ¿qué tal?";
     const body = JSON.stringify({
       model: "Qwen/Qwen3-0.6B",

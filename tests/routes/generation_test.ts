@@ -1,18 +1,13 @@
 import assert from "node:assert/strict";
-import {
-  chatBody,
-  createHarness,
-  jsonHeaders,
-  testEachEngine,
-} from "../support/harness.ts";
+import { chatBody, createHarness, jsonHeaders } from "../support/harness.ts";
 
 for (const body of ["null", "[1,2]", "42", '{"model":', ""]) {
-  testEachEngine(
+  Deno.test(
     `generation answers 400 to the body ${
       JSON.stringify(body)
     } and contacts no upstream`,
-    async (engine) => {
-      await using h = await createHarness({ engine });
+    async () => {
+      await using h = await createHarness();
       const response = await h.pd("/v1/chat/completions", body);
       assert.equal(response.status, 400);
       assert.equal(response.headers.get("content-type"), "application/json");
@@ -35,10 +30,10 @@ for (
     "host",
   ]
 ) {
-  testEachEngine(
+  Deno.test(
     `generation answers 400 to the prefill target ${JSON.stringify(target)}`,
-    async (engine) => {
-      await using h = await createHarness({ engine });
+    async () => {
+      await using h = await createHarness();
       const response = await h.request("/v1/completions", {
         method: "POST",
         headers: jsonHeaders({ "x-prefiller-host-port": target }),
@@ -54,11 +49,10 @@ for (
   );
 }
 
-testEachEngine(
+Deno.test(
   "generation picks the prefiller at random with -enable-prefiller-sampling",
-  async (engine) => {
+  async () => {
     await using h = await createHarness({
-      engine,
       config: { enablePrefillerSampling: true },
       random: () => 0.9,
     });
@@ -75,10 +69,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "generation uses the legacy x-prefiller-url header",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.request("/v1/chat/completions", {
       method: "POST",
       headers: jsonHeaders({
@@ -93,11 +87,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "generation answers 501 for a connector not implemented yet, and still passes through",
-  async (engine) => {
+  async () => {
     await using h = await createHarness({
-      engine,
       config: { connector: "sglang" },
     });
     const response = await h.pd("/v1/chat/completions", chatBody());
@@ -116,10 +109,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "generation logs routing at verbosity 4 with the request id on every line",
-  async (engine) => {
-    await using h = await createHarness({ engine, config: { verbosity: 4 } });
+  async () => {
+    await using h = await createHarness({ config: { verbosity: 4 } });
     const response = await h.pd("/v1/chat/completions", chatBody(), {
       "x-request-id": "rid-7",
     });
@@ -140,8 +133,8 @@ testEachEngine(
   },
 );
 
-testEachEngine("generation logs bodies only at verbosity 5", async (engine) => {
-  await using h = await createHarness({ engine, config: { verbosity: 5 } });
+Deno.test("generation logs bodies only at verbosity 5", async () => {
+  await using h = await createHarness({ config: { verbosity: 5 } });
   const response = await h.pd(
     "/v1/chat/completions",
     chatBody({ user: "body-marker" }),

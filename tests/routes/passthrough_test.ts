@@ -4,13 +4,12 @@ import {
   createHarness,
   jsonHeaders,
   readSseData,
-  testEachEngine,
 } from "../support/harness.ts";
 
-testEachEngine(
+Deno.test(
   "passthrough forwards method, path, query, headers and body unchanged",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.request("/tokenize?trace=1", {
       method: "POST",
       headers: jsonHeaders({
@@ -35,10 +34,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "passthrough forwards a non-ASCII body byte for byte",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const body = '{"prompt": "naïve café, 東京 🚀"}';
     const response = await h.request("/tokenize", {
       method: "POST",
@@ -56,10 +55,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "passthrough relays GET answers and statuses of any route",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const models = await h.request("/v1/models");
     assert.equal(models.status, 200);
     assert.equal((await models.json()).object, "list");
@@ -73,10 +72,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "generation request without a prefiller header goes to the decoder byte for byte",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const body =
       `{"model":"Qwen/Qwen3-0.6B",  "prompt":"Hi", "max_tokens":3, "n": 1.0}`;
     const response = await h.request("/v1/completions", {
@@ -92,10 +91,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "generation request with an empty prefiller header is plain decode without the header",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const response = await h.request("/v1/chat/completions", {
       method: "POST",
       headers: jsonHeaders({ "x-prefiller-host-port": " " }),
@@ -111,10 +110,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "passthrough answers 503 with the decode-not-ready message when vLLM is down",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     await h.decode.close();
     for (
       const [path, init] of [["/v1/models", {}], ["/v1/chat/completions", {
@@ -137,10 +136,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "health is answered by the sidecar without asking vLLM",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     for (const method of ["GET", "HEAD"]) {
       const response = await h.request("/health", { method });
       assert.equal(response.status, 200);
@@ -153,10 +152,10 @@ testEachEngine(
   },
 );
 
-testEachEngine(
+Deno.test(
   "passthrough over a socket appends the client address to X-Forwarded-For",
-  async (engine) => {
-    await using h = await createHarness({ engine });
+  async () => {
+    await using h = await createHarness();
     const base = h.listen();
     const response = await fetch(`${base}/v1/models`, {
       headers: { "x-forwarded-for": "203.0.113.9" },

@@ -90,3 +90,120 @@ export async function prefillParams(
   const body = await response.json();
   return body.kv_transfer_params;
 }
+
+/** Anthropic Messages path. */
+export const MESSAGES = "/v1/messages";
+/** vLLM's token-in generate path. */
+export const GENERATE = "/inference/v1/generate";
+
+/** Rejects with a message naming `what` when `promise` has not settled within `ms`, so a regression fails instead of hanging. */
+export async function withDeadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** POSTs JSON and returns the status and the parsed JSON answer. */
+export async function postForJson(
+  mock: MockVllm,
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await postJson(mock, path, body, { headers });
+  return { status: response.status, body: await response.json() };
+}
+
+/** `usage.prompt_tokens_details.cached_tokens` of an answer, or undefined. */
+export function cachedTokensOf(body: Record<string, unknown>): unknown {
+  const usage = body.usage as Record<string, unknown> | undefined;
+  const details = usage?.prompt_tokens_details as
+    | Record<string, unknown>
+    | null
+    | undefined;
+  return details?.cached_tokens;
+}
+
+/** A mock vLLM running in a child process (the CLI), for tests of what crosses process boundaries. */
+export interface SpawnedMock extends AsyncDisposable {
+  /** Base URL the child logged at start. */
+  readonly url: string;
+  /** Every stderr line read so far. */
+  readonly lines: readonly string[];
+}
+
+/**
+ * Starts `scripts/mock_vllm.ts` with `args` on an ephemeral port and waits
+ * (at most 20 s) for its start-up line. Disposing sends SIGTERM to this
+ * child only and waits for it to exit.
+ */
+export async function spawnMock(args: readonly string[]): Promise<SpawnedMock> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      new URL("../../scripts/mock_vllm.ts", import.meta.url).pathname,
+      "--port",
+      "0",
+      ...args,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  const readUrl = async (): Promise<string> => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`Mock exited early:\n${lines.join("\n")}`);
+      pending += value;
+      const parts = pending.split("\n");
+      pending = parts.pop() ?? "";
+      lines.push(...parts);
+      const url = parts.map((l) =>
+        /Starting vLLM API server 0 on (\S+)/.exec(l)?.[1]
+      ).find((u) => u !== undefined);
+      if (url !== undefined) return url;
+    }
+  };
+  let url: string;
+  try {
+    url = await withDeadline(readUrl(), 20_000, "the child mock to start");
+  } catch (error) {
+    child.kill("SIGKILL");
+    await reader.cancel().catch(() => {});
+    await child.status;
+    throw error;
+  }
+  const drained = (async () => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      lines.push(...value.split("\n").filter((l) => l !== ""));
+    }
+  })();
+  return {
+    url,
+    lines,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      await withDeadline(child.status, 10_000, "the child mock to exit");
+      await drained;
+    },
+  };
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseCliArgs, UsageError } from "../../scripts/mock_vllm.ts";
+import { parseCliArgs, USAGE, UsageError } from "../../scripts/mock_vllm.ts";
 
 const noEnv = (_name: string): string | undefined => undefined;
 
@@ -77,4 +77,75 @@ Deno.test("mock vllm cli rejects bad input naming the flag", () => {
 Deno.test("mock vllm cli recognises --help", () => {
   assert.equal(parseCliArgs(["-h"], noEnv).help, true);
   assert.equal(parseCliArgs(["--help"], noEnv).help, true);
+});
+
+Deno.test("mock vllm cli maps the KV connector flags to options", () => {
+  const parsed = parseCliArgs([
+    "--kv-connector",
+    "sglang",
+    "--kv-role",
+    "kv_producer",
+    "--kv-store-url",
+    "http://127.0.0.1:8100",
+    "--kv-wait-timeout-ms",
+    "250",
+    "--data-parallel-size",
+    "2",
+  ], noEnv);
+  assert.deepEqual(parsed.options, {
+    port: 8000,
+    kvConnector: "sglang",
+    kvRole: "kv_producer",
+    kvStoreUrl: "http://127.0.0.1:8100",
+    kvWaitTimeoutMs: 250,
+    dataParallelSize: 2,
+  });
+});
+
+Deno.test("mock vllm cli rejects unknown connectors, roles and rank counts naming the flag", () => {
+  assert.throws(
+    () => parseCliArgs(["--kv-connector", "p2pnccl"], noEnv),
+    (e) =>
+      e instanceof UsageError &&
+      e.message.startsWith(
+        'Invalid --kv-connector "p2pnccl": expected "nixlv2", "nixl"',
+      ),
+  );
+  assert.throws(
+    () => parseCliArgs(["--kv-role", "producer"], noEnv),
+    /--kv-role/,
+  );
+  for (const bad of ["0", "1.5"]) {
+    assert.throws(
+      () => parseCliArgs(["--data-parallel-size", bad], noEnv),
+      /--data-parallel-size/,
+    );
+  }
+});
+
+Deno.test("mock vllm cli --help lists every KV connector", () => {
+  for (
+    const name of [
+      "nixlv2",
+      "nixl",
+      "lmcache",
+      "sglang",
+      "shared-storage",
+      "mooncake",
+      "offloading",
+    ]
+  ) {
+    assert.ok(USAGE.includes(name), name);
+  }
+  for (
+    const flag of [
+      "--kv-connector",
+      "--kv-role",
+      "--kv-store-url",
+      "--kv-wait-timeout-ms",
+      "--data-parallel-size",
+    ]
+  ) {
+    assert.ok(USAGE.includes(flag), flag);
+  }
 });

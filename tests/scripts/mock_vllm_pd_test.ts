@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createMockVllm, type MockVllm } from "../../scripts/mock_vllm/mod.ts";
-import { formatHostPort } from "../../scripts/mock_vllm/kv_pull.ts";
+import { formatHostPort } from "../../scripts/mock_vllm/peer.ts";
 import {
   CHAT,
   chatBody,
@@ -115,6 +115,7 @@ Deno.test("mock vllm decode pulls KV from the prefiller named in kv_transfer_par
   const recorded = decode.requests[0];
   assert.equal(recorded?.role, "decode");
   assert.deepEqual(recorded?.kvTransfer, {
+    connector: "nixlv2",
     outcome: "pulled",
     remoteEngineId: prefill.engineId,
     remoteRequestId: params.remote_request_id,
@@ -124,6 +125,7 @@ Deno.test("mock vllm decode pulls KV from the prefiller named in kv_transfer_par
     numTokens: 9,
   });
   assert.deepEqual(prefill.kvPulls, [{
+    path: "/_mock/nixl/pull",
     remoteRequestId: params.remote_request_id,
     status: 200,
   }]);
@@ -357,4 +359,84 @@ Deno.test("mock vllm kv pull brackets IPv6 hosts", () => {
   assert.equal(formatHostPort("::1", 5600), "[::1]:5600");
   assert.equal(formatHostPort("[::1]", 5600), "[::1]:5600");
   assert.equal(formatHostPort("10.0.0.5", 5600), "10.0.0.5:5600");
+});
+
+Deno.test("mock vllm decode with do_remote_prefill false computes the prompt and pulls nothing", async () => {
+  await using prefill = await createMockVllm();
+  await using decode = await createMockVllm({ promptTokensDetails: true });
+  const params = await prefillParams(prefill);
+  const { status, body } = await decodeWith(decode, {
+    ...params,
+    do_remote_prefill: false,
+  });
+  assert.equal(status, 200);
+  assert.equal(decode.requests[0]?.role, "plain");
+  assert.equal(decode.requests[0]?.kvTransfer, undefined);
+  assert.deepEqual(
+    (body.usage as Record<string, unknown>).prompt_tokens_details,
+    { cached_tokens: 0 },
+  );
+  assert.deepEqual(prefill.kvPulls, [], "no pull reached the prefiller");
+  // The same params with the flag set are a valid pull: the handle was left alone.
+  assert.equal((await decodeWith(decode, params)).status, 200);
+  assert.equal(decode.requests[1]?.kvTransfer?.outcome, "pulled");
+});
+
+Deno.test("mock vllm nixlv2 prefill with remote_kv_source reads the prefix, then hands off as usual", async () => {
+  await using source = await createMockVllm({ name: "source" });
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  await using decode = await createMockVllm({ name: "decoder" });
+  await (await postJson(source, CHAT, chatBody())).body?.cancel();
+  const response = await postJson(
+    prefill,
+    CHAT,
+    chatBody({
+      max_tokens: 1,
+      stream: false,
+      kv_transfer_params: {
+        do_remote_decode: true,
+        do_remote_prefill: false,
+        remote_engine_id: null,
+        remote_block_ids: null,
+        remote_host: null,
+        remote_port: null,
+        remote_kv_source: {
+          kv_request_id: "src-1",
+          remote_host: "127.0.0.1",
+          remote_port: source.sideChannelPort,
+        },
+      },
+    }),
+  );
+  const params = (await response.json()).kv_transfer_params;
+  assert.equal(prefill.requests[0]?.role, "prefill");
+  assert.equal(prefill.requests[0]?.kvTransfer?.outcome, "pulled");
+  assert.equal(prefill.requests[0]?.kvTransfer?.remoteRequestId, "src-1");
+  assert.deepEqual(source.kvPulls.map((p) => [p.path, p.status]), [[
+    "/_mock/p2p/pull",
+    200,
+  ]]);
+  assert.equal((await decodeWith(decode, params)).status, 200);
+  assert.equal(decode.requests[0]?.kvTransfer?.outcome, "pulled");
+});
+
+Deno.test("mock vllm nixlv2 decode-only request with remote_kv_source reads the prefix from that peer", async () => {
+  await using source = await createMockVllm({ name: "source" });
+  await using decode = await createMockVllm({ promptTokensDetails: true });
+  await (await postJson(source, CHAT, chatBody())).body?.cancel();
+  const { status, body } = await decodeWith(decode, {
+    remote_kv_source: {
+      kv_request_id: "src-2",
+      remote_host: "127.0.0.1",
+      remote_port: source.sideChannelPort,
+    },
+  });
+  assert.equal(status, 200);
+  assert.deepEqual(
+    (body.usage as Record<string, unknown>).prompt_tokens_details,
+    { cached_tokens: 9 },
+  );
+  assert.equal(decode.requests[0]?.role, "plain");
+  assert.equal(decode.requests[0]?.kvTransfer?.connector, "nixlv2");
+  assert.equal(decode.requests[0]?.kvTransfer?.outcome, "pulled");
 });

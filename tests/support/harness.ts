@@ -6,16 +6,12 @@
 
 import type { Hono } from "hono";
 import { createApp } from "../../src/app.ts";
-import type { Config, Engine } from "../../src/config.ts";
+import type { Config } from "../../src/config.ts";
 import type { AppEnv } from "../../src/context.ts";
 import { createLogger } from "../../src/log.ts";
 import { serveApp } from "../../src/server.ts";
 import type { TlsCertificate } from "../../src/tls.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
-import { createWireDecoder } from "../../src/wire/decoder_leg.ts";
-import { createWireHandler } from "../../src/wire/handler.ts";
-import { refuseMalformed } from "../../src/wire/response.ts";
-import { serveWire, type WireServer } from "../../src/wire/server.ts";
 import {
   createMockVllm,
   type MockVllm,
@@ -28,25 +24,6 @@ export interface HarnessOptions {
   readonly prefill?: MockVllmOptions;
   readonly decode?: MockVllmOptions;
   readonly random?: () => number;
-  /**
-   * The HTTP engine under test: "serve" calls the Hono app in process
-   * (`listen` serves it on `Deno.serve`); "wire" sends every request over a
-   * socket to the wire engine.
-   */
-  readonly engine?: Engine;
-}
-
-/** Both engines, for tests that must hold on each. */
-export const ENGINES: readonly Engine[] = ["serve", "wire"];
-
-/** Registers `fn` once per engine, the engine named in the test name. */
-export function testEachEngine(
-  name: string,
-  fn: (engine: Engine) => Promise<void>,
-): void {
-  for (const engine of ENGINES) {
-    Deno.test(`${name} [${engine}]`, () => fn(engine));
-  }
 }
 
 /** A running sidecar wired to two mocks. */
@@ -76,14 +53,20 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   return {
     port: 8000,
     listenHost: "127.0.0.1",
-    vllmPort: 8001,
+    modelServerPort: 8001,
     connector: "nixlv2",
+    dataParallelSize: 1,
+    dataParallelRank: 0,
+    podIp: "",
+    enableP2pPull: false,
+    p2pConnectorPort: 7777,
+    mooncakeBootstrapPort: 8998,
+    sglangBootstrapPort: 8998,
     secureProxy: false,
     certPath: "",
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
-    engine: "serve",
     ...overrides,
   };
 }
@@ -97,7 +80,10 @@ export async function createHarness(
     ...options.prefill,
   });
   const decode = await createMockVllm({ name: "decoder", ...options.decode });
-  const config = testConfig({ vllmPort: decode.port, ...options.config });
+  const config = testConfig({
+    modelServerPort: decode.port,
+    ...options.config,
+  });
   const logs: Record<string, unknown>[] = [];
   const log = createLogger({
     verbosity: config.verbosity,
@@ -111,50 +97,18 @@ export async function createHarness(
     ...(options.random ? { random: options.random } : {}),
   });
   const servers: Deno.HttpServer[] = [];
-  const wireServers: WireServer[] = [];
-  const wireDecoder = createWireDecoder({
-    port: config.vllmPort,
-    maxIdle: 64,
-    idleTimeoutMs: 4000,
-  });
-  const wireHandler = createWireHandler({
-    config,
-    log,
-    upstream,
-    decoder: wireDecoder,
-    ...(options.random ? { random: options.random } : {}),
-  });
   function listen(tls?: TlsCertificate): string {
-    let port: number;
-    if (options.engine === "wire") {
-      const server = serveWire({
-        hostname: "127.0.0.1",
-        port: 0,
-        tls,
-        log,
-        handler: wireHandler,
-        refuse: refuseMalformed,
-      });
-      wireServers.push(server);
-      port = server.addr.port;
-    } else {
-      const server = serveApp(app, {
-        hostname: "127.0.0.1",
-        port: 0,
-        tls,
-        log,
-      });
-      servers.push(server);
-      port = server.addr.port;
-    }
-    return `${tls ? "https" : "http"}://127.0.0.1:${port}`;
+    const server = serveApp(app, {
+      hostname: "127.0.0.1",
+      port: 0,
+      tls,
+      log,
+    });
+    servers.push(server);
+    return `${tls ? "https" : "http"}://127.0.0.1:${server.addr.port}`;
   }
-  let wireBase: string | undefined;
-  const request = async (path: string, init?: RequestInit) => {
-    if (options.engine !== "wire") return await app.request(path, init);
-    wireBase ??= listen();
-    return await fetch(`${wireBase}${path}`, init);
-  };
+  const request = async (path: string, init?: RequestInit) =>
+    await app.request(path, init);
   return {
     prefill,
     decode,
@@ -174,13 +128,9 @@ export async function createHarness(
       }),
     listen,
     async [Symbol.asyncDispose]() {
-      await Promise.all([
-        ...servers.map((server) => server.shutdown()),
-        ...wireServers.map((server) => server.shutdown()),
-      ]);
+      await Promise.all(servers.map((server) => server.shutdown()));
       await Promise.all([prefill.close(), decode.close()]);
       upstream.close();
-      wireDecoder.close();
     },
   };
 }

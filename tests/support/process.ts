@@ -4,6 +4,7 @@
  * a real process, so the tests exercise what operators run.
  */
 
+import { ENV_VARS } from "../../src/flag_table.ts";
 import { TextLineStream } from "./text_line_stream.ts";
 
 /** Path of the bundle `deno task bundle` writes. */
@@ -18,7 +19,7 @@ export const RUN_FLAGS = [
   "--unstable-net",
   "--allow-net",
   "--allow-read",
-  "--allow-env=ENABLE_PREFILLER_SAMPLING",
+  `--allow-env=${ENV_VARS.join(",")}`,
 ];
 
 /** A running sidecar process and its stderr log lines. */
@@ -26,18 +27,46 @@ export interface SidecarProcess extends AsyncDisposable {
   readonly process: Deno.ChildProcess;
   /** Parsed JSON log lines read so far. */
   readonly lines: Record<string, unknown>[];
-  /** Resolves with the first log line matching `predicate` (rejects if the process ends first). */
+  /**
+   * Resolves with the first log line matching `predicate`; rejects if the
+   * process ends first or after `timeoutMs` (default 10 s).
+   */
   waitForLine(
     predicate: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
   ): Promise<Record<string, unknown>>;
+}
+
+/** How long `waitForLine` waits by default: start-up takes well under a second. */
+const LINE_DEADLINE_MS = 10_000;
+
+/** Options of `runBundle` and `startBundle`. */
+export interface BundleOptions {
+  /** Environment variables set on top of the test's own. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The sidecar's variables cleared (the test's environment must not leak into
+ * the sidecar's configuration), then `env` set.
+ */
+function sidecarEnv(
+  env: Readonly<Record<string, string>> = {},
+): Record<string, string> {
+  const inherited = Deno.env.toObject();
+  for (const name of ENV_VARS) delete inherited[name];
+  return { ...inherited, ...env };
 }
 
 /** Runs the bundle with `args` and collects its output. */
 export async function runBundle(
   args: readonly string[],
+  options: BundleOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: [...RUN_FLAGS, BUNDLE, ...args],
+    clearEnv: true,
+    env: sidecarEnv(options.env),
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -50,9 +79,14 @@ export async function runBundle(
 }
 
 /** Starts the bundle with `args`; `await using` kills it. */
-export function startBundle(args: readonly string[]): SidecarProcess {
+export function startBundle(
+  args: readonly string[],
+  options: BundleOptions = {},
+): SidecarProcess {
   const process = new Deno.Command(Deno.execPath(), {
     args: [...RUN_FLAGS, BUNDLE, ...args],
+    clearEnv: true,
+    env: sidecarEnv(options.env),
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -84,21 +118,36 @@ export function startBundle(args: readonly string[]): SidecarProcess {
   return {
     process,
     lines,
-    waitForLine(predicate) {
+    async waitForLine(predicate, timeoutMs = LINE_DEADLINE_MS) {
       const seen = lines.find(predicate);
-      if (seen) return Promise.resolve(seen);
-      return Promise.race([
-        new Promise<Record<string, unknown>>((resolve) =>
-          waiters.push({ predicate, resolve })
-        ),
-        endedPromise.then(() => {
-          throw new Error(
-            `Sidecar exited before the expected log line; it wrote:\n${
-              JSON.stringify(lines, null, 1)
-            }`,
-          );
-        }),
-      ]);
+      if (seen) return seen;
+      const written = () => JSON.stringify(lines, null, 1);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        return await Promise.race([
+          new Promise<Record<string, unknown>>((resolve) =>
+            waiters.push({ predicate, resolve })
+          ),
+          endedPromise.then(() => {
+            throw new Error(
+              `Sidecar exited before the expected log line; it wrote:\n${written()}`,
+            );
+          }),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () =>
+                reject(
+                  new Error(
+                    `No expected log line within ${timeoutMs} ms; the sidecar wrote:\n${written()}`,
+                  ),
+                ),
+              timeoutMs,
+            );
+          }),
+        ]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
     async [Symbol.asyncDispose]() {
       try {

@@ -37,6 +37,8 @@ for (
     ["host:80\r\nx-evil: 1", /control characters/],
     ["host:0", /out of range/],
     ["host:70000", /out of range/],
+    ["host:65536", /port 65536 is out of range/],
+    ["[::1]:65536", /port 65536 is out of range/],
     ["ho st:80", /control characters or spaces/],
     ["-bad-:80", /not a valid host name/],
     ["host:", /expected host:port/],

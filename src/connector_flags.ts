@@ -1,0 +1,355 @@
+/**
+ * @module
+ * The connector and data-parallel settings of the Go sidecars, resolved from
+ * flags and environment and checked in the newest Go sidecar's order with its
+ * messages (`--port must be a valid integer, got "x"`, ...): the data-parallel
+ * size, the listening and model-server port ranges, the connector and its
+ * ports. Where Go lets a value that cannot work through, or blocks start on a
+ * setting nothing uses, this module does the opposite and says so.
+ */
+
+import { ConfigError } from "./config_error.ts";
+import {
+  CONNECTOR_NAMES,
+  type ConnectorName,
+  DEFAULT_CONNECTOR,
+  DEFAULT_SGLANG_BOOTSTRAP_PORT,
+  defaultOf,
+  type Env,
+  MOONCAKE_BOOTSTRAP_PORT_ENV,
+  P2P_CONNECTOR_PORT_ENV,
+  type ParserSpecs,
+  POD_IP_ENV,
+  SGLANG_BOOTSTRAP_PORT_ENV,
+} from "./flag_table.ts";
+import type { FlagValues } from "./flags.ts";
+
+type Values = FlagValues<ParserSpecs>;
+
+/** Which flag set the model-server port, for messages: Go names the one the operator used. */
+type ModelServerFlag = "model-server-port" | "vllm-port";
+
+/** What {@linkcode resolveConnectorSettings} returns. */
+export interface ConnectorSettings {
+  readonly dataParallelSize: number;
+  readonly port: number;
+  readonly modelServerPort: number;
+  readonly connector: ConnectorName;
+  readonly mooncakeBootstrapPort: number;
+  readonly p2pConnectorPort: number;
+  readonly enableP2pPull: boolean;
+  readonly sglangBootstrapPort: number;
+  readonly podIp: string;
+}
+
+const MAX_PORT = 65535;
+const CONNECTOR_LIST = CONNECTOR_NAMES.join(", ");
+
+/**
+ * Resolves the connector and data-parallel settings; throws {@linkcode ConfigError} with the
+ * Go sidecar's message for the first invalid one, in Go's order. Appends warnings.
+ */
+export function resolveConnectorSettings(
+  values: Values,
+  env: Env,
+  warnings: string[],
+): ConnectorSettings {
+  const dataParallelSize = parseDataParallelSize(
+    values["data-parallel-size"] ?? defaultOf("data-parallel-size"),
+  );
+  const port = parsePortRange(values.port ?? defaultOf("port"), {
+    flag: "port",
+    count: dataParallelSize,
+  });
+  const modelServer = resolveModelServerPort(values, warnings);
+  const modelServerPort = parsePortRange(modelServer.text, {
+    flag: modelServer.flag,
+    count: dataParallelSize,
+  });
+  const connector = resolveConnector(values, warnings);
+  const enableP2pPull = values["enable-p2p-pull"] ?? false;
+  const mooncakeBootstrapPort = resolvePortSetting(values, env, warnings, {
+    flag: "mooncake-bootstrap-port",
+    envName: MOONCAKE_BOOTSTRAP_PORT_ENV,
+    fallback: defaultOf("mooncake-bootstrap-port"),
+    usedBy: connector === "mooncake" ? undefined : "-kv-connector=mooncake",
+  });
+  const p2pUsed = connector === "offloading" ||
+    (connector === "nixlv2" && enableP2pPull);
+  const p2pConnectorPort = resolvePortSetting(values, env, warnings, {
+    flag: "p2p-connector-port",
+    envName: P2P_CONNECTOR_PORT_ENV,
+    fallback: defaultOf("p2p-connector-port"),
+    usedBy: p2pUsed
+      ? undefined
+      : "-kv-connector=offloading or -enable-p2p-pull",
+  });
+  if (p2pUsed) checkP2pRanks(p2pConnectorPort, dataParallelSize);
+  if (enableP2pPull && connector !== "nixlv2") {
+    throw new ConfigError(
+      `--enable-p2p-pull requires --kv-connector=nixlv2 (got "${connector}")`,
+      { exitCode: 1, flag: "enable-p2p-pull" },
+    );
+  }
+  const settings = {
+    dataParallelSize,
+    port,
+    modelServerPort,
+    connector,
+    mooncakeBootstrapPort,
+    p2pConnectorPort,
+    enableP2pPull,
+    sglangBootstrapPort: resolveEnvPort(env, warnings, {
+      envName: SGLANG_BOOTSTRAP_PORT_ENV,
+      fallback: DEFAULT_SGLANG_BOOTSTRAP_PORT,
+      used: connector === "sglang",
+    }),
+    podIp: env[POD_IP_ENV] ?? "",
+  };
+  checkPortsApart(settings, modelServer.flag);
+  return settings;
+}
+
+function parseDataParallelSize(size: number): number {
+  if (size < 1) {
+    throw new ConfigError(
+      `--data-parallel-size must be a positive integer, got ${size}`,
+      { exitCode: 2, flag: "data-parallel-size" },
+    );
+  }
+  return size;
+}
+
+/** Go's `strconv.Atoi`: optional sign, decimal digits; undefined when `text` is not one. */
+function parseGoInt(text: string): number | undefined {
+  if (!/^[+-]?\d+$/.test(text)) return undefined;
+  const value = Number(text);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+/**
+ * A string port flag whose `count` consecutive ports (one per data-parallel rank) must all be
+ * valid; Go's checks and messages, prefixed with the flag.
+ */
+function parsePortRange(
+  text: string,
+  range: { readonly flag: string; readonly count: number },
+): number {
+  const { flag, count } = range;
+  const port = parseGoInt(text);
+  if (port === undefined) {
+    throw new ConfigError(`--${flag} must be a valid integer, got "${text}"`, {
+      exitCode: 2,
+      flag,
+    });
+  }
+  if (count >= MAX_PORT) {
+    throw new ConfigError(`--${flag} invalid port range`, {
+      exitCode: 1,
+      flag,
+    });
+  }
+  if (port < 1 || port > MAX_PORT) {
+    throw new ConfigError(
+      `--${flag} start port ${port} is out of valid range [1, ${MAX_PORT}]`,
+      { exitCode: 2, flag },
+    );
+  }
+  const last = port + count - 1;
+  if (last > MAX_PORT) {
+    throw new ConfigError(
+      `--${flag} port range [${port}, ${last}] exceeds maximum port value`,
+      { exitCode: 1, flag },
+    );
+  }
+  return port;
+}
+
+/**
+ * NEXT §1.2: `-model-server-port` wins over its deprecated alias `-vllm-port`; an empty
+ * `-model-server-port` means "not given", as in Go.
+ */
+function resolveModelServerPort(
+  values: Values,
+  warnings: string[],
+): { readonly text: string; readonly flag: ModelServerFlag } {
+  const current = values["model-server-port"];
+  const legacy = values["vllm-port"];
+  if (legacy !== undefined) {
+    // pflag's MarkDeprecated wording.
+    warnings.push(
+      "Flag --vllm-port has been deprecated, use --model-server-port instead; " +
+        "--vllm-port will be removed after the deprecation period",
+    );
+  }
+  if (current !== undefined && current !== "") {
+    if (legacy !== undefined && legacy !== current) {
+      warnings.push(
+        'Flag "-vllm-port" is ignored because "-model-server-port" is set',
+      );
+    }
+    return { text: current, flag: "model-server-port" };
+  }
+  if (legacy !== undefined) return { text: legacy, flag: "vllm-port" };
+  return {
+    text: defaultOf("model-server-port"),
+    flag: "model-server-port",
+  };
+}
+
+function parseConnector(text: string, flag: string): ConnectorName {
+  const name = CONNECTOR_NAMES.find((candidate) => candidate === text);
+  if (name === undefined) {
+    throw new ConfigError(`--${flag} must be one of: ${CONNECTOR_LIST}`, {
+      exitCode: 2,
+      flag,
+    });
+  }
+  return name;
+}
+
+/**
+ * LATEST §1.3 step 2: the deprecated `-connector` fills an empty `-kv-connector`. Each is
+ * checked under its own name (Go reports a bad `--connector` as `--kv-connector`).
+ */
+function resolveConnector(values: Values, warnings: string[]): ConnectorName {
+  const kvText = values["kv-connector"];
+  const kv = kvText === undefined || kvText === ""
+    ? undefined
+    : parseConnector(kvText, "kv-connector");
+  let legacy: ConnectorName | undefined;
+  if (values.connector !== undefined) {
+    // pflag's MarkDeprecated wording.
+    warnings.push(
+      "Flag --connector has been deprecated, use --kv-connector instead",
+    );
+    // Validated even when -kv-connector overrides it, as Go's Validate() does.
+    legacy = parseConnector(values.connector, "connector");
+    if (kv !== undefined && kv !== legacy) {
+      warnings.push(
+        'Flag "-connector" is ignored because "-kv-connector" is set',
+      );
+    }
+  }
+  if (kvText === "" && legacy === undefined) {
+    // LATEST falls back to the default; NEXT refuses. Starting is what both kinds of
+    // deployment need; the warning shows the templating slip.
+    warnings.push(
+      `Flag "-kv-connector" is empty: using "${DEFAULT_CONNECTOR}"`,
+    );
+  }
+  const connector = kv ?? legacy ?? DEFAULT_CONNECTOR;
+  if (connector === "nixl") {
+    // Same advice as the original sidecar's start-up warning.
+    warnings.push(
+      'Connector "nixl" is deprecated and will be removed in a future release in favor of "nixlv2"',
+    );
+  }
+  return connector;
+}
+
+/** A port flag with an environment fallback, as `-mooncake-bootstrap-port` and `-p2p-connector-port`. */
+interface PortSetting {
+  readonly flag: "mooncake-bootstrap-port" | "p2p-connector-port";
+  readonly envName: string;
+  readonly fallback: number;
+  /** What makes the setting matter, when the configuration lacks it; undefined when it is used. */
+  readonly usedBy: string | undefined;
+}
+
+/**
+ * The flag's value, else the environment's, else the default. A bad flag value is refused
+ * with Go's message even when unused (bad input on the command line); an environment value
+ * blocks start only when the connector uses it, since Go's "checked whatever the connector"
+ * lets a stray variable stop a sidecar that never reads it (delta §11 item 13).
+ */
+function resolvePortSetting(
+  values: Values,
+  env: Env,
+  warnings: string[],
+  setting: PortSetting,
+): number {
+  const { flag, usedBy } = setting;
+  const given = values[flag];
+  if (given === undefined) {
+    return resolveEnvPort(env, warnings, {
+      envName: setting.envName,
+      fallback: setting.fallback,
+      used: usedBy === undefined,
+    });
+  }
+  if (!isPort(given)) {
+    throw new ConfigError(
+      `--${flag} must be between 1 and ${MAX_PORT}, got ${given}`,
+      { exitCode: 2, flag },
+    );
+  }
+  if (usedBy !== undefined) {
+    warnings.push(`Flag "-${flag}" has no effect without ${usedBy}`);
+  }
+  return given;
+}
+
+/**
+ * A port from the environment. Unset or empty: the default. Not an integer: Go ignores it
+ * silently; we use the default and warn. Out of range: refused when used (Go would send it),
+ * else the default with a warning.
+ */
+function resolveEnvPort(
+  env: Env,
+  warnings: string[],
+  options: {
+    readonly envName: string;
+    readonly fallback: number;
+    readonly used: boolean;
+  },
+): number {
+  const { envName, fallback } = options;
+  const text = env[envName] ?? "";
+  if (text === "") return fallback;
+  const port = parseGoInt(text);
+  if (port !== undefined && isPort(port)) return port;
+  if (port !== undefined && options.used) {
+    throw new ConfigError(
+      `Environment variable ${envName} has invalid value "${text}": ` +
+        `expected a port number from 1 to ${MAX_PORT}`,
+      { exitCode: 2 },
+    );
+  }
+  warnings.push(
+    `Environment variable ${envName} has invalid value "${text}": using ${fallback}`,
+  );
+  return fallback;
+}
+
+function isPort(port: number): boolean {
+  return port >= 1 && port <= MAX_PORT;
+}
+
+/** Rank r's P2P port is the base + r (delta §3.6), so the last rank's must exist too. */
+function checkP2pRanks(port: number, dataParallelSize: number): void {
+  const lastRank = dataParallelSize - 1;
+  if (dataParallelSize > 1 && port + lastRank > MAX_PORT) {
+    throw new ConfigError(
+      `--p2p-connector-port ${port} plus data-parallel rank ${lastRank} exceeds ${MAX_PORT}`,
+      { exitCode: 1, flag: "p2p-connector-port" },
+    );
+  }
+}
+
+/** The listening ports and the model-server ports must not meet, or a rank proxies to a sidecar. */
+function checkPortsApart(
+  settings: ConnectorSettings,
+  modelServerFlag: ModelServerFlag,
+): void {
+  const { port, modelServerPort, dataParallelSize } = settings;
+  if (Math.abs(port - modelServerPort) >= dataParallelSize) return;
+  const message = dataParallelSize === 1
+    ? `Flags "-port" and "-${modelServerFlag}" are both ${port}: the sidecar would proxy to itself`
+    : `Ports ${port}-${port + dataParallelSize - 1} of "-port" and ` +
+      `${modelServerPort}-${
+        modelServerPort + dataParallelSize - 1
+      } of "-${modelServerFlag}" ` +
+      `overlap with "-data-parallel-size=${dataParallelSize}": the sidecar would proxy to itself`;
+  throw new ConfigError(message, { exitCode: 1, flag: "port" });
+}
