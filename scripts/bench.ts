@@ -106,7 +106,7 @@ unless --no-install. vLLM's toy_proxy_server.py is downloaded at a pinned
 commit, or read from --toy-proxy=FILE; when neither works an equivalent proxy
 of the same design runs, and its row says so. --cpu-prof profiles the sidecar
 under loads 2 and 3 and prints the top functions instead (no targets).
-A full run takes about 6 minutes, --quick under 2. Method and history:
+A full run takes 6-8 minutes, --quick about 1.5. Method and history:
 scripts/bench/README.md.`;
 
 /** The stream sections of a run: the target's shape, a heavier one, and the evenly spread mode. */

@@ -51,12 +51,20 @@ export function describeProfile(
   top: number,
 ): string {
   const { self, total, samples } = rankFunctions(profile);
+  // The idle share goes in the title; the lists rank where the busy time went.
+  const idle = [...self].find(([name]) => name.startsWith("(idle)"))?.[1] ?? 0;
+  const busy = (map: ReadonlyMap<string, number>) =>
+    new Map(
+      [...map].filter(([name]) => !/^\((idle|root)\)/.test(name)),
+    );
   return [
-    `${title}: ${samples} samples`,
-    "by self time:",
-    ...topLines(self, samples, top),
+    `${title}: ${samples} samples, ${
+      ((idle / Math.max(1, samples)) * 100).toFixed(1)
+    }% idle`,
+    "by self time (% of all samples):",
+    ...topLines(busy(self), samples, top),
     "by total time (the function and its callees):",
-    ...topLines(total, samples, Math.min(top, 10)),
+    ...topLines(busy(total), samples, Math.min(top, 10)),
   ].join("\n");
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { rankFunctions, topLines } from "../../scripts/bench/cpu_profile.ts";
+import { describeProfile } from "../../scripts/bench/profile.ts";
 import { buildWrkScript } from "../../scripts/bench/load_tool.ts";
 import { buildNginxConfig } from "../../scripts/bench/nginx.ts";
 import {
@@ -16,7 +17,7 @@ import type {
   ThroughputRow,
 } from "../../scripts/bench/results.ts";
 import { SIDECAR_V8_FLAGS } from "../../scripts/build.ts";
-import { sidecarCommand } from "../../scripts/bench/processes.ts";
+import { sidecarArgs, sidecarCommand } from "../../scripts/bench/processes.ts";
 import {
   missingTools,
   packagesFor,
@@ -453,6 +454,18 @@ Deno.test("bench profile ranking counts self time at the leaf and total time onc
   assert.equal(total.get("relay src/relay.ts:1"), 2);
   assert.equal(total.get("root src/root.ts:1"), 4);
   assert.deepEqual(topLines(total, samples, 1), ["100.0%  root src/root.ts:1"]);
+  // The report puts the idle share in its title and ranks only busy frames.
+  const idle = {
+    id: 5,
+    callFrame: { functionName: "(idle)", url: "", lineNumber: -1 },
+  };
+  const text = describeProfile("load 3", {
+    nodes: [...profile.nodes, idle],
+    samples: [...profile.samples, 5, 5, 5, 5],
+  }, 5);
+  assert.match(text, /^load 3: 8 samples, 50\.0% idle\n/);
+  assert.doesNotMatch(text, /%  \(idle\)/);
+  assert.match(text, /25\.0%  parse src\/parse\.ts:1/);
 });
 
 Deno.test("bench shards split streams so each worker's ramp covers the whole run", () => {
@@ -484,5 +497,16 @@ Deno.test("bench runs the sidecar with the shipped V8 flags unless told otherwis
   assert.ok(flag > 0 && flag < tuned.args.indexOf("main.ts"));
   const profiled = sidecarCommand(["main.ts"], "", ["--cpu-prof"]).args;
   assert.ok(profiled.indexOf("--cpu-prof") < profiled.indexOf("main.ts"));
-  assert.ok(!profiled.includes("-engine"));
+});
+
+Deno.test("bench starts the sidecar on loopback, plain HTTP, in front of the decoder, with no engine flag", () => {
+  const args = sidecarArgs(8000, 8200, ["-workers=2"]);
+  assert.deepEqual(args, [
+    "main.ts",
+    "-port=8000",
+    "-vllm-port=8200",
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    "-workers=2",
+  ]);
 });
