@@ -1,15 +1,27 @@
 /**
  * @module
- * Serves the app with `Deno.serve`: TLS when a certificate is given, no read
- * or write timeouts (a generation can stream for hours), and a graceful stop
- * bounded by a deadline.
+ * Serves the app with the runtime's HTTP engine on a listener the sidecar
+ * owns: TLS when a certificate is given, HTTP/2 by ALPN, no read or write
+ * timeouts on a request (a generation can stream for hours), connections that
+ * carry no request closed after a while, and a graceful stop bounded by a
+ * deadline.
  */
 
 import type { Hono } from "hono";
+import { serveConnections } from "./connection_server.ts";
 import type { AppEnv } from "./context.ts";
 import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
+import { findServeConnection } from "./runtime_http.ts";
 import type { TlsCertificate } from "./tls.ts";
+
+/**
+ * How long a connection may carry no request before it is closed: an idle
+ * keep-alive connection, or a request head that never completes (slowloris).
+ * nginx's client_header_timeout; longer than vLLM's own 5 s keep-alive, so a
+ * client that pools connections to vLLM directly is not surprised.
+ */
+export const IDLE_TIMEOUT_MS = 60_000;
 
 /** Options of `serveApp`. */
 export interface ServeOptions {
@@ -20,6 +32,14 @@ export interface ServeOptions {
   readonly log: Logger;
   /** Share the port with other listeners (SO_REUSEPORT; needs `--unstable-net`). */
   readonly reusePort?: boolean;
+  /**
+   * Connections served at once; more wait in the listen queue. Unbounded by
+   * default: Deno lets no process read its own open-file limit
+   * (`/proc/self/limits` needs `--allow-all`), so no safe default exists.
+   */
+  readonly maxConnections?: number;
+  /** Close a connection that carries no request for this long; `IDLE_TIMEOUT_MS` by default. */
+  readonly idleTimeoutMs?: number;
 }
 
 /** Logs the listening address, the line operators (and tests) wait for. */
@@ -34,32 +54,43 @@ export function logStarting(
   log.info("starting", { addr: `${host}:${addr.port}`, tls });
 }
 
+/** Opens the listening socket, TLS with HTTP/2 offered by ALPN when a certificate is given. */
+function listen(options: ServeOptions): Deno.Listener<Deno.Conn, Deno.NetAddr> {
+  const address = {
+    hostname: options.hostname,
+    port: options.port,
+    reusePort: options.reusePort ?? false,
+  };
+  if (!options.tls) return Deno.listen({ ...address, transport: "tcp" });
+  return Deno.listenTls({
+    ...address,
+    cert: options.tls.cert,
+    key: options.tls.key,
+    alpnProtocols: ["h2", "http/1.1"],
+  });
+}
+
 /** Starts listening; throws when the address cannot be bound. */
 export function serveApp(
   app: Hono<AppEnv>,
   options: ServeOptions,
 ): Deno.HttpServer<Deno.NetAddr> {
   const { log } = options;
-  const listen = {
-    hostname: options.hostname,
-    port: options.port,
-    reusePort: options.reusePort ?? false,
-    onListen(addr: Deno.NetAddr): void {
-      logStarting(log, addr, options.tls !== undefined);
-    },
-  };
-  const handler = (
-    request: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  ) => app.fetch(request, info);
-  if (options.tls) {
-    return Deno.serve({
-      ...listen,
-      cert: options.tls.cert,
-      key: options.tls.key,
-    }, handler);
+  const serveConnection = findServeConnection();
+  if (!serveConnection) {
+    throw new Error(
+      `This Deno runtime (${Deno.version.deno}) does not expose its per-connection HTTP server; the sidecar is built for Deno 2.9.6`,
+    );
   }
-  return Deno.serve(listen, handler);
+  const listener = listen(options);
+  logStarting(log, listener.addr, options.tls !== undefined);
+  return serveConnections(listener, {
+    handler: (request, info) => app.fetch(request, info),
+    serveConnection,
+    log,
+    maxConnections: options.maxConnections ?? Infinity,
+    idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+  });
 }
 
 /** Address that means "every interface", IPv4 and IPv6 (Go's `:port`). */

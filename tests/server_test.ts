@@ -62,6 +62,26 @@ Deno.test(
 );
 
 Deno.test(
+  "server offers HTTP/2 over TLS by ALPN",
+  async () => {
+    await using h = await createHarness();
+    const tls = await generateSelfSignedCertificate();
+    const base = h.listen(tls);
+    using client = Deno.createHttpClient({
+      caCerts: [tls.cert],
+      http1: false,
+      http2: true,
+    });
+    const response = await postChat(base, {
+      prefiller: h.prefillerHeader,
+      client,
+    });
+    assert.equal(response.status, 200);
+    assert.equal((await response.json()).object, "chat.completion");
+  },
+);
+
+Deno.test(
   "loadCertificate reads tls.crt and tls.key and names the file it cannot read",
   async () => {
     const dir = await Deno.makeTempDir();
