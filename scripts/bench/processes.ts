@@ -280,7 +280,7 @@ export function sidecarArgs(
   return [
     main,
     `-port=${port}`,
-    `-vllm-port=${decoderPort}`,
+    `-model-server-port=${decoderPort}`,
     "-listen-host=127.0.0.1",
     "-secure-proxy=false",
     ...flags,

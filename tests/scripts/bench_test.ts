@@ -464,8 +464,8 @@ Deno.test("bench profile ranking counts self time at the leaf and total time onc
     samples: [...profile.samples, 5, 5, 5, 5],
   }, 5);
   assert.match(text, /^load 3: 8 samples, 50\.0% idle\n/);
-  assert.doesNotMatch(text, /%  \(idle\)/);
-  assert.match(text, /25\.0%  parse src\/parse\.ts:1/);
+  assert.doesNotMatch(text, /% {2}\(idle\)/);
+  assert.match(text, /25\.0% {2}parse src\/parse\.ts:1/);
 });
 
 Deno.test("bench shards split streams so each worker's ramp covers the whole run", () => {
@@ -504,7 +504,7 @@ Deno.test("bench starts the sidecar on loopback, plain HTTP, in front of the dec
   assert.deepEqual(args, [
     "main.ts",
     "-port=8000",
-    "-vllm-port=8200",
+    "-model-server-port=8200",
     "-listen-host=127.0.0.1",
     "-secure-proxy=false",
     "-workers=2",
