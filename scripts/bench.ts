@@ -205,8 +205,11 @@ function sidecarOptions(settings: Settings): SidecarOptions {
   };
 }
 
+const STARTED = performance.now();
+
 function progress(text: string): void {
-  console.error(`[bench] ${text}`);
+  const elapsed = ((performance.now() - STARTED) / 1000).toFixed(0);
+  console.error(`[bench +${elapsed}s] ${text}`);
 }
 
 async function describeMachine(
@@ -252,6 +255,8 @@ function rowMakers(bench: Bench, up: Upstreams) {
   const sidecarUrl = urlOf(up.sidecar.port);
   const cpuPids = [up.sidecar.pid];
   const nginx = up.nginx;
+  // Long enough for every open-loop connection to be opened before the window.
+  const openLoopWarmupS = Math.max(1, bench.warmupS * 2);
   return {
     direct: (connections: number) =>
       measureWithTool(bench, "direct", {
@@ -288,14 +293,14 @@ function rowMakers(bench: Bench, up: Upstreams) {
         prefillUrl: urlOf(up.prefillPort),
         headers: {},
         connections,
-        ...(rate === undefined ? {} : { rate, warmupS: 2 }),
+        ...(rate === undefined ? {} : { rate, warmupS: openLoopWarmupS }),
       }),
     pdSameClient: (connections: number, rate?: number) =>
       measureWithClient(bench, "pd_same_client", {
         url: sidecarUrl,
         headers: pd,
         connections,
-        ...(rate === undefined ? {} : { rate, warmupS: 2 }),
+        ...(rate === undefined ? {} : { rate, warmupS: openLoopWarmupS }),
       }),
   };
 }

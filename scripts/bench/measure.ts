@@ -108,13 +108,21 @@ export async function startSidecar(
   return { process, port };
 }
 
-/** A table row from what a load generator or the bench's client measured. */
+/**
+ * A table row from what a load generator or the bench's client measured.
+ * A row in which no request completed has no percentiles (wrk prints 0):
+ * its latencies are the row's length, the least any of its requests waited,
+ * so a target reading them fails instead of passing on zeros.
+ */
 export function toRow(
   result: LoadResult | ClientResult,
   label: Pick<ThroughputRow, "scenario" | "tool" | "connections"> & {
     readonly rate?: number | undefined;
   },
 ): ThroughputRow {
+  const unanswered = result.requests === 0
+    ? result.durationS * 1000
+    : undefined;
   return {
     scenario: label.scenario,
     tool: label.tool,
@@ -122,9 +130,9 @@ export function toRow(
     ...(label.rate === undefined ? {} : { rate: label.rate }),
     requests: result.requests,
     rps: result.rps,
-    p50: result.latencyMs.p50,
-    p90: result.latencyMs.p90,
-    p99: result.latencyMs.p99,
+    p50: unanswered ?? result.latencyMs.p50,
+    p90: unanswered ?? result.latencyMs.p90,
+    p99: unanswered ?? result.latencyMs.p99,
     errors: result.errors,
     non2xx: result.non2xx,
   };

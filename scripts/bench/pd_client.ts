@@ -51,6 +51,8 @@ export interface ClientPlan {
 }
 
 const JSON_HEADERS = { "content-type": "application/json" };
+/** A request silent this long is an error, as wrk's `--timeout 10s` counts it; it also bounds a run. */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 /** `kv_transfer_params` of a prefill request: the NIXL ask to keep the KV for a remote decode. */
 export const PREFILL_KV_TRANSFER_PARAMS = {
@@ -127,12 +129,14 @@ export async function runClient(plan: ClientPlan): Promise<ClientResult> {
         agent,
         headers,
         keepBody: false,
+        timeoutMs: REQUEST_TIMEOUT_MS,
       })).status;
     }
     const prefill = await post(prefillUrl, prefillBody, {
       agent,
       headers,
       keepBody: true,
+      timeoutMs: REQUEST_TIMEOUT_MS,
     });
     if (prefill.status < 200 || prefill.status >= 300) return prefill.status;
     const decodeBody = buildDecodeBody(plan.body, prefill.text);
@@ -140,6 +144,7 @@ export async function runClient(plan: ClientPlan): Promise<ClientResult> {
       agent,
       headers,
       keepBody: false,
+      timeoutMs: REQUEST_TIMEOUT_MS,
     })).status;
   }
 
@@ -181,6 +186,15 @@ export async function runClient(plan: ClientPlan): Promise<ClientResult> {
     for (let index = 0;; index++) {
       const at = start + due(index);
       if (at >= windowEnd) return;
+      if (performance.now() > windowEnd + REQUEST_TIMEOUT_MS) {
+        // Too far behind to finish: what is still due in the window counts as timed out.
+        for (let late = index; start + due(late) < windowEnd; late++) {
+          if (start + due(late) >= windowStart) errors++;
+        }
+        firstError ??=
+          `The target fell over ${REQUEST_TIMEOUT_MS} ms behind the schedule`;
+        return;
+      }
       const wait = at - performance.now();
       if (wait > 0) await sleep(wait);
       await timed(agent, at);

@@ -9,6 +9,7 @@ import {
   openLoopSchedule,
   runClient,
 } from "../../scripts/bench/pd_client.ts";
+import { toRow } from "../../scripts/bench/measure.ts";
 import { formatReport } from "../../scripts/bench/report.ts";
 import type {
   BenchReport,
@@ -208,6 +209,41 @@ Deno.test("bench targets whose rows did not run are N/A, not failed", () => {
   const noOpenLoop = passingRows().filter((r) => r.rate === undefined);
   assert.equal(verdicts(noOpenLoop, []).of("2c")?.pass, null);
   assert.equal(verdicts(noOpenLoop, []).of("3c")?.pass, null);
+});
+
+Deno.test("bench counts a row that answered nothing as slow as the row was long", () => {
+  const silent = toRow({
+    requests: 0,
+    durationS: 2,
+    rps: 0,
+    latencyMs: { p50: 0, p90: 0, p99: 0, max: 0 },
+    errors: 0,
+    non2xx: 0,
+  }, { scenario: "pd", tool: "wrk", connections: 2000 });
+  assert.deepEqual([silent.p50, silent.p90, silent.p99], [2000, 2000, 2000]);
+  const rows = passingRows().map((r) =>
+    r.scenario === "pd" && r.connections === 2000 ? silent : r
+  );
+  const { of } = verdicts(rows, [PASSING_STREAMS]);
+  assert.equal(of("2a")?.pass, false);
+  assert.equal(of("2b")?.pass, false);
+  assert.equal(of("2b")?.value, 20);
+});
+
+Deno.test("bench streaming targets fail when the sidecar broke a stream", () => {
+  const broken = round({ direct: 5, nginx: 6, sidecar: 6.5 }, {
+    sidecar: 0.2,
+    nginx: 0.15,
+  });
+  const withBroken = section([{
+    ...broken,
+    sidecar: { ...broken.sidecar, completed: 499, failed: 1 },
+  }]);
+  const { of, figures } = verdicts(passingRows(), [withBroken]);
+  assert.equal(figures[`${TARGET_STREAMS}_sidecar_failed_streams`], 1);
+  assert.equal(of("3a")?.pass, false);
+  assert.equal(of("3b")?.pass, false);
+  assert.equal(of("3c")?.pass, true);
 });
 
 Deno.test("bench stream figures take differences within a round, then the median", () => {
