@@ -221,6 +221,13 @@ export async function main(
     print(Deno.stdout, commandLine.usage);
     return 0;
   }
+  if (commandLine.kind === "print-config") {
+    for (const warning of commandLine.warnings) {
+      print(Deno.stderr, `Warning: ${warning}`);
+    }
+    print(Deno.stdout, commandLine.text);
+    return 0;
+  }
   return await run(commandLine.config, commandLine.warnings);
 }
 

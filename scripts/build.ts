@@ -7,19 +7,19 @@
  * (a fact of the machine, reported in one line), 1 any other failure.
  */
 
-import { ENV_VARS } from "../src/flag_table.ts";
+import { ALLOWED_ENV_VARS } from "../src/flag_table.ts";
 
 /** Where the executable is written. */
 export const OUTPUT = "bin/llm-d-routing-sidecar";
 
 /**
  * Run-time permissions baked into the executable: network, the certificate
- * directory, and the environment variables the sidecar reads.
+ * directory, and the environment variables the sidecar and its YAML parser read.
  */
 export const RUNTIME_PERMISSIONS = [
   "--allow-net",
   "--allow-read",
-  `--allow-env=${ENV_VARS.join(",")}`,
+  `--allow-env=${ALLOWED_ENV_VARS.join(",")}`,
 ];
 
 /**

@@ -18,12 +18,12 @@ import { createPassthroughHandler } from "./routes/passthrough.ts";
 const APIS: readonly ApiKind[] = ["chat", "completions", "responses"];
 
 function renderError(error: Error, c: Context<AppEnv>): Response {
-  return toErrorResponse(
-    reportError(error, c.get("log"), {
-      aborted: c.req.raw.signal.aborted,
-      path: c.req.path,
-    }),
-  );
+  const answered = reportError(error, c.get("log"), {
+    aborted: c.req.raw.signal.aborted,
+    path: c.req.path,
+  });
+  c.get("access").errorCode = answered.code;
+  return toErrorResponse(answered);
 }
 
 /** Builds the sidecar app from its dependencies. */

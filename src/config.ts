@@ -1,7 +1,8 @@
 /**
  * @module The sidecar's command line: the resolved {@linkcode Config}, parsed from Go-syntax
- * flags (table in `flag_table.ts`) and the environment, and validated. Pure: `main.ts` passes
- * `Deno.args` and the environment, prints and exits.
+ * flags (table in `flag_table.ts`), the YAML configuration they name (`config_yaml.ts`) and
+ * the environment, and validated. `main.ts` passes `Deno.args` and the environment, prints
+ * and exits; the only input read here is the `-configuration-file`, through a replaceable reader.
  */
 
 import {
@@ -12,6 +13,17 @@ import {
 } from "./flags.ts";
 
 import { ConfigError, invalidValue } from "./config_error.ts";
+import {
+  completeSources,
+  DEFAULT_SOURCE,
+  layerConfiguration,
+  type LayeredValues,
+  type ReadFile,
+  settingLabel,
+  type SettingSource,
+  sourceOf,
+  withLayerContext,
+} from "./config_sources.ts";
 import { resolveConnectorSettings } from "./connector_flags.ts";
 import {
   CONNECTOR_NAMES,
@@ -26,8 +38,10 @@ import {
   PREFILLER_SAMPLING_ENV,
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
+import { formatEffectiveConfig } from "./print_config.ts";
 
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
+export type { ReadFile, SettingSource } from "./config_sources.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
@@ -80,50 +94,117 @@ export interface Config {
   readonly workers: number;
 }
 
-/** What the command line asks for: print usage, or run with a config. */
+/** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
+export type ConfigSources = Readonly<
+  Record<Exclude<keyof Config, "dataParallelRank">, SettingSource>
+>;
+
+/** A configuration that parsed and validated, with what the start-up log should say. */
+export interface ResolvedConfig {
+  readonly config: Config;
+  /** Messages for the start-up log: deprecated or ineffective flags and keys. */
+  readonly warnings: readonly string[];
+  /** Which layer (flag, yaml, env, default) gave each setting. */
+  readonly sources: ConfigSources;
+}
+
+/** What the command line asks for: print usage, print the configuration, or run with it. */
 export type CommandLine =
   | { readonly kind: "help"; readonly usage: string }
-  | {
-    readonly kind: "run";
-    readonly config: Config;
-    /** Messages for the start-up log: deprecated or ineffective flags. */
-    readonly warnings: readonly string[];
-  };
+  | ({ readonly kind: "run" } & ResolvedConfig)
+  | ({
+    readonly kind: "print-config";
+    /** The `-print-config` table: setting, value and source per line. */
+    readonly text: string;
+  } & ResolvedConfig);
+
+/** Dependencies of {@linkcode parseCommandLine}. */
+export interface CommandLineOptions {
+  /** Reads `-configuration-file`; the default reads the disk, bounded to 64 KiB. */
+  readonly readFile?: ReadFile;
+}
 
 type Parsed = ParsedFlags<ParserSpecs>;
 
 /**
- * Parses the sidecar's command line (Go `flag` syntax) and environment. Throws
- * {@linkcode ConfigError} with exit code 2 for bad input, 1 for contradictory values.
+ * Parses the sidecar's command line (Go `flag` syntax), the YAML configuration it names and
+ * the environment, in the Go sidecar's precedence: explicit flag > YAML > environment >
+ * default. Throws {@linkcode ConfigError} with exit code 2 for bad input, 1 for contradictory
+ * values.
  */
 export function parseCommandLine(
   args: readonly string[],
   env: Env,
+  options: CommandLineOptions = {},
 ): CommandLine {
   if (hasHelpFlag(args)) return { kind: "help", usage: formatUsage() };
   const parsed = parseArgs(args);
-  const { values } = parsed;
+  const layered = layerConfiguration(parsed, options.readFile);
+  let resolved: ResolvedConfig;
+  try {
+    resolved = resolveConfig(parsed, layered, env);
+  } catch (error) {
+    throw withLayerContext(error, layered.given);
+  }
+  if (parsed.values["print-config"] === true) {
+    const text = formatEffectiveConfig(resolved.config, resolved.sources);
+    return { kind: "print-config", text, ...resolved };
+  }
+  return { kind: "run", ...resolved };
+}
+
+function resolveConfig(
+  parsed: Parsed,
+  layered: LayeredValues,
+  env: Env,
+): ResolvedConfig {
+  const { values, given } = layered;
   const warnings: string[] = [];
-  const connectorSettings = resolveConnectorSettings(values, env, warnings);
+  const connector = resolveConnectorSettings(
+    { values, env, given },
+    warnings,
+  );
   const secureProxy = values["secure-proxy"] ?? defaultOf("secure-proxy");
   const certPath = values["cert-path"] ?? "";
+  const sampling = resolveSampling(layered, env, warnings);
+  const verbosity = resolveVerbosity(parsed);
+  const { settings } = connector;
   const config: Config = {
-    ...connectorSettings,
-    dataParallelRank: 0,
+    port: settings.port,
     listenHost: parseListenHost(
       values["listen-host"] ?? defaultOf("listen-host"),
     ),
+    modelServerPort: settings.modelServerPort,
+    connector: settings.connector,
+    dataParallelSize: settings.dataParallelSize,
+    dataParallelRank: 0,
+    podIp: settings.podIp,
+    enableP2pPull: settings.enableP2pPull,
+    p2pConnectorPort: settings.p2pConnectorPort,
+    mooncakeBootstrapPort: settings.mooncakeBootstrapPort,
+    sglangBootstrapPort: settings.sglangBootstrapPort,
     secureProxy,
     certPath,
-    enablePrefillerSampling: resolveSampling(parsed, env, warnings),
-    verbosity: resolveVerbosity(parsed),
+    enablePrefillerSampling: sampling.value,
+    verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
-    warnings.push('Flag "-cert-path" has no effect with "-secure-proxy=false"');
+    warnings.push(
+      `${settingLabel("cert-path", given)} has no effect with ` +
+        (given["secure-proxy"] === "yaml"
+          ? '"secure-proxy: false"'
+          : '"-secure-proxy=false"'),
+    );
   }
-  return { kind: "run", config, warnings };
+  const { dataParallelRank: _rank, ...settingValues } = config;
+  const sources = completeSources(settingValues, given, {
+    ...connector.sources,
+    enablePrefillerSampling: sampling.source,
+    verbosity: verbosity.source,
+  });
+  return { config, warnings, sources };
 }
 
 /** Go's flag package answers -h and -help (any dashes, any value) with usage, wherever they are. */
@@ -209,38 +290,53 @@ function parseListenHost(text: string): string {
   return text;
 }
 
+/** A value and where it came from. */
+interface Sourced<T> {
+  readonly value: T;
+  readonly source: SettingSource;
+}
+
 function resolveSampling(
-  parsed: Parsed,
+  layered: LayeredValues,
   env: Env,
   warnings: string[],
-): boolean {
-  const flag = parsed.values["enable-prefiller-sampling"];
-  if (flag !== undefined) return flag;
+): Sourced<boolean> {
+  const name = "enable-prefiller-sampling";
+  const given = layered.values[name];
+  if (given !== undefined) {
+    return { value: given, source: sourceOf(name, layered.given) };
+  }
   const text = env[PREFILLER_SAMPLING_ENV] ?? "";
   const value = parseGoBool(text);
-  if (value === undefined && text !== "") {
-    // Go silently falls back to false; say so.
-    warnings.push(
-      `Environment variable ${PREFILLER_SAMPLING_ENV} has invalid value "${text}": using false`,
-    );
+  if (value === undefined) {
+    if (text !== "") {
+      // Go silently falls back to false; say so.
+      warnings.push(
+        `Environment variable ${PREFILLER_SAMPLING_ENV} has invalid value "${text}": using false`,
+      );
+    }
+    return { value: false, source: DEFAULT_SOURCE };
   }
-  return value ?? false;
+  return { value, source: { kind: "env", name: PREFILLER_SAMPLING_ENV } };
 }
 
 /** -v (klog, ORIG) and -zap-log-level (LATEST) set the same thing; the later one wins. */
-function resolveVerbosity(parsed: Parsed): number {
+function resolveVerbosity(parsed: Parsed): Sourced<number> {
   const last = parsed.order.findLast((name) =>
     name === "v" || name === "zap-log-level"
   );
   const { v, "zap-log-level": zapLevel } = parsed.values;
   if (last === "v" && v !== undefined) {
     if (v < 0) throw invalidValue("v", String(v), "an integer of 0 or more");
-    return v;
+    return { value: v, source: { kind: "flag", name: "v" } };
   }
   if (last === "zap-log-level" && zapLevel !== undefined) {
-    return parseZapLevel(zapLevel);
+    return {
+      value: parseZapLevel(zapLevel),
+      source: { kind: "flag", name: "zap-log-level" },
+    };
   }
-  return 0;
+  return { value: 0, source: DEFAULT_SOURCE };
 }
 
 const ZAP_LEVELS: Readonly<Record<string, number>> = {

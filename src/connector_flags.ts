@@ -10,6 +10,13 @@
 
 import { ConfigError } from "./config_error.ts";
 import {
+  DEFAULT_SOURCE,
+  type Given,
+  settingLabel,
+  type SettingSource,
+  sourceOf,
+} from "./config_sources.ts";
+import {
   CONNECTOR_NAMES,
   type ConnectorName,
   DEFAULT_CONNECTOR,
@@ -29,7 +36,15 @@ type Values = FlagValues<ParserSpecs>;
 /** Which flag set the model-server port, for messages: Go names the one the operator used. */
 type ModelServerFlag = "model-server-port" | "vllm-port";
 
-/** What {@linkcode resolveConnectorSettings} returns. */
+/** What {@linkcode resolveConnectorSettings} reads. */
+export interface ConnectorInput {
+  readonly values: Values;
+  readonly env: Env;
+  /** Which layer, flag or YAML, gave each value: for messages and sources. */
+  readonly given: Given;
+}
+
+/** The connector and data-parallel settings. */
 export interface ConnectorSettings {
   readonly dataParallelSize: number;
   readonly port: number;
@@ -42,6 +57,21 @@ export interface ConnectorSettings {
   readonly podIp: string;
 }
 
+/** What {@linkcode resolveConnectorSettings} returns. */
+export interface ResolvedConnectorSettings {
+  readonly settings: ConnectorSettings;
+  /** Sources of the settings not read straight from the flag of their name. */
+  readonly sources: Readonly<
+    Partial<Record<keyof ConnectorSettings, SettingSource>>
+  >;
+}
+
+/** A value and where it came from. */
+interface Sourced<T> {
+  readonly value: T;
+  readonly source: SettingSource;
+}
+
 const MAX_PORT = 65535;
 const CONNECTOR_LIST = CONNECTOR_NAMES.join(", ");
 
@@ -50,10 +80,10 @@ const CONNECTOR_LIST = CONNECTOR_NAMES.join(", ");
  * Go sidecar's message for the first invalid one, in Go's order. Appends warnings.
  */
 export function resolveConnectorSettings(
-  values: Values,
-  env: Env,
+  input: ConnectorInput,
   warnings: string[],
-): ConnectorSettings {
+): ResolvedConnectorSettings {
+  const { values, env } = input;
   const dataParallelSize = parseDataParallelSize(
     values["data-parallel-size"] ?? defaultOf("data-parallel-size"),
   );
@@ -61,14 +91,16 @@ export function resolveConnectorSettings(
     flag: "port",
     count: dataParallelSize,
   });
-  const modelServer = resolveModelServerPort(values, warnings);
+  const modelServer = resolveModelServerPort(input, warnings);
   const modelServerPort = parsePortRange(modelServer.text, {
     flag: modelServer.flag,
     count: dataParallelSize,
+    setting: modelServer.setting,
   });
-  const connector = resolveConnector(values, warnings);
+  const resolvedConnector = resolveConnector(input, warnings);
+  const connector = resolvedConnector.value;
   const enableP2pPull = values["enable-p2p-pull"] ?? false;
-  const mooncakeBootstrapPort = resolvePortSetting(values, env, warnings, {
+  const mooncake = resolvePortSetting(input, warnings, {
     flag: "mooncake-bootstrap-port",
     envName: MOONCAKE_BOOTSTRAP_PORT_ENV,
     fallback: defaultOf("mooncake-bootstrap-port"),
@@ -76,7 +108,7 @@ export function resolveConnectorSettings(
   });
   const p2pUsed = connector === "offloading" ||
     (connector === "nixlv2" && enableP2pPull);
-  const p2pConnectorPort = resolvePortSetting(values, env, warnings, {
+  const p2p = resolvePortSetting(input, warnings, {
     flag: "p2p-connector-port",
     envName: P2P_CONNECTOR_PORT_ENV,
     fallback: defaultOf("p2p-connector-port"),
@@ -84,30 +116,42 @@ export function resolveConnectorSettings(
       ? undefined
       : "-kv-connector=offloading or -enable-p2p-pull",
   });
-  if (p2pUsed) checkP2pRanks(p2pConnectorPort, dataParallelSize);
+  if (p2pUsed) checkP2pRanks(p2p.value, dataParallelSize);
   if (enableP2pPull && connector !== "nixlv2") {
     throw new ConfigError(
       `--enable-p2p-pull requires --kv-connector=nixlv2 (got "${connector}")`,
       { exitCode: 1, flag: "enable-p2p-pull" },
     );
   }
+  const sglang = resolveEnvPort(env, warnings, {
+    envName: SGLANG_BOOTSTRAP_PORT_ENV,
+    fallback: DEFAULT_SGLANG_BOOTSTRAP_PORT,
+    used: connector === "sglang",
+  });
+  const podIp = env[POD_IP_ENV] ?? "";
   const settings = {
     dataParallelSize,
     port,
     modelServerPort,
     connector,
-    mooncakeBootstrapPort,
-    p2pConnectorPort,
+    mooncakeBootstrapPort: mooncake.value,
+    p2pConnectorPort: p2p.value,
     enableP2pPull,
-    sglangBootstrapPort: resolveEnvPort(env, warnings, {
-      envName: SGLANG_BOOTSTRAP_PORT_ENV,
-      fallback: DEFAULT_SGLANG_BOOTSTRAP_PORT,
-      used: connector === "sglang",
-    }),
-    podIp: env[POD_IP_ENV] ?? "",
+    sglangBootstrapPort: sglang.value,
+    podIp,
   };
   checkPortsApart(settings, modelServer.flag);
-  return settings;
+  const sources = {
+    modelServerPort: sourceOf(modelServer.setting, input.given),
+    connector: resolvedConnector.source,
+    mooncakeBootstrapPort: mooncake.source,
+    p2pConnectorPort: p2p.source,
+    sglangBootstrapPort: sglang.source,
+    podIp: podIp === ""
+      ? DEFAULT_SOURCE
+      : { kind: "env", name: POD_IP_ENV } as const,
+  };
+  return { settings, sources };
 }
 
 function parseDataParallelSize(size: number): number {
@@ -133,67 +177,109 @@ function parseGoInt(text: string): number | undefined {
  */
 function parsePortRange(
   text: string,
-  range: { readonly flag: string; readonly count: number },
+  range: {
+    readonly flag: string;
+    readonly count: number;
+    /** The flag or key that gave the value, when the message names another (Go's rule). */
+    readonly setting?: string;
+  },
 ): number {
   const { flag, count } = range;
+  const setting = range.setting ?? flag;
   const port = parseGoInt(text);
   if (port === undefined) {
     throw new ConfigError(`--${flag} must be a valid integer, got "${text}"`, {
       exitCode: 2,
-      flag,
+      flag: setting,
     });
   }
   if (count >= MAX_PORT) {
     throw new ConfigError(`--${flag} invalid port range`, {
       exitCode: 1,
-      flag,
+      flag: setting,
     });
   }
   if (port < 1 || port > MAX_PORT) {
     throw new ConfigError(
       `--${flag} start port ${port} is out of valid range [1, ${MAX_PORT}]`,
-      { exitCode: 2, flag },
+      { exitCode: 2, flag: setting },
     );
   }
   const last = port + count - 1;
   if (last > MAX_PORT) {
     throw new ConfigError(
       `--${flag} port range [${port}, ${last}] exceeds maximum port value`,
-      { exitCode: 1, flag },
+      { exitCode: 1, flag: setting },
     );
   }
   return port;
 }
 
+/** How a message names a setting after "because": the flag, or the key when YAML gave it. */
+function quoted(name: string, given: Given): string {
+  return given[name] === "yaml" ? `"${name}"` : `"-${name}"`;
+}
+
+/**
+ * The deprecation notice for `name`: pflag's MarkDeprecated wording for a flag; Go says
+ * nothing for a YAML key, but the key goes away with the flag.
+ */
+function deprecated(
+  name: string,
+  replacement: string,
+  input: ConnectorInput,
+): string {
+  if (input.given[name] === "yaml") {
+    return `Configuration key "${name}" is deprecated, use "${replacement}" instead`;
+  }
+  const removal = name === "vllm-port"
+    ? `; --${name} will be removed after the deprecation period`
+    : "";
+  return `Flag --${name} has been deprecated, use --${replacement} instead${removal}`;
+}
+
 /**
  * NEXT §1.2: `-model-server-port` wins over its deprecated alias `-vllm-port`; an empty
- * `-model-server-port` means "not given", as in Go.
+ * `-model-server-port` means "not given", as in Go. `flag` is the name Go's messages use:
+ * `--vllm-port` only when that flag was given on the command line.
  */
 function resolveModelServerPort(
-  values: Values,
+  input: ConnectorInput,
   warnings: string[],
-): { readonly text: string; readonly flag: ModelServerFlag } {
+): {
+  readonly text: string;
+  readonly flag: ModelServerFlag;
+  readonly setting: ModelServerFlag;
+} {
+  const { values, given } = input;
   const current = values["model-server-port"];
   const legacy = values["vllm-port"];
   if (legacy !== undefined) {
-    // pflag's MarkDeprecated wording.
-    warnings.push(
-      "Flag --vllm-port has been deprecated, use --model-server-port instead; " +
-        "--vllm-port will be removed after the deprecation period",
-    );
+    warnings.push(deprecated("vllm-port", "model-server-port", input));
   }
   if (current !== undefined && current !== "") {
     if (legacy !== undefined && legacy !== current) {
       warnings.push(
-        'Flag "-vllm-port" is ignored because "-model-server-port" is set',
+        `${settingLabel("vllm-port", given)} is ignored because ` +
+          `${quoted("model-server-port", given)} is set`,
       );
     }
-    return { text: current, flag: "model-server-port" };
+    return {
+      text: current,
+      flag: "model-server-port",
+      setting: "model-server-port",
+    };
   }
-  if (legacy !== undefined) return { text: legacy, flag: "vllm-port" };
+  if (legacy !== undefined) {
+    const flag = given["vllm-port"] === "flag"
+      ? "vllm-port"
+      : "model-server-port";
+    return { text: legacy, flag, setting: "vllm-port" };
+  }
   return {
     text: defaultOf("model-server-port"),
     flag: "model-server-port",
+    setting: "model-server-port",
   };
 }
 
@@ -212,22 +298,24 @@ function parseConnector(text: string, flag: string): ConnectorName {
  * LATEST §1.3 step 2: the deprecated `-connector` fills an empty `-kv-connector`. Each is
  * checked under its own name (Go reports a bad `--connector` as `--kv-connector`).
  */
-function resolveConnector(values: Values, warnings: string[]): ConnectorName {
+function resolveConnector(
+  input: ConnectorInput,
+  warnings: string[],
+): Sourced<ConnectorName> {
+  const { values, given } = input;
   const kvText = values["kv-connector"];
   const kv = kvText === undefined || kvText === ""
     ? undefined
     : parseConnector(kvText, "kv-connector");
   let legacy: ConnectorName | undefined;
   if (values.connector !== undefined) {
-    // pflag's MarkDeprecated wording.
-    warnings.push(
-      "Flag --connector has been deprecated, use --kv-connector instead",
-    );
+    warnings.push(deprecated("connector", "kv-connector", input));
     // Validated even when -kv-connector overrides it, as Go's Validate() does.
     legacy = parseConnector(values.connector, "connector");
     if (kv !== undefined && kv !== legacy) {
       warnings.push(
-        'Flag "-connector" is ignored because "-kv-connector" is set',
+        `${settingLabel("connector", given)} is ignored because ` +
+          `${quoted("kv-connector", given)} is set`,
       );
     }
   }
@@ -235,7 +323,9 @@ function resolveConnector(values: Values, warnings: string[]): ConnectorName {
     // LATEST falls back to the default; NEXT refuses. Starting is what both kinds of
     // deployment need; the warning shows the templating slip.
     warnings.push(
-      `Flag "-kv-connector" is empty: using "${DEFAULT_CONNECTOR}"`,
+      `${
+        settingLabel("kv-connector", given)
+      } is empty: using "${DEFAULT_CONNECTOR}"`,
     );
   }
   const connector = kv ?? legacy ?? DEFAULT_CONNECTOR;
@@ -245,7 +335,12 @@ function resolveConnector(values: Values, warnings: string[]): ConnectorName {
       'Connector "nixl" is deprecated and will be removed in a future release in favor of "nixlv2"',
     );
   }
-  return connector;
+  const source = kv !== undefined
+    ? sourceOf("kv-connector", given)
+    : legacy !== undefined
+    ? sourceOf("connector", given)
+    : DEFAULT_SOURCE;
+  return { value: connector, source };
 }
 
 /** A port flag with an environment fallback, as `-mooncake-bootstrap-port` and `-p2p-connector-port`. */
@@ -258,36 +353,37 @@ interface PortSetting {
 }
 
 /**
- * The flag's value, else the environment's, else the default. A bad flag value is refused
- * with Go's message even when unused (bad input on the command line); an environment value
+ * The flag's (or YAML key's) value, else the environment's, else the default. A bad given
+ * value is refused with Go's message even when unused (bad input); an environment value
  * blocks start only when the connector uses it, since Go's "checked whatever the connector"
  * lets a stray variable stop a sidecar that never reads it (delta §11 item 13).
  */
 function resolvePortSetting(
-  values: Values,
-  env: Env,
+  input: ConnectorInput,
   warnings: string[],
   setting: PortSetting,
-): number {
+): Sourced<number> {
   const { flag, usedBy } = setting;
-  const given = values[flag];
-  if (given === undefined) {
-    return resolveEnvPort(env, warnings, {
+  const value = input.values[flag];
+  if (value === undefined) {
+    return resolveEnvPort(input.env, warnings, {
       envName: setting.envName,
       fallback: setting.fallback,
       used: usedBy === undefined,
     });
   }
-  if (!isPort(given)) {
+  if (!isPort(value)) {
     throw new ConfigError(
-      `--${flag} must be between 1 and ${MAX_PORT}, got ${given}`,
+      `--${flag} must be between 1 and ${MAX_PORT}, got ${value}`,
       { exitCode: 2, flag },
     );
   }
   if (usedBy !== undefined) {
-    warnings.push(`Flag "-${flag}" has no effect without ${usedBy}`);
+    warnings.push(
+      `${settingLabel(flag, input.given)} has no effect without ${usedBy}`,
+    );
   }
-  return given;
+  return { value, source: sourceOf(flag, input.given) };
 }
 
 /**
@@ -303,12 +399,15 @@ function resolveEnvPort(
     readonly fallback: number;
     readonly used: boolean;
   },
-): number {
+): Sourced<number> {
   const { envName, fallback } = options;
   const text = env[envName] ?? "";
-  if (text === "") return fallback;
+  const defaulted = { value: fallback, source: DEFAULT_SOURCE };
+  if (text === "") return defaulted;
   const port = parseGoInt(text);
-  if (port !== undefined && isPort(port)) return port;
+  if (port !== undefined && isPort(port)) {
+    return { value: port, source: { kind: "env", name: envName } };
+  }
   if (port !== undefined && options.used) {
     throw new ConfigError(
       `Environment variable ${envName} has invalid value "${text}": ` +
@@ -319,7 +418,7 @@ function resolveEnvPort(
   warnings.push(
     `Environment variable ${envName} has invalid value "${text}": using ${fallback}`,
   );
-  return fallback;
+  return defaulted;
 }
 
 function isPort(port: number): boolean {

@@ -23,6 +23,30 @@ export interface Deps {
  */
 export interface ServeBindings {
   readonly remoteAddr?: { readonly hostname?: string };
+  /**
+   * Settles once the response has been sent, or the client has gone
+   * (`Deno.ServeHandlerInfo.completed`): the end of a streamed answer.
+   */
+  readonly completed?: Promise<void>;
+}
+
+/** Which handler answered a request: `pd` ran a connector, `passthrough` relayed it as is. */
+export type RouteName = "health" | "passthrough" | "pd";
+
+/**
+ * What a request's access line reports beyond what the middleware sees
+ * itself, filled by whoever learns it: routes, connectors and `onError` set
+ * the fields on `c.get("access")` (or on the object handed down to them).
+ */
+export interface AccessRecord {
+  /** The handler that answered; `passthrough` until a route says otherwise. */
+  route: RouteName;
+  /** P/D connector that ran, e.g. `nixlv2`. */
+  connector?: string;
+  /** Prefiller (`host:port`) the prefill leg went to; the last one tried. */
+  prefillTarget?: string;
+  /** `ProxyError.code` of the sidecar's own error answer, when it gave one. */
+  errorCode?: string;
 }
 
 /** Hono environment of the sidecar app. */
@@ -33,5 +57,7 @@ export interface AppEnv {
     requestId: string;
     /** Logger whose lines carry this request's id. */
     log: Logger;
+    /** Facts for the request's access line. */
+    access: AccessRecord;
   };
 }

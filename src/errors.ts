@@ -30,6 +30,11 @@ export interface VllmErrorInfo {
 
 /** Options of a `ProxyError` beyond its status and message. */
 export interface ProxyErrorOptions {
+  /**
+   * Stable machine-readable code for logs and metrics (snake_case, e.g.
+   * `decoder_not_ready`); defaults to one derived from the status.
+   */
+  readonly code?: string;
   /** vLLM error type; defaults to the type vLLM uses for the status. */
   readonly type?: string;
   /** Request field the error is about, when there is one. */
@@ -58,10 +63,26 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   505: "HTTPVersionNotSupported",
 };
 
+// Codes for errors nobody gave a more precise one; never renamed once shipped.
+const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
+  400: "invalid_request",
+  404: "not_found",
+  431: "headers_too_large",
+  499: "client_disconnected",
+  500: "internal_error",
+  501: "not_implemented",
+  502: "bad_gateway",
+  503: "unavailable",
+  504: "gateway_timeout",
+  505: "http_version_not_supported",
+};
+
 /** A failure with the HTTP status the client should see. */
 export class ProxyError extends Error {
   /** Status of the error response. */
   readonly status: ErrorStatus;
+  /** Stable machine-readable code of the failure. */
+  readonly code: string;
   /** vLLM error type. */
   readonly type: string;
   /** Request field the error is about, or null. */
@@ -78,6 +99,7 @@ export class ProxyError extends Error {
     super(message, { cause: options.cause });
     this.name = "ProxyError";
     this.status = status;
+    this.code = options.code ?? DEFAULT_CODES[status];
     this.type = options.type ?? DEFAULT_TYPES[status];
     this.param = options.param ?? null;
     this.response = options.response;
@@ -96,12 +118,21 @@ export function buildErrorBody(error: ProxyError): { error: VllmErrorInfo } {
   };
 }
 
-/** Renders a `ProxyError` as its prepared response or vLLM's JSON error body. */
+const encoder = new TextEncoder();
+
+/**
+ * Renders a `ProxyError` as its prepared response or vLLM's JSON error body,
+ * with its length stated so the access line can report it.
+ */
 export function toErrorResponse(error: ProxyError): Response {
   if (error.response) return error.response;
-  return new Response(JSON.stringify(buildErrorBody(error)), {
+  const body = encoder.encode(JSON.stringify(buildErrorBody(error)));
+  return new Response(body, {
     status: error.status,
-    headers: { "content-type": "application/json" },
+    headers: {
+      "content-type": "application/json",
+      "content-length": String(body.byteLength),
+    },
   });
 }
 
@@ -112,8 +143,9 @@ export function errorMessage(error: unknown): string {
 
 /**
  * Logs a failed request at the level it deserves and returns the error the
- * client is answered with (anything but a `ProxyError` is the sidecar's bug:
- * a 500).
+ * client is answered with: anything but a `ProxyError` is the sidecar's bug
+ * (a 500), and any failure after the client left is its leaving (a 499,
+ * nginx's status for it, which only logs see).
  */
 export function reportError(
   error: unknown,
@@ -122,10 +154,7 @@ export function reportError(
 ): ProxyError {
   if (!(error instanceof ProxyError)) {
     log.error("unexpected error while handling the request", { error });
-    const message = errorMessage(error);
-    return new ProxyError(500, `Internal error in the sidecar: ${message}`);
-  }
-  if (request.aborted) {
+  } else if (request.aborted) {
     // Nobody is left to read the answer; not an error of the sidecar's.
     log.debug("client disconnected", { path: request.path });
   } else if (error.status >= 500) {
@@ -133,5 +162,15 @@ export function reportError(
   } else {
     log.info(error.message, { status: error.status });
   }
-  return error;
+  if (request.aborted) {
+    return new ProxyError(499, "Client disconnected before the answer", {
+      cause: error,
+    });
+  }
+  if (error instanceof ProxyError) return error;
+  return new ProxyError(
+    500,
+    `Internal error in the sidecar: ${errorMessage(error)}`,
+    { cause: error },
+  );
 }

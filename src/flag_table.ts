@@ -40,6 +40,17 @@ export const ENV_VARS = [
   P2P_CONNECTOR_PORT_ENV,
 ] as const;
 
+/**
+ * What the run permissions' `--allow-env` lists: {@linkcode ENV_VARS}, plus the debug switches
+ * the `yaml` library reads on every token it parses (`LOG_TOKENS`, `LOG_STREAM`), without
+ * which parsing a configuration throws NotCapable. The sidecar itself never reads those two.
+ */
+export const ALLOWED_ENV_VARS = [
+  ...ENV_VARS,
+  "LOG_TOKENS",
+  "LOG_STREAM",
+] as const;
+
 /** Default of SGLANG_BOOTSTRAP_PORT, as the Go sidecar's. */
 export const DEFAULT_SGLANG_BOOTSTRAP_PORT = 8998;
 
@@ -216,6 +227,13 @@ const FLAGS = {
       "'error', 'panic' or any integer value > 0 which corresponds to custom debug levels " +
       "of increasing verbosity",
   },
+  "print-config": {
+    kind: "bool",
+    status: "supported",
+    help:
+      "print the effective configuration, each value with where it came from (flag, yaml, " +
+      "env or default), and exit (not in the Go sidecar)",
+  },
   "h": { kind: "bool", status: "supported", help: "show this help and exit" },
   "help": {
     kind: "bool",
@@ -345,13 +363,19 @@ const FLAGS = {
   },
   "configuration": {
     kind: "string",
-    status: "not-yet",
-    help: "inline YAML configuration",
+    status: "supported",
+    help:
+      "Sidecar configuration in YAML provided as inline specification, e.g. " +
+      "-configuration='{port: 8085, model-server-port: 8203}'; keys are the flag names and an " +
+      "explicit flag wins over its key. Mutually exclusive with -configuration-file",
   },
   "configuration-file": {
     kind: "string",
-    status: "not-yet",
-    help: "path to a YAML configuration file",
+    status: "supported",
+    help:
+      "Path to a file which contains the sidecar configuration in YAML (at most 64 KiB), " +
+      "e.g. -configuration-file=/etc/config/sidecar-config.yaml. Mutually exclusive with " +
+      "-configuration",
   },
   "zap-devel": {
     kind: "bool",
@@ -476,7 +500,8 @@ const FLAGS = {
 const FLAG_TABLE: Readonly<Record<string, FlagEntry>> = FLAGS;
 
 type FlagTable = typeof FLAGS;
-type FlagName = keyof FlagTable;
+/** The name of every flag in the table. */
+export type FlagName = keyof FlagTable;
 type ParsedName = {
   [N in FlagName]: FlagTable[N]["status"] extends "supported" | "no-effect" ? N
     : never;

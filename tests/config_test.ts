@@ -356,8 +356,6 @@ Deno.test("parseCommandLine rejects flags of features not built yet with exit 2"
     "decoder-tls-insecure-skip-verify",
     "max-idle-conns-per-host",
     "decode-chunk-size",
-    "configuration",
-    "configuration-file",
     "zap-devel",
     "zap-stacktrace-level",
     "prefill-max-retries",
@@ -951,4 +949,12 @@ Deno.test("formatUsage lists every connector flag with its default", () => {
     '(default "nixlv2")\n',
   ];
   for (const text of expected) assert.ok(usage.includes(text), text);
+});
+
+Deno.test("formatUsage lists the configuration flags and -print-config as supported", () => {
+  const usage = formatUsage();
+  const flagSection = usage.slice(0, usage.indexOf("\n\n"));
+  assert.ok(flagSection.includes("  -configuration string\n"));
+  assert.ok(flagSection.includes("  -configuration-file string\n"));
+  assert.ok(flagSection.includes("  -print-config\n"));
 });

@@ -52,3 +52,61 @@ Deno.test("logger filters by klog verbosity: debug at 4, trace at 5", () => {
     assert.equal(log.enabled(5), verbosity >= 5);
   }
 });
+
+/** Runs `code` in a fresh Deno with `createLogger` in scope; returns its stderr lines. */
+async function stderrOf(code: string): Promise<string[]> {
+  const logModule = new URL("../src/log.ts", import.meta.url).href;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { createLogger } from "${logModule}";\n${code}`,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stderr);
+  return text.split("\n").filter((line) => line !== "").map((line) =>
+    line.startsWith("{") ? JSON.parse(line).msg : line
+  );
+}
+
+Deno.test("logger on stderr keeps every line and their order through Deno.exit", async () => {
+  const lines = await stderrOf(`
+    const log = createLogger({ verbosity: 0 });
+    log.info("first");
+    log.info("second");
+    Deno.exit(0);
+  `);
+  assert.deepEqual(lines, ["first", "second"]);
+});
+
+Deno.test("logger on stderr writes an error at once, after the lines before it; info waits for the end of the task", async () => {
+  const lines = await stderrOf(`
+    const log = createLogger({ verbosity: 0 });
+    const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
+    log.info("queued");
+    log.error("urgent");
+    mark("after error");
+    log.info("later");
+    mark("before the task ends");
+  `);
+  assert.deepEqual(lines, [
+    "queued",
+    "urgent",
+    "after error",
+    "before the task ends",
+    "later",
+  ]);
+});
+
+Deno.test("logger serializes errors nested in fields", () => {
+  const { log, lines } = capture(0);
+  log.child({ request_id: "r" }).error("failed", {
+    detail: { cause: new Error("inner") },
+    n: 10n,
+  });
+  assert.deepEqual(lines[0]?.detail, {
+    cause: { name: "Error", message: "inner" },
+  });
+  assert.equal(lines[0]?.n, "10");
+});

@@ -9,22 +9,31 @@ import { type ErrorStatus, ProxyError } from "../errors.ts";
 import { isJsonObject } from "../protocol/request.ts";
 import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
 import { UpstreamError, type WholeResponse } from "../upstream/client.ts";
-import { buildClientHeaders } from "../upstream/headers.ts";
+import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
 import type { PdContext } from "./types.ts";
+
+/** Options of one leg: its own headers or abort signal instead of the request's. */
+export interface LegOptions {
+  /** The leg's headers; `ctx.headers` when absent. */
+  readonly headers?: HeaderList;
+  /** Aborts the leg; the client's signal when absent. */
+  readonly signal?: AbortSignal;
+}
 
 /** Sends the prefill leg and reads its answer; throws a 502 when none arrives. */
 export async function sendPrefill(
   ctx: PdContext,
   body: string,
+  options: LegOptions = {},
 ): Promise<WholeResponse> {
   ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
   ctx.log.trace("prefill request", { body });
   try {
     return await ctx.upstream.sendAndRead(ctx.prefillUrl, {
       method: "POST",
-      headers: ctx.headers,
+      headers: options.headers ?? ctx.headers,
       body,
-      signal: ctx.signal,
+      signal: options.signal ?? ctx.signal,
     });
   } catch (error) {
     const failure = error instanceof UpstreamError
@@ -35,6 +44,16 @@ export async function sendPrefill(
       `Cannot reach prefill server "${ctx.prefiller.hostPort}": ${failure}`,
       { cause: error },
     );
+  }
+}
+
+/**
+ * Throws when the client has gone: a leg not yet sent must not start for
+ * nobody (a decode would hold GPU memory for a reader that left).
+ */
+export function ensureClientPresent(signal: AbortSignal): void {
+  if (signal.aborted) {
+    throw new ProxyError(499, "Client disconnected before the request ended");
   }
 }
 
@@ -117,8 +136,38 @@ export function parsePrefillReply(
 }
 
 /** Sends the decode leg to the local decoder; its answer streams to the client. */
-export function sendDecode(ctx: PdContext, body: string): Promise<Response> {
+export function sendDecode(
+  ctx: PdContext,
+  body: string,
+  options: LegOptions = {},
+): Promise<Response> {
   ctx.log.debug("sending request to decoder", { to: ctx.decoder });
   ctx.log.trace("decode request", { body });
-  return ctx.decode({ headers: ctx.headers, body });
+  const headers = options.headers ?? ctx.headers;
+  return ctx.decode(
+    options.signal ? { headers, body, signal: options.signal } : {
+      headers,
+      body,
+    },
+  );
+}
+
+/** Sends the prefill leg and throws unless it succeeded; its answer is not needed. */
+export async function runPrefill(
+  ctx: PdContext,
+  body: string,
+  options: LegOptions = {},
+): Promise<void> {
+  ensurePrefillSucceeded(ctx, await sendPrefill(ctx, body, options));
+}
+
+/** `headers` with `name` set to `value`, replacing any value the client sent. */
+export function withHeader(
+  headers: HeaderList,
+  name: string,
+  value: string,
+): HeaderList {
+  const out: HeaderList = headers.filter(([present]) => present !== name);
+  out.push([name, value]);
+  return out;
 }

@@ -3,46 +3,35 @@
  * The connector registry: which protocol runs for each `-kv-connector` name.
  */
 
-import type { ConnectorName } from "../config.ts";
-import { ProxyError } from "../errors.ts";
-import { nixlv2 } from "./nixlv2.ts";
-import type { Connector } from "./types.ts";
+import type { Config, ConnectorName } from "../config.ts";
+import { createLmcache } from "./lmcache.ts";
+import { createMooncake } from "./mooncake.ts";
+import { createNixl } from "./nixl.ts";
+import { createNixlv2 } from "./nixlv2.ts";
+import { createOffloading } from "./offloading.ts";
+import { createSglang } from "./sglang.ts";
+import { createSharedStorage } from "./shared_storage.ts";
+import type { Connector, ConnectorFactory } from "./types.ts";
 
-/** The placeholders registered for connectors not built yet. */
-const placeholders = new Set<Connector>();
-
-function notYetSupported(name: ConnectorName): Connector {
-  const connector: Connector = {
-    name,
-    run(): Promise<Response> {
-      return Promise.reject(
-        new ProxyError(
-          501,
-          `Connector "${name}" is not supported yet by this sidecar; use "nixlv2" or send the request without a prefiller header`,
-        ),
-      );
-    },
-  };
-  placeholders.add(connector);
-  return connector;
-}
-
-const CONNECTORS: Readonly<Record<ConnectorName, Connector>> = {
-  "nixlv2": nixlv2,
-  "nixl": notYetSupported("nixl"),
-  "lmcache": notYetSupported("lmcache"),
-  "sglang": notYetSupported("sglang"),
-  "shared-storage": notYetSupported("shared-storage"),
-  "mooncake": notYetSupported("mooncake"),
-  "offloading": notYetSupported("offloading"),
+const FACTORIES: Readonly<Record<ConnectorName, ConnectorFactory>> = {
+  "nixlv2": createNixlv2,
+  "nixl": createNixl,
+  "lmcache": createLmcache,
+  "sglang": createSglang,
+  "shared-storage": createSharedStorage,
+  "mooncake": createMooncake,
+  "offloading": createOffloading,
 };
 
-/** Whether the connector named `name` is implemented. */
+/**
+ * Whether the connector named `name` is implemented: every name is now.
+ * Kept for `main.ts`, which warns at start about unimplemented ones.
+ */
 export function isConnectorImplemented(name: ConnectorName): boolean {
-  return !placeholders.has(CONNECTORS[name]);
+  return Object.hasOwn(FACTORIES, name);
 }
 
-/** The connector registered as `name`. */
-export function getConnector(name: ConnectorName): Connector {
-  return CONNECTORS[name];
+/** Builds the connector `config.connector` names, with its own state (caches). */
+export function createConnector(config: Config): Connector {
+  return FACTORIES[config.connector](config);
 }

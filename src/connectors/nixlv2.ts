@@ -5,14 +5,16 @@
  * answers with tell the local decoder where to pull them from.
  */
 
+import type { Config } from "../config.ts";
 import { FIELD_KV_TRANSFER_PARAMS } from "../protocol/fields.ts";
 import { buildDecodeBody, buildPrefillBody } from "../protocol/bodies.ts";
 import { rawMember } from "../protocol/json_object.ts";
+import { KEY_REMOTE_KV_SOURCE, kvSourceBlock } from "./_p2p.ts";
 import { parsePrefillReply, sendDecode, sendPrefill } from "./_shared.ts";
 import type { Connector, PdContext } from "./types.ts";
 
 /** What the prefill leg sends: only `do_remote_decode` matters to vLLM (vllm-wire.md §2.1). */
-const PREFILL_KV_TRANSFER_PARAMS = JSON.stringify({
+const PREFILL_KV_TRANSFER_PARAMS_JSON = JSON.stringify({
   do_remote_decode: true,
   do_remote_prefill: false,
   remote_engine_id: null,
@@ -21,13 +23,22 @@ const PREFILL_KV_TRANSFER_PARAMS = JSON.stringify({
   remote_port: null,
 });
 
-async function run(ctx: PdContext): Promise<Response> {
+/** The prefill's `kv_transfer_params`, with a P2P pull from the KV source when there is one. */
+function prefillParams(config: Config, ctx: PdContext): string {
+  const source = config.enableP2pPull ? kvSourceBlock(config, ctx) : undefined;
+  if (source === undefined) return PREFILL_KV_TRANSFER_PARAMS_JSON;
+  return `${
+    PREFILL_KV_TRANSFER_PARAMS_JSON.slice(0, -1)
+  },"${KEY_REMOTE_KV_SOURCE}":${source}}`;
+}
+
+async function run(config: Config, ctx: PdContext): Promise<Response> {
   // ctx.log already names the prefiller on every line.
   ctx.log.debug("running NIXL protocol V2");
   const prefillBody = buildPrefillBody(ctx.request, {
     api: ctx.api,
     nonStreaming: true,
-    extra: { [FIELD_KV_TRANSFER_PARAMS]: PREFILL_KV_TRANSFER_PARAMS },
+    extra: { [FIELD_KV_TRANSFER_PARAMS]: prefillParams(config, ctx) },
   });
   const reply = parsePrefillReply(
     ctx,
@@ -44,10 +55,16 @@ async function run(ctx: PdContext): Promise<Response> {
     });
   }
   const decodeBody = buildDecodeBody(ctx.request, {
-    [FIELD_KV_TRANSFER_PARAMS]: params,
+    set: { [FIELD_KV_TRANSFER_PARAMS]: params },
   });
   return sendDecode(ctx, decodeBody);
 }
 
-/** The `nixlv2` connector, the default. */
-export const nixlv2: Connector = { name: "nixlv2", run };
+/** Builds the `nixlv2` connector, the default. */
+export function createNixlv2(config: Config): Connector {
+  return {
+    name: "nixlv2",
+    pullsKvSource: config.enableP2pPull,
+    run: (ctx) => run(config, ctx),
+  };
+}

@@ -5,7 +5,7 @@
  * runs its protocol and returns the client's response.
  */
 
-import type { ConnectorName } from "../config.ts";
+import type { Config, ConnectorName } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import type { GenerationRequest } from "../protocol/request.ts";
@@ -18,6 +18,8 @@ export interface DecodeLeg {
   readonly headers: HeaderList;
   /** The decode body, JSON. */
   readonly body: string;
+  /** Aborts the leg; the client's signal when absent. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -45,15 +47,27 @@ export interface PdContext {
    * the prefiller's and decoder's logs can be joined.
    */
   readonly headers: HeaderList;
+  /**
+   * A peer holding cached prefix KV (`x-kv-cache-source-host-port`), validated,
+   * for connectors that pull over P2P; undefined otherwise.
+   */
+  readonly kvSource: UpstreamTarget | undefined;
   /** Fires when the client disconnects. */
   readonly signal: AbortSignal;
   readonly log: Logger;
   readonly upstream: UpstreamClient;
+  /** Uniform random number in [0, 1). */
+  readonly random: () => number;
 }
 
 /** A P/D protocol. */
 export interface Connector {
   readonly name: ConnectorName;
+  /** Whether its engines can pull cached prefix KV from a peer (delta §3.7). */
+  readonly pullsKvSource: boolean;
   /** Runs prefill and decode; throws `ProxyError` before any byte is streamed. */
   run(ctx: PdContext): Promise<Response>;
 }
+
+/** Builds a connector for one sidecar listener; state (caches) lives as long as it. */
+export type ConnectorFactory = (config: Config) => Connector;

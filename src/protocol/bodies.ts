@@ -6,7 +6,7 @@
 
 import { type ApiKind, prefillCappedFields } from "./api.ts";
 import { FIELD_STREAM, FIELD_STREAM_OPTIONS } from "./fields.ts";
-import { editObject } from "./json_object.ts";
+import { editObject, type ObjectEdits } from "./json_object.ts";
 import type { GenerationRequest } from "./request.ts";
 
 /** Options of `buildPrefillBody`. */
@@ -36,10 +36,10 @@ export function buildPrefillBody(
   return editObject(request.scanned, { set, remove });
 }
 
-/** Body of a decode request: the client's body plus `extra` raw members. */
+/** Body of a decode request: the client's body with `edits` (raw JSON members) applied. */
 export function buildDecodeBody(
   request: GenerationRequest,
-  extra: Readonly<Record<string, string>>,
+  edits: ObjectEdits,
 ): string {
-  return editObject(request.scanned, { set: extra });
+  return editObject(request.scanned, edits);
 }

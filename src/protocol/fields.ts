@@ -12,6 +12,10 @@ export const HEADER_PREFILLER_URL = "x-prefiller-url";
 export const HEADER_REQUEST_ID = "x-request-id";
 /** Appended with the client address by every proxy hop. */
 export const HEADER_FORWARDED_FOR = "x-forwarded-for";
+/** A peer holding cached prefix KV the engines may pull over P2P (llm-d EPP's p2p-source-producer). */
+export const HEADER_KV_CACHE_SOURCE = "x-kv-cache-source-host-port";
+/** Data-parallel rank a vLLM frontend pins a request to (mooncake's prefill leg). */
+export const HEADER_DATA_PARALLEL_RANK = "x-data-parallel-rank";
 /** Deprecated data-parallel rank selector, `POD_IP:port+r`; read on rank 0, forwarded as is. */
 export const HEADER_DATA_PARALLEL_HOST_PORT = "x-data-parallel-host-port";
 
@@ -19,6 +23,7 @@ export const HEADER_DATA_PARALLEL_HOST_PORT = "x-data-parallel-host-port";
 export const ROUTING_HEADERS: readonly string[] = [
   HEADER_PREFILLER_HOST_PORT,
   HEADER_PREFILLER_URL,
+  HEADER_KV_CACHE_SOURCE,
 ];
 
 /**
@@ -50,6 +55,33 @@ export const FIELD_MAX_COMPLETION_TOKENS = "max_completion_tokens";
 export const FIELD_MAX_OUTPUT_TOKENS = "max_output_tokens";
 /** Lower token bound of vLLM's completions and chat APIs. */
 export const FIELD_MIN_TOKENS = "min_tokens";
+/** Generated choices of an OpenAI answer or stream chunk. */
+export const FIELD_CHOICES = "choices";
+/** Why a choice ended; `cache_threshold` asks for a prefill (vLLM RFC #24256). */
+export const FIELD_FINISH_REASON = "finish_reason";
+/** Fraction of the prompt that must be cached for the decoder to proceed (vLLM RFC #24256). */
+export const FIELD_CACHE_HIT_THRESHOLD = "cache_hit_threshold";
+/** The finish reason of a decode that declined for lack of cached prompt. */
+export const FINISH_REASON_CACHE_THRESHOLD = "cache_threshold";
+/** Legacy NIXL (v1) top-level flag asking the prefiller to keep KV for a remote decode. */
+export const FIELD_DO_REMOTE_DECODE = "do_remote_decode";
+/** Legacy NIXL (v1) top-level flag telling the decoder to pull KV. */
+export const FIELD_DO_REMOTE_PREFILL = "do_remote_prefill";
+/** Legacy NIXL (v1) top-level fields the prefiller answers and the decoder reads. */
+export const NIXL_V1_REMOTE_FIELDS: readonly string[] = [
+  "remote_block_ids",
+  "remote_engine_id",
+  "remote_host",
+  "remote_port",
+];
+/** SGLang PD: host of the prefiller's bootstrap server. */
+export const FIELD_BOOTSTRAP_HOST = "bootstrap_host";
+/** SGLang PD: port of the prefiller's bootstrap server. */
+export const FIELD_BOOTSTRAP_PORT = "bootstrap_port";
+/** SGLang PD: the id on which a prefill and its decode meet. */
+export const FIELD_BOOTSTRAP_ROOM = "bootstrap_room";
+/** Path of the Mooncake bootstrap server's engine-id query. */
+export const PATH_MOONCAKE_QUERY = "/query";
 
 /** Path of the chat completions API. */
 export const PATH_CHAT_COMPLETIONS = "/v1/chat/completions";

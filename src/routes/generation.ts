@@ -2,7 +2,9 @@
  * @module
  * `POST` on the generation APIs: with a prefill target the configured
  * connector runs P/D; without one the request is passed through untouched
- * (its body is not even parsed). Either way the decode goes to the model
+ * (its body is not even parsed), unless it names a KV-source peer the
+ * connector pulls from (offloading, nixlv2 with -enable-p2p-pull), whose
+ * cached prefix the decoder is asked to pull. Either way the decode goes to the model
  * server of this listener's data-parallel rank, or on rank 0 to the rank the
  * deprecated `x-data-parallel-host-port` header names.
  */
@@ -13,6 +15,8 @@ import { createPdRunner, type PdRunner } from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import { createRankSelector } from "../data_parallel.ts";
 import type { ApiKind } from "../protocol/api.ts";
+import { HEADER_DATA_PARALLEL_HOST_PORT } from "../protocol/fields.ts";
+import type { HeaderLookup } from "../upstream/headers.ts";
 import {
   clientIpOf,
   passthroughRequest,
@@ -42,6 +46,12 @@ function rankRoutes(deps: Deps): ReadonlyMap<number, RankRoute> {
   }));
 }
 
+/** Whether rank 0 routes the request by the deprecated `x-data-parallel-host-port`. */
+function isRankRouted(deps: Deps, headers: HeaderLookup): boolean {
+  return deps.config.dataParallelRank === 0 &&
+    (headers.get(HEADER_DATA_PARALLEL_HOST_PORT) ?? "") !== "";
+}
+
 /** Handler for one generation API. */
 export function createGenerationHandler(
   deps: Deps,
@@ -61,11 +71,7 @@ export function createGenerationHandler(
     const request = c.req.raw;
     const prefiller = own.pd.select(request.headers);
     const route = routeOf(selector.select(request.headers, log));
-    if (prefiller === undefined) {
-      log.debug("skip disaggregated prefill: no prefiller header");
-      return passthroughRequest(route.deps, c);
-    }
-    return await route.pd.run(prefiller, {
+    const pdRequest = {
       api,
       pathAndQuery: pathAndQueryOf(request),
       headers: request.headers,
@@ -74,6 +80,24 @@ export function createGenerationHandler(
       signal: request.signal,
       log,
       readBody: () => request.text(),
-    });
+    };
+    const access = c.get("access");
+    if (prefiller !== undefined) {
+      access.route = "pd";
+      access.connector = deps.config.connector;
+      access.prefillTarget = prefiller.hostPort;
+      return await route.pd.run(prefiller, pdRequest);
+    }
+    // A request the rank-0 header sent to a rank ignores the KV source (delta §2.3).
+    const source = isRankRouted(deps, request.headers)
+      ? undefined
+      : own.pd.kvSource(request.headers, log);
+    if (source !== undefined) {
+      access.route = "pd";
+      access.connector = deps.config.connector;
+      return await route.pd.decodeFromSource(source, pdRequest);
+    }
+    log.debug("skip disaggregated prefill: no prefiller header");
+    return passthroughRequest(route.deps, c);
   };
 }

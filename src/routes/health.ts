@@ -9,5 +9,6 @@ import type { AppEnv } from "../context.ts";
 
 /** Answers 200 with an empty body (Hono serves HEAD from the GET route). */
 export function health(c: Context<AppEnv>): Response {
+  c.get("access").route = "health";
   return c.body(null, 200);
 }

@@ -88,6 +88,16 @@ function withFetchDefaults(headers: HeaderList): HeaderList {
   return out ?? headers;
 }
 
+/**
+ * Whether `fetch` may decode the answer to a request with `headers`: it
+ * decodes gzip and br unless the request asks for `identity`, which the
+ * sidecar sends when the client named no coding (checked on Deno 2.9.6).
+ */
+export function fetchMayDecode(headers: HeaderList): boolean {
+  const sent = headers.find(([name]) => name === "accept-encoding")?.[1];
+  return sent !== undefined && sent.trim().toLowerCase() !== "identity";
+}
+
 function innermostMessage(error: unknown): string {
   let current: unknown = error;
   let message = String(error);

@@ -87,14 +87,41 @@ export function buildUpstreamHeaders(
   return out;
 }
 
+/** Options of `buildClientHeaders`. */
+export interface ClientHeaderOptions {
+  /**
+   * Whether `fetch` was allowed to decode the answer: it decodes a gzip or br
+   * body unless the request asked for `accept-encoding: identity`.
+   */
+  readonly fetchMayDecode?: boolean;
+}
+
+/**
+ * Whether `fetch` decoded the body: only a single `gzip` or `br` coding on a
+ * non-empty body is decoded, and only when the request let it; any other
+ * coding (deflate, zstd, a list) arrives as sent and keeps its label.
+ */
+function isDecodedByFetch(
+  upstream: HeaderLookup,
+  options: ClientHeaderOptions,
+): boolean {
+  if (!options.fetchMayDecode) return false;
+  const coding = upstream.get("content-encoding")?.trim().toLowerCase();
+  if (coding !== "gzip" && coding !== "br") return false;
+  return upstream.get("content-length")?.trim() !== "0";
+}
+
 /**
  * Headers of a response relayed to the client. Deno's fetch decompresses
- * bodies but keeps `Content-Encoding`, so an encoded answer loses that header
- * and its (compressed) `Content-Length`.
+ * bodies but keeps `Content-Encoding`, so an answer it decoded loses that
+ * header and its (compressed) `Content-Length`.
  */
-export function buildClientHeaders(upstream: HeaderSource): HeaderList {
+export function buildClientHeaders(
+  upstream: HeaderSource,
+  options: ClientHeaderOptions = {},
+): HeaderList {
   const listed = connectionListed(upstream);
-  const decoded = upstream.get("content-encoding") !== null;
+  const decoded = isDecodedByFetch(upstream, options);
   const out: HeaderList = [];
   for (const [name, value] of upstream) {
     if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;

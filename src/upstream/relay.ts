@@ -7,6 +7,7 @@
 
 import { ProxyError } from "../errors.ts";
 import {
+  fetchMayDecode,
   type UpstreamClient,
   UpstreamError,
   type UpstreamRequest,
@@ -18,12 +19,18 @@ import { httpUrl } from "./target.ts";
 export const DECODER_NOT_READY_MESSAGE =
   "The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.";
 
-/** Returns a client response streaming the upstream's status, headers and body. */
-export function relayResponse(upstream: Response): Response {
+/**
+ * Returns a client response streaming the upstream's status, headers and
+ * body; `fetchMayDecode` says whether fetch may have decoded the body.
+ */
+export function relayResponse(
+  upstream: Response,
+  fetchMayDecode: boolean,
+): Response {
   return new Response(upstream.body, {
     status: upstream.status,
     statusText: upstream.statusText,
-    headers: buildClientHeaders(upstream.headers),
+    headers: buildClientHeaders(upstream.headers, { fetchMayDecode }),
   });
 }
 
@@ -31,13 +38,16 @@ export function relayResponse(upstream: Response): Response {
 export function decoderFailure(decoder: string, error: unknown): ProxyError {
   const failure = error instanceof UpstreamError ? error : undefined;
   if (failure?.kind === "refused") {
-    return new ProxyError(503, DECODER_NOT_READY_MESSAGE, { cause: error });
+    return new ProxyError(503, DECODER_NOT_READY_MESSAGE, {
+      code: "decoder_not_ready",
+      cause: error,
+    });
   }
   const detail = failure?.detail ?? String(error);
   return new ProxyError(
     502,
     `Cannot reach decode server "${decoder}": ${detail}`,
-    { cause: error },
+    { code: "decoder_unreachable", cause: error },
   );
 }
 
@@ -56,5 +66,5 @@ export async function forwardToDecoder(
   } catch (error) {
     throw decoderFailure(target.hostPort, error);
   }
-  return relayResponse(response);
+  return relayResponse(response, fetchMayDecode(request.headers));
 }

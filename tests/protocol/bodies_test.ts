@@ -37,7 +37,7 @@ Deno.test("buildPrefillBody caps only max_output_tokens for the Responses API", 
 Deno.test("buildDecodeBody is the client body plus the extra member", () => {
   const request = parseGenerationRequest(CHAT);
   assert.equal(
-    buildDecodeBody(request, { kv_transfer_params: "null" }),
+    buildDecodeBody(request, { set: { kv_transfer_params: "null" } }),
     `${CHAT.slice(0, -1)},"kv_transfer_params":null}`,
   );
 });
@@ -47,7 +47,7 @@ Deno.test("buildDecodeBody replaces a client kv_transfer_params in place", () =>
     '{"kv_transfer_params":{"x":1},"prompt":"p"}',
   );
   assert.equal(
-    buildDecodeBody(request, { kv_transfer_params: '{"y":2}' }),
+    buildDecodeBody(request, { set: { kv_transfer_params: '{"y":2}' } }),
     '{"kv_transfer_params":{"y":2},"prompt":"p"}',
   );
 });

@@ -88,28 +88,6 @@ Deno.test(
 );
 
 Deno.test(
-  "generation answers 501 for a connector not implemented yet, and still passes through",
-  async () => {
-    await using h = await createHarness({
-      config: { connector: "sglang" },
-    });
-    const response = await h.pd("/v1/chat/completions", chatBody());
-    assert.equal(response.status, 501);
-    assert.match(
-      (await response.json()).error.message,
-      /Connector "sglang" is not supported yet/,
-    );
-    const plain = await h.request("/v1/chat/completions", {
-      method: "POST",
-      headers: jsonHeaders(),
-      body: chatBody(),
-    });
-    assert.equal(plain.status, 200);
-    await plain.body?.cancel();
-  },
-);
-
-Deno.test(
   "generation logs routing at verbosity 4 with the request id on every line",
   async () => {
     await using h = await createHarness({ config: { verbosity: 4 } });
@@ -149,3 +127,31 @@ Deno.test("generation logs bodies only at verbosity 5", async () => {
   ]);
   assert.match(String(traces[0]?.body), /body-marker/);
 });
+
+Deno.test(
+  "generation sends both legs, and logs, the first of several x-request-id values only",
+  async () => {
+    await using h = await createHarness({ config: { verbosity: 4 } });
+    const headers = jsonHeaders({
+      "x-prefiller-host-port": h.prefillerHeader,
+    });
+    // Two header lines arrive from Deno.serve as one comma-joined value.
+    headers.append("x-request-id", "first-id");
+    headers.append("x-request-id", "second-id");
+    const response = await h.request("/v1/chat/completions", {
+      method: "POST",
+      headers,
+      body: chatBody(),
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    assert.equal(
+      h.prefill.requests[0]?.headers.get("x-request-id"),
+      "first-id",
+    );
+    assert.equal(h.decode.requests[0]?.headers.get("x-request-id"), "first-id");
+    const requestLines = h.logs.filter((line) => "request_id" in line);
+    assert.ok(requestLines.length > 0);
+    assert.ok(requestLines.every((line) => line.request_id === "first-id"));
+  },
+);

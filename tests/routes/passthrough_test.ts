@@ -5,6 +5,7 @@ import {
   jsonHeaders,
   readSseData,
 } from "../support/harness.ts";
+import { startScriptedServer } from "../support/stub_upstream.ts";
 
 Deno.test(
   "passthrough forwards method, path, query, headers and body unchanged",
@@ -133,6 +134,33 @@ Deno.test(
         code: 503,
       });
     }
+    const codes = h.logs.filter((line) => line.msg === "request handled")
+      .map((line) => [line.route, line.error_code, line.outcome]);
+    assert.deepEqual(codes, [
+      ["passthrough", "decoder_not_ready", "error"],
+      ["pd", "decoder_not_ready", "error"],
+    ]);
+  },
+);
+
+Deno.test(
+  "passthrough answers 502 decoder_unreachable when the decoder drops the connection",
+  async () => {
+    await using decoder = startScriptedServer(async (conn) => {
+      await conn.read(new Uint8Array(16384));
+      conn.close();
+    });
+    await using h = await createHarness({
+      config: { modelServerPort: decoder.port },
+    });
+    const response = await h.request("/v1/models");
+    assert.equal(response.status, 502);
+    assert.match(
+      (await response.json()).error.message,
+      /^Cannot reach decode server "127\.0\.0\.1:\d+": /,
+    );
+    const line = await h.nextLog((line) => line.msg === "request handled");
+    assert.equal(line.error_code, "decoder_unreachable");
   },
 );
 
@@ -165,5 +193,74 @@ Deno.test(
       h.decode.requests[0]?.headers.get("x-forwarded-for"),
       "203.0.113.9, 127.0.0.1",
     );
+  },
+);
+
+Deno.test(
+  "passthrough never forwards the routing headers, on any route",
+  async () => {
+    await using h = await createHarness();
+    for (const path of ["/v1/models", "/tokenize"]) {
+      const response = await h.request(path, {
+        method: path === "/tokenize" ? "POST" : "GET",
+        headers: jsonHeaders({
+          "x-prefiller-url": "http://10.0.0.1:8000",
+          "x-prefiller-host-port": "10.0.0.1:8000",
+        }),
+        ...(path === "/tokenize" ? { body: '{"prompt":"Hi"}' } : {}),
+      });
+      assert.equal(response.status, 200, path);
+      await response.body?.cancel();
+      const seen = h.decode.requests.at(-1);
+      assert.equal(seen?.path, path);
+      assert.equal(seen?.headers.has("x-prefiller-url"), false, path);
+      assert.equal(seen?.headers.has("x-prefiller-host-port"), false, path);
+    }
+    assert.equal(h.prefill.requests.length, 0);
+  },
+);
+
+/** Hop-by-hop headers a client or an old proxy may send without naming them in Connection. */
+const UNLISTED_HOP_HEADERS: Record<string, string> = {
+  "keep-alive": "timeout=5, max=100",
+  "proxy-connection": "keep-alive",
+};
+
+Deno.test(
+  "passthrough drops keep-alive and proxy-connection sent without a Connection header",
+  async () => {
+    await using h = await createHarness();
+    const response = await h.request("/tokenize", {
+      method: "POST",
+      headers: jsonHeaders({ ...UNLISTED_HOP_HEADERS, "x-kept": "1" }),
+      body: '{"prompt":"Hi"}',
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const [seen] = h.decode.requests;
+    assert.equal(seen?.headers.get("x-kept"), "1");
+    for (const name of Object.keys(UNLISTED_HOP_HEADERS)) {
+      assert.equal(seen?.headers.has(name), false, name);
+    }
+  },
+);
+
+Deno.test(
+  "P/D legs drop keep-alive and proxy-connection sent without a Connection header",
+  async () => {
+    await using h = await createHarness();
+    const response = await h.pd("/v1/chat/completions", chatBody(), {
+      ...UNLISTED_HOP_HEADERS,
+      "x-kept": "1",
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const legs = [h.prefill.requests[0], h.decode.requests[0]];
+    for (const [i, seen] of legs.entries()) {
+      assert.equal(seen?.headers.get("x-kept"), "1", `leg ${i}`);
+      for (const name of Object.keys(UNLISTED_HOP_HEADERS)) {
+        assert.equal(seen?.headers.has(name), false, `leg ${i}: ${name}`);
+      }
+    }
   },
 );

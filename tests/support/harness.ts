@@ -20,7 +20,10 @@ import {
 
 /** Options of `createHarness`. */
 export interface HarnessOptions {
-  readonly config?: Partial<Config>;
+  /** Config overrides, or a function of the mocks returning them (ports the sidecar must be told). */
+  readonly config?:
+    | Partial<Config>
+    | ((mocks: { prefill: MockVllm; decode: MockVllm }) => Partial<Config>);
   readonly prefill?: MockVllmOptions;
   readonly decode?: MockVllmOptions;
   readonly random?: () => number;
@@ -34,6 +37,11 @@ export interface Harness extends AsyncDisposable {
   readonly config: Config;
   /** Parsed JSON log lines the sidecar wrote. */
   readonly logs: Record<string, unknown>[];
+  /** The first line written so far or later that matches; rejects after `ms` (default 2 s). */
+  nextLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    ms?: number,
+  ): Promise<Record<string, unknown>>;
   /** Sends a request to the app in process. */
   request(path: string, init?: RequestInit): Promise<Response>;
   /** POSTs a JSON `body` to the app in process with the prefill mock named as prefiller. */
@@ -80,15 +88,42 @@ export async function createHarness(
     ...options.prefill,
   });
   const decode = await createMockVllm({ name: "decoder", ...options.decode });
-  const config = testConfig({
-    modelServerPort: decode.port,
-    ...options.config,
-  });
+  const overrides = typeof options.config === "function"
+    ? options.config({ prefill, decode })
+    : options.config;
+  const config = testConfig({ modelServerPort: decode.port, ...overrides });
   const logs: Record<string, unknown>[] = [];
+  const waiters = new Set<(line: Record<string, unknown>) => void>();
   const log = createLogger({
     verbosity: config.verbosity,
-    write: (line) => logs.push(JSON.parse(line)),
+    write(line) {
+      const parsed = JSON.parse(line);
+      logs.push(parsed);
+      for (const waiter of waiters) waiter(parsed);
+    },
   });
+  function nextLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    ms = 2000,
+  ): Promise<Record<string, unknown>> {
+    const found = logs.find(predicate);
+    if (found) return Promise.resolve(found);
+    const { promise, resolve, reject } = Promise.withResolvers<
+      Record<string, unknown>
+    >();
+    const timer = setTimeout(() => {
+      waiters.delete(waiter);
+      reject(new Error(`No matching log line within ${ms} ms`));
+    }, ms);
+    function waiter(line: Record<string, unknown>): void {
+      if (!predicate(line)) return;
+      clearTimeout(timer);
+      waiters.delete(waiter);
+      resolve(line);
+    }
+    waiters.add(waiter);
+    return promise;
+  }
   const upstream = createUpstreamClient();
   const app = createApp({
     config,
@@ -115,6 +150,7 @@ export async function createHarness(
     app,
     config,
     logs,
+    nextLog,
     prefillerHeader: `127.0.0.1:${prefill.port}`,
     request,
     pd: (path, body, headers = {}) =>

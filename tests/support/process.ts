@@ -4,7 +4,7 @@
  * a real process, so the tests exercise what operators run.
  */
 
-import { ENV_VARS } from "../../src/flag_table.ts";
+import { ALLOWED_ENV_VARS } from "../../src/flag_table.ts";
 import { TextLineStream } from "./text_line_stream.ts";
 
 /** Path of the bundle `deno task bundle` writes. */
@@ -19,7 +19,7 @@ export const RUN_FLAGS = [
   "--unstable-net",
   "--allow-net",
   "--allow-read",
-  `--allow-env=${ENV_VARS.join(",")}`,
+  `--allow-env=${ALLOWED_ENV_VARS.join(",")}`,
 ];
 
 /** A running sidecar process and its stderr log lines. */
@@ -54,7 +54,7 @@ function sidecarEnv(
   env: Readonly<Record<string, string>> = {},
 ): Record<string, string> {
   const inherited = Deno.env.toObject();
-  for (const name of ENV_VARS) delete inherited[name];
+  for (const name of ALLOWED_ENV_VARS) delete inherited[name];
   return { ...inherited, ...env };
 }
 

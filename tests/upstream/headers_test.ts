@@ -46,6 +46,7 @@ Deno.test("buildClientHeaders drops the encoding and length of a body fetch deco
       "content-type": "text/plain",
       "transfer-encoding": "chunked",
     }),
+    { fetchMayDecode: true },
   );
   assert.deepEqual(out, [["content-type", "text/plain"]]);
   const plain = buildClientHeaders(

@@ -1,0 +1,65 @@
+/**
+ * @module
+ * The access line: one info line per request, written once its answer has
+ * been sent (a stream's last byte, not its first) or its client has gone.
+ */
+
+import type { AccessRecord } from "../context.ts";
+import type { Logger } from "../log.ts";
+
+/**
+ * How a request ended. `error`: the sidecar answered with its own error
+ * (`error_code` says which). A decoder whose stream breaks after the first
+ * byte shows as `ok`: the runtime pipes the decoder's body to the client
+ * without JS and reports no break (see the README on stream observation).
+ */
+export type Outcome = "ok" | "client_aborted" | "error";
+
+/** What the access line is built from. */
+export interface AccessLineInput {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  /** `performance.now()` when the request arrived. */
+  readonly started: number;
+  /** Length of the answer's body when known without reading it. */
+  readonly bytes: number | undefined;
+  /** Whether the client left before its answer was sent. */
+  readonly clientGone: boolean;
+  readonly access: AccessRecord;
+}
+
+/** The outcome of a request, from what is known when its answer ended. */
+export function outcomeOf(
+  clientGone: boolean,
+  access: AccessRecord,
+): Outcome {
+  if (clientGone) return "client_aborted";
+  return access.errorCode === undefined ? "ok" : "error";
+}
+
+/** Length of a response's body when known without reading it: 0 when it has none, else its Content-Length. */
+export function knownBodyBytes(response: Response): number | undefined {
+  if (response.body === null) return 0;
+  const length = response.headers.get("content-length");
+  return length === null ? undefined : Number(length);
+}
+
+/** Writes the access line of a request at info level. */
+export function writeAccessLine(log: Logger, input: AccessLineInput): void {
+  const { access } = input;
+  // Fields left undefined are dropped by JSON.stringify.
+  log.info("request handled", {
+    method: input.method,
+    path: input.path,
+    route: access.route,
+    status: input.status,
+    duration_ms: Math.round((performance.now() - input.started) * 1000) /
+      1000,
+    bytes: input.bytes,
+    outcome: outcomeOf(input.clientGone, access),
+    connector: access.connector,
+    prefill_target: access.prefillTarget,
+    error_code: access.errorCode,
+  });
+}

@@ -1,0 +1,329 @@
+/**
+ * @module
+ * What the connector tests share: a harness for any connector (with the
+ * Mooncake bootstrap server it needs), deadlines on awaited events, and
+ * readers of what crossed the wire.
+ */
+
+import type { ConnectorName } from "../../src/config.ts";
+import {
+  createKvStore,
+  type RecordedRequest,
+} from "../../scripts/mock_vllm/mod.ts";
+import {
+  createHarness,
+  type Harness,
+  type HarnessOptions,
+} from "../support/harness.ts";
+import {
+  startStubUpstream,
+  type StubUpstream,
+} from "../support/stub_upstream.ts";
+
+/** Rejects when `promise` has not settled within `ms`, naming what was awaited. */
+export async function within<T>(
+  promise: Promise<T>,
+  label: string,
+  ms = 5000,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`Timed out after ${ms} ms waiting for ${label}`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The engines a test bootstrap server lists: one rank, a fixed id. */
+export const TEST_ENGINES = { "0": { engine_id: "engine-rank-0" } };
+
+/** A Mooncake bootstrap server on loopback: `GET /query` answers `engines`. */
+export interface BootstrapStub extends AsyncDisposable {
+  readonly port: number;
+  /** Number of `/query` requests served. */
+  queries(): number;
+}
+
+/** Starts a bootstrap server answering `/query` with `engines` (JSON) and `status`. */
+export function startBootstrapStub(
+  engines: unknown = TEST_ENGINES,
+  status = 200,
+): BootstrapStub {
+  let queries = 0;
+  const stub: StubUpstream = startStubUpstream((request) => {
+    if (new URL(request.url).pathname !== "/query") {
+      return new Response("not found", { status: 404 });
+    }
+    queries++;
+    return new Response(
+      typeof engines === "string" ? engines : JSON.stringify(engines),
+      { status, headers: { "content-type": "application/json" } },
+    );
+  });
+  return {
+    port: stub.port,
+    queries: () => queries,
+    [Symbol.asyncDispose]: () => stub[Symbol.asyncDispose](),
+  };
+}
+
+/** How long a mock waits for the other leg: a broken exchange fails well before test deadlines. */
+const KV_WAIT_MS = 2000;
+
+/**
+ * Starts a prefill and a decode mock speaking `connector` (sharing one KV
+ * store, for the connectors whose KV travels through one) and a sidecar
+ * running it, told the ports the protocol needs: the prefiller's side
+ * channel is its SGLang and Mooncake bootstrap server and its P2P listener.
+ */
+export async function createConnectorHarness(
+  connector: ConnectorName,
+  options: HarnessOptions = {},
+): Promise<Harness> {
+  const kvStore = createKvStore();
+  return await createHarness({
+    ...options,
+    prefill: {
+      kvConnector: connector,
+      kvRole: "kv_producer",
+      kvStore,
+      kvWaitTimeoutMs: KV_WAIT_MS,
+      ...options.prefill,
+    },
+    decode: {
+      kvConnector: connector,
+      kvRole: "kv_consumer",
+      kvStore,
+      kvWaitTimeoutMs: KV_WAIT_MS,
+      ...options.decode,
+    },
+    config: (mocks) => ({
+      connector,
+      sglangBootstrapPort: mocks.prefill.sideChannelPort,
+      mooncakeBootstrapPort: mocks.prefill.sideChannelPort,
+      p2pConnectorPort: mocks.prefill.sideChannelPort,
+      ...(typeof options.config === "function"
+        ? options.config(mocks)
+        : options.config),
+    }),
+  });
+}
+
+/** A recorded request's JSON body as an object. */
+export function bodyOf(request: RecordedRequest | undefined): Record<
+  string,
+  unknown
+> {
+  if (request === undefined) throw new Error("no such request was recorded");
+  const body = request.body;
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new Error(`request body is not a JSON object: ${request.bodyText}`);
+  }
+  return body as Record<string, unknown>;
+}
+
+/** `kv_transfer_params` of a recorded request, as an object. */
+export function kvParamsOf(
+  request: RecordedRequest | undefined,
+): Record<string, unknown> {
+  const params = bodyOf(request).kv_transfer_params;
+  if (typeof params !== "object" || params === null) {
+    throw new Error(`no kv_transfer_params object in ${request?.bodyText}`);
+  }
+  return params as Record<string, unknown>;
+}
+
+/** Whether `promise` is still pending after the promises queued so far ran. */
+export async function isPending(promise: Promise<unknown>): Promise<boolean> {
+  const marker = Symbol("pending");
+  const first = await Promise.race([
+    promise,
+    new Promise((resolve) => setTimeout(() => resolve(marker), 0)),
+  ]);
+  return first === marker;
+}
+
+/** A raw TCP upstream that reads requests and never answers. */
+export interface HangingUpstream extends AsyncDisposable {
+  readonly port: number;
+  readonly hostPort: string;
+  /** Resolves when the first bytes of a request arrive. */
+  readonly requestSeen: Promise<void>;
+  /** Connections accepted so far. */
+  connections(): number;
+  /** Resolves once every connection accepted so far was closed by the client. */
+  allClosed(): Promise<void>;
+}
+
+/**
+ * Starts a hanging upstream. It sees a client's close on the socket itself:
+ * Deno.serve (and so the mock vLLM) does not report a client that leaves
+ * before the answer once the request body exceeded a few hundred bytes.
+ */
+export function startHangingUpstream(): HangingUpstream {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen = Promise.withResolvers<void>();
+  const conns: Deno.Conn[] = [];
+  const closed: Promise<void>[] = [];
+  async function serve(conn: Deno.Conn): Promise<void> {
+    const buffer = new Uint8Array(16384);
+    for (;;) {
+      const read = await conn.read(buffer).catch(() => null);
+      if (read === null) break;
+      seen.resolve();
+    }
+  }
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      closed.push(serve(conn));
+    }
+  })().catch(() => {});
+  const { port } = listener.addr;
+  return {
+    port,
+    hostPort: `127.0.0.1:${port}`,
+    requestSeen: seen.promise,
+    connections: () => conns.length,
+    allClosed: async () => {
+      await Promise.all(closed);
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Closed already by the client.
+        }
+      }
+      await Promise.all(closed);
+      await accepting;
+    },
+  };
+}
+
+/** A request a recording upstream received. */
+export interface ReceivedRequest {
+  readonly path: string;
+  readonly headers: Headers;
+  readonly bodyText: string;
+  /** Fires when the sidecar closes the request (Deno.serve's client-abort signal). */
+  readonly signal: AbortSignal;
+}
+
+/** A loopback server that records requests and answers with a handler. */
+export interface RecordingUpstream extends AsyncDisposable {
+  readonly port: number;
+  readonly hostPort: string;
+  readonly requests: ReceivedRequest[];
+  /** Resolves with the `n`-th request (1-based) once it arrived. */
+  nth(n: number): Promise<ReceivedRequest>;
+}
+
+/** Starts a recording upstream answering with `handler`. */
+export function startRecordingUpstream(
+  handler: (request: ReceivedRequest) => Response | Promise<Response>,
+): RecordingUpstream {
+  const requests: ReceivedRequest[] = [];
+  const waiters: { n: number; resolve: (r: ReceivedRequest) => void }[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      const received: ReceivedRequest = {
+        path: new URL(request.url).pathname,
+        headers: new Headers(request.headers),
+        bodyText: await request.text(),
+        signal: request.signal,
+      };
+      requests.push(received);
+      for (const waiter of waiters) {
+        if (waiter.n === requests.length) waiter.resolve(received);
+      }
+      return await handler(received);
+    },
+  );
+  const { port } = server.addr;
+  return {
+    port,
+    hostPort: `127.0.0.1:${port}`,
+    requests,
+    nth(n) {
+      const found = requests[n - 1];
+      if (found) return Promise.resolve(found);
+      const { promise, resolve } = Promise.withResolvers<ReceivedRequest>();
+      waiters.push({ n, resolve });
+      return promise;
+    },
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+/** A JSON answer. */
+export function jsonResponse(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+/** A streamed answer whose chunks the test pushes one by one. */
+export interface ScriptedStream {
+  readonly response: Response;
+  push(text: string): void;
+  close(): void;
+  /** Breaks the stream mid-body. */
+  fail(): void;
+  /** Resolves when the reader cancelled the stream. */
+  readonly cancelled: Promise<void>;
+}
+
+/** Creates an SSE answer the test feeds. */
+export function scriptedStream(status = 200): ScriptedStream {
+  const cancelled = Promise.withResolvers<void>();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    cancel() {
+      cancelled.resolve();
+    },
+  });
+  const encoder = new TextEncoder();
+  return {
+    response: new Response(body, {
+      status,
+      headers: { "content-type": "text/event-stream" },
+    }),
+    push: (text) => controller.enqueue(encoder.encode(text)),
+    close: () => controller.close(),
+    fail: () => controller.error(new Error("stream broken on purpose")),
+    cancelled: cancelled.promise,
+  };
+}
+
+/** A chat stream chunk as vLLM sends it, with `delta` and `finish_reason`. */
+export function chatChunk(
+  delta: Record<string, unknown>,
+  finishReason: string | null = null,
+): string {
+  return `data: ${
+    JSON.stringify({
+      id: "chatcmpl-1",
+      object: "chat.completion.chunk",
+      choices: [{
+        index: 0,
+        delta,
+        logprobs: null,
+        "finish_reason": finishReason,
+      }],
+    })
+  }\n\n`;
+}
