@@ -25,10 +25,12 @@ import {
   withLayerContext,
 } from "./config_sources.ts";
 import { resolveConnectorSettings } from "./connector_flags.ts";
+import { resolveStageSettings } from "./stage_flags.ts";
 import {
   CONNECTOR_NAMES,
   type ConnectorName,
   defaultOf,
+  type EcConnectorName,
   type Env,
   ENV_VARS,
   LOGGING_NOTE,
@@ -39,12 +41,20 @@ import {
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
 import { formatEffectiveConfig } from "./print_config.ts";
+// --- SSRF protection and upstream TLS (issue 11) ---
+import type { TlsStage } from "./flag_table.ts";
+import {
+  type InferencePoolRef,
+  resolveSecuritySettings,
+} from "./security_flags.ts";
 
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export type { ReadFile, SettingSource } from "./config_sources.ts";
+export type { InferencePoolRef } from "./security_flags.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
+  type EcConnectorName,
   type Env,
   ENV_VARS,
   formatUsage,
@@ -92,6 +102,25 @@ export interface Config {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  /** `-ec-connector`: the encoder stage's protocol; "" disables the stage. */
+  readonly ecConnector: EcConnectorName | "";
+  /** `-decode-chunk-size`: tokens per chat decode chunk; 0 disables chunked decode. */
+  readonly decodeChunkSize: number;
+  // --- SSRF protection and upstream TLS (issue 11) ---
+  /** `-enable-ssrf-protection`: admit only ready pods of the InferencePool on its target ports. */
+  readonly ssrfProtection: boolean;
+  /** `-inference-pool` (or the deprecated pair) and `-pool-group`; undefined when not given. */
+  readonly inferencePool: InferencePoolRef | undefined;
+  /** `-allowed-prefillers`: static allowlist entries (validated), admitted besides the pool. */
+  readonly allowedPrefillers: readonly string[];
+  /** `-allowlist-sync-timeout`: bound on start-up's first read of the pool, in ms. */
+  readonly allowlistSyncTimeoutMs: number;
+  /** `-enable-tls` and the deprecated `-*-use-tls`: stages reached over HTTPS. */
+  readonly tlsStages: readonly TlsStage[];
+  /** `-tls-insecure-skip-verify` and the deprecated bools: stages whose certificates are not verified. */
+  readonly insecureSkipVerifyStages: readonly TlsStage[];
+  /** `-ca-cert`: PEM bundle trusted for upstream TLS besides the default roots; "" for none. */
+  readonly caCertPath: string;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -169,6 +198,8 @@ function resolveConfig(
   const sampling = resolveSampling(layered, env, warnings);
   const verbosity = resolveVerbosity(parsed);
   const { settings } = connector;
+  // SSRF protection and upstream TLS (issue 11).
+  const security = resolveSecuritySettings({ values, env, given }, warnings);
   const config: Config = {
     port: settings.port,
     listenHost: parseListenHost(
@@ -188,6 +219,8 @@ function resolveConfig(
     enablePrefillerSampling: sampling.value,
     verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    ...resolveStageSettings(values),
+    ...security.settings,
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -201,6 +234,7 @@ function resolveConfig(
   const { dataParallelRank: _rank, ...settingValues } = config;
   const sources = completeSources(settingValues, given, {
     ...connector.sources,
+    ...security.sources,
     enablePrefillerSampling: sampling.source,
     verbosity: verbosity.source,
   });
@@ -415,5 +449,15 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    ec_connector: config.ecConnector,
+    decode_chunk_size: config.decodeChunkSize,
+    // SSRF protection and upstream TLS (issue 11).
+    enable_ssrf_protection: config.ssrfProtection,
+    inference_pool: config.inferencePool,
+    allowed_prefillers: config.allowedPrefillers,
+    allowlist_sync_timeout_ms: config.allowlistSyncTimeoutMs,
+    enable_tls: config.tlsStages,
+    tls_insecure_skip_verify: config.insecureSkipVerifyStages,
+    ca_cert: config.caCertPath,
   };
 }

@@ -15,12 +15,24 @@ import type { Logger } from "./log.ts";
 import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
 import { createUpstreamClient } from "./upstream/client.ts";
+// SSRF protection, upstream TLS and certificate reload (issue 11).
+import type { Allowlist } from "./allowlist/allowlist.ts";
+import { upstreamClientOptions } from "./security.ts";
+import {
+  type ListeningServer,
+  serveWithCertificateReload,
+} from "./tls_reload.ts";
 
 /** Options of `startListener`. */
 export interface ListenerOptions {
   readonly config: Config;
   readonly tls: TlsCertificate | undefined;
   readonly log: Logger;
+  // SSRF protection and upstream TLS (issue 11).
+  /** Checks targets named by request headers; absent admits everything. */
+  readonly allowlist?: Allowlist | undefined;
+  /** `-ca-cert`'s certificates, already loaded. */
+  readonly caCerts?: readonly string[];
 }
 
 /** A running listener. */
@@ -44,9 +56,14 @@ function rankLog(log: Logger, config: Config): Logger {
  */
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
-  const upstream = createUpstreamClient();
-  const reusePort = config.workers > 1;
-  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  const upstream = createUpstreamClient(
+    upstreamClientOptions(config, options.caCerts ?? []),
+  );
+  // Certificate reload (issue 11): a new pair starts a second server on the
+  // port, so every server on it must share it.
+  const reload = tls !== undefined && config.certPath !== "";
+  const reusePort = config.workers > 1 || reload;
+  const servers: ListeningServer[] = [];
   // The first rank settles the address, so an IPv4-only node warns once.
   let hostname = config.listenHost;
   try {
@@ -54,11 +71,39 @@ export function startListener(options: ListenerOptions): Listener {
       const rankConfig = configForRank(config, rank);
       const port = listenPort(rankConfig);
       const serverLog = rankLog(log, rankConfig);
-      const app = createApp({ config: rankConfig, log: serverLog, upstream });
-      const serve = (host: string) =>
-        serveApp(app, { hostname: host, port, tls, log: serverLog, reusePort });
+      const app = createApp({
+        config: rankConfig,
+        log: serverLog,
+        upstream,
+        ...(options.allowlist ? { allowlist: options.allowlist } : {}),
+      });
+      const serve = (
+        host: string,
+        pair: TlsCertificate | undefined,
+        boundPort = port,
+      ) =>
+        serveApp(app, {
+          hostname: host,
+          port: boundPort,
+          tls: pair,
+          log: serverLog,
+          reusePort,
+        });
+      const listen = (pair: TlsCertificate | undefined) =>
+        listenWithFallback(hostname, (host) => serve(host, pair), serverLog);
       try {
-        const server = listenWithFallback(hostname, serve, serverLog);
+        const server = reload
+          ? serveWithCertificateReload({
+            certPath: config.certPath,
+            initial: tls,
+            // A reload binds beside the running server, on the address it settled.
+            start: (pair, beside) =>
+              beside === undefined
+                ? listen(pair)
+                : serve(hostname, pair, beside),
+            log: serverLog,
+          })
+          : listen(tls);
         servers.push(server);
         hostname = server.addr.hostname;
       } catch (error) {

@@ -14,6 +14,10 @@ const DISPLAY_NAMES: Readonly<Record<string, string>> = {
   verbosity: "v",
   podIp: POD_IP_ENV,
   sglangBootstrapPort: SGLANG_BOOTSTRAP_PORT_ENV,
+  ssrfProtection: "enable-ssrf-protection",
+  tlsStages: "enable-tls",
+  insecureSkipVerifyStages: "tls-insecure-skip-verify",
+  caCertPath: "ca-cert",
 };
 
 /**
@@ -35,7 +39,8 @@ export function formatEffectiveConfig(
       : flagNameOf(field);
     rows.push([
       name,
-      JSON.stringify(value) ?? String(value),
+      // An unset optional setting (no InferencePool) shows as JSON's null.
+      JSON.stringify(value ?? null),
       describeSource(source, name),
     ]);
   }

@@ -5,6 +5,10 @@
  * configured connector with the legs' shared headers and transports.
  */
 
+import {
+  admitOptionalTarget,
+  admitPrefillTarget,
+} from "../allowlist/allowlist.ts";
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
 import { errorMessage } from "../errors.ts";
@@ -16,7 +20,10 @@ import {
   HEADER_REQUEST_ID,
   OMITTED_ON_PD_LEGS,
 } from "../protocol/fields.ts";
-import { parseGenerationRequest } from "../protocol/request.ts";
+import { scanObject } from "../protocol/json_object.ts";
+import { isJsonObject, parseGenerationRequest } from "../protocol/request.ts";
+import { needsChunking, runChunkedDecode } from "../stages/chunked_decode.ts";
+import { type EncoderEndpoint, runEncoderStage } from "../stages/encoder.ts";
 import {
   buildUpstreamHeaders,
   type HeaderList,
@@ -24,11 +31,7 @@ import {
   type HeaderSource,
 } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
-import {
-  httpUrl,
-  parseTarget,
-  type UpstreamTarget,
-} from "../upstream/target.ts";
+import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
 import { buildSourceDecodeBody } from "./p2p_source.ts";
@@ -56,11 +59,22 @@ export interface PdRunner {
   select(headers: HeaderSource): UpstreamTarget | undefined;
   /** Parses the body and runs the connector's protocol against `prefiller`. */
   run(prefiller: UpstreamTarget, request: PdRequest): Promise<Response>;
-  /** The KV-source peer the headers name, when the connector pulls from one; never throws. */
-  kvSource(headers: HeaderLookup, log: Logger): UpstreamTarget | undefined;
+  /**
+   * The KV-source peer the request's headers name, when the connector pulls from one and the
+   * SSRF allowlist admits it; never throws.
+   */
+  kvSource(request: PdRequest): Promise<UpstreamTarget | undefined>;
   /** Decodes without prefill, the decoder pulling cached prefix KV from `source`. */
   decodeFromSource(
     source: UpstreamTarget,
+    request: PdRequest,
+  ): Promise<Response>;
+  /** Decodes without prefill, parsing the body (chunked decode needs it). */
+  decode(request: PdRequest): Promise<Response>;
+  /** Runs the encoder stage, then P/D with `prefiller` or a decode without it. */
+  encode(
+    encoders: readonly UpstreamTarget[],
+    prefiller: UpstreamTarget | undefined,
     request: PdRequest,
   ): Promise<Response>;
 }
@@ -106,36 +120,175 @@ export function selectKvSource(
   }
 }
 
+/**
+ * Sends a decode leg to the local decoder: in chunks when `-decode-chunk-size`
+ * is set and the request is a chat one that needs more than one chunk.
+ */
+function sendDecodeLeg(
+  deps: Deps,
+  request: PdRequest,
+  leg: DecodeLeg & { readonly chunked: boolean },
+): Promise<Response> {
+  const decoder = decoderHostPort(deps.config);
+  const chunkSize = deps.config.decodeChunkSize;
+  if (leg.chunked && chunkSize > 0 && request.api === "chat") {
+    const body: unknown = JSON.parse(leg.body);
+    if (isJsonObject(body) && needsChunking(body, chunkSize)) {
+      return runChunkedDecode({
+        chunkSize,
+        body: scanObject(leg.body),
+        decoder,
+        pathAndQuery: request.pathAndQuery,
+        headers: leg.headers,
+        signal: leg.signal ?? request.signal,
+        upstream: deps.upstream,
+        log: request.log,
+      }, body);
+    }
+  }
+  return forwardToDecoder(deps.upstream, {
+    hostPort: decoder,
+    pathAndQuery: request.pathAndQuery,
+  }, {
+    method: "POST",
+    headers: leg.headers,
+    body: leg.body,
+    signal: leg.signal ?? request.signal,
+  });
+}
+
+/**
+ * The KV source of `request` ({@linkcode selectKvSource}), dropped when the SSRF allowlist
+ * denies it (issue 11; delta §2.3 step 4c: never a 403). The decoder dials the source, not the
+ * sidecar, so an admitted one is passed on as named.
+ */
+async function admitKvSource(
+  deps: Deps,
+  request: PdRequest,
+  options: { readonly enabled: boolean; readonly log: Logger },
+): Promise<UpstreamTarget | undefined> {
+  const source = selectKvSource(request.headers, options);
+  if (source === undefined || deps.allowlist === undefined) return source;
+  const admitted = await admitOptionalTarget(
+    deps.allowlist,
+    source,
+    "KV cache source",
+    {
+      log: options.log,
+      clientIp: request.clientIp,
+      userAgent: request.headers.get("user-agent"),
+      path: request.pathAndQuery,
+    },
+  );
+  return admitted === undefined ? undefined : source;
+}
+
+/**
+ * The encoders the SSRF allowlist admits, each with the address to dial; a
+ * refused one is dropped with a log line, never a 403 (base §2.3 step 5).
+ */
+async function admitEncoders(
+  deps: Deps,
+  encoders: readonly UpstreamTarget[],
+  request: PdRequest,
+): Promise<EncoderEndpoint[]> {
+  const admitted: EncoderEndpoint[] = [];
+  for (const encoder of encoders) {
+    const connectHostPort = deps.allowlist === undefined
+      ? encoder.hostPort
+      : await admitOptionalTarget(deps.allowlist, encoder, "encoder", {
+        log: request.log,
+        clientIp: request.clientIp,
+        userAgent: request.headers.get("user-agent"),
+        path: request.pathAndQuery,
+      });
+    if (connectHostPort !== undefined) {
+      admitted.push({ hostPort: encoder.hostPort, connectHostPort });
+    }
+  }
+  return admitted;
+}
+
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
   const connector = createConnector(deps.config);
+  // Chunked decode follows a serial prefill only (base §3.8); the
+  // concurrent connectors' decode is bound to its prefill's handshake.
+  const chunksAfterPrefill = connector.name === "nixlv2";
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
-  const kvSource = (headers: HeaderLookup, log: Logger) =>
-    selectKvSource(headers, { enabled: connector.pullsKvSource, log });
-  return {
+  const kvSource = (request: PdRequest, log: Logger) =>
+    admitKvSource(deps, request, { enabled: connector.pullsKvSource, log });
+  const runner: PdRunner = {
     select: (headers) => selectPrefillTarget(headers, options),
-    kvSource,
+    kvSource: (request) => kvSource(request, request.log),
     async decodeFromSource(source, request) {
-      const { log, signal, pathAndQuery } = request;
+      const { log, signal } = request;
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
       log.debug("running P2P source protocol", { source: source.hostPort });
       const body = buildSourceDecodeBody(deps.config, parsed, source);
       log.trace("decode request", { body });
-      return await forwardToDecoder(deps.upstream, {
-        hostPort: decoder,
-        pathAndQuery,
-      }, {
-        method: "POST",
+      return await sendDecodeLeg(deps, request, {
         headers: legHeaders(request),
         body,
-        signal,
+        chunked: true,
       });
+    },
+    async decode(request) {
+      const parsed = parseGenerationRequest(await request.readBody());
+      ensureClientPresent(request.signal);
+      return await sendDecodeLeg(deps, request, {
+        headers: legHeaders(request),
+        body: parsed.text,
+        chunked: true,
+      });
+    },
+    async encode(encoders, prefiller, request) {
+      if (deps.config.ecConnector === "") {
+        throw new Error("The encoder stage runs only with -ec-connector");
+      }
+      const admitted = await admitEncoders(deps, encoders, request);
+      if (admitted.length === 0) {
+        // Every encoder refused by the allowlist: go on without the stage (base §2.3 step 5).
+        return prefiller === undefined
+          ? await runner.decode(request)
+          : await runner.run(prefiller, request);
+      }
+      const parsed = parseGenerationRequest(await request.readBody());
+      ensureClientPresent(request.signal);
+      const body = await runEncoderStage({
+        connector: deps.config.ecConnector,
+        encoders: admitted,
+        request: parsed,
+        headers: legHeaders(request),
+        requestId: request.requestId,
+        signal: request.signal,
+        upstream: deps.upstream.stage("encoder"),
+        log: request.log,
+      });
+      ensureClientPresent(request.signal);
+      const encoded = { ...request, readBody: () => Promise.resolve(body) };
+      return prefiller === undefined
+        ? await runner.decode(encoded)
+        : await runner.run(prefiller, encoded);
     },
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
+      // SSRF allowlist (issue 11): a denied target is a 403 before the body is
+      // read; an admitted one is dialled at the address that was checked.
+      const prefillHostPort = deps.allowlist === undefined
+        ? prefiller.hostPort
+        : await admitPrefillTarget(deps.allowlist, prefiller, {
+          log,
+          clientIp: request.clientIp,
+          userAgent: request.headers.get("user-agent"),
+          path: pathAndQuery,
+        });
+      const prefillUpstream = deps.upstream.stage("prefiller");
+      const legLog = log.child({ prefiller: prefiller.hostPort });
+      const source = await kvSource(request, legLog);
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
       log.debug("using P/D protocol", {
@@ -143,33 +296,28 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      const legLog = log.child({ prefiller: prefiller.hostPort });
       return await connector.run({
         api: request.api,
         pathAndQuery,
         request: parsed,
         prefiller,
-        prefillUrl: httpUrl(prefiller.hostPort, pathAndQuery),
+        prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
         decoder,
         decode: (leg: DecodeLeg) => {
           ensureClientPresent(signal);
-          return forwardToDecoder(deps.upstream, {
-            hostPort: decoder,
-            pathAndQuery,
-          }, {
-            method: "POST",
-            headers: leg.headers,
-            body: leg.body,
-            signal: leg.signal ?? signal,
+          return sendDecodeLeg(deps, request, {
+            ...leg,
+            chunked: chunksAfterPrefill,
           });
         },
         headers: legHeaders(request),
-        kvSource: kvSource(request.headers, legLog),
+        kvSource: source,
         signal,
         log: legLog,
-        upstream: deps.upstream,
+        upstream: prefillUpstream,
         random,
       });
     },
   };
+  return runner;
 }

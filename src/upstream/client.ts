@@ -1,11 +1,12 @@
 /**
  * @module
- * The HTTP client for every upstream (prefillers and the local decoder):
- * Deno's `fetch` on one pooled `Deno.createHttpClient`, and failures
- * classified once so callers can map them to statuses without parsing error
- * strings.
+ * The HTTP client for every upstream (prefillers, encoders and the local
+ * decoder): Deno's `fetch` on one pooled `Deno.createHttpClient` per stage,
+ * each with its own TLS settings, and failures classified once so callers can
+ * map them to statuses without parsing error strings.
  */
 
+import type { TlsStage } from "../flag_table.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
 /** Why an upstream request produced no response. */
@@ -49,8 +50,33 @@ export interface UpstreamClient {
   send(url: string, request: UpstreamRequest): Promise<Response>;
   /** Sends a request and reads its (small) answer whole. Throws `UpstreamError` on failure. */
   sendAndRead(url: string, request: UpstreamRequest): Promise<WholeResponse>;
-  /** Closes pooled connections. */
+  /** Closes pooled connections (the root client: every stage's). */
   close(): void;
+  /** URL of `pathAndQuery` on `hostPort` with this stage's scheme (`https` with TLS). */
+  url(hostPort: string, pathAndQuery: string): string;
+  /**
+   * The client of `stage`, with its own pool and TLS settings. The client
+   * `createUpstreamClient` returns is the decoder's.
+   */
+  stage(stage: UpstreamStage): UpstreamClient;
+}
+
+/** An upstream stage: what `-enable-tls` and `-tls-insecure-skip-verify` name. */
+export type UpstreamStage = TlsStage;
+
+/** TLS of one stage. */
+export interface StageTls {
+  /** Reach the stage over HTTPS. */
+  readonly tls: boolean;
+  /** Verify its certificate (against the default roots and `caCerts`). */
+  readonly verify: boolean;
+}
+
+/** Options of `createUpstreamClient`; the default is plain HTTP everywhere. */
+export interface UpstreamClientOptions {
+  readonly stages?: Partial<Readonly<Record<UpstreamStage, StageTls>>>;
+  /** PEM certificates trusted besides the default roots (`-ca-cert`). */
+  readonly caCerts?: readonly string[];
 }
 
 /** Idle keep-alive connections kept per upstream host (the Go sidecar's default). */
@@ -125,14 +151,15 @@ function classifyFetchError(error: unknown): UpstreamError {
     return new UpstreamError("reset", "connection closed by the server", error);
   }
   const message = innermostMessage(error);
-  if (/connection refused/i.test(message)) {
+  // The second spellings are node's (undici, used for stages that skip verification).
+  if (/connection refused|ECONNREFUSED/i.test(message)) {
     return new UpstreamError("refused", "connection refused", error);
   }
-  if (/dns error|failed to lookup address/i.test(message)) {
+  if (/dns error|failed to lookup address|ENOTFOUND|EAI_AGAIN/i.test(message)) {
     return new UpstreamError("dns", "host name not found", error);
   }
   if (
-    /connection (reset|closed)|broken pipe|unexpected eof|incomplete message/i
+    /connection (reset|closed)|broken pipe|unexpected eof|incomplete message|ECONNRESET|EPIPE|other side closed/i
       .test(message)
   ) {
     return new UpstreamError("reset", "connection closed by the server", error);
@@ -153,24 +180,108 @@ export function upstreamFailure(
   return classifyFetchError(error);
 }
 
-/** Creates the pooled client shared by all upstream requests. */
-export function createUpstreamClient(): UpstreamClient {
+/** `fetch` bound to one stage's connection pool. */
+interface StageTransport {
+  fetch(url: string, init: RequestInit): Promise<Response>;
+  close(): void;
+}
+
+function createDenoTransport(caCerts: readonly string[]): StageTransport {
   const client = Deno.createHttpClient({
     poolMaxIdlePerHost: MAX_IDLE_PER_HOST,
     poolIdleTimeout: IDLE_TIMEOUT_MS,
+    ...(caCerts.length > 0 ? { caCerts: [...caCerts] } : {}),
   });
+  return {
+    fetch: (url, init) => fetch(url, { ...init, client }),
+    close: () => client.close(),
+  };
+}
+
+/**
+ * A stage that skips certificate verification. Deno's `fetch` can only skip
+ * it for the whole process (`--unsafely-ignore-certificate-errors`), so such a
+ * stage goes through undici on `node:tls`, whose `rejectUnauthorized: false`
+ * holds for its own connections only. `undici.request`, not undici's
+ * `fetch`: under Deno 2.9.6 the latter's body never errors when the server
+ * closes mid-body, so a dropped upstream would hang the client. Loaded on
+ * first use: undici reads environment variables when it loads.
+ */
+function createInsecureTransport(): StageTransport {
+  type Undici = typeof import("undici");
+  let loaded:
+    | Promise<{ undici: Undici; agent: InstanceType<Undici["Agent"]> }>
+    | undefined;
+  let closed = false;
+  return {
+    async fetch(url, init) {
+      loaded ??= import("undici").then((undici) => ({
+        undici,
+        agent: new undici.Agent({
+          connect: { rejectUnauthorized: false },
+          keepAliveTimeout: IDLE_TIMEOUT_MS,
+        }),
+      }));
+      const [{ undici, agent }, { Readable }] = await Promise.all([
+        loaded,
+        import("node:stream"),
+      ]);
+      const body = init.body;
+      const answer = await undici.request(url, {
+        method: (init.method ?? "GET") as "GET",
+        headers: [...new Headers(init.headers).entries()].flat(),
+        // undici takes any async iterable as a streamed body (its types say
+        // Readable); a web stream is one. Through Readable.fromWeb, undici
+        // misread the answer (content-length mismatch) under Deno 2.9.6.
+        body: body instanceof ReadableStream
+          ? body as unknown as InstanceType<typeof Readable>
+          : typeof body === "string"
+          ? body
+          : null,
+        ...(init.signal ? { signal: init.signal } : {}),
+        dispatcher: agent,
+      });
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(answer.headers)) {
+        for (const item of Array.isArray(value) ? value : [value ?? ""]) {
+          headers.append(name, item);
+        }
+      }
+      const stream = Readable.toWeb(answer.body) as unknown as ReadableStream<
+        Uint8Array
+      >;
+      // A status without a body (204, 304) cannot carry a stream.
+      const empty = answer.statusCode === 204 || answer.statusCode === 304;
+      if (empty) await stream.cancel();
+      return new Response(empty ? null : stream, {
+        status: answer.statusCode,
+        headers,
+      });
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      void loaded?.then(({ agent }) => agent.close());
+    },
+  };
+}
+
+function createStageClient(
+  tls: StageTls,
+  transport: StageTransport,
+): Omit<UpstreamClient, "stage"> {
+  const scheme = tls.tls ? "https" : "http";
   async function send(
     url: string,
     request: UpstreamRequest,
   ): Promise<Response> {
     try {
-      return await fetch(url, {
+      return await transport.fetch(url, {
         method: request.method,
         headers: withFetchDefaults(request.headers),
         body: request.body ?? null,
         signal: request.signal,
         redirect: "manual",
-        client,
       });
     } catch (error) {
       throw upstreamFailure(error, request.signal);
@@ -190,8 +301,42 @@ export function createUpstreamClient(): UpstreamClient {
         throw upstreamFailure(error, request.signal);
       }
     },
+    close: () => transport.close(),
+    url: (hostPort, pathAndQuery) => `${scheme}://${hostPort}${pathAndQuery}`,
+  };
+}
+
+const PLAIN: StageTls = { tls: false, verify: true };
+
+/**
+ * Creates the upstream clients, one connection pool per stage, and returns
+ * the decoder's; `stage()` gives the others. Skipping verification applies
+ * to exactly the stages configured so, never to the process.
+ */
+export function createUpstreamClient(
+  options: UpstreamClientOptions = {},
+): UpstreamClient {
+  const caCerts = options.caCerts ?? [];
+  const stages = new Map<UpstreamStage, UpstreamClient>();
+  function stage(name: UpstreamStage): UpstreamClient {
+    const existing = stages.get(name);
+    if (existing) return existing;
+    const tls = options.stages?.[name] ?? PLAIN;
+    const transport = tls.tls && !tls.verify
+      ? createInsecureTransport()
+      : createDenoTransport(caCerts);
+    const client: UpstreamClient = {
+      ...createStageClient(tls, transport),
+      stage,
+    };
+    stages.set(name, client);
+    return client;
+  }
+  const decoder = stage("decoder");
+  return {
+    ...decoder,
     close() {
-      client.close();
+      for (const client of stages.values()) client.close();
     },
   };
 }

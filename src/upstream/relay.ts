@@ -13,7 +13,6 @@ import {
   type UpstreamRequest,
 } from "./client.ts";
 import { buildClientHeaders } from "./headers.ts";
-import { httpUrl } from "./target.ts";
 
 /** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
 export const DECODER_NOT_READY_MESSAGE =
@@ -59,8 +58,9 @@ export async function forwardToDecoder(
 ): Promise<Response> {
   let response: Response;
   try {
+    // The client's URL carries its stage's scheme (issue 11: -enable-tls=decoder).
     response = await upstream.send(
-      httpUrl(target.hostPort, target.pathAndQuery),
+      upstream.url(target.hostPort, target.pathAndQuery),
       request,
     );
   } catch (error) {

@@ -75,6 +75,16 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
+    ecConnector: "",
+    decodeChunkSize: 0,
+    // SSRF protection and upstream TLS (issue 11): off.
+    ssrfProtection: false,
+    inferencePool: undefined,
+    allowedPrefillers: [],
+    allowlistSyncTimeoutMs: 30_000,
+    tlsStages: [],
+    insecureSkipVerifyStages: [],
+    caCertPath: "",
     ...overrides,
   };
 }
