@@ -6,6 +6,7 @@
 
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { requestBodyLimit } from "./body_limit.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { reportError, toErrorResponse } from "./errors.ts";
 import { requestContext } from "./middleware/request_context.ts";
@@ -30,12 +31,17 @@ function renderError(error: Error, c: Context<AppEnv>): Response {
 /** Builds the sidecar app from its dependencies. */
 export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+<<<<<<< HEAD
   app.use(
     requestContext(deps.log, {
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
       ...(deps.tracing ? { tracing: deps.tracing } : {}),
     }),
   );
+=======
+  app.use(requestContext(deps.log));
+  app.use(requestBodyLimit(deps.config.maxRequestBodyBytes));
+>>>>>>> main
   app.get(PATH_HEALTH, health);
   for (const api of API_KINDS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));

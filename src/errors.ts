@@ -12,6 +12,7 @@ export type ErrorStatus =
   | 400
   | 403
   | 404
+  | 413
   | 431
   | 499
   | 500
@@ -54,6 +55,7 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   400: "BadRequestError",
   403: "Forbidden",
   404: "NotFoundError",
+  413: "RequestEntityTooLarge",
   431: "RequestHeaderFieldsTooLarge",
   // nginx's status for a client that closed the connection; only logs see it.
   499: "ClientClosedRequest",
@@ -70,6 +72,7 @@ const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   400: "invalid_request",
   403: "forbidden",
   404: "not_found",
+  413: "request_body_too_large",
   431: "headers_too_large",
   499: "client_disconnected",
   500: "internal_error",

@@ -470,6 +470,7 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "enable-tls                 []          default",
       "tls-insecure-skip-verify   []          default",
       'ca-cert                    ""          default',
+      "max-request-body-bytes     33554432    default",
       "",
     ].join("\n"),
   );

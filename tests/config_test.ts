@@ -40,6 +40,7 @@ const DEFAULTS: Config = {
   tlsStages: [],
   insecureSkipVerifyStages: [],
   caCertPath: "",
+  maxRequestBodyBytes: 33554432,
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -679,6 +680,7 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     enable_tls: [],
     tls_insecure_skip_verify: [],
     ca_cert: "",
+    max_request_body_bytes: 33554432,
   });
   assert.equal(
     JSON.stringify(describeConfig(DEFAULTS)).includes("undefined"),

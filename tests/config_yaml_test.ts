@@ -55,7 +55,7 @@ const YAML_ENTRIES = Object.entries(YAML_KEYS) as [
   { readonly kind: YamlKind },
 ][];
 
-Deno.test("YAML_KEYS holds every key of both Go sidecars, plus listen-host and workers", () => {
+Deno.test("YAML_KEYS holds every key of both Go sidecars, plus listen-host, workers and max-request-body-bytes", () => {
   const latest = [
     "port",
     "vllm-port",
@@ -90,7 +90,8 @@ Deno.test("YAML_KEYS holds every key of both Go sidecars, plus listen-host and w
   ];
   assert.deepEqual(
     Object.keys(YAML_KEYS).sort(),
-    [...latest, ...next, "listen-host", "workers"].sort(),
+    [...latest, ...next, "listen-host", "workers", "max-request-body-bytes"]
+      .sort(),
   );
 });
 

@@ -12,6 +12,7 @@
  */
 
 import type { Handler } from "hono";
+import { readBodyText } from "../body_limit.ts";
 import { configForRank } from "../config.ts";
 import { createPdRunner, type PdRunner } from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
@@ -106,8 +107,12 @@ export function createGenerationHandler(
       requestId: c.get("requestId"),
       signal: request.signal,
       log,
+<<<<<<< HEAD
       readBody: () => request.text(),
       observation: c.get("observation"),
+=======
+      readBody: () => readBodyText(request, deps.config.maxRequestBodyBytes),
+>>>>>>> main
     };
     const access = c.get("access");
     const facts = {

@@ -90,6 +90,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     tlsStages: [],
     insecureSkipVerifyStages: [],
     caCertPath: "",
+    maxRequestBodyBytes: 33554432,
     ...overrides,
   };
 }
