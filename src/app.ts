@@ -31,17 +31,13 @@ function renderError(error: Error, c: Context<AppEnv>): Response {
 /** Builds the sidecar app from its dependencies. */
 export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-<<<<<<< HEAD
   app.use(
     requestContext(deps.log, {
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
       ...(deps.tracing ? { tracing: deps.tracing } : {}),
     }),
   );
-=======
-  app.use(requestContext(deps.log));
   app.use(requestBodyLimit(deps.config.maxRequestBodyBytes));
->>>>>>> main
   app.get(PATH_HEALTH, health);
   for (const api of API_KINDS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));

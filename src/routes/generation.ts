@@ -107,12 +107,8 @@ export function createGenerationHandler(
       requestId: c.get("requestId"),
       signal: request.signal,
       log,
-<<<<<<< HEAD
-      readBody: () => request.text(),
-      observation: c.get("observation"),
-=======
       readBody: () => readBodyText(request, deps.config.maxRequestBodyBytes),
->>>>>>> main
+      observation: c.get("observation"),
     };
     const access = c.get("access");
     const facts = {

@@ -93,23 +93,6 @@ export async function passthroughRequest(
       path: c.req.path,
     });
   }
-<<<<<<< HEAD
-  return forwardToDecoder(deps.upstream, {
-    hostPort: decoderHostPort(deps.config),
-    pathAndQuery: pathAndQueryOf(request),
-  }, {
-    method: request.method,
-    headers: buildUpstreamHeaders(request.headers, {
-      clientIp: clientIpOf(c),
-      // The runtime injects its own trace context when it traces (see tracing.ts).
-      omit: c.get("observation").tracing.injects
-        ? [...ROUTING_HEADERS, ...TRACE_CONTEXT_HEADERS]
-        : ROUTING_HEADERS,
-    }),
-    body: request.body,
-    signal: request.signal,
-  });
-=======
   const limit = deps.config.maxRequestBodyBytes;
   const { body, exceeded } = await outgoingBody(request, limit);
   const signal = exceeded === undefined
@@ -123,7 +106,10 @@ export async function passthroughRequest(
       method: request.method,
       headers: buildUpstreamHeaders(request.headers, {
         clientIp: clientIpOf(c),
-        omit: ROUTING_HEADERS,
+        // The runtime injects its own trace context when it traces (see tracing.ts).
+        omit: c.get("observation").tracing.injects
+          ? [...ROUTING_HEADERS, ...TRACE_CONTEXT_HEADERS]
+          : ROUTING_HEADERS,
       }),
       body,
       signal,
@@ -139,7 +125,6 @@ export async function passthroughRequest(
     if (exceeded?.aborted) throw bodyTooLarge(limit, error);
     throw error;
   }
->>>>>>> main
 }
 
 /** Handler for the catch-all route. */
