@@ -537,7 +537,11 @@ Deno.test("bench runs the sidecar with the shipped V8 flags unless told otherwis
 
 Deno.test("bench starts the sidecar on loopback, plain HTTP, in front of the decoder, with no engine flag", () => {
   const args = sidecarArgs(8000, 8200, ["-workers=2"]);
-  assert.deepEqual(args, [
+  // Each run gets a free metrics port: the default 9090 may be taken.
+  const metrics = args.filter((arg) => arg.startsWith("-metrics-port="));
+  assert.equal(metrics.length, 1);
+  assert.ok(Number(metrics[0]?.split("=")[1]) > 0);
+  assert.deepEqual(args.filter((arg) => !metrics.includes(arg)), [
     "main.ts",
     "-port=8000",
     "-model-server-port=8200",
@@ -545,4 +549,10 @@ Deno.test("bench starts the sidecar on loopback, plain HTTP, in front of the dec
     "-secure-proxy=false",
     "-workers=2",
   ]);
+  assert.deepEqual(
+    sidecarArgs(8000, 8200, ["-metrics-port=0"]).filter((arg) =>
+      arg.startsWith("-metrics-port")
+    ),
+    ["-metrics-port=0"],
+  );
 });
