@@ -26,6 +26,11 @@ import {
 } from "./config_sources.ts";
 import { resolveConnectorSettings } from "./connector_flags.ts";
 import {
+  describeResilience,
+  resolveResilienceSettings,
+  type ResilienceSettings,
+} from "./resilience_flags.ts";
+import {
   CONNECTOR_NAMES,
   type ConnectorName,
   defaultOf,
@@ -51,8 +56,11 @@ export {
   PREFILLER_SAMPLING_ENV,
 };
 
-/** Resolved sidecar configuration; read-only once parsed. */
-export interface Config {
+/**
+ * Resolved sidecar configuration; read-only once parsed. Timeouts, retries
+ * and shutdown settings come from {@linkcode ResilienceSettings}.
+ */
+export interface Config extends ResilienceSettings {
   /** `-port`: rank 0's listening port; rank r listens on `port + r` (see {@linkcode listenPort}). */
   readonly port: number;
   /** `-listen-host` (not in the Go sidecar): "::" means all interfaces, like Go's ":port". */
@@ -188,6 +196,7 @@ function resolveConfig(
     enablePrefillerSampling: sampling.value,
     verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    ...resolveResilienceSettings(values),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -415,5 +424,6 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    ...describeResilience(config),
   };
 }

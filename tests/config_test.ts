@@ -29,6 +29,15 @@ const DEFAULTS: Config = {
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
+  connectTimeout: 5000,
+  prefillTimeout: 300_000,
+  decodeFirstByteTimeout: 0,
+  streamIdleTimeout: 0,
+  prefillMaxRetries: 0,
+  prefillRetryBackoff: 200,
+  prefillFailurePolicy: "fail",
+  shutdownGrace: 60_000,
+  shutdownDrainDelay: 5000,
 };
 
 function run(args: readonly string[], env: Env = {}): Run {

@@ -9,6 +9,7 @@ import { createApp } from "../../src/app.ts";
 import type { Config } from "../../src/config.ts";
 import type { AppEnv } from "../../src/context.ts";
 import { createLogger } from "../../src/log.ts";
+import { DEFAULT_RESILIENCE } from "../../src/resilience_flags.ts";
 import { serveApp } from "../../src/server.ts";
 import type { TlsCertificate } from "../../src/tls.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
@@ -75,6 +76,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
+    ...DEFAULT_RESILIENCE,
     ...overrides,
   };
 }
