@@ -17,14 +17,25 @@ import { isConnectorImplemented } from "./src/connectors/mod.ts";
 import { errorMessage } from "./src/errors.ts";
 import { PROGRAM } from "./src/usage.ts";
 import { createLogger, type Logger } from "./src/log.ts";
-import { type Listener, startListener } from "./src/listener.ts";
+import {
+  type Listener,
+  startListener,
+  type StopOptions,
+} from "./src/listener.ts";
 import {
   generateSelfSignedCertificate,
   loadCertificate,
   type TlsCertificate,
 } from "./src/tls.ts";
 
-const SHUTDOWN_DEADLINE_MS = 60_000;
+/**
+ * Exit codes of a stop by signal: 0 when every request in flight finished,
+ * 1 when -shutdown-grace passed first, and 128 + the signal's number when a
+ * second signal cut the drain short (the shell's convention: 130 for
+ * SIGINT, 143 for SIGTERM).
+ */
+const EXIT_DEADLINE_PASSED = 1;
+const SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
 const encoder = new TextEncoder();
 
 function print(
@@ -48,16 +59,23 @@ async function loadTls(
   return await generateSelfSignedCertificate();
 }
 
-function onSignals(handler: () => void): void {
+function onSignals(
+  log: Logger,
+  handler: (signal: Deno.Signal) => void,
+): void {
   let received = 0;
-  const listener = () => {
-    received++;
-    // A second signal means the operator does not want to wait.
-    if (received > 1) Deno.exit(1);
-    handler();
-  };
-  Deno.addSignalListener("SIGINT", listener);
-  Deno.addSignalListener("SIGTERM", listener);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      received++;
+      if (received > 1) {
+        // A second signal means the operator does not want to wait.
+        log.warn("second signal: exiting at once", { signal });
+        Deno.exit(128 + SIGNAL_NUMBERS[signal]);
+      }
+      log.info("signal received: draining", { signal });
+      handler(signal);
+    });
+  }
 }
 
 /** Messages from the main thread to a listener thread. */
@@ -68,7 +86,7 @@ type ToListener =
     readonly tls: TlsCertificate | undefined;
     readonly index: number;
   }
-  | { readonly kind: "stop"; readonly deadlineMs: number };
+  | { readonly kind: "stop"; readonly options: StopOptions };
 
 /** Messages from a listener thread to the main thread. */
 type FromListener =
@@ -104,7 +122,7 @@ function runListenerThread(scope: ListenerScope): void {
       }
       return;
     }
-    const clean = listener ? await listener.stop(data.deadlineMs) : true;
+    const clean = listener ? await listener.stop(data.options) : true;
     scope.postMessage({ kind: "stopped", clean });
   };
 }
@@ -147,9 +165,9 @@ async function startListenerThreads(
 
 async function stopListenerThread(
   worker: Worker,
-  deadlineMs: number,
+  options: StopOptions,
 ): Promise<boolean> {
-  const reply = await exchange(worker, { kind: "stop", deadlineMs }).catch(() =>
+  const reply = await exchange(worker, { kind: "stop", options }).catch(() =>
     undefined
   );
   worker.terminate();
@@ -187,21 +205,23 @@ async function run(
     workers = await startListenerThreads(config, tls);
   } catch (error) {
     log.error(`Cannot start listener threads: ${errorMessage(error)}`);
-    await listener.stop(0);
+    await listener.stop({ graceMs: 0 });
     return 1;
   }
+  const stop: StopOptions = {
+    graceMs: config.shutdownGrace,
+    drainDelayMs: config.shutdownDrainDelay,
+  };
   const clean = await new Promise<boolean>((resolve) => {
-    onSignals(async () => {
+    onSignals(log, async () => {
       const stopped = await Promise.all([
-        listener.stop(SHUTDOWN_DEADLINE_MS),
-        ...workers.map((worker) =>
-          stopListenerThread(worker, SHUTDOWN_DEADLINE_MS)
-        ),
+        listener.stop(stop),
+        ...workers.map((worker) => stopListenerThread(worker, stop)),
       ]);
       resolve(stopped.every(Boolean));
     });
   });
-  return clean ? 0 : 1;
+  return clean ? 0 : EXIT_DEADLINE_PASSED;
 }
 
 /** Runs the sidecar with `args`; resolves with the process exit code. */

@@ -12,7 +12,7 @@ import { requestContext } from "./middleware/request_context.ts";
 import { API_PATHS, type ApiKind } from "./protocol/api.ts";
 import { PATH_HEALTH } from "./protocol/fields.ts";
 import { createGenerationHandler } from "./routes/generation.ts";
-import { health } from "./routes/health.ts";
+import { createHealthHandler } from "./routes/health.ts";
 import { createPassthroughHandler } from "./routes/passthrough.ts";
 
 const APIS: readonly ApiKind[] = ["chat", "completions", "responses"];
@@ -30,7 +30,7 @@ function renderError(error: Error, c: Context<AppEnv>): Response {
 export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use(requestContext(deps.log));
-  app.get(PATH_HEALTH, health);
+  app.get(PATH_HEALTH, createHealthHandler(deps));
   for (const api of APIS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));
   }

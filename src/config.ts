@@ -27,8 +27,8 @@ import {
 import { resolveConnectorSettings } from "./connector_flags.ts";
 import {
   describeResilience,
-  resolveResilienceSettings,
   type ResilienceSettings,
+  resolveResilienceSettings,
 } from "./resilience_flags.ts";
 import {
   CONNECTOR_NAMES,

@@ -15,6 +15,13 @@ export interface Deps {
   readonly upstream: UpstreamClient;
   /** Uniform random number in [0, 1), for prefiller sampling. */
   readonly random?: () => number;
+  /** Set once a shutdown began: `/health` answers 503 from then on. */
+  readonly drain?: DrainState;
+}
+
+/** Whether the listener is draining for a shutdown. */
+export interface DrainState {
+  readonly draining: boolean;
 }
 
 /**

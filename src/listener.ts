@@ -23,10 +23,28 @@ export interface ListenerOptions {
   readonly log: Logger;
 }
 
+/** How a listener stops. */
+export interface StopOptions {
+  /** Longest graceful stop, the drain delay included (`-shutdown-grace`). */
+  readonly graceMs: number;
+  /**
+   * How long to keep accepting, `/health` answering 503, before accepting
+   * stops (`-shutdown-drain-delay`); 0 by default.
+   */
+  readonly drainDelayMs?: number;
+}
+
 /** A running listener. */
 export interface Listener {
-  /** Stops accepting, waits for in-flight requests (bounded), closes pools; resolves clean or not. */
-  stop(deadlineMs: number): Promise<boolean>;
+  /**
+   * Drains (`/health` 503 while still accepting), stops accepting, waits for
+   * in-flight requests (bounded), closes pools; resolves clean or not.
+   */
+  stop(options: StopOptions): Promise<boolean>;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The logger of rank `rank`'s server: Go names each after its port. */
@@ -44,7 +62,10 @@ function rankLog(log: Logger, config: Config): Logger {
  */
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
-  const upstream = createUpstreamClient();
+  const drain = { draining: false };
+  const upstream = createUpstreamClient({
+    connectTimeoutMs: config.connectTimeout,
+  });
   const reusePort = config.workers > 1;
   const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
   // The first rank settles the address, so an IPv4-only node warns once.
@@ -54,7 +75,12 @@ export function startListener(options: ListenerOptions): Listener {
       const rankConfig = configForRank(config, rank);
       const port = listenPort(rankConfig);
       const serverLog = rankLog(log, rankConfig);
-      const app = createApp({ config: rankConfig, log: serverLog, upstream });
+      const app = createApp({
+        config: rankConfig,
+        log: serverLog,
+        upstream,
+        drain,
+      });
       const serve = (host: string) =>
         serveApp(app, { hostname: host, port, tls, log: serverLog, reusePort });
       try {
@@ -83,8 +109,19 @@ export function startListener(options: ListenerOptions): Listener {
     },
   };
   return {
-    async stop(deadlineMs) {
-      const clean = await shutdownGracefully(all, { deadlineMs, log });
+    async stop({ graceMs, drainDelayMs = 0 }) {
+      drain.draining = true;
+      const delay = Math.min(drainDelayMs, graceMs);
+      if (delay > 0) {
+        log.info("draining: /health answers 503, still accepting", {
+          drain_delay_ms: delay,
+        });
+        await sleep(delay);
+      }
+      const clean = await shutdownGracefully(all, {
+        deadlineMs: graceMs - delay,
+        log,
+      });
       // Past the deadline the in-flight streams are abandoned, not awaited.
       if (clean) await finished;
       return clean;

@@ -7,16 +7,26 @@
 
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
-import { errorMessage } from "../errors.ts";
+import { errorMessage, ProxyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { selectPrefillTarget } from "../prefill_selection.ts";
+import {
+  prefillCandidates,
+  selectPrefillTarget,
+} from "../prefill_selection.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import {
+  FIELD_STREAM,
   HEADER_KV_CACHE_SOURCE,
+  HEADER_PD_FALLBACK,
   HEADER_REQUEST_ID,
   OMITTED_ON_PD_LEGS,
 } from "../protocol/fields.ts";
-import { parseGenerationRequest } from "../protocol/request.ts";
+import { rawMember } from "../protocol/json_object.ts";
+import {
+  type GenerationRequest,
+  parseGenerationRequest,
+} from "../protocol/request.ts";
+import type { DecodeWatch } from "../upstream/decode_watch.ts";
 import {
   buildUpstreamHeaders,
   type HeaderList,
@@ -29,6 +39,7 @@ import {
   parseTarget,
   type UpstreamTarget,
 } from "../upstream/target.ts";
+import { PREFILL_FAILURE_CODES, type PrefillPolicy } from "./_prefill.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
 import { buildSourceDecodeBody } from "./p2p_source.ts";
@@ -106,6 +117,28 @@ export function selectKvSource(
   }
 }
 
+/**
+ * The decode leg's timeouts: the first-byte one only for a streaming answer,
+ * as a non-streaming one sends its first byte when the generation is done.
+ */
+function decodeWatch(
+  deps: Deps,
+  request: GenerationRequest,
+  log: Logger,
+): DecodeWatch {
+  const streaming = rawMember(request.scanned, FIELD_STREAM) === "true";
+  return {
+    firstByteMs: streaming ? deps.config.decodeFirstByteTimeout : 0,
+    idleMs: deps.config.streamIdleTimeout,
+    log,
+  };
+}
+
+/** Whether `error` is a prefill leg's own failure, which `-prefill-failure-policy=decode` covers. */
+function isPrefillFailure(error: unknown): error is ProxyError {
+  return error instanceof ProxyError && PREFILL_FAILURE_CODES.has(error.code);
+}
+
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
   const connector = createConnector(deps.config);
@@ -114,6 +147,41 @@ export function createPdRunner(deps: Deps): PdRunner {
   const decoder = decoderHostPort(deps.config);
   const kvSource = (headers: HeaderLookup, log: Logger) =>
     selectKvSource(headers, { enabled: connector.pullsKvSource, log });
+  const prefillPolicy: PrefillPolicy = {
+    timeoutMs: deps.config.prefillTimeout,
+    maxRetries: deps.config.prefillMaxRetries,
+    backoffMs: deps.config.prefillRetryBackoff,
+  };
+  /**
+   * `-prefill-failure-policy=decode`: the client's own body on the local
+   * decoder, as if no prefiller had been named, marked in a response header.
+   */
+  async function decodeOnly(
+    request: PdRequest,
+    parsed: GenerationRequest,
+    failure: ProxyError,
+  ): Promise<Response> {
+    ensureClientPresent(request.signal);
+    request.log.warn("prefill failed: falling back to decode only", {
+      code: failure.code,
+      cause: failure.message,
+    });
+    const response = await forwardToDecoder(deps.upstream, {
+      hostPort: decoder,
+      pathAndQuery: request.pathAndQuery,
+      watch: decodeWatch(deps, parsed, request.log),
+    }, {
+      method: "POST",
+      headers: legHeaders(request),
+      body: parsed.text,
+      signal: request.signal,
+    });
+    response.headers.set(
+      HEADER_PD_FALLBACK,
+      `decode-only; cause=${failure.code}`,
+    );
+    return response;
+  }
   return {
     select: (headers) => selectPrefillTarget(headers, options),
     kvSource,
@@ -127,6 +195,7 @@ export function createPdRunner(deps: Deps): PdRunner {
       return await forwardToDecoder(deps.upstream, {
         hostPort: decoder,
         pathAndQuery,
+        watch: decodeWatch(deps, parsed, log),
       }, {
         method: "POST",
         headers: legHeaders(request),
@@ -144,18 +213,22 @@ export function createPdRunner(deps: Deps): PdRunner {
       });
       log.trace("client request", { body: parsed.text });
       const legLog = log.child({ prefiller: prefiller.hostPort });
-      return await connector.run({
+      const watch = decodeWatch(deps, parsed, legLog);
+      const run = connector.run({
         api: request.api,
         pathAndQuery,
         request: parsed,
         prefiller,
         prefillUrl: httpUrl(prefiller.hostPort, pathAndQuery),
+        prefillers: prefillCandidates(request.headers, prefiller),
+        prefillPolicy,
         decoder,
         decode: (leg: DecodeLeg) => {
           ensureClientPresent(signal);
           return forwardToDecoder(deps.upstream, {
             hostPort: decoder,
             pathAndQuery,
+            watch,
           }, {
             method: "POST",
             headers: leg.headers,
@@ -170,6 +243,13 @@ export function createPdRunner(deps: Deps): PdRunner {
         upstream: deps.upstream,
         random,
       });
+      if (deps.config.prefillFailurePolicy !== "decode") return await run;
+      try {
+        return await run;
+      } catch (error) {
+        if (!isPrefillFailure(error)) throw error;
+        return await decodeOnly(request, parsed, error);
+      }
     },
   };
 }

@@ -126,7 +126,9 @@ export async function createHarness(
     waiters.add(waiter);
     return promise;
   }
-  const upstream = createUpstreamClient();
+  const upstream = createUpstreamClient({
+    connectTimeoutMs: config.connectTimeout,
+  });
   const app = createApp({
     config,
     log,
