@@ -117,6 +117,19 @@ export function resolveResilienceSettings(
   };
 }
 
+/** The settings held as durations, which `-print-config` shows in Go syntax. */
+export const DURATION_SETTINGS: ReadonlySet<string> = new Set<
+  keyof ResilienceSettings
+>([
+  "connectTimeout",
+  "prefillTimeout",
+  "decodeFirstByteTimeout",
+  "streamIdleTimeout",
+  "prefillRetryBackoff",
+  "shutdownGrace",
+  "shutdownDrainDelay",
+]);
+
 /** Built-in settings: what a configuration without these flags gets. */
 export const DEFAULT_RESILIENCE: ResilienceSettings = resolveResilienceSettings(
   {},

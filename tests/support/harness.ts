@@ -77,6 +77,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     verbosity: 5,
     workers: 1,
     ...DEFAULT_RESILIENCE,
+    // Raw-socket upstreams count connections; the connect probe would add one.
+    connectTimeout: 0,
     ...overrides,
   };
 }
