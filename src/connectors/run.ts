@@ -243,7 +243,10 @@ export function createPdRunner(deps: Deps): PdRunner {
         upstream: deps.upstream,
         random,
       });
-      if (deps.config.prefillFailurePolicy !== "decode") return await run;
+      // An SGLang decoder in PD mode refuses a request without bootstrap fields.
+      const fallback = deps.config.prefillFailurePolicy === "decode" &&
+        connector.name !== "sglang";
+      if (!fallback) return await run;
       try {
         return await run;
       } catch (error) {
