@@ -121,17 +121,29 @@ export function buildErrorBody(error: ProxyError): { error: VllmErrorInfo } {
 const encoder = new TextEncoder();
 
 /**
+ * Response header carrying `ProxyError.code`. The body keeps vLLM's shape
+ * (`code` is the integer status there, and OpenAI clients read it), so the
+ * stable string goes where no client parser looks for anything else.
+ */
+export const HEADER_ERROR_CODE = "x-pd-error-code";
+
+/**
  * Renders a `ProxyError` as its prepared response or vLLM's JSON error body,
- * with its length stated so the access line can report it.
+ * with its length stated so the access line can report it, and its code in
+ * the `x-pd-error-code` header.
  */
 export function toErrorResponse(error: ProxyError): Response {
-  if (error.response) return error.response;
+  if (error.response) {
+    error.response.headers.set(HEADER_ERROR_CODE, error.code);
+    return error.response;
+  }
   const body = encoder.encode(JSON.stringify(buildErrorBody(error)));
   return new Response(body, {
     status: error.status,
     headers: {
       "content-type": "application/json",
       "content-length": String(body.byteLength),
+      [HEADER_ERROR_CODE]: error.code,
     },
   });
 }

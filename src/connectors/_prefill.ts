@@ -61,6 +61,7 @@ export const PREFILL_FAILURE_CODES: ReadonlySet<string> = new Set([
   "prefill_timeout",
   "prefill_error",
   "prefill_bad_answer",
+  "mooncake_bootstrap_failed",
 ]);
 
 /** Statuses the Go sidecar retries (delta §5): gateway errors, which a later attempt may not meet. */

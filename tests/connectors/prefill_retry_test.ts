@@ -114,6 +114,7 @@ Deno.test("-prefill-timeout answers 504 prefill_timeout and aborts a prefiller t
   assert.equal(body.error.code, 504);
   assert.equal(body.error.type, "GatewayTimeout");
   assert.match(body.error.message, /-prefill-timeout/);
+  assert.equal(response.headers.get("x-pd-error-code"), "prefill_timeout");
   assert.ok(elapsed < 3000, `answered after ${elapsed} ms`);
   await within(silent.closedByClient, 1000, "prefill not aborted");
   assert.equal(h.decode.requests.length, 0);
