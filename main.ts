@@ -27,6 +27,29 @@ import {
   loadCertificate,
   type TlsCertificate,
 } from "./src/tls.ts";
+// SSRF protection and upstream TLS (issue 11).
+import {
+  loadCaCertificates,
+  type RunningAllowlist,
+  startAllowlist,
+} from "./src/security.ts";
+
+/** The allowlist and the CA bundle, or the exit code after logging why not. */
+async function startSecurity(
+  config: Config,
+  env: Env,
+  log: Logger,
+): Promise<
+  { allowlist: RunningAllowlist; caCerts: string[] } | { failed: string }
+> {
+  try {
+    const caCerts = await loadCaCertificates(config.caCertPath);
+    const allowlist = await startAllowlist(config, { env, log });
+    return { allowlist, caCerts };
+  } catch (error) {
+    return { failed: errorMessage(error) };
+  }
+}
 
 /**
  * Exit codes of a stop by signal: 0 when every request in flight finished,
@@ -85,6 +108,7 @@ type ToListener =
     readonly config: Config;
     readonly tls: TlsCertificate | undefined;
     readonly index: number;
+    readonly env: Env;
   }
   | { readonly kind: "stop"; readonly options: StopOptions };
 
@@ -115,7 +139,20 @@ function runListenerThread(scope: ListenerScope): void {
     if (data.kind === "start") {
       try {
         const log = listenerLog(data.config, data.index);
-        listener = startListener({ config: data.config, tls: data.tls, log });
+        // Each thread follows the pool itself (issue 11): an allowlist cannot cross threads.
+        const security = await startSecurity(data.config, data.env, log);
+        if ("failed" in security) throw new Error(security.failed);
+        const started = startListener({
+          config: data.config,
+          tls: data.tls,
+          log,
+          allowlist: security.allowlist.allowlist,
+          caCerts: security.caCerts,
+        });
+        listener = {
+          stop: (deadlineMs) =>
+            started.stop(deadlineMs).finally(() => security.allowlist.stop()),
+        };
         scope.postMessage({ kind: "listening" });
       } catch (error) {
         scope.postMessage({ kind: "failed", message: errorMessage(error) });
@@ -142,6 +179,7 @@ function exchange(worker: Worker, message: ToListener): Promise<FromListener> {
 async function startListenerThreads(
   config: Config,
   tls: TlsCertificate | undefined,
+  env: Env,
 ): Promise<Worker[]> {
   const workers: Worker[] = [];
   for (let index = 1; index < config.workers; index++) {
@@ -150,7 +188,13 @@ async function startListenerThreads(
       name: `listener-${index}`,
     });
     workers.push(worker);
-    const reply = await exchange(worker, { kind: "start", config, tls, index });
+    const reply = await exchange(worker, {
+      kind: "start",
+      config,
+      tls,
+      index,
+      env,
+    });
     if (reply.kind !== "listening") {
       for (const started of workers) started.terminate();
       throw new Error(
@@ -177,6 +221,7 @@ async function stopListenerThread(
 async function run(
   config: Config,
   warnings: readonly string[],
+  env: Env,
 ): Promise<number> {
   const log = listenerLog(config, 0);
   for (const warning of warnings) log.warn(warning);
@@ -193,19 +238,33 @@ async function run(
     log.error(errorMessage(error));
     return 1;
   }
+  // SSRF allowlist and upstream CA bundle (issue 11): ready before listening.
+  const security = await startSecurity(config, env, log);
+  if ("failed" in security) {
+    log.error(security.failed);
+    return 1;
+  }
   let listener: Listener;
   let workers: Worker[];
   try {
-    listener = startListener({ config, tls, log });
+    listener = startListener({
+      config,
+      tls,
+      log,
+      allowlist: security.allowlist.allowlist,
+      caCerts: security.caCerts,
+    });
   } catch (error) {
     log.error(errorMessage(error));
+    security.allowlist.stop();
     return 1;
   }
   try {
-    workers = await startListenerThreads(config, tls);
+    workers = await startListenerThreads(config, tls, env);
   } catch (error) {
     log.error(`Cannot start listener threads: ${errorMessage(error)}`);
     await listener.stop({ graceMs: 0 });
+    security.allowlist.stop();
     return 1;
   }
   const stop: StopOptions = {
@@ -218,6 +277,7 @@ async function run(
         listener.stop(stop),
         ...workers.map((worker) => stopListenerThread(worker, stop)),
       ]);
+      security.allowlist.stop();
       resolve(stopped.every(Boolean));
     });
   });
@@ -248,14 +308,14 @@ export async function main(
     print(Deno.stdout, commandLine.text);
     return 0;
   }
-  return await run(commandLine.config, commandLine.warnings);
+  return await run(commandLine.config, commandLine.warnings, env);
 }
 
 if ("WorkerGlobalScope" in globalThis) {
   // A listener thread: import.meta.main is true in workers too.
   runListenerThread(globalThis as unknown as ListenerScope);
 } else if (import.meta.main) {
-  // Only the variables the sidecar knows: the shipped permissions allow no other.
+  // Only the variables the sidecar knows: its configuration reads no other.
   const env = Object.fromEntries(
     ENV_VARS.map((name) => [name, Deno.env.get(name)]),
   );

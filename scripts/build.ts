@@ -7,19 +7,18 @@
  * (a fact of the machine, reported in one line), 1 any other failure.
  */
 
-import { ALLOWED_ENV_VARS } from "../src/flag_table.ts";
-
 /** Where the executable is written. */
 export const OUTPUT = "bin/llm-d-routing-sidecar";
 
 /**
  * Run-time permissions baked into the executable: network, the certificate
- * directory, and the environment variables the sidecar and its YAML parser read.
+ * directory, and the environment (issue 11: with -enable-ssrf-protection,
+ * the Kubernetes client, client-node, reads every variable when it loads).
  */
 export const RUNTIME_PERMISSIONS = [
   "--allow-net",
   "--allow-read",
-  `--allow-env=${ALLOWED_ENV_VARS.join(",")}`,
+  "--allow-env",
 ];
 
 /**

@@ -44,9 +44,16 @@ import {
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
 import { formatEffectiveConfig } from "./print_config.ts";
+// --- SSRF protection and upstream TLS (issue 11) ---
+import type { TlsStage } from "./flag_table.ts";
+import {
+  type InferencePoolRef,
+  resolveSecuritySettings,
+} from "./security_flags.ts";
 
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export type { ReadFile, SettingSource } from "./config_sources.ts";
+export type { InferencePoolRef } from "./security_flags.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
@@ -100,6 +107,21 @@ export interface Config extends ResilienceSettings {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  // --- SSRF protection and upstream TLS (issue 11) ---
+  /** `-enable-ssrf-protection`: admit only ready pods of the InferencePool on its target ports. */
+  readonly ssrfProtection: boolean;
+  /** `-inference-pool` (or the deprecated pair) and `-pool-group`; undefined when not given. */
+  readonly inferencePool: InferencePoolRef | undefined;
+  /** `-allowed-prefillers`: static allowlist entries (validated), admitted besides the pool. */
+  readonly allowedPrefillers: readonly string[];
+  /** `-allowlist-sync-timeout`: bound on start-up's first read of the pool, in ms. */
+  readonly allowlistSyncTimeoutMs: number;
+  /** `-enable-tls` and the deprecated `-*-use-tls`: stages reached over HTTPS. */
+  readonly tlsStages: readonly TlsStage[];
+  /** `-tls-insecure-skip-verify` and the deprecated bools: stages whose certificates are not verified. */
+  readonly insecureSkipVerifyStages: readonly TlsStage[];
+  /** `-ca-cert`: PEM bundle trusted for upstream TLS besides the default roots; "" for none. */
+  readonly caCertPath: string;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -177,6 +199,8 @@ function resolveConfig(
   const sampling = resolveSampling(layered, env, warnings);
   const verbosity = resolveVerbosity(parsed);
   const { settings } = connector;
+  // SSRF protection and upstream TLS (issue 11).
+  const security = resolveSecuritySettings({ values, env, given }, warnings);
   const config: Config = {
     port: settings.port,
     listenHost: parseListenHost(
@@ -196,6 +220,7 @@ function resolveConfig(
     enablePrefillerSampling: sampling.value,
     verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    ...security.settings,
     ...resolveResilienceSettings(values),
   };
   validateNoEffectFlags(parsed, warnings);
@@ -210,6 +235,7 @@ function resolveConfig(
   const { dataParallelRank: _rank, ...settingValues } = config;
   const sources = completeSources(settingValues, given, {
     ...connector.sources,
+    ...security.sources,
     enablePrefillerSampling: sampling.source,
     verbosity: verbosity.source,
   });
@@ -424,6 +450,14 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    // SSRF protection and upstream TLS (issue 11).
+    enable_ssrf_protection: config.ssrfProtection,
+    inference_pool: config.inferencePool,
+    allowed_prefillers: config.allowedPrefillers,
+    allowlist_sync_timeout_ms: config.allowlistSyncTimeoutMs,
+    enable_tls: config.tlsStages,
+    tls_insecure_skip_verify: config.insecureSkipVerifyStages,
+    ca_cert: config.caCertPath,
     ...describeResilience(config),
   };
 }

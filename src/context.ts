@@ -4,6 +4,7 @@
  * Hono's context (`AppEnv`).
  */
 
+import type { Allowlist } from "./allowlist/allowlist.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { UpstreamClient } from "./upstream/client.ts";
@@ -13,6 +14,8 @@ export interface Deps {
   readonly config: Config;
   readonly log: Logger;
   readonly upstream: UpstreamClient;
+  /** SSRF allowlist for targets named by headers (issue 11); absent admits everything. */
+  readonly allowlist?: Allowlist;
   /** Uniform random number in [0, 1), for prefiller sampling. */
   readonly random?: () => number;
   /** Set once a shutdown began: `/health` answers 503 from then on. */

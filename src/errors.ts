@@ -10,6 +10,7 @@ import type { Logger } from "./log.ts";
 /** HTTP statuses the sidecar produces for its own errors. */
 export type ErrorStatus =
   | 400
+  | 403
   | 404
   | 431
   | 499
@@ -51,6 +52,7 @@ export interface ProxyErrorOptions {
 // The Go sidecar's type names, which clients may already match on.
 const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   400: "BadRequestError",
+  403: "Forbidden",
   404: "NotFoundError",
   431: "RequestHeaderFieldsTooLarge",
   // nginx's status for a client that closed the connection; only logs see it.
@@ -66,6 +68,7 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
 // Codes for errors nobody gave a more precise one; never renamed once shipped.
 const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   400: "invalid_request",
+  403: "forbidden",
   404: "not_found",
   431: "headers_too_large",
   499: "client_disconnected",

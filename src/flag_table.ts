@@ -31,19 +31,57 @@ export const MOONCAKE_BOOTSTRAP_PORT_ENV = "MOONCAKE_BOOTSTRAP_PORT";
 /** Environment variable read when `-p2p-connector-port` is not given. */
 export const P2P_CONNECTOR_PORT_ENV = "P2P_CONNECTOR_PORT";
 
-/** Every environment variable the sidecar reads: `main.ts` reads these and the runtime may read no other. */
+// --- SSRF protection and upstream TLS (issue 11) ---
+/** Upstream stages `-enable-tls` and `-tls-insecure-skip-verify` name (Go spellings). */
+export const TLS_STAGES = ["prefiller", "decoder", "encoder"] as const;
+/** One of {@linkcode TLS_STAGES}. */
+export type TlsStage = typeof TLS_STAGES[number];
+/** API groups `-pool-group` accepts; the first is the default. */
+export const POOL_GROUPS = [
+  "inference.networking.k8s.io",
+  "inference.networking.x-k8s.io",
+] as const;
+/** Environment variable read when `-inference-pool` is not given (as the Go sidecar). */
+export const INFERENCE_POOL_ENV = "INFERENCE_POOL";
+/** Environment fallback of the deprecated `-inference-pool-namespace`. */
+export const INFERENCE_POOL_NAMESPACE_ENV = "INFERENCE_POOL_NAMESPACE";
+/** Environment fallback of the deprecated `-inference-pool-name`. */
+export const INFERENCE_POOL_NAME_ENV = "INFERENCE_POOL_NAME";
+/** Kubeconfig file of the Kubernetes API the allowlist reads (client-node's lookup). */
+export const KUBECONFIG_ENV = "KUBECONFIG";
+/** In-cluster address of the Kubernetes API, set by the kubelet. */
+export const KUBERNETES_SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST";
+/** In-cluster port of the Kubernetes API, set by the kubelet. */
+export const KUBERNETES_SERVICE_PORT_ENV = "KUBERNETES_SERVICE_PORT";
+/** Home directory: client-node falls back to `$HOME/.kube/config`. */
+export const HOME_ENV = "HOME";
+// --- end of issue 11 names ---
+
+/**
+ * Every environment variable the sidecar's configuration reads: `main.ts` reads these. The run
+ * permissions still allow the whole environment: the Kubernetes client's `debug` dependency
+ * enumerates it when it loads (issue 11).
+ */
 export const ENV_VARS = [
   PREFILLER_SAMPLING_ENV,
   POD_IP_ENV,
   SGLANG_BOOTSTRAP_PORT_ENV,
   MOONCAKE_BOOTSTRAP_PORT_ENV,
   P2P_CONNECTOR_PORT_ENV,
+  // SSRF protection (issue 11): the pool, and where the Kubernetes API is.
+  INFERENCE_POOL_ENV,
+  INFERENCE_POOL_NAMESPACE_ENV,
+  INFERENCE_POOL_NAME_ENV,
+  KUBECONFIG_ENV,
+  KUBERNETES_SERVICE_HOST_ENV,
+  KUBERNETES_SERVICE_PORT_ENV,
+  HOME_ENV,
 ] as const;
 
 /**
- * What the run permissions' `--allow-env` lists: {@linkcode ENV_VARS}, plus the debug switches
- * the `yaml` library reads on every token it parses (`LOG_TOKENS`, `LOG_STREAM`), without
- * which parsing a configuration throws NotCapable. The sidecar itself never reads those two.
+ * Every variable that changes what the sidecar does: {@linkcode ENV_VARS}, plus the debug
+ * switches the `yaml` library reads on every token it parses (`LOG_TOKENS`, `LOG_STREAM`).
+ * The sidecar itself never reads those two. Tests clear these from a sidecar's environment.
  */
 export const ALLOWED_ENV_VARS = [
   ...ENV_VARS,
@@ -67,6 +105,17 @@ export const ENV_HELP: Readonly<Record<typeof ENV_VARS[number], string>> = {
     `bootstrap_port sent by -kv-connector=sglang (default ${DEFAULT_SGLANG_BOOTSTRAP_PORT})`,
   [MOONCAKE_BOOTSTRAP_PORT_ENV]: "default of -mooncake-bootstrap-port",
   [P2P_CONNECTOR_PORT_ENV]: "default of -p2p-connector-port",
+  [INFERENCE_POOL_ENV]: "default of -inference-pool",
+  [INFERENCE_POOL_NAMESPACE_ENV]: "default of -inference-pool-namespace",
+  [INFERENCE_POOL_NAME_ENV]: "default of -inference-pool-name",
+  [KUBECONFIG_ENV]:
+    "kubeconfig of the Kubernetes API -enable-ssrf-protection reads (else in-cluster, else $HOME/.kube/config)",
+  [KUBERNETES_SERVICE_HOST_ENV]:
+    "in-cluster Kubernetes API host, set by Kubernetes (-enable-ssrf-protection)",
+  [KUBERNETES_SERVICE_PORT_ENV]:
+    "in-cluster Kubernetes API port, set by Kubernetes (-enable-ssrf-protection)",
+  [HOME_ENV]:
+    "where $HOME/.kube/config is looked for (-enable-ssrf-protection)",
 };
 
 /** Connector used when neither `-kv-connector` nor `-connector` is given. */
@@ -294,61 +343,94 @@ const FLAGS = {
     status: "not-yet",
     help: "the EC protocol between encoder and prefiller (for EPD mode)",
   },
+  // --- SSRF protection and upstream TLS (issue 11) ---
   "enable-ssrf-protection": {
     kind: "bool",
-    status: "not-yet",
-    help: "enable SSRF protection using InferencePool allowlisting",
+    status: "supported",
+    help:
+      "enable SSRF protection using InferencePool allowlisting: prefill, encoder and " +
+      "KV-source targets must be ready pods of the pool, on one of its target ports",
   },
   "pool-group": {
     kind: "string",
-    status: "not-yet",
-    help: "group of the InferencePool this Endpoint Picker is associated with",
+    status: "supported",
+    default: "inference.networking.k8s.io",
+    help:
+      "group of the InferencePool this Endpoint Picker is associated with " +
+      `(${POOL_GROUPS.join(" or ")})`,
   },
   "inference-pool": {
     kind: "string",
-    status: "not-yet",
-    help: "InferencePool in namespace/name or name format",
+    status: "supported",
+    help:
+      `InferencePool in namespace/name or name format (defaults to ${INFERENCE_POOL_ENV} env ` +
+      "var); a bare name is looked up in the sidecar's own namespace",
   },
   "inference-pool-namespace": {
     kind: "string",
-    status: "not-yet",
-    help: "Deprecated: use -inference-pool instead",
+    status: "supported",
+    help:
+      `Deprecated: use -inference-pool instead (defaults to ${INFERENCE_POOL_NAMESPACE_ENV} env var)`,
   },
   "inference-pool-name": {
     kind: "string",
-    status: "not-yet",
-    help: "Deprecated: use -inference-pool instead",
+    status: "supported",
+    help:
+      `Deprecated: use -inference-pool instead (defaults to ${INFERENCE_POOL_NAME_ENV} env var)`,
+  },
+  "allowed-prefillers": {
+    kind: "list",
+    status: "supported",
+    help:
+      "static SSRF allowlist, repeatable or comma separated: host, host:port, IP, ip:port, " +
+      "[v6]:port or CIDR; works without Kubernetes and adds to the pool (not in the Go sidecar)",
+  },
+  "allowlist-sync-timeout": {
+    kind: "string",
+    status: "supported",
+    default: "30s",
+    help:
+      "how long start-up waits to read the InferencePool and its pods before failing, " +
+      'e.g. "30s" or "500ms" (not in the Go sidecar)',
   },
   "enable-tls": {
     kind: "list",
-    status: "not-yet",
-    help: "stages to enable TLS for: prefiller, decoder, encoder",
+    status: "supported",
+    help: `stages to enable TLS for: ${TLS_STAGES.join(", ")}`,
   },
   "tls-insecure-skip-verify": {
     kind: "list",
-    status: "not-yet",
-    help: "stages to skip TLS verification for: prefiller, decoder, encoder",
+    status: "supported",
+    help: `stages to skip TLS verification for: ${TLS_STAGES.join(", ")}`,
   },
   "prefiller-use-tls": {
     kind: "bool",
-    status: "not-yet",
+    status: "supported",
     help: "Deprecated: use -enable-tls=prefiller instead",
   },
   "decoder-use-tls": {
     kind: "bool",
-    status: "not-yet",
+    status: "supported",
     help: "Deprecated: use -enable-tls=decoder instead",
   },
   "prefiller-tls-insecure-skip-verify": {
     kind: "bool",
-    status: "not-yet",
+    status: "supported",
     help: "Deprecated: use -tls-insecure-skip-verify=prefiller instead",
   },
   "decoder-tls-insecure-skip-verify": {
     kind: "bool",
-    status: "not-yet",
+    status: "supported",
     help: "Deprecated: use -tls-insecure-skip-verify=decoder instead",
   },
+  "ca-cert": {
+    kind: "string",
+    status: "supported",
+    help:
+      "PEM file of CA certificates trusted for upstream TLS besides the default roots " +
+      "(not in the Go sidecar)",
+  },
+  // --- end of issue 11 rows ---
   "max-idle-conns-per-host": {
     kind: "int",
     status: "not-yet",

@@ -15,12 +15,24 @@ import type { Logger } from "./log.ts";
 import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
 import { createUpstreamClient } from "./upstream/client.ts";
+// SSRF protection, upstream TLS and certificate reload (issue 11).
+import type { Allowlist } from "./allowlist/allowlist.ts";
+import { upstreamClientOptions } from "./security.ts";
+import {
+  type ListeningServer,
+  serveWithCertificateReload,
+} from "./tls_reload.ts";
 
 /** Options of `startListener`. */
 export interface ListenerOptions {
   readonly config: Config;
   readonly tls: TlsCertificate | undefined;
   readonly log: Logger;
+  // SSRF protection and upstream TLS (issue 11).
+  /** Checks targets named by request headers; absent admits everything. */
+  readonly allowlist?: Allowlist | undefined;
+  /** `-ca-cert`'s certificates, already loaded. */
+  readonly caCerts?: readonly string[];
 }
 
 /** How a listener stops. */
@@ -64,10 +76,14 @@ export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
   const drain = { draining: false };
   const upstream = createUpstreamClient({
+    ...upstreamClientOptions(config, options.caCerts ?? []),
     connectTimeoutMs: config.connectTimeout,
   });
-  const reusePort = config.workers > 1;
-  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  // Certificate reload (issue 11): a new pair starts a second server on the
+  // port, so every server on it must share it.
+  const reload = tls !== undefined && config.certPath !== "";
+  const reusePort = config.workers > 1 || reload;
+  const servers: ListeningServer[] = [];
   // The first rank settles the address, so an IPv4-only node warns once.
   let hostname = config.listenHost;
   try {
@@ -80,11 +96,35 @@ export function startListener(options: ListenerOptions): Listener {
         log: serverLog,
         upstream,
         drain,
+        ...(options.allowlist ? { allowlist: options.allowlist } : {}),
       });
-      const serve = (host: string) =>
-        serveApp(app, { hostname: host, port, tls, log: serverLog, reusePort });
+      const serve = (
+        host: string,
+        pair: TlsCertificate | undefined,
+        boundPort = port,
+      ) =>
+        serveApp(app, {
+          hostname: host,
+          port: boundPort,
+          tls: pair,
+          log: serverLog,
+          reusePort,
+        });
+      const listen = (pair: TlsCertificate | undefined) =>
+        listenWithFallback(hostname, (host) => serve(host, pair), serverLog);
       try {
-        const server = listenWithFallback(hostname, serve, serverLog);
+        const server = reload
+          ? serveWithCertificateReload({
+            certPath: config.certPath,
+            initial: tls,
+            // A reload binds beside the running server, on the address it settled.
+            start: (pair, beside) =>
+              beside === undefined
+                ? listen(pair)
+                : serve(hostname, pair, beside),
+            log: serverLog,
+          })
+          : listen(tls);
         servers.push(server);
         hostname = server.addr.hostname;
       } catch (error) {

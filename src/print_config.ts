@@ -16,6 +16,10 @@ const DISPLAY_NAMES: Readonly<Record<string, string>> = {
   verbosity: "v",
   podIp: POD_IP_ENV,
   sglangBootstrapPort: SGLANG_BOOTSTRAP_PORT_ENV,
+  ssrfProtection: "enable-ssrf-protection",
+  tlsStages: "enable-tls",
+  insecureSkipVerifyStages: "tls-insecure-skip-verify",
+  caCertPath: "ca-cert",
 };
 
 /**
@@ -37,7 +41,8 @@ export function formatEffectiveConfig(
       : flagNameOf(field);
     const shown = DURATION_SETTINGS.has(field) && typeof value === "number"
       ? formatGoDuration(value)
-      : JSON.stringify(value) ?? String(value);
+      // An unset optional setting (no InferencePool) shows as JSON's null.
+      : JSON.stringify(value ?? null);
     rows.push([
       name,
       shown,

@@ -29,6 +29,13 @@ const DEFAULTS: Config = {
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
+  ssrfProtection: false,
+  inferencePool: undefined,
+  allowedPrefillers: [],
+  allowlistSyncTimeoutMs: 30_000,
+  tlsStages: [],
+  insecureSkipVerifyStages: [],
+  caCertPath: "",
   connectTimeout: 5000,
   prefillTimeout: 300_000,
   decodeFirstByteTimeout: 0,
@@ -352,17 +359,6 @@ Deno.test("parseCommandLine rejects an unknown flag with exit 2 naming it", () =
 Deno.test("parseCommandLine rejects flags of features not built yet with exit 2", () => {
   const notYet = [
     "ec-connector",
-    "enable-ssrf-protection",
-    "pool-group",
-    "inference-pool",
-    "inference-pool-namespace",
-    "inference-pool-name",
-    "enable-tls",
-    "tls-insecure-skip-verify",
-    "prefiller-use-tls",
-    "decoder-use-tls",
-    "prefiller-tls-insecure-skip-verify",
-    "decoder-tls-insecure-skip-verify",
     "max-idle-conns-per-host",
     "decode-chunk-size",
     "zap-devel",
@@ -629,7 +625,6 @@ Deno.test("formatUsage lists the not-yet-supported flags after the supported one
   for (
     const flag of [
       "-tracing",
-      "-enable-ssrf-protection",
       "-zap-devel",
     ]
   ) {
@@ -666,6 +661,13 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     enable_prefiller_sampling: true,
     verbosity: 4,
     workers: 3,
+    enable_ssrf_protection: false,
+    inference_pool: undefined,
+    allowed_prefillers: [],
+    allowlist_sync_timeout_ms: 30_000,
+    enable_tls: [],
+    tls_insecure_skip_verify: [],
+    ca_cert: "",
     connect_timeout: "5s",
     prefill_timeout: "5m0s",
     decode_first_byte_timeout: "0s",

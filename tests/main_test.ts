@@ -112,13 +112,13 @@ Deno.test("bundle exits 2 naming the flag on an unknown flag or a bad value", as
   for (
     const args of [["-no-such-flag"], ["--port", "eighty"], [
       "-kv-connector=foo",
-    ], ["-enable-ssrf-protection"]]
+    ], ["-allowed-prefillers=10.0.0.0/99"]]
   ) {
     const { code, stderr } = await runBundle(args);
     assert.equal(code, 2, args.join(" "));
     assert.match(
       stderr,
-      /^(?:"-no-such-flag"|--port must|--kv-connector must|Flag "-enable-ssrf-protection")|^Unknown flag "-no-such-flag"/,
+      /^(?:"-no-such-flag"|--port must|--kv-connector must|Invalid value "10\.0\.0\.0\/99" for flag "-allowed-prefillers")|^Unknown flag "-no-such-flag"/,
     );
   }
 });

@@ -15,7 +15,7 @@ import {
   type WholeResponse,
 } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
-import { httpUrl, type UpstreamTarget } from "../upstream/target.ts";
+import type { UpstreamTarget } from "../upstream/target.ts";
 import type { PdContext } from "./types.ts";
 
 /** The prefill settings a connector's context carries. */
@@ -147,7 +147,7 @@ export async function sendPrefillLeg(
     };
     const url = target === ctx.prefiller
       ? ctx.prefillUrl
-      : httpUrl(target.hostPort, ctx.pathAndQuery);
+      : ctx.upstream.url(target.hostPort, ctx.pathAndQuery);
     ctx.log.debug("sending prefill request", { to: target.hostPort, attempt });
     let previous: string;
     try {

@@ -5,6 +5,10 @@
  * configured connector with the legs' shared headers and transports.
  */
 
+import {
+  admitOptionalTarget,
+  admitPrefillTarget,
+} from "../allowlist/allowlist.ts";
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
@@ -34,11 +38,7 @@ import {
   type HeaderSource,
 } from "../upstream/headers.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
-import {
-  httpUrl,
-  parseTarget,
-  type UpstreamTarget,
-} from "../upstream/target.ts";
+import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 import { PREFILL_FAILURE_CODES, type PrefillPolicy } from "./_prefill.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
@@ -67,8 +67,11 @@ export interface PdRunner {
   select(headers: HeaderSource): UpstreamTarget | undefined;
   /** Parses the body and runs the connector's protocol against `prefiller`. */
   run(prefiller: UpstreamTarget, request: PdRequest): Promise<Response>;
-  /** The KV-source peer the headers name, when the connector pulls from one; never throws. */
-  kvSource(headers: HeaderLookup, log: Logger): UpstreamTarget | undefined;
+  /**
+   * The KV-source peer the request's headers name, when the connector pulls from one and the
+   * SSRF allowlist admits it; never throws.
+   */
+  kvSource(request: PdRequest): Promise<UpstreamTarget | undefined>;
   /** Decodes without prefill, the decoder pulling cached prefix KV from `source`. */
   decodeFromSource(
     source: UpstreamTarget,
@@ -139,14 +142,40 @@ function isPrefillFailure(error: unknown): error is ProxyError {
   return error instanceof ProxyError && PREFILL_FAILURE_CODES.has(error.code);
 }
 
+/**
+ * The KV source of `request` ({@linkcode selectKvSource}), dropped when the SSRF allowlist
+ * denies it (issue 11; delta §2.3 step 4c: never a 403). The decoder dials the source, not the
+ * sidecar, so an admitted one is passed on as named.
+ */
+async function admitKvSource(
+  deps: Deps,
+  request: PdRequest,
+  options: { readonly enabled: boolean; readonly log: Logger },
+): Promise<UpstreamTarget | undefined> {
+  const source = selectKvSource(request.headers, options);
+  if (source === undefined || deps.allowlist === undefined) return source;
+  const admitted = await admitOptionalTarget(
+    deps.allowlist,
+    source,
+    "KV cache source",
+    {
+      log: options.log,
+      clientIp: request.clientIp,
+      userAgent: request.headers.get("user-agent"),
+      path: request.pathAndQuery,
+    },
+  );
+  return admitted === undefined ? undefined : source;
+}
+
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
   const connector = createConnector(deps.config);
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
-  const kvSource = (headers: HeaderLookup, log: Logger) =>
-    selectKvSource(headers, { enabled: connector.pullsKvSource, log });
+  const kvSource = (request: PdRequest, log: Logger) =>
+    admitKvSource(deps, request, { enabled: connector.pullsKvSource, log });
   const prefillPolicy: PrefillPolicy = {
     timeoutMs: deps.config.prefillTimeout,
     maxRetries: deps.config.prefillMaxRetries,
@@ -184,7 +213,7 @@ export function createPdRunner(deps: Deps): PdRunner {
   }
   return {
     select: (headers) => selectPrefillTarget(headers, options),
-    kvSource,
+    kvSource: (request) => kvSource(request, request.log),
     async decodeFromSource(source, request) {
       const { log, signal, pathAndQuery } = request;
       const parsed = parseGenerationRequest(await request.readBody());
@@ -205,6 +234,19 @@ export function createPdRunner(deps: Deps): PdRunner {
     },
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
+      // SSRF allowlist (issue 11): a denied target is a 403 before the body is
+      // read; an admitted one is dialled at the address that was checked.
+      const prefillHostPort = deps.allowlist === undefined
+        ? prefiller.hostPort
+        : await admitPrefillTarget(deps.allowlist, prefiller, {
+          log,
+          clientIp: request.clientIp,
+          userAgent: request.headers.get("user-agent"),
+          path: pathAndQuery,
+        });
+      const prefillUpstream = deps.upstream.stage("prefiller");
+      const legLog = log.child({ prefiller: prefiller.hostPort });
+      const source = await kvSource(request, legLog);
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
       log.debug("using P/D protocol", {
@@ -212,15 +254,18 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      const legLog = log.child({ prefiller: prefiller.hostPort });
       const watch = decodeWatch(deps, parsed, legLog);
       const run = connector.run({
         api: request.api,
         pathAndQuery,
         request: parsed,
         prefiller,
-        prefillUrl: httpUrl(prefiller.hostPort, pathAndQuery),
-        prefillers: prefillCandidates(request.headers, prefiller),
+        prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
+        // With SSRF protection on, retries stay on the admitted prefiller:
+        // another one would need its own admission.
+        prefillers: deps.allowlist === undefined
+          ? prefillCandidates(request.headers, prefiller)
+          : [prefiller],
         prefillPolicy,
         decoder,
         decode: (leg: DecodeLeg) => {
@@ -237,10 +282,10 @@ export function createPdRunner(deps: Deps): PdRunner {
           });
         },
         headers: legHeaders(request),
-        kvSource: kvSource(request.headers, legLog),
+        kvSource: source,
         signal,
         log: legLog,
-        upstream: deps.upstream,
+        upstream: prefillUpstream,
         random,
       });
       // An SGLang decoder in PD mode refuses a request without bootstrap fields.

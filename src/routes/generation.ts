@@ -91,7 +91,7 @@ export function createGenerationHandler(
     // A request the rank-0 header sent to a rank ignores the KV source (delta §2.3).
     const source = isRankRouted(deps, request.headers)
       ? undefined
-      : own.pd.kvSource(request.headers, log);
+      : await own.pd.kvSource(pdRequest);
     if (source !== undefined) {
       access.route = "pd";
       access.connector = deps.config.connector;

@@ -1,11 +1,12 @@
 /**
  * @module
- * The HTTP client for every upstream (prefillers and the local decoder):
- * Deno's `fetch` on one pooled `Deno.createHttpClient`, and failures
- * classified once so callers can map them to statuses without parsing error
- * strings.
+ * The HTTP client for every upstream (prefillers, encoders and the local
+ * decoder): Deno's `fetch` on one pooled `Deno.createHttpClient` per stage,
+ * each with its own TLS settings, and failures classified once so callers can
+ * map them to statuses without parsing error strings.
  */
 
+import type { TlsStage } from "../flag_table.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
 /** Why an upstream request produced no response. */
@@ -55,8 +56,35 @@ export interface UpstreamClient {
   send(url: string, request: UpstreamRequest): Promise<Response>;
   /** Sends a request and reads its (small) answer whole. Throws `UpstreamError` on failure. */
   sendAndRead(url: string, request: UpstreamRequest): Promise<WholeResponse>;
-  /** Closes pooled connections. */
+  /** Closes pooled connections (the root client: every stage's). */
   close(): void;
+  /** URL of `pathAndQuery` on `hostPort` with this stage's scheme (`https` with TLS). */
+  url(hostPort: string, pathAndQuery: string): string;
+  /**
+   * The client of `stage`, with its own pool and TLS settings. The client
+   * `createUpstreamClient` returns is the decoder's.
+   */
+  stage(stage: UpstreamStage): UpstreamClient;
+}
+
+/** An upstream stage: what `-enable-tls` and `-tls-insecure-skip-verify` name. */
+export type UpstreamStage = TlsStage;
+
+/** TLS of one stage. */
+export interface StageTls {
+  /** Reach the stage over HTTPS. */
+  readonly tls: boolean;
+  /** Verify its certificate (against the default roots and `caCerts`). */
+  readonly verify: boolean;
+}
+
+/** Options of `createUpstreamClient`; the default is plain HTTP everywhere. */
+export interface UpstreamClientOptions {
+  readonly stages?: Partial<Readonly<Record<UpstreamStage, StageTls>>>;
+  /** PEM certificates trusted besides the default roots (`-ca-cert`). */
+  readonly caCerts?: readonly string[];
+  /** `-connect-timeout` in ms; 0 or absent: the kernel's own (about two minutes). */
+  readonly connectTimeoutMs?: number;
 }
 
 /** Idle keep-alive connections kept per upstream host (the Go sidecar's default). */
@@ -131,14 +159,15 @@ function classifyFetchError(error: unknown): UpstreamError {
     return new UpstreamError("reset", "connection closed by the server", error);
   }
   const message = innermostMessage(error);
-  if (/connection refused/i.test(message)) {
+  // The second spellings are node's (undici, used for stages that skip verification).
+  if (/connection refused|ECONNREFUSED/i.test(message)) {
     return new UpstreamError("refused", "connection refused", error);
   }
-  if (/dns error|failed to lookup address/i.test(message)) {
+  if (/dns error|failed to lookup address|ENOTFOUND|EAI_AGAIN/i.test(message)) {
     return new UpstreamError("dns", "host name not found", error);
   }
   if (
-    /connection (reset|closed)|broken pipe|unexpected eof|incomplete message/i
+    /connection (reset|closed)|broken pipe|unexpected eof|incomplete message|ECONNRESET|EPIPE|other side closed/i
       .test(message)
   ) {
     return new UpstreamError("reset", "connection closed by the server", error);
@@ -159,12 +188,90 @@ export function upstreamFailure(
   return classifyFetchError(error);
 }
 
-/** Options of `createUpstreamClient`. */
-export interface UpstreamClientOptions {
-  /** `-connect-timeout` in ms; 0 or absent: the kernel's own (about two minutes). */
-  readonly connectTimeoutMs?: number;
-  /** How long an idle pooled connection is kept; `IDLE_TIMEOUT_MS` by default. */
-  readonly idleTimeoutMs?: number;
+/** `fetch` bound to one stage's connection pool. */
+interface StageTransport {
+  fetch(url: string, init: RequestInit): Promise<Response>;
+  close(): void;
+}
+
+function createDenoTransport(caCerts: readonly string[]): StageTransport {
+  const client = Deno.createHttpClient({
+    poolMaxIdlePerHost: MAX_IDLE_PER_HOST,
+    poolIdleTimeout: IDLE_TIMEOUT_MS,
+    ...(caCerts.length > 0 ? { caCerts: [...caCerts] } : {}),
+  });
+  return {
+    fetch: (url, init) => fetch(url, { ...init, client }),
+    close: () => client.close(),
+  };
+}
+
+/**
+ * A stage that skips certificate verification. Deno's `fetch` can only skip
+ * it for the whole process (`--unsafely-ignore-certificate-errors`), so such a
+ * stage goes through undici on `node:tls`, whose `rejectUnauthorized: false`
+ * holds for its own connections only. `undici.request`, not undici's
+ * `fetch`: under Deno 2.9.6 the latter's body never errors when the server
+ * closes mid-body, so a dropped upstream would hang the client. Loaded on
+ * first use: undici reads environment variables when it loads.
+ */
+function createInsecureTransport(): StageTransport {
+  type Undici = typeof import("undici");
+  let loaded:
+    | Promise<{ undici: Undici; agent: InstanceType<Undici["Agent"]> }>
+    | undefined;
+  let closed = false;
+  return {
+    async fetch(url, init) {
+      loaded ??= import("undici").then((undici) => ({
+        undici,
+        agent: new undici.Agent({
+          connect: { rejectUnauthorized: false },
+          keepAliveTimeout: IDLE_TIMEOUT_MS,
+        }),
+      }));
+      const [{ undici, agent }, { Readable }] = await Promise.all([
+        loaded,
+        import("node:stream"),
+      ]);
+      const body = init.body;
+      const answer = await undici.request(url, {
+        method: (init.method ?? "GET") as "GET",
+        headers: [...new Headers(init.headers).entries()].flat(),
+        // undici takes any async iterable as a streamed body (its types say
+        // Readable); a web stream is one. Through Readable.fromWeb, undici
+        // misread the answer (content-length mismatch) under Deno 2.9.6.
+        body: body instanceof ReadableStream
+          ? body as unknown as InstanceType<typeof Readable>
+          : typeof body === "string"
+          ? body
+          : null,
+        ...(init.signal ? { signal: init.signal } : {}),
+        dispatcher: agent,
+      });
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(answer.headers)) {
+        for (const item of Array.isArray(value) ? value : [value ?? ""]) {
+          headers.append(name, item);
+        }
+      }
+      const stream = Readable.toWeb(answer.body) as unknown as ReadableStream<
+        Uint8Array
+      >;
+      // A status without a body (204, 304) cannot carry a stream.
+      const empty = answer.statusCode === 204 || answer.statusCode === 304;
+      if (empty) await stream.cancel();
+      return new Response(empty ? null : stream, {
+        status: answer.statusCode,
+        headers,
+      });
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      void loaded?.then(({ agent }) => agent.close());
+    },
+  };
 }
 
 /**
@@ -177,27 +284,19 @@ function isReplayable(request: UpstreamRequest): boolean {
     body instanceof Uint8Array;
 }
 
-/** Creates the pooled client shared by all upstream requests. */
-export function createUpstreamClient(
-  options: UpstreamClientOptions = {},
-): UpstreamClient {
-  const idleTimeoutMs = options.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
-  const client = Deno.createHttpClient({
-    poolMaxIdlePerHost: MAX_IDLE_PER_HOST,
-    poolIdleTimeout: idleTimeoutMs,
-  });
-  const probe = createConnectProbe(
-    options.connectTimeoutMs ?? 0,
-    idleTimeoutMs,
-  );
+function createStageClient(
+  tls: StageTls,
+  transport: StageTransport,
+  probe: ConnectProbe,
+): Omit<UpstreamClient, "stage"> {
+  const scheme = tls.tls ? "https" : "http";
   function attempt(url: string, request: UpstreamRequest): Promise<Response> {
-    return fetch(url, {
+    return transport.fetch(url, {
       method: request.method,
       headers: withFetchDefaults(request.headers),
       body: request.body ?? null,
       signal: request.signal,
       redirect: "manual",
-      client,
     });
   }
   async function send(
@@ -237,8 +336,46 @@ export function createUpstreamClient(
         throw upstreamFailure(error, request.signal);
       }
     },
+    close: () => transport.close(),
+    url: (hostPort, pathAndQuery) => `${scheme}://${hostPort}${pathAndQuery}`,
+  };
+}
+
+const PLAIN: StageTls = { tls: false, verify: true };
+
+/**
+ * Creates the upstream clients, one connection pool per stage, and returns
+ * the decoder's; `stage()` gives the others. Skipping verification applies
+ * to exactly the stages configured so, never to the process.
+ */
+export function createUpstreamClient(
+  options: UpstreamClientOptions = {},
+): UpstreamClient {
+  const caCerts = options.caCerts ?? [];
+  const probe = createConnectProbe(
+    options.connectTimeoutMs ?? 0,
+    IDLE_TIMEOUT_MS,
+  );
+  const stages = new Map<UpstreamStage, UpstreamClient>();
+  function stage(name: UpstreamStage): UpstreamClient {
+    const existing = stages.get(name);
+    if (existing) return existing;
+    const tls = options.stages?.[name] ?? PLAIN;
+    const transport = tls.tls && !tls.verify
+      ? createInsecureTransport()
+      : createDenoTransport(caCerts);
+    const client: UpstreamClient = {
+      ...createStageClient(tls, transport, probe),
+      stage,
+    };
+    stages.set(name, client);
+    return client;
+  }
+  const decoder = stage("decoder");
+  return {
+    ...decoder,
     close() {
-      client.close();
+      for (const client of stages.values()) client.close();
     },
   };
 }
@@ -254,7 +391,7 @@ interface ConnectProbe {
 /** Most hosts remembered as reached; more and the memory starts over. */
 const MAX_REMEMBERED_HOSTS = 4096;
 
-/** `host:port` of an `http://host:port/…` URL. */
+/** `host:port` of an `http(s)://host:port/…` URL. */
 function hostPortOf(url: string): string {
   const start = url.indexOf("//") + 2;
   const end = url.indexOf("/", start);

@@ -14,7 +14,6 @@ import {
 } from "./client.ts";
 import { type DecodeWatch, isWatching, sendWatched } from "./decode_watch.ts";
 import { buildClientHeaders } from "./headers.ts";
-import { httpUrl } from "./target.ts";
 
 /** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
 export const DECODER_NOT_READY_MESSAGE =
@@ -74,7 +73,8 @@ export async function forwardToDecoder(
   target: DecoderTarget,
   request: UpstreamRequest,
 ): Promise<Response> {
-  const url = httpUrl(target.hostPort, target.pathAndQuery);
+  // The client's URL carries its stage's scheme (issue 11: -enable-tls=decoder).
+  const url = upstream.url(target.hostPort, target.pathAndQuery);
   let response: Response;
   try {
     response = isWatching(target.watch) && target.watch

@@ -76,6 +76,14 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
+    // SSRF protection and upstream TLS (issue 11): off.
+    ssrfProtection: false,
+    inferencePool: undefined,
+    allowedPrefillers: [],
+    allowlistSyncTimeoutMs: 30_000,
+    tlsStages: [],
+    insecureSkipVerifyStages: [],
+    caCertPath: "",
     ...DEFAULT_RESILIENCE,
     // Raw-socket upstreams count connections; the connect probe would add one.
     connectTimeout: 0,

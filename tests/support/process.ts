@@ -19,7 +19,8 @@ export const RUN_FLAGS = [
   "--unstable-net",
   "--allow-net",
   "--allow-read",
-  `--allow-env=${ALLOWED_ENV_VARS.join(",")}`,
+  // As scripts/build.ts RUNTIME_PERMISSIONS (issue 11: client-node and undici read the environment).
+  "--allow-env",
 ];
 
 /** A running sidecar process and its stderr log lines. */

@@ -1,0 +1,402 @@
+import assert from "node:assert/strict";
+import { parseIpLiteral } from "../../src/allowlist/address.ts";
+import { loadKubeConfig } from "../../src/allowlist/kube_config.ts";
+import type { PoolGroup } from "../../src/allowlist/pool_spec.ts";
+import {
+  type PoolWatch,
+  startPoolWatch,
+} from "../../src/allowlist/pool_watch.ts";
+import { createLogger } from "../../src/log.ts";
+import {
+  type FakeKubeApi,
+  pod,
+  poolV1,
+  poolV1alpha2,
+  startFakeKubeApi,
+} from "../support/k8s_api.ts";
+
+const NS = "llm-d";
+const LABELS = { "llm-d.ai/inferenceServing": "true" };
+
+interface Watched extends Disposable {
+  readonly watch: PoolWatch;
+  readonly logs: Record<string, unknown>[];
+  /** Resolves once `predicate` holds (checked now and after every rebuild); rejects after 5 s. */
+  until(predicate: () => boolean, what: string): Promise<void>;
+  /** Whether `ip:port` is a member. */
+  admits(ip: string, port: number): boolean;
+}
+
+async function watchPool(
+  api: FakeKubeApi,
+  options: {
+    readonly name?: string;
+    readonly group?: PoolGroup;
+    readonly syncTimeoutMs?: number;
+    /** Called on every rebuild, with the watch once it exists. */
+    readonly onRebuild?: () => void;
+  } = {},
+): Promise<Watched> {
+  const logs: Record<string, unknown>[] = [];
+  const log = createLogger({
+    verbosity: 5,
+    write: (line) => logs.push(JSON.parse(line)),
+  });
+  const waiters = new Set<() => void>();
+  const watch = await startPoolWatch({
+    kubeConfig: loadKubeConfig({ KUBECONFIG: api.kubeconfigPath }).config,
+    pool: {
+      namespace: NS,
+      name: options.name ?? "pool",
+      group: options.group ?? "inference.networking.k8s.io",
+    },
+    log,
+    syncTimeoutMs: options.syncTimeoutMs ?? 5_000,
+    minRetryMs: 20,
+    maxRetryMs: 200,
+    watchTimeoutMs: 300,
+    reconnectDelay: (ms) =>
+      new Promise((resolve) => setTimeout(resolve, ms / 100)),
+    onRebuild: () => {
+      options.onRebuild?.();
+      for (const waiter of waiters) waiter();
+    },
+  });
+  const admits = (ip: string, port: number) => {
+    const address = parseIpLiteral(ip);
+    assert.ok(address);
+    return watch.has(address, port);
+  };
+  return {
+    watch,
+    logs,
+    admits,
+    until(predicate, what) {
+      if (predicate()) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!predicate()) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(
+            new Error(
+              `Timed out waiting until ${what}; members ${
+                JSON.stringify(watch.snapshot())
+              }`,
+            ),
+          );
+        }, 5_000);
+        waiters.add(check);
+      });
+    },
+    [Symbol.dispose]: () => watch.stop(),
+  };
+}
+
+Deno.test("pool watch admits ready pods of a v1 pool on its target ports only", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000, 8001] }),
+  );
+  api.put("pods", pod("prefill-0", NS, { ip: "10.0.0.5", labels: LABELS }));
+  api.put(
+    "pods",
+    pod("other", NS, { ip: "10.0.0.9", labels: { app: "other" } }),
+  );
+  using pool = await watchPool(api);
+  assert.equal(pool.admits("10.0.0.5", 8000), true);
+  assert.equal(pool.admits("10.0.0.5", 8001), true);
+  // llm-d-router #979: the Go sidecar admitted any port of an allowed pod.
+  assert.equal(pool.admits("10.0.0.5", 22), false);
+  assert.equal(pool.admits("10.0.0.9", 8000), false);
+  const podList = api.requests.find((request) =>
+    request.path.endsWith("/pods") && !request.watch
+  );
+  assert.equal(podList?.query.labelSelector, "llm-d.ai/inferenceServing=true");
+  const poolList = api.requests.find((request) =>
+    request.path.endsWith("/inferencepools") && !request.watch
+  );
+  assert.equal(
+    poolList?.path,
+    `/apis/inference.networking.k8s.io/v1/namespaces/${NS}/inferencepools`,
+  );
+  assert.equal(poolList?.query.fieldSelector, "metadata.name=pool");
+  const podWatch = await api.waitForRequest((request) =>
+    request.path.endsWith("/pods") && request.watch
+  );
+  assert.equal(podWatch.query.allowWatchBookmarks, "true");
+  assert.ok(Number(podWatch.query.resourceVersion) > 0);
+});
+
+Deno.test("pool watch reads a v1alpha2 pool's flat selector and target port number", async () => {
+  await using api = await startFakeKubeApi();
+  api.put("inferencepools", poolV1alpha2("pool", NS, { app: "vllm" }, 8200));
+  api.put("pods", pod("p", NS, { ip: "10.0.0.7", labels: { app: "vllm" } }));
+  using pool = await watchPool(api, { group: "inference.networking.x-k8s.io" });
+  assert.equal(pool.admits("10.0.0.7", 8200), true);
+  assert.equal(pool.admits("10.0.0.7", 8000), false);
+  assert.ok(
+    api.requests.some((request) =>
+      request.path ===
+        `/apis/inference.networking.x-k8s.io/v1alpha2/namespaces/${NS}/inferencepools`
+    ),
+  );
+});
+
+Deno.test("pool watch honours matchExpressions", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, {
+      matchExpressions: [
+        { key: "role", operator: "In", values: ["prefill", "decode"] },
+        { key: "canary", operator: "DoesNotExist" },
+      ],
+      ports: [8000],
+    }),
+  );
+  api.put(
+    "pods",
+    pod("a", NS, { ip: "10.0.1.1", labels: { role: "prefill" } }),
+  );
+  api.put("pods", pod("b", NS, { ip: "10.0.1.2", labels: { role: "encode" } }));
+  api.put(
+    "pods",
+    pod("c", NS, { ip: "10.0.1.3", labels: { role: "decode", canary: "1" } }),
+  );
+  using pool = await watchPool(api);
+  assert.deepEqual(pool.watch.snapshot().addresses, ["10.0.1.1"]);
+});
+
+Deno.test("pool watch follows pods becoming ready, unready, terminating and deleted", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  api.put(
+    "pods",
+    pod("p", NS, { ip: "10.0.0.5", labels: LABELS, ready: false }),
+  );
+  using pool = await watchPool(api);
+  assert.equal(pool.admits("10.0.0.5", 8000), false);
+  api.put("pods", pod("p", NS, { ip: "10.0.0.5", labels: LABELS }));
+  await pool.until(() => pool.admits("10.0.0.5", 8000), "the pod is ready");
+  api.put(
+    "pods",
+    pod("p", NS, { ip: "10.0.0.5", labels: LABELS, ready: false }),
+  );
+  await pool.until(() => !pool.admits("10.0.0.5", 8000), "the pod is unready");
+  api.put("pods", pod("p", NS, { ip: "10.0.0.5", labels: LABELS }));
+  await pool.until(
+    () => pool.admits("10.0.0.5", 8000),
+    "the pod is ready again",
+  );
+  api.put(
+    "pods",
+    pod("p", NS, { ip: "10.0.0.5", labels: LABELS, terminating: true }),
+  );
+  await pool.until(
+    () => !pool.admits("10.0.0.5", 8000),
+    "the pod is terminating",
+  );
+  api.put("pods", pod("q", NS, { ip: "10.0.0.6", labels: LABELS }));
+  await pool.until(() => pool.admits("10.0.0.6", 8000), "a new pod is ready");
+  api.remove("pods", NS, "q");
+  await pool.until(() => !pool.admits("10.0.0.6", 8000), "the pod is deleted");
+  // A relabelled pod leaves the selection.
+  api.put("pods", pod("r", NS, { ip: "10.0.0.8", labels: LABELS }));
+  await pool.until(() => pool.admits("10.0.0.8", 8000), "pod r joins");
+  api.put("pods", pod("r", NS, { ip: "10.0.0.8", labels: { app: "moved" } }));
+  await pool.until(() => !pool.admits("10.0.0.8", 8000), "pod r is relabelled");
+});
+
+Deno.test("pool watch follows the pool's ports, selector and deletion", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: { tier: "a" }, ports: [8000] }),
+  );
+  api.put(
+    "pods",
+    pod("a", NS, { ip: "10.0.2.1", labels: { tier: "a", both: "y" } }),
+  );
+  api.put(
+    "pods",
+    pod("ab", NS, { ip: "10.0.2.2", labels: { tier: "a", side: "b" } }),
+  );
+  api.put("pods", pod("b", NS, { ip: "10.0.2.3", labels: { side: "b" } }));
+  // The pod in both selections must stay a member at every rebuild while the selector moves.
+  let shrank = false;
+  const watched: { current?: Watched } = {};
+  using pool = await watchPool(api, {
+    onRebuild: () => {
+      if (watched.current && !watched.current.admits("10.0.2.2", 8000)) {
+        shrank = true;
+      }
+    },
+  });
+  watched.current = pool;
+  assert.deepEqual(pool.watch.snapshot().addresses.sort(), [
+    "10.0.2.1",
+    "10.0.2.2",
+  ]);
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: { tier: "a" }, ports: [8000, 8002] }),
+  );
+  await pool.until(
+    () => pool.admits("10.0.2.1", 8002),
+    "the new port is admitted",
+  );
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: { side: "b" }, ports: [8000] }),
+  );
+  await pool.until(
+    () => pool.admits("10.0.2.3", 8000) && !pool.admits("10.0.2.1", 8000),
+    "the new selector's pods replace the old ones",
+  );
+  assert.equal(pool.admits("10.0.2.2", 8000), true);
+  assert.equal(shrank, false, "the pod selected before and after was dropped");
+  const selectors = api.requests.filter((request) =>
+    request.path.endsWith("/pods") && !request.watch
+  ).map((request) => request.query.labelSelector);
+  assert.deepEqual(selectors, ["tier=a", "side=b"]);
+  api.remove("inferencepools", NS, "pool");
+  await pool.until(
+    () => pool.watch.snapshot().addresses.length === 0,
+    "the pool is deleted",
+  );
+  assert.equal(pool.admits("10.0.2.3", 8000), false);
+});
+
+Deno.test("pool watch keeps its members through 410 relists, bookmarks and dropped watches", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  api.put("pods", pod("stable", NS, { ip: "10.0.3.1", labels: LABELS }));
+  let shrank = false;
+  const watched: { current?: Watched } = {};
+  using pool = await watchPool(api, {
+    onRebuild: () => {
+      if (watched.current && !watched.current.admits("10.0.3.1", 8000)) {
+        shrank = true;
+      }
+    },
+  });
+  watched.current = pool;
+  const podLists = () =>
+    api.requests.filter((request) =>
+      request.path.endsWith("/pods") && !request.watch
+    ).length;
+  assert.equal(podLists(), 1);
+
+  // A bookmark moves the watch's resource version past changes it filters
+  // out; the reconnect after a clean close starts there, without a relist.
+  await api.waitForRequest((request) =>
+    request.path.endsWith("/pods") && request.watch
+  );
+  const bookmarked = api.put(
+    "pods",
+    pod("noise", NS, { ip: "10.9.9.9", labels: { app: "x" } }),
+  );
+  api.bookmark();
+  api.closeWatches();
+  await api.waitForRequest((request) =>
+    request.path.endsWith("/pods") && request.watch &&
+    request.query.resourceVersion === String(bookmarked)
+  );
+  assert.equal(podLists(), 1, "a bookmark and a clean close must not relist");
+
+  // A broken connection (no clean end) is noticed and reopened; a change
+  // made meanwhile is seen after the reconnect.
+  api.closeWatches({ broken: true });
+  api.put("pods", pod("late", NS, { ip: "10.0.3.2", labels: LABELS }));
+  await pool.until(
+    () => pool.admits("10.0.3.2", 8000),
+    "the change made while disconnected",
+  );
+
+  // 410 as an ERROR event, then as the HTTP status: both relist.
+  for (const mode of ["event", "status"] as const) {
+    const before = podLists();
+    api.compact(mode);
+    // Closed first: the open watch would otherwise deliver the deletion and
+    // move past the compaction.
+    api.closeWatches();
+    api.remove("pods", NS, "late");
+    await pool.until(
+      () => podLists() > before && !pool.admits("10.0.3.2", 8000),
+      `a relist after a 410 (${mode})`,
+    );
+    api.put("pods", pod("late", NS, { ip: "10.0.3.2", labels: LABELS }));
+    await pool.until(() => pool.admits("10.0.3.2", 8000), "the pod is back");
+  }
+  assert.equal(pool.admits("10.0.3.1", 8000), true);
+  assert.equal(shrank, false, "a resync dropped a pod that never changed");
+});
+
+Deno.test("pool watch start fails after the bounded wait, naming the RBAC, when the API answers 403", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  api.forbid("inferencepools", true);
+  const started = Date.now();
+  await assert.rejects(
+    watchPool(api, { syncTimeoutMs: 600 }),
+    (error: Error) => {
+      assert.match(error.message, /InferencePool "llm-d\/pool"/);
+      assert.match(error.message, /403/);
+      assert.match(
+        error.message,
+        /needs get, list and watch on "inferencepools"/,
+      );
+      assert.match(error.message, /"pods" in namespace "llm-d"/);
+      return true;
+    },
+  );
+  assert.ok(Date.now() - started < 5_000);
+  // It kept retrying during the wait, and stopped after it.
+  const attempts = api.requests.length;
+  assert.ok(attempts >= 2, `only ${attempts} attempt(s)`);
+});
+
+Deno.test("pool watch start fails when it may read the pool but not the pods", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  api.forbid("pods", true);
+  await assert.rejects(
+    watchPool(api, { syncTimeoutMs: 600 }),
+    /pods .*forbidden|403/,
+  );
+});
+
+Deno.test("pool watch starts empty when the pool does not exist, and fills when it appears", async () => {
+  await using api = await startFakeKubeApi();
+  api.put("pods", pod("p", NS, { ip: "10.0.4.1", labels: LABELS }));
+  using pool = await watchPool(api);
+  assert.equal(pool.admits("10.0.4.1", 8000), false);
+  assert.ok(
+    pool.logs.some((line) =>
+      String(line.msg).startsWith("InferencePool not found")
+    ),
+  );
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  await pool.until(() => pool.admits("10.0.4.1", 8000), "the pool appears");
+});

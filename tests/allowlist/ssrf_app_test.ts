@@ -1,0 +1,348 @@
+import assert from "node:assert/strict";
+import { createApp } from "../../src/app.ts";
+import { createAllowlist } from "../../src/allowlist/allowlist.ts";
+import { loadKubeConfig } from "../../src/allowlist/kube_config.ts";
+import { startPoolWatch } from "../../src/allowlist/pool_watch.ts";
+import { createResolver } from "../../src/allowlist/resolve.ts";
+import { parseStaticEntry } from "../../src/allowlist/static_list.ts";
+import { createLogger } from "../../src/log.ts";
+import { createUpstreamClient } from "../../src/upstream/client.ts";
+import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
+import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
+import { pod, poolV1, startFakeKubeApi } from "../support/k8s_api.ts";
+import { startStubUpstream } from "../support/stub_upstream.ts";
+
+const NS = "llm-d";
+const LABELS = { "llm-d.ai/inferenceServing": "true" };
+
+async function startSidecar(options: {
+  readonly kubeconfigPath?: string;
+  readonly allowed?: string[];
+}) {
+  const decode = await createMockVllm({ name: "decoder" });
+  const logs: Record<string, unknown>[] = [];
+  const rebuilt = new Set<() => void>();
+  const log = createLogger({
+    verbosity: 4,
+    write: (line) => logs.push(JSON.parse(line)),
+  });
+  const pool = options.kubeconfigPath === undefined
+    ? undefined
+    : await startPoolWatch({
+      kubeConfig: loadKubeConfig({ KUBECONFIG: options.kubeconfigPath }).config,
+      pool: {
+        namespace: NS,
+        name: "pool",
+        group: "inference.networking.k8s.io",
+      },
+      log,
+      syncTimeoutMs: 5_000,
+      minRetryMs: 20,
+      maxRetryMs: 200,
+      watchTimeoutMs: 500,
+      reconnectDelay: (ms) =>
+        new Promise((resolve) => setTimeout(resolve, ms / 100)),
+      onRebuild: () => rebuilt.forEach((waiter) => waiter()),
+    });
+  const allowlist = createAllowlist({
+    entries: (options.allowed ?? []).map(parseStaticEntry),
+    pool,
+    resolver: createResolver(),
+  });
+  const upstream = createUpstreamClient();
+  const app = createApp({
+    config: testConfig({ modelServerPort: decode.port }),
+    log,
+    upstream,
+    allowlist,
+  });
+  return {
+    decode,
+    logs,
+    pool,
+    /** Resolves once `predicate` holds after a rebuild of the pool's members; rejects after 5 s. */
+    until(predicate: () => boolean): Promise<void> {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          rebuilt.delete(check);
+          reject(new Error("Timed out waiting for the pool's members"));
+        }, 5_000);
+        const check = () => {
+          if (!predicate()) return;
+          clearTimeout(timer);
+          rebuilt.delete(check);
+          resolve();
+        };
+        rebuilt.add(check);
+      });
+    },
+    request: (prefiller: string) =>
+      app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": prefiller,
+          "user-agent": "tester/1",
+        }),
+        body: chatBody(),
+      }),
+    async [Symbol.asyncDispose]() {
+      pool?.stop();
+      upstream.close();
+      await decode.close();
+    },
+  };
+}
+
+Deno.test("a denied prefill target gets the 403 and reaches no upstream", async () => {
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  await using sidecar = await startSidecar({ allowed: ["10.0.0.0/8"] });
+  for (
+    const target of [
+      `127.0.0.1:${prefill.port}`,
+      `127.1:${prefill.port}`,
+      `0x7f000001:${prefill.port}`,
+      `2130706433:${prefill.port}`,
+      `[::ffff:127.0.0.1]:${prefill.port}`,
+      `localhost.:${prefill.port}`,
+      `0:${prefill.port}`,
+    ]
+  ) {
+    const response = await sidecar.request(target);
+    assert.equal(response.status, 403, target);
+    const body = await response.json();
+    assert.equal(
+      body.error.message,
+      "Forbidden: prefill target not allowed by SSRF protection",
+    );
+  }
+  assert.equal(prefill.requests.length, 0);
+  assert.equal(sidecar.decode.requests.length, 0);
+  const denials = sidecar.logs.filter((line) =>
+    line.msg === "SSRF protection: prefill target not in allowlist"
+  );
+  assert.equal(denials.length, 7);
+  assert.equal(denials[0]?.userAgent, "tester/1");
+  assert.equal(denials[0]?.requestPath, "/v1/chat/completions");
+});
+
+Deno.test("an allowed prefill target runs P/D on the address that was checked", async () => {
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  await using sidecar = await startSidecar({
+    allowed: [`localhost:${prefill.port}`],
+  });
+  const response = await sidecar.request(`localhost:${prefill.port}`);
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+  assert.equal(prefill.requests.length, 1);
+  // Dialled at the checked IP: the Host header carries it, not the name.
+  assert.match(
+    prefill.requests[0]?.headers.get("host") ?? "",
+    /^(127\.0\.0\.1|\[::1\]):\d+$/,
+  );
+  assert.equal(sidecar.decode.requests.length, 1);
+});
+
+Deno.test("with the pool, requests to a stable pod pass through pod and pool churn; a pod that leaves is refused", async () => {
+  await using api = await startFakeKubeApi();
+  await using stable = await createMockVllm({ name: "stable-prefiller" });
+  await using leaving = await createMockVllm({
+    name: "leaving-prefiller",
+    hostname: "127.0.0.2",
+  });
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, {
+      matchLabels: LABELS,
+      ports: [stable.port, leaving.port],
+    }),
+  );
+  api.put("pods", pod("stable", NS, { ip: "127.0.0.1", labels: LABELS }));
+  api.put("pods", pod("leaving", NS, { ip: "127.0.0.2", labels: LABELS }));
+  await using sidecar = await startSidecar({
+    kubeconfigPath: api.kubeconfigPath,
+  });
+  const first = await sidecar.request(`127.0.0.2:${leaving.port}`);
+  assert.equal(first.status, 200);
+  await first.body?.cancel();
+
+  const statuses: number[] = [];
+  const deadline = Date.now() + 20_000;
+  const load = (async () => {
+    for (let i = 0; i < 60 && Date.now() < deadline; i++) {
+      const response = await sidecar.request(`127.0.0.1:${stable.port}`);
+      statuses.push(response.status);
+      await response.body?.cancel();
+    }
+  })();
+  for (let round = 0; round < 6; round++) {
+    api.put(
+      "pods",
+      pod(`churn-${round}`, NS, { ip: `10.1.0.${round}`, labels: LABELS }),
+    );
+    api.put(
+      "pods",
+      pod(`churn-${round}`, NS, {
+        ip: `10.1.0.${round}`,
+        labels: LABELS,
+        ready: false,
+      }),
+    );
+    api.remove("pods", NS, `churn-${round}`);
+    api.put(
+      "inferencepools",
+      poolV1("pool", NS, {
+        matchLabels: LABELS,
+        ports: [stable.port, leaving.port, 9000 + round],
+      }),
+    );
+    if (round % 2 === 0) {
+      api.compact(round % 4 === 0 ? "event" : "status");
+      api.closeWatches();
+    } else {
+      api.bookmark();
+      api.closeWatches({ broken: true });
+    }
+    await stable.nextRequest((request) =>
+      request.path === "/v1/chat/completions" && statuses.length > round * 8
+    );
+  }
+  await load;
+  assert.ok(statuses.length >= 48, `only ${statuses.length} requests ran`);
+  assert.deepEqual(statuses.filter((status) => status !== 200), []);
+
+  const pool = sidecar.pool;
+  assert.ok(pool);
+  const left = sidecar.until(() =>
+    !pool.snapshot().addresses.includes("127.0.0.2")
+  );
+  api.put(
+    "pods",
+    pod("leaving", NS, { ip: "127.0.0.2", labels: LABELS, terminating: true }),
+  );
+  await left;
+  const refused = await sidecar.request(`127.0.0.2:${leaving.port}`);
+  assert.equal(refused.status, 403);
+  await refused.body?.cancel();
+  assert.equal(
+    leaving.requests.filter((request) =>
+      request.path === "/v1/chat/completions"
+    ).length,
+    1,
+  );
+});
+
+const KV_SOURCE_HEADER = "x-kv-cache-source-host-port";
+const KV_SOURCE_DENIED_LOG =
+  "SSRF protection: KV cache source not in allowlist, ignoring";
+
+/** An app whose decoder (and prefiller) are stubs answering JSON, behind a static allowlist. */
+function startStubbedSidecar(allowed: readonly string[], config: {
+  readonly decodePort: number;
+  readonly connector: "offloading" | "nixlv2";
+  readonly enableP2pPull?: boolean;
+}) {
+  const logs: Record<string, unknown>[] = [];
+  const log = createLogger({
+    verbosity: 4,
+    write: (line) => logs.push(JSON.parse(line)),
+  });
+  const upstream = createUpstreamClient();
+  const app = createApp({
+    config: testConfig({
+      modelServerPort: config.decodePort,
+      connector: config.connector,
+      enableP2pPull: config.enableP2pPull ?? false,
+    }),
+    log,
+    upstream,
+    allowlist: createAllowlist({
+      entries: allowed.map(parseStaticEntry),
+      resolver: createResolver(),
+    }),
+  });
+  return {
+    logs,
+    request: (headers: Record<string, string>, body: string) =>
+      app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders(headers),
+        body,
+      }),
+    [Symbol.dispose]: () => upstream.close(),
+  };
+}
+
+function kvParamsOfBody(text: string | undefined): Record<string, unknown> {
+  const body = JSON.parse(text ?? "null");
+  return body?.kv_transfer_params ?? {};
+}
+
+Deno.test("a KV source the allowlist denies is dropped from a decode-only request, never a 403", async () => {
+  await using decode = startStubUpstream(() =>
+    Response.json({ choices: [{ message: { content: "ok" } }] })
+  );
+  using sidecar = startStubbedSidecar(["127.0.0.1:5001"], {
+    decodePort: decode.port,
+    connector: "offloading",
+  });
+  const body = chatBody();
+  const denied = await sidecar.request(
+    { [KV_SOURCE_HEADER]: "127.0.0.2:5001", "user-agent": "tester/1" },
+    body,
+  );
+  assert.equal(denied.status, 200);
+  await denied.body?.cancel();
+  assert.equal(decode.bodies[0], body, "decoded as the client sent it");
+  const line = sidecar.logs.find((entry) => entry.msg === KV_SOURCE_DENIED_LOG);
+  assert.equal(line?.target, "127.0.0.2:5001");
+  assert.equal(line?.userAgent, "tester/1");
+  const allowed = await sidecar.request(
+    { [KV_SOURCE_HEADER]: "127.0.0.1:5001" },
+    body,
+  );
+  assert.equal(allowed.status, 200);
+  await allowed.body?.cancel();
+  const source = kvParamsOfBody(decode.bodies[1]).remote_kv_source as
+    | Record<string, unknown>
+    | undefined;
+  assert.equal(source?.remote_host, "127.0.0.1");
+});
+
+Deno.test("a KV source the allowlist denies is left out of the prefill leg of a P/D request", async () => {
+  await using prefill = startStubUpstream(() =>
+    Response.json({
+      choices: [{ message: { content: "" } }],
+      kv_transfer_params: { remote_engine_id: "e1" },
+    })
+  );
+  await using decode = startStubUpstream(() =>
+    Response.json({ choices: [{ message: { content: "ok" } }] })
+  );
+  using sidecar = startStubbedSidecar([prefill.hostPort, "127.0.0.1:5001"], {
+    decodePort: decode.port,
+    connector: "nixlv2",
+    enableP2pPull: true,
+  });
+  for (const source of ["127.0.0.2:5001", "127.0.0.1:5001"]) {
+    const response = await sidecar.request({
+      "x-prefiller-host-port": prefill.hostPort,
+      [KV_SOURCE_HEADER]: source,
+    }, chatBody());
+    assert.equal(response.status, 200, source);
+    await response.body?.cancel();
+  }
+  assert.equal(prefill.bodies.length, 2);
+  assert.equal(
+    kvParamsOfBody(prefill.bodies[0]).remote_kv_source,
+    undefined,
+    "the denied source is not pulled from",
+  );
+  const pulled = kvParamsOfBody(prefill.bodies[1]).remote_kv_source as
+    | Record<string, unknown>
+    | undefined;
+  assert.equal(pulled?.remote_host, "127.0.0.1");
+  assert.equal(
+    sidecar.logs.filter((entry) => entry.msg === KV_SOURCE_DENIED_LOG).length,
+    1,
+  );
+});

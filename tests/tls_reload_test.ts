@@ -1,0 +1,209 @@
+import assert from "node:assert/strict";
+import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
+import { type Listener, startListener } from "../src/listener.ts";
+import { createLogger } from "../src/log.ts";
+import { loadCertificate } from "../src/tls.ts";
+import { makeCa, makeServerCert, type Pem } from "./support/certs.ts";
+import { chatBody, jsonHeaders, testConfig } from "./support/harness.ts";
+
+/** A directory laid out as Kubernetes mounts a secret: files behind the `..data` link. */
+class SecretDir {
+  readonly path: string;
+  #version = 0;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  /** Writes a new version and swaps `..data` to it atomically, as the kubelet does. */
+  async publish(pair: Pem): Promise<void> {
+    const version = `..2026_01_01_00_00_0${this.#version++}`;
+    await Deno.mkdir(`${this.path}/${version}`);
+    await Deno.writeTextFile(`${this.path}/${version}/tls.crt`, pair.cert);
+    await Deno.writeTextFile(`${this.path}/${version}/tls.key`, pair.key);
+    await Deno.symlink(version, `${this.path}/..data_tmp`);
+    await Deno.rename(`${this.path}/..data_tmp`, `${this.path}/..data`);
+    for (const file of ["tls.crt", "tls.key"]) {
+      try {
+        await Deno.lstat(`${this.path}/${file}`);
+      } catch {
+        await Deno.symlink(`..data/${file}`, `${this.path}/${file}`);
+      }
+    }
+  }
+}
+
+/** Fetches over a new connection trusting only `ca`; resolves with the status or the error. */
+async function fetchTrusting(ca: Pem, url: string): Promise<number | string> {
+  const client = Deno.createHttpClient({
+    caCerts: [ca.cert],
+    poolMaxIdlePerHost: 0,
+  });
+  try {
+    const response = await fetch(url, { client });
+    await response.body?.cancel();
+    return response.status;
+  } catch (error) {
+    return error instanceof Error
+      ? `${error.message}: ${String(error.cause)}`
+      : String(error);
+  } finally {
+    client.close();
+  }
+}
+
+Deno.test("the listener's certificate follows a ..data swap: new connections get it, a stream in flight finishes, a bad pair is refused", async () => {
+  const [oldCa, newCa] = await Promise.all([makeCa("old"), makeCa("new")]);
+  const [oldPair, newPair, otherPair] = await Promise.all([
+    makeServerCert(oldCa),
+    makeServerCert(newCa),
+    makeServerCert(newCa, "other"),
+  ]);
+  const dir = new SecretDir(await Deno.makeTempDir({ prefix: "tls-secret-" }));
+  await dir.publish(oldPair);
+  await using decode = await createMockVllm({
+    name: "decoder",
+    interTokenMs: 20,
+    outputTokens: 40,
+  });
+  const events: Record<string, unknown>[] = [];
+  const waiters: { msg: string; resolve: () => void }[] = [];
+  const log = createLogger({
+    verbosity: 0,
+    write: (line) => {
+      const parsed = JSON.parse(line);
+      events.push(parsed);
+      for (const waiter of waiters.splice(0)) {
+        if (parsed.msg === waiter.msg) waiter.resolve();
+        else waiters.push(waiter);
+      }
+    },
+  });
+  const logged = (msg: string) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no "${msg}" log line`)),
+        10_000,
+      );
+      waiters.push({ msg, resolve: () => (clearTimeout(timer), resolve()) });
+    });
+  let listener: Listener | undefined;
+  try {
+    const listening = logged("starting");
+    listener = startListener({
+      config: testConfig({
+        port: 0,
+        modelServerPort: decode.port,
+        secureProxy: true,
+        certPath: dir.path,
+      }),
+      tls: await loadCertificate(dir.path),
+      log,
+    });
+    await listening;
+    const started = events.find((line) => line.msg === "starting");
+    const url = `https://${started?.addr}/health`;
+    assert.equal(await fetchTrusting(oldCa, url), 200);
+    assert.match(
+      String(await fetchTrusting(newCa, url)),
+      /UnknownIssuer|certificate/i,
+    );
+
+    // A streamed completion on an old-certificate connection, across the swap.
+    const streamClient = Deno.createHttpClient({ caCerts: [oldCa.cert] });
+    const stream = await fetch(`https://${started?.addr}/v1/chat/completions`, {
+      method: "POST",
+      headers: jsonHeaders(),
+      body: chatBody({ stream: true }),
+      client: streamClient,
+    });
+    assert.equal(stream.status, 200);
+    const reader = stream.body!.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let received = (await reader.read()).value ?? "";
+
+    const reloaded = logged("reloaded TLS certificate");
+    await dir.publish(newPair);
+    await reloaded;
+    // A connection queued on the old listener in the instant it closes is
+    // reset by the kernel (see src/tls_reload.ts); that one is tried again.
+    const first = await fetchTrusting(newCa, url);
+    const afterSwap = typeof first === "string" && /reset|refused/.test(first)
+      ? await fetchTrusting(newCa, url)
+      : first;
+    assert.equal(afterSwap, 200);
+    assert.match(
+      String(await fetchTrusting(oldCa, url)),
+      /UnknownIssuer|certificate/i,
+    );
+
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      received += value;
+    }
+    streamClient.close();
+    assert.ok(
+      received.trimEnd().endsWith("data: [DONE]"),
+      "the stream was cut",
+    );
+
+    // A key that does not match its certificate keeps the current pair.
+    const failed = logged("Failed to reload TLS certificate");
+    await dir.publish({ cert: otherPair.cert, key: newPair.key });
+    await failed;
+    assert.equal(await fetchTrusting(newCa, url), 200);
+  } finally {
+    assert.equal(await listener?.stop({ graceMs: 5_000 }), true);
+    await Deno.remove(dir.path, { recursive: true });
+  }
+});
+
+Deno.test("the listener refuses TLS 1.1 and accepts TLS 1.2", async () => {
+  const ca = await makeCa("ca");
+  const pair = await makeServerCert(ca);
+  await using decode = await createMockVllm({ name: "decoder" });
+  const log = createLogger({ verbosity: -2, write: () => {} });
+  const port = (() => {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { port } = probe.addr;
+    probe.close();
+    return port;
+  })();
+  const listener = startListener({
+    config: testConfig({
+      port,
+      modelServerPort: decode.port,
+      secureProxy: true,
+    }),
+    tls: pair,
+    log,
+  });
+  try {
+    const handshake = async (version: string) => {
+      const output = await new Deno.Command("openssl", {
+        args: [
+          "s_client",
+          "-connect",
+          `127.0.0.1:${port}`,
+          version,
+          "-servername",
+          "localhost",
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(10_000),
+      }).output();
+      return new TextDecoder().decode(output.stdout);
+    };
+    assert.match(await handshake("-tls1_2"), /New, TLSv1\.2, Cipher is ECDHE-/);
+    // A TLS 1.1 hello gets a handshake-failure alert and no session.
+    assert.match(
+      await handshake("-tls1_1"),
+      /New, \(NONE\), Cipher is \(NONE\)/,
+    );
+  } finally {
+    await listener.stop({ graceMs: 5_000 });
+  }
+});

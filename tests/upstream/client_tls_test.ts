@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
+import { createApp } from "../../src/app.ts";
+import { createLogger } from "../../src/log.ts";
+import {
+  loadCaCertificates,
+  upstreamClientOptions,
+} from "../../src/security.ts";
+import { createUpstreamClient } from "../../src/upstream/client.ts";
+import { makeCa, makeServerCert } from "../support/certs.ts";
+import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
+import { freePort, startBundle } from "../support/process.ts";
+
+async function writeTemp(text: string): Promise<string> {
+  const path = await Deno.makeTempFile({ suffix: ".pem" });
+  await Deno.writeTextFile(path, text);
+  return path;
+}
+
+Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the default roots", async () => {
+  const [internalCa, otherCa] = await Promise.all([
+    makeCa("internal"),
+    makeCa("other"),
+  ]);
+  await using prefill = await createMockVllm({
+    name: "prefiller",
+    tls: await makeServerCert(internalCa),
+  });
+  await using decode = await createMockVllm({ name: "decoder" });
+  // Two CAs in one file: the one that signed the prefiller is the second.
+  const bundle = await writeTemp(`${otherCa.cert}\n${internalCa.cert}`);
+  const config = testConfig({
+    modelServerPort: decode.port,
+    tlsStages: ["prefiller"],
+  });
+  const run = async (caCerts: string[]) => {
+    const upstream = createUpstreamClient(
+      upstreamClientOptions(config, caCerts),
+    );
+    try {
+      const app = createApp({
+        config,
+        log: createLogger({ verbosity: -2, write: () => {} }),
+        upstream,
+      });
+      const response = await app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        }),
+        body: chatBody(),
+      });
+      return { status: response.status, text: await response.text() };
+    } finally {
+      upstream.close();
+    }
+  };
+  try {
+    const trusted = await run(await loadCaCertificates(bundle));
+    assert.equal(trusted.status, 200, trusted.text);
+    assert.equal(prefill.requests.length, 1);
+    const untrusted = await run([]);
+    assert.equal(untrusted.status, 502);
+    assert.match(untrusted.text, /Cannot reach prefill server/);
+    assert.equal(
+      prefill.requests.length,
+      1,
+      "an unverified handshake must not send the request",
+    );
+  } finally {
+    await Deno.remove(bundle);
+  }
+});
+
+Deno.test("loadCaCertificates refuses a file without a certificate or with a broken one", async () => {
+  const empty = await writeTemp("not a certificate\n");
+  const broken = await writeTemp(
+    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+  );
+  try {
+    await assert.rejects(
+      loadCaCertificates(empty),
+      /No PEM certificate found in CA file/,
+    );
+    await assert.rejects(
+      loadCaCertificates(broken),
+      /Certificate 1 in CA file .* does not parse/,
+    );
+    await assert.rejects(
+      loadCaCertificates("/nonexistent/ca.pem"),
+      /Cannot read CA certificates/,
+    );
+  } finally {
+    await Deno.remove(empty);
+    await Deno.remove(broken);
+  }
+});
+
+/**
+ * Runs the shipped bundle (a process of its own: undici, used for stages that
+ * skip verification, must not share a process with the Deno.serve TLS mocks;
+ * Deno 2.9.6 crashes when such a connection closes).
+ */
+async function pdThroughBundle(
+  flags: string[],
+  prefillPort: number,
+  decodePort: number,
+): Promise<{ status: number; text: string }> {
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-vllm-port=${decodePort}`,
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    ...flags,
+  ]);
+  await sidecar.waitForLine((line) => line.msg === "starting");
+  const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders({
+      "x-prefiller-host-port": `127.0.0.1:${prefillPort}`,
+    }),
+    body: chatBody(),
+    signal: AbortSignal.timeout(20_000),
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+Deno.test("-tls-insecure-skip-verify applies to the stages it names and no other", async () => {
+  const untrustedCa = await makeCa("nobody trusts me");
+  await using prefill = await createMockVllm({
+    name: "prefiller",
+    tls: await makeServerCert(untrustedCa),
+  });
+  await using decode = await createMockVllm({
+    name: "decoder",
+    tls: await makeServerCert(untrustedCa),
+  });
+  const decodes = () =>
+    decode.requests.filter((r) => r.path === "/v1/chat/completions").length;
+
+  // The prefiller's certificate is not checked; the decoder's is, and fails.
+  const prefillSkips = await pdThroughBundle(
+    ["-enable-tls=prefiller,decoder", "-tls-insecure-skip-verify=prefiller"],
+    prefill.port,
+    decode.port,
+  );
+  assert.equal(prefill.requests.length, 1);
+  assert.equal(decodes(), 0);
+  assert.equal(prefillSkips.status, 502, prefillSkips.text);
+  assert.match(prefillSkips.text, /Cannot reach decode server/);
+
+  // The other way round, with the original's deprecated flags.
+  const decoderSkips = await pdThroughBundle(
+    [
+      "-prefiller-use-tls",
+      "-decoder-use-tls",
+      "-decoder-tls-insecure-skip-verify",
+    ],
+    prefill.port,
+    decode.port,
+  );
+  assert.equal(decoderSkips.status, 502, decoderSkips.text);
+  assert.match(decoderSkips.text, /Cannot reach prefill server/);
+  assert.equal(
+    prefill.requests.length,
+    1,
+    "the verified prefill leg sent nothing",
+  );
+  assert.equal(decodes(), 0);
+
+  // Both skipped: the whole P/D request runs over TLS.
+  const both = await pdThroughBundle(
+    [
+      "-enable-tls=prefiller",
+      "-enable-tls=decoder",
+      "-tls-insecure-skip-verify=prefiller,decoder",
+    ],
+    prefill.port,
+    decode.port,
+  );
+  assert.equal(both.status, 200, both.text);
+  assert.equal(prefill.requests.length, 2);
+  assert.equal(decodes(), 1);
+
+  // Passthrough streams the client's body to a decoder whose certificate is not checked.
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-vllm-port=${decode.port}`,
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    "-enable-tls=decoder",
+    "-tls-insecure-skip-verify=decoder",
+  ]);
+  await sidecar.waitForLine((line) => line.msg === "starting");
+  const body = new Blob([chatBody()]).stream();
+  const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders(),
+    body,
+    signal: AbortSignal.timeout(20_000),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 200, text);
+  assert.equal(JSON.parse(text).object, "chat.completion");
+  assert.equal(decodes(), 2);
+});
