@@ -25,6 +25,7 @@ import {
   withLayerContext,
 } from "./config_sources.ts";
 import { resolveConnectorSettings } from "./connector_flags.ts";
+import { resolveStageSettings } from "./stage_flags.ts";
 import {
   describeResilience,
   type ResilienceSettings,
@@ -34,6 +35,7 @@ import {
   CONNECTOR_NAMES,
   type ConnectorName,
   defaultOf,
+  type EcConnectorName,
   type Env,
   ENV_VARS,
   LOGGING_NOTE,
@@ -57,6 +59,7 @@ export type { InferencePoolRef } from "./security_flags.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
+  type EcConnectorName,
   type Env,
   ENV_VARS,
   formatUsage,
@@ -107,6 +110,10 @@ export interface Config extends ResilienceSettings {
   readonly verbosity: number;
   /** `-workers` (not in the Go sidecar): listener threads sharing the port, 1..64. */
   readonly workers: number;
+  /** `-ec-connector`: the encoder stage's protocol; "" disables the stage. */
+  readonly ecConnector: EcConnectorName | "";
+  /** `-decode-chunk-size`: tokens per chat decode chunk; 0 disables chunked decode. */
+  readonly decodeChunkSize: number;
   // --- SSRF protection and upstream TLS (issue 11) ---
   /** `-enable-ssrf-protection`: admit only ready pods of the InferencePool on its target ports. */
   readonly ssrfProtection: boolean;
@@ -220,6 +227,7 @@ function resolveConfig(
     enablePrefillerSampling: sampling.value,
     verbosity: verbosity.value,
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
+    ...resolveStageSettings(values),
     ...security.settings,
     ...resolveResilienceSettings(values),
   };
@@ -450,6 +458,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_prefiller_sampling: config.enablePrefillerSampling,
     verbosity: config.verbosity,
     workers: config.workers,
+    ec_connector: config.ecConnector,
+    decode_chunk_size: config.decodeChunkSize,
     // SSRF protection and upstream TLS (issue 11).
     enable_ssrf_protection: config.ssrfProtection,
     inference_pool: config.inferencePool,

@@ -20,6 +20,12 @@ export const CONNECTOR_NAMES = [
 /** One of {@linkcode CONNECTOR_NAMES}. */
 export type ConnectorName = typeof CONNECTOR_NAMES[number];
 
+/** Encoder-cache connector names accepted by `-ec-connector` (Go spellings). */
+export const EC_CONNECTOR_NAMES = ["ec-example", "ec-nixl"] as const;
+
+/** One of {@linkcode EC_CONNECTOR_NAMES}. */
+export type EcConnectorName = typeof EC_CONNECTOR_NAMES[number];
+
 /** Environment variable read when `-enable-prefiller-sampling` is not given (as the Go sidecar). */
 export const PREFILLER_SAMPLING_ENV = "ENABLE_PREFILLER_SAMPLING";
 /** The pod's address: data-parallel routing keys `POD_IP:port+r` are built from it. */
@@ -340,8 +346,12 @@ const FLAGS = {
 
   "ec-connector": {
     kind: "string",
-    status: "not-yet",
-    help: "the EC protocol between encoder and prefiller (for EPD mode)",
+    status: "supported",
+    help:
+      "the EC protocol between encoders and prefiller/decoder (E/P/D mode), run for requests " +
+      `naming encoders in x-encoder-hosts-ports; empty disables the encoder stage. Supported: ${
+        EC_CONNECTOR_NAMES.join(", ")
+      }`,
   },
   // --- SSRF protection and upstream TLS (issue 11) ---
   "enable-ssrf-protection": {
@@ -439,9 +449,11 @@ const FLAGS = {
   },
   "decode-chunk-size": {
     kind: "int",
-    status: "not-yet",
+    status: "supported",
+    default: 0,
     help:
-      "enables chunked decode mode when > 0; value is the token budget per chunk",
+      "enables chunked decode mode when > 0; value is the token budget per chunk: a chat " +
+      "decode runs as requests of at most this many tokens, each continuing the last",
   },
   "configuration": {
     kind: "string",

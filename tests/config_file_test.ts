@@ -401,11 +401,11 @@ Deno.test("an empty -configuration or -configuration-file counts as not given, a
 });
 
 Deno.test("YAML errors through parseCommandLine exit 2 and name the configuration flag", () => {
-  const inline = errorOf(["-configuration={ec-connector: ec-nixl}"]);
+  const inline = errorOf(["-configuration={max-idle-conns-per-host: 4}"]);
   assert.deepEqual([inline.exitCode, inline.flag, inline.message], [
     2,
     "configuration",
-    'failed to unmarshal sidecar configuration: line 1: key "ec-connector" is not supported yet by this sidecar',
+    'failed to unmarshal sidecar configuration: line 1: key "max-idle-conns-per-host" is not supported yet by this sidecar',
   ]);
   const file = errorOf(["-configuration-file=/x.yaml"], {}, {
     readFile: () => "port: 9000\nbogus: true\n",
@@ -431,8 +431,9 @@ Deno.test("-help wins over a configuration, which is then not read", () => {
 Deno.test("-print-config prints every setting with its value and source", () => {
   const result = parseCommandLine(
     [
-      "-configuration={port: 9100, vllm-port: 8300, secure-proxy: false, prefill-retry-backoff: 1s}",
+      "-configuration={port: 9100, vllm-port: 8300, secure-proxy: false, ec-connector: ec-nixl, prefill-retry-backoff: 1s}",
       "-kv-connector=sglang",
+      "-decode-chunk-size=16",
       "-zap-log-level=debug",
       "-prefill-timeout=90s",
       "-print-config",
@@ -459,6 +460,8 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "enable-prefiller-sampling  false       default",
       "v                          1           flag -zap-log-level",
       "workers                    1           default",
+      'ec-connector               "ec-nixl"   yaml',
+      "decode-chunk-size          16          flag",
       "enable-ssrf-protection     false       default",
       "inference-pool             null        default",
       "allowed-prefillers         []          default",

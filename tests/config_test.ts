@@ -29,6 +29,8 @@ const DEFAULTS: Config = {
   enablePrefillerSampling: false,
   verbosity: 0,
   workers: 1,
+  ecConnector: "",
+  decodeChunkSize: 0,
   ssrfProtection: false,
   inferencePool: undefined,
   allowedPrefillers: [],
@@ -358,9 +360,7 @@ Deno.test("parseCommandLine rejects an unknown flag with exit 2 naming it", () =
 
 Deno.test("parseCommandLine rejects flags of features not built yet with exit 2", () => {
   const notYet = [
-    "ec-connector",
     "max-idle-conns-per-host",
-    "decode-chunk-size",
     "zap-devel",
     "zap-stacktrace-level",
     "tracing",
@@ -661,6 +661,8 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     enable_prefiller_sampling: true,
     verbosity: 4,
     workers: 3,
+    ec_connector: "",
+    decode_chunk_size: 0,
     enable_ssrf_protection: false,
     inference_pool: undefined,
     allowed_prefillers: [],
@@ -975,4 +977,31 @@ Deno.test("formatUsage lists the configuration flags and -print-config as suppor
   assert.ok(flagSection.includes("  -configuration string\n"));
   assert.ok(flagSection.includes("  -configuration-file string\n"));
   assert.ok(flagSection.includes("  -print-config\n"));
+});
+
+Deno.test("the stage flags and keys set the encoder connector and the decode chunk size", () => {
+  const config = configOf(["-ec-connector=ec-nixl", "-decode-chunk-size=16"]);
+  assert.equal(config.ecConnector, "ec-nixl");
+  assert.equal(config.decodeChunkSize, 16);
+  const yaml = configOf([
+    "-configuration={ec-connector: ec-example, decode-chunk-size: 8}",
+    "-decode-chunk-size=4",
+  ]);
+  assert.equal(yaml.ecConnector, "ec-example");
+  assert.equal(yaml.decodeChunkSize, 4, "the flag beats the key");
+});
+
+Deno.test("the stage flags refuse an unknown encoder connector and a negative chunk size with Go's messages", () => {
+  const ec = configErrorOf(["-ec-connector=ec-lmcache"]);
+  assert.deepEqual([ec.exitCode, ec.flag, ec.message], [
+    2,
+    "ec-connector",
+    "--ec-connector must be one of: ec-example, ec-nixl",
+  ]);
+  const chunk = configErrorOf(["-decode-chunk-size=-1"]);
+  assert.deepEqual([chunk.exitCode, chunk.flag, chunk.message], [
+    2,
+    "decode-chunk-size",
+    "--decode-chunk-size must be a non-negative integer (0 disables chunked decode), got -1",
+  ]);
 });

@@ -11,6 +11,7 @@
 import { delay } from "./delay.ts";
 import type { VllmError } from "./errors.ts";
 import type { Knobs } from "./knobs.ts";
+import type { EcEngine } from "./ec_connector.ts";
 import type { HandOff, KvConnector } from "./kv_connector.ts";
 import type { MockLogger } from "./log.ts";
 import type { FinishedReason, Metrics } from "./metrics.ts";
@@ -25,6 +26,8 @@ export interface EngineContext {
   readonly logger: MockLogger;
   readonly metrics: Metrics;
   readonly connector: KvConnector;
+  /** The encoder-cache connector, when the engine runs one (E/P/D). */
+  readonly ec: EcEngine | undefined;
   /** Ranks `X-Data-Parallel-Rank` may name. */
   readonly dataParallelSize: number;
 }
@@ -55,6 +58,8 @@ export interface Job {
   readonly forceCacheThreshold: boolean;
   /** Streaming only: break the body after this many events (`X-Mock-Break-After`). */
   readonly breakAfter: number | undefined;
+  /** `ec_transfer_params` an ec-nixl encoder answers with. */
+  readonly ecTransferParams: Record<string, unknown> | undefined;
   /** Aborts on client disconnect or `close()`. */
   readonly signal: AbortSignal;
   readonly engine: EngineContext;

@@ -22,6 +22,8 @@ import {
   simulatedError,
   VllmError,
 } from "./errors.ts";
+import { continuationOffset } from "./continuation.ts";
+import { missingEncoderOutput } from "./ec_connector.ts";
 import { buildGenerateResponse } from "./generate_api.ts";
 import { DATA_PARALLEL_RANK_HEADER } from "./kv_wire.ts";
 import { pyRepr } from "./log.ts";
@@ -119,7 +121,16 @@ function admit(input: GenerationInput): Job {
     throw injectedError(knobs.failureStatus);
   }
   checkModel(req.body, knobs.model);
-  const natural = knobs.outputTokens;
+  const ec = engine.ec?.handle(req.body);
+  if (ec?.record !== undefined) {
+    input.record.ecTransfer = ec.record;
+    if (ec.record.missing.length > 0) throw missingEncoderOutput(ec.record);
+  }
+  // A continued reply has only what is left of the canned one to say.
+  const offset = req.api === "chat"
+    ? continuationOffset(req.body, knobs.outputTokens)
+    : 0;
+  const natural = knobs.outputTokens - offset;
   const count = Math.min(req.limit ?? natural, natural);
   const job: Job = {
     req,
@@ -130,7 +141,7 @@ function admit(input: GenerationInput): Job {
       created: Math.floor(Date.now() / 1000),
       model: knobs.model,
     },
-    tokens: cannedTokens(count),
+    tokens: cannedTokens(offset + count).slice(offset),
     finishReason: count < natural ? "length" : "stop",
     timing: {
       ttftMs: msHeader(request.headers, "x-mock-ttft-ms") ?? knobs.ttftMs,
@@ -143,6 +154,7 @@ function admit(input: GenerationInput): Job {
       request.headers.get("x-cache-threshold-finish-reason")?.trim()
         .toLowerCase() === "true",
     breakAfter: breakAfterHeader(request.headers),
+    ecTransferParams: ec?.params,
     signal: input.signal,
     engine,
   };
@@ -252,6 +264,9 @@ async function jsonAnswer(job: Job): Promise<Response> {
     return jsonResponse({
       ...renderCompletion(job.req, completion),
       ...handOff.topLevel,
+      ...(job.ecTransferParams === undefined
+        ? {}
+        : { ec_transfer_params: job.ecTransferParams }),
     });
   } catch (error) {
     // vLLM answers a vanished client with "Client disconnected"; nobody reads it.

@@ -56,6 +56,9 @@ export const RESTART_KEYS: readonly string[] = [
   "kvStore",
   "kvStoreUrl",
   "dataParallelSize",
+  "ecConnector",
+  "ecRole",
+  "ecStore",
 ];
 
 /** Error for a knob patch that names an unknown key or carries a bad value. */

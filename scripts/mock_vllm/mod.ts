@@ -53,8 +53,16 @@
  *   P's side-channel port, concurrently. Refused: D naming a peer that kept
  *   nothing under that id; the pre-rename keys are ignored (logged).
  *
+ * Encoder stage (`ecConnector`, `ecRole`, `ecStore`; see `ec_connector.ts`):
+ * an `ec_producer` encodes the multimodal items of a chat request and, with
+ * `ec-nixl`, answers `ec_transfer_params` naming each item's hash; an
+ * `ec_consumer` answers 500 unless it can load every item's output.
+ * `continue_final_message` continues the canned reply where the final
+ * assistant message stops (see `continuation.ts`).
+ *
  * What happened is recorded per request (`role`, `kvTransfer`,
- * `kvHandOff`) and per side-channel call (`kvPulls`), for tests to assert.
+ * `kvHandOff`, `ecTransfer`) and per side-channel call (`kvPulls`), for
+ * tests to assert.
  *
  * @example
  * ```ts
@@ -70,8 +78,13 @@
 
 export { createMockVllm } from "./server.ts";
 export { createKvStore, type KvStore, type LocalKvStore } from "./kv_store.ts";
+export { createEcStore, EC_CONNECTOR_NAMES } from "./ec_connector.ts";
 export { KV_CONNECTOR_NAMES, KV_ROLES } from "./kv_wire.ts";
 export type {
+  EcConnectorName,
+  EcRole,
+  EcStore,
+  EcTransferRecord,
   FinishedState,
   KvConnectorName,
   KvHandOffRecord,

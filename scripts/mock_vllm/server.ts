@@ -13,6 +13,11 @@ import {
   RESTART_KEYS,
 } from "./knobs.ts";
 import type { KvContext } from "./kv_connector.ts";
+import {
+  createEcEngine,
+  createEcStore,
+  type EcEngine,
+} from "./ec_connector.ts";
 import { createKvConnector } from "./kv_connectors.ts";
 import {
   createKvStore,
@@ -70,6 +75,9 @@ export async function createMockVllm(
     kvStore,
     kvStoreUrl,
     dataParallelSize,
+    ecConnector,
+    ecRole = "ec_consumer",
+    ecStore = createEcStore(),
     ...knobOptions
   } = options;
   const setup = parseKvSetup({
@@ -84,10 +92,17 @@ export async function createMockVllm(
     ...parseKnobPatch(knobOptions, ALL_KNOB_KEYS),
   };
   const advertised = { port: 0 };
-  const state = createState(knobs, setup, () => ({
+  const sideChannel = () => ({
     host: knobs.sideChannelHost ?? reachableHost(hostname),
     port: advertised.port,
-  }));
+  });
+  const ec = ecConnector === undefined ? undefined : createEcEngine({
+    name: ecConnector,
+    role: ecRole,
+    store: ecStore,
+    peer: () => ({ engineId: knobs.engineId, ...sideChannel() }),
+  });
+  const state = createState(knobs, setup, sideChannel, ec);
   const binding = await bind(state, { hostname, port, tls, sideChannelPort });
   advertised.port = binding.sideChannelPort;
   logStartup(state, binding);
@@ -139,6 +154,7 @@ function createState(
   knobs: Knobs,
   setup: KvSetup,
   sideChannel: () => { readonly host: string; readonly port: number },
+  ec: EcEngine | undefined,
 ): MockState {
   const logger = createLogger(knobs);
   const metrics = createMetrics();
@@ -165,6 +181,7 @@ function createState(
       logger,
       metrics,
       connector,
+      ec,
       dataParallelSize: setup.dataParallelSize,
     },
     ops: {

@@ -4,10 +4,22 @@
  * @module
  */
 
+import type {
+  EcConnectorName,
+  EcRole,
+  EcStore,
+  EcTransferRecord,
+} from "./ec_connector.ts";
 import type { LocalKvStore } from "./kv_store.ts";
 import type { KvConnectorName, KvRole } from "./kv_wire.ts";
 
 export type { KvConnectorName, KvRole } from "./kv_wire.ts";
+export type {
+  EcConnectorName,
+  EcRole,
+  EcStore,
+  EcTransferRecord,
+} from "./ec_connector.ts";
 
 /** What a decoder does when pulling KV from the prefiller fails (vLLM's `kv_load_failure_policy`). */
 export type KvLoadFailurePolicy = "fail" | "recompute";
@@ -62,6 +74,18 @@ export interface MockVllmOptions {
    * id per rank. Fixed at start.
    */
   dataParallelSize?: number;
+  /**
+   * Encoder-cache connector (vLLM's `--ec-transfer-config`), for E/P/D; default none.
+   * Fixed at start.
+   */
+  ecConnector?: EcConnectorName;
+  /**
+   * `ec_producer` (an encoder instance) or `ec_consumer` (prefill or decode
+   * instance); default `ec_consumer`. Fixed at start.
+   */
+  ecRole?: EcRole;
+  /** Where encoder outputs live; share one between producer and consumers. Fixed at start. */
+  ecStore?: EcStore;
   /** Address to bind; default "127.0.0.1". */
   hostname?: string;
   /** Port to bind; default 0 (ephemeral). */
@@ -178,6 +202,8 @@ export interface RecordedRequest extends ArrivedRequest {
   kvTransfer?: KvTransferRecord;
   /** What the engine left for a peer once the prompt was computed. */
   kvHandOff?: KvHandOffRecord;
+  /** What the encoder-cache connector did (absent without one, or without multimodal items). */
+  ecTransfer?: EcTransferRecord;
   /** Resolves when the body was fully sent, the client went away, or the mock broke the stream on purpose. */
   readonly finished: Promise<FinishedState>;
 }

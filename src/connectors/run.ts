@@ -25,11 +25,14 @@ import {
   HEADER_REQUEST_ID,
   OMITTED_ON_PD_LEGS,
 } from "../protocol/fields.ts";
-import { rawMember } from "../protocol/json_object.ts";
+import { rawMember, scanObject } from "../protocol/json_object.ts";
 import {
   type GenerationRequest,
+  isJsonObject,
   parseGenerationRequest,
 } from "../protocol/request.ts";
+import { needsChunking, runChunkedDecode } from "../stages/chunked_decode.ts";
+import { type EncoderEndpoint, runEncoderStage } from "../stages/encoder.ts";
 import type { DecodeWatch } from "../upstream/decode_watch.ts";
 import {
   buildUpstreamHeaders,
@@ -75,6 +78,14 @@ export interface PdRunner {
   /** Decodes without prefill, the decoder pulling cached prefix KV from `source`. */
   decodeFromSource(
     source: UpstreamTarget,
+    request: PdRequest,
+  ): Promise<Response>;
+  /** Decodes without prefill, parsing the body (chunked decode needs it). */
+  decode(request: PdRequest): Promise<Response>;
+  /** Runs the encoder stage, then P/D with `prefiller` or a decode without it. */
+  encode(
+    encoders: readonly UpstreamTarget[],
+    prefiller: UpstreamTarget | undefined,
     request: PdRequest,
   ): Promise<Response>;
 }
@@ -143,6 +154,48 @@ function isPrefillFailure(error: unknown): error is ProxyError {
 }
 
 /**
+ * Sends a decode leg to the local decoder: in chunks when `-decode-chunk-size`
+ * is set and the request is a chat one that needs more than one chunk.
+ */
+function sendDecodeLeg(
+  deps: Deps,
+  request: PdRequest,
+  leg: DecodeLeg & {
+    readonly chunked: boolean;
+    /** First-byte and idle timeouts of the answer (not of chunked decode's chunks). */
+    readonly watch?: DecodeWatch;
+  },
+): Promise<Response> {
+  const decoder = decoderHostPort(deps.config);
+  const chunkSize = deps.config.decodeChunkSize;
+  if (leg.chunked && chunkSize > 0 && request.api === "chat") {
+    const body: unknown = JSON.parse(leg.body);
+    if (isJsonObject(body) && needsChunking(body, chunkSize)) {
+      return runChunkedDecode({
+        chunkSize,
+        body: scanObject(leg.body),
+        decoder,
+        pathAndQuery: request.pathAndQuery,
+        headers: leg.headers,
+        signal: leg.signal ?? request.signal,
+        upstream: deps.upstream,
+        log: request.log,
+      }, body);
+    }
+  }
+  return forwardToDecoder(deps.upstream, {
+    hostPort: decoder,
+    pathAndQuery: request.pathAndQuery,
+    ...(leg.watch ? { watch: leg.watch } : {}),
+  }, {
+    method: "POST",
+    headers: leg.headers,
+    body: leg.body,
+    signal: leg.signal ?? request.signal,
+  });
+}
+
+/**
  * The KV source of `request` ({@linkcode selectKvSource}), dropped when the SSRF allowlist
  * denies it (issue 11; delta §2.3 step 4c: never a 403). The decoder dials the source, not the
  * sidecar, so an admitted one is passed on as named.
@@ -168,9 +221,38 @@ async function admitKvSource(
   return admitted === undefined ? undefined : source;
 }
 
+/**
+ * The encoders the SSRF allowlist admits, each with the address to dial; a
+ * refused one is dropped with a log line, never a 403 (base §2.3 step 5).
+ */
+async function admitEncoders(
+  deps: Deps,
+  encoders: readonly UpstreamTarget[],
+  request: PdRequest,
+): Promise<EncoderEndpoint[]> {
+  const admitted: EncoderEndpoint[] = [];
+  for (const encoder of encoders) {
+    const connectHostPort = deps.allowlist === undefined
+      ? encoder.hostPort
+      : await admitOptionalTarget(deps.allowlist, encoder, "encoder", {
+        log: request.log,
+        clientIp: request.clientIp,
+        userAgent: request.headers.get("user-agent"),
+        path: request.pathAndQuery,
+      });
+    if (connectHostPort !== undefined) {
+      admitted.push({ hostPort: encoder.hostPort, connectHostPort });
+    }
+  }
+  return admitted;
+}
+
 /** Builds the P/D entry from the sidecar's dependencies. */
 export function createPdRunner(deps: Deps): PdRunner {
   const connector = createConnector(deps.config);
+  // Chunked decode follows a serial prefill only (base §3.8); the
+  // concurrent connectors' decode is bound to its prefill's handshake.
+  const chunksAfterPrefill = connector.name === "nixlv2";
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
@@ -195,15 +277,11 @@ export function createPdRunner(deps: Deps): PdRunner {
       code: failure.code,
       cause: failure.message,
     });
-    const response = await forwardToDecoder(deps.upstream, {
-      hostPort: decoder,
-      pathAndQuery: request.pathAndQuery,
-      watch: decodeWatch(deps, parsed, request.log),
-    }, {
-      method: "POST",
+    const response = await sendDecodeLeg(deps, request, {
       headers: legHeaders(request),
       body: parsed.text,
-      signal: request.signal,
+      chunked: true,
+      watch: decodeWatch(deps, parsed, request.log),
     });
     response.headers.set(
       HEADER_PD_FALLBACK,
@@ -211,26 +289,61 @@ export function createPdRunner(deps: Deps): PdRunner {
     );
     return response;
   }
-  return {
+  const runner: PdRunner = {
     select: (headers) => selectPrefillTarget(headers, options),
     kvSource: (request) => kvSource(request, request.log),
     async decodeFromSource(source, request) {
-      const { log, signal, pathAndQuery } = request;
+      const { log, signal } = request;
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
       log.debug("running P2P source protocol", { source: source.hostPort });
       const body = buildSourceDecodeBody(deps.config, parsed, source);
       log.trace("decode request", { body });
-      return await forwardToDecoder(deps.upstream, {
-        hostPort: decoder,
-        pathAndQuery,
+      return await sendDecodeLeg(deps, request, {
         watch: decodeWatch(deps, parsed, log),
-      }, {
-        method: "POST",
         headers: legHeaders(request),
         body,
-        signal,
+        chunked: true,
       });
+    },
+    async decode(request) {
+      const parsed = parseGenerationRequest(await request.readBody());
+      ensureClientPresent(request.signal);
+      return await sendDecodeLeg(deps, request, {
+        headers: legHeaders(request),
+        body: parsed.text,
+        chunked: true,
+        watch: decodeWatch(deps, parsed, request.log),
+      });
+    },
+    async encode(encoders, prefiller, request) {
+      if (deps.config.ecConnector === "") {
+        throw new Error("The encoder stage runs only with -ec-connector");
+      }
+      const admitted = await admitEncoders(deps, encoders, request);
+      if (admitted.length === 0) {
+        // Every encoder refused by the allowlist: go on without the stage (base §2.3 step 5).
+        return prefiller === undefined
+          ? await runner.decode(request)
+          : await runner.run(prefiller, request);
+      }
+      const parsed = parseGenerationRequest(await request.readBody());
+      ensureClientPresent(request.signal);
+      const body = await runEncoderStage({
+        connector: deps.config.ecConnector,
+        encoders: admitted,
+        request: parsed,
+        headers: legHeaders(request),
+        requestId: request.requestId,
+        signal: request.signal,
+        upstream: deps.upstream.stage("encoder"),
+        log: request.log,
+      });
+      ensureClientPresent(request.signal);
+      const encoded = { ...request, readBody: () => Promise.resolve(body) };
+      return prefiller === undefined
+        ? await runner.decode(encoded)
+        : await runner.run(prefiller, encoded);
     },
     async run(prefiller, request) {
       const { log, signal, pathAndQuery } = request;
@@ -270,15 +383,10 @@ export function createPdRunner(deps: Deps): PdRunner {
         decoder,
         decode: (leg: DecodeLeg) => {
           ensureClientPresent(signal);
-          return forwardToDecoder(deps.upstream, {
-            hostPort: decoder,
-            pathAndQuery,
+          return sendDecodeLeg(deps, request, {
+            ...leg,
+            chunked: chunksAfterPrefill,
             watch,
-          }, {
-            method: "POST",
-            headers: leg.headers,
-            body: leg.body,
-            signal: leg.signal ?? signal,
           });
         },
         headers: legHeaders(request),
@@ -300,4 +408,5 @@ export function createPdRunner(deps: Deps): PdRunner {
       }
     },
   };
+  return runner;
 }

@@ -24,11 +24,15 @@ export const HEADER_DATA_PARALLEL_RANK = "x-data-parallel-rank";
 /** Deprecated data-parallel rank selector, `POD_IP:port+r`; read on rank 0, forwarded as is. */
 export const HEADER_DATA_PARALLEL_HOST_PORT = "x-data-parallel-host-port";
 
+/** Encoder targets of the E/P/D encoder stage, `host:port` list (llm-d EPP sets it). */
+export const HEADER_ENCODER_HOSTS_PORTS = "x-encoder-hosts-ports";
+
 /** Routing headers consumed by the sidecar and never forwarded. */
 export const ROUTING_HEADERS: readonly string[] = [
   HEADER_PREFILLER_HOST_PORT,
   HEADER_PREFILLER_URL,
   HEADER_KV_CACHE_SOURCE,
+  HEADER_ENCODER_HOSTS_PORTS,
 ];
 
 /**
@@ -68,6 +72,18 @@ export const FIELD_FINISH_REASON = "finish_reason";
 export const FIELD_CACHE_HIT_THRESHOLD = "cache_hit_threshold";
 /** The finish reason of a decode that declined for lack of cached prompt. */
 export const FINISH_REASON_CACHE_THRESHOLD = "cache_threshold";
+/** Encoder-cache handshake: what the encoders answer and the prefill and decode read. */
+export const FIELD_EC_TRANSFER_PARAMS = "ec_transfer_params";
+/** The chat conversation. */
+export const FIELD_MESSAGES = "messages";
+/** Number of choices to generate. */
+export const FIELD_N = "n";
+/** vLLM chat: continue the final assistant message instead of starting a new one. */
+export const FIELD_CONTINUE_FINAL_MESSAGE = "continue_final_message";
+/** vLLM chat: append the assistant turn's opening; must be false with `continue_final_message`. */
+export const FIELD_ADD_GENERATION_PROMPT = "add_generation_prompt";
+/** Token counts of an answer. */
+export const FIELD_USAGE = "usage";
 /** Legacy NIXL (v1) top-level flag asking the prefiller to keep KV for a remote decode. */
 export const FIELD_DO_REMOTE_DECODE = "do_remote_decode";
 /** Legacy NIXL (v1) top-level flag telling the decoder to pull KV. */

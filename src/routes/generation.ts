@@ -6,7 +6,9 @@
  * connector pulls from (offloading, nixlv2 with -enable-p2p-pull), whose
  * cached prefix the decoder is asked to pull. Either way the decode goes to the model
  * server of this listener's data-parallel rank, or on rank 0 to the rank the
- * deprecated `x-data-parallel-host-port` header names.
+ * deprecated `x-data-parallel-host-port` header names. Requests naming
+ * encoders (`x-encoder-hosts-ports`, with `-ec-connector`) run the encoder
+ * stage first; chat decodes run in chunks with `-decode-chunk-size`.
  */
 
 import type { Handler } from "hono";
@@ -15,8 +17,14 @@ import { createPdRunner, type PdRunner } from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import { createRankSelector } from "../data_parallel.ts";
 import type { ApiKind } from "../protocol/api.ts";
-import { HEADER_DATA_PARALLEL_HOST_PORT } from "../protocol/fields.ts";
+import type { Logger } from "../log.ts";
+import {
+  HEADER_DATA_PARALLEL_HOST_PORT,
+  HEADER_ENCODER_HOSTS_PORTS,
+} from "../protocol/fields.ts";
+import { selectEncoderTargets } from "../stages/encoder.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
+import type { UpstreamTarget } from "../upstream/target.ts";
 import {
   clientIpOf,
   passthroughRequest,
@@ -52,6 +60,24 @@ function isRankRouted(deps: Deps, headers: HeaderLookup): boolean {
     (headers.get(HEADER_DATA_PARALLEL_HOST_PORT) ?? "") !== "";
 }
 
+/**
+ * The encoders `x-encoder-hosts-ports` names, when the encoder stage is on;
+ * without `-ec-connector` the header is dropped unread, as in Go.
+ */
+function selectEncoders(
+  deps: Deps,
+  headers: HeaderLookup,
+  log: Logger,
+): UpstreamTarget[] {
+  if (deps.config.ecConnector !== "") {
+    return selectEncoderTargets(headers, log);
+  }
+  if (headers.get(HEADER_ENCODER_HOSTS_PORTS) !== null) {
+    log.debug("ignoring encoder header: no -ec-connector configured");
+  }
+  return [];
+}
+
 /** Handler for one generation API. */
 export function createGenerationHandler(
   deps: Deps,
@@ -82,6 +108,13 @@ export function createGenerationHandler(
       readBody: () => request.text(),
     };
     const access = c.get("access");
+    const encoders = selectEncoders(deps, request.headers, log);
+    if (encoders.length > 0) {
+      access.route = "pd";
+      access.connector = deps.config.ecConnector;
+      if (prefiller !== undefined) access.prefillTarget = prefiller.hostPort;
+      return await route.pd.encode(encoders, prefiller, pdRequest);
+    }
     if (prefiller !== undefined) {
       access.route = "pd";
       access.connector = deps.config.connector;
@@ -98,6 +131,10 @@ export function createGenerationHandler(
       return await route.pd.decodeFromSource(source, pdRequest);
     }
     log.debug("skip disaggregated prefill: no prefiller header");
+    // Chunked decode reads the body; every other decode streams it untouched.
+    if (deps.config.decodeChunkSize > 0 && api === "chat") {
+      return await route.pd.decode(pdRequest);
+    }
     return passthroughRequest(route.deps, c);
   };
 }

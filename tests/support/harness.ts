@@ -76,6 +76,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     enablePrefillerSampling: false,
     verbosity: 5,
     workers: 1,
+    ecConnector: "",
+    decodeChunkSize: 0,
     // SSRF protection and upstream TLS (issue 11): off.
     ssrfProtection: false,
     inferencePool: undefined,

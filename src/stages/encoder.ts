@@ -1,0 +1,392 @@
+/**
+ * @module
+ * The E/P/D encoder stage (`-ec-connector`, base §3.7, delta §3.8): every
+ * multimodal item of a chat request is sent, alone, to one of the encoders
+ * `x-encoder-hosts-ports` names, concurrently; with `ec-nixl` the encoders'
+ * `ec_transfer_params` are merged into the request the prefill and decode
+ * then get. The first failure cancels the other encoder requests, as does
+ * the client leaving.
+ */
+
+import type { EcConnectorName } from "../config.ts";
+import { errorMessage, ProxyError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { buildPrefillBody } from "../protocol/bodies.ts";
+import {
+  FIELD_CACHE_HIT_THRESHOLD,
+  FIELD_EC_TRANSFER_PARAMS,
+  FIELD_MESSAGES,
+  HEADER_ENCODER_HOSTS_PORTS,
+  HEADER_REQUEST_ID,
+  PATH_CHAT_COMPLETIONS,
+} from "../protocol/fields.ts";
+import {
+  editObject,
+  rawMember,
+  type ScannedObject,
+  scanObject,
+} from "../protocol/json_object.ts";
+import {
+  type GenerationRequest,
+  isJsonObject,
+  type JsonObject,
+} from "../protocol/request.ts";
+import {
+  type UpstreamClient,
+  UpstreamError,
+  type WholeResponse,
+} from "../upstream/client.ts";
+import {
+  buildClientHeaders,
+  type HeaderList,
+  type HeaderLookup,
+} from "../upstream/headers.ts";
+import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
+
+/** Content-part types vLLM's chat parser hands to the multimodal encoder. */
+const URL_ITEM_TYPES = ["image_url", "video_url", "audio_url"] as const;
+const AUDIO_ITEM_TYPE = "input_audio";
+
+/** Most encoder targets read from one header: a bound on untrusted input. */
+const MAX_ENCODERS = 64;
+
+/** One multimodal content part, as the client sent it. */
+export interface MultimodalItem {
+  /** The part as JSON text, sent to the encoder verbatim. */
+  readonly json: string;
+  /** What makes two parts the same input: the URL, or the audio's data and format. */
+  readonly key: string;
+}
+
+/**
+ * The encoders `x-encoder-hosts-ports` names: one header value split on
+ * commas, or several values, each trimmed; empty entries are skipped and a
+ * malformed one is the client's 400, as for the prefill header.
+ */
+export function selectEncoderTargets(
+  headers: HeaderLookup,
+  log: Logger,
+): UpstreamTarget[] {
+  const raw = headers.get(HEADER_ENCODER_HOSTS_PORTS);
+  if (raw === null) return [];
+  const values = raw.split(",").map((value) => value.trim()).filter((value) =>
+    value !== ""
+  );
+  if (values.length > MAX_ENCODERS) {
+    throw new ProxyError(
+      400,
+      `Header "${HEADER_ENCODER_HOSTS_PORTS}" names ${values.length} encoders: at most ${MAX_ENCODERS} are allowed`,
+    );
+  }
+  // The SSRF allowlist is applied by the caller (`admitOptionalTarget`).
+  const targets = values.map(parseEncoderTarget);
+  if (targets.length > 0) {
+    log.debug("encoder targets", {
+      encoders: targets.map((target) => target.hostPort),
+    });
+  }
+  return targets;
+}
+
+function parseEncoderTarget(value: string): UpstreamTarget {
+  try {
+    return parseTarget(value, HEADER_ENCODER_HOSTS_PORTS);
+  } catch (error) {
+    // parseTarget words its errors for the prefill header; keep its reason.
+    const reason = errorMessage(error).replace(/^.*?: /, "");
+    throw new ProxyError(
+      400,
+      `Invalid encoder target ${
+        JSON.stringify(value)
+      } in header "${HEADER_ENCODER_HOSTS_PORTS}": ${reason}`,
+      { code: "invalid_encoder_target" },
+    );
+  }
+}
+
+function itemKey(part: JsonObject): string | undefined {
+  const type = part.type;
+  if (typeof type !== "string") return undefined;
+  const inner = part[type];
+  if ((URL_ITEM_TYPES as readonly string[]).includes(type)) {
+    const url = isJsonObject(inner) ? inner.url : undefined;
+    return typeof url === "string" ? `url:${url}` : undefined;
+  }
+  if (type === AUDIO_ITEM_TYPE && isJsonObject(inner)) {
+    // Go never de-duplicates input_audio; the same clip encodes the same.
+    return `audio:${JSON.stringify([inner.format, inner.data])}`;
+  }
+  return undefined;
+}
+
+/**
+ * The multimodal parts of a chat request's messages, in order, each input
+ * once: `image_url`, `video_url` and `audio_url` by URL, `input_audio` by
+ * its data. Other APIs have no `messages` and so no items.
+ */
+export function findMultimodalItems(body: JsonObject): MultimodalItem[] {
+  const items: MultimodalItem[] = [];
+  const seen = new Set<string>();
+  const messages = Array.isArray(body.messages) ? body.messages : [];
+  for (const message of messages) {
+    const content = isJsonObject(message) ? message.content : undefined;
+    if (!Array.isArray(content)) continue;
+    for (const part of content) {
+      const key = isJsonObject(part) ? itemKey(part) : undefined;
+      if (key === undefined || seen.has(key)) continue;
+      seen.add(key);
+      items.push({ key, json: JSON.stringify(part) });
+    }
+  }
+  return items;
+}
+
+/** Body of the encoder request for one item: the client's, with only that item and limits of 1. */
+export function buildEncoderBody(
+  request: GenerationRequest,
+  item: MultimodalItem,
+): string {
+  return buildPrefillBody(request, {
+    api: "chat",
+    nonStreaming: true,
+    extra: {
+      [FIELD_MESSAGES]: `[{"role":"user","content":[${item.json}]}]`,
+    },
+  });
+}
+
+/** An encoder as the header named it, and the address the allowlist admitted. */
+export interface EncoderEndpoint {
+  /** `host:port` as named, for messages. */
+  readonly hostPort: string;
+  /** `host:port` to dial. */
+  readonly connectHostPort: string;
+}
+
+/** What the encoder stage needs for one request. */
+export interface EncoderStageContext {
+  readonly connector: EcConnectorName;
+  readonly encoders: readonly EncoderEndpoint[];
+  readonly request: GenerationRequest;
+  /** Headers of the encoder requests: the client's cleaned for forwarding (auth included). */
+  readonly headers: HeaderList;
+  readonly requestId: string;
+  /** Fires when the client disconnects. */
+  readonly signal: AbortSignal;
+  /** The encoder stage's client (`-enable-tls=encoder`). */
+  readonly upstream: UpstreamClient;
+  readonly log: Logger;
+}
+
+interface EncoderReply {
+  readonly index: number;
+  readonly encoder: EncoderEndpoint;
+  readonly reply: WholeResponse;
+}
+
+/**
+ * Runs the encoders and returns the body the prefill and decode get: the
+ * client's, with `cache_hit_threshold: 0` and, for `ec-nixl`, the merged
+ * `ec_transfer_params`. Throws `ProxyError` on the first encoder failure.
+ */
+export async function runEncoderStage(
+  ctx: EncoderStageContext,
+): Promise<string> {
+  const items = findMultimodalItems(JSON.parse(ctx.request.text));
+  const set: Record<string, string> = { [FIELD_CACHE_HIT_THRESHOLD]: "0" };
+  if (items.length === 0) {
+    ctx.log.debug("no multimodal items: skipping the encoders");
+    return editObject(ctx.request.scanned, { set });
+  }
+  ctx.log.info("processing multimodal items", {
+    items: items.length,
+    encoders: ctx.encoders.length,
+  });
+  const replies = await fanOut(ctx, items);
+  if (ctx.connector === "ec-nixl") {
+    const merged = mergeTransferParams(ctx.log, replies);
+    if (merged !== undefined) set[FIELD_EC_TRANSFER_PARAMS] = merged;
+  }
+  return editObject(ctx.request.scanned, { set });
+}
+
+/** Sends every item concurrently; the first failure aborts the others. */
+async function fanOut(
+  ctx: EncoderStageContext,
+  items: readonly MultimodalItem[],
+): Promise<EncoderReply[]> {
+  const stop = new AbortController();
+  const signal = AbortSignal.any([ctx.signal, stop.signal]);
+  let firstError: unknown;
+  const sends = items.map(async (item, index) => {
+    try {
+      return await sendItem(ctx, { item, index, signal });
+    } catch (error) {
+      if (firstError === undefined && !ctx.signal.aborted) {
+        firstError = error;
+        stop.abort();
+      } else {
+        ctx.log.debug("encoder request ended", {
+          item: index,
+          error: errorMessage(error),
+        });
+      }
+      throw error;
+    }
+  });
+  const settled = await Promise.allSettled(sends);
+  if (firstError !== undefined) throw firstError;
+  const replies: EncoderReply[] = [];
+  for (const outcome of settled) {
+    // Only a client abort rejects without a first error; nobody reads the answer then.
+    if (outcome.status === "rejected") throw outcome.reason;
+    replies.push(outcome.value);
+  }
+  return replies;
+}
+
+async function sendItem(
+  ctx: EncoderStageContext,
+  options: {
+    readonly item: MultimodalItem;
+    readonly index: number;
+    readonly signal: AbortSignal;
+  },
+): Promise<EncoderReply> {
+  const { index } = options;
+  // Round-robin, as Go: item i goes to encoder i mod n.
+  const encoder = ctx.encoders[index % ctx.encoders.length] as EncoderEndpoint;
+  const body = buildEncoderBody(ctx.request, options.item);
+  ctx.log.trace("encoder request", { item: index, body });
+  let reply: WholeResponse;
+  try {
+    reply = await ctx.upstream.sendAndRead(
+      ctx.upstream.url(encoder.connectHostPort, PATH_CHAT_COMPLETIONS),
+      {
+        method: "POST",
+        headers: [
+          ...ctx.headers.filter(([name]) => name !== HEADER_REQUEST_ID),
+          [HEADER_REQUEST_ID, `${ctx.requestId}-enc-${index}`],
+        ],
+        body,
+        signal: options.signal,
+      },
+    );
+  } catch (error) {
+    const detail = error instanceof UpstreamError
+      ? error.detail
+      : String(error);
+    throw new ProxyError(
+      502,
+      `Cannot reach encoder "${encoder.hostPort}" for item ${index}: ${detail}`,
+      { code: "encoder_unreachable", cause: error },
+    );
+  }
+  ensureEncoderSucceeded({ index, encoder, reply });
+  return { index, encoder, reply };
+}
+
+/**
+ * A 4xx is about the client's input (a URL the encoder cannot fetch) and is
+ * relayed as the encoder sent it; anything else is a 502 naming the encoder.
+ */
+function ensureEncoderSucceeded(answer: EncoderReply): void {
+  const { reply, encoder, index } = answer;
+  if (reply.status >= 200 && reply.status < 300) return;
+  const message =
+    `Encoder "${encoder.hostPort}" answered ${reply.status} for item ${index}: ${
+      reply.text.trim().slice(0, 200) || "(empty body)"
+    }`;
+  if (reply.status >= 400 && reply.status < 500) {
+    throw new ProxyError(400, message, {
+      code: "encoder_rejected",
+      response: new Response(reply.text, {
+        status: reply.status,
+        headers: buildClientHeaders(reply.headers),
+      }),
+    });
+  }
+  throw new ProxyError(502, message, { code: "encoder_failed" });
+}
+
+/**
+ * The `ec_transfer_params` of every encoder answer merged into one object,
+ * as raw JSON text (the values are vLLM's and opaque here); undefined when
+ * no answer carried any, which leaves the client's own in place.
+ */
+function mergeTransferParams(
+  log: Logger,
+  replies: readonly EncoderReply[],
+): string | undefined {
+  const merged = new Map<string, string>();
+  let contributed = 0;
+  for (const { index, encoder, reply } of replies) {
+    const params = transferParamsOf(answerObject(index, encoder, reply));
+    if (params === undefined) {
+      log.debug("encoder answer carries no ec_transfer_params", {
+        item: index,
+      });
+      continue;
+    }
+    contributed++;
+    for (const member of params.members) {
+      const value = params.text.slice(member.valueStart, member.valueEnd);
+      const previous = merged.get(member.key);
+      if (previous !== undefined && previous !== value) {
+        // Item order decides, so the outcome is the same on every run.
+        log.warn("encoders answered the same ec_transfer_params key", {
+          key: member.key,
+          item: index,
+        });
+      }
+      merged.set(member.key, value);
+    }
+  }
+  if (contributed === 0) {
+    log.warn(
+      "no encoder answer carried ec_transfer_params; the request goes on without them",
+    );
+    return undefined;
+  }
+  if (contributed < replies.length) {
+    log.info("only some encoder answers carried ec_transfer_params", {
+      contributed,
+      items: replies.length,
+    });
+  }
+  const members = [...merged].map(([key, value]) =>
+    `${JSON.stringify(key)}:${value}`
+  );
+  return `{${members.join(",")}}`;
+}
+
+function answerObject(
+  index: number,
+  encoder: EncoderEndpoint,
+  reply: WholeResponse,
+): ScannedObject {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(reply.text);
+  } catch {
+    parsed = undefined;
+  }
+  if (!isJsonObject(parsed)) {
+    throw new ProxyError(
+      502,
+      `Encoder "${encoder.hostPort}" answered item ${index} without a JSON object body`,
+      { code: "encoder_bad_answer" },
+    );
+  }
+  return scanObject(reply.text);
+}
+
+/** The answer's `ec_transfer_params` when it is a non-empty object. */
+function transferParamsOf(
+  answer: ScannedObject,
+): ScannedObject | undefined {
+  const raw = rawMember(answer, FIELD_EC_TRANSFER_PARAMS);
+  if (raw === undefined || !raw.startsWith("{")) return undefined;
+  const params = scanObject(raw);
+  return params.members.length > 0 ? params : undefined;
+}
