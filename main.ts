@@ -82,10 +82,7 @@ async function loadTls(
   return await generateSelfSignedCertificate();
 }
 
-function onSignals(
-  log: Logger,
-  handler: (signal: Deno.Signal) => void,
-): void {
+function onSignals(log: Logger, handler: () => void): void {
   let received = 0;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
@@ -96,7 +93,7 @@ function onSignals(
         Deno.exit(128 + SIGNAL_NUMBERS[signal]);
       }
       log.info("signal received: draining", { signal });
-      handler(signal);
+      handler();
     });
   }
 }
@@ -226,6 +223,10 @@ async function run(
   const log = listenerLog(config, 0);
   for (const warning of warnings) log.warn(warning);
   log.info("Proxy configuration", { config: describeConfig(config) });
+  // Installed before listening, so a signal during start-up drains too
+  // instead of killing the process with the runtime's default action.
+  const signalled = Promise.withResolvers<void>();
+  onSignals(log, () => signalled.resolve());
   if (!isConnectorImplemented(config.connector)) {
     log.warn(
       `connector "${config.connector}" is not supported yet: P/D requests will be answered 501`,
@@ -271,17 +272,13 @@ async function run(
     graceMs: config.shutdownGrace,
     drainDelayMs: config.shutdownDrainDelay,
   };
-  const clean = await new Promise<boolean>((resolve) => {
-    onSignals(log, async () => {
-      const stopped = await Promise.all([
-        listener.stop(stop),
-        ...workers.map((worker) => stopListenerThread(worker, stop)),
-      ]);
-      security.allowlist.stop();
-      resolve(stopped.every(Boolean));
-    });
-  });
-  return clean ? 0 : EXIT_DEADLINE_PASSED;
+  await signalled.promise;
+  const stopped = await Promise.all([
+    listener.stop(stop),
+    ...workers.map((worker) => stopListenerThread(worker, stop)),
+  ]);
+  security.allowlist.stop();
+  return stopped.every(Boolean) ? 0 : EXIT_DEADLINE_PASSED;
 }
 
 /** Runs the sidecar with `args`; resolves with the process exit code. */
