@@ -2,711 +2,455 @@
 /**
  * @module
  * `deno task bench [--quick]`: measures the sidecar side by side with what it
- * is compared with, in one run on the same upstreams, and prints one table
- * (also written to `scripts/bench/last_run.json`). Every server and client is
- * its own process on 127.0.0.1: fixed-answer prefiller and decoder
- * (`bench/fast_upstream.ts`), the sidecar (`main.ts`), nginx when installed,
- * the mock vLLM for realistic streaming, and the load generators (wrk or
- * autocannon; `bench/pd_client.ts` and `bench/stream_client.ts` for what a
- * generic tool cannot do). All of them are ended on exit, error or Ctrl-C.
- * Linux only: CPU time and memory are read from /proc.
+ * is compared with, in one run on the same upstreams, and judges issue 9's
+ * four targets on it, each a difference or ratio between rows of the run:
+ * (1) added time to first token at c=1, (2) a burst of 2,000 connections,
+ * (3) streams as vLLM writes them, one step for all, (4) non-streaming P/D
+ * throughput against vLLM's own example proxy. Prints the tables and a
+ * PASS/FAIL line per target, and writes the run to
+ * `scripts/bench/last_run.json`. Every server and client is its own process
+ * on 127.0.0.1: fixed-answer prefiller and decoder (`bench/fast_upstream.ts`),
+ * the sidecar (`main.ts`), nginx, vLLM's toy proxy, and the load generators
+ * (wrk, else autocannon; `bench/pd_client.ts` and `bench/stream_client.ts`
+ * for what a generic tool cannot do). Missing tools are installed with
+ * apt-get where allowed (`bench/setup.ts`). All processes are ended on exit,
+ * error or Ctrl-C. Linux only: CPU time and memory are read from /proc.
+ * The method and the history of the figures: `scripts/bench/README.md`.
  */
 
 import { parseArgs } from "node:util";
 import { SIDECAR_V8_FLAGS } from "./build.ts";
 import {
   detectLoadTool,
-  type LoadResult,
   type LoadTool,
   type LoadToolName,
 } from "./bench/load_tool.ts";
-import { nginxVersion, type RunningNginx, startNginx } from "./bench/nginx.ts";
-import { headerArgs } from "./bench/http1.ts";
-import type { ClientResult } from "./bench/pd_client.ts";
+import {
+  type Bench,
+  measureWithClient,
+  measureWithTool,
+  PREFILLER_HEADER,
+  requestBody,
+  type SidecarOptions,
+  startSidecar,
+  urlOf,
+} from "./bench/measure.ts";
+import { type RunningNginx, startNginx } from "./bench/nginx.ts";
+import { profileSidecar } from "./bench/profile.ts";
 import {
   clockTicksPerSecond,
-  cpuSecondsOf,
   createProcessGroup,
   freePort,
-  lastJsonLine,
   memoryMiB,
   type ProcessGroup,
   readProcFile,
-  runToEnd,
-  sidecarArgs,
-  sidecarCommand,
-  type Started,
   startFastUpstream,
   stopAllAndRemove,
-  waitForHttp,
 } from "./bench/processes.ts";
+import { formatReport } from "./bench/report.ts";
+import type {
+  BenchReport,
+  MachineInfo,
+  StreamSection,
+  ThroughputRow,
+} from "./bench/results.ts";
+import { ensureOpenFiles, ensureTools, type Tools } from "./bench/setup.ts";
 import {
-  type BenchReport,
-  computeRatios,
-  formatReport,
-  formatRounds,
-  judgeTargets,
-  type MachineInfo,
-  medianRoundByP99,
-  type Scenario,
-  type StreamingResults,
-  type StreamP99Rounds,
-  type ThroughputRow,
-} from "./bench/report.ts";
-import type { StreamResult } from "./bench/stream_client.ts";
+  measureStreamSection,
+  type StreamSectionPlan,
+} from "./bench/streaming.ts";
+import { computeFigures, judgeTargets, LOADS } from "./bench/targets.ts";
+import {
+  obtainToyProxy,
+  startToyProxy,
+  toyProxyLabel,
+  type ToyProxySource,
+} from "./bench/toy_proxy.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const BENCH_DIR = new URL("./bench/", import.meta.url).pathname;
-/**
- * Where a run's report goes: one file per engine, so each has its last run to
- * compare with; a run with several workers or other V8 flags than shipped
- * goes beside it.
- */
-function outputPath(
-  settings: Pick<
-    Settings,
-    "sidecarEngine" | "sidecarWorkers" | "sidecarV8Flags"
-  >,
-): string {
-  const name = settings.sidecarEngine === "serve"
-    ? "last_run"
-    : "last_run.wire";
-  const workers = settings.sidecarWorkers === 1
-    ? ""
-    : `.workers${settings.sidecarWorkers}`;
-  const flags = settings.sidecarV8Flags === SIDECAR_V8_FLAGS ? "" : ".v8flags";
-  return `${BENCH_DIR}${name}${workers}${flags}.json`;
-}
-const CONCURRENCIES = [1, 32, 256];
-const PATH = "/v1/chat/completions";
-const PREFILLER_HEADER = "x-prefiller-host-port";
+/** File descriptors a 2,000-connection row needs in one process, with room to spare. */
+const OPEN_FILES_NEEDED = 8192;
 
 /** Durations and sizes of one run. */
 interface Settings {
   readonly quick: boolean;
   readonly durationS: number;
   readonly warmupS: number;
-  readonly streams: number;
-  readonly chunks: number;
-  readonly intervalMs: number;
-  readonly rampMs: number;
-  /** Measured rounds of the timestamped streams, each path once per round. */
-  readonly streamRounds: number;
+  readonly burstConnections: number;
+  readonly openLoopRate: number;
+  readonly streamSections: readonly StreamSectionPlan[];
   readonly nginxWorkers: string;
   /** The sidecar's `-workers`: listener threads sharing its port. */
   readonly sidecarWorkers: number;
-  /** The sidecar's `-engine`. */
-  readonly sidecarEngine: "serve" | "wire";
   /** `--v8-flags` for the sidecar's runtime: the shipped ones unless told, "" for none. */
   readonly sidecarV8Flags: string;
-  readonly mock: boolean;
+  readonly install: boolean;
+  /** A local copy of vLLM's toy_proxy_server.py, used instead of downloading it. */
+  readonly toyProxyFile?: string;
+  readonly cpuProf: boolean;
   /** Force a load generator instead of the first one found. */
   readonly tool?: LoadToolName;
 }
 
 const USAGE =
-  `Usage: deno task bench [--quick] [--nginx-workers=1|auto] [--sidecar-workers=N]
-                       [--sidecar-engine=serve|wire] [--sidecar-v8-flags=FLAGS]
-                       [--no-mock]
+  `Usage: deno task bench [--quick] [--cpu-prof] [--no-install] [--toy-proxy=FILE]
+                       [--nginx-workers=1|auto] [--sidecar-workers=N]
+                       [--sidecar-v8-flags=FLAGS] [--tool=wrk|autocannon]
 
-Measures the sidecar against direct upstream access and nginx, prints a table
-and writes it to scripts/bench/last_run.json (last_run.wire.json with
---sidecar-engine=wire). The sidecar runs with the V8 flags it ships with
-(scripts/build.ts); --sidecar-v8-flags replaces them ("none": no flags). A run
-with other flags or several workers is written beside the kept one, with
-".v8flags" or ".workersN" before ".json". A full run takes about 3 minutes,
---quick about 1.`;
+Measures the sidecar against direct upstream access, nginx and vLLM's example
+P/D proxy, judges issue 9's four targets (PASS/FAIL) and writes the run to
+scripts/bench/last_run.json (a --quick run, or one with other V8 flags or
+several workers, goes beside it, with ".quick", ".v8flags" or ".workersN"
+before ".json"). Missing nginx, wrk
+and Python FastAPI/httpx/uvicorn are installed with apt-get when run as root,
+unless --no-install. vLLM's toy_proxy_server.py is downloaded at a pinned
+commit, or read from --toy-proxy=FILE; when neither works an equivalent proxy
+of the same design runs, and its row says so. --cpu-prof profiles the sidecar
+under loads 2 and 3 and prints the top functions instead (no targets).
+A full run takes 6-8 minutes, --quick 1-2. Method and history:
+scripts/bench/README.md.`;
+
+/** The stream sections of a run: the target's shape, then (full runs) a heavier one and the evenly spread mode. */
+export function streamSectionPlans(quick: boolean): StreamSectionPlan[] {
+  const rampMs = quick ? 500 : 1000;
+  // Streams last long enough that all of them are open at once for most of a run.
+  const seconds = quick ? 1.5 : 5;
+  const shape = (
+    mode: "step" | "spread",
+    streams: number,
+    intervalMs: number,
+  ) => ({
+    mode,
+    streams,
+    intervalMs,
+    chunks: Math.round((seconds * 1000) / intervalMs),
+    rampMs,
+  });
+  const target: StreamSectionPlan = {
+    name: "step_500x50",
+    shape: shape("step", 500, 50),
+    rounds: quick ? 1 : 3,
+    warmUp: true,
+  };
+  // The sections without a target only in full runs: --quick stays short on a busy machine.
+  if (quick) return [target];
+  return [
+    target,
+    {
+      name: "step_1000x25",
+      shape: shape("step", 1000, 25),
+      rounds: 1,
+      warmUp: true,
+    },
+    {
+      name: "spread_500x50",
+      shape: shape("spread", 500, 50),
+      rounds: 1,
+      warmUp: true,
+    },
+  ];
+}
 
 function parseSettings(args: string[]): Settings | undefined {
   const { values } = parseArgs({
     args,
     options: {
       quick: { type: "boolean", default: false },
+      "cpu-prof": { type: "boolean", default: false },
+      "no-install": { type: "boolean", default: false },
+      "toy-proxy": { type: "string" },
       "nginx-workers": { type: "string", default: "1" },
       "sidecar-workers": { type: "string", default: "1" },
-      "sidecar-engine": { type: "string", default: "serve" },
       "sidecar-v8-flags": { type: "string", default: SIDECAR_V8_FLAGS },
       tool: { type: "string" },
-      "no-mock": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) return undefined;
-  const engine = values["sidecar-engine"];
-  if (engine !== "serve" && engine !== "wire") {
-    throw new Error(`--sidecar-engine must be serve or wire, not "${engine}"`);
-  }
   const quick = values.quick;
+  const tool = values.tool;
+  if (tool !== undefined && tool !== "wrk" && tool !== "autocannon") {
+    throw new Error(`--tool must be wrk or autocannon, not "${tool}"`);
+  }
   return {
     quick,
     durationS: quick ? 2 : 7,
     warmupS: quick ? 0.5 : 1,
-    streams: 1000,
-    chunks: quick ? 20 : 40,
-    intervalMs: 50,
-    rampMs: 1000,
-    streamRounds: quick ? 1 : 3,
+    burstConnections: 2000,
+    openLoopRate: 2000,
+    streamSections: streamSectionPlans(quick),
     nginxWorkers: values["nginx-workers"],
     sidecarWorkers: Math.max(1, Number(values["sidecar-workers"]) || 1),
-    sidecarEngine: engine,
     sidecarV8Flags: values["sidecar-v8-flags"] === "none"
       ? ""
       : values["sidecar-v8-flags"],
-    mock: !values["no-mock"],
-    ...(values.tool === "wrk" || values.tool === "autocannon"
-      ? { tool: values.tool }
-      : {}),
+    install: !values["no-install"],
+    cpuProf: values["cpu-prof"],
+    ...(values["toy-proxy"] === undefined
+      ? {}
+      : { toyProxyFile: values["toy-proxy"] }),
+    ...(tool === undefined ? {} : { tool }),
   };
 }
 
-/** The request every run sends: a small chat completion, as clients send them. */
-function requestBody(options: { stream: boolean; maxTokens: number }): string {
-  return JSON.stringify({
-    model: "Qwen/Qwen3-0.6B",
-    messages: [
-      { role: "system", content: "You are a helpful assistant." },
-      {
-        role: "user",
-        content: "Name the capital of France and one river that crosses it.",
-      },
-    ],
-    max_tokens: options.maxTokens,
-    temperature: 0.7,
-    stream: options.stream,
-    ...(options.stream ? { stream_options: { include_usage: false } } : {}),
-  });
+/**
+ * Where a run's report goes: a quick run, or one with several workers or
+ * other V8 flags than shipped, goes beside the kept full run.
+ */
+function outputPath(settings: Settings): string {
+  const workers = settings.sidecarWorkers === 1
+    ? ""
+    : `.workers${settings.sidecarWorkers}`;
+  const flags = settings.sidecarV8Flags === SIDECAR_V8_FLAGS ? "" : ".v8flags";
+  const quick = settings.quick ? ".quick" : "";
+  return `${BENCH_DIR}last_run${workers}${flags}${quick}.json`;
+}
+
+function sidecarOptions(settings: Settings): SidecarOptions {
+  return {
+    workers: settings.sidecarWorkers,
+    v8Flags: settings.sidecarV8Flags,
+  };
+}
+
+const STARTED = performance.now();
+
+function progress(text: string): void {
+  const elapsed = ((performance.now() - STARTED) / 1000).toFixed(0);
+  console.error(`[bench +${elapsed}s] ${text}`);
 }
 
 async function describeMachine(
-  tool: LoadTool,
-  nginx: string | undefined,
+  found: {
+    readonly tool: LoadTool;
+    readonly tools: Tools;
+    readonly openFiles: string;
+  },
 ): Promise<MachineInfo> {
-  const read = readProcFile;
-  const cpuinfo = await read("/proc/cpuinfo");
+  const cpuinfo = await readProcFile("/proc/cpuinfo");
   const memoryKiB = Number(
-    /^MemTotal:\s+(\d+)/m.exec(await read("/proc/meminfo"))?.[1] ?? 0,
+    /^MemTotal:\s+(\d+)/m.exec(await readProcFile("/proc/meminfo"))?.[1] ?? 0,
   );
+  const { tools } = found;
   return {
     nproc: navigator.hardwareConcurrency,
     cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ??
       "unknown",
     memoryGiB: memoryKiB / 2 ** 20,
-    kernel: (await read("/proc/sys/kernel/osrelease")).trim(),
+    kernel: (await readProcFile("/proc/sys/kernel/osrelease")).trim(),
     deno: Deno.version.deno,
     v8: Deno.version.v8,
-    loadTool: tool.version,
-    nginx: nginx === undefined ? "not available" : `nginx ${nginx}`,
+    loadTool: found.tool.version,
+    nginx: tools.nginx === undefined ? "not available" : tools.nginx,
+    python: tools.python === undefined
+      ? "not available"
+      : `${tools.python.command} ${tools.python.versions}`,
+    openFiles: found.openFiles,
   };
 }
 
-async function startSidecar(
-  group: ProcessGroup,
-  decoderPort: number,
-  settings: Pick<
-    Settings,
-    "sidecarWorkers" | "sidecarEngine" | "sidecarV8Flags"
-  >,
-): Promise<{ process: Started; port: number }> {
-  const workers = settings.sidecarWorkers;
-  const port = freePort();
-  // Run from the repository so deno.json (its "unstable" list) applies, as `deno task start` does.
-  const process = group.start("sidecar", {
-    ...sidecarCommand(
-      sidecarArgs(port, decoderPort, [
-        `-workers=${workers}`,
-        `-engine=${settings.sidecarEngine}`,
-      ]),
-      settings.sidecarV8Flags,
-    ),
-    cwd: ROOT,
-  });
-  // Every listener thread logs its own "starting" line.
-  let listening = 0;
-  await process.waitForLine(
-    (line) =>
-      line.includes('"msg":"starting"') && ++listening === workers
-        ? true
-        : undefined,
-    30_000,
-  );
-  return { process, port };
-}
-
-async function startMock(
-  group: ProcessGroup,
-  name: string,
-  flags: string[],
-): Promise<{ port: number }> {
-  const port = freePort();
-  const process = group.start(`mock ${name}`, {
-    cmd: Deno.execPath(),
-    cwd: ROOT,
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "scripts/mock_vllm.ts",
-      "--port",
-      String(port),
-      "--name",
-      name,
-      ...flags,
-    ],
-  });
-  await Promise.race([
-    waitForHttp(`http://127.0.0.1:${port}/health`, 30_000),
-    process.status.then((s) => {
-      throw new Error(
-        `mock ${name} exited with code ${s.code}:\n${process.tail.join("\n")}`,
-      );
-    }),
-  ]);
-  return { port };
-}
-
-/** Everything the measuring steps share. */
-interface Bench {
-  readonly group: ProcessGroup;
-  readonly settings: Settings;
-  readonly tool: LoadTool;
-  readonly ticks: number;
-}
-
-/** A table row from what a load generator or the chain client measured. */
-function toRow(
-  result: LoadResult | ClientResult,
-  label: Pick<ThroughputRow, "scenario" | "tool" | "connections">,
-): ThroughputRow {
-  return {
-    ...label,
-    requests: result.requests,
-    rps: result.rps,
-    p50: result.latencyMs.p50,
-    p90: result.latencyMs.p90,
-    p99: result.latencyMs.p99,
-    errors: result.errors,
-    non2xx: result.non2xx,
-  };
-}
-
-async function measureWithTool(
-  bench: Bench,
-  scenario: Scenario,
-  run: {
-    url: string;
-    headers: Record<string, string>;
-    connections: number;
-    /** Processes whose CPU time is charged to the proxy. */
-    cpuPids?: number[];
-  },
-): Promise<ThroughputRow> {
-  const cpu = () => cpuSecondsOf(run.cpuPids ?? [], bench.ticks);
-  const before = await cpu();
-  const result = await bench.tool.run({
-    url: run.url,
-    headers: run.headers,
-    body: requestBody({ stream: false, maxTokens: 16 }),
-    connections: run.connections,
-    durationS: bench.settings.durationS,
-  }, bench.group);
-  const spent = (await cpu()) - before;
-  return {
-    ...toRow(result, {
-      scenario,
-      tool: bench.tool.name,
-      connections: run.connections,
-    }),
-    ...(run.cpuPids === undefined
-      ? {}
-      : { cpuSPer1000: (spent / result.requests) * 1000 }),
-  };
-}
-
-async function measureWithClient(
-  bench: Bench,
-  scenario: Scenario,
-  run: {
-    url: string;
-    prefillUrl?: string;
-    headers: Record<string, string>;
-    connections: number;
-  },
-): Promise<ThroughputRow> {
-  const { settings } = bench;
-  const args = [
-    "run",
-    "--allow-net",
-    `${BENCH_DIR}pd_client.ts`,
-    "--mode",
-    run.prefillUrl === undefined ? "single" : "chain",
-    "--url",
-    run.url,
-    ...(run.prefillUrl === undefined ? [] : ["--prefill-url", run.prefillUrl]),
-    ...headerArgs(run.headers),
-    "--body",
-    requestBody({ stream: false, maxTokens: 16 }),
-    "--connections",
-    String(run.connections),
-    "--warmup-s",
-    String(settings.warmupS),
-    "--duration-s",
-    String(settings.durationS),
-  ];
-  const output = await runToEnd(bench.group, "pd_client", {
-    cmd: Deno.execPath(),
-    args,
-    timeoutS: settings.warmupS + settings.durationS + 60,
-  });
-  const result = lastJsonLine<ClientResult>(output, "pd_client");
-  return toRow(result, {
-    scenario,
-    tool: "pd_client",
-    connections: run.connections,
-  });
-}
-
-async function runStreams(
-  bench: Bench,
-  run: {
-    url: string;
-    prefillUrl?: string;
-    headers: Record<string, string>;
-    streams: number;
-    rampMs: number;
-  },
-): Promise<StreamResult> {
-  const args = [
-    "run",
-    "--allow-net",
-    `${BENCH_DIR}stream_client.ts`,
-    "--url",
-    run.url,
-    ...(run.prefillUrl === undefined ? [] : ["--prefill-url", run.prefillUrl]),
-    ...headerArgs(run.headers),
-    "--body",
-    requestBody({ stream: true, maxTokens: bench.settings.chunks }),
-    "--streams",
-    String(run.streams),
-    "--ramp-ms",
-    String(run.rampMs),
-    "--timeout-s",
-    "90",
-  ];
-  const output = await runToEnd(bench.group, "stream_client", {
-    cmd: Deno.execPath(),
-    args,
-    timeoutS: 120,
-  });
-  return lastJsonLine<StreamResult>(output, "stream_client");
-}
-
+/** The upstreams, sidecar and nginx the non-streaming loads share. */
 interface Upstreams {
   readonly prefillPort: number;
   readonly decodePort: number;
-  readonly sidecar: { readonly process: Started; readonly port: number };
+  readonly sidecar: { readonly pid: number; readonly port: number };
   readonly nginx: RunningNginx | undefined;
 }
 
-async function measureThroughput(
-  bench: Bench,
-  up: Upstreams,
-): Promise<ThroughputRow[]> {
-  const url = (port: number) => `http://127.0.0.1:${port}${PATH}`;
-  const prefiller = { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` };
-  const sidecarPid = up.sidecar.process.pid;
-  const targets: {
-    scenario: Scenario;
-    run: (c: number) => Promise<ThroughputRow>;
-  }[] = [
-    {
-      scenario: "direct",
-      run: (c) =>
-        measureWithTool(bench, "direct", {
-          url: url(up.decodePort),
-          headers: {},
-          connections: c,
-        }),
-    },
-    {
-      scenario: "passthrough",
-      run: (c) =>
-        measureWithTool(bench, "passthrough", {
-          url: url(up.sidecar.port),
-          headers: {},
-          connections: c,
-          cpuPids: [sidecarPid],
-        }),
-    },
-    {
-      scenario: "pd",
-      run: (c) =>
-        measureWithTool(bench, "pd", {
-          url: url(up.sidecar.port),
-          headers: prefiller,
-          connections: c,
-          cpuPids: [sidecarPid],
-        }),
-    },
-    {
-      scenario: "chain_baseline",
-      run: (c) =>
-        measureWithClient(bench, "chain_baseline", {
-          url: url(up.decodePort),
-          prefillUrl: url(up.prefillPort),
-          headers: {},
-          connections: c,
-        }),
-    },
-    {
-      scenario: "pd_same_client",
-      run: (c) =>
-        measureWithClient(bench, "pd_same_client", {
-          url: url(up.sidecar.port),
-          headers: prefiller,
-          connections: c,
-        }),
-    },
-  ];
-  const { nginx } = up;
-  if (nginx !== undefined) {
-    targets.splice(1, 0, {
-      scenario: "nginx",
-      run: (c) =>
+/** One row maker per scenario of the non-streaming loads. */
+function rowMakers(bench: Bench, up: Upstreams) {
+  const pd = { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` };
+  const sidecarUrl = urlOf(up.sidecar.port);
+  const cpuPids = [up.sidecar.pid];
+  const nginx = up.nginx;
+  // Long enough for every open-loop connection to be opened before the window.
+  const openLoopWarmupS = Math.max(1, bench.warmupS * 2);
+  return {
+    direct: (connections: number) =>
+      measureWithTool(bench, "direct", {
+        url: urlOf(up.decodePort),
+        headers: {},
+        connections,
+      }),
+    nginx: nginx === undefined
+      ? undefined
+      : (connections: number) =>
         measureWithTool(bench, "nginx", {
-          url: url(nginx.port),
+          url: urlOf(nginx.port),
           headers: {},
-          connections: c,
+          connections,
           cpuPids: [nginx.process.pid],
         }),
-    });
-  }
-  // One warm-up pass so JIT compilation and connection pools are not measured.
-  const warmTargets: { url: string; headers: Record<string, string> }[] = [
-    { url: url(up.sidecar.port), headers: {} },
-    { url: url(up.sidecar.port), headers: prefiller },
-    ...(nginx === undefined ? [] : [{ url: url(nginx.port), headers: {} }]),
+    passthrough: (connections: number) =>
+      measureWithTool(bench, "passthrough", {
+        url: sidecarUrl,
+        headers: {},
+        connections,
+        cpuPids,
+      }),
+    pd: (connections: number) =>
+      measureWithTool(bench, "pd", {
+        url: sidecarUrl,
+        headers: pd,
+        connections,
+        cpuPids,
+      }),
+    chainBaseline: (connections: number, rate?: number) =>
+      measureWithClient(bench, "chain_baseline", {
+        url: urlOf(up.decodePort),
+        prefillUrl: urlOf(up.prefillPort),
+        headers: {},
+        connections,
+        ...(rate === undefined ? {} : { rate, warmupS: openLoopWarmupS }),
+      }),
+    pdSameClient: (connections: number, rate?: number) =>
+      measureWithClient(bench, "pd_same_client", {
+        url: sidecarUrl,
+        headers: pd,
+        connections,
+        ...(rate === undefined ? {} : { rate, warmupS: openLoopWarmupS }),
+      }),
+  };
+}
+
+function logRow(row: ThroughputRow): void {
+  const loop = row.rate === undefined ? "" : ` at ${row.rate}/s`;
+  progress(
+    `${row.scenario} c=${row.connections}${loop}: ${
+      row.rps.toFixed(0)
+    } req/s, p50 ${row.p50.toFixed(3)} ms, p99 ${row.p99.toFixed(3)} ms${
+      row.errors + row.non2xx > 0 ? `, ${row.errors + row.non2xx} errors` : ""
+    }`,
+  );
+}
+
+/** Warm-up: JIT compilation and connection pools are not measured. */
+async function warmUp(bench: Bench, up: Upstreams): Promise<void> {
+  const pd = { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` };
+  const targets = [
+    { url: urlOf(up.sidecar.port), headers: {} },
+    { url: urlOf(up.sidecar.port), headers: pd },
+    ...(up.nginx === undefined
+      ? []
+      : [{ url: urlOf(up.nginx.port), headers: {} }]),
   ];
-  for (const target of warmTargets) {
+  for (const target of targets) {
     await bench.tool.run({
       ...target,
       body: requestBody({ stream: false, maxTokens: 16 }),
       connections: 32,
-      durationS: Math.max(1, Math.round(bench.settings.warmupS * 2)),
+      durationS: Math.max(1, Math.round(bench.warmupS * 2)),
     }, bench.group);
   }
+}
+
+/** Loads 1, 4 and 2 on the fast upstreams; the toy proxy runs only for its row. */
+async function measureNonStreaming(
+  bench: Bench,
+  context: {
+    readonly settings: Settings;
+    readonly up: Upstreams;
+    readonly toy: { source: ToyProxySource; python: string } | undefined;
+  },
+): Promise<ThroughputRow[]> {
+  const { settings, up } = context;
+  const make = rowMakers(bench, up);
   const rows: ThroughputRow[] = [];
-  for (const connections of CONCURRENCIES) {
-    // Targets interleaved per concurrency, so a slow drift of the machine hits all alike.
-    for (const target of targets) {
-      const row = await target.run(connections);
-      rows.push(row);
-      progress(
-        `${target.scenario} c=${connections}: ${
-          row.rps.toFixed(0)
-        } req/s, p50 ${row.p50.toFixed(3)} ms`,
-      );
-    }
+  const add = async (row: Promise<ThroughputRow>) => {
+    const done = await row;
+    rows.push(done);
+    logRow(done);
+  };
+  await warmUp(bench, up);
+  const { latency, throughput } = LOADS;
+  // Load 1: the rows of each difference next to each other in time.
+  await add(make.direct(latency));
+  await add(make.passthrough(latency));
+  if (make.nginx) await add(make.nginx(latency));
+  await add(make.chainBaseline(latency));
+  await add(make.pdSameClient(latency));
+  // Load 4, and the base of load 2's shares.
+  await add(make.direct(throughput));
+  if (make.nginx) await add(make.nginx(throughput));
+  await add(make.passthrough(throughput));
+  await add(make.pd(throughput));
+  await add(make.chainBaseline(throughput));
+  if (context.toy !== undefined) {
+    await add(measureToyProxy(bench, up, context.toy));
   }
+  // Load 2.
+  const burst = settings.burstConnections;
+  if (make.nginx) await add(make.nginx(burst));
+  await add(make.pd(burst));
+  await add(make.passthrough(burst));
+  await add(make.chainBaseline(burst, settings.openLoopRate));
+  await add(make.pdSameClient(burst, settings.openLoopRate));
   return rows;
 }
 
-/** Streams from the timestamping decoder, direct and through a fresh sidecar (so its peak RSS is the streams'). */
-interface StreamComparison {
-  /** Each path's median round by delay p99. */
-  readonly direct: StreamResult;
-  /** The same decode streams through nginx, when it runs: what a C proxy adds on this machine. */
-  readonly nginx?: StreamResult;
-  readonly sidecar: StreamResult;
-  /** Every measured round's delay p99, per path. */
-  readonly p99Rounds: StreamP99Rounds;
-  readonly peakRssMiB: number;
-}
-
-/**
- * Runs the same streams against the decoder directly, through nginx when
- * given, and through a fresh sidecar: `rounds` times, the paths alternating,
- * so a slow minute of the machine falls on all of them alike.
- */
-async function compareStreams(
-  bench: Bench,
-  plan: {
-    readonly prefill: number;
-    readonly decode: number;
-    readonly nginx?: number | undefined;
-    readonly rounds: number;
-  },
-): Promise<StreamComparison> {
-  const { rounds, ...ports } = plan;
-  const { group, settings } = bench;
-  const sidecar = await startSidecar(group, ports.decode, settings);
-  const direct = {
-    url: `http://127.0.0.1:${ports.decode}${PATH}`,
-    prefillUrl: `http://127.0.0.1:${ports.prefill}${PATH}`,
-    headers: {},
-  };
-  const paths = [
-    { name: "direct", plan: direct },
-    ...(ports.nginx === undefined ? [] : [{
-      name: "nginx",
-      plan: { ...direct, url: `http://127.0.0.1:${ports.nginx}${PATH}` },
-    }]),
-    {
-      name: "sidecar",
-      plan: {
-        url: `http://127.0.0.1:${sidecar.port}${PATH}`,
-        headers: { [PREFILLER_HEADER]: `127.0.0.1:${ports.prefill}` },
-      },
-    },
-  ] as const;
-  // Warm-ups at full size: a path's first run at 1,000 streams often measured
-  // twice the p99 of its next one, up to 5x (new connections, heap growth,
-  // JIT), and with 100-stream warm-ups the first measured path paid for all.
-  const shape = { streams: settings.streams, rampMs: settings.rampMs };
-  for (const path of paths) await runStreams(bench, { ...path.plan, ...shape });
-  const results: Record<string, StreamResult[]> = Object.fromEntries(
-    paths.map((path) => [path.name, []]),
-  );
-  for (let round = 0; round < rounds; round++) {
-    for (const path of paths) {
-      results[path.name]?.push(
-        await runStreams(bench, { ...path.plan, ...shape }),
-      );
-    }
-  }
-  const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
-  await group.stop(sidecar.process);
-  const { direct: directRounds = [], nginx, sidecar: sidecarRounds = [] } =
-    results;
-  const p99s = (of: StreamResult[]) => of.map((r) => r.delayMs.p99);
-  return {
-    direct: medianRoundByP99(directRounds),
-    ...(nginx === undefined ? {} : { nginx: medianRoundByP99(nginx) }),
-    sidecar: medianRoundByP99(sidecarRounds),
-    p99Rounds: {
-      direct: p99s(directRounds),
-      ...(nginx === undefined ? {} : { nginx: p99s(nginx) }),
-      sidecar: p99s(sidecarRounds),
-    },
-    peakRssMiB,
-  };
-}
-
-async function measureTimestampedStreams(
+/** Load 4's yardstick: the toy proxy on the same upstreams, started for its row only. */
+async function measureToyProxy(
   bench: Bench,
   up: Upstreams,
-): Promise<StreamComparison> {
-  const result = await compareStreams(bench, {
+  toy: { readonly source: ToyProxySource; readonly python: string },
+): Promise<ThroughputRow> {
+  const proxy = await startToyProxy(bench.group, {
+    python: toy.python,
+    source: toy.source,
     prefill: up.prefillPort,
     decode: up.decodePort,
-    nginx: up.nginx?.port,
-    rounds: bench.settings.streamRounds,
   });
-  const rounds = result.p99Rounds;
-  progress(
-    `streams, delay p99 per round: direct ${
-      formatRounds(rounds.direct)
-    } ms, nginx ${formatRounds(rounds.nginx)} ms, sidecar ${
-      formatRounds(rounds.sidecar)
-    } ms; ` +
-      `sidecar peak RSS ${result.peakRssMiB.toFixed(1)} MiB`,
-  );
-  return result;
-}
-
-async function measureMockStreams(bench: Bench): Promise<StreamComparison> {
-  const { group, settings } = bench;
-  const prefiller = await startMock(group, "prefiller", ["--ttft-ms", "20"]);
-  const decoder = await startMock(group, "decoder", [
-    "--inter-token-ms",
-    String(settings.intervalMs),
-    "--kv-transfer-ms",
-    "10",
-    "--output-tokens",
-    String(settings.chunks),
-  ]);
-  const result = await compareStreams(bench, {
-    prefill: prefiller.port,
-    decode: decoder.port,
-    // One round: the mock's rows show its own limits, not a comparison.
-    rounds: 1,
-  });
-  progress(
-    `mock streams: ${result.sidecar.completed}/${result.sidecar.streams} done, sidecar peak RSS ${
-      result.peakRssMiB.toFixed(1)
-    } MiB`,
-  );
-  return result;
-}
-
-function progress(text: string): void {
-  console.error(`[bench] ${text}`);
+  try {
+    const run = {
+      url: urlOf(proxy.port),
+      headers: {},
+      connections: LOADS.throughput,
+      cpuPids: [proxy.process.pid],
+    };
+    await measureWithTool({ ...bench, durationS: 1 }, "toy_pd", run);
+    return await measureWithTool(bench, "toy_pd", run);
+  } finally {
+    await bench.group.stop(proxy.process);
+  }
 }
 
 function buildNotes(
   settings: Settings,
-  found: { machine: MachineInfo; streaming: StreamingResults },
+  found: {
+    readonly machine: MachineInfo;
+    readonly installed: readonly string[];
+    readonly toy: ToyProxySource | undefined;
+  },
 ): string[] {
-  const { machine } = found;
-  const mockLag = found.streaming.mock?.direct.gapMs.p50;
-  const mockNote = mockLag !== undefined && mockLag - settings.intervalMs > 5
-    ? [
-      `the mock vLLM decoder cannot hold ${settings.streams} streams at its ${settings.intervalMs} ms ITL on this machine ` +
-      `(gap p50 ${
-        mockLag.toFixed(1)
-      } ms even direct): its rows show the mock's limits; the fast-decoder rows are the measurement`,
-    ]
-    : [];
-  const toolNote = machine.loadTool.startsWith("autocannon")
-    ? [
-      "autocannon reports latency in whole milliseconds: the c=1 passthrough p50 delta needs wrk to be meaningful",
-    ]
-    : [];
+  const { machine, toy } = found;
   return [
-    ...mockNote,
-    ...toolNote,
-    `nginx: ${machine.nginx}, worker_processes ${settings.nginxWorkers}, sidecar -workers=${settings.sidecarWorkers} -engine=${settings.sidecarEngine}${
-      settings.sidecarV8Flags === ""
-        ? " (no V8 flags)"
-        : ` --v8-flags=${settings.sidecarV8Flags}`
-    }, ` +
-    "upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
-    "wrk/autocannon rows: one load-generator process; " +
-    "pd_client rows: bench/pd_client.ts (node:http keep-alive under Deno); the chain baseline does prefill then decode per iteration",
-    "cpu s/1k: user+system CPU seconds of the proxy process (nginx: master and workers) during the run, per 1,000 requests",
-    "streaming delay includes the client's and the decoder's own event-loop lag; the 'client chain direct' rows show that floor, " +
-    "and the 'via nginx' row what a C proxy adds to it on this machine (each stream: its own connection, read from the raw socket)",
-    "all processes share the machine's cores: load generator, upstreams and proxy compete for CPU as they would on a 2-core node",
+    ...(found.installed.length > 0
+      ? [`installed with apt-get for this run: ${found.installed.join(" ")}`]
+      : []),
+    ...(toy?.kind === "vllm"
+      ? [
+        `toy proxy: ${toy.origin}, run with the system's Python through scripts/bench/toy_proxy/launch.py`,
+      ]
+      : toy?.kind === "equivalent"
+      ? [
+        `toy proxy: scripts/bench/toy_proxy/equivalent.py, a proxy of the same design, because ${toy.why}`,
+      ]
+      : []),
+    ...(machine.loadTool.startsWith("autocannon")
+      ? [
+        "autocannon reports latency in whole milliseconds: the c=1 differences need wrk to mean anything",
+      ]
+      : []),
+    "nginx: upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
+    "wrk/autocannon rows: one load-generator process (wrk -t1); pd_client rows: the bench's node:http client, " +
+    "the chain baseline does prefill then decode per request; open-loop rows: one connection per loop, latency from when each request was due",
+    "cpu s/1k: user+system CPU seconds of the proxy process (nginx: master and workers) during the row, per 1,000 requests",
+    `streams: the sidecar does the prefill too; the direct and nginx paths have the client do it (nginx relays only the decode)`,
+    `every process shares the machine's ${machine.nproc} cores: load generators, upstreams and proxies compete for CPU`,
+    ...(settings.quick
+      ? ["--quick: short rows and one stream round; indicative only"]
+      : []),
   ];
-}
-
-/** Starts the fast upstreams, the sidecar and nginx, and runs the non-streaming measurements; nginx is left running for the streams. */
-async function runThroughput(
-  bench: Bench,
-  options: { readonly tempDir: string; readonly nginx: string | undefined },
-): Promise<{ rows: ThroughputRow[]; peakRssMiB: number; up: Upstreams }> {
-  const { group, settings } = bench;
-  const prefill = await startFastUpstream(group, "prefill", settings);
-  const decode = await startFastUpstream(group, "decode", settings);
-  const sidecar = await startSidecar(group, decode.port, settings);
-  const nginx = options.nginx === undefined
-    ? undefined
-    : await startNginx(group, {
-      prefix: options.tempDir,
-      port: freePort(),
-      upstreamPort: decode.port,
-      workers: settings.nginxWorkers,
-      version: options.nginx,
-    });
-  const up: Upstreams = {
-    prefillPort: prefill.port,
-    decodePort: decode.port,
-    sidecar,
-    nginx,
-  };
-  const rows = await measureThroughput(bench, up);
-  const peakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
-  await group.stop(sidecar.process);
-  return { rows, peakRssMiB, up };
 }
 
 async function run(
@@ -715,49 +459,90 @@ async function run(
 ): Promise<BenchReport> {
   const started = performance.now();
   const startedAt = new Date().toISOString();
-  const tool = await detectLoadTool(context.tempDir, settings.tool);
-  const nginx = await nginxVersion();
-  const machine = await describeMachine(tool, nginx);
-  progress(`load generator ${tool.version}; nginx ${nginx ?? "not available"}`);
+  const { group, tempDir } = context;
+  const setup = await ensureTools({ install: settings.install, log: progress });
+  const openFiles = await ensureOpenFiles(OPEN_FILES_NEEDED);
+  progress(openFiles);
+  const tool = await detectLoadTool(tempDir, settings.tool);
+  const { tools } = setup;
+  const toySource = tools.python === undefined
+    ? undefined
+    : await obtainToyProxy({
+      tempDir,
+      ...(settings.toyProxyFile === undefined
+        ? {}
+        : { localFile: settings.toyProxyFile }),
+    });
+  const machine = await describeMachine({ tool, tools, openFiles });
+  progress(
+    `load generator ${tool.version}; nginx ${machine.nginx}; python ${machine.python}`,
+  );
   const bench: Bench = {
-    group: context.group,
-    settings,
+    group,
     tool,
     ticks: await clockTicksPerSecond(),
+    durationS: settings.durationS,
+    warmupS: settings.warmupS,
   };
-  const throughput = await runThroughput(bench, {
-    tempDir: context.tempDir,
-    nginx,
-  });
-  const timestamped = await measureTimestampedStreams(bench, throughput.up);
-  // nginx stayed up for the streams, which it proxies as a reference.
-  if (throughput.up.nginx !== undefined) {
-    await context.group.stop(throughput.up.nginx.process);
-  }
-  const mock = settings.mock ? await measureMockStreams(bench) : undefined;
-  const { streams, chunks, intervalMs, rampMs, streamRounds } = settings;
-  const streaming: StreamingResults = {
-    timestamped: {
-      direct: timestamped.direct,
-      ...(timestamped.nginx === undefined ? {} : { nginx: timestamped.nginx }),
-      sidecar: timestamped.sidecar,
-      p99Rounds: timestamped.p99Rounds,
+  const prefill = await startFastUpstream(group, "prefill");
+  const decode = await startFastUpstream(group, "decode");
+  const sidecar = await startSidecar(
+    group,
+    decode.port,
+    sidecarOptions(settings),
+  );
+  const nginxSettings = tools.nginx === undefined
+    ? undefined
+    : { version: tools.nginx, workers: settings.nginxWorkers };
+  const nginx = nginxSettings === undefined ? undefined : await startNginx(
+    group,
+    {
+      prefix: `${tempDir}/nginx`,
+      port: freePort(),
+      upstreamPort: decode.port,
+      ...nginxSettings,
     },
-    ...(mock === undefined
-      ? {}
-      : { mock: { direct: mock.direct, sidecar: mock.sidecar } }),
-    settings: { streams, chunks, intervalMs, rampMs, rounds: streamRounds },
+  );
+  const up: Upstreams = {
+    prefillPort: prefill.port,
+    decodePort: decode.port,
+    sidecar: { pid: sidecar.process.pid, port: sidecar.port },
+    nginx,
   };
-  const ratios = computeRatios(throughput.rows, {
-    concurrencies: CONCURRENCIES,
-    streaming,
+  const throughput = await measureNonStreaming(bench, {
+    settings,
+    up,
+    toy: toySource === undefined || tools.python === undefined
+      ? undefined
+      : { source: toySource, python: tools.python.command },
   });
-  const targets = judgeTargets(ratios, {
-    streamDelayP99Ms: timestamped.sidecar.delayMs.p99 ?? null,
-    peakRssMiB: Math.max(timestamped.peakRssMiB, mock?.peakRssMiB ?? 0),
+  const throughputPeakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
+  await group.stop(sidecar.process);
+  if (nginx !== undefined) await group.stop(nginx.process);
+  await group.stop(decode.process);
+  const streaming: StreamSection[] = [];
+  for (const plan of settings.streamSections) {
+    streaming.push(
+      await measureStreamSection({
+        bench,
+        tempDir,
+        prefillPort: prefill.port,
+        ...(nginxSettings === undefined ? {} : { nginx: nginxSettings }),
+        sidecar: sidecarOptions(settings),
+        progress,
+      }, plan),
+    );
+  }
+  const toyLabel = toySource === undefined
+    ? "toy_proxy_server.py P/D"
+    : toyProxyLabel(toySource);
+  const figures = computeFigures(throughput, {
+    streaming,
+    burstConnections: settings.burstConnections,
+    openLoopRate: settings.openLoopRate,
   });
   return {
-    schema: 1,
+    schema: 2,
     startedAt,
     quick: settings.quick,
     wallS: (performance.now() - started) / 1000,
@@ -765,22 +550,57 @@ async function run(
     settings: {
       durationS: settings.durationS,
       warmupS: settings.warmupS,
-      concurrencies: CONCURRENCIES,
-      sidecarEngine: settings.sidecarEngine,
+      burstConnections: settings.burstConnections,
+      openLoopRate: settings.openLoopRate,
       sidecarWorkers: settings.sidecarWorkers,
       sidecarV8Flags: settings.sidecarV8Flags,
+      nginxWorkers: settings.nginxWorkers,
     },
-    throughput: throughput.rows,
+    toyProxy: toyLabel,
+    throughput,
     streaming,
-    sidecarPeakRssMiB: {
-      throughput: throughput.peakRssMiB,
-      streaming: timestamped.peakRssMiB,
-      streamingMock: mock?.peakRssMiB ?? null,
-    },
-    ratios,
-    targets,
-    notes: buildNotes(settings, { machine, streaming }),
+    throughputPeakRssMiB,
+    figures,
+    targets: judgeTargets(figures, {
+      burstConnections: settings.burstConnections,
+      toyLabel,
+    }),
+    notRun: setup.missing,
+    notes: buildNotes(settings, {
+      machine,
+      installed: setup.installed,
+      toy: toySource,
+    }),
   };
+}
+
+async function runProfiles(
+  settings: Settings,
+  context: { readonly group: ProcessGroup; readonly tempDir: string },
+): Promise<string> {
+  const setup = await ensureTools({ install: settings.install, log: progress });
+  progress(await ensureOpenFiles(OPEN_FILES_NEEDED));
+  const tool = await detectLoadTool(context.tempDir, settings.tool);
+  const outDir = await Deno.makeTempDir({
+    dir: "/tmp",
+    prefix: "pd-sidecar-profiles-",
+  });
+  const target = settings.streamSections[0];
+  if (target === undefined) throw new Error("No stream section to profile");
+  progress(`profiling the sidecar; ${setup.missing.join("; ") || "all tools"}`);
+  return await profileSidecar({
+    group: context.group,
+    tool,
+    ticks: await clockTicksPerSecond(),
+    durationS: settings.durationS,
+    warmupS: settings.warmupS,
+  }, {
+    burstConnections: settings.burstConnections,
+    streams: target.shape,
+    sidecar: sidecarOptions(settings),
+    outDir,
+    top: 20,
+  });
 }
 
 async function main(): Promise<number> {
@@ -790,7 +610,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const group = createProcessGroup();
-  // wrk scripts and nginx's configuration, pid file and temp paths.
+  // wrk scripts, nginx's configuration and temp paths, the toy proxy's file.
   const tempDir = await Deno.makeTempDir({
     dir: "/tmp",
     prefix: "pd-sidecar-bench-",
@@ -803,6 +623,10 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
+    if (settings.cpuProf) {
+      console.log(await runProfiles(settings, { group, tempDir }));
+      return 0;
+    }
     const report = await run(settings, { group, tempDir });
     console.log(formatReport(report));
     const output = outputPath(settings);

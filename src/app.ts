@@ -6,16 +6,15 @@
 
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { requestBodyLimit } from "./body_limit.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { reportError, toErrorResponse } from "./errors.ts";
 import { requestContext } from "./middleware/request_context.ts";
-import { API_PATHS, type ApiKind } from "./protocol/api.ts";
+import { API_KINDS, API_PATHS, usesAnthropicErrors } from "./protocol/api.ts";
 import { PATH_HEALTH } from "./protocol/fields.ts";
 import { createGenerationHandler } from "./routes/generation.ts";
 import { createHealthHandler } from "./routes/health.ts";
 import { createPassthroughHandler } from "./routes/passthrough.ts";
-
-const APIS: readonly ApiKind[] = ["chat", "completions", "responses"];
 
 function renderError(error: Error, c: Context<AppEnv>): Response {
   const answered = reportError(error, c.get("log"), {
@@ -23,15 +22,19 @@ function renderError(error: Error, c: Context<AppEnv>): Response {
     path: c.req.path,
   });
   c.get("access").errorCode = answered.code;
-  return toErrorResponse(answered);
+  return toErrorResponse(
+    answered,
+    usesAnthropicErrors(c.req.path) ? "anthropic" : "vllm",
+  );
 }
 
 /** Builds the sidecar app from its dependencies. */
 export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use(requestContext(deps.log));
+  app.use(requestBodyLimit(deps.config.maxRequestBodyBytes));
   app.get(PATH_HEALTH, createHealthHandler(deps));
-  for (const api of APIS) {
+  for (const api of API_KINDS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));
   }
   app.all("*", createPassthroughHandler(deps));

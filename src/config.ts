@@ -129,6 +129,8 @@ export interface Config extends ResilienceSettings {
   readonly insecureSkipVerifyStages: readonly TlsStage[];
   /** `-ca-cert`: PEM bundle trusted for upstream TLS besides the default roots; "" for none. */
   readonly caCertPath: string;
+  /** `-max-request-body-bytes` (not in the Go sidecar): a larger request body is answered 413. */
+  readonly maxRequestBodyBytes: number;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -229,6 +231,9 @@ function resolveConfig(
     workers: parseWorkers(values.workers ?? defaultOf("workers")),
     ...resolveStageSettings(values),
     ...security.settings,
+    maxRequestBodyBytes: parseBodyLimit(
+      values["max-request-body-bytes"] ?? defaultOf("max-request-body-bytes"),
+    ),
     ...resolveResilienceSettings(values),
   };
   validateNoEffectFlags(parsed, warnings);
@@ -307,6 +312,17 @@ function parseWorkers(count: number): number {
     );
   }
   return count;
+}
+
+function parseBodyLimit(bytes: number): number {
+  if (bytes < 1 || !Number.isSafeInteger(bytes)) {
+    throw invalidValue(
+      "max-request-body-bytes",
+      String(bytes),
+      "a number of bytes greater than 0",
+    );
+  }
+  return bytes;
 }
 
 /** `text` if it is one of `choices`; a ConfigError naming them otherwise. */
@@ -468,6 +484,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     enable_tls: config.tlsStages,
     tls_insecure_skip_verify: config.insecureSkipVerifyStages,
     ca_cert: config.caCertPath,
+    max_request_body_bytes: config.maxRequestBodyBytes,
     ...describeResilience(config),
   };
 }

@@ -12,6 +12,7 @@ export type ErrorStatus =
   | 400
   | 403
   | 404
+  | 413
   | 431
   | 499
   | 500
@@ -54,6 +55,7 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   400: "BadRequestError",
   403: "Forbidden",
   404: "NotFoundError",
+  413: "RequestEntityTooLarge",
   431: "RequestHeaderFieldsTooLarge",
   // nginx's status for a client that closed the connection; only logs see it.
   499: "ClientClosedRequest",
@@ -70,6 +72,7 @@ const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   400: "invalid_request",
   403: "forbidden",
   404: "not_found",
+  413: "request_body_too_large",
   431: "headers_too_large",
   499: "client_disconnected",
   500: "internal_error",
@@ -121,6 +124,36 @@ export function buildErrorBody(error: ProxyError): { error: VllmErrorInfo } {
   };
 }
 
+/** The error body of Anthropic's Messages API, which its clients parse. */
+export interface AnthropicErrorBody {
+  readonly type: "error";
+  readonly error: { readonly type: string; readonly message: string };
+}
+
+/**
+ * Anthropic's error type for a status (its API's documented types), so an
+ * Anthropic client that switches on the type understands the sidecar.
+ */
+function anthropicErrorType(status: ErrorStatus): string {
+  if (status === 404) return "not_found_error";
+  if (status === 504) return "timeout_error";
+  if (status === 503) return "overloaded_error";
+  return status < 500 ? "invalid_request_error" : "api_error";
+}
+
+/** Builds Anthropic's error body for a status and message. */
+export function buildAnthropicErrorBody(
+  error: ProxyError,
+): AnthropicErrorBody {
+  return {
+    type: "error",
+    error: { type: anthropicErrorType(error.status), message: error.message },
+  };
+}
+
+/** Which error body a route's clients read: vLLM's (OpenAI's) or Anthropic's. */
+export type ErrorShape = "vllm" | "anthropic";
+
 const encoder = new TextEncoder();
 
 /**
@@ -131,16 +164,22 @@ const encoder = new TextEncoder();
 export const HEADER_ERROR_CODE = "x-pd-error-code";
 
 /**
- * Renders a `ProxyError` as its prepared response or vLLM's JSON error body,
- * with its length stated so the access line can report it, and its code in
- * the `x-pd-error-code` header.
+ * Renders a `ProxyError` as its prepared response or a JSON error body in
+ * `shape`, with its length stated so the access line can report it, and its
+ * code in the `x-pd-error-code` header.
  */
-export function toErrorResponse(error: ProxyError): Response {
+export function toErrorResponse(
+  error: ProxyError,
+  shape: ErrorShape = "vllm",
+): Response {
   if (error.response) {
     error.response.headers.set(HEADER_ERROR_CODE, error.code);
     return error.response;
   }
-  const body = encoder.encode(JSON.stringify(buildErrorBody(error)));
+  const payload = shape === "anthropic"
+    ? buildAnthropicErrorBody(error)
+    : buildErrorBody(error);
+  const body = encoder.encode(JSON.stringify(payload));
   return new Response(body, {
     status: error.status,
     headers: {

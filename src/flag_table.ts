@@ -267,6 +267,16 @@ const FLAGS = {
       "number of listener threads sharing the port (SO_REUSEPORT), each with its own event " +
       "loop and upstream pools; more than 1 spreads load over cores (not in the Go sidecar)",
   },
+  "max-request-body-bytes": {
+    kind: "int",
+    status: "supported",
+    default: 33554432,
+    help:
+      "largest request body accepted, in bytes; a larger one is answered 413 before it is read " +
+      "whole or sent on, whether its Content-Length says so or a chunked body runs past it. " +
+      "The default (32 MiB) leaves room for multimodal requests with inline images " +
+      "(not in the Go sidecar)",
+  },
   "v": {
     kind: "int",
     status: "supported",

@@ -469,6 +469,7 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "enable-tls                 []          default",
       "tls-insecure-skip-verify   []          default",
       'ca-cert                    ""          default',
+      "max-request-body-bytes     33554432    default",
       "connect-timeout            5s          default",
       "prefill-timeout            1m30s       flag",
       "decode-first-byte-timeout  0s          default",

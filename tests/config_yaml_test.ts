@@ -98,6 +98,7 @@ Deno.test("YAML_KEYS holds every key of both Go sidecars, plus this sidecar's ow
 const OWN_KEYS = [
   "listen-host",
   "workers",
+  "max-request-body-bytes",
   "prefill-failure-policy",
   "connect-timeout",
   "prefill-timeout",

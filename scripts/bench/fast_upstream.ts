@@ -7,10 +7,15 @@
  * completion, or, when the body asks for `"stream":true`, with SSE chunks
  * that each embed the wall-clock time they were handed to the socket
  * (`bench_sent_ms`), so a client can compute the delay every hop added.
- * Prints `{"port":N}` on stdout once listening.
+ * The chunks of each stream come `--interval-ms` apart from its own start
+ * (evenly spread over time when streams start spread out), or, with
+ * `--step-ms`, all open streams get theirs in the same instant, as vLLM's
+ * engine steps emit them (`step_scheduler.ts`). Prints `{"port":N}` on
+ * stdout once listening.
  */
 
 import { parseArgs } from "node:util";
+import { createStepScheduler, type StepScheduler } from "./step_scheduler.ts";
 
 /** Field of each streamed chunk holding its send time, in epoch milliseconds. */
 export const SENT_AT_FIELD = "bench_sent_ms";
@@ -90,7 +95,12 @@ export interface StreamShape {
   readonly chunks: number;
   /** Gap between chunks in milliseconds (the first comes at once). */
   readonly intervalMs: number;
+  /** When above 0: every open stream gets its next chunk on one shared tick this many ms apart. */
+  readonly stepMs?: number;
 }
+
+const encoder = new TextEncoder();
+const DONE = encoder.encode("data: [DONE]\n\n");
 
 function chunkText(index: number): string {
   const sent = performance.timeOrigin + performance.now();
@@ -105,7 +115,6 @@ function chunkText(index: number): string {
 export function createTimedStream(
   shape: StreamShape,
 ): ReadableStream<Uint8Array> {
-  const encoder = new TextEncoder();
   const start = performance.now();
   let index = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -114,7 +123,7 @@ export function createTimedStream(
       const tick = (): void => {
         try {
           if (index === shape.chunks) {
-            controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+            controller.enqueue(DONE);
             controller.close();
             return;
           }
@@ -134,17 +143,52 @@ export function createTimedStream(
   });
 }
 
+/**
+ * An SSE body of `chunks` chunks written on `scheduler`'s ticks, the last
+ * one followed by `[DONE]` in the same tick, as vLLM ends a stream.
+ */
+export function createStepStream(
+  scheduler: StepScheduler,
+  chunks: number,
+): ReadableStream<Uint8Array> {
+  let index = 0;
+  let leave = (): void => {};
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      leave = scheduler.join({
+        step() {
+          controller.enqueue(encoder.encode(chunkText(index++)));
+          if (index < chunks) return false;
+          controller.enqueue(DONE);
+          controller.close();
+          return true;
+        },
+      });
+    },
+    cancel() {
+      leave();
+    },
+  });
+}
+
 /** Creates the request handler of one role. */
 export function createFastHandler(
   role: "prefill" | "decode",
   shape: StreamShape,
 ): (request: Request) => Promise<Response> {
   const answer = role === "prefill" ? PREFILL_ANSWER : DECODE_ANSWER;
+  const scheduler = (shape.stepMs ?? 0) > 0
+    ? createStepScheduler(shape.stepMs as number)
+    : undefined;
+  const stream = (): ReadableStream<Uint8Array> =>
+    scheduler === undefined
+      ? createTimedStream(shape)
+      : createStepStream(scheduler, shape.chunks);
   return async function fastHandler(request) {
     // Read the body as a real server would; the decoder looks for "stream":true.
     const text = request.body === null ? "" : await request.text();
     if (role === "decode" && STREAM_PATTERN.test(text)) {
-      return new Response(createTimedStream(shape), { headers: SSE_HEADERS });
+      return new Response(stream(), { headers: SSE_HEADERS });
     }
     return new Response(answer, { headers: JSON_HEADERS });
   };
@@ -158,12 +202,14 @@ if (import.meta.main) {
       port: { type: "string", default: "0" },
       chunks: { type: "string", default: "20" },
       "interval-ms": { type: "string", default: "50" },
+      "step-ms": { type: "string", default: "0" },
     },
   });
   const role = values.role === "prefill" ? "prefill" : "decode";
   const shape = {
     chunks: Number(values.chunks),
     intervalMs: Number(values["interval-ms"]),
+    stepMs: Number(values["step-ms"]),
   };
   Deno.serve({
     hostname: "127.0.0.1",

@@ -20,13 +20,15 @@ export interface PostOptions {
   readonly headers: Readonly<Record<string, string>>;
   /** Keep the body text (otherwise it is read and dropped). */
   readonly keepBody: boolean;
+  /** Give up (reject) when the socket is silent this long. */
+  readonly timeoutMs?: number;
 }
 
-/** A keep-alive agent without a socket limit. */
-export function createAgent(): http.Agent {
+/** A keep-alive agent, without a socket limit unless `maxSockets` (per host) is given. */
+export function createAgent(maxSockets = Infinity): http.Agent {
   return new http.Agent({
     keepAlive: true,
-    maxSockets: Infinity,
+    maxSockets,
     maxFreeSockets: 4096,
   });
 }
@@ -63,6 +65,13 @@ export function post(
     response.on("error", reject);
   });
   request.on("error", reject);
+  if (options.timeoutMs !== undefined) {
+    const ms = options.timeoutMs;
+    request.setTimeout(
+      ms,
+      () => request.destroy(new Error(`No answer within ${ms} ms`)),
+    );
+  }
   request.end(body);
   return promise;
 }

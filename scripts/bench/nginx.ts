@@ -67,26 +67,12 @@ http {
 `;
 }
 
-/** Version of the nginx on the PATH, or undefined when there is none. */
-export async function nginxVersion(): Promise<string | undefined> {
-  try {
-    const output = await new Deno.Command("nginx", {
-      args: ["-v"],
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .output();
-    return /nginx\/(\S+)/.exec(new TextDecoder().decode(output.stderr))?.[1];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Starts nginx in the foreground with a generated configuration in `prefix`. */
+/** Starts nginx in the foreground with a generated configuration in `prefix` (created when missing). */
 export async function startNginx(
   group: ProcessGroup,
   options: NginxConfigOptions & { readonly version: string },
 ): Promise<RunningNginx> {
+  await Deno.mkdir(options.prefix, { recursive: true });
   const config = `${options.prefix}/nginx.conf`;
   await Deno.writeTextFile(config, buildNginxConfig(options));
   const process = group.start("nginx", {

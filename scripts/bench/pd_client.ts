@@ -7,9 +7,18 @@
  * measured with the same client (`--mode single`) so the two compare like for
  * like. `--connections` loops run back to back for `--warmup-s` then
  * `--duration-s`; only requests that start and end inside the measured window
- * count. Prints one JSON object (`ClientResult`) on stdout.
+ * count. With `--rate R` the load is open-loop instead: each of the
+ * `--connections` loops has a connection of its own (two in chain mode) and
+ * sends on a fixed schedule, R requests a second in all, whatever the
+ * answers' pace; a request's latency runs from when it was due, so a late
+ * answer that delays the next request counts against both (no coordinated
+ * omission), and every request due inside the window counts, however late
+ * it ends. One runtime is enough here, unlike for the streams: at 2,000
+ * requests a second only a few of the connections are busy at any instant.
+ * Prints one JSON object (`ClientResult`) on stdout.
  */
 
+import type http from "node:http";
 import { parseArgs } from "node:util";
 import { createAgent, parseHeaderArgs, post } from "./http1.ts";
 import { Samples, summarize, type Summary } from "./stats.ts";
@@ -25,21 +34,25 @@ export interface ClientResult {
   readonly firstError?: string;
 }
 
-/** What one run does. */
+/** What one run does. Plain data, so a worker can be handed it. */
 export interface ClientPlan {
   readonly mode: "single" | "chain";
   /** Target of single mode; the decoder in chain mode. */
-  readonly url: URL;
+  readonly url: string;
   /** The prefiller, in chain mode. */
-  readonly prefillUrl?: URL | undefined;
+  readonly prefillUrl?: string | undefined;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
   readonly connections: number;
   readonly warmupS: number;
   readonly durationS: number;
+  /** Total requests per second of an open-loop run; closed loops when absent. */
+  readonly rate?: number | undefined;
 }
 
 const JSON_HEADERS = { "content-type": "application/json" };
+/** A request silent this long is an error, as wrk's `--timeout 10s` counts it; it also bounds a run. */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 /** `kv_transfer_params` of a prefill request: the NIXL ask to keep the KV for a remote decode. */
 export const PREFILL_KV_TRANSFER_PARAMS = {
@@ -77,62 +90,124 @@ export function buildDecodeBody(body: string, prefillReply: string): string {
   },"kv_transfer_params":${params}}`;
 }
 
+/**
+ * When each request of loop `loop` of an open-loop run is due, in ms after
+ * the run's start: the loops take turns, so the whole run sends at `rate`
+ * per second evenly, and each loop every `connections / rate` seconds.
+ */
+export function openLoopSchedule(
+  options: { readonly rate: number; readonly connections: number },
+  loop: number,
+): (index: number) => number {
+  const gapMs = 1000 / options.rate;
+  return (index) => (loop + index * options.connections) * gapMs;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /** Runs `plan` and measures it. */
 export async function runClient(plan: ClientPlan): Promise<ClientResult> {
-  const agent = createAgent();
+  const shared = createAgent();
+  const agents = [shared];
+  const url = new URL(plan.url);
+  const prefillUrl = new URL(plan.prefillUrl ?? plan.url);
   const prefillBody = buildPrefillBody(plan.body);
   const headers = { ...JSON_HEADERS, ...plan.headers };
   const samples = new Samples();
   let errors = 0;
   let non2xx = 0;
   let firstError: string | undefined;
-  const windowStart = performance.now() + plan.warmupS * 1000;
+  const start = performance.now();
+  const windowStart = start + plan.warmupS * 1000;
   const windowEnd = windowStart + plan.durationS * 1000;
 
-  async function iteration(): Promise<number> {
+  async function iteration(agent: http.Agent): Promise<number> {
     if (plan.mode === "single") {
-      return (await post(plan.url, plan.body, {
+      return (await post(url, plan.body, {
         agent,
         headers,
         keepBody: false,
+        timeoutMs: REQUEST_TIMEOUT_MS,
       })).status;
     }
-    const prefill = await post(plan.prefillUrl as URL, prefillBody, {
+    const prefill = await post(prefillUrl, prefillBody, {
       agent,
       headers,
       keepBody: true,
+      timeoutMs: REQUEST_TIMEOUT_MS,
     });
     if (prefill.status < 200 || prefill.status >= 300) return prefill.status;
     const decodeBody = buildDecodeBody(plan.body, prefill.text);
-    return (await post(plan.url, decodeBody, {
+    return (await post(url, decodeBody, {
       agent,
       headers,
       keepBody: false,
+      timeoutMs: REQUEST_TIMEOUT_MS,
     })).status;
   }
 
-  async function loop(): Promise<void> {
+  /** Runs one request; its latency counts from `from` when it was due inside the window. */
+  async function timed(agent: http.Agent, from: number): Promise<boolean> {
+    let status = 0;
+    try {
+      status = await iteration(agent);
+    } catch (error) {
+      errors++;
+      firstError ??= String(error);
+      return false;
+    }
+    const ended = performance.now();
+    const counted = plan.rate === undefined
+      ? from >= windowStart && ended <= windowEnd
+      : from >= windowStart && from < windowEnd;
+    if (!counted) return true;
+    if (status < 200 || status >= 300) non2xx++;
+    samples.push(ended - from);
+    return true;
+  }
+
+  async function closedLoop(): Promise<void> {
     while (performance.now() < windowEnd) {
-      const started = performance.now();
-      let status = 0;
-      try {
-        status = await iteration();
-      } catch (error) {
-        errors++;
-        firstError ??= String(error);
-        // A refused connection fails at once; do not spin.
-        await new Promise((resolve) => setTimeout(resolve, 10));
-        continue;
-      }
-      const ended = performance.now();
-      if (started < windowStart || ended > windowEnd) continue;
-      if (status < 200 || status >= 300) non2xx++;
-      samples.push(ended - started);
+      // A refused connection fails at once; do not spin.
+      if (!await timed(shared, performance.now())) await sleep(10);
     }
   }
 
-  await Promise.all(Array.from({ length: plan.connections }, loop));
-  agent.destroy();
+  async function openLoop(loop: number): Promise<void> {
+    // One connection per loop and upstream: the run holds `connections` of them open.
+    const agent = createAgent(1);
+    agents.push(agent);
+    const due = openLoopSchedule(
+      { rate: plan.rate as number, connections: plan.connections },
+      loop,
+    );
+    for (let index = 0;; index++) {
+      const at = start + due(index);
+      if (at >= windowEnd) return;
+      if (performance.now() > windowEnd + REQUEST_TIMEOUT_MS) {
+        // Too far behind to finish: what is still due in the window counts as timed out.
+        for (let late = index; start + due(late) < windowEnd; late++) {
+          if (start + due(late) >= windowStart) errors++;
+        }
+        firstError ??=
+          `The target fell over ${REQUEST_TIMEOUT_MS} ms behind the schedule`;
+        return;
+      }
+      const wait = at - performance.now();
+      if (wait > 0) await sleep(wait);
+      await timed(agent, at);
+    }
+  }
+
+  await Promise.all(
+    Array.from(
+      { length: plan.connections },
+      (_, loop) => plan.rate === undefined ? closedLoop() : openLoop(loop),
+    ),
+  );
+  for (const agent of agents) agent.destroy();
   const latencyMs = summarize(samples.values());
   return {
     requests: latencyMs.count,
@@ -157,19 +232,19 @@ if (import.meta.main) {
       connections: { type: "string", default: "1" },
       "warmup-s": { type: "string", default: "1" },
       "duration-s": { type: "string", default: "5" },
+      rate: { type: "string" },
     },
   });
   const plan: ClientPlan = {
     mode: values.mode === "chain" ? "chain" : "single",
-    url: new URL(values.url ?? ""),
-    prefillUrl: values["prefill-url"] === undefined
-      ? undefined
-      : new URL(values["prefill-url"]),
+    url: new URL(values.url ?? "").href,
+    prefillUrl: values["prefill-url"],
     headers: parseHeaderArgs(values.header),
     body: values.body ?? "{}",
     connections: Number(values.connections),
     warmupS: Number(values["warmup-s"]),
     durationS: Number(values["duration-s"]),
+    rate: values.rate === undefined ? undefined : Number(values.rate),
   };
   // Bounded even if an upstream stalls: give up well after the window.
   const guard = setTimeout(

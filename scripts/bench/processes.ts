@@ -280,7 +280,7 @@ export function sidecarArgs(
   return [
     main,
     `-port=${port}`,
-    `-vllm-port=${decoderPort}`,
+    `-model-server-port=${decoderPort}`,
     "-listen-host=127.0.0.1",
     "-secure-proxy=false",
     ...flags,
@@ -291,11 +291,13 @@ export function sidecarArgs(
  * `deno run` with the sidecar's permissions and V8 settings (those of
  * `deno task start` and the executable) and `args`: a script and its
  * arguments, e.g. {@linkcode sidecarArgs}. `v8Flags` replaces the shipped
- * V8 settings; "" runs without any.
+ * V8 settings ("" runs without any); `runtimeFlags` go before the script
+ * (e.g. `--cpu-prof`).
  */
 export function sidecarCommand(
   args: readonly string[],
   v8Flags: string = SIDECAR_V8_FLAGS,
+  runtimeFlags: readonly string[] = [],
 ): { cmd: string; args: string[] } {
   return {
     cmd: Deno.execPath(),
@@ -305,19 +307,25 @@ export function sidecarCommand(
       "--allow-read",
       "--allow-env",
       ...(v8Flags === "" ? [] : [`--v8-flags=${v8Flags}`]),
+      ...runtimeFlags,
       ...args,
     ],
   };
 }
 
 /**
- * Starts a fixed-answer upstream (`fast_upstream.ts`) as `role`; `chunks` and
- * `intervalMs` are passed on when given. Resolves once it printed its port.
+ * Starts a fixed-answer upstream (`fast_upstream.ts`) as `role`; `chunks`,
+ * `intervalMs` and `stepMs` are passed on when given. Resolves once it
+ * printed its port.
  */
 export async function startFastUpstream(
   group: ProcessGroup,
   role: "prefill" | "decode",
-  options: { readonly chunks?: number; readonly intervalMs?: number } = {},
+  options: {
+    readonly chunks?: number;
+    readonly intervalMs?: number;
+    readonly stepMs?: number;
+  } = {},
 ): Promise<{ process: Started; port: number }> {
   const process = group.start(`fast ${role}`, {
     cmd: Deno.execPath(),
@@ -333,6 +341,9 @@ export async function startFastUpstream(
       ...(options.intervalMs === undefined
         ? []
         : ["--interval-ms", String(options.intervalMs)]),
+      ...(options.stepMs === undefined
+        ? []
+        : ["--step-ms", String(options.stepMs)]),
     ],
   });
   const port = await process.waitForLine((line) => {

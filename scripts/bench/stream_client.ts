@@ -7,8 +7,10 @@
  * the receive time minus that (both processes read the same wall clock). With
  * `--prefill-url` each stream is a client-side P/D chain: the prefill POST,
  * then the decode stream direct. Each stream has a connection of its own,
- * read straight from the socket (`sse_response.ts`). Prints one JSON object
- * (`StreamResult`).
+ * read straight from the socket (`sse_response.ts`). Past 100 streams
+ * the work is split over Web Workers (`shards.ts`; `--shards`
+ * overrides), so the client's own reads do not fall behind. Prints one JSON
+ * object (`StreamResult`).
  */
 
 import { parseArgs } from "node:util";
@@ -16,6 +18,12 @@ import { SENT_AT_FIELD } from "./fast_upstream.ts";
 import { SseResponseReader } from "./sse_response.ts";
 import { createAgent, parseHeaderArgs, post, writeAll } from "./http1.ts";
 import { buildDecodeBody, buildPrefillBody } from "./pd_client.ts";
+import {
+  runInWorkers,
+  type Shard,
+  shardCount,
+  shardIndices,
+} from "./shards.ts";
 import { Samples, summarize, type Summary } from "./stats.ts";
 
 /** What the streaming client measured; times in milliseconds. */
@@ -35,14 +43,34 @@ export interface StreamResult {
   readonly firstError?: string;
 }
 
-/** What one run does. */
+/** What one run does. Plain data, so a worker can be handed it. */
 export interface StreamPlan {
-  readonly url: URL;
-  readonly prefillUrl?: URL | undefined;
+  readonly url: string;
+  readonly prefillUrl?: string | undefined;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
   readonly streams: number;
   readonly rampMs: number;
+  /** Epoch ms the ramp starts at, shared by every shard; now when absent. */
+  readonly startAtMs?: number;
+}
+
+/** One worker's part of a sharded run. */
+export interface StreamShardJob {
+  readonly plan: StreamPlan;
+  readonly shard: Shard;
+}
+
+/** What one shard measured: counts and every sample, so shards can be merged. */
+export interface RawStreams {
+  readonly streams: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly events: number;
+  readonly delay: Float64Array;
+  readonly gap: Float64Array;
+  readonly firstEvent: Float64Array;
+  readonly firstError?: string;
 }
 
 const SENT_AT = new RegExp(`"${SENT_AT_FIELD}":([0-9.]+)`);
@@ -121,8 +149,11 @@ async function openStream(
   }
 }
 
-/** Runs `plan` and measures it. */
-export async function runStreams(plan: StreamPlan): Promise<StreamResult> {
+/** Runs the streams of `shard` (all of them when absent) and keeps every sample. */
+export async function collectStreams(
+  plan: StreamPlan,
+  shard: Shard = { index: 0, count: 1 },
+): Promise<RawStreams> {
   const agent = createAgent();
   const headers = { "content-type": "application/json", ...plan.headers };
   const record: Recorders = {
@@ -130,22 +161,28 @@ export async function runStreams(plan: StreamPlan): Promise<StreamResult> {
     gap: new Samples(),
     firstEvent: new Samples(),
   };
+  const url = new URL(plan.url);
+  const prefillUrl = plan.prefillUrl === undefined
+    ? undefined
+    : new URL(plan.prefillUrl);
   const prefillBody = buildPrefillBody(plan.body);
+  const startAt = plan.startAtMs ?? now();
+  const indices = shardIndices(plan.streams, shard);
   let completed = 0;
   let failed = 0;
   let events = 0;
   let firstError: string | undefined;
-  const started = performance.now();
 
   async function one(index: number): Promise<void> {
+    const due = startAt + (index * plan.rampMs) / plan.streams;
     await new Promise((resolve) =>
-      setTimeout(resolve, (index * plan.rampMs) / plan.streams)
+      setTimeout(resolve, Math.max(0, due - now()))
     );
     try {
       const sentAt = now();
       let body = plan.body;
-      if (plan.prefillUrl !== undefined) {
-        const prefill = await post(plan.prefillUrl, prefillBody, {
+      if (prefillUrl !== undefined) {
+        const prefill = await post(prefillUrl, prefillBody, {
           agent,
           headers,
           keepBody: true,
@@ -157,7 +194,7 @@ export async function runStreams(plan: StreamPlan): Promise<StreamResult> {
         }
         body = buildDecodeBody(plan.body, prefill.text);
       }
-      const result = await openStream(plan.url, body, {
+      const result = await openStream(url, body, {
         headers,
         record,
         sentAt,
@@ -171,19 +208,68 @@ export async function runStreams(plan: StreamPlan): Promise<StreamResult> {
     }
   }
 
-  await Promise.all(Array.from({ length: plan.streams }, (_, i) => one(i)));
+  await Promise.all(indices.map(one));
   agent.destroy();
   return {
-    streams: plan.streams,
+    streams: indices.length,
     completed,
     failed,
     events,
-    delayMs: summarize(record.delay.values()),
-    gapMs: summarize(record.gap.values()),
-    firstEventMs: summarize(record.firstEvent.values()),
-    wallS: (performance.now() - started) / 1000,
+    delay: record.delay.values().slice(),
+    gap: record.gap.values().slice(),
+    firstEvent: record.firstEvent.values().slice(),
     ...(firstError === undefined ? {} : { firstError }),
   };
+}
+
+/** One result from the shards' raw samples. */
+export function mergeStreams(
+  parts: readonly RawStreams[],
+  wallS: number,
+): StreamResult {
+  const join = (pick: (part: RawStreams) => Float64Array) => {
+    const out = new Samples();
+    for (const part of parts) for (const value of pick(part)) out.push(value);
+    return summarize(out.values());
+  };
+  const sum = (pick: (part: RawStreams) => number) =>
+    parts.reduce((total, part) => total + pick(part), 0);
+  const firstError = parts.find((part) => part.firstError)?.firstError;
+  return {
+    streams: sum((p) => p.streams),
+    completed: sum((p) => p.completed),
+    failed: sum((p) => p.failed),
+    events: sum((p) => p.events),
+    delayMs: join((p) => p.delay),
+    gapMs: join((p) => p.gap),
+    firstEventMs: join((p) => p.firstEvent),
+    wallS,
+    ...(firstError === undefined ? {} : { firstError }),
+  };
+}
+
+/** Runs `plan` in this runtime and measures it. */
+export async function runStreams(plan: StreamPlan): Promise<StreamResult> {
+  const started = performance.now();
+  const raw = await collectStreams(plan);
+  return mergeStreams([raw], (performance.now() - started) / 1000);
+}
+
+/** Runs `plan` split over `shards` workers (`shards.ts`) and measures it. */
+export async function runStreamsSharded(
+  plan: StreamPlan,
+  shards: number,
+): Promise<StreamResult> {
+  const started = performance.now();
+  // Every shard ramps from the same instant, a little ahead so all workers are up.
+  const shared = { ...plan, startAtMs: now() + 200 };
+  const parts = await runInWorkers<StreamShardJob, RawStreams>(
+    Array.from({ length: shards }, (_, index) => ({
+      plan: shared,
+      shard: { index, count: shards },
+    })),
+  );
+  return mergeStreams(parts, (performance.now() - started) / 1000);
 }
 
 if (import.meta.main) {
@@ -197,22 +283,27 @@ if (import.meta.main) {
       streams: { type: "string", default: "1000" },
       "ramp-ms": { type: "string", default: "1000" },
       "timeout-s": { type: "string", default: "60" },
+      shards: { type: "string" },
     },
   });
   const guard = setTimeout(
     () => Deno.exit(3),
     Number(values["timeout-s"]) * 1000,
   );
-  const result = await runStreams({
-    url: new URL(values.url ?? ""),
-    prefillUrl: values["prefill-url"] === undefined
-      ? undefined
-      : new URL(values["prefill-url"]),
+  const plan: StreamPlan = {
+    url: new URL(values.url ?? "").href,
+    prefillUrl: values["prefill-url"],
     headers: parseHeaderArgs(values.header),
     body: values.body ?? "{}",
     streams: Number(values.streams),
     rampMs: Number(values["ramp-ms"]),
-  });
+  };
+  const shards = values.shards === undefined
+    ? shardCount(plan.streams)
+    : Math.max(1, Number(values.shards));
+  const result = shards === 1
+    ? await runStreams(plan)
+    : await runStreamsSharded(plan, shards);
   clearTimeout(guard);
   Deno.stdout.writeSync(
     new TextEncoder().encode(`${JSON.stringify(result)}\n`),

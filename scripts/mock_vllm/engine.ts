@@ -89,8 +89,15 @@ export type FirstToken =
  */
 export async function waitFirstToken(job: Job): Promise<FirstToken> {
   const { connector, knobs, logger } = job.engine;
-  const load = await connector.load(job);
-  if (!load.ok) return { ok: false, error: load.error };
+  const loaded = await connector.load(job);
+  if (!loaded.ok) return { ok: false, error: loaded.error };
+  const load = loaded.transferred ? loaded : {
+    ...loaded,
+    cachedTokens: Math.min(
+      job.req.promptTokens,
+      Math.max(loaded.cachedTokens, knobs.prefixCachedTokens),
+    ),
+  };
   const details = knobs.promptTokensDetails;
   if (belowCacheThreshold(job, load.cachedTokens)) {
     logger.write(

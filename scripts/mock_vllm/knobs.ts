@@ -24,6 +24,8 @@ export interface Knobs {
   failureStatus: number;
   enableRequestIdHeaders: boolean;
   promptTokensDetails: boolean;
+  /** Prompt tokens found in the local prefix cache of a request computed here (no KV loaded). */
+  prefixCachedTokens: number;
   outputTokens: number;
   /** Undefined means "advertise the bound hostname". */
   sideChannelHost: string | undefined;
@@ -42,6 +44,7 @@ export const ADMIN_KNOB_KEYS: readonly string[] = [
   "failureStatus",
   "enableRequestIdHeaders",
   "promptTokensDetails",
+  "prefixCachedTokens",
   "outputTokens",
 ];
 
@@ -89,6 +92,7 @@ export function buildDefaultKnobs(): Knobs {
     failureStatus: 503,
     enableRequestIdHeaders: false,
     promptTokensDetails: false,
+    prefixCachedTokens: 0,
     outputTokens: 12,
     sideChannelHost: undefined,
     log: discardLine,
@@ -121,6 +125,11 @@ function check<T>(
 const nonNegativeMs = check<number>(
   "a number of ms >= 0",
   (value) => typeof value === "number" && Number.isFinite(value) && value >= 0,
+);
+
+const tokenCount = check<number>(
+  "an integer >= 0",
+  (value) => Number.isInteger(value) && (value as number) >= 0,
 );
 
 const rate = check<number>(
@@ -176,6 +185,7 @@ const VALIDATORS: Record<keyof Knobs, Validator> = {
   failureStatus: errorStatus,
   enableRequestIdHeaders: flag,
   promptTokensDetails: flag,
+  prefixCachedTokens: tokenCount,
   outputTokens: positiveInteger,
   sideChannelHost: text,
   log: logSink,

@@ -112,6 +112,8 @@ export interface MockVllmOptions {
   enableRequestIdHeaders?: boolean;
   /** Like `--enable-prompt-tokens-details`; when false `usage.prompt_tokens_details` is null; default false. */
   promptTokensDetails?: boolean;
+  /** Prompt tokens the local prefix cache holds for a request computed here (not loaded over KV); default 0. */
+  prefixCachedTokens?: number;
   /** Natural length of the canned reply in tokens (it repeats as needed); default 12. */
   outputTokens?: number;
   /** Host advertised as `remote_host` (vLLM's `VLLM_NIXL_SIDE_CHANNEL_HOST`); default the bound hostname. */

@@ -10,6 +10,13 @@ import { FIELD_KV_TRANSFER_PARAMS } from "../protocol/fields.ts";
 import { buildDecodeBody, buildPrefillBody } from "../protocol/bodies.ts";
 import { rawMember } from "../protocol/json_object.ts";
 import { KEY_REMOTE_KV_SOURCE, kvSourceBlock } from "./_p2p.ts";
+import { reportsCachedTokens } from "../protocol/api.ts";
+import {
+  handsOverCachedTokens,
+  prefillCachedTokens,
+  streamCarriesUsage,
+} from "../protocol/cached_tokens.ts";
+import { withPrefillCachedTokens } from "./_cached_tokens.ts";
 import { parsePrefillReply, sendDecode, sendPrefill } from "./_shared.ts";
 import type { Connector, PdContext } from "./types.ts";
 
@@ -57,7 +64,24 @@ async function run(config: Config, ctx: PdContext): Promise<Response> {
   const decodeBody = buildDecodeBody(ctx.request, {
     set: { [FIELD_KV_TRANSFER_PARAMS]: params },
   });
-  return sendDecode(ctx, decodeBody);
+  const decode = await sendDecode(ctx, decodeBody);
+  if (!needsCachedTokensRewrite(ctx, params)) return decode;
+  return await withPrefillCachedTokens(decode, {
+    cached: prefillCachedTokens(reply),
+    streamCarriesUsage: streamCarriesUsage(ctx.request.scanned),
+    decoder: ctx.decoder,
+  });
+}
+
+/**
+ * Whether the client must be told the prefiller's cached tokens rather than
+ * the decoder's, which count the transferred prompt as cached: only on APIs
+ * whose usage has `prompt_tokens_details`, and not when the prefiller handed
+ * its count over in `kv_transfer_params` (vLLM PR #54222 and later), so the
+ * decoder already reports it.
+ */
+function needsCachedTokensRewrite(ctx: PdContext, params: string): boolean {
+  return reportsCachedTokens(ctx.api) && !handsOverCachedTokens(params);
 }
 
 /** Builds the `nixlv2` connector, the default. */

@@ -1,7 +1,9 @@
 /**
  * @module
  * The generation APIs the sidecar disaggregates, and what differs between
- * them on the wire (which fields limit the number of generated tokens).
+ * them on the wire: which fields limit the number of generated tokens, where
+ * they live, where the answer reports cached prompt tokens, and the shape of
+ * the errors the API's clients expect.
  */
 
 import {
@@ -9,39 +11,107 @@ import {
   FIELD_MAX_OUTPUT_TOKENS,
   FIELD_MAX_TOKENS,
   FIELD_MIN_TOKENS,
+  FIELD_SAMPLING_PARAMS,
   PATH_CHAT_COMPLETIONS,
   PATH_COMPLETIONS,
+  PATH_GENERATE,
+  PATH_MESSAGES,
   PATH_RESPONSES,
 } from "./fields.ts";
 
-/** An OpenAI-compatible generation API served by vLLM. */
-export type ApiKind = "chat" | "completions" | "responses";
+/**
+ * A generation API served by vLLM: the OpenAI-compatible ones, Anthropic's
+ * Messages API, and vLLM's token-in generate API.
+ */
+export type ApiKind =
+  | "chat"
+  | "completions"
+  | "responses"
+  | "messages"
+  | "generate";
+
+/** Every generation API, in route order. */
+export const API_KINDS: readonly ApiKind[] = [
+  "chat",
+  "completions",
+  "responses",
+  "messages",
+  "generate",
+];
 
 /** Paths of the generation APIs, the routes the P/D handler takes. */
 export const API_PATHS: Readonly<Record<ApiKind, string>> = {
   chat: PATH_CHAT_COMPLETIONS,
   completions: PATH_COMPLETIONS,
   responses: PATH_RESPONSES,
+  messages: PATH_MESSAGES,
+  generate: PATH_GENERATE,
 };
+
+/** Where an API's token limits live and which of them the prefill leg sets to 1. */
+export interface TokenLimits {
+  /** Member holding the limits (`sampling_params`); top level when undefined. */
+  readonly container: string | undefined;
+  /** Fields set to 1 on the prefill leg, added when absent. */
+  readonly capped: readonly string[];
+}
 
 /**
- * Fields capped to 1 on the prefill leg, per API. Chat and completions both
- * get `max_completion_tokens` as well as `max_tokens` (llm-d-routing-sidecar
- * #58: vLLM lets `max_completion_tokens` win, so capping only `max_tokens`
- * made prefill generate the whole answer); `min_tokens` is capped too, since a
- * client's `min_tokens` above 1 would make vLLM reject the prefill.
+ * Token limits per API (delta §2.4). Chat and completions get
+ * `max_completion_tokens` as well as `max_tokens` (llm-d-routing-sidecar #58:
+ * vLLM lets `max_completion_tokens` win, so capping only `max_tokens` made
+ * prefill generate the whole answer); `min_tokens` is capped too, since a
+ * client's `min_tokens` above 1 would make vLLM reject the prefill. The
+ * Messages API has one limit, `max_tokens` (vLLM's Anthropic model ignores
+ * other keys, so the Go sidecar's chat caps there were inert). The generate
+ * API keeps its limits in `sampling_params`.
  */
-const PREFILL_CAPPED_FIELDS: Readonly<Record<ApiKind, readonly string[]>> = {
-  chat: [FIELD_MAX_TOKENS, FIELD_MAX_COMPLETION_TOKENS, FIELD_MIN_TOKENS],
-  completions: [
-    FIELD_MAX_TOKENS,
-    FIELD_MAX_COMPLETION_TOKENS,
-    FIELD_MIN_TOKENS,
-  ],
-  responses: [FIELD_MAX_OUTPUT_TOKENS],
+const TOKEN_LIMITS: Readonly<Record<ApiKind, TokenLimits>> = {
+  chat: {
+    container: undefined,
+    capped: [FIELD_MAX_TOKENS, FIELD_MAX_COMPLETION_TOKENS, FIELD_MIN_TOKENS],
+  },
+  completions: {
+    container: undefined,
+    capped: [FIELD_MAX_TOKENS, FIELD_MAX_COMPLETION_TOKENS, FIELD_MIN_TOKENS],
+  },
+  responses: { container: undefined, capped: [FIELD_MAX_OUTPUT_TOKENS] },
+  messages: { container: undefined, capped: [FIELD_MAX_TOKENS] },
+  generate: {
+    container: FIELD_SAMPLING_PARAMS,
+    capped: [FIELD_MAX_TOKENS, FIELD_MIN_TOKENS],
+  },
 };
 
-/** Token-limit fields a prefill request sets to 1 for this API. */
-export function prefillCappedFields(api: ApiKind): readonly string[] {
-  return PREFILL_CAPPED_FIELDS[api];
+/** Where the token limits of `api` live and which the prefill leg caps. */
+export function tokenLimitsOf(api: ApiKind): TokenLimits {
+  return TOKEN_LIMITS[api];
+}
+
+/**
+ * APIs whose `usage` reports cached prompt tokens in
+ * `prompt_tokens_details.cached_tokens` (vLLM's `UsageInfo`). The Responses
+ * API nests its usage in `response.completed` events and the Messages API
+ * has no such member, so neither is rewritten (delta §11 item 9).
+ */
+const REPORTS_PROMPT_TOKENS_DETAILS: Readonly<Record<ApiKind, boolean>> = {
+  chat: true,
+  completions: true,
+  responses: false,
+  messages: false,
+  generate: true,
+};
+
+/** Whether `api`'s usage carries `prompt_tokens_details.cached_tokens`. */
+export function reportsCachedTokens(api: ApiKind): boolean {
+  return REPORTS_PROMPT_TOKENS_DETAILS[api];
+}
+
+/**
+ * Whether errors on `path` take Anthropic's shape: the Messages API and its
+ * sub-paths, whose clients (the `@anthropic-ai/sdk`) read that shape, and
+ * whose upstream (vLLM's Anthropic server) answers in it too.
+ */
+export function usesAnthropicErrors(path: string): boolean {
+  return path === PATH_MESSAGES || path.startsWith(`${PATH_MESSAGES}/`);
 }

@@ -62,8 +62,25 @@ export const FIELD_MAX_TOKENS = "max_tokens";
 export const FIELD_MAX_COMPLETION_TOKENS = "max_completion_tokens";
 /** Token limit of the Responses API. */
 export const FIELD_MAX_OUTPUT_TOKENS = "max_output_tokens";
-/** Lower token bound of vLLM's completions and chat APIs. */
+/** The generate API's member holding its sampling options, token limits included. */
+export const FIELD_SAMPLING_PARAMS = "sampling_params";
+/** Lower token bound of vLLM's completions, chat and generate APIs. */
 export const FIELD_MIN_TOKENS = "min_tokens";
+/** Token counts of an answer (vLLM's `UsageInfo`). */
+export const FIELD_USAGE = "usage";
+/** `usage` member detailing the prompt tokens; null unless vLLM runs with `--enable-prompt-tokens-details`. */
+export const FIELD_PROMPT_TOKENS_DETAILS = "prompt_tokens_details";
+/** Prompt tokens found in the prefix cache. */
+export const FIELD_CACHED_TOKENS = "cached_tokens";
+/**
+ * `kv_transfer_params` keys carrying the prefiller's cached-token count to
+ * the decoder, which then reports it itself (vLLM PR #54222 and its
+ * forerunners #46357, #46898, which read both spellings).
+ */
+export const REMOTE_CACHED_TOKENS_KEYS: readonly string[] = [
+  "remote_num_cached_tokens",
+  "remote_cached_tokens",
+];
 /** Generated choices of an OpenAI answer or stream chunk. */
 export const FIELD_CHOICES = "choices";
 /** Why a choice ended; `cache_threshold` asks for a prefill (vLLM RFC #24256). */
@@ -82,8 +99,6 @@ export const FIELD_N = "n";
 export const FIELD_CONTINUE_FINAL_MESSAGE = "continue_final_message";
 /** vLLM chat: append the assistant turn's opening; must be false with `continue_final_message`. */
 export const FIELD_ADD_GENERATION_PROMPT = "add_generation_prompt";
-/** Token counts of an answer. */
-export const FIELD_USAGE = "usage";
 /** Legacy NIXL (v1) top-level flag asking the prefiller to keep KV for a remote decode. */
 export const FIELD_DO_REMOTE_DECODE = "do_remote_decode";
 /** Legacy NIXL (v1) top-level flag telling the decoder to pull KV. */
@@ -110,5 +125,9 @@ export const PATH_CHAT_COMPLETIONS = "/v1/chat/completions";
 export const PATH_COMPLETIONS = "/v1/completions";
 /** Path of the Responses API. */
 export const PATH_RESPONSES = "/v1/responses";
+/** Path of Anthropic's Messages API, as vLLM serves it. */
+export const PATH_MESSAGES = "/v1/messages";
+/** Path of vLLM's token-in generate API. */
+export const PATH_GENERATE = "/inference/v1/generate";
 /** Liveness path answered by the sidecar itself. */
 export const PATH_HEALTH = "/health";

@@ -12,6 +12,7 @@
  */
 
 import type { Handler } from "hono";
+import { readBodyText } from "../body_limit.ts";
 import { configForRank } from "../config.ts";
 import { createPdRunner, type PdRunner } from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
@@ -105,7 +106,7 @@ export function createGenerationHandler(
       requestId: c.get("requestId"),
       signal: request.signal,
       log,
-      readBody: () => request.text(),
+      readBody: () => readBodyText(request, deps.config.maxRequestBodyBytes),
     };
     const access = c.get("access");
     const encoders = selectEncoders(deps, request.headers, log);

@@ -2,10 +2,20 @@
  * @module
  * Every request the sidecar does not disaggregate goes to the local vLLM
  * unchanged: method, path, query, end-to-end headers and body, streamed both
- * ways with the client's abort signal.
+ * ways with the client's abort signal. A small body with a declared length is
+ * read whole first and sent with the head; a chunked body is cut at
+ * `-max-request-body-bytes`.
  */
 
 import type { Context, Handler } from "hono";
+import {
+  bodyTooLarge,
+  declaredLength,
+  ensureDeclaredWithin,
+  isChunked,
+  limitBodyStream,
+  readBodyBytes,
+} from "../body_limit.ts";
 import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
@@ -27,8 +37,50 @@ export function clientIpOf(c: Context<AppEnv>): string | undefined {
   return env?.remoteAddr?.hostname;
 }
 
-/** Streams the request to the decoder and its answer back. */
-export function passthroughRequest(
+/**
+ * Largest body read whole before it is sent on. Deno's fetch leaves Nagle's
+ * algorithm on for upstream sockets (no TCP_NODELAY option on 2.9.6), so a
+ * streamed body written after its head waited for the decoder's delayed ACK:
+ * 42.5 ms p50 between head and body, against 0.0 ms when head and body go
+ * out in one write. Above this size the body streams, and the delay is small
+ * beside the time to send it.
+ */
+export const WHOLE_BODY_BYTES = 1024 * 1024;
+
+/** What is sent to the decoder as the body, and when a streamed one passed the limit. */
+interface OutgoingBody {
+  readonly body: BodyInit | null;
+  /** Aborts when a chunked body passed the limit; absent for a body of known length. */
+  readonly exceeded?: AbortSignal;
+}
+
+async function outgoingBody(
+  request: Request,
+  limit: number,
+): Promise<OutgoingBody> {
+  if (request.body === null) return { body: null };
+  ensureDeclaredWithin(request.headers, limit);
+  const length = declaredLength(request.headers);
+  if (length !== undefined && length <= WHOLE_BODY_BYTES) {
+    return { body: await request.bytes() };
+  }
+  // The engine delivers no more than a declared length, which is within the limit.
+  if (length !== undefined) return { body: request.body };
+  if (isChunked(request.headers)) {
+    const limited = limitBodyStream(request.body, limit);
+    return { body: limited.stream, exceeded: limited.exceeded };
+  }
+  // Neither length nor chunked framing (HTTP/2 without Content-Length): read whole, up to the limit.
+  return { body: await readBodyBytes(request.body, limit) };
+}
+
+/**
+ * Streams the request to the decoder and its answer back. A chunked body
+ * that passes the limit aborts the decoder's request: before the decoder
+ * answered, the client gets the 413; after, the answer is cut off (the
+ * decoder answered a request it never got whole), and a warning says why.
+ */
+export async function passthroughRequest(
   deps: Deps,
   c: Context<AppEnv>,
 ): Promise<Response> {
@@ -40,20 +92,37 @@ export function passthroughRequest(
       path: c.req.path,
     });
   }
-  return forwardToDecoder(deps.upstream, {
-    hostPort: decoderHostPort(deps.config),
-    pathAndQuery: pathAndQueryOf(request),
-    // The first-byte timeout needs the body's `stream`, which passthrough never parses.
-    watch: { firstByteMs: 0, idleMs: deps.config.streamIdleTimeout, log },
-  }, {
-    method: request.method,
-    headers: buildUpstreamHeaders(request.headers, {
-      clientIp: clientIpOf(c),
-      omit: ROUTING_HEADERS,
-    }),
-    body: request.body,
-    signal: request.signal,
-  });
+  const limit = deps.config.maxRequestBodyBytes;
+  const { body, exceeded } = await outgoingBody(request, limit);
+  const signal = exceeded === undefined
+    ? request.signal
+    : AbortSignal.any([request.signal, exceeded]);
+  try {
+    const response = await forwardToDecoder(deps.upstream, {
+      hostPort: decoderHostPort(deps.config),
+      pathAndQuery: pathAndQueryOf(request),
+      // The first-byte timeout needs the body's `stream`, which passthrough never parses.
+      watch: { firstByteMs: 0, idleMs: deps.config.streamIdleTimeout, log },
+    }, {
+      method: request.method,
+      headers: buildUpstreamHeaders(request.headers, {
+        clientIp: clientIpOf(c),
+        omit: ROUTING_HEADERS,
+      }),
+      body,
+      signal,
+    });
+    exceeded?.addEventListener("abort", () => {
+      log.warn(
+        "request body passed the limit after the decoder answered: answer cut off",
+        { limit, status: response.status },
+      );
+    }, { once: true });
+    return response;
+  } catch (error) {
+    if (exceeded?.aborted) throw bodyTooLarge(limit, error);
+    throw error;
+  }
 }
 
 /** Handler for the catch-all route. */

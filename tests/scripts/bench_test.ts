@@ -1,54 +1,318 @@
 import assert from "node:assert/strict";
+import { rankFunctions, topLines } from "../../scripts/bench/cpu_profile.ts";
+import { describeProfile } from "../../scripts/bench/profile.ts";
 import { buildWrkScript } from "../../scripts/bench/load_tool.ts";
 import { buildNginxConfig } from "../../scripts/bench/nginx.ts";
 import {
   buildDecodeBody,
   buildPrefillBody,
+  openLoopSchedule,
+  runClient,
 } from "../../scripts/bench/pd_client.ts";
-import {
-  computeRatios,
-  formatReport,
-  judgeTargets,
-  medianRoundByP99,
-  type ThroughputRow,
-} from "../../scripts/bench/report.ts";
+import { toRow } from "../../scripts/bench/measure.ts";
+import { formatReport } from "../../scripts/bench/report.ts";
+import type {
+  BenchReport,
+  StreamRound,
+  StreamSection,
+  ThroughputRow,
+} from "../../scripts/bench/results.ts";
 import { SIDECAR_V8_FLAGS } from "../../scripts/build.ts";
-import { sidecarCommand } from "../../scripts/bench/processes.ts";
+import { sidecarArgs, sidecarCommand } from "../../scripts/bench/processes.ts";
+import {
+  missingTools,
+  packagesFor,
+  raisedSoftLimit,
+} from "../../scripts/bench/setup.ts";
+import { shardIndices } from "../../scripts/bench/shards.ts";
 import { quantile, summarize } from "../../scripts/bench/stats.ts";
 import type { StreamResult } from "../../scripts/bench/stream_client.ts";
+import {
+  computeFigures,
+  judgeTargets,
+  streamFigures,
+  TARGET_STREAMS,
+} from "../../scripts/bench/targets.ts";
+import {
+  obtainToyProxy,
+  toyProxyArgs,
+  toyProxyLabel,
+} from "../../scripts/bench/toy_proxy.ts";
 
-function streamResult(...delays: number[]): StreamResult {
-  return {
-    streams: 1,
-    completed: 1,
-    failed: 0,
-    events: delays.length,
-    delayMs: summarize(delays),
-    gapMs: summarize([1]),
-    firstEventMs: summarize([1]),
-    wallS: 1,
-  };
-}
+const BURST = { burstConnections: 2000, openLoopRate: 2000 };
 
 function row(
   scenario: ThroughputRow["scenario"],
   connections: number,
-  rps: number,
-  p50: number,
+  figures: { rps?: number; p50?: number; p99?: number; errors?: number },
+  rate?: number,
 ): ThroughputRow {
+  const p50 = figures.p50 ?? 1;
   return {
     scenario,
     tool: "wrk",
     connections,
-    requests: rps,
-    rps,
+    ...(rate === undefined ? {} : { rate }),
+    requests: figures.rps ?? 1000,
+    rps: figures.rps ?? 1000,
     p50,
     p90: p50,
-    p99: p50,
-    errors: 0,
+    p99: figures.p99 ?? p50,
+    errors: figures.errors ?? 0,
     non2xx: 0,
   };
 }
+
+/** A stream result whose delay p99 is `p99` (one sample) with `events` events. */
+function streams(p99: number, events = 10_000): StreamResult {
+  return {
+    streams: 500,
+    completed: 500,
+    failed: 0,
+    events,
+    delayMs: summarize([p99]),
+    gapMs: summarize([50]),
+    firstEventMs: summarize([1]),
+    wallS: 5,
+  };
+}
+
+function round(
+  p99: { direct: number; nginx?: number; sidecar: number },
+  cpu: { sidecar: number; nginx?: number },
+): StreamRound {
+  return {
+    direct: streams(p99.direct),
+    ...(p99.nginx === undefined
+      ? {}
+      : { nginx: streams(p99.nginx), nginxCpuS: cpu.nginx ?? 0 }),
+    sidecar: streams(p99.sidecar),
+    sidecarCpuS: cpu.sidecar,
+  };
+}
+
+function section(
+  rounds: StreamRound[],
+  peakRssMiB = 120,
+  name = TARGET_STREAMS,
+): StreamSection {
+  return {
+    name,
+    shape: {
+      mode: "step",
+      streams: 500,
+      intervalMs: 50,
+      chunks: 100,
+      rampMs: 1000,
+    },
+    rounds,
+    sidecarPeakRssMiB: peakRssMiB,
+  };
+}
+
+/** The rows of a run where every target passes. */
+function passingRows(): ThroughputRow[] {
+  return [
+    row("direct", 1, { p50: 0.1 }),
+    row("passthrough", 1, { p50: 0.2 }),
+    row("chain_baseline", 1, { p50: 0.3 }),
+    row("pd_same_client", 1, { p50: 0.5 }),
+    row("nginx", 32, { rps: 40_000 }),
+    row("pd", 32, { rps: 10_000 }),
+    row("toy_pd", 32, { rps: 500 }),
+    row("nginx", 2000, { rps: 30_000, p99: 100 }),
+    row("pd", 2000, { rps: 8_000, p99: 140 }),
+    row("chain_baseline", 2000, { p99: 5 }, 2000),
+    row("pd_same_client", 2000, { p99: 7.5 }, 2000),
+  ];
+}
+
+function verdicts(
+  rows: readonly ThroughputRow[],
+  sections: readonly StreamSection[],
+) {
+  const figures = computeFigures(rows, { streaming: sections, ...BURST });
+  const targets = judgeTargets(figures, {
+    burstConnections: 2000,
+    toyLabel: "toy",
+  });
+  return {
+    figures,
+    targets,
+    of: (id: string) => targets.find((t) => t.id === id),
+  };
+}
+
+const PASSING_STREAMS = section([
+  round({ direct: 5, nginx: 6, sidecar: 7 }, { sidecar: 0.2, nginx: 0.15 }),
+]);
+
+Deno.test("bench targets pass on a run within every bound", () => {
+  const { targets, figures } = verdicts(passingRows(), [PASSING_STREAMS]);
+  assert.deepEqual(
+    targets.map((t) => `${t.id} ${t.pass}`),
+    ["1a", "1b", "2a", "2b", "2c", "3a", "3b", "3c", "4"].map((id) =>
+      `${id} true`
+    ),
+  );
+  assert.ok(Math.abs((figures.ttft_pd_added_p50_ms ?? 0) - 0.2) < 1e-9);
+  assert.equal(figures.c32_pd_vs_toy_proxy, 20);
+  assert.equal(figures.c32_toy_proxy_vs_nginx, 0.0125);
+  assert.equal(figures.burst_pd_share, 0.8);
+  assert.equal(figures.burst_nginx_share, 0.75);
+  assert.equal(figures.open_loop_pd_minus_chain_p99_ms, 2.5);
+});
+
+Deno.test("bench targets fail just past each bound", () => {
+  const rows = passingRows().map((r) => {
+    const key = `${r.scenario} ${r.connections} ${r.rate ?? ""}`;
+    switch (key) {
+      case "pd_same_client 1 ":
+        return { ...r, p50: 0.61 }; // 0.31 ms over the chain
+      case "passthrough 1 ":
+        return { ...r, p50: 0.26 }; // 0.16 ms over direct
+      case "pd 2000 ":
+        return { ...r, rps: 7_400, p99: 151 }; // share 0.74 < 0.75, p99 1.51x
+      case "pd_same_client 2000 2000":
+        return { ...r, errors: 1 };
+      case "toy_pd 32 ":
+        return { ...r, rps: 1_001 }; // the sidecar's P/D is 9.99x
+      default:
+        return r;
+    }
+  });
+  const failing = section([
+    round({ direct: 5, nginx: 6, sidecar: 8.01 }, {
+      sidecar: 0.226,
+      nginx: 0.15,
+    }),
+  ], 150);
+  const { targets, of } = verdicts(rows, [failing]);
+  assert.deepEqual(targets.filter((t) => t.pass !== false), []);
+  assert.equal(of("2a")?.threshold, ">= 0.75 (nginx passthrough's share)");
+  assert.equal(of("2c")?.value, 1);
+});
+
+Deno.test("bench targets whose rows did not run are N/A, not failed", () => {
+  const withoutNginx = passingRows().filter((r) => r.scenario !== "nginx")
+    .filter((r) => r.scenario !== "toy_pd");
+  const noNginxStreams = section([round({ direct: 5, sidecar: 7 }, {
+    sidecar: 0.2,
+  })]);
+  const { of } = verdicts(withoutNginx, [noNginxStreams]);
+  for (const id of ["2a", "2b", "3a", "3b", "4"]) {
+    assert.equal(of(id)?.pass, null, id);
+  }
+  assert.equal(of("3c")?.pass, true);
+  assert.equal(of("1a")?.pass, true);
+  // Without the open-loop row the error count is unknown, not zero.
+  const noOpenLoop = passingRows().filter((r) => r.rate === undefined);
+  assert.equal(verdicts(noOpenLoop, []).of("2c")?.pass, null);
+  assert.equal(verdicts(noOpenLoop, []).of("3c")?.pass, null);
+});
+
+Deno.test("bench counts a row that answered nothing as slow as the row was long", () => {
+  const silent = toRow({
+    requests: 0,
+    durationS: 2,
+    rps: 0,
+    latencyMs: { p50: 0, p90: 0, p99: 0, max: 0 },
+    errors: 0,
+    non2xx: 0,
+  }, { scenario: "pd", tool: "wrk", connections: 2000 });
+  assert.deepEqual([silent.p50, silent.p90, silent.p99], [2000, 2000, 2000]);
+  const rows = passingRows().map((r) =>
+    r.scenario === "pd" && r.connections === 2000 ? silent : r
+  );
+  const { of } = verdicts(rows, [PASSING_STREAMS]);
+  assert.equal(of("2a")?.pass, false);
+  assert.equal(of("2b")?.pass, false);
+  assert.equal(of("2b")?.value, 20);
+});
+
+Deno.test("bench streaming targets fail when the sidecar broke a stream", () => {
+  const broken = round({ direct: 5, nginx: 6, sidecar: 6.5 }, {
+    sidecar: 0.2,
+    nginx: 0.15,
+  });
+  const withBroken = section([{
+    ...broken,
+    sidecar: { ...broken.sidecar, completed: 499, failed: 1 },
+  }]);
+  const { of, figures } = verdicts(passingRows(), [withBroken]);
+  assert.equal(figures[`${TARGET_STREAMS}_sidecar_failed_streams`], 1);
+  assert.equal(of("3a")?.pass, false);
+  assert.equal(of("3b")?.pass, false);
+  assert.equal(of("3c")?.pass, true);
+});
+
+Deno.test("bench stream figures take differences within a round, then the median", () => {
+  const figures = streamFigures(section([
+    round({ direct: 5, nginx: 6, sidecar: 7 }, { sidecar: 1, nginx: 0.5 }),
+    round({ direct: 10, nginx: 9, sidecar: 11 }, { sidecar: 1, nginx: 0.5 }),
+    round({ direct: 6, nginx: 7, sidecar: 20 }, { sidecar: 1, nginx: 0.5 }),
+  ]));
+  // Sidecar added 2, 1, 14; nginx 1, -1, 1; sidecar minus nginx 1, 2, 13.
+  assert.equal(figures.sidecarAddedP99Ms, 2);
+  assert.equal(figures.nginxAddedP99Ms, 1);
+  assert.equal(figures.excessOverNginxP99Ms, 2);
+  // 3 CPU seconds over 30,000 events; nginx 1.5 over 30,000.
+  assert.equal(figures.sidecarCpuSPer10kEvents, 1);
+  assert.equal(figures.nginxCpuSPer10kEvents, 0.5);
+});
+
+Deno.test("bench report prints a verdict line per target and each section's rounds", () => {
+  const rows = passingRows();
+  const sections = [PASSING_STREAMS];
+  const { figures, targets } = verdicts(rows, sections);
+  const report: BenchReport = {
+    schema: 2,
+    startedAt: "2026-01-01T00:00:00.000Z",
+    quick: true,
+    wallS: 1,
+    machine: {
+      nproc: 2,
+      cpuModel: "cpu",
+      memoryGiB: 1,
+      kernel: "6",
+      deno: "2",
+      v8: "1",
+      loadTool: "wrk",
+      nginx: "1.22.1",
+      python: "3.11",
+      openFiles: "open files limit: soft 20000",
+    },
+    settings: {
+      durationS: 1,
+      warmupS: 1,
+      burstConnections: 2000,
+      openLoopRate: 2000,
+      sidecarWorkers: 1,
+      sidecarV8Flags: "",
+      nginxWorkers: "1",
+    },
+    toyProxy: "equivalent of toy_proxy_server.py P/D",
+    throughput: rows,
+    streaming: sections,
+    throughputPeakRssMiB: 100,
+    figures,
+    targets,
+    notRun: ["wrk: autocannon instead"],
+    notes: [],
+  };
+  const text = formatReport(report);
+  assert.match(text, /PASS {2}1a +c=1: P\/D p50/);
+  assert.match(text, /PASS {2}4 +c=32: P\/D req\/s \/ toy req\/s +20\.000 x/);
+  assert.match(text, /PASS {2}2c .* 0 +\(= 0\)/);
+  assert.match(text, /equivalent of toy_proxy_server\.py P\/D +32 +500/);
+  assert.match(text, /sidecar P\/D \(wrk, open loop 2000\/s\) +2000 /);
+  assert.match(
+    text,
+    /round 1: client chain via nginx +500\/500 .* 1\.00 +0\.150/,
+  );
+  assert.match(text, /not run:\n {2}- wrk: autocannon instead/);
+  assert.equal(text.match(/^ {2}(PASS|FAIL|N\/A )/gm)?.length, 9);
+});
 
 Deno.test("bench wrk script posts the body and headers and reports JSON from done()", () => {
   const script = buildWrkScript({
@@ -99,143 +363,154 @@ Deno.test("bench chain client builds the prefill and decode legs as the sidecar 
   assert.equal(decode.max_tokens, 9);
 });
 
-Deno.test("bench ratios and targets are computed from the rows of one run", () => {
-  const rows = [
-    row("direct", 1, 10_000, 0.1),
-    row("passthrough", 1, 5_000, 0.2),
-    row("chain_baseline", 1, 4_000, 0.25),
-    row("pd_same_client", 1, 2_000, 0.6),
-    row("nginx", 32, 40_000, 0.5),
-    row("passthrough", 32, 24_000, 1),
-    row("pd", 32, 12_000, 2),
-  ];
-  const ratios = computeRatios(rows, { concurrencies: [1, 32] });
-  assert.equal(ratios.passthrough_vs_nginx_rps_c32, 0.6);
-  assert.equal(ratios.pd_vs_own_passthrough_rps_c32, 0.5);
-  assert.equal(ratios.pd_vs_nginx_passthrough_rps_c32, 0.3);
-  assert.ok(
-    Math.abs((ratios.passthrough_minus_direct_p50_ms_c1 ?? 0) - 0.1) < 1e-9,
+Deno.test("bench open loop spreads the rate evenly over loops that each keep their pace", () => {
+  const plan = { rate: 2000, connections: 2000 };
+  // Loop 0 every second, from 0; loop 1 half a millisecond later.
+  assert.deepEqual([0, 1, 2].map(openLoopSchedule(plan, 0)), [0, 1000, 2000]);
+  assert.equal(openLoopSchedule(plan, 1)(0), 0.5);
+  // One second of the run: 2,000 due times, 0.5 ms apart, none twice.
+  const second = Array.from(
+    { length: 2000 },
+    (_, loop) => openLoopSchedule(plan, loop)(0),
+  ).sort((a, b) => a - b);
+  assert.ok(second.every((at, i) => at === i * 0.5));
+  assert.deepEqual(
+    [0, 1].map(openLoopSchedule({ rate: 100, connections: 4 }, 3)),
+    [30, 70],
   );
-  assert.equal(ratios.passthrough_vs_nginx_rps_c1, null);
-  const targets = judgeTargets(ratios, {
-    streamDelayP99Ms: 0.5,
-    peakRssMiB: null,
-  });
-  const verdict = (prefix: string) =>
-    targets.find((t) => t.name.startsWith(prefix))?.pass;
-  assert.equal(verdict("passthrough >= 0.5x nginx throughput (c=32)"), true);
-  assert.equal(verdict("passthrough >= 0.5x nginx throughput (c=256)"), null);
-  assert.equal(verdict("P/D c=32 >= 0.6x own passthrough"), false);
-  assert.equal(verdict("P/D p50"), false);
-  assert.equal(verdict("streaming"), true);
-  assert.equal(verdict("sidecar peak RSS"), null);
 });
 
-Deno.test("bench streaming ratios subtract the direct floor from nginx and the sidecar", () => {
-  // Two delays each: the nearest-rank p50 is the first, the p99 the second.
-  const stream = (p50: number, p99: number) => streamResult(p50, p99);
-  const settings = { streams: 10, chunks: 10, intervalMs: 50, rampMs: 1 };
-  const withNginx = computeRatios([], {
-    concurrencies: [32],
-    streaming: {
-      timestamped: {
-        direct: stream(0.5, 5),
-        nginx: stream(0.75, 6),
-        sidecar: stream(1, 12),
-      },
-      settings,
+Deno.test("bench open loop counts every request due in the window, one connection per loop", async () => {
+  const connections = new Set<number>();
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request, info) => {
+      connections.add(info.remoteAddr.port);
+      await request.text();
+      return new Response("{}");
     },
+  );
+  const result = await runClient({
+    mode: "single",
+    url: `http://127.0.0.1:${server.addr.port}/v1/completions`,
+    headers: {},
+    body: "{}",
+    connections: 4,
+    rate: 100,
+    warmupS: 0.05,
+    durationS: 0.2,
   });
-  assert.equal(withNginx.stream_delay_p99_sidecar_minus_direct_ms, 7);
-  assert.equal(withNginx.stream_delay_p99_nginx_minus_direct_ms, 1);
-  assert.equal(withNginx.stream_delay_p50_sidecar_minus_direct_ms, 0.5);
-  const withoutNginx = computeRatios([], {
-    concurrencies: [32],
-    streaming: {
-      timestamped: { direct: stream(0.5, 5), sidecar: stream(1, 12) },
-      settings,
-    },
-  });
-  assert.equal(withoutNginx.stream_delay_p99_nginx_minus_direct_ms, null);
-  // With rounds, differences are taken within each round, then their median.
-  const inRounds = computeRatios([], {
-    concurrencies: [32],
-    streaming: {
-      timestamped: {
-        direct: stream(0.5, 6),
-        nginx: stream(0.5, 7),
-        sidecar: stream(1, 11),
-        p99Rounds: {
-          direct: [5, 10, 6],
-          nginx: [6, 9, 7],
-          sidecar: [7, 11, 20],
-        },
-      },
-      settings,
-    },
-  });
-  assert.equal(inRounds.stream_delay_p99_sidecar_minus_direct_ms, 2);
-  assert.equal(inRounds.stream_delay_p99_nginx_minus_direct_ms, 1);
+  // Due every 10 ms; 20 of them fall in [50 ms, 250 ms), however fast the answers.
+  assert.equal(result.requests, 20);
+  assert.equal(result.errors, 0);
+  assert.equal(connections.size, 4);
 });
 
-Deno.test("bench streaming keeps each path's median round by p99", () => {
-  const rounds = [
-    streamResult(1, 9),
-    streamResult(1, 30),
-    streamResult(1, 4),
-  ];
-  assert.equal(medianRoundByP99(rounds), rounds[0]);
-  assert.equal(medianRoundByP99(rounds.slice(1)), rounds[2]);
-  const unmeasured = streamResult();
-  assert.equal(
-    medianRoundByP99([unmeasured, rounds[1]!, rounds[2]!]),
-    rounds[1],
-  );
-  assert.throws(() => medianRoundByP99([]), /No stream rounds/);
+Deno.test("bench installs only the packages of missing tools and raises the descriptor limit within the hard one", () => {
+  const missing = missingTools({ wrk: "4.1.0" });
+  assert.deepEqual(missing, ["nginx", "python"]);
+  assert.deepEqual(packagesFor(missing), [
+    "nginx",
+    "python3-fastapi",
+    "python3-httpx",
+    "python3-uvicorn",
+    "python3-uvloop",
+  ]);
+  assert.deepEqual(packagesFor([]), []);
+  assert.equal(raisedSoftLimit({ soft: 20000, hard: 20000 }, 8192), undefined);
+  assert.equal(raisedSoftLimit({ soft: 1024, hard: 524288 }, 8192), 8192);
+  assert.equal(raisedSoftLimit({ soft: 1024, hard: 4096 }, 8192), 4096);
+  assert.equal(raisedSoftLimit({ soft: 1024, hard: Infinity }, 8192), 8192);
 });
 
-Deno.test("bench report prints every target with its verdict", () => {
-  const ratios = computeRatios([], { concurrencies: [32] });
-  const text = formatReport({
-    schema: 1,
-    startedAt: "2026-01-01T00:00:00.000Z",
-    quick: true,
-    wallS: 1,
-    machine: {
-      nproc: 2,
-      cpuModel: "cpu",
-      memoryGiB: 1,
-      kernel: "6",
-      deno: "2",
-      v8: "1",
-      loadTool: "wrk",
-      nginx: "not available",
+Deno.test("bench runs vLLM's toy proxy when it has the file, the labelled equivalent otherwise", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pd-sidecar-bench-test-" });
+  try {
+    const toy = `${dir}/toy.py`;
+    await Deno.writeTextFile(
+      toy,
+      "app = FastAPI(lifespan=lifespan)\n\nasync def lifespan(app):\n    yield\n\ndef parse_args():\n    pass\n",
+    );
+    const found = await obtainToyProxy({ tempDir: dir, localFile: toy });
+    assert.equal(found.kind, "vllm");
+    assert.equal(toyProxyLabel(found), "vLLM toy_proxy_server.py P/D");
+    const args = toyProxyArgs(found, { port: 1, prefill: 2, decode: 3 });
+    assert.match(args[0] ?? "", /toy_proxy\/launch\.py$/);
+    assert.equal(args[1], `${dir}/toy_proxy_server.py`);
+    assert.deepEqual(args.slice(-2), ["--decoder-port", "3"]);
+
+    const missing = await obtainToyProxy({
+      tempDir: dir,
+      localFile: `${dir}/absent.py`,
+    });
+    assert.equal(missing.kind, "equivalent");
+    assert.equal(
+      toyProxyLabel(missing),
+      "equivalent of toy_proxy_server.py P/D",
+    );
+    assert.match(
+      toyProxyArgs(missing, { port: 1, prefill: 2, decode: 3 })[0] ?? "",
+      /toy_proxy\/equivalent\.py$/,
+    );
+    const other = `${dir}/other.py`;
+    await Deno.writeTextFile(other, "print('hello')\n");
+    assert.equal(
+      (await obtainToyProxy({ tempDir: dir, localFile: other })).kind,
+      "equivalent",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bench profile ranking counts self time at the leaf and total time once per function", () => {
+  const node = (id: number, name: string, children: number[] = []) => ({
+    id,
+    callFrame: {
+      functionName: name,
+      url: `file:///repo/src/${name}.ts`,
+      lineNumber: 0,
     },
-    settings: { durationS: 1, warmupS: 1, concurrencies: [32] },
-    throughput: [],
-    streaming: {
-      timestamped: {
-        direct: streamResult(0.5),
-        nginx: streamResult(0.625),
-        sidecar: streamResult(0.75),
-        p99Rounds: { direct: [4.25, 5], nginx: [6, 7], sidecar: [8, 9.5] },
-      },
-      settings: { streams: 1, chunks: 1, intervalMs: 1, rampMs: 1, rounds: 2 },
-    },
-    sidecarPeakRssMiB: { throughput: 1, streaming: 1, streamingMock: null },
-    ratios,
-    targets: judgeTargets(ratios, { streamDelayP99Ms: 2, peakRssMiB: 100 }),
-    notes: [],
+    children,
   });
-  assert.match(text, /FAIL {2}streaming added delay per chunk p99/);
-  assert.match(text, /PASS {2}sidecar peak RSS/);
-  assert.match(text, /fast decoder, client chain via nginx +1\/1 +0\.625 /);
-  assert.match(
-    text,
-    /p99 per round.*direct 4\.3 \/ 5\.0; nginx 6\.0 \/ 7\.0; sidecar 8\.0 \/ 9\.5/,
+  const profile = {
+    nodes: [
+      node(1, "root", [2, 3]),
+      node(2, "relay", [4]),
+      node(3, "parse"),
+      node(4, "relay", []),
+    ],
+    samples: [3, 3, 4, 2],
+  };
+  const { self, total, samples } = rankFunctions(profile);
+  assert.equal(samples, 4);
+  assert.equal(self.get("parse src/parse.ts:1"), 2);
+  assert.equal(self.get("relay src/relay.ts:1"), 2);
+  // The recursive relay counts once per sample.
+  assert.equal(total.get("relay src/relay.ts:1"), 2);
+  assert.equal(total.get("root src/root.ts:1"), 4);
+  assert.deepEqual(topLines(total, samples, 1), ["100.0%  root src/root.ts:1"]);
+  // The report puts the idle share in its title and ranks only busy frames.
+  const idle = {
+    id: 5,
+    callFrame: { functionName: "(idle)", url: "", lineNumber: -1 },
+  };
+  const text = describeProfile("load 3", {
+    nodes: [...profile.nodes, idle],
+    samples: [...profile.samples, 5, 5, 5, 5],
+  }, 5);
+  assert.match(text, /^load 3: 8 samples, 50\.0% idle\n/);
+  assert.doesNotMatch(text, /% {2}\(idle\)/);
+  assert.match(text, /25\.0% {2}parse src\/parse\.ts:1/);
+});
+
+Deno.test("bench shards split streams so each worker's ramp covers the whole run", () => {
+  assert.deepEqual(shardIndices(7, { index: 0, count: 3 }), [0, 3, 6]);
+  assert.deepEqual(shardIndices(7, { index: 2, count: 3 }), [2, 5]);
+  const all = [0, 1, 2].flatMap((index) =>
+    shardIndices(7, { index, count: 3 })
   );
-  assert.match(text, /fast decoder, 3 rounds through one sidecar/);
-  assert.match(text, /N\/A +passthrough >= 0\.5x nginx throughput \(c=32\)/);
+  assert.deepEqual(all.sort(), [0, 1, 2, 3, 4, 5, 6]);
 });
 
 Deno.test("bench percentiles use the nearest rank", () => {
@@ -256,4 +531,18 @@ Deno.test("bench runs the sidecar with the shipped V8 flags unless told otherwis
   const tuned = sidecarCommand(["main.ts"], "--heap-growing-percent=80");
   const flag = tuned.args.indexOf("--v8-flags=--heap-growing-percent=80");
   assert.ok(flag > 0 && flag < tuned.args.indexOf("main.ts"));
+  const profiled = sidecarCommand(["main.ts"], "", ["--cpu-prof"]).args;
+  assert.ok(profiled.indexOf("--cpu-prof") < profiled.indexOf("main.ts"));
+});
+
+Deno.test("bench starts the sidecar on loopback, plain HTTP, in front of the decoder, with no engine flag", () => {
+  const args = sidecarArgs(8000, 8200, ["-workers=2"]);
+  assert.deepEqual(args, [
+    "main.ts",
+    "-port=8000",
+    "-model-server-port=8200",
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    "-workers=2",
+  ]);
 });

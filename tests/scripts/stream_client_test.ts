@@ -1,7 +1,20 @@
 import assert from "node:assert/strict";
-import { createFastHandler } from "../../scripts/bench/fast_upstream.ts";
+import {
+  createFastHandler,
+  createStepStream,
+} from "../../scripts/bench/fast_upstream.ts";
 import { SseResponseReader } from "../../scripts/bench/sse_response.ts";
-import { runStreams } from "../../scripts/bench/stream_client.ts";
+import {
+  createStepScheduler,
+  type StepClock,
+  type TimerHandle,
+} from "../../scripts/bench/step_scheduler.ts";
+import {
+  mergeStreams,
+  type RawStreams,
+  runStreams,
+  runStreamsSharded,
+} from "../../scripts/bench/stream_client.ts";
 import { startScriptedServer } from "../support/stub_upstream.ts";
 
 const encoder = new TextEncoder();
@@ -133,7 +146,7 @@ Deno.test("bench stream client times every chunk of the fast decoder's streams",
   );
   try {
     const result = await runStreams({
-      url: new URL(`http://127.0.0.1:${server.addr.port}/v1/chat/completions`),
+      url: `http://127.0.0.1:${server.addr.port}/v1/chat/completions`,
       headers: { "x-probe": "yes" },
       body: '{"stream":true}',
       streams: 3,
@@ -159,7 +172,7 @@ async function streamsAgainst(answer: string) {
     conn.close();
   });
   return await runStreams({
-    url: new URL(`http://127.0.0.1:${server.port}/v1/completions`),
+    url: `http://127.0.0.1:${server.port}/v1/completions`,
     headers: {},
     body: "{}",
     streams: 2,
@@ -187,4 +200,171 @@ Deno.test("bench stream client counts a stream the server cuts short as failed",
   assert.equal(result.completed, 0);
   assert.equal(result.failed, 2);
   assert.match(result.firstError ?? "", /closed the stream/);
+});
+
+/** A clock whose timers run only when the test fires them. */
+function createFakeClock(start = 1000) {
+  let now = start;
+  let nextId = 0;
+  const timers = new Map<number, { at: number; callback: () => void }>();
+  const clock: StepClock = {
+    now: () => now,
+    setTimer(callback, delayMs) {
+      timers.set(++nextId, { at: now + delayMs, callback });
+      return nextId as unknown as TimerHandle;
+    },
+    clearTimer(handle) {
+      timers.delete(handle as unknown as number);
+    },
+  };
+  return {
+    clock,
+    set now(value: number) {
+      now = value;
+    },
+    get pending(): number[] {
+      return [...timers.values()].map((timer) => timer.at);
+    },
+    /** Runs the earliest timer `lateMs` after it was due; returns when it was due. */
+    fire(lateMs = 0): number {
+      const [id, timer] = [...timers].sort((a, b) => a[1].at - b[1].at)[0] ??
+        [];
+      if (id === undefined || timer === undefined) {
+        throw new Error("No timer pending");
+      }
+      timers.delete(id);
+      now = timer.at + lateMs;
+      timer.callback();
+      return timer.at;
+    },
+  };
+}
+
+/** A stream that records the clock's time at each of its `events` steps. */
+function recordingStream(
+  name: string,
+  log: string[],
+  clock: { now(): number },
+  events = Infinity,
+) {
+  let left = events;
+  return {
+    step() {
+      log.push(`${clock.now()} ${name}`);
+      return --left === 0;
+    },
+  };
+}
+
+Deno.test("bench step decoder writes to every open stream in the same tick, on a fixed grid", () => {
+  const fake = createFakeClock(1000);
+  const scheduler = createStepScheduler(50, fake.clock);
+  const log: string[] = [];
+  fake.now = 1010;
+  scheduler.join(recordingStream("a", log, fake.clock));
+  fake.now = 1030;
+  scheduler.join(recordingStream("b", log, fake.clock));
+  // One timer for both, at the next grid point.
+  assert.deepEqual(fake.pending, [1050]);
+  assert.equal(fake.fire(), 1050);
+  assert.equal(fake.fire(), 1100);
+  assert.deepEqual(log, ["1050 a", "1050 b", "1100 a", "1100 b"]);
+});
+
+Deno.test("bench step decoder skips the steps a late timer missed and never ticks twice on one", () => {
+  const fake = createFakeClock(0);
+  const scheduler = createStepScheduler(50, fake.clock);
+  const log: string[] = [];
+  scheduler.join(recordingStream("a", log, fake.clock));
+  fake.fire(120); // due at 50, ran at 170: like an engine step that ran long
+  assert.deepEqual(fake.pending, [200]);
+  fake.fire(-0.5); // due at 200, ran a little early
+  assert.deepEqual(fake.pending, [250]);
+  assert.deepEqual(log, ["170 a", "199.5 a"]);
+});
+
+Deno.test("bench step decoder drops finished and departed streams and stops ticking when none is left", () => {
+  const fake = createFakeClock(0);
+  const scheduler = createStepScheduler(25, fake.clock);
+  const log: string[] = [];
+  scheduler.join(recordingStream("two", log, fake.clock, 2));
+  const leave = scheduler.join(recordingStream("left", log, fake.clock));
+  fake.fire();
+  leave();
+  fake.fire();
+  assert.equal(scheduler.size, 0);
+  assert.deepEqual(fake.pending, []);
+  assert.deepEqual(log, ["25 two", "25 left", "50 two"]);
+  // A stream whose reader is gone (its write throws) is dropped too.
+  scheduler.join({
+    step() {
+      throw new TypeError("The stream controller cannot close or enqueue");
+    },
+  });
+  fake.fire();
+  assert.equal(scheduler.size, 0);
+  assert.deepEqual(fake.pending, []);
+});
+
+Deno.test("bench step stream writes one timestamped event per tick and [DONE] with the last", async () => {
+  const fake = createFakeClock(0);
+  const scheduler = createStepScheduler(50, fake.clock);
+  const body = createStepStream(scheduler, 3);
+  fake.fire();
+  fake.fire();
+  fake.fire();
+  assert.deepEqual(fake.pending, []);
+  const text = await new Response(body).text();
+  const events = text.split("\n\n").filter((event) => event !== "");
+  assert.equal(events.length, 4);
+  events.slice(0, 3).forEach((event, i) => {
+    assert.match(event, new RegExp(`"content":" tok${i}"`));
+    assert.match(event, /"bench_sent_ms":\d+\.\d{3}\}$/);
+  });
+  assert.equal(events[3], "data: [DONE]");
+});
+
+Deno.test("bench stream client merges its shards' samples into one result", () => {
+  const part = (delays: number[], error?: string): RawStreams => ({
+    streams: 2,
+    completed: 2,
+    failed: 0,
+    events: delays.length,
+    delay: Float64Array.from(delays),
+    gap: Float64Array.from([50]),
+    firstEvent: Float64Array.from([1]),
+    ...(error === undefined ? {} : { firstError: error }),
+  });
+  const merged = mergeStreams([part([1, 2]), part([3, 4], "late")], 1.5);
+  assert.equal(merged.streams, 4);
+  assert.equal(merged.events, 4);
+  assert.equal(merged.delayMs.count, 4);
+  assert.equal(merged.delayMs.max, 4);
+  assert.equal(merged.delayMs.p50, 2);
+  assert.equal(merged.gapMs.count, 2);
+  assert.equal(merged.firstError, "late");
+  assert.equal(merged.wallS, 1.5);
+});
+
+Deno.test("bench stream client split over workers reads every stream of a step decoder", async () => {
+  const handler = createFastHandler("decode", {
+    chunks: 3,
+    intervalMs: 5,
+    stepMs: 5,
+  });
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    handler,
+  );
+  const result = await runStreamsSharded({
+    url: `http://127.0.0.1:${server.addr.port}/v1/chat/completions`,
+    headers: {},
+    body: '{"stream":true}',
+    streams: 5,
+    rampMs: 10,
+  }, 2);
+  assert.equal(result.streams, 5);
+  assert.equal(result.completed, 5, result.firstError);
+  assert.equal(result.events, 15);
+  assert.equal(result.delayMs.count, 15);
 });

@@ -86,6 +86,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     tlsStages: [],
     insecureSkipVerifyStages: [],
     caCertPath: "",
+    maxRequestBodyBytes: 33554432,
     ...DEFAULT_RESILIENCE,
     // Raw-socket upstreams count connections; the connect probe would add one.
     connectTimeout: 0,

@@ -6,7 +6,6 @@
  */
 
 import http from "node:http";
-import { createRawClient } from "./raw_h1.ts";
 import type { Readable } from "node:stream";
 
 /** The client options measured. */
@@ -17,8 +16,7 @@ export type ClientName =
   | "node-http"
   | "undici-request"
   | "undici-fetch"
-  | "hybrid"
-  | "raw-h1";
+  | "hybrid";
 
 /** Every client option, in the order they are reported. */
 export const CLIENT_NAMES: readonly ClientName[] = [
@@ -29,7 +27,6 @@ export const CLIENT_NAMES: readonly ClientName[] = [
   "undici-request",
   "undici-fetch",
   "hybrid",
-  "raw-h1",
 ];
 
 /** One upstream request. */
@@ -276,25 +273,6 @@ export async function createClient(name: ClientName): Promise<ProxyClient> {
       );
       const whole = nodeHttpClient();
       return { stream: streaming.stream, text: whole.text };
-    }
-    case "raw-h1": {
-      // Whole-body reads (the prefill leg) on a raw HTTP/1.1 client, streamed answers on fetch.
-      const streaming = fetchClient(
-        Deno.createHttpClient({
-          poolMaxIdlePerHost: 1024,
-          poolIdleTimeout: 4000,
-        }),
-      );
-      const raw = createRawClient();
-      return {
-        stream: streaming.stream,
-        text: async (url, init) =>
-          (await raw.post(
-            url,
-            init.headers,
-            typeof init.body === "string" ? init.body : "",
-          )).text,
-      };
     }
   }
   throw new Error(`Unknown client "${name}"`);

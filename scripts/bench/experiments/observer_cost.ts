@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { rewriteEvents } from "../../../src/connectors/_cached_tokens.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -32,8 +33,9 @@ function runDecoder(port: number, stepMs: number, events: number): void {
     const sent = now();
     for (const stream of open) {
       stream.sent++;
+      // The last event carries usage, as a stream with include_usage ends.
       const line = stream.sent > events
-        ? "data: [DONE]\n\n"
+        ? 'data: {"choices":[],"usage":{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":8}}}\n\ndata: [DONE]\n\n'
         : `data: {"sent":${sent},"i":${stream.sent},"text":" token"}\n\n`;
       try {
         stream.controller.enqueue(encoder.encode(line));
@@ -117,7 +119,12 @@ const OBSERVERS: Readonly<
     string,
     (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>
   >
-> = { pull: observeByPull, transform: observeByTransform };
+> = {
+  pull: observeByPull,
+  transform: observeByTransform,
+  // The cached-tokens rewrite of a stream that asked for usage.
+  "usage-rewrite": (body) => rewriteEvents(body, 0),
+};
 
 /**
  * The sidecar's own app on Deno.serve; with an observer variant, each
@@ -380,7 +387,10 @@ if (import.meta.main) {
       port: { type: "string", default: "0" },
       "decoder-port": { type: "string", default: "0" },
       variant: { type: "string", default: "none" },
-      variants: { type: "string", default: "none,transform,pull" },
+      variants: {
+        type: "string",
+        default: "none,transform,pull,usage-rewrite",
+      },
       streams: { type: "string", default: "500" },
       step: { type: "string", default: "50" },
       events: { type: "string", default: "60" },

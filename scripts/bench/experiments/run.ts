@@ -5,7 +5,8 @@
  * option, plus the real sidecar, against the same fast upstreams with the same
  * load generator as `deno task bench`: P/D and passthrough at c=32 (req/s) and
  * at c=1 (p50), and the proxy's CPU seconds per 1,000 requests. Writes
- * `experiments/results.json` (with `--only`, merged into the figures there).
+ * `experiments/results.json` (with `--only`, merged into the figures there;
+ * the figures of 2026-11-25 are in `../README.md`).
  *
  *   deno run --allow-net --allow-read --allow-env --allow-run --allow-write=scripts/bench,/tmp \
  *     scripts/bench/experiments/run.ts [--duration-s 5] [--only fetch-pool,node-http]
@@ -99,13 +100,11 @@ function proxyArgs(
 }
 
 function variants(): Variant[] {
-  const list: Variant[] = ["serve", "wire"].map((engine) => ({
-    name: engine === "serve"
-      ? "sidecar (main.ts)"
-      : "sidecar -engine=wire (main.ts)",
+  const list: Variant[] = [{
+    name: "sidecar (main.ts)",
     ready: "sidecar-log",
-    args: (decoder, port) => sidecarArgs(port, decoder, [`-engine=${engine}`]),
-  }));
+    args: (decoder, port) => sidecarArgs(port, decoder, []),
+  }];
   for (const client of CLIENT_NAMES) {
     list.push({
       name: `hono + ${client}`,
@@ -279,6 +278,8 @@ async function measureStreams(
   const args = (streams: number, rampMs: number) => [
     "run",
     "--allow-net",
+    // The stream client's workers load their module from disk.
+    "--allow-read",
     `${HERE}../stream_client.ts`,
     "--url",
     run.url,

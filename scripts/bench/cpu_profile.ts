@@ -1,24 +1,31 @@
 // deno-lint-ignore-file no-console -- a terminal report: printing is its job
 /**
  * @module
- * Experiment (not shipped): the top functions of a V8 `.cpuprofile` (as
- * `deno run --cpu-prof` writes it), by self time and by total time.
+ * The top functions of a V8 `.cpuprofile` (as `deno run --cpu-prof` writes
+ * it), by self time and by total time. `deno task bench --cpu-prof` uses it
+ * on the sidecar's profiles; it also runs on its own:
  *
- *   deno run --allow-read scripts/bench/experiments/cpuprofile_top.ts FILE [--top 25]
+ *   deno run --allow-read scripts/bench/cpu_profile.ts FILE [--top 25]
  */
 
 import { parseArgs } from "node:util";
 
-interface ProfileNode {
+/** One node of the profile's call tree. */
+export interface ProfileNode {
   readonly id: number;
-  readonly callFrame: { functionName: string; url: string; lineNumber: number };
-  readonly hitCount?: number;
-  readonly children?: number[];
+  readonly callFrame: {
+    readonly functionName: string;
+    readonly url: string;
+    readonly lineNumber: number;
+  };
+  readonly children?: readonly number[];
 }
 
-interface Profile {
-  readonly nodes: ProfileNode[];
-  readonly samples: number[];
+/** The parts of a `.cpuprofile` read here. */
+export interface CpuProfile {
+  readonly nodes: readonly ProfileNode[];
+  /** The leaf node of each sample. */
+  readonly samples: readonly number[];
 }
 
 /** "name file:line", with the file shortened to what identifies it. */
@@ -35,7 +42,7 @@ export function frameName(node: ProfileNode): string {
 
 /** Self and total sample counts per function. */
 export function rankFunctions(
-  profile: Profile,
+  profile: CpuProfile,
 ): { self: Map<string, number>; total: Map<string, number>; samples: number } {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parent = new Map<number, number>();
@@ -48,6 +55,7 @@ export function rankFunctions(
     const leaf = byId.get(id);
     if (leaf === undefined) continue;
     self.set(frameName(leaf), (self.get(frameName(leaf)) ?? 0) + 1);
+    // A recursive function counts once per sample in its total.
     const seen = new Set<string>();
     for (
       let current: number | undefined = id;
@@ -65,8 +73,9 @@ export function rankFunctions(
   return { self, total, samples: profile.samples.length };
 }
 
-function top(
-  map: Map<string, number>,
+/** The `count` largest entries of `map` as "  12.3%  name" lines. */
+export function topLines(
+  map: ReadonlyMap<string, number>,
   samples: number,
   count: number,
 ): string[] {
@@ -84,11 +93,11 @@ if (import.meta.main) {
   });
   const profile = JSON.parse(
     await Deno.readTextFile(positionals[0] ?? ""),
-  ) as Profile;
+  ) as CpuProfile;
   const { self, total, samples } = rankFunctions(profile);
   const count = Number(values.top);
   console.log(`${samples} samples\n\nby self time:`);
-  console.log(top(self, samples, count).join("\n"));
+  console.log(topLines(self, samples, count).join("\n"));
   console.log("\nby total time (function and its callees):");
-  console.log(top(total, samples, count).join("\n"));
+  console.log(topLines(total, samples, count).join("\n"));
 }

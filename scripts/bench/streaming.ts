@@ -1,0 +1,152 @@
+/**
+ * @module
+ * Load 3: the same SSE streams from the fast decoder read three ways, in
+ * rounds where the paths take turns: the client doing the prefill itself
+ * and reading the decoder directly (the floor: the client's and decoder's
+ * own delays), the same with the decode through nginx (what a C proxy adds
+ * on this machine), and P/D through the sidecar. Each section has its own
+ * decoder (step-synchronous or evenly spread), nginx and a fresh sidecar,
+ * so the sidecar's peak RSS is that section's.
+ */
+
+import {
+  type Bench,
+  PREFILLER_HEADER,
+  runStreamClient,
+  type SidecarOptions,
+  startSidecar,
+  type StreamRun,
+  urlOf,
+} from "./measure.ts";
+import { startNginx } from "./nginx.ts";
+import {
+  cpuSecondsOf,
+  freePort,
+  memoryMiB,
+  startFastUpstream,
+} from "./processes.ts";
+import type {
+  StreamRound,
+  StreamSection,
+  StreamShapeSettings,
+} from "./results.ts";
+import type { StreamResult } from "./stream_client.ts";
+
+/** One section to measure. */
+export interface StreamSectionPlan {
+  readonly name: string;
+  readonly shape: StreamShapeSettings;
+  readonly rounds: number;
+  /** One full-size run per path first: a path's first run measured up to 5x the p99 of its next. */
+  readonly warmUp: boolean;
+}
+
+/** What the sections share. */
+export interface StreamContext {
+  readonly bench: Bench;
+  readonly tempDir: string;
+  readonly prefillPort: number;
+  readonly nginx?: { readonly version: string; readonly workers: string };
+  readonly sidecar: SidecarOptions;
+  readonly progress: (text: string) => void;
+}
+
+/** The fast decoder's flags for `shape`. */
+export function decoderOptions(
+  shape: StreamShapeSettings,
+): { chunks: number; intervalMs?: number; stepMs?: number } {
+  return shape.mode === "step"
+    ? { chunks: shape.chunks, stepMs: shape.intervalMs }
+    : { chunks: shape.chunks, intervalMs: shape.intervalMs };
+}
+
+/** Starts the decoder, nginx and a sidecar of one section, measures its rounds and stops them. */
+export async function measureStreamSection(
+  context: StreamContext,
+  plan: StreamSectionPlan,
+): Promise<StreamSection> {
+  const { group, ticks } = context.bench;
+  const { shape } = plan;
+  const decoder = await startFastUpstream(
+    group,
+    "decode",
+    decoderOptions(shape),
+  );
+  const nginx = context.nginx === undefined ? undefined : await startNginx(
+    group,
+    {
+      prefix: `${context.tempDir}/nginx-${plan.name}`,
+      port: freePort(),
+      upstreamPort: decoder.port,
+      ...context.nginx,
+    },
+  );
+  const sidecar = await startSidecar(group, decoder.port, context.sidecar);
+  const common = {
+    streams: shape.streams,
+    rampMs: shape.rampMs,
+    chunks: shape.chunks,
+  };
+  const direct: StreamRun = {
+    ...common,
+    url: urlOf(decoder.port),
+    prefillUrl: urlOf(context.prefillPort),
+    headers: {},
+  };
+  const paths = {
+    direct: { run: direct, pid: undefined },
+    nginx: nginx === undefined
+      ? undefined
+      : { run: { ...direct, url: urlOf(nginx.port) }, pid: nginx.process.pid },
+    sidecar: {
+      run: {
+        ...common,
+        url: urlOf(sidecar.port),
+        headers: { [PREFILLER_HEADER]: `127.0.0.1:${context.prefillPort}` },
+      },
+      pid: sidecar.process.pid,
+    },
+  };
+  const measure = async (
+    path: { run: StreamRun; pid: number | undefined },
+  ): Promise<{ result: StreamResult; cpuS: number }> => {
+    const pids = path.pid === undefined ? [] : [path.pid];
+    const before = await cpuSecondsOf(pids, ticks);
+    const result = await runStreamClient(group, path.run);
+    return { result, cpuS: (await cpuSecondsOf(pids, ticks)) - before };
+  };
+  const order = [paths.direct, paths.nginx, paths.sidecar];
+  if (plan.warmUp) {
+    for (const path of order) if (path !== undefined) await measure(path);
+  }
+  const rounds: StreamRound[] = [];
+  for (let round = 0; round < plan.rounds; round++) {
+    const directRun = await measure(paths.direct);
+    const nginxRun = paths.nginx === undefined
+      ? undefined
+      : await measure(paths.nginx);
+    const sidecarRun = await measure(paths.sidecar);
+    rounds.push({
+      direct: directRun.result,
+      ...(nginxRun === undefined
+        ? {}
+        : { nginx: nginxRun.result, nginxCpuS: nginxRun.cpuS }),
+      sidecar: sidecarRun.result,
+      sidecarCpuS: sidecarRun.cpuS,
+    });
+    const p99 = (result: StreamResult | undefined) =>
+      result?.delayMs.p99.toFixed(1) ?? "-";
+    context.progress(
+      `${plan.name} round ${round + 1}: delay p99 direct ${
+        p99(directRun.result)
+      } ms, nginx ${p99(nginxRun?.result)} ms, sidecar ${
+        p99(sidecarRun.result)
+      } ms; sidecar ${sidecarRun.result.completed}/${sidecarRun.result.streams} done`,
+    );
+  }
+  const sidecarPeakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
+  await group.stop(sidecar.process);
+  if (nginx !== undefined) await group.stop(nginx.process);
+  await group.stop(decoder.process);
+  return { name: plan.name, shape, rounds, sidecarPeakRssMiB };
+}

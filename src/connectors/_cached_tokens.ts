@@ -1,0 +1,129 @@
+/**
+ * @module
+ * Puts the prefiller's cached-token count into the decode answer the client
+ * reads (base spec §5), touching as little as the answer allows: a JSON
+ * answer is read whole (vLLM sends it at the end anyway) and rewritten; a
+ * stream is rewritten only when it carries usage, since any JavaScript on
+ * the stream's path costs CPU on every chunk (scripts/bench/experiments/
+ * observer_cost.ts), and otherwise goes through natively, untouched.
+ */
+
+import { errorMessage, ProxyError } from "../errors.ts";
+import {
+  mayCarryUsage,
+  rewriteCachedTokens,
+  rewriteSseCachedTokens,
+} from "../protocol/cached_tokens.ts";
+
+/** What the rewrite needs to know about the request. */
+export interface CachedTokensOptions {
+  /** The prefiller's count, which the client must read. */
+  readonly cached: number;
+  /** Whether the client asked for usage in a stream (`stream_options`). */
+  readonly streamCarriesUsage: boolean;
+  /** Address of the decoder, for the error when its answer breaks. */
+  readonly decoder: string;
+}
+
+function isEventStream(response: Response): boolean {
+  return (response.headers.get("content-type") ?? "").includes(
+    "text/event-stream",
+  );
+}
+
+/** `response`'s headers without the length its new body no longer has. */
+function headersWithoutLength(response: Response): Headers {
+  const headers = new Headers(response.headers);
+  headers.delete("content-length");
+  return headers;
+}
+
+/** The decode answer with the prefiller's cached tokens, or as it came when it carries no usage. */
+export async function withPrefillCachedTokens(
+  decode: Response,
+  options: CachedTokensOptions,
+): Promise<Response> {
+  if (decode.status < 200 || decode.status >= 300 || decode.body === null) {
+    return decode;
+  }
+  const init = {
+    status: decode.status,
+    statusText: decode.statusText,
+    headers: headersWithoutLength(decode),
+  };
+  if (isEventStream(decode)) {
+    if (!options.streamCarriesUsage) return decode;
+    return new Response(rewriteEvents(decode.body, options.cached), init);
+  }
+  let text: string;
+  try {
+    text = await decode.text();
+  } catch (error) {
+    throw new ProxyError(
+      502,
+      `Decode server "${options.decoder}" broke its answer: ${
+        errorMessage(error)
+      }`,
+      { code: "decoder_broke", cause: error },
+    );
+  }
+  return new Response(rewriteCachedTokens(text, options.cached) ?? text, init);
+}
+
+/** Index just after the last complete SSE event in `text`, 0 when none. */
+function completeEventsEnd(text: string): number {
+  const lf = text.lastIndexOf("\n\n");
+  const crlf = text.lastIndexOf("\r\n\r\n");
+  return Math.max(lf < 0 ? 0 : lf + 2, crlf < 0 ? 0 : crlf + 4);
+}
+
+/**
+ * The stream with its usage events rewritten, whatever the chunk boundaries:
+ * an event split over reads is held until it is whole. Chunks without a
+ * usage object pass as the very bytes read.
+ */
+export function rewriteEvents(
+  body: ReadableStream<Uint8Array>,
+  cached: number,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  let held = "";
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        const result = await reader.read();
+        if (result.done) {
+          held += decoder.decode();
+          if (held !== "") {
+            controller.enqueue(
+              encoder.encode(rewriteSseCachedTokens(held, cached)),
+            );
+          }
+          controller.close();
+          return;
+        }
+        const wasHolding = held !== "";
+        const text = held + decoder.decode(result.value, { stream: true });
+        const end = completeEventsEnd(text);
+        held = text.slice(end);
+        if (end === 0) continue;
+        const events = text.slice(0, end);
+        if (mayCarryUsage(events)) {
+          controller.enqueue(
+            encoder.encode(rewriteSseCachedTokens(events, cached)),
+          );
+        } else if (!wasHolding && held === "") {
+          controller.enqueue(result.value);
+        } else {
+          controller.enqueue(encoder.encode(events));
+        }
+        return;
+      }
+    },
+    async cancel(reason) {
+      await reader.cancel(reason).catch(() => {});
+    },
+  }, { highWaterMark: 0 });
+}
