@@ -18,7 +18,11 @@ import { errorMessage } from "./src/errors.ts";
 import { isTraceContextInjected } from "./src/tracing.ts";
 import { PROGRAM } from "./src/usage.ts";
 import { createLogger, type Logger } from "./src/log.ts";
-import { type Listener, startListener } from "./src/listener.ts";
+import {
+  type Listener,
+  startListener,
+  type StopOptions,
+} from "./src/listener.ts";
 import { type MetricsRegistry, renderAggregate } from "./src/metrics.ts";
 import { type Exposition, serveMetrics } from "./src/metrics_server.ts";
 import {
@@ -55,7 +59,14 @@ async function startSecurity(
   }
 }
 
-const SHUTDOWN_DEADLINE_MS = 60_000;
+/**
+ * Exit codes of a stop by signal: 0 when every request in flight finished,
+ * 1 when -shutdown-grace passed first, and 128 + the signal's number when a
+ * second signal cut the drain short (the shell's convention: 130 for
+ * SIGINT, 143 for SIGTERM).
+ */
+const EXIT_DEADLINE_PASSED = 1;
+const SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
 const encoder = new TextEncoder();
 
 function print(
@@ -79,16 +90,20 @@ async function loadTls(
   return await generateSelfSignedCertificate();
 }
 
-function onSignals(handler: () => void): void {
+function onSignals(log: Logger, handler: () => void): void {
   let received = 0;
-  const listener = () => {
-    received++;
-    // A second signal means the operator does not want to wait.
-    if (received > 1) Deno.exit(1);
-    handler();
-  };
-  Deno.addSignalListener("SIGINT", listener);
-  Deno.addSignalListener("SIGTERM", listener);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      received++;
+      if (received > 1) {
+        // A second signal means the operator does not want to wait.
+        log.warn("second signal: exiting at once", { signal });
+        Deno.exit(128 + SIGNAL_NUMBERS[signal]);
+      }
+      log.info("signal received: draining", { signal });
+      handler();
+    });
+  }
 }
 
 /** Messages from the main thread to a listener thread. */
@@ -102,7 +117,7 @@ type ToListener =
     /** Where the main thread asks for this thread's metrics (with `-metrics-port`). */
     readonly metricsPort: MessagePort | undefined;
   }
-  | { readonly kind: "stop"; readonly deadlineMs: number };
+  | { readonly kind: "stop"; readonly options: StopOptions };
 
 /** Messages from a listener thread to the main thread. */
 type FromListener =
@@ -155,7 +170,7 @@ function runListenerThread(scope: ListenerScope): void {
       }
       return;
     }
-    const clean = listener ? await listener.stop(data.deadlineMs) : true;
+    const clean = listener ? await listener.stop(data.options) : true;
     scope.postMessage({ kind: "stopped", clean });
   };
 }
@@ -225,9 +240,9 @@ function stopThreadPort(thread: ListenerThread): void {
 
 async function stopListenerThread(
   thread: ListenerThread,
-  deadlineMs: number,
+  options: StopOptions,
 ): Promise<boolean> {
-  const reply = await exchange(thread.worker, { kind: "stop", deadlineMs })
+  const reply = await exchange(thread.worker, { kind: "stop", options })
     .catch(() => undefined);
   stopThreadPort(thread);
   return reply?.kind === "stopped" && reply.clean;
@@ -269,6 +284,10 @@ async function run(
       "-tracing makes spans, but nothing exports them: run with OTEL_DENO=true (Deno's OpenTelemetry) to send them",
     );
   }
+  // Installed before listening, so a signal during start-up drains too
+  // instead of killing the process with the runtime's default action.
+  const signalled = Promise.withResolvers<void>();
+  onSignals(log, () => signalled.resolve());
   if (!isConnectorImplemented(config.connector)) {
     log.warn(
       `connector "${config.connector}" is not supported yet: P/D requests will be answered 501`,
@@ -306,7 +325,7 @@ async function run(
     workers = await startListenerThreads(config, tls, env);
   } catch (error) {
     log.error(`Cannot start listener threads: ${errorMessage(error)}`);
-    await listener.stop(0);
+    await listener.stop({ graceMs: 0 });
     security.allowlist.stop();
     return 1;
   }
@@ -322,27 +341,26 @@ async function run(
     } catch (error) {
       log.error(errorMessage(error));
       await Promise.all([
-        listener.stop(0),
-        ...workers.map((worker) => stopListenerThread(worker, 0)),
+        listener.stop({ graceMs: 0 }),
+        ...workers.map((worker) => stopListenerThread(worker, { graceMs: 0 })),
       ]);
       security.allowlist.stop();
       return 1;
     }
   }
-  const clean = await new Promise<boolean>((resolve) => {
-    onSignals(async () => {
-      const stopped = await Promise.all([
-        listener.stop(SHUTDOWN_DEADLINE_MS),
-        ...workers.map((worker) =>
-          stopListenerThread(worker, SHUTDOWN_DEADLINE_MS)
-        ),
-      ]);
-      await metricsServer?.shutdown();
-      security.allowlist.stop();
-      resolve(stopped.every(Boolean));
-    });
-  });
-  return clean ? 0 : 1;
+  const stop: StopOptions = {
+    graceMs: config.shutdownGrace,
+    drainDelayMs: config.shutdownDrainDelay,
+  };
+  await signalled.promise;
+  const stopped = await Promise.all([
+    listener.stop(stop),
+    ...workers.map((worker) => stopListenerThread(worker, stop)),
+  ]);
+  // Scraped until the listeners are gone, so a drain shows in the metrics.
+  await metricsServer?.shutdown();
+  security.allowlist.stop();
+  return stopped.every(Boolean) ? 0 : EXIT_DEADLINE_PASSED;
 }
 
 /** Runs the sidecar with `args`; resolves with the process exit code. */

@@ -13,7 +13,7 @@ import { requestContext } from "./middleware/request_context.ts";
 import { API_KINDS, API_PATHS, usesAnthropicErrors } from "./protocol/api.ts";
 import { PATH_HEALTH } from "./protocol/fields.ts";
 import { createGenerationHandler } from "./routes/generation.ts";
-import { health } from "./routes/health.ts";
+import { createHealthHandler } from "./routes/health.ts";
 import { createPassthroughHandler } from "./routes/passthrough.ts";
 
 function renderError(error: Error, c: Context<AppEnv>): Response {
@@ -38,7 +38,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     }),
   );
   app.use(requestBodyLimit(deps.config.maxRequestBodyBytes));
-  app.get(PATH_HEALTH, health);
+  app.get(PATH_HEALTH, createHealthHandler(deps));
   for (const api of API_KINDS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));
   }

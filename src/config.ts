@@ -27,6 +27,11 @@ import {
 import { resolveConnectorSettings } from "./connector_flags.ts";
 import { resolveStageSettings } from "./stage_flags.ts";
 import {
+  describeResilience,
+  type ResilienceSettings,
+  resolveResilienceSettings,
+} from "./resilience_flags.ts";
+import {
   CONNECTOR_NAMES,
   type ConnectorName,
   defaultOf,
@@ -61,8 +66,11 @@ export {
   PREFILLER_SAMPLING_ENV,
 };
 
-/** Resolved sidecar configuration; read-only once parsed. */
-export interface Config {
+/**
+ * Resolved sidecar configuration; read-only once parsed. Timeouts, retries
+ * and shutdown settings come from {@linkcode ResilienceSettings}.
+ */
+export interface Config extends ResilienceSettings {
   /** `-port`: rank 0's listening port; rank r listens on `port + r` (see {@linkcode listenPort}). */
   readonly port: number;
   /** `-listen-host` (not in the Go sidecar): "::" means all interfaces, like Go's ":port". */
@@ -234,6 +242,7 @@ function resolveConfig(
     maxRequestBodyBytes: parseBodyLimit(
       values["max-request-body-bytes"] ?? defaultOf("max-request-body-bytes"),
     ),
+    ...resolveResilienceSettings(values),
   };
   validateNoEffectFlags(parsed, warnings);
   if (!secureProxy && certPath !== "") {
@@ -497,5 +506,6 @@ export function describeConfig(config: Config): Record<string, unknown> {
     tls_insecure_skip_verify: config.insecureSkipVerifyStages,
     ca_cert: config.caCertPath,
     max_request_body_bytes: config.maxRequestBodyBytes,
+    ...describeResilience(config),
   };
 }

@@ -39,7 +39,8 @@ export interface YamlKey {
 
 /**
  * Every key of the Go sidecars' YAML configuration (LATEST base spec §1.2 and NEXT delta §1.2),
- * plus `listen-host`, `workers` and `max-request-body-bytes`, which only this sidecar has. A key is accepted when its
+ * plus `listen-host`, `workers`, `max-request-body-bytes` and the timeout, failure-policy and
+ * shutdown keys, which only this sidecar has. A key is accepted when its
  * flag is supported in the flag table, refused as its flag is otherwise.
  */
 export const YAML_KEYS = {
@@ -75,6 +76,13 @@ export const YAML_KEYS = {
   "decode-chunk-size": { kind: "int" },
   "prefill-max-retries": { kind: "int" },
   "prefill-retry-backoff": { kind: "string" },
+  "prefill-failure-policy": { kind: "string" },
+  "connect-timeout": { kind: "string" },
+  "prefill-timeout": { kind: "string" },
+  "decode-first-byte-timeout": { kind: "string" },
+  "stream-idle-timeout": { kind: "string" },
+  "shutdown-grace": { kind: "string" },
+  "shutdown-drain-delay": { kind: "string" },
   "tracing": { kind: "bool" },
   "metrics-port": { kind: "int" },
   "listen-host": { kind: "string" },

@@ -26,6 +26,13 @@ export interface Deps {
   readonly metrics?: Metrics;
   /** The sidecar's spans; none made when absent. */
   readonly tracing?: Tracing;
+  /** Set once a shutdown began: `/health` answers 503 from then on. */
+  readonly drain?: DrainState;
+}
+
+/** Whether the listener is draining for a shutdown. */
+export interface DrainState {
+  readonly draining: boolean;
 }
 
 /**

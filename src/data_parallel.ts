@@ -70,6 +70,7 @@ export function createRankSelector(config: Config): RankSelector {
             `expected one of ${
               [...keys.keys()].map((key) => `"${key}"`).join(", ")
             }`,
+          { code: "invalid_data_parallel_target" },
         );
       }
       log.debug("data parallel routing", { to: value, rank });

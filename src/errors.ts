@@ -157,14 +157,25 @@ export type ErrorShape = "vllm" | "anthropic";
 const encoder = new TextEncoder();
 
 /**
+ * Response header carrying `ProxyError.code`. The body keeps vLLM's shape
+ * (`code` is the integer status there, and OpenAI clients read it), so the
+ * stable string goes where no client parser looks for anything else.
+ */
+export const HEADER_ERROR_CODE = "x-pd-error-code";
+
+/**
  * Renders a `ProxyError` as its prepared response or a JSON error body in
- * `shape`, with its length stated so the access line can report it.
+ * `shape`, with its length stated so the access line can report it, and its
+ * code in the `x-pd-error-code` header.
  */
 export function toErrorResponse(
   error: ProxyError,
   shape: ErrorShape = "vllm",
 ): Response {
-  if (error.response) return error.response;
+  if (error.response) {
+    error.response.headers.set(HEADER_ERROR_CODE, error.code);
+    return error.response;
+  }
   const payload = shape === "anthropic"
     ? buildAnthropicErrorBody(error)
     : buildErrorBody(error);
@@ -174,6 +185,7 @@ export function toErrorResponse(
     headers: {
       "content-type": "application/json",
       "content-length": String(body.byteLength),
+      [HEADER_ERROR_CODE]: error.code,
     },
   });
 }

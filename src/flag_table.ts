@@ -493,13 +493,83 @@ const FLAGS = {
   },
   "prefill-max-retries": {
     kind: "int",
-    status: "not-yet",
-    help: "extra prefill attempts after a 502, 503 or 504",
+    status: "supported",
+    default: 0,
+    help:
+      "extra prefill attempts after a connection error or a 502, 503 or 504 (never after a " +
+      "4xx or once the client has gone); a retry goes to the next prefiller the header " +
+      "names. Sequential connectors only (nixlv2, nixl, lmcache, shared-storage)",
   },
   "prefill-retry-backoff": {
     kind: "string",
-    status: "not-yet",
-    help: "delay between prefill attempts (Go duration)",
+    status: "supported",
+    default: "200ms",
+    help:
+      "delay between prefill attempts (Go duration); must be positive when " +
+      "-prefill-max-retries > 0",
+  },
+  "prefill-failure-policy": {
+    kind: "string",
+    status: "supported",
+    default: "fail",
+    help:
+      "what a failed prefill leg (unreachable, timed out, 5xx after the retries) gives: " +
+      "'fail' answers the error; 'decode' runs the client's request on the local decoder " +
+      "alone and says so in the x-pd-fallback response header (not in the Go sidecar)",
+  },
+  "connect-timeout": {
+    kind: "string",
+    status: "supported",
+    default: "5s",
+    help:
+      "longest TCP connect to an upstream not reached in the last 4s (Go duration; 0 turns " +
+      "it off); answered 504 connect_timeout (not in the Go sidecar)",
+  },
+  "prefill-timeout": {
+    kind: "string",
+    status: "supported",
+    default: "5m",
+    help:
+      "longest prefill leg, retries and backoffs included (Go duration; 0 turns it off); " +
+      "answered 504 prefill_timeout and the prefill aborted (not in the Go sidecar)",
+  },
+  "decode-first-byte-timeout": {
+    kind: "string",
+    status: "supported",
+    default: "0s",
+    help:
+      "longest wait for the first byte of a streaming (stream: true) P/D decode answer " +
+      "(Go duration; 0, the default, turns it off); answered 504 decode_first_byte_timeout. " +
+      "When on, the decode body is relayed through a JS pump (more CPU per chunk) " +
+      "(not in the Go sidecar)",
+  },
+  "stream-idle-timeout": {
+    kind: "string",
+    status: "supported",
+    default: "0s",
+    help:
+      "longest silence of the decoder once its answer has begun (Go duration; 0, the " +
+      "default, turns it off): the stream is broken off and the decoder request aborted. " +
+      "When on, every decoder answer is relayed through a JS pump (more CPU per chunk) " +
+      "(not in the Go sidecar)",
+  },
+  "shutdown-grace": {
+    kind: "string",
+    status: "supported",
+    default: "60s",
+    help:
+      "on SIGTERM or SIGINT, how long requests and streams in flight may take to finish, " +
+      "-shutdown-drain-delay included (Go duration); exit 1 when it passes (not in the Go " +
+      "sidecar, which waits 60s)",
+  },
+  "shutdown-drain-delay": {
+    kind: "string",
+    status: "supported",
+    default: "5s",
+    help:
+      "on SIGTERM or SIGINT, how long the sidecar keeps accepting and answers /health with " +
+      "503 before it stops accepting, so load balancers move away first (Go duration; not " +
+      "in the Go sidecar)",
   },
   "tracing": {
     kind: "bool",

@@ -37,12 +37,30 @@ export interface ListenerOptions {
   readonly caCerts?: readonly string[];
 }
 
+/** How a listener stops. */
+export interface StopOptions {
+  /** Longest graceful stop, the drain delay included (`-shutdown-grace`). */
+  readonly graceMs: number;
+  /**
+   * How long to keep accepting, `/health` answering 503, before accepting
+   * stops (`-shutdown-drain-delay`); 0 by default.
+   */
+  readonly drainDelayMs?: number;
+}
+
 /** A running listener. */
 export interface Listener {
   /** This listener's metrics (every rank's), or undefined with `-metrics-port=0`. */
   readonly metrics: MetricsRegistry | undefined;
-  /** Stops accepting, waits for in-flight requests (bounded), closes pools; resolves clean or not. */
-  stop(deadlineMs: number): Promise<boolean>;
+  /**
+   * Drains (`/health` 503 while still accepting), stops accepting, waits for
+   * in-flight requests (bounded), closes pools; resolves clean or not.
+   */
+  stop(options: StopOptions): Promise<boolean>;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The logger of rank `rank`'s server: Go names each after its port. */
@@ -60,9 +78,11 @@ function rankLog(log: Logger, config: Config): Logger {
  */
 export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
-  const upstream = createUpstreamClient(
-    upstreamClientOptions(config, options.caCerts ?? []),
-  );
+  const drain = { draining: false };
+  const upstream = createUpstreamClient({
+    ...upstreamClientOptions(config, options.caCerts ?? []),
+    connectTimeoutMs: config.connectTimeout,
+  });
   // One registry per thread: its ranks share it as they share the pool.
   const metrics = config.metricsPort > 0 ? createMetrics() : undefined;
   const tracing = createTracing(config.tracing);
@@ -82,6 +102,7 @@ export function startListener(options: ListenerOptions): Listener {
         config: rankConfig,
         log: serverLog,
         upstream,
+        drain,
         tracing,
         ...(metrics ? { metrics } : {}),
         ...(options.allowlist ? { allowlist: options.allowlist } : {}),
@@ -138,8 +159,19 @@ export function startListener(options: ListenerOptions): Listener {
   };
   return {
     metrics,
-    async stop(deadlineMs) {
-      const clean = await shutdownGracefully(all, { deadlineMs, log });
+    async stop({ graceMs, drainDelayMs = 0 }) {
+      drain.draining = true;
+      const delay = Math.min(drainDelayMs, graceMs);
+      if (delay > 0) {
+        log.info("draining: /health answers 503, still accepting", {
+          drain_delay_ms: delay,
+        });
+        await sleep(delay);
+      }
+      const clean = await shutdownGracefully(all, {
+        deadlineMs: graceMs - delay,
+        log,
+      });
       // Past the deadline the in-flight streams are abandoned, not awaited.
       if (clean) await finished;
       return clean;

@@ -215,7 +215,7 @@ export function createMetrics(): MetricsRegistry {
   });
   const upstreamErrors = new Counter({
     name: name("upstream_errors_total"),
-    help: "Upstream requests that got no response, by leg and kind",
+    help: "P/D legs that got no response (after any retries), by leg and kind",
     labelNames: ["leg", "kind"] as const,
     registers,
   });

@@ -29,6 +29,42 @@ function candidates(headers: HeaderLookup, name: string): string[] {
   );
 }
 
+/** Every valid target the routing header names, in order; empty when none. */
+function namedTargets(headers: HeaderLookup): UpstreamTarget[] {
+  let header = HEADER_PREFILLER_HOST_PORT;
+  let values = candidates(headers, header);
+  if (values.length === 0) {
+    header = HEADER_PREFILLER_URL;
+    values = candidates(headers, header);
+  }
+  return values.map((value) => parseTarget(value, header));
+}
+
+/**
+ * The prefillers a request's retries may go to: `chosen` first, then the
+ * others the header names in their order after it, each once.
+ */
+export function prefillCandidates(
+  headers: HeaderLookup,
+  chosen: UpstreamTarget,
+): UpstreamTarget[] {
+  const targets = namedTargets(headers);
+  const start = targets.findIndex((target) =>
+    target.hostPort === chosen.hostPort
+  );
+  const rotated = start === -1
+    ? targets
+    : [...targets.slice(start), ...targets.slice(0, start)];
+  const seen = new Set<string>([chosen.hostPort]);
+  const out = [chosen];
+  for (const target of rotated) {
+    if (seen.has(target.hostPort)) continue;
+    seen.add(target.hostPort);
+    out.push(target);
+  }
+  return out;
+}
+
 /**
  * The prefill target of a request, or undefined when it names none (plain
  * decode). Every candidate is validated, so a bad value is a 400 even when
@@ -38,14 +74,8 @@ export function selectPrefillTarget(
   headers: HeaderLookup,
   options: SelectionOptions,
 ): UpstreamTarget | undefined {
-  let header = HEADER_PREFILLER_HOST_PORT;
-  let values = candidates(headers, header);
-  if (values.length === 0) {
-    header = HEADER_PREFILLER_URL;
-    values = candidates(headers, header);
-  }
-  if (values.length === 0) return undefined;
-  const targets = values.map((value) => parseTarget(value, header));
+  const targets = namedTargets(headers);
+  if (targets.length === 0) return undefined;
   const index = options.sampling
     ? Math.floor(options.random() * targets.length)
     : 0;

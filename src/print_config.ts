@@ -6,7 +6,9 @@
 
 import type { Config, ConfigSources } from "./config.ts";
 import { flagNameOf, type SettingSource } from "./config_sources.ts";
+import { formatGoDuration } from "./duration.ts";
 import { POD_IP_ENV, SGLANG_BOOTSTRAP_PORT_ENV } from "./flag_table.ts";
+import { DURATION_SETTINGS } from "./resilience_flags.ts";
 
 /** Settings shown under another name than their field's kebab-case: the flag or variable. */
 const DISPLAY_NAMES: Readonly<Record<string, string>> = {
@@ -22,7 +24,7 @@ const DISPLAY_NAMES: Readonly<Record<string, string>> = {
 
 /**
  * One line per setting, `SETTING  VALUE  SOURCE`, in aligned columns. Values are JSON (strings
- * quoted). The source is `flag`, `yaml`, `env` or `default`, followed by the flag, key or
+ * quoted), durations in Go syntax. The source is `flag`, `yaml`, `env` or `default`, followed by the flag, key or
  * variable that gave the value when it is not the setting's own (`flag -vllm-port`).
  */
 export function formatEffectiveConfig(
@@ -37,10 +39,13 @@ export function formatEffectiveConfig(
     const name = Object.hasOwn(DISPLAY_NAMES, field)
       ? DISPLAY_NAMES[field] ?? field
       : flagNameOf(field);
+    const shown = DURATION_SETTINGS.has(field) && typeof value === "number"
+      ? formatGoDuration(value)
+      // An unset optional setting (no InferencePool) shows as JSON's null.
+      : JSON.stringify(value ?? null);
     rows.push([
       name,
-      // An unset optional setting (no InferencePool) shows as JSON's null.
-      JSON.stringify(value ?? null),
+      shown,
       describeSource(source, name),
     ]);
   }

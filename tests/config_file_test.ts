@@ -431,10 +431,11 @@ Deno.test("-help wins over a configuration, which is then not read", () => {
 Deno.test("-print-config prints every setting with its value and source", () => {
   const result = parseCommandLine(
     [
-      "-configuration={port: 9100, vllm-port: 8300, secure-proxy: false, ec-connector: ec-nixl}",
+      "-configuration={port: 9100, vllm-port: 8300, secure-proxy: false, ec-connector: ec-nixl, prefill-retry-backoff: 1s}",
       "-kv-connector=sglang",
       "-decode-chunk-size=16",
       "-zap-log-level=debug",
+      "-prefill-timeout=90s",
       "-print-config",
     ],
     { POD_IP: "10.0.0.7", P2P_CONNECTOR_PORT: "7300" },
@@ -471,6 +472,15 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "tls-insecure-skip-verify   []          default",
       'ca-cert                    ""          default',
       "max-request-body-bytes     33554432    default",
+      "connect-timeout            5s          default",
+      "prefill-timeout            1m30s       flag",
+      "decode-first-byte-timeout  0s          default",
+      "stream-idle-timeout        0s          default",
+      "prefill-max-retries        0           default",
+      "prefill-retry-backoff      1s          yaml",
+      'prefill-failure-policy     "fail"      default',
+      "shutdown-grace             1m0s        default",
+      "shutdown-drain-delay       5s          default",
       "",
     ].join("\n"),
   );

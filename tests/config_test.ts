@@ -41,6 +41,15 @@ const DEFAULTS: Config = {
   insecureSkipVerifyStages: [],
   caCertPath: "",
   maxRequestBodyBytes: 33554432,
+  connectTimeout: 5000,
+  prefillTimeout: 300_000,
+  decodeFirstByteTimeout: 0,
+  streamIdleTimeout: 0,
+  prefillMaxRetries: 0,
+  prefillRetryBackoff: 200,
+  prefillFailurePolicy: "fail",
+  shutdownGrace: 60_000,
+  shutdownDrainDelay: 5000,
 };
 
 function run(args: readonly string[], env: Env = {}): Run {
@@ -357,8 +366,6 @@ Deno.test("parseCommandLine rejects flags of features not built yet with exit 2"
     "max-idle-conns-per-host",
     "zap-devel",
     "zap-stacktrace-level",
-    "prefill-max-retries",
-    "prefill-retry-backoff",
     "moriio-write-mode",
     "moriio-dp-size",
     "moriio-remote-hosts",
@@ -681,6 +688,15 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     tls_insecure_skip_verify: [],
     ca_cert: "",
     max_request_body_bytes: 33554432,
+    connect_timeout: "5s",
+    prefill_timeout: "5m0s",
+    decode_first_byte_timeout: "0s",
+    stream_idle_timeout: "0s",
+    prefill_max_retries: 0,
+    prefill_retry_backoff: "200ms",
+    prefill_failure_policy: "fail",
+    shutdown_grace: "1m0s",
+    shutdown_drain_delay: "5s",
   });
   assert.equal(
     JSON.stringify(describeConfig(DEFAULTS)).includes("undefined"),

@@ -55,7 +55,7 @@ const YAML_ENTRIES = Object.entries(YAML_KEYS) as [
   { readonly kind: YamlKind },
 ][];
 
-Deno.test("YAML_KEYS holds every key of both Go sidecars, plus listen-host, workers and max-request-body-bytes", () => {
+Deno.test("YAML_KEYS holds every key of both Go sidecars, plus this sidecar's own", () => {
   const latest = [
     "port",
     "vllm-port",
@@ -90,10 +90,23 @@ Deno.test("YAML_KEYS holds every key of both Go sidecars, plus listen-host, work
   ];
   assert.deepEqual(
     Object.keys(YAML_KEYS).sort(),
-    [...latest, ...next, "listen-host", "workers", "max-request-body-bytes"]
-      .sort(),
+    [...latest, ...next, ...OWN_KEYS].sort(),
   );
 });
+
+/** Keys only this sidecar has. */
+const OWN_KEYS = [
+  "listen-host",
+  "workers",
+  "max-request-body-bytes",
+  "prefill-failure-policy",
+  "connect-timeout",
+  "prefill-timeout",
+  "decode-first-byte-timeout",
+  "stream-idle-timeout",
+  "shutdown-grace",
+  "shutdown-drain-delay",
+];
 
 Deno.test("every YAML key has a flag of a matching kind", () => {
   for (const [name, key] of YAML_ENTRIES) {

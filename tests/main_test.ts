@@ -22,6 +22,8 @@ function startPlainSidecar(
     String(decodePort),
     "-listen-host=127.0.0.1",
     "-secure-proxy=false",
+    // Stopping at once: the drain delay has its own tests (shutdown_test.ts).
+    "-shutdown-drain-delay=0s",
     ...flags,
   ], options);
   return Object.assign(sidecar, { port });

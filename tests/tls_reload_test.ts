@@ -154,7 +154,7 @@ Deno.test("the listener's certificate follows a ..data swap: new connections get
     await failed;
     assert.equal(await fetchTrusting(newCa, url), 200);
   } finally {
-    assert.equal(await listener?.stop(5_000), true);
+    assert.equal(await listener?.stop({ graceMs: 5_000 }), true);
     await Deno.remove(dir.path, { recursive: true });
   }
 });
@@ -204,6 +204,6 @@ Deno.test("the listener refuses TLS 1.1 and accepts TLS 1.2", async () => {
       /New, \(NONE\), Cipher is \(NONE\)/,
     );
   } finally {
-    await listener.stop(5_000);
+    await listener.stop({ graceMs: 5_000 });
   }
 });

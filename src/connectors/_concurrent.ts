@@ -111,9 +111,10 @@ function startPrefill(
 ): Promise<PrefillOutcome> {
   const { ctx } = state;
   const signal = AbortSignal.any([ctx.signal, state.prefill.signal]);
+  // No retries: the decode leg already names this prefiller (module doc of _prefill.ts).
   const options = legs.prefillHeaders
-    ? { signal, headers: legs.prefillHeaders }
-    : { signal };
+    ? { signal, headers: legs.prefillHeaders, retry: false }
+    : { signal, retry: false };
   return runPrefill(ctx, legs.prefillBody, options).then(
     (): PrefillOutcome => {
       ctx.log.debug("prefill request completed");

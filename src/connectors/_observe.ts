@@ -12,15 +12,31 @@ import { SPAN_DECODE, SPAN_PREFILL } from "../tracing.ts";
 import { UpstreamError, type WholeResponse } from "../upstream/client.ts";
 import type { PdContext } from "./types.ts";
 
-/** The cause of an upstream failure without a response; undefined for the client's abort. */
-function transportCause(error: unknown): UpstreamErrorKind | undefined {
+/**
+ * The cause of an upstream failure without a response, from the error
+ * itself or the `ProxyError` wrapping it; undefined for the client's abort.
+ */
+export function transportCause(
+  error: unknown,
+): UpstreamErrorKind | undefined {
+  if (error instanceof ProxyError && error.code === "prefill_timeout") {
+    return "timeout";
+  }
   const failure = error instanceof UpstreamError
     ? error
     : error instanceof ProxyError && error.cause instanceof UpstreamError
     ? error.cause
     : undefined;
   if (failure === undefined) return "other";
-  return failure.kind === "aborted" ? undefined : failure.kind;
+  if (failure.kind === "aborted") return undefined;
+  return failure.kind === "connect_timeout" ? "timeout" : failure.kind;
+}
+
+/** The cause a failed prefill leg (a `ProxyError` of `PREFILL_FAILURE_CODES`) is counted under. */
+export function prefillFailureCause(error: ProxyError): FailureCause {
+  if (error.code === "prefill_error") return "status_5xx";
+  if (error.code === "prefill_bad_answer") return "bad_answer";
+  return transportCause(error) ?? "other";
 }
 
 function isEventStream(response: Response): boolean {
@@ -55,11 +71,14 @@ export function recordPrefillFailure(
   ctx.observation.metrics.failure("prefill", cause);
 }
 
-/** Runs one prefill attempt inside the `prefill` span, noting when it was sent and answered. */
-export function observePrefill(
+/**
+ * Runs the prefill leg (its retries included) inside the `prefill` span,
+ * noting when it was sent and answered.
+ */
+export function observePrefill<T extends WholeResponse>(
   ctx: PdContext,
-  send: () => Promise<WholeResponse>,
-): Promise<WholeResponse> {
+  send: () => Promise<T>,
+): Promise<T> {
   const { timing, tracing } = ctx.observation;
   const attributes = {
     "llm_d.pd_proxy.request_id": ctx.requestId,

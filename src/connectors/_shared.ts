@@ -8,8 +8,10 @@
 import { type ErrorStatus, ProxyError } from "../errors.ts";
 import { isJsonObject } from "../protocol/request.ts";
 import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
-import { UpstreamError, type WholeResponse } from "../upstream/client.ts";
+import type { WholeResponse } from "../upstream/client.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
+import type { UpstreamTarget } from "../upstream/target.ts";
+import { type PrefillReply, sendPrefillLeg } from "./_prefill.ts";
 import type { PdContext } from "./types.ts";
 import {
   observeDecode,
@@ -24,37 +26,21 @@ export interface LegOptions {
   readonly headers?: HeaderList;
   /** Aborts the leg; the client's signal when absent. */
   readonly signal?: AbortSignal;
+  /** Whether a failed prefill may be retried (`-prefill-max-retries`); yes when absent. */
+  readonly retry?: boolean;
 }
 
-/** Sends the prefill leg and reads its answer; throws a 502 when none arrives. */
-export async function sendPrefill(
+/**
+ * Sends the prefill leg and reads its answer, with the deadline and retries
+ * of `ctx.prefillPolicy`; throws a `ProxyError` when no answer arrives.
+ */
+export function sendPrefill(
   ctx: PdContext,
   body: string,
   options: LegOptions = {},
-): Promise<WholeResponse> {
-  ctx.log.debug("sending prefill request", { to: ctx.prefiller.hostPort });
+): Promise<PrefillReply> {
   ctx.log.trace("prefill request", { body });
-  try {
-    return await observePrefill(
-      ctx,
-      () =>
-        ctx.upstream.sendAndRead(ctx.prefillUrl, {
-          method: "POST",
-          headers: options.headers ?? ctx.headers,
-          body,
-          signal: options.signal ?? ctx.signal,
-        }),
-    );
-  } catch (error) {
-    const failure = error instanceof UpstreamError
-      ? error.detail
-      : String(error);
-    throw new ProxyError(
-      502,
-      `Cannot reach prefill server "${ctx.prefiller.hostPort}": ${failure}`,
-      { cause: error },
-    );
-  }
+  return observePrefill(ctx, () => sendPrefillLeg(ctx, body, options));
 }
 
 /**
@@ -63,7 +49,11 @@ export async function sendPrefill(
  */
 export function ensureClientPresent(signal: AbortSignal): void {
   if (signal.aborted) {
-    throw new ProxyError(499, "Client disconnected before the request ended");
+    throw new ProxyError(
+      499,
+      "Client disconnected before the request ended",
+      { code: "client_disconnected" },
+    );
   }
 }
 
@@ -98,16 +88,17 @@ function errorDetail(text: string): string {
  */
 export function ensurePrefillSucceeded(
   ctx: PdContext,
-  reply: WholeResponse,
+  reply: WholeResponse & { readonly target?: UpstreamTarget },
 ): void {
   if (reply.status >= 200 && reply.status < 300) return;
   recordPrefillFailure(ctx, statusCause(reply.status));
+  const prefiller = reply.target ?? ctx.prefiller;
   ctx.log.error("prefill request failed", {
     status: reply.status,
     body: reply.text.slice(0, 1000),
   });
   const message =
-    `Prefill server "${ctx.prefiller.hostPort}" answered ${reply.status}: ${
+    `Prefill server "${prefiller.hostPort}" answered ${reply.status}: ${
       errorDetail(reply.text)
     }`;
   if (reply.status >= 400 && reply.status < 500) {
@@ -115,18 +106,22 @@ export function ensurePrefillSucceeded(
       status: reply.status,
       headers: buildClientHeaders(reply.headers),
     });
-    throw new ProxyError(400, message, { response: relayed });
+    throw new ProxyError(400, message, {
+      code: "prefill_rejected",
+      response: relayed,
+    });
   }
   throw new ProxyError(
     isGatewayStatus(reply.status) ? reply.status : 502,
     message,
+    { code: "prefill_error" },
   );
 }
 
 /** Checks the prefill succeeded and returned a JSON object; throws a 502 otherwise. */
 export function parsePrefillReply(
   ctx: PdContext,
-  reply: WholeResponse,
+  reply: WholeResponse & { readonly target?: UpstreamTarget },
 ): ScannedObject {
   ensurePrefillSucceeded(ctx, reply);
   let parsed: unknown;
@@ -139,9 +134,12 @@ export function parsePrefillReply(
     recordPrefillFailure(ctx, "bad_answer");
     throw new ProxyError(
       502,
-      `Prefill server "${ctx.prefiller.hostPort}" answered ${reply.status} without a JSON object body: ${
+      `Prefill server "${
+        (reply.target ?? ctx.prefiller).hostPort
+      }" answered ${reply.status} without a JSON object body: ${
         errorDetail(reply.text)
       }`,
+      { code: "prefill_bad_answer" },
     );
   }
   return scanObject(reply.text);

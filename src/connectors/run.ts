@@ -11,20 +11,30 @@ import {
 } from "../allowlist/allowlist.ts";
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
-import { errorMessage } from "../errors.ts";
+import { errorMessage, ProxyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { RequestObservation } from "../observation.ts";
-import { selectPrefillTarget } from "../prefill_selection.ts";
+import {
+  prefillCandidates,
+  selectPrefillTarget,
+} from "../prefill_selection.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import {
+  FIELD_STREAM,
   HEADER_KV_CACHE_SOURCE,
+  HEADER_PD_FALLBACK,
   HEADER_REQUEST_ID,
   OMITTED_ON_PD_LEGS,
 } from "../protocol/fields.ts";
-import { scanObject } from "../protocol/json_object.ts";
-import { isJsonObject, parseGenerationRequest } from "../protocol/request.ts";
+import { rawMember, scanObject } from "../protocol/json_object.ts";
+import {
+  type GenerationRequest,
+  isJsonObject,
+  parseGenerationRequest,
+} from "../protocol/request.ts";
 import { needsChunking, runChunkedDecode } from "../stages/chunked_decode.ts";
 import { type EncoderEndpoint, runEncoderStage } from "../stages/encoder.ts";
+import type { DecodeWatch } from "../upstream/decode_watch.ts";
 import {
   buildUpstreamHeaders,
   type HeaderList,
@@ -34,6 +44,8 @@ import {
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
+import { PREFILL_FAILURE_CODES, type PrefillPolicy } from "./_prefill.ts";
+import { prefillFailureCause } from "./_observe.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
 import { buildSourceDecodeBody } from "./p2p_source.ts";
@@ -131,13 +143,39 @@ export function selectKvSource(
 }
 
 /**
+ * The decode leg's timeouts: the first-byte one only for a streaming answer,
+ * as a non-streaming one sends its first byte when the generation is done.
+ */
+function decodeWatch(
+  deps: Deps,
+  request: GenerationRequest,
+  log: Logger,
+): DecodeWatch {
+  const streaming = rawMember(request.scanned, FIELD_STREAM) === "true";
+  return {
+    firstByteMs: streaming ? deps.config.decodeFirstByteTimeout : 0,
+    idleMs: deps.config.streamIdleTimeout,
+    log,
+  };
+}
+
+/** Whether `error` is a prefill leg's own failure, which `-prefill-failure-policy=decode` covers. */
+function isPrefillFailure(error: unknown): error is ProxyError {
+  return error instanceof ProxyError && PREFILL_FAILURE_CODES.has(error.code);
+}
+
+/**
  * Sends a decode leg to the local decoder: in chunks when `-decode-chunk-size`
  * is set and the request is a chat one that needs more than one chunk.
  */
 function sendDecodeLeg(
   deps: Deps,
   request: PdRequest,
-  leg: DecodeLeg & { readonly chunked: boolean },
+  leg: DecodeLeg & {
+    readonly chunked: boolean;
+    /** First-byte and idle timeouts of the answer (not of chunked decode's chunks). */
+    readonly watch?: DecodeWatch;
+  },
 ): Promise<Response> {
   const decoder = decoderHostPort(deps.config);
   const chunkSize = deps.config.decodeChunkSize;
@@ -159,6 +197,7 @@ function sendDecodeLeg(
   return forwardToDecoder(deps.upstream, {
     hostPort: decoder,
     pathAndQuery: request.pathAndQuery,
+    ...(leg.watch ? { watch: leg.watch } : {}),
   }, {
     method: "POST",
     headers: leg.headers,
@@ -230,6 +269,42 @@ export function createPdRunner(deps: Deps): PdRunner {
   const decoder = decoderHostPort(deps.config);
   const kvSource = (request: PdRequest, log: Logger) =>
     admitKvSource(deps, request, { enabled: connector.pullsKvSource, log });
+  const prefillPolicy: PrefillPolicy = {
+    timeoutMs: deps.config.prefillTimeout,
+    maxRetries: deps.config.prefillMaxRetries,
+    backoffMs: deps.config.prefillRetryBackoff,
+  };
+  /**
+   * `-prefill-failure-policy=decode`: the client's own body on the local
+   * decoder, as if no prefiller had been named, marked in a response header.
+   */
+  async function decodeOnly(
+    request: PdRequest,
+    parsed: GenerationRequest,
+    failure: ProxyError,
+  ): Promise<Response> {
+    ensureClientPresent(request.signal);
+    request.log.warn("prefill failed: falling back to decode only", {
+      code: failure.code,
+      cause: failure.message,
+    });
+    const { metrics, access, timing } = request.observation;
+    metrics.fallback(prefillFailureCause(failure));
+    access.fallback = "decode";
+    timing.decodeSent = performance.now();
+    const response = await sendDecodeLeg(deps, request, {
+      headers: legHeaders(request),
+      body: parsed.text,
+      chunked: true,
+      watch: decodeWatch(deps, parsed, request.log),
+    });
+    timing.decodeAnswered = performance.now();
+    response.headers.set(
+      HEADER_PD_FALLBACK,
+      `decode-only; cause=${failure.code}`,
+    );
+    return response;
+  }
   const runner: PdRunner = {
     select: (headers) => selectPrefillTarget(headers, options),
     kvSource: (request) => kvSource(request, request.log),
@@ -243,6 +318,7 @@ export function createPdRunner(deps: Deps): PdRunner {
       const { timing } = request.observation;
       timing.decodeSent = performance.now();
       const response = await sendDecodeLeg(deps, request, {
+        watch: decodeWatch(deps, parsed, log),
         headers: legHeaders(request),
         body,
         chunked: true,
@@ -257,6 +333,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         headers: legHeaders(request),
         body: parsed.text,
         chunked: true,
+        watch: decodeWatch(deps, parsed, request.log),
       });
     },
     async encode(encoders, prefiller, request) {
@@ -310,18 +387,26 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      return await connector.run({
+      const watch = decodeWatch(deps, parsed, legLog);
+      const run = connector.run({
         api: request.api,
         pathAndQuery,
         request: parsed,
         prefiller,
         prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
+        // With SSRF protection on, retries stay on the admitted prefiller:
+        // another one would need its own admission.
+        prefillers: deps.allowlist === undefined
+          ? prefillCandidates(request.headers, prefiller)
+          : [prefiller],
+        prefillPolicy,
         decoder,
         decode: (leg: DecodeLeg) => {
           ensureClientPresent(signal);
           return sendDecodeLeg(deps, request, {
             ...leg,
             chunked: chunksAfterPrefill,
+            watch,
           });
         },
         headers: legHeaders(request),
@@ -333,6 +418,16 @@ export function createPdRunner(deps: Deps): PdRunner {
         requestId: request.requestId,
         observation: request.observation,
       });
+      // An SGLang decoder in PD mode refuses a request without bootstrap fields.
+      const fallback = deps.config.prefillFailurePolicy === "decode" &&
+        connector.name !== "sglang";
+      if (!fallback) return await run;
+      try {
+        return await run;
+      } catch (error) {
+        if (!isPrefillFailure(error)) throw error;
+        return await decodeOnly(request, parsed, error);
+      }
     },
   };
   return runner;

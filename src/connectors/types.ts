@@ -13,6 +13,7 @@ import type { GenerationRequest } from "../protocol/request.ts";
 import type { UpstreamClient } from "../upstream/client.ts";
 import type { HeaderList } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
+import type { PrefillPolicy } from "./_prefill.ts";
 
 /** A decode leg as the connector hands it over. */
 export interface DecodeLeg {
@@ -38,6 +39,13 @@ export interface PdContext {
   readonly prefiller: UpstreamTarget;
   /** URL of the prefill leg: the prefiller and the client's path and query. */
   readonly prefillUrl: string;
+  /**
+   * Every prefiller the routing header names, `prefiller` first: where
+   * prefill retries go in turn. Only `prefiller` when absent.
+   */
+  readonly prefillers?: readonly UpstreamTarget[];
+  /** Deadline and retries of the prefill leg; none when absent. */
+  readonly prefillPolicy?: PrefillPolicy;
   /** Address of the local decoder, e.g. `127.0.0.1:8001`, for logs. */
   readonly decoder: string;
   /** Sends the decode leg. */

@@ -10,6 +10,11 @@ export const HEADER_PREFILLER_HOST_PORT = "x-prefiller-host-port";
 export const HEADER_PREFILLER_URL = "x-prefiller-url";
 /** Request id vLLM uses as the base of its response id; shared by both legs. */
 export const HEADER_REQUEST_ID = "x-request-id";
+/**
+ * Response header saying the answer came from the local decoder alone after
+ * the prefill failed (`-prefill-failure-policy=decode`): `decode-only; cause=<code>`.
+ */
+export const HEADER_PD_FALLBACK = "x-pd-fallback";
 /** Appended with the client address by every proxy hop. */
 export const HEADER_FORWARDED_FOR = "x-forwarded-for";
 /** A peer holding cached prefix KV the engines may pull over P2P (llm-d EPP's p2p-source-producer). */

@@ -36,12 +36,15 @@ export function parseGenerationRequest(text: string): GenerationRequest {
     body = JSON.parse(text);
   } catch (error) {
     const reason = errorMessage(error);
-    throw new ProxyError(400, `Request body is not valid JSON: ${reason}`);
+    throw new ProxyError(400, `Request body is not valid JSON: ${reason}`, {
+      code: "invalid_json",
+    });
   }
   if (!isJsonObject(body)) {
     throw new ProxyError(
       400,
       `Request body must be a JSON object: got ${describeJsonType(body)}`,
+      { code: "invalid_json" },
     );
   }
   return { text, scanned: scanObject(text) };

@@ -102,6 +102,8 @@ export async function passthroughRequest(
     const response = await forwardToDecoder(deps.upstream, {
       hostPort: decoderHostPort(deps.config),
       pathAndQuery: pathAndQueryOf(request),
+      // The first-byte timeout needs the body's `stream`, which passthrough never parses.
+      watch: { firstByteMs: 0, idleMs: deps.config.streamIdleTimeout, log },
     }, {
       method: request.method,
       headers: buildUpstreamHeaders(request.headers, {

@@ -10,7 +10,13 @@ import type { TlsStage } from "../flag_table.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
 /** Why an upstream request produced no response. */
-export type FailureKind = "refused" | "dns" | "reset" | "aborted" | "other";
+export type FailureKind =
+  | "refused"
+  | "dns"
+  | "reset"
+  | "aborted"
+  | "connect_timeout"
+  | "other";
 
 /** An upstream request that failed before a response arrived. */
 export class UpstreamError extends Error {
@@ -77,6 +83,8 @@ export interface UpstreamClientOptions {
   readonly stages?: Partial<Readonly<Record<UpstreamStage, StageTls>>>;
   /** PEM certificates trusted besides the default roots (`-ca-cert`). */
   readonly caCerts?: readonly string[];
+  /** `-connect-timeout` in ms; 0 or absent: the kernel's own (about two minutes). */
+  readonly connectTimeoutMs?: number;
 }
 
 /** Idle keep-alive connections kept per upstream host (the Go sidecar's default). */
@@ -266,26 +274,53 @@ function createInsecureTransport(): StageTransport {
   };
 }
 
+/**
+ * Whether a request that met a closed connection may be sent again: only
+ * when its body was never a stream, so the same bytes can go out twice.
+ */
+function isReplayable(request: UpstreamRequest): boolean {
+  const body = request.body;
+  return body === undefined || body === null || typeof body === "string" ||
+    body instanceof Uint8Array;
+}
+
 function createStageClient(
   tls: StageTls,
   transport: StageTransport,
+  probe: ConnectProbe,
 ): Omit<UpstreamClient, "stage"> {
   const scheme = tls.tls ? "https" : "http";
+  function attempt(url: string, request: UpstreamRequest): Promise<Response> {
+    return transport.fetch(url, {
+      method: request.method,
+      headers: withFetchDefaults(request.headers),
+      body: request.body ?? null,
+      signal: request.signal,
+      redirect: "manual",
+    });
+  }
   async function send(
     url: string,
     request: UpstreamRequest,
   ): Promise<Response> {
+    await probe.ensureReachable(url, request.signal);
+    let response: Response;
     try {
-      return await transport.fetch(url, {
-        method: request.method,
-        headers: withFetchDefaults(request.headers),
-        body: request.body ?? null,
-        signal: request.signal,
-        redirect: "manual",
-      });
+      response = await attempt(url, request);
     } catch (error) {
-      throw upstreamFailure(error, request.signal);
+      const failure = upstreamFailure(error, request.signal);
+      // A pooled connection the upstream closed as the request went out
+      // (its keep-alive ran out first, llm-d #1564): the upstream never saw
+      // the request, so the same bytes go once more, on a new connection.
+      if (failure.kind !== "reset" || !isReplayable(request)) throw failure;
+      try {
+        response = await attempt(url, request);
+      } catch (again) {
+        throw upstreamFailure(again, request.signal);
+      }
     }
+    probe.reached(url);
+    return response;
   }
   return {
     send,
@@ -317,6 +352,10 @@ export function createUpstreamClient(
   options: UpstreamClientOptions = {},
 ): UpstreamClient {
   const caCerts = options.caCerts ?? [];
+  const probe = createConnectProbe(
+    options.connectTimeoutMs ?? 0,
+    IDLE_TIMEOUT_MS,
+  );
   const stages = new Map<UpstreamStage, UpstreamClient>();
   function stage(name: UpstreamStage): UpstreamClient {
     const existing = stages.get(name);
@@ -326,7 +365,7 @@ export function createUpstreamClient(
       ? createInsecureTransport()
       : createDenoTransport(caCerts);
     const client: UpstreamClient = {
-      ...createStageClient(tls, transport),
+      ...createStageClient(tls, transport, probe),
       stage,
     };
     stages.set(name, client);
@@ -337,6 +376,73 @@ export function createUpstreamClient(
     ...decoder,
     close() {
       for (const client of stages.values()) client.close();
+    },
+  };
+}
+
+/** The `-connect-timeout` check made before a request. */
+interface ConnectProbe {
+  /** Throws `UpstreamError` when the URL's host cannot be connected to in time. */
+  ensureReachable(url: string, signal: AbortSignal): Promise<void>;
+  /** Records that the URL's host answered, so its next requests skip the probe. */
+  reached(url: string): void;
+}
+
+/** Most hosts remembered as reached; more and the memory starts over. */
+const MAX_REMEMBERED_HOSTS = 4096;
+
+/** `host:port` of an `http(s)://host:port/…` URL. */
+function hostPortOf(url: string): string {
+  const start = url.indexOf("//") + 2;
+  const end = url.indexOf("/", start);
+  return url.slice(start, end === -1 ? undefined : end);
+}
+
+/**
+ * The connect timeout. Deno's `fetch` has no connect-timeout option, and a
+ * signal on the request cannot tell a slow connect from a slow answer, so
+ * before a request to a host not answered within the pool's idle time (no
+ * pooled connection can be left), a TCP connect to it is tried and closed:
+ * it measures exactly the connect, and costs one handshake per cold host.
+ */
+function createConnectProbe(timeoutMs: number, freshMs: number): ConnectProbe {
+  const lastReached = new Map<string, number>();
+  if (timeoutMs <= 0) {
+    return { ensureReachable: () => Promise.resolve(), reached() {} };
+  }
+  async function connect(hostPort: string, signal: AbortSignal) {
+    const colon = hostPort.lastIndexOf(":");
+    const hostname = hostPort.slice(0, colon).replace(/^\[|\]$/g, "");
+    const port = Number(hostPort.slice(colon + 1));
+    const timeout = AbortSignal.timeout(timeoutMs);
+    try {
+      const conn = await Deno.connect({
+        hostname,
+        port,
+        signal: AbortSignal.any([signal, timeout]),
+      });
+      conn.close();
+    } catch (error) {
+      if (timeout.aborted && !signal.aborted) {
+        throw new UpstreamError(
+          "connect_timeout",
+          `no TCP connection within ${timeoutMs} ms`,
+          error,
+        );
+      }
+      throw upstreamFailure(error, signal);
+    }
+  }
+  return {
+    async ensureReachable(url, signal) {
+      const hostPort = hostPortOf(url);
+      const last = lastReached.get(hostPort);
+      if (last !== undefined && performance.now() - last < freshMs) return;
+      await connect(hostPort, signal);
+    },
+    reached(url) {
+      if (lastReached.size >= MAX_REMEMBERED_HOSTS) lastReached.clear();
+      lastReached.set(hostPortOf(url), performance.now());
     },
   };
 }

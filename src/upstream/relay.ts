@@ -12,6 +12,7 @@ import {
   UpstreamError,
   type UpstreamRequest,
 } from "./client.ts";
+import { type DecodeWatch, isWatching, sendWatched } from "./decode_watch.ts";
 import { buildClientHeaders } from "./headers.ts";
 
 /** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
@@ -35,7 +36,15 @@ export function relayResponse(
 
 /** Maps a decoder request that got no response to the status the client sees. */
 export function decoderFailure(decoder: string, error: unknown): ProxyError {
+  if (error instanceof ProxyError) return error;
   const failure = error instanceof UpstreamError ? error : undefined;
+  if (failure?.kind === "connect_timeout") {
+    return new ProxyError(
+      504,
+      `Cannot connect to decode server "${decoder}": ${failure.detail}`,
+      { code: "connect_timeout", cause: error },
+    );
+  }
   if (failure?.kind === "refused") {
     return new ProxyError(503, DECODER_NOT_READY_MESSAGE, {
       code: "decoder_not_ready",
@@ -50,19 +59,31 @@ export function decoderFailure(decoder: string, error: unknown): ProxyError {
   );
 }
 
+/** Where `forwardToDecoder` sends, and the timeouts of the answer. */
+export interface DecoderTarget {
+  readonly hostPort: string;
+  readonly pathAndQuery: string;
+  /** First-byte and idle timeouts; the answer is piped untouched without. */
+  readonly watch?: DecodeWatch;
+}
+
 /** Sends `request` to the decoder at `hostPort` and relays its answer, streamed. */
 export async function forwardToDecoder(
   upstream: UpstreamClient,
-  target: { readonly hostPort: string; readonly pathAndQuery: string },
+  target: DecoderTarget,
   request: UpstreamRequest,
 ): Promise<Response> {
+  // The client's URL carries its stage's scheme (issue 11: -enable-tls=decoder).
+  const url = upstream.url(target.hostPort, target.pathAndQuery);
   let response: Response;
   try {
-    // The client's URL carries its stage's scheme (issue 11: -enable-tls=decoder).
-    response = await upstream.send(
-      upstream.url(target.hostPort, target.pathAndQuery),
-      request,
-    );
+    response = isWatching(target.watch) && target.watch
+      ? await sendWatched(
+        (signal) => upstream.send(url, { ...request, signal }),
+        request.signal,
+        target.watch,
+      )
+      : await upstream.send(url, request);
   } catch (error) {
     throw decoderFailure(target.hostPort, error);
   }

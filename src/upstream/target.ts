@@ -31,6 +31,7 @@ function reject(header: string, value: string, reason: string): never {
     `Invalid prefill target ${
       JSON.stringify(value)
     } in header "${header}": ${reason}`,
+    { code: "invalid_prefill_target" },
   );
 }
 

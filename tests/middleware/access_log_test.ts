@@ -158,7 +158,7 @@ Deno.test(
     const [line] = await accessLinesOf(h, "failed");
     assert.equal(line?.status, 502);
     assert.equal(line?.outcome, "error");
-    assert.equal(line?.error_code, "bad_gateway");
+    assert.equal(line?.error_code, "prefill_unreachable");
     assert.equal(line?.bytes, body.byteLength);
     assert.equal(line?.prefill_target, unreachable);
     assert.equal(h.decode.requests.length, 0);

@@ -10,6 +10,7 @@ import type { Metrics } from "../../src/metrics.ts";
 import type { Config } from "../../src/config.ts";
 import type { AppEnv } from "../../src/context.ts";
 import { createLogger } from "../../src/log.ts";
+import { DEFAULT_RESILIENCE } from "../../src/resilience_flags.ts";
 import { serveApp } from "../../src/server.ts";
 import type { TlsCertificate } from "../../src/tls.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
@@ -91,6 +92,9 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     insecureSkipVerifyStages: [],
     caCertPath: "",
     maxRequestBodyBytes: 33554432,
+    ...DEFAULT_RESILIENCE,
+    // Raw-socket upstreams count connections; the connect probe would add one.
+    connectTimeout: 0,
     ...overrides,
   };
 }
@@ -140,7 +144,9 @@ export async function createHarness(
     waiters.add(waiter);
     return promise;
   }
-  const upstream = createUpstreamClient();
+  const upstream = createUpstreamClient({
+    connectTimeoutMs: config.connectTimeout,
+  });
   const app = createApp({
     config,
     log,

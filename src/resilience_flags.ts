@@ -1,0 +1,155 @@
+/**
+ * @module
+ * The timeout, retry, failure-policy and shutdown settings (issue 12): read
+ * from the flag values (Go durations) and validated. Durations are kept in
+ * milliseconds; 0 turns a timeout off.
+ */
+
+import { invalidValue } from "./config_error.ts";
+import { formatGoDuration, parseGoDuration } from "./duration.ts";
+import { defaultOf } from "./flag_table.ts";
+
+/** What a prefill leg that failed for good gives the client. */
+export type PrefillFailurePolicy = "fail" | "decode";
+
+/** The accepted `-prefill-failure-policy` values. */
+export const PREFILL_FAILURE_POLICIES: readonly PrefillFailurePolicy[] = [
+  "fail",
+  "decode",
+];
+
+/** Timeouts, retries and shutdown, in milliseconds. */
+export interface ResilienceSettings {
+  /** `-connect-timeout`: longest TCP connect to an upstream not reached lately; 0 off. */
+  readonly connectTimeout: number;
+  /** `-prefill-timeout`: longest prefill leg, retries included; 0 off. */
+  readonly prefillTimeout: number;
+  /** `-decode-first-byte-timeout`: longest wait for a streaming decode's first byte; 0 off. */
+  readonly decodeFirstByteTimeout: number;
+  /** `-stream-idle-timeout`: longest silence of a decoder answer once begun; 0 off. */
+  readonly streamIdleTimeout: number;
+  /** `-prefill-max-retries`: extra prefill attempts; negative values act as 0 (as in Go). */
+  readonly prefillMaxRetries: number;
+  /** `-prefill-retry-backoff`: constant delay between prefill attempts. */
+  readonly prefillRetryBackoff: number;
+  /** `-prefill-failure-policy`. */
+  readonly prefillFailurePolicy: PrefillFailurePolicy;
+  /** `-shutdown-grace`: longest graceful stop, drain delay included. */
+  readonly shutdownGrace: number;
+  /** `-shutdown-drain-delay`: accepting with /health 503 before accepting stops. */
+  readonly shutdownDrainDelay: number;
+}
+
+/** The flag values the settings are read from, as the parser gives them. */
+export interface ResilienceValues {
+  readonly "connect-timeout"?: string;
+  readonly "prefill-timeout"?: string;
+  readonly "decode-first-byte-timeout"?: string;
+  readonly "stream-idle-timeout"?: string;
+  readonly "prefill-max-retries"?: number;
+  readonly "prefill-retry-backoff"?: string;
+  readonly "prefill-failure-policy"?: string;
+  readonly "shutdown-grace"?: string;
+  readonly "shutdown-drain-delay"?: string;
+}
+
+type DurationFlag =
+  | "connect-timeout"
+  | "prefill-timeout"
+  | "decode-first-byte-timeout"
+  | "stream-idle-timeout"
+  | "prefill-retry-backoff"
+  | "shutdown-grace"
+  | "shutdown-drain-delay";
+
+/** Longest duration accepted: what `setTimeout` can wait (about 24.8 days). */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
+function duration(values: ResilienceValues, flag: DurationFlag): number {
+  const text = values[flag] ?? defaultOf(flag);
+  const ms = parseGoDuration(text);
+  if (ms === undefined || ms < 0 || ms > MAX_DURATION_MS) {
+    throw invalidValue(
+      flag,
+      text,
+      'a Go duration of 0 or more such as "500ms", "5s" or "2m"',
+    );
+  }
+  return Math.ceil(ms);
+}
+
+/** Reads and validates the settings; throws `ConfigError` naming the flag. */
+export function resolveResilienceSettings(
+  values: ResilienceValues,
+): ResilienceSettings {
+  const policyText = values["prefill-failure-policy"] ??
+    defaultOf("prefill-failure-policy");
+  const policy = PREFILL_FAILURE_POLICIES.find((name) => name === policyText);
+  if (policy === undefined) {
+    throw invalidValue(
+      "prefill-failure-policy",
+      policyText,
+      `one of ${PREFILL_FAILURE_POLICIES.join(", ")}`,
+    );
+  }
+  const retries = Math.max(
+    0,
+    values["prefill-max-retries"] ?? defaultOf("prefill-max-retries"),
+  );
+  const backoff = duration(values, "prefill-retry-backoff");
+  if (retries > 0 && backoff <= 0) {
+    throw invalidValue(
+      "prefill-retry-backoff",
+      formatGoDuration(backoff),
+      "a positive duration when -prefill-max-retries > 0",
+    );
+  }
+  return {
+    connectTimeout: duration(values, "connect-timeout"),
+    prefillTimeout: duration(values, "prefill-timeout"),
+    decodeFirstByteTimeout: duration(values, "decode-first-byte-timeout"),
+    streamIdleTimeout: duration(values, "stream-idle-timeout"),
+    prefillMaxRetries: retries,
+    prefillRetryBackoff: backoff,
+    prefillFailurePolicy: policy,
+    shutdownGrace: duration(values, "shutdown-grace"),
+    shutdownDrainDelay: duration(values, "shutdown-drain-delay"),
+  };
+}
+
+/** The settings held as durations, which `-print-config` shows in Go syntax. */
+export const DURATION_SETTINGS: ReadonlySet<string> = new Set<
+  keyof ResilienceSettings
+>([
+  "connectTimeout",
+  "prefillTimeout",
+  "decodeFirstByteTimeout",
+  "streamIdleTimeout",
+  "prefillRetryBackoff",
+  "shutdownGrace",
+  "shutdownDrainDelay",
+]);
+
+/** Built-in settings: what a configuration without these flags gets. */
+export const DEFAULT_RESILIENCE: ResilienceSettings = resolveResilienceSettings(
+  {},
+);
+
+/** The settings for the start-up log line (snake_case keys, durations in Go syntax). */
+export function describeResilience(
+  settings: ResilienceSettings,
+): Record<string, unknown> {
+  return {
+    connect_timeout: formatGoDuration(settings.connectTimeout),
+    prefill_timeout: formatGoDuration(settings.prefillTimeout),
+    decode_first_byte_timeout: formatGoDuration(
+      settings.decodeFirstByteTimeout,
+    ),
+    stream_idle_timeout: formatGoDuration(settings.streamIdleTimeout),
+    prefill_max_retries: settings.prefillMaxRetries,
+    prefill_retry_backoff: formatGoDuration(settings.prefillRetryBackoff),
+    prefill_failure_policy: settings.prefillFailurePolicy,
+    shutdown_grace: formatGoDuration(settings.shutdownGrace),
+    shutdown_drain_delay: formatGoDuration(settings.shutdownDrainDelay),
+  };
+}

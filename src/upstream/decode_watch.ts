@@ -1,0 +1,147 @@
+/**
+ * @module
+ * The decoder's two timeouts: `-decode-first-byte-timeout` (no body byte
+ * yet: answered 504 before any status is sent) and `-stream-idle-timeout`
+ * (the answer began, then nothing came for that long: the stream is broken
+ * off). Either aborts the decoder request.
+ *
+ * Cost: with either on, the decode body is relayed through a JS pump, one
+ * pull per chunk, instead of the runtime's native pipe, which costs CPU per
+ * chunk (scripts/bench/experiments/observer_cost.ts measured 2.5-2.9x for a
+ * per-chunk observer). Hence both are off by default, and with both off the
+ * decoder's body is handed to the runtime untouched. The idle check arms one
+ * timer per stream and moves it at most once per timeout, not per chunk.
+ */
+
+import { ProxyError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+/** The timeouts of one decoder answer, in ms; 0 turns one off. */
+export interface DecodeWatch {
+  /** Longest wait for the first body byte (headers included). */
+  readonly firstByteMs: number;
+  /** Longest silence once the first body byte came. */
+  readonly idleMs: number;
+  readonly log: Logger;
+}
+
+/** Why the watchdog aborted the decoder request. */
+class DecodeTimeout extends Error {
+  override readonly name = "TimeoutError";
+}
+
+/** Whether `watch` asks for anything, so the native pipe can be kept otherwise. */
+export function isWatching(watch: DecodeWatch | undefined): boolean {
+  return watch !== undefined && (watch.firstByteMs > 0 || watch.idleMs > 0);
+}
+
+function firstByteTimeout(ms: number, cause: unknown): ProxyError {
+  return new ProxyError(
+    504,
+    `Decode server sent no answer within ${ms} ms (-decode-first-byte-timeout)`,
+    { code: "decode_first_byte_timeout", cause },
+  );
+}
+
+/**
+ * Sends the decode through `send` with a signal that also fires on a
+ * timeout, and returns its answer watched as the module doc says. `signal`
+ * is the caller's (the client's, or the leg's).
+ */
+export async function sendWatched(
+  send: (signal: AbortSignal) => Promise<Response>,
+  signal: AbortSignal,
+  watch: DecodeWatch,
+): Promise<Response> {
+  const watchdog = new AbortController();
+  const combined = AbortSignal.any([signal, watchdog.signal]);
+  let firstByteTimer: ReturnType<typeof setTimeout> | undefined;
+  if (watch.firstByteMs > 0) {
+    firstByteTimer = setTimeout(
+      () => watchdog.abort(new DecodeTimeout("first byte")),
+      watch.firstByteMs,
+    );
+  }
+  const timedOut = () => watchdog.signal.aborted && !signal.aborted;
+  let response: Response;
+  try {
+    response = await send(combined);
+  } catch (error) {
+    clearTimeout(firstByteTimer);
+    if (timedOut()) throw firstByteTimeout(watch.firstByteMs, error);
+    throw error;
+  }
+  const reader = response.body?.getReader();
+  if (reader === undefined) {
+    clearTimeout(firstByteTimer);
+    return response;
+  }
+  const head: Promise<ReadableStreamReadResult<Uint8Array>>[] = [];
+  if (firstByteTimer !== undefined) {
+    try {
+      head.push(Promise.resolve(await reader.read()));
+    } catch (error) {
+      if (timedOut()) throw firstByteTimeout(watch.firstByteMs, error);
+      throw error;
+    } finally {
+      clearTimeout(firstByteTimer);
+    }
+  }
+  return new Response(pump(reader, head, { watch, watchdog }), {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}
+
+/** Relays `reader` after `head`, breaking it off after `watch.idleMs` of silence. */
+function pump(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  head: Promise<ReadableStreamReadResult<Uint8Array>>[],
+  state: { readonly watch: DecodeWatch; readonly watchdog: AbortController },
+): ReadableStream<Uint8Array> {
+  const { watch, watchdog } = state;
+  let lastChunk = 0;
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  function checkIdle(): void {
+    const silent = performance.now() - lastChunk;
+    if (silent < watch.idleMs) {
+      idleTimer = setTimeout(checkIdle, watch.idleMs - silent);
+      return;
+    }
+    watch.log.warn("decoder stream idle: breaking it off", {
+      code: "stream_idle_timeout",
+      idle_ms: Math.round(silent),
+    });
+    watchdog.abort(new DecodeTimeout("stream idle"));
+  }
+  function sawChunk(): void {
+    if (watch.idleMs <= 0) return;
+    lastChunk = performance.now();
+    idleTimer ??= setTimeout(checkIdle, watch.idleMs);
+  }
+  if (head.length > 0) sawChunk();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await (head.shift() ?? reader.read());
+      } catch (error) {
+        clearTimeout(idleTimer);
+        controller.error(error);
+        return;
+      }
+      if (result.done) {
+        clearTimeout(idleTimer);
+        controller.close();
+        return;
+      }
+      sawChunk();
+      controller.enqueue(result.value);
+    },
+    async cancel(reason) {
+      clearTimeout(idleTimer);
+      await reader.cancel(reason).catch(() => {});
+    },
+  }, { highWaterMark: 0 });
+}

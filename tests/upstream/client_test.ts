@@ -1,0 +1,153 @@
+import assert from "node:assert/strict";
+import {
+  createUpstreamClient,
+  IDLE_TIMEOUT_MS,
+} from "../../src/upstream/client.ts";
+import { startScriptedServer } from "../support/stub_upstream.ts";
+
+const encoder = new TextEncoder();
+const OK = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+/** Reads one request head and its (small, sized) body; null when the peer closed first. */
+async function readRequest(conn: Deno.Conn): Promise<string | null> {
+  const buffer = new Uint8Array(16384);
+  let text = "";
+  for (;;) {
+    const read = await conn.read(buffer).catch(() => null);
+    if (read === null) return null;
+    text += new TextDecoder().decode(buffer.subarray(0, read));
+    const end = text.indexOf("\r\n\r\n");
+    if (end === -1) continue;
+    const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? 0);
+    if (text.length >= end + 4 + length) return text;
+  }
+}
+
+/** Whether `promise` settles within `ms`. */
+function settlesWithin(
+  promise: Promise<unknown>,
+  ms: number,
+): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    promise.then(() => true, () => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+const request = (body: string) => ({
+  method: "POST",
+  headers: [["content-type", "application/json"]] as [string, string][],
+  body,
+  signal: new AbortController().signal,
+});
+
+Deno.test("upstream client drops idle connections before a 5 s keep-alive closes them", async () => {
+  assert.ok(IDLE_TIMEOUT_MS < 5000);
+  let requests = 0;
+  // uvicorn's default: a connection idle for 5 s is closed.
+  await using server = startScriptedServer(async (conn) => {
+    for (;;) {
+      const next = readRequest(conn);
+      if (!await settlesWithin(next, 5000)) break;
+      if (await next === null) break;
+      requests++;
+      await conn.write(encoder.encode(OK));
+    }
+    conn.close();
+  });
+  const client = createUpstreamClient();
+  try {
+    const url = `http://127.0.0.1:${server.port}/v1/completions`;
+    assert.equal((await client.sendAndRead(url, request("{}"))).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 4500));
+    assert.equal((await client.sendAndRead(url, request("{}"))).status, 200);
+    assert.equal(requests, 2);
+    // The second request went on a new connection: the idle one was dropped first.
+    assert.equal(server.connections(), 2);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("upstream client sends a buffered request again once when its pooled connection was closed", async () => {
+  const seen: string[] = [];
+  await using server = startScriptedServer(async (conn, index) => {
+    for (;;) {
+      const text = await readRequest(conn);
+      if (text === null) break;
+      seen.push(`${index}:${text.slice(text.indexOf("\r\n\r\n") + 4)}`);
+      // The first connection answers once, then closes on its next request
+      // unanswered, as a server whose keep-alive ran out at that moment.
+      if (index === 0 && seen.length > 1) break;
+      await conn.write(encoder.encode(OK));
+    }
+    conn.close();
+  });
+  const client = createUpstreamClient();
+  try {
+    const url = `http://127.0.0.1:${server.port}/v1/completions`;
+    assert.equal((await client.sendAndRead(url, request("a"))).status, 200);
+    assert.equal((await client.sendAndRead(url, request("b"))).status, 200);
+    assert.deepEqual(seen, ["0:a", "0:b", "1:b"]);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("upstream client never sends a streamed body twice", async () => {
+  await using server = startScriptedServer(async (conn) => {
+    await readRequest(conn);
+    conn.close();
+  });
+  const client = createUpstreamClient();
+  try {
+    const url = `http://127.0.0.1:${server.port}/v1/completions`;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(encoder.encode("{}"));
+        controller.close();
+      },
+    });
+    await assert.rejects(
+      client.send(url, { ...request(""), body }),
+      (error: unknown) =>
+        error instanceof Error && error.name === "UpstreamError",
+    );
+    assert.equal(server.connections(), 1);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("-connect-timeout ends a connect the upstream never completes with connect_timeout", async () => {
+  // A listener whose accept queue is full drops further SYNs: connects hang.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  const fillers: Deno.Conn[] = [];
+  const client = createUpstreamClient({ connectTimeoutMs: 200 });
+  try {
+    for (let index = 0; index < 5000; index++) {
+      const connecting = Deno.connect({ hostname: "127.0.0.1", port });
+      if (!await settlesWithin(connecting, 200)) {
+        connecting.then((conn) => conn.close(), () => {});
+        break;
+      }
+      fillers.push(await connecting);
+    }
+    const started = performance.now();
+    await assert.rejects(
+      client.send(`http://127.0.0.1:${port}/v1/completions`, request("{}")),
+      (error: unknown) =>
+        error instanceof Error && "kind" in error &&
+        error.kind === "connect_timeout",
+    );
+    assert.ok(performance.now() - started < 1500);
+  } finally {
+    client.close();
+    for (const conn of fillers) conn.close();
+    listener.close();
+  }
+});
