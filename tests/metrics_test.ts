@@ -6,6 +6,7 @@ import {
   renderAggregate,
 } from "../src/metrics.ts";
 import { CONNECTOR_NAMES, EC_CONNECTOR_NAMES } from "../src/flag_table.ts";
+import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { chatBody, createHarness } from "./support/harness.ts";
 import { closedPort } from "./support/stub_upstream.ts";
 import {
@@ -272,4 +273,76 @@ Deno.test("a client leaving mid-stream counts as an abort during the response, a
     total(after, `${P}requests_total`, { outcome: "client_aborted" }),
     1,
   );
+});
+
+Deno.test("a retried prefill counts one retry by cause, and its access line says how many", async () => {
+  await using failing = await createMockVllm({
+    name: "failing",
+    failureRate: 1,
+    failureStatus: 503,
+  });
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    config: { prefillMaxRetries: 1, prefillRetryBackoff: 10, verbosity: 0 },
+  });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-request-id": "retried",
+      "x-prefiller-host-port":
+        `127.0.0.1:${failing.port}, ${h.prefillerHeader}`,
+    },
+    body: chatBody(),
+  });
+  assert.equal(response.status, 200);
+  await response.text();
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}prefill_retries_total`, { cause: "status_5xx" }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`), 0);
+  assert.equal(
+    total(families, `${P}requests_total`, { route: "pd", outcome: "ok" }),
+    1,
+  );
+  const line = await h.nextLog((line) =>
+    line.msg === "request handled" && line.request_id === "retried"
+  );
+  assert.equal(line.retries, 1);
+});
+
+Deno.test("a prefill that falls back to decode counts a fallback by cause, and its access line says so", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    config: { prefillFailurePolicy: "decode", verbosity: 0 },
+  });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-request-id": "fell-back",
+      "x-prefiller-host-port": `127.0.0.1:${closedPort()}`,
+    },
+    body: chatBody(),
+  });
+  assert.equal(response.status, 200);
+  await response.text();
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}prefill_fallbacks_total`, { cause: "refused" }),
+    1,
+  );
+  assert.equal(
+    total(families, `${P}failures_total`, { leg: "prefill", cause: "refused" }),
+    1,
+  );
+  assert.equal(total(families, `${P}decode_first_byte_seconds`), 1);
+  const line = await h.nextLog((line) =>
+    line.msg === "request handled" && line.request_id === "fell-back"
+  );
+  assert.equal(line.fallback, "decode");
 });
