@@ -5,12 +5,19 @@
  * vLLM prefiller and decoder and the sidecar (the real `main.ts`, as its own
  * process) on free loopback ports, sends one non-streaming and one streaming
  * request with the prefiller header, then prints what each process saw.
+ * `--connector NAME` runs that KV connector (the mocks speak it too);
  * `--keep-running` leaves everything up for curl until Ctrl-C.
  */
 
 import { parseArgs } from "node:util";
 import { freePort, sidecarArgs, sidecarCommand } from "./bench/processes.ts";
-import { createMockVllm, type MockVllm } from "./mock_vllm/mod.ts";
+import {
+  createKvStore,
+  createMockVllm,
+  KV_CONNECTOR_NAMES,
+  type KvConnectorName,
+  type MockVllm,
+} from "./mock_vllm/mod.ts";
 
 interface TraceLine {
   readonly at: number;
@@ -67,16 +74,42 @@ function sidecarLine(text: string): string {
   }
 }
 
+/**
+ * The sidecar's flags for `connector`: the prefiller's side channel is its
+ * SGLang and Mooncake bootstrap server and its P2P listener.
+ */
+function connectorFlags(
+  connector: KvConnectorName,
+  prefiller: MockVllm,
+): string[] {
+  const sideChannel = prefiller.sideChannelPort;
+  return [
+    `-kv-connector=${connector}`,
+    ...(connector === "mooncake"
+      ? [`-mooncake-bootstrap-port=${sideChannel}`]
+      : []),
+    ...(connector === "offloading"
+      ? [`-p2p-connector-port=${sideChannel}`]
+      : []),
+  ];
+}
+
 async function startSidecar(
   port: number,
-  decoder: MockVllm,
+  mocks: { readonly prefiller: MockVllm; readonly decoder: MockVllm },
+  connector: KvConnectorName,
 ): Promise<Deno.ChildProcess> {
   const main = new URL("../main.ts", import.meta.url).pathname;
   const { cmd, args } = sidecarCommand(
-    sidecarArgs(port, decoder.port, ["-v=4"], main),
+    sidecarArgs(port, mocks.decoder.port, [
+      "-v=4",
+      ...connectorFlags(connector, mocks.prefiller),
+    ], main),
   );
   const child = new Deno.Command(cmd, {
     args,
+    // sglang's bootstrap port comes from the environment, as in Go.
+    env: { SGLANG_BOOTSTRAP_PORT: String(mocks.prefiller.sideChannelPort) },
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -179,21 +212,46 @@ async function main(): Promise<number> {
     args: Deno.args,
     options: {
       "keep-running": { type: "boolean" },
+      connector: { type: "string", default: "nixlv2" },
     },
   });
+  const connector = KV_CONNECTOR_NAMES.find((name) =>
+    name === values.connector
+  );
+  if (connector === undefined) {
+    console.error(
+      `Unknown --connector "${values.connector}": expected one of ${
+        KV_CONNECTOR_NAMES.join(", ")
+      }`,
+    );
+    return 2;
+  }
+  // Connectors whose KV travels through a shared store (lmcache,
+  // shared-storage) find it here; the others ignore it.
+  const kvStore = createKvStore();
   await using prefiller = await createMockVllm({
     name: "prefiller",
     ttftMs: 120,
+    kvConnector: connector,
+    kvRole: "kv_producer",
+    kvStore,
     log: (text) => record("prefiller", withoutName(text)),
   });
   await using decoder = await createMockVllm({
     name: "decoder",
     kvTransferMs: 40,
     interTokenMs: 25,
+    kvConnector: connector,
+    kvRole: "kv_consumer",
+    kvStore,
     log: (text) => record("decoder", withoutName(text)),
   });
   const port = freePort();
-  const sidecar = await startSidecar(port, decoder);
+  const sidecar = await startSidecar(
+    port,
+    { prefiller, decoder },
+    connector,
+  );
   const base = `http://127.0.0.1:${port}`;
   console.log(
     `prefiller (mock vLLM) ${prefiller.url}\ndecoder   (mock vLLM) ${decoder.url}\nsidecar               ${base}`,
