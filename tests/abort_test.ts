@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { within } from "./support/deadline.ts";
 import { chatBody, createHarness } from "./support/harness.ts";
 import { writeText } from "./support/sockets.ts";
 import { startScriptedServer } from "./support/stub_upstream.ts";
@@ -6,23 +7,6 @@ import { startScriptedServer } from "./support/stub_upstream.ts";
 const ATTEMPTS = 20;
 /** How soon an upstream must see its request dropped once the client left. */
 const ABORT_DEADLINE_MS = 1000;
-
-/** Rejects with `message` unless `promise` settles within `ms`. */
-async function within<T>(
-  promise: Promise<T>,
-  ms: number,
-  message: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A raw upstream that reads requests and never answers, reporting each connection. */
 function startHangingUpstream() {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { within } from "./support/deadline.ts";
 import { generateSelfSignedCertificate, loadCertificate } from "../src/tls.ts";
 import { listenWithFallback } from "../src/server.ts";
 import { createLogger } from "../src/log.ts";
@@ -147,8 +148,19 @@ Deno.test(
     await reader.read();
     controller.abort();
     await reader.cancel().catch(() => {});
-    const decode = await h.decode.nextRequest();
-    assert.equal(await decode.finished, "aborted");
+    const decode = await within(
+      h.decode.nextRequest(),
+      5000,
+      "the decoder never got the request",
+    );
+    assert.equal(
+      await within(
+        decode.finished,
+        5000,
+        "the decode never ended after the client left",
+      ),
+      "aborted",
+    );
   },
 );
 
@@ -162,10 +174,18 @@ async function disconnectWhileWaitingOn(
     prefiller: request.prefiller,
     signal: controller.signal,
   });
-  await upstream.requestSeen;
+  await within(
+    upstream.requestSeen,
+    5000,
+    "the upstream never got the request",
+  );
   controller.abort();
   await assert.rejects(pending);
-  await upstream.closedByClient;
+  await within(
+    upstream.closedByClient,
+    5000,
+    "the sidecar never closed the upstream connection after the client left",
+  );
 }
 
 Deno.test(
@@ -212,8 +232,19 @@ Deno.test(
     await reader.read();
     controller.abort();
     await reader.cancel().catch(() => {});
-    const decode = await h.decode.nextRequest();
-    assert.equal(await decode.finished, "aborted");
+    const decode = await within(
+      h.decode.nextRequest(),
+      5000,
+      "the decoder never got the request",
+    );
+    assert.equal(
+      await within(
+        decode.finished,
+        5000,
+        "the decode never ended after the client left",
+      ),
+      "aborted",
+    );
   },
 );
 

@@ -6,6 +6,7 @@
  */
 
 import type { ConnectorName } from "../../src/config.ts";
+import { within as withinMs } from "../support/deadline.ts";
 import {
   createKvStore,
   type RecordedRequest,
@@ -21,23 +22,12 @@ import {
 } from "../support/stub_upstream.ts";
 
 /** Rejects when `promise` has not settled within `ms`, naming what was awaited. */
-export async function within<T>(
+export function within<T>(
   promise: Promise<T>,
   label: string,
   ms = 5000,
 ): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out after ${ms} ms waiting for ${label}`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return withinMs(promise, ms, `Timed out after ${ms} ms waiting for ${label}`);
 }
 
 /** The engines a test bootstrap server lists: one rank, a fixed id. */

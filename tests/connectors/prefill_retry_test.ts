@@ -1,25 +1,9 @@
 import assert from "node:assert/strict";
+import { within } from "../support/deadline.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { chatBody, createHarness, jsonHeaders } from "../support/harness.ts";
 import { closedPort, startSilentUpstream } from "../support/stub_upstream.ts";
 import { createConnectorHarness } from "./_support.ts";
-
-/** Rejects with `message` unless `promise` settles within `ms`. */
-async function within<T>(
-  promise: Promise<T>,
-  ms: number,
-  message: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 Deno.test("a prefill answered 503 is retried on the next prefiller the header names", async () => {
   await using failing = await createMockVllm({

@@ -5,6 +5,8 @@
  * instead of hanging.
  */
 
+import { within } from "./deadline.ts";
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -12,23 +14,12 @@ const decoder = new TextDecoder();
 export const SOCKET_DEADLINE_MS = 5_000;
 
 /** Settles as `promise` does, or rejects naming `what` once `ms` passed. */
-export async function withDeadline<T>(
+export function withDeadline<T>(
   promise: Promise<T>,
   ms: number,
   what: string,
 ): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: nothing within ${ms} ms`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return within(promise, ms, `${what}: nothing within ${ms} ms`);
 }
 
 /** Connects to a loopback port. */

@@ -1,22 +1,6 @@
 import assert from "node:assert/strict";
+import { within } from "../support/deadline.ts";
 import { chatBody, createHarness } from "../support/harness.ts";
-
-/** Rejects with `message` unless `promise` settles within `ms`. */
-async function within<T>(
-  promise: Promise<T>,
-  ms: number,
-  message: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 Deno.test("-stream-idle-timeout breaks off a decoder that stalls mid-stream and aborts it", async () => {
   await using h = await createHarness({
