@@ -13,7 +13,6 @@ import {
   ENV_VARS,
   parseCommandLine,
 } from "./src/config.ts";
-import { isConnectorImplemented } from "./src/connectors/mod.ts";
 import { errorMessage } from "./src/errors.ts";
 import { isTraceContextInjected } from "./src/tracing.ts";
 import { PROGRAM } from "./src/usage.ts";
@@ -288,11 +287,6 @@ async function run(
   // instead of killing the process with the runtime's default action.
   const signalled = Promise.withResolvers<void>();
   onSignals(log, () => signalled.resolve());
-  if (!isConnectorImplemented(config.connector)) {
-    log.warn(
-      `connector "${config.connector}" is not supported yet: P/D requests will be answered 501`,
-    );
-  }
   let tls: TlsCertificate | undefined;
   try {
     tls = await loadTls(config, log);

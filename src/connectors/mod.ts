@@ -23,14 +23,6 @@ const FACTORIES: Readonly<Record<ConnectorName, ConnectorFactory>> = {
   "offloading": createOffloading,
 };
 
-/**
- * Whether the connector named `name` is implemented: every name is now.
- * Kept for `main.ts`, which warns at start about unimplemented ones.
- */
-export function isConnectorImplemented(name: ConnectorName): boolean {
-  return Object.hasOwn(FACTORIES, name);
-}
-
 /** Builds the connector `config.connector` names, with its own state (caches). */
 export function createConnector(config: Config): Connector {
   return FACTORIES[config.connector](config);

@@ -74,6 +74,12 @@ export function parseTarget(value: string, header: string): UpstreamTarget {
   }
   const bracketed = BRACKETED_HOST_PORT.exec(rest)?.groups;
   if (bracketed?.host !== undefined && bracketed.port !== undefined) {
+    // The pattern admits any run of hex digits, colons and dots; only a real
+    // IPv6 address (zone aside, which URLs cannot hold) may reach a dial.
+    const address = bracketed.host.split("%")[0] ?? "";
+    if (!URL.canParse(`http://[${address}]/`)) {
+      reject(header, value, `"${address}" is not a valid IPv6 address`);
+    }
     const port = parsePort(header, value, bracketed.port);
     const host = bracketed.host.toLowerCase();
     return { host, port, hostPort: `[${host}]:${port}` };
