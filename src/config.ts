@@ -46,11 +46,9 @@ import {
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
 import { formatEffectiveConfig } from "./print_config.ts";
-// --- SSRF protection and upstream TLS (issue 11) ---
-import type { TlsStage } from "./flag_table.ts";
 import {
-  type InferencePoolRef,
   resolveSecuritySettings,
+  type SecuritySettings,
 } from "./security_flags.ts";
 
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
@@ -70,7 +68,7 @@ export {
  * Resolved sidecar configuration; read-only once parsed. Timeouts, retries
  * and shutdown settings come from {@linkcode ResilienceSettings}.
  */
-export interface Config extends ResilienceSettings {
+export interface Config extends ResilienceSettings, SecuritySettings {
   /** `-port`: rank 0's listening port; rank r listens on `port + r` (see {@linkcode listenPort}). */
   readonly port: number;
   /** `-listen-host` (not in the Go sidecar): "::" means all interfaces, like Go's ":port". */
@@ -118,21 +116,6 @@ export interface Config extends ResilienceSettings {
   readonly ecConnector: EcConnectorName | "";
   /** `-decode-chunk-size`: tokens per chat decode chunk; 0 disables chunked decode. */
   readonly decodeChunkSize: number;
-  // --- SSRF protection and upstream TLS (issue 11) ---
-  /** `-enable-ssrf-protection`: admit only ready pods of the InferencePool on its target ports. */
-  readonly ssrfProtection: boolean;
-  /** `-inference-pool` (or the deprecated pair) and `-pool-group`; undefined when not given. */
-  readonly inferencePool: InferencePoolRef | undefined;
-  /** `-allowed-prefillers`: static allowlist entries (validated), admitted besides the pool. */
-  readonly allowedPrefillers: readonly string[];
-  /** `-allowlist-sync-timeout`: bound on start-up's first read of the pool, in ms. */
-  readonly allowlistSyncTimeoutMs: number;
-  /** `-enable-tls` and the deprecated `-*-use-tls`: stages reached over HTTPS. */
-  readonly tlsStages: readonly TlsStage[];
-  /** `-tls-insecure-skip-verify` and the deprecated bools: stages whose certificates are not verified. */
-  readonly insecureSkipVerifyStages: readonly TlsStage[];
-  /** `-ca-cert`: PEM bundle trusted for upstream TLS besides the default roots; "" for none. */
-  readonly caCertPath: string;
   /** `-max-request-body-bytes` (not in the Go sidecar): a larger request body is answered 413. */
   readonly maxRequestBodyBytes: number;
 }
