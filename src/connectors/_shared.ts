@@ -6,8 +6,8 @@
  */
 
 import { type ErrorStatus, ProxyError } from "../errors.ts";
-import { isJsonObject } from "../protocol/request.ts";
-import { type ScannedObject, scanObject } from "../protocol/json_object.ts";
+import { isJsonObject, scanJsonObject } from "../protocol/request.ts";
+import type { ScannedObject } from "../protocol/json_object.ts";
 import type { WholeResponse } from "../upstream/client.ts";
 import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
@@ -124,13 +124,8 @@ export function parsePrefillReply(
   reply: WholeResponse & { readonly target?: UpstreamTarget },
 ): ScannedObject {
   ensurePrefillSucceeded(ctx, reply);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(reply.text);
-  } catch {
-    parsed = undefined;
-  }
-  if (!isJsonObject(parsed)) {
+  const answer = scanJsonObject(reply.text);
+  if (answer === undefined) {
     recordPrefillFailure(ctx, "bad_answer");
     throw new ProxyError(
       502,
@@ -142,7 +137,7 @@ export function parsePrefillReply(
       { code: "prefill_bad_answer" },
     );
   }
-  return scanObject(reply.text);
+  return answer;
 }
 
 /** Sends the decode leg to the local decoder; its answer streams to the client. */

@@ -29,6 +29,20 @@ function describeJsonType(value: unknown): string {
   return `a ${typeof value}`;
 }
 
+/**
+ * An upstream's answer text as a scanned JSON object, or undefined when it is
+ * not JSON or not an object: whose fault that is, is the caller's to say.
+ */
+export function scanJsonObject(text: string): ScannedObject | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return isJsonObject(parsed) ? scanObject(text) : undefined;
+}
+
 /** Parses `text` as a JSON object; throws a 400 `ProxyError` otherwise. */
 export function parseGenerationRequest(text: string): GenerationRequest {
   let body: unknown;

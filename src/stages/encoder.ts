@@ -30,6 +30,7 @@ import {
   type GenerationRequest,
   isJsonObject,
   type JsonObject,
+  scanJsonObject,
 } from "../protocol/request.ts";
 import {
   type UpstreamClient,
@@ -365,20 +366,15 @@ function answerObject(
   encoder: EncoderEndpoint,
   reply: WholeResponse,
 ): ScannedObject {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(reply.text);
-  } catch {
-    parsed = undefined;
-  }
-  if (!isJsonObject(parsed)) {
+  const answer = scanJsonObject(reply.text);
+  if (answer === undefined) {
     throw new ProxyError(
       502,
       `Encoder "${encoder.hostPort}" answered item ${index} without a JSON object body`,
       { code: "encoder_bad_answer" },
     );
   }
-  return scanObject(reply.text);
+  return answer;
 }
 
 /** The answer's `ec_transfer_params` when it is a non-empty object. */
