@@ -404,45 +404,68 @@ function hostPortOf(url: string): string {
  * before a request to a host not answered within the pool's idle time (no
  * pooled connection can be left), a TCP connect to it is tried and closed:
  * it measures exactly the connect, and costs one handshake per cold host.
+ * Requests that find the same host cold share that one probe: a burst of
+ * 2,000 requests once sent 2,000 probes, which filled the upstream's accept
+ * queue and turned the burst into connect timeouts (issue 9's bench, 2c).
  */
 function createConnectProbe(timeoutMs: number, freshMs: number): ConnectProbe {
   const lastReached = new Map<string, number>();
+  const inFlight = new Map<string, Promise<void>>();
   if (timeoutMs <= 0) {
     return { ensureReachable: () => Promise.resolve(), reached() {} };
   }
-  async function connect(hostPort: string, signal: AbortSignal) {
+  function remember(hostPort: string): void {
+    if (lastReached.size >= MAX_REMEMBERED_HOSTS) lastReached.clear();
+    lastReached.set(hostPort, performance.now());
+  }
+  // No client's signal: the probe serves every request waiting on it.
+  async function connect(hostPort: string): Promise<void> {
     const colon = hostPort.lastIndexOf(":");
     const hostname = hostPort.slice(0, colon).replace(/^\[|\]$/g, "");
     const port = Number(hostPort.slice(colon + 1));
     const timeout = AbortSignal.timeout(timeoutMs);
     try {
-      const conn = await Deno.connect({
-        hostname,
-        port,
-        signal: AbortSignal.any([signal, timeout]),
-      });
+      const conn = await Deno.connect({ hostname, port, signal: timeout });
       conn.close();
     } catch (error) {
-      if (timeout.aborted && !signal.aborted) {
+      if (timeout.aborted) {
         throw new UpstreamError(
           "connect_timeout",
           `no TCP connection within ${timeoutMs} ms`,
           error,
         );
       }
-      throw upstreamFailure(error, signal);
+      throw classifyFetchError(error);
     }
+    remember(hostPort);
+  }
+  function probe(hostPort: string): Promise<void> {
+    const existing = inFlight.get(hostPort);
+    if (existing) return existing;
+    const started = connect(hostPort).finally(() => inFlight.delete(hostPort));
+    inFlight.set(hostPort, started);
+    return started;
   }
   return {
     async ensureReachable(url, signal) {
       const hostPort = hostPortOf(url);
       const last = lastReached.get(hostPort);
       if (last !== undefined && performance.now() - last < freshMs) return;
-      await connect(hostPort, signal);
+      if (signal.aborted) throw upstreamFailure(signal.reason, signal);
+      const aborted = Promise.withResolvers<never>();
+      const onAbort = () => aborted.reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        await Promise.race([probe(hostPort), aborted.promise]);
+      } catch (error) {
+        if (signal.aborted) throw upstreamFailure(error, signal);
+        throw error;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
     },
     reached(url) {
-      if (lastReached.size >= MAX_REMEMBERED_HOSTS) lastReached.clear();
-      lastReached.set(hostPortOf(url), performance.now());
+      remember(hostPortOf(url));
     },
   };
 }

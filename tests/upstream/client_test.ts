@@ -151,3 +151,83 @@ Deno.test("-connect-timeout ends a connect the upstream never completes with con
     listener.close();
   }
 });
+
+Deno.test("requests that find a host cold share one -connect-timeout probe", async () => {
+  const CONCURRENT = 20;
+  let probes = 0;
+  await using server = startScriptedServer(async (conn) => {
+    // A probe connects and closes without a byte; a request is answered.
+    const text = await readRequest(conn);
+    if (text === null) {
+      probes++;
+      return;
+    }
+    await conn.write(encoder.encode(OK));
+    while (await readRequest(conn) !== null) {
+      await conn.write(encoder.encode(OK));
+    }
+  });
+  const client = createUpstreamClient({ connectTimeoutMs: 2000 });
+  try {
+    const url = `http://127.0.0.1:${server.port}/v1/completions`;
+    const answers = await Promise.all(
+      Array.from(
+        { length: CONCURRENT },
+        () => client.sendAndRead(url, request("{}")),
+      ),
+    );
+    assert.deepEqual(
+      answers.map((answer) => answer.text),
+      Array(CONCURRENT).fill("ok"),
+    );
+    assert.equal(probes, 1);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("a client leaving while its request waits on a shared probe ends only its own request", async () => {
+  // Connects to a full accept queue hang, so the probe stays in flight.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  const fillers: Deno.Conn[] = [];
+  const client = createUpstreamClient({ connectTimeoutMs: 1500 });
+  try {
+    for (let index = 0; index < 5000; index++) {
+      const connecting = Deno.connect({ hostname: "127.0.0.1", port });
+      if (!await settlesWithin(connecting, 200)) {
+        connecting.then((conn) => conn.close(), () => {});
+        break;
+      }
+      fillers.push(await connecting);
+    }
+    const url = `http://127.0.0.1:${port}/v1/completions`;
+    const leaving = new AbortController();
+    const first = client.send(url, {
+      ...request("{}"),
+      signal: leaving.signal,
+    });
+    const second = client.send(url, request("{}"));
+    const started = performance.now();
+    leaving.abort();
+    await assert.rejects(
+      first,
+      (error: unknown) =>
+        error instanceof Error && "kind" in error && error.kind === "aborted",
+    );
+    assert.ok(
+      performance.now() - started < 500,
+      "the leaving client is released at once",
+    );
+    await assert.rejects(
+      second,
+      (error: unknown) =>
+        error instanceof Error && "kind" in error &&
+        error.kind === "connect_timeout",
+    );
+  } finally {
+    client.close();
+    for (const conn of fillers) conn.close();
+    listener.close();
+  }
+});
