@@ -73,6 +73,40 @@ export function rankFunctions(
   return { self, total, samples: profile.samples.length };
 }
 
+/**
+ * Where a frame's code lives, for the self time summed by place: the
+ * sidecar's own modules one by one, Hono, each runtime extension, each op,
+ * garbage collection. A try that would remove a place can win at most its
+ * share (issue 9's "passthrough without Hono's router": Hono's share).
+ */
+export function placeOf(node: ProfileNode): string {
+  const { functionName, url } = node.callFrame;
+  if (/^\((idle|root|program|garbage collector)\)$/.test(functionName)) {
+    return functionName;
+  }
+  if (functionName.startsWith("op_")) return `op ${functionName}`;
+  if (url.includes("/hono/")) return "hono";
+  const own = /\/(src\/.*)$/.exec(url);
+  if (own) return own[1]!;
+  if (url.startsWith("ext:")) return url.split("/")[0]!;
+  const npm = /registry\.npmjs\.org\/((@[^/]+\/)?[^/]+)\//.exec(url);
+  if (npm) return `npm ${npm[1]}`;
+  return url === "" ? "(native)" : url;
+}
+
+/** Self samples summed by {@linkcode placeOf}. */
+export function rankPlaces(profile: CpuProfile): Map<string, number> {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const places = new Map<string, number>();
+  for (const id of profile.samples) {
+    const node = byId.get(id);
+    if (node === undefined) continue;
+    const place = placeOf(node);
+    places.set(place, (places.get(place) ?? 0) + 1);
+  }
+  return places;
+}
+
 /** The `count` largest entries of `map` as "  12.3%  name" lines. */
 export function topLines(
   map: ReadonlyMap<string, number>,
@@ -96,7 +130,9 @@ if (import.meta.main) {
   ) as CpuProfile;
   const { self, total, samples } = rankFunctions(profile);
   const count = Number(values.top);
-  console.log(`${samples} samples\n\nby self time:`);
+  console.log(`${samples} samples\n\nby place (self time summed):`);
+  console.log(topLines(rankPlaces(profile), samples, count).join("\n"));
+  console.log(`\nby self time:`);
   console.log(topLines(self, samples, count).join("\n"));
   console.log("\nby total time (function and its callees):");
   console.log(topLines(total, samples, count).join("\n"));

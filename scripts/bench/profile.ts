@@ -8,7 +8,12 @@
  * kept for Chrome DevTools.
  */
 
-import { type CpuProfile, rankFunctions, topLines } from "./cpu_profile.ts";
+import {
+  type CpuProfile,
+  rankFunctions,
+  rankPlaces,
+  topLines,
+} from "./cpu_profile.ts";
 import {
   type Bench,
   measureWithTool,
@@ -57,10 +62,13 @@ export function describeProfile(
     new Map(
       [...map].filter(([name]) => !/^\((idle|root)\)/.test(name)),
     );
+  const busySamples = Math.max(1, samples - idle);
   return [
     `${title}: ${samples} samples, ${
       ((idle / Math.max(1, samples)) * 100).toFixed(1)
     }% idle`,
+    "by place, self time summed (% of the busy samples):",
+    ...topLines(busy(rankPlaces(profile)), busySamples, top),
     "by self time (% of all samples):",
     ...topLines(busy(self), samples, top),
     "by total time (the function and its callees):",

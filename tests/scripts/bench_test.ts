@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { rankFunctions, topLines } from "../../scripts/bench/cpu_profile.ts";
+import {
+  placeOf,
+  rankFunctions,
+  rankPlaces,
+  topLines,
+} from "../../scripts/bench/cpu_profile.ts";
 import { describeProfile } from "../../scripts/bench/profile.ts";
 import { buildWrkScript } from "../../scripts/bench/load_tool.ts";
 import { buildNginxConfig } from "../../scripts/bench/nginx.ts";
@@ -502,6 +507,43 @@ Deno.test("bench profile ranking counts self time at the leaf and total time onc
   assert.match(text, /^load 3: 8 samples, 50\.0% idle\n/);
   assert.doesNotMatch(text, /% {2}\(idle\)/);
   assert.match(text, /25\.0% {2}parse src\/parse\.ts:1/);
+});
+
+Deno.test("bench profile sums self time by place: own modules, Hono, runtime extensions, ops", () => {
+  const frame = (id: number, functionName: string, url: string) => ({
+    id,
+    callFrame: { functionName, url, lineNumber: 0 },
+  });
+  const nodes = [
+    frame(1, "run", "file:///work/main/src/connectors/nixlv2.ts"),
+    frame(
+      2,
+      "dispatch",
+      "file:///root/.cache/deno/npm/registry.npmjs.org/hono/4.13.19/dist/compose.js",
+    ),
+    frame(3, "mainFetch", "ext:deno_fetch/26_fetch.js"),
+    frame(4, "op_fetch_send", ""),
+    frame(5, "(garbage collector)", ""),
+    frame(
+      6,
+      "parse",
+      "file:///root/.cache/deno/npm/registry.npmjs.org/@opentelemetry/api/1.9.0/build/x.js",
+    ),
+    frame(7, "other", "file:///work/main/src/connectors/nixlv2.ts"),
+  ];
+  assert.deepEqual(nodes.map(placeOf), [
+    "src/connectors/nixlv2.ts",
+    "hono",
+    "ext:deno_fetch",
+    "op op_fetch_send",
+    "(garbage collector)",
+    "npm @opentelemetry/api",
+    "src/connectors/nixlv2.ts",
+  ]);
+  const places = rankPlaces({ nodes, samples: [1, 7, 2, 2, 2, 4] });
+  assert.equal(places.get("src/connectors/nixlv2.ts"), 2);
+  assert.equal(places.get("hono"), 3);
+  assert.equal(places.get("op op_fetch_send"), 1);
 });
 
 Deno.test("bench shards split streams so each worker's ramp covers the whole run", () => {
