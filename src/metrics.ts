@@ -46,12 +46,27 @@ export const FAILURE_CAUSES = [
 /** One of {@linkcode FAILURE_CAUSES}. */
 export type FailureCause = typeof FAILURE_CAUSES[number];
 /** Upstream failures without a response: the transport part of {@linkcode FailureCause}. */
-export type UpstreamErrorKind =
+export type TransportCause =
   | "refused"
   | "dns"
   | "reset"
   | "timeout"
   | "other";
+/**
+ * Kinds of a failed upstream attempt: every {@linkcode FailureCause} but
+ * `status_4xx`, which is the request's fault, not the upstream's.
+ */
+export const UPSTREAM_ERROR_KINDS = [
+  "refused",
+  "dns",
+  "reset",
+  "timeout",
+  "other",
+  "status_5xx",
+  "bad_answer",
+] as const satisfies readonly FailureCause[];
+/** One of {@linkcode UPSTREAM_ERROR_KINDS}. */
+export type UpstreamErrorKind = typeof UPSTREAM_ERROR_KINDS[number];
 /** When a client left: before its answer's head was ready, or while it streamed. */
 export type AbortPhase = "before_response" | "during_response";
 
@@ -86,9 +101,9 @@ export interface Metrics {
   decodeEnded(connector: MetricConnector, seconds: number): void;
   /** The client left. */
   clientAbort(phase: AbortPhase): void;
-  /** An upstream request got no response. */
+  /** An upstream attempt failed on the upstream's side (a retried one too). */
   upstreamError(leg: Leg, kind: UpstreamErrorKind): void;
-  /** A leg failed for good (after any retries); the request answers an error or falls back. */
+  /** A leg failed for good (after any retries), or a decode timed out; the request answers an error or falls back. */
   failure(leg: Leg, cause: FailureCause): void;
   /** A prefill attempt failed with `cause` and is tried again. */
   retry(cause: FailureCause): void;
@@ -215,7 +230,8 @@ export function createMetrics(): MetricsRegistry {
   });
   const upstreamErrors = new Counter({
     name: name("upstream_errors_total"),
-    help: "P/D legs that got no response (after any retries), by leg and kind",
+    help:
+      "Failed attempts of P/D legs, retried ones included (no response, a 5xx, an unusable answer), by leg and kind",
     labelNames: ["leg", "kind"] as const,
     registers,
   });

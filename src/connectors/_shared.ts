@@ -17,6 +17,7 @@ import {
   observeDecode,
   observePrefill,
   recordPrefillFailure,
+  recordUpstreamError,
   statusCause,
 } from "./_observe.ts";
 
@@ -127,6 +128,7 @@ export function parsePrefillReply(
   const answer = scanJsonObject(reply.text);
   if (answer === undefined) {
     recordPrefillFailure(ctx, "bad_answer");
+    recordUpstreamError(ctx, "prefill", "bad_answer");
     throw new ProxyError(
       502,
       `Prefill server "${

@@ -45,7 +45,7 @@ import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 import { PREFILL_FAILURE_CODES, type PrefillPolicy } from "./_prefill.ts";
-import { prefillFailureCause } from "./_observe.ts";
+import { prefillFailureCause, recordDecodeFailure } from "./_observe.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
 import { buildSourceDecodeBody } from "./p2p_source.ts";
@@ -145,17 +145,25 @@ export function selectKvSource(
 /**
  * The decode leg's timeouts: the first-byte one only for a streaming answer,
  * as a non-streaming one sends its first byte when the generation is done.
+ * A timeout that fires counts as a decode failure when the request is on the
+ * P/D route (the failure counters are of P/D legs).
  */
 function decodeWatch(
   deps: Deps,
   request: GenerationRequest,
-  log: Logger,
+  options: { readonly log: Logger; readonly observation: RequestObservation },
 ): DecodeWatch {
+  const { log, observation } = options;
   const streaming = rawMember(request.scanned, FIELD_STREAM) === "true";
   return {
     firstByteMs: streaming ? deps.config.decodeFirstByteTimeout : 0,
     idleMs: deps.config.streamIdleTimeout,
     log,
+    onTimeout() {
+      if (observation.access.route === "pd") {
+        recordDecodeFailure(observation.metrics, "timeout");
+      }
+    },
   };
 }
 
@@ -296,7 +304,7 @@ export function createPdRunner(deps: Deps): PdRunner {
       headers: legHeaders(request),
       body: parsed.text,
       chunked: true,
-      watch: decodeWatch(deps, parsed, request.log),
+      watch: decodeWatch(deps, parsed, request),
     });
     timing.decodeAnswered = performance.now();
     response.headers.set(
@@ -318,7 +326,7 @@ export function createPdRunner(deps: Deps): PdRunner {
       const { timing } = request.observation;
       timing.decodeSent = performance.now();
       const response = await sendDecodeLeg(deps, request, {
-        watch: decodeWatch(deps, parsed, log),
+        watch: decodeWatch(deps, parsed, request),
         headers: legHeaders(request),
         body,
         chunked: true,
@@ -333,7 +341,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         headers: legHeaders(request),
         body: parsed.text,
         chunked: true,
-        watch: decodeWatch(deps, parsed, request.log),
+        watch: decodeWatch(deps, parsed, request),
       });
     },
     async encode(encoders, prefiller, request) {
@@ -387,7 +395,10 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      const watch = decodeWatch(deps, parsed, legLog);
+      const watch = decodeWatch(deps, parsed, {
+        log: legLog,
+        observation: request.observation,
+      });
       const run = connector.run({
         api: request.api,
         pathAndQuery,
