@@ -37,11 +37,8 @@ import {
   UpstreamError,
   type WholeResponse,
 } from "../upstream/client.ts";
-import {
-  buildClientHeaders,
-  type HeaderList,
-  type HeaderLookup,
-} from "../upstream/headers.ts";
+import type { HeaderList, HeaderLookup } from "../upstream/headers.ts";
+import { upstreamStatusError } from "../upstream/status_error.ts";
 import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 
 /** Content-part types vLLM's chat parser hands to the multimodal encoder. */
@@ -294,20 +291,14 @@ async function sendItem(
 function ensureEncoderSucceeded(answer: EncoderReply): void {
   const { reply, encoder, index } = answer;
   if (reply.status >= 200 && reply.status < 300) return;
-  const message =
-    `Encoder "${encoder.hostPort}" answered ${reply.status} for item ${index}: ${
-      reply.text.trim().slice(0, 200) || "(empty body)"
-    }`;
-  if (reply.status >= 400 && reply.status < 500) {
-    throw new ProxyError(400, message, {
-      code: "encoder_rejected",
-      response: new Response(reply.text, {
-        status: reply.status,
-        headers: buildClientHeaders(reply.headers),
-      }),
-    });
-  }
-  throw new ProxyError(502, message, { code: "encoder_failed" });
+  throw upstreamStatusError(reply, {
+    upstream: `Encoder "${encoder.hostPort}"`,
+    request: `for item ${index}`,
+    detail: reply.text.trim().slice(0, 200) || "(empty body)",
+    rejectedCode: "encoder_rejected",
+    failedCode: "encoder_failed",
+    failedStatus: 502,
+  });
 }
 
 /**
