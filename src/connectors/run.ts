@@ -30,6 +30,8 @@ import { rawMember, scanObject } from "../protocol/json_object.ts";
 import {
   type GenerationRequest,
   isJsonObject,
+  type ParsedGenerationRequest,
+  parseGenerationJson,
   parseGenerationRequest,
 } from "../protocol/request.ts";
 import { needsChunking, runChunkedDecode } from "../stages/chunked_decode.ts";
@@ -183,16 +185,18 @@ function sendDecodeLeg(
     readonly chunked: boolean;
     /** First-byte and idle timeouts of the answer (not of chunked decode's chunks). */
     readonly watch?: DecodeWatch;
+    /** `body` parsed, when the caller has it (its `text` is `body`). */
+    readonly parsed?: ParsedGenerationRequest;
   },
 ): Promise<Response> {
   const decoder = decoderHostPort(deps.config);
   const chunkSize = deps.config.decodeChunkSize;
   if (leg.chunked && chunkSize > 0 && request.api === "chat") {
-    const body: unknown = JSON.parse(leg.body);
+    const body: unknown = leg.parsed?.json ?? JSON.parse(leg.body);
     if (isJsonObject(body) && needsChunking(body, chunkSize)) {
       return runChunkedDecode({
         chunkSize,
-        body: scanObject(leg.body),
+        body: leg.parsed?.scanned ?? scanObject(leg.body),
         decoder,
         pathAndQuery: request.pathAndQuery,
         headers: leg.headers,
@@ -335,11 +339,12 @@ export function createPdRunner(deps: Deps): PdRunner {
       return response;
     },
     async decode(request) {
-      const parsed = parseGenerationRequest(await request.readBody());
+      const parsed = parseGenerationJson(await request.readBody());
       ensureClientPresent(request.signal);
       return await sendDecodeLeg(deps, request, {
         headers: legHeaders(request),
         body: parsed.text,
+        parsed,
         chunked: true,
         watch: decodeWatch(deps, parsed, request),
       });
@@ -355,7 +360,7 @@ export function createPdRunner(deps: Deps): PdRunner {
           ? await runner.decode(request)
           : await runner.run(prefiller, request);
       }
-      const parsed = parseGenerationRequest(await request.readBody());
+      const parsed = parseGenerationJson(await request.readBody());
       ensureClientPresent(request.signal);
       const body = await runEncoderStage({
         connector: deps.config.ecConnector,

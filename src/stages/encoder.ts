@@ -30,6 +30,7 @@ import {
   type GenerationRequest,
   isJsonObject,
   type JsonObject,
+  type ParsedGenerationRequest,
   scanJsonObject,
 } from "../protocol/request.ts";
 import {
@@ -165,7 +166,7 @@ export interface EncoderEndpoint {
 export interface EncoderStageContext {
   readonly connector: EcConnectorName;
   readonly encoders: readonly EncoderEndpoint[];
-  readonly request: GenerationRequest;
+  readonly request: ParsedGenerationRequest;
   /** Headers of the encoder requests: the client's cleaned for forwarding (auth included). */
   readonly headers: HeaderList;
   readonly requestId: string;
@@ -190,7 +191,7 @@ interface EncoderReply {
 export async function runEncoderStage(
   ctx: EncoderStageContext,
 ): Promise<string> {
-  const items = findMultimodalItems(JSON.parse(ctx.request.text));
+  const items = findMultimodalItems(ctx.request.json);
   const set: Record<string, string> = { [FIELD_CACHE_HIT_THRESHOLD]: "0" };
   if (items.length === 0) {
     ctx.log.debug("no multimodal items: skipping the encoders");
