@@ -437,6 +437,23 @@ Deno.test("a prefill answered 503 on every attempt counts each attempt as an ups
   assert.equal(total(families, `${P}prefill_retries_total`), 2);
 });
 
+/** One decode failure and one upstream error, both a timeout, and no other. */
+function assertOneDecodeTimeout(families: Exposition): void {
+  assert.equal(
+    total(families, `${P}failures_total`, { leg: "decode", cause: "timeout" }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`), 1);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "decode",
+      kind: "timeout",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+}
+
 Deno.test("a decoder that never sends its first byte counts once as a decode failure and upstream error of kind timeout", async () => {
   const metrics = createMetrics();
   await using h = await createHarness({
@@ -451,20 +468,7 @@ Deno.test("a decoder that never sends its first byte counts once as a decode fai
   );
   assert.equal(response.status, 504);
   await response.text();
-  const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}failures_total`, { leg: "decode", cause: "timeout" }),
-    1,
-  );
-  assert.equal(total(families, `${P}failures_total`), 1);
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "decode",
-      kind: "timeout",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+  assertOneDecodeTimeout(await scrape(metrics));
 });
 
 Deno.test("a decoder that stalls mid-stream counts once as a decode failure and upstream error of kind timeout", async () => {
@@ -485,18 +489,5 @@ Deno.test("a decoder that stalls mid-stream counts once as a decode failure and 
     "the stalled stream was not broken off",
   );
   assert.equal(ended, "broken");
-  const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}failures_total`, { leg: "decode", cause: "timeout" }),
-    1,
-  );
-  assert.equal(total(families, `${P}failures_total`), 1);
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "decode",
-      kind: "timeout",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+  assertOneDecodeTimeout(await scrape(metrics));
 });
