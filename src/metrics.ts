@@ -46,12 +46,27 @@ export const FAILURE_CAUSES = [
 /** One of {@linkcode FAILURE_CAUSES}. */
 export type FailureCause = typeof FAILURE_CAUSES[number];
 /** Upstream failures without a response: the transport part of {@linkcode FailureCause}. */
-export type UpstreamErrorKind =
+export type TransportCause =
   | "refused"
   | "dns"
   | "reset"
   | "timeout"
   | "other";
+/**
+ * Kinds of a failed upstream attempt: every {@linkcode FailureCause} but
+ * `status_4xx`, which is the request's fault, not the upstream's.
+ */
+export const UPSTREAM_ERROR_KINDS = [
+  "refused",
+  "dns",
+  "reset",
+  "timeout",
+  "other",
+  "status_5xx",
+  "bad_answer",
+] as const satisfies readonly FailureCause[];
+/** One of {@linkcode UPSTREAM_ERROR_KINDS}. */
+export type UpstreamErrorKind = typeof UPSTREAM_ERROR_KINDS[number];
 /** When a client left: before its answer's head was ready, or while it streamed. */
 export type AbortPhase = "before_response" | "during_response";
 
@@ -86,9 +101,9 @@ export interface Metrics {
   decodeEnded(connector: MetricConnector, seconds: number): void;
   /** The client left. */
   clientAbort(phase: AbortPhase): void;
-  /** An upstream request got no response. */
+  /** An upstream attempt failed on the upstream's side (a retried one too). */
   upstreamError(leg: Leg, kind: UpstreamErrorKind): void;
-  /** A leg failed for good (after any retries); the request answers an error or falls back. */
+  /** A leg failed for good (after any retries), or a decode timed out; the request answers an error or falls back. */
   failure(leg: Leg, cause: FailureCause): void;
   /** A prefill attempt failed with `cause` and is tried again. */
   retry(cause: FailureCause): void;
@@ -143,99 +158,107 @@ export const NO_METRICS: Metrics = {
   fallback() {},
 };
 
-function name(suffix: string): string {
-  return `${METRIC_PREFIX}${suffix}`;
+/** A metric's name (after the prefix), help text and label names. */
+interface MetricSpec<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames?: readonly L[];
+}
+
+/** Builders of prefixed metrics on `registers`, so each declaration states only what is its own. */
+function createDeclarations(registers: Registry[]) {
+  const config = <L extends string>(spec: MetricSpec<L>) => ({
+    ...spec,
+    name: `${METRIC_PREFIX}${spec.name}`,
+    registers,
+  });
+  return {
+    counter: <L extends string>(spec: MetricSpec<L>) =>
+      new Counter<L>(config(spec)),
+    gauge: (spec: MetricSpec<never>) => new Gauge(config(spec)),
+    histogram: <L extends string>(
+      spec: MetricSpec<L> & { readonly buckets: readonly number[] },
+    ) => new Histogram<L>({ ...config(spec), buckets: [...spec.buckets] }),
+  };
 }
 
 /** Creates the metrics of one listener thread on a registry of their own. */
 export function createMetrics(): MetricsRegistry {
-  const registers = [new Registry()];
-  const [registry] = registers as [Registry];
-  const requests = new Counter({
-    name: name("requests_total"),
+  const registry = new Registry();
+  const { counter, gauge, histogram } = createDeclarations([registry]);
+  const requests = counter({
+    name: "requests_total",
     help:
       "Requests answered, by route, connector (none off the P/D route) and outcome",
     labelNames: ["route", "connector", "outcome"] as const,
-    registers,
   });
-  const requestDuration = new Histogram({
-    name: name("request_duration_seconds"),
+  const requestDuration = histogram({
+    name: "request_duration_seconds",
     help:
       "Time from a request's arrival to its answer's last byte (or the client leaving), by route",
     labelNames: ["route"] as const,
     buckets: LONG_BUCKETS,
-    registers,
   });
-  const firstByte = new Histogram({
-    name: name("time_to_first_byte_seconds"),
+  const firstByte = histogram({
+    name: "time_to_first_byte_seconds",
     help:
       "Time from a request's arrival until its answer's head is ready, by route; on pd it includes the prefill",
     labelNames: ["route"] as const,
     buckets: FAST_BUCKETS,
-    registers,
   });
-  const inFlight = new Gauge({
-    name: name("requests_in_flight"),
+  const inFlight = gauge({
+    name: "requests_in_flight",
     help: "Requests arrived whose answer has not ended",
-    registers,
   });
-  const streams = new Gauge({
-    name: name("streams_in_flight"),
+  const streams = gauge({
+    name: "streams_in_flight",
     help: "Answers of unknown length (streams) being sent",
-    registers,
   });
-  const prefill = new Histogram({
-    name: name("prefill_duration_seconds"),
+  const prefill = histogram({
+    name: "prefill_duration_seconds",
     help: "Prefill leg duration, retries included, by connector and outcome",
     labelNames: ["connector", "outcome"] as const,
     buckets: FAST_BUCKETS,
-    registers,
   });
-  const decodeFirstByte = new Histogram({
-    name: name("decode_first_byte_seconds"),
+  const decodeFirstByte = histogram({
+    name: "decode_first_byte_seconds",
     help:
       "Time from sending the decode leg until the decoder's answer head arrived, by connector",
     labelNames: ["connector"] as const,
     buckets: FAST_BUCKETS,
-    registers,
   });
-  const decodeDuration = new Histogram({
-    name: name("decode_duration_seconds"),
+  const decodeDuration = histogram({
+    name: "decode_duration_seconds",
     help:
       "Time from sending the decode leg until its answer was sent to the client, by connector",
     labelNames: ["connector"] as const,
     buckets: LONG_BUCKETS,
-    registers,
   });
-  const aborts = new Counter({
-    name: name("client_aborts_total"),
+  const aborts = counter({
+    name: "client_aborts_total",
     help: "Clients that left before their answer ended, by phase",
     labelNames: ["phase"] as const,
-    registers,
   });
-  const upstreamErrors = new Counter({
-    name: name("upstream_errors_total"),
-    help: "P/D legs that got no response (after any retries), by leg and kind",
+  const upstreamErrors = counter({
+    name: "upstream_errors_total",
+    help:
+      "Failed attempts of P/D legs, retried ones included (no response, a 5xx, an unusable answer), by leg and kind",
     labelNames: ["leg", "kind"] as const,
-    registers,
   });
-  const failures = new Counter({
-    name: name("failures_total"),
+  const failures = counter({
+    name: "failures_total",
     help: "Legs that failed for good (after retries), by leg and cause",
     labelNames: ["leg", "cause"] as const,
-    registers,
   });
-  const retries = new Counter({
-    name: name("prefill_retries_total"),
+  const retries = counter({
+    name: "prefill_retries_total",
     help: "Prefill attempts tried again, by the cause of the failed attempt",
     labelNames: ["cause"] as const,
-    registers,
   });
-  const fallbacks = new Counter({
-    name: name("prefill_fallbacks_total"),
+  const fallbacks = counter({
+    name: "prefill_fallbacks_total",
     help: "Requests decoded locally alone after their prefill failed, by cause",
     labelNames: ["cause"] as const,
-    registers,
   });
   return {
     contentType: registry.contentType,

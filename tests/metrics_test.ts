@@ -4,11 +4,13 @@ import {
   FAILURE_CAUSES,
   type MetricsRegistry,
   renderAggregate,
+  UPSTREAM_ERROR_KINDS,
 } from "../src/metrics.ts";
 import { CONNECTOR_NAMES, EC_CONNECTOR_NAMES } from "../src/flag_table.ts";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { chatBody, createHarness } from "./support/harness.ts";
 import { closedPort } from "./support/stub_upstream.ts";
+import { within } from "./support/deadline.ts";
 import {
   type Exposition,
   parseExposition,
@@ -106,7 +108,7 @@ Deno.test("a refused prefiller counts as a prefill failure and an upstream error
   assert.equal(h.decode.requests.length, 0);
 });
 
-Deno.test("a prefill 503 and a prefill 400 count under status_5xx and status_4xx", async () => {
+Deno.test("a prefill 503 and a prefill 400 count under status_5xx and status_4xx, and only the 503 as an upstream error", async () => {
   const metrics = createMetrics();
   await using h = await createHarness({ metrics });
   for (const status of ["503", "400"]) {
@@ -131,7 +133,14 @@ Deno.test("a prefill 503 and a prefill 400 count under status_5xx and status_4xx
     }),
     1,
   );
-  assert.equal(total(families, `${P}upstream_errors_total`), 0);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "prefill",
+      kind: "status_5xx",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 1);
 });
 
 Deno.test("a client leaving during prefill counts as a client abort before the response", async () => {
@@ -193,7 +202,7 @@ Deno.test("every metric is prefixed snake_case with its unit, and every label va
     outcome: ["ok", "error", "client_aborted"],
     leg: ["prefill", "decode"],
     cause: FAILURE_CAUSES,
-    kind: ["refused", "dns", "reset", "timeout", "other"],
+    kind: UPSTREAM_ERROR_KINDS,
     phase: ["before_response", "during_response"],
   };
   assert.ok(families.types.size >= 12);
@@ -345,4 +354,140 @@ Deno.test("a prefill that falls back to decode counts a fallback by cause, and i
     line.msg === "request handled" && line.request_id === "fell-back"
   );
   assert.equal(line.fallback, "decode");
+});
+
+Deno.test("a prefill answered 503 twice, then 200, counts two upstream errors and two retries but no failure", async () => {
+  // Retries move to the next prefiller named, so two failing mocks come first.
+  await using first = await createMockVllm({
+    name: "failing-1",
+    failureRate: 1,
+    failureStatus: 503,
+  });
+  await using second = await createMockVllm({
+    name: "failing-2",
+    failureRate: 1,
+    failureStatus: 503,
+  });
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    config: { prefillMaxRetries: 2, prefillRetryBackoff: 10, verbosity: 0 },
+  });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-prefiller-host-port":
+        `127.0.0.1:${first.port}, 127.0.0.1:${second.port}, ${h.prefillerHeader}`,
+    },
+    body: chatBody(),
+  });
+  assert.equal(response.status, 200);
+  await response.text();
+  assert.equal(first.requests.length + second.requests.length, 2);
+  assert.equal(h.prefill.requests.length, 1);
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "prefill",
+      kind: "status_5xx",
+    }),
+    2,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 2);
+  assert.equal(total(families, `${P}failures_total`), 0);
+  assert.equal(
+    total(families, `${P}prefill_retries_total`, { cause: "status_5xx" }),
+    2,
+  );
+  assert.equal(
+    total(families, `${P}requests_total`, { route: "pd", outcome: "ok" }),
+    1,
+  );
+});
+
+Deno.test("a prefill answered 503 on every attempt counts each attempt as an upstream error and the leg once as a failure", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    config: { prefillMaxRetries: 2, prefillRetryBackoff: 10, verbosity: 0 },
+    prefill: { failureRate: 1, failureStatus: 503 },
+  });
+  const response = await h.pd("/v1/chat/completions", chatBody());
+  assert.equal(response.status, 503);
+  await response.text();
+  assert.equal(h.prefill.requests.length, 3);
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "prefill",
+      kind: "status_5xx",
+    }),
+    3,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 3);
+  assert.equal(
+    total(families, `${P}failures_total`, {
+      leg: "prefill",
+      cause: "status_5xx",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`), 1);
+  assert.equal(total(families, `${P}prefill_retries_total`), 2);
+});
+
+/** One decode failure and one upstream error, both a timeout, and no other. */
+function assertOneDecodeTimeout(families: Exposition): void {
+  assert.equal(
+    total(families, `${P}failures_total`, { leg: "decode", cause: "timeout" }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`), 1);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "decode",
+      kind: "timeout",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+}
+
+Deno.test("a decoder that never sends its first byte counts once as a decode failure and upstream error of kind timeout", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    config: { decodeFirstByteTimeout: 300, verbosity: 0 },
+    // The decoder waits for the KV transfer, as one whose KV never arrives.
+    decode: { kvTransferMs: 10_000 },
+  });
+  const response = await h.pd(
+    "/v1/chat/completions",
+    chatBody({ stream: true }),
+  );
+  assert.equal(response.status, 504);
+  await response.text();
+  assertOneDecodeTimeout(await scrape(metrics));
+});
+
+Deno.test("a decoder that stalls mid-stream counts once as a decode failure and upstream error of kind timeout", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    config: { streamIdleTimeout: 300, verbosity: 0 },
+    decode: { interTokenMs: 10_000 },
+  });
+  const response = await h.pd(
+    "/v1/chat/completions",
+    chatBody({ stream: true }),
+  );
+  assert.equal(response.status, 200);
+  const ended = await within(
+    response.text().then(() => "ended", () => "broken"),
+    3000,
+    "the stalled stream was not broken off",
+  );
+  assert.equal(ended, "broken");
+  assertOneDecodeTimeout(await scrape(metrics));
 });

@@ -1,15 +1,24 @@
 /**
  * @module
  * What the shared leg code records around each upstream request: the
- * request's timing moments, its spans, and failed attempts by cause. The
- * durations themselves are observed once per request by the request-context
- * middleware, from the timing filled in here.
+ * request's timing moments, its spans, and failures by cause: each failed
+ * attempt once as an upstream error (a retried prefill's too), each leg that
+ * failed for good once as a failure. The durations themselves are observed
+ * once per request by the request-context middleware, from the timing filled
+ * in here.
  */
 
 import { ProxyError } from "../errors.ts";
-import type { FailureCause, UpstreamErrorKind } from "../metrics.ts";
+import type {
+  FailureCause,
+  Leg,
+  Metrics,
+  TransportCause,
+  UpstreamErrorKind,
+} from "../metrics.ts";
 import { SPAN_DECODE, SPAN_PREFILL } from "../tracing.ts";
 import { UpstreamError, type WholeResponse } from "../upstream/client.ts";
+import { isFirstByteTimeout } from "../upstream/decode_watch.ts";
 import type { PdContext } from "./types.ts";
 
 /**
@@ -18,7 +27,7 @@ import type { PdContext } from "./types.ts";
  */
 export function transportCause(
   error: unknown,
-): UpstreamErrorKind | undefined {
+): TransportCause | undefined {
   if (error instanceof ProxyError && error.code === "prefill_timeout") {
     return "timeout";
   }
@@ -50,16 +59,41 @@ export function statusCause(status: number): FailureCause {
   return status >= 400 && status < 500 ? "status_4xx" : "status_5xx";
 }
 
-function recordTransportFailure(
+/**
+ * The upstream-error kind of an attempt answered `status`: none for a 2xx
+ * or a 4xx (the request's fault), else the status cause.
+ */
+export function statusErrorKind(
+  status: number,
+): UpstreamErrorKind | undefined {
+  if (status >= 200 && status < 300) return undefined;
+  const cause = statusCause(status);
+  return cause === "status_4xx" ? undefined : cause;
+}
+
+/**
+ * Counts one failed attempt of `leg` as an upstream error; nothing when
+ * `kind` is undefined (the client's abort) or the client has gone.
+ */
+export function recordUpstreamError(
   ctx: PdContext,
-  leg: "prefill" | "decode",
-  error: unknown,
+  leg: Leg,
+  kind: UpstreamErrorKind | undefined,
 ): void {
-  if (ctx.signal.aborted) return;
-  const kind = transportCause(error);
-  if (kind === undefined) return;
+  if (kind === undefined || ctx.signal.aborted) return;
   ctx.observation.metrics.upstreamError(leg, kind);
-  ctx.observation.metrics.failure(leg, kind);
+}
+
+/**
+ * Counts a failed decode leg: one attempt, never retried, so one upstream
+ * error and one failure, both by `cause`.
+ */
+export function recordDecodeFailure(
+  metrics: Metrics,
+  cause: UpstreamErrorKind,
+): void {
+  metrics.upstreamError("decode", cause);
+  metrics.failure("decode", cause);
 }
 
 /** Records a prefill answer that came back unusable (not 2xx, or not JSON). */
@@ -79,7 +113,7 @@ export function observePrefill<T extends WholeResponse>(
   ctx: PdContext,
   send: () => Promise<T>,
 ): Promise<T> {
-  const { timing, tracing } = ctx.observation;
+  const { timing, tracing, metrics } = ctx.observation;
   const attributes = {
     "llm_d.pd_proxy.request_id": ctx.requestId,
     "llm_d.pd_proxy.prefill_target": ctx.prefiller.hostPort,
@@ -94,7 +128,9 @@ export function observePrefill<T extends WholeResponse>(
       return reply;
     } catch (error) {
       timing.prefillOk = false;
-      recordTransportFailure(ctx, "prefill", error);
+      // Each attempt's upstream error is counted by the retry loop.
+      const cause = ctx.signal.aborted ? undefined : transportCause(error);
+      if (cause !== undefined) metrics.failure("prefill", cause);
       throw error;
     } finally {
       timing.prefillAnswered = performance.now();
@@ -127,7 +163,11 @@ export function observeDecode(
       try {
         response = await send();
       } catch (error) {
-        recordTransportFailure(ctx, "decode", error);
+        // The decode watch counts its own timeouts, on every decode path.
+        const cause = ctx.signal.aborted || isFirstByteTimeout(error)
+          ? undefined
+          : transportCause(error);
+        if (cause !== undefined) recordDecodeFailure(metrics, cause);
         throw error;
       }
       timing.decodeAnswered = performance.now();
@@ -136,7 +176,7 @@ export function observeDecode(
         "llm_d.pd_proxy.decode.first_byte_ms": timing.decodeAnswered -
           timing.decodeSent,
       });
-      if (response.status >= 500) metrics.failure("decode", "status_5xx");
+      if (response.status >= 500) recordDecodeFailure(metrics, "status_5xx");
       return response;
     },
   );

@@ -18,6 +18,11 @@ import {
 import type { HeaderList } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 import type { PdContext } from "./types.ts";
+import {
+  recordUpstreamError,
+  statusErrorKind,
+  transportCause,
+} from "./_observe.ts";
 
 /** The prefill settings a connector's context carries. */
 export interface PrefillPolicy {
@@ -164,12 +169,17 @@ export async function sendPrefillLeg(
     let previous: string;
     try {
       const reply = await ctx.upstream.sendAndRead(url, request);
+      recordUpstreamError(ctx, "prefill", statusErrorKind(reply.status));
       if (!isRetryableStatus(reply.status) || attempt + 1 >= attempts) {
         return { ...reply, target };
       }
       previous = String(reply.status);
     } catch (error) {
-      if (deadline?.aborted && !client.aborted) throw timedOut(ctx, target);
+      if (deadline?.aborted && !client.aborted) {
+        recordUpstreamError(ctx, "prefill", "timeout");
+        throw timedOut(ctx, target);
+      }
+      recordUpstreamError(ctx, "prefill", transportCause(error));
       lastError = error;
       if (client.aborted || attempt + 1 >= attempts) break;
       previous = error instanceof UpstreamError ? error.kind : "error";

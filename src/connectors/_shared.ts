@@ -9,7 +9,8 @@ import { type ErrorStatus, ProxyError } from "../errors.ts";
 import { isJsonObject, scanJsonObject } from "../protocol/request.ts";
 import type { ScannedObject } from "../protocol/json_object.ts";
 import type { WholeResponse } from "../upstream/client.ts";
-import { buildClientHeaders, type HeaderList } from "../upstream/headers.ts";
+import type { HeaderList } from "../upstream/headers.ts";
+import { upstreamStatusError } from "../upstream/status_error.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 import { type PrefillReply, sendPrefillLeg } from "./_prefill.ts";
 import type { PdContext } from "./types.ts";
@@ -17,6 +18,7 @@ import {
   observeDecode,
   observePrefill,
   recordPrefillFailure,
+  recordUpstreamError,
   statusCause,
 } from "./_observe.ts";
 
@@ -84,7 +86,8 @@ function errorDetail(text: string): string {
 /**
  * Throws unless the prefill succeeded. A 4xx is the client's fault and is
  * relayed as the prefiller sent it (status, body, content type); any other
- * status becomes the sidecar's own error naming the prefiller.
+ * status becomes the sidecar's own error naming the prefiller (a gateway
+ * status as it came, others as 502).
  */
 export function ensurePrefillSucceeded(
   ctx: PdContext,
@@ -97,25 +100,13 @@ export function ensurePrefillSucceeded(
     status: reply.status,
     body: reply.text.slice(0, 1000),
   });
-  const message =
-    `Prefill server "${prefiller.hostPort}" answered ${reply.status}: ${
-      errorDetail(reply.text)
-    }`;
-  if (reply.status >= 400 && reply.status < 500) {
-    const relayed = new Response(reply.text, {
-      status: reply.status,
-      headers: buildClientHeaders(reply.headers),
-    });
-    throw new ProxyError(400, message, {
-      code: "prefill_rejected",
-      response: relayed,
-    });
-  }
-  throw new ProxyError(
-    isGatewayStatus(reply.status) ? reply.status : 502,
-    message,
-    { code: "prefill_error" },
-  );
+  throw upstreamStatusError(reply, {
+    upstream: `Prefill server "${prefiller.hostPort}"`,
+    detail: errorDetail(reply.text),
+    rejectedCode: "prefill_rejected",
+    failedCode: "prefill_error",
+    failedStatus: isGatewayStatus(reply.status) ? reply.status : 502,
+  });
 }
 
 /** Checks the prefill succeeded and returned a JSON object; throws a 502 otherwise. */
@@ -127,6 +118,7 @@ export function parsePrefillReply(
   const answer = scanJsonObject(reply.text);
   if (answer === undefined) {
     recordPrefillFailure(ctx, "bad_answer");
+    recordUpstreamError(ctx, "prefill", "bad_answer");
     throw new ProxyError(
       502,
       `Prefill server "${

@@ -30,6 +30,8 @@ import { rawMember, scanObject } from "../protocol/json_object.ts";
 import {
   type GenerationRequest,
   isJsonObject,
+  type ParsedGenerationRequest,
+  parseGenerationJson,
   parseGenerationRequest,
 } from "../protocol/request.ts";
 import { needsChunking, runChunkedDecode } from "../stages/chunked_decode.ts";
@@ -45,7 +47,7 @@ import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 import { PREFILL_FAILURE_CODES, type PrefillPolicy } from "./_prefill.ts";
-import { prefillFailureCause } from "./_observe.ts";
+import { prefillFailureCause, recordDecodeFailure } from "./_observe.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
 import { buildSourceDecodeBody } from "./p2p_source.ts";
@@ -145,17 +147,25 @@ export function selectKvSource(
 /**
  * The decode leg's timeouts: the first-byte one only for a streaming answer,
  * as a non-streaming one sends its first byte when the generation is done.
+ * A timeout that fires counts as a decode failure when the request is on the
+ * P/D route (the failure counters are of P/D legs).
  */
 function decodeWatch(
   deps: Deps,
   request: GenerationRequest,
-  log: Logger,
+  options: { readonly log: Logger; readonly observation: RequestObservation },
 ): DecodeWatch {
+  const { log, observation } = options;
   const streaming = rawMember(request.scanned, FIELD_STREAM) === "true";
   return {
     firstByteMs: streaming ? deps.config.decodeFirstByteTimeout : 0,
     idleMs: deps.config.streamIdleTimeout,
     log,
+    onTimeout() {
+      if (observation.access.route === "pd") {
+        recordDecodeFailure(observation.metrics, "timeout");
+      }
+    },
   };
 }
 
@@ -175,16 +185,18 @@ function sendDecodeLeg(
     readonly chunked: boolean;
     /** First-byte and idle timeouts of the answer (not of chunked decode's chunks). */
     readonly watch?: DecodeWatch;
+    /** `body` parsed, when the caller has it (its `text` is `body`). */
+    readonly parsed?: ParsedGenerationRequest;
   },
 ): Promise<Response> {
   const decoder = decoderHostPort(deps.config);
   const chunkSize = deps.config.decodeChunkSize;
   if (leg.chunked && chunkSize > 0 && request.api === "chat") {
-    const body: unknown = JSON.parse(leg.body);
+    const body: unknown = leg.parsed?.json ?? JSON.parse(leg.body);
     if (isJsonObject(body) && needsChunking(body, chunkSize)) {
       return runChunkedDecode({
         chunkSize,
-        body: scanObject(leg.body),
+        body: leg.parsed?.scanned ?? scanObject(leg.body),
         decoder,
         pathAndQuery: request.pathAndQuery,
         headers: leg.headers,
@@ -296,7 +308,7 @@ export function createPdRunner(deps: Deps): PdRunner {
       headers: legHeaders(request),
       body: parsed.text,
       chunked: true,
-      watch: decodeWatch(deps, parsed, request.log),
+      watch: decodeWatch(deps, parsed, request),
     });
     timing.decodeAnswered = performance.now();
     response.headers.set(
@@ -318,7 +330,7 @@ export function createPdRunner(deps: Deps): PdRunner {
       const { timing } = request.observation;
       timing.decodeSent = performance.now();
       const response = await sendDecodeLeg(deps, request, {
-        watch: decodeWatch(deps, parsed, log),
+        watch: decodeWatch(deps, parsed, request),
         headers: legHeaders(request),
         body,
         chunked: true,
@@ -327,13 +339,14 @@ export function createPdRunner(deps: Deps): PdRunner {
       return response;
     },
     async decode(request) {
-      const parsed = parseGenerationRequest(await request.readBody());
+      const parsed = parseGenerationJson(await request.readBody());
       ensureClientPresent(request.signal);
       return await sendDecodeLeg(deps, request, {
         headers: legHeaders(request),
         body: parsed.text,
+        parsed,
         chunked: true,
-        watch: decodeWatch(deps, parsed, request.log),
+        watch: decodeWatch(deps, parsed, request),
       });
     },
     async encode(encoders, prefiller, request) {
@@ -347,7 +360,7 @@ export function createPdRunner(deps: Deps): PdRunner {
           ? await runner.decode(request)
           : await runner.run(prefiller, request);
       }
-      const parsed = parseGenerationRequest(await request.readBody());
+      const parsed = parseGenerationJson(await request.readBody());
       ensureClientPresent(request.signal);
       const body = await runEncoderStage({
         connector: deps.config.ecConnector,
@@ -387,7 +400,10 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      const watch = decodeWatch(deps, parsed, legLog);
+      const watch = decodeWatch(deps, parsed, {
+        log: legLog,
+        observation: request.observation,
+      });
       const run = connector.run({
         api: request.api,
         pathAndQuery,

@@ -18,6 +18,16 @@ export interface GenerationRequest {
   readonly scanned: ScannedObject;
 }
 
+/**
+ * A validated generation request with its parsed value, for the stages that
+ * read its members (the encoder stage, chunked decode). Only they hold it: a
+ * parsed body costs memory for as long as it is referenced.
+ */
+export interface ParsedGenerationRequest extends GenerationRequest {
+  /** `text` parsed. */
+  readonly json: JsonObject;
+}
+
 /** Whether `value` is a JSON object (not null, not an array). */
 export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -45,6 +55,12 @@ export function scanJsonObject(text: string): ScannedObject | undefined {
 
 /** Parses `text` as a JSON object; throws a 400 `ProxyError` otherwise. */
 export function parseGenerationRequest(text: string): GenerationRequest {
+  const parsed = parseGenerationJson(text);
+  return { text: parsed.text, scanned: parsed.scanned };
+}
+
+/** As `parseGenerationRequest`, keeping the parsed value. */
+export function parseGenerationJson(text: string): ParsedGenerationRequest {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -61,5 +77,5 @@ export function parseGenerationRequest(text: string): GenerationRequest {
       { code: "invalid_json" },
     );
   }
-  return { text, scanned: scanObject(text) };
+  return { text, scanned: scanObject(text), json: body };
 }

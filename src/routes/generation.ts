@@ -11,10 +11,14 @@
  * stage first; chat decodes run in chunks with `-decode-chunk-size`.
  */
 
-import type { Handler } from "hono";
+import type { Context, Handler } from "hono";
 import { readBodyText } from "../body_limit.ts";
 import { configForRank } from "../config.ts";
-import { createPdRunner, type PdRunner } from "../connectors/run.ts";
+import {
+  createPdRunner,
+  type PdRequest,
+  type PdRunner,
+} from "../connectors/run.ts";
 import type { AppEnv, Deps } from "../context.ts";
 import { createRankSelector } from "../data_parallel.ts";
 import { runObservedPd } from "../observation.ts";
@@ -23,6 +27,7 @@ import type { Logger } from "../log.ts";
 import {
   HEADER_DATA_PARALLEL_HOST_PORT,
   HEADER_ENCODER_HOSTS_PORTS,
+  HEADER_KV_CACHE_SOURCE,
 } from "../protocol/fields.ts";
 import { selectEncoderTargets } from "../stages/encoder.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
@@ -80,6 +85,26 @@ function selectEncoders(
   return [];
 }
 
+/** The request as the P/D runner takes it; built only when a request goes that way. */
+function buildPdRequest(
+  c: Context<AppEnv>,
+  deps: Deps,
+  api: ApiKind,
+): PdRequest {
+  const request = c.req.raw;
+  return {
+    api,
+    pathAndQuery: pathAndQueryOf(request),
+    headers: request.headers,
+    clientIp: clientIpOf(c),
+    requestId: c.get("requestId"),
+    signal: request.signal,
+    log: c.get("log"),
+    readBody: () => readBodyText(request, deps.config.maxRequestBodyBytes),
+    observation: c.get("observation"),
+  };
+}
+
 /** Handler for one generation API. */
 export function createGenerationHandler(
   deps: Deps,
@@ -99,36 +124,29 @@ export function createGenerationHandler(
     const request = c.req.raw;
     const prefiller = own.pd.select(request.headers);
     const route = routeOf(selector.select(request.headers, log));
-    const pdRequest = {
-      api,
-      pathAndQuery: pathAndQueryOf(request),
-      headers: request.headers,
-      clientIp: clientIpOf(c),
-      requestId: c.get("requestId"),
-      signal: request.signal,
-      log,
-      readBody: () => readBodyText(request, deps.config.maxRequestBodyBytes),
-      observation: c.get("observation"),
-    };
+    // A plain passthrough never needs these: built on first use.
+    let built: PdRequest | undefined;
+    const pdRequest = (): PdRequest => built ??= buildPdRequest(c, deps, api);
     const access = c.get("access");
-    const facts = {
+    const observation = c.get("observation");
+    const facts = () => ({
       connector: deps.config.connector,
       api,
       path: c.req.path,
-    };
+    });
     const encoders = selectEncoders(deps, request.headers, log);
     if (encoders.length > 0) {
       access.route = "pd";
       access.connector = deps.config.ecConnector;
       if (prefiller !== undefined) access.prefillTarget = prefiller.hostPort;
       return await runObservedPd(
-        pdRequest.observation,
+        observation,
         {
-          ...facts,
+          ...facts(),
           connector: deps.config.ecConnector,
           ...(prefiller ? { prefillTarget: prefiller.hostPort } : {}),
         },
-        () => route.pd.encode(encoders, prefiller, pdRequest),
+        () => route.pd.encode(encoders, prefiller, pdRequest()),
       );
     }
     if (prefiller !== undefined) {
@@ -136,28 +154,29 @@ export function createGenerationHandler(
       access.connector = deps.config.connector;
       access.prefillTarget = prefiller.hostPort;
       return await runObservedPd(
-        pdRequest.observation,
-        { ...facts, prefillTarget: prefiller.hostPort },
-        () => route.pd.run(prefiller, pdRequest),
+        observation,
+        { ...facts(), prefillTarget: prefiller.hostPort },
+        () => route.pd.run(prefiller, pdRequest()),
       );
     }
     // A request the rank-0 header sent to a rank ignores the KV source (delta §2.3).
-    const source = isRankRouted(deps, request.headers)
+    const source = isRankRouted(deps, request.headers) ||
+        !request.headers.has(HEADER_KV_CACHE_SOURCE)
       ? undefined
-      : await own.pd.kvSource(pdRequest);
+      : await own.pd.kvSource(pdRequest());
     if (source !== undefined) {
       access.route = "pd";
       access.connector = deps.config.connector;
       return await runObservedPd(
-        pdRequest.observation,
-        { ...facts, kvCacheSource: source.hostPort },
-        () => route.pd.decodeFromSource(source, pdRequest),
+        observation,
+        { ...facts(), kvCacheSource: source.hostPort },
+        () => route.pd.decodeFromSource(source, pdRequest()),
       );
     }
     log.debug("skip disaggregated prefill: no prefiller header");
     // Chunked decode reads the body; every other decode streams it untouched.
     if (deps.config.decodeChunkSize > 0 && api === "chat") {
-      return await route.pd.decode(pdRequest);
+      return await route.pd.decode(pdRequest());
     }
     return passthroughRequest(route.deps, c);
   };

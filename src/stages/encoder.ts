@@ -30,6 +30,7 @@ import {
   type GenerationRequest,
   isJsonObject,
   type JsonObject,
+  type ParsedGenerationRequest,
   scanJsonObject,
 } from "../protocol/request.ts";
 import {
@@ -37,11 +38,8 @@ import {
   UpstreamError,
   type WholeResponse,
 } from "../upstream/client.ts";
-import {
-  buildClientHeaders,
-  type HeaderList,
-  type HeaderLookup,
-} from "../upstream/headers.ts";
+import type { HeaderList, HeaderLookup } from "../upstream/headers.ts";
+import { upstreamStatusError } from "../upstream/status_error.ts";
 import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 
 /** Content-part types vLLM's chat parser hands to the multimodal encoder. */
@@ -168,7 +166,7 @@ export interface EncoderEndpoint {
 export interface EncoderStageContext {
   readonly connector: EcConnectorName;
   readonly encoders: readonly EncoderEndpoint[];
-  readonly request: GenerationRequest;
+  readonly request: ParsedGenerationRequest;
   /** Headers of the encoder requests: the client's cleaned for forwarding (auth included). */
   readonly headers: HeaderList;
   readonly requestId: string;
@@ -193,7 +191,7 @@ interface EncoderReply {
 export async function runEncoderStage(
   ctx: EncoderStageContext,
 ): Promise<string> {
-  const items = findMultimodalItems(JSON.parse(ctx.request.text));
+  const items = findMultimodalItems(ctx.request.json);
   const set: Record<string, string> = { [FIELD_CACHE_HIT_THRESHOLD]: "0" };
   if (items.length === 0) {
     ctx.log.debug("no multimodal items: skipping the encoders");
@@ -294,20 +292,14 @@ async function sendItem(
 function ensureEncoderSucceeded(answer: EncoderReply): void {
   const { reply, encoder, index } = answer;
   if (reply.status >= 200 && reply.status < 300) return;
-  const message =
-    `Encoder "${encoder.hostPort}" answered ${reply.status} for item ${index}: ${
-      reply.text.trim().slice(0, 200) || "(empty body)"
-    }`;
-  if (reply.status >= 400 && reply.status < 500) {
-    throw new ProxyError(400, message, {
-      code: "encoder_rejected",
-      response: new Response(reply.text, {
-        status: reply.status,
-        headers: buildClientHeaders(reply.headers),
-      }),
-    });
-  }
-  throw new ProxyError(502, message, { code: "encoder_failed" });
+  throw upstreamStatusError(reply, {
+    upstream: `Encoder "${encoder.hostPort}"`,
+    request: `for item ${index}`,
+    detail: reply.text.trim().slice(0, 200) || "(empty body)",
+    rejectedCode: "encoder_rejected",
+    failedCode: "encoder_failed",
+    failedStatus: 502,
+  });
 }
 
 /**

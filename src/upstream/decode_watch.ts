@@ -23,7 +23,15 @@ export interface DecodeWatch {
   /** Longest silence once the first body byte came. */
   readonly idleMs: number;
   readonly log: Logger;
+  /** Called once when either timeout ends the answer, before the caller sees the error. */
+  readonly onTimeout?: (timeout: DecodeTimeoutKind) => void;
 }
+
+/** Which of the decoder's timeouts fired. */
+export type DecodeTimeoutKind = "first_byte" | "stream_idle";
+
+/** Code of the `ProxyError` a first-byte timeout throws. */
+const FIRST_BYTE_TIMEOUT_CODE = "decode_first_byte_timeout";
 
 /** Why the watchdog aborted the decoder request. */
 class DecodeTimeout extends Error {
@@ -39,8 +47,13 @@ function firstByteTimeout(ms: number, cause: unknown): ProxyError {
   return new ProxyError(
     504,
     `Decode server sent no answer within ${ms} ms (-decode-first-byte-timeout)`,
-    { code: "decode_first_byte_timeout", cause },
+    { code: FIRST_BYTE_TIMEOUT_CODE, cause },
   );
+}
+
+/** Whether `error` is the answer of a `-decode-first-byte-timeout` that fired. */
+export function isFirstByteTimeout(error: unknown): boolean {
+  return error instanceof ProxyError && error.code === FIRST_BYTE_TIMEOUT_CODE;
 }
 
 /**
@@ -63,13 +76,17 @@ export async function sendWatched(
     );
   }
   const timedOut = () => watchdog.signal.aborted && !signal.aborted;
+  const failed = (error: unknown): unknown => {
+    if (!timedOut()) return error;
+    watch.onTimeout?.("first_byte");
+    return firstByteTimeout(watch.firstByteMs, error);
+  };
   let response: Response;
   try {
     response = await send(combined);
   } catch (error) {
     clearTimeout(firstByteTimer);
-    if (timedOut()) throw firstByteTimeout(watch.firstByteMs, error);
-    throw error;
+    throw failed(error);
   }
   const reader = response.body?.getReader();
   if (reader === undefined) {
@@ -81,8 +98,7 @@ export async function sendWatched(
     try {
       head.push(Promise.resolve(await reader.read()));
     } catch (error) {
-      if (timedOut()) throw firstByteTimeout(watch.firstByteMs, error);
-      throw error;
+      throw failed(error);
     } finally {
       clearTimeout(firstByteTimer);
     }
@@ -113,6 +129,7 @@ function pump(
       code: "stream_idle_timeout",
       idle_ms: Math.round(silent),
     });
+    watch.onTimeout?.("stream_idle");
     watchdog.abort(new DecodeTimeout("stream idle"));
   }
   function sawChunk(): void {
