@@ -54,12 +54,22 @@ export function logStarting(
   log.info("starting", { addr: `${host}:${addr.port}`, tls });
 }
 
+/**
+ * The listen queue's length, as Go's net/http asks for (it reads
+ * `net.core.somaxconn`, 4096 on current kernels, which also caps this).
+ * Deno's default of 511 overflowed when 2,000 clients connected at once: the
+ * kernel dropped their SYNs and they retried 1, 3 and 7 s later, which made
+ * the burst's p99 seconds long (issue 9's bench, load 2).
+ */
+export const LISTEN_BACKLOG = 4096;
+
 /** Opens the listening socket, TLS with HTTP/2 offered by ALPN when a certificate is given. */
 function listen(options: ServeOptions): Deno.Listener<Deno.Conn, Deno.NetAddr> {
   const address = {
     hostname: options.hostname,
     port: options.port,
     reusePort: options.reusePort ?? false,
+    tcpBacklog: LISTEN_BACKLOG,
   };
   if (!options.tls) return Deno.listen({ ...address, transport: "tcp" });
   return Deno.listenTls({

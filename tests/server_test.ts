@@ -289,3 +289,29 @@ Deno.test("listenWithFallback listens on IPv4 when the node has no IPv6, but not
     Deno.errors.AddrInUse,
   );
 });
+
+/** The listen queue length `ss` reports for the listener on `port` (its Send-Q). */
+async function listenQueueLength(port: number): Promise<number> {
+  const { stdout } = await new Deno.Command("ss", {
+    args: ["-ltnH", `sport = :${port}`],
+  }).output();
+  const fields = decoder.decode(stdout).trim().split(/\s+/);
+  return Number(fields[2]);
+}
+
+Deno.test("server listens with a queue of 4096 as Go's net/http does, not Deno's 511", async () => {
+  await using h = await createHarness();
+  for (const tls of [undefined, await generateSelfSignedCertificate()]) {
+    const base = h.listen(tls);
+    const port = Number(new URL(base).port);
+    // The kernel caps the queue at net.core.somaxconn (4096 by default since Linux 5.4).
+    const somaxconn = Number(
+      decoder.decode(
+        (await new Deno.Command("cat", {
+          args: ["/proc/sys/net/core/somaxconn"],
+        }).output()).stdout,
+      ).trim(),
+    );
+    assert.equal(await listenQueueLength(port), Math.min(4096, somaxconn));
+  }
+});

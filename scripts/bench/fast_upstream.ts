@@ -214,6 +214,9 @@ if (import.meta.main) {
   Deno.serve({
     hostname: "127.0.0.1",
     port: Number(values.port),
+    // vLLM's uvicorn listens with a queue of 2048; Deno's default of 511
+    // dropped SYNs of the sidecar's upstream pools in the 2,000-connection burst.
+    tcpBacklog: 2048,
     onListen({ port }) {
       Deno.stdout.writeSync(
         new TextEncoder().encode(`${JSON.stringify({ port })}\n`),
