@@ -105,7 +105,7 @@ export function createGenerationHandler(
       headers: request.headers,
       clientIp: clientIpOf(c),
       requestId: c.get("requestId"),
-      signal: request.signal,
+      signal: c.get("clientGone"),
       log,
       readBody: () => readBodyText(request, deps.config.maxRequestBodyBytes),
       observation: c.get("observation"),
