@@ -11,6 +11,7 @@
 import { type AcceptGuard, createAcceptGuard } from "./accept_guard.ts";
 import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
+import type { PeerRegistration, PeerWatch } from "./peer_watch.ts";
 import type {
   ConnectionHandler,
   ConnectionHttpServer,
@@ -26,9 +27,25 @@ export interface AcceptSource {
   unref(): void;
 }
 
+/** The runtime's connection info, and what the sidecar learns of the client itself. */
+export interface ServeInfo extends Deno.ServeHandlerInfo<Deno.NetAddr> {
+  /**
+   * Aborts when the client's connection is seen closed or reset while the
+   * request waits for its answer's head (see peer_watch.ts); absent when the
+   * watch is off.
+   */
+  readonly peerGone?: AbortSignal;
+}
+
+/** The app's handler, called with `ServeInfo`. */
+export type ServeInfoHandler = (
+  request: Request,
+  info: ServeInfo,
+) => Response | Promise<Response>;
+
 /** Options of `serveConnections`. */
 export interface ConnectionServerOptions {
-  readonly handler: ConnectionHandler;
+  readonly handler: ServeInfoHandler;
   readonly serveConnection: ServeConnection;
   readonly log: Logger;
   /** Most connections served at once; more wait in the kernel's listen queue. */
@@ -37,6 +54,8 @@ export interface ConnectionServerOptions {
   readonly idleTimeoutMs: number;
   /** Clock in milliseconds; tests pass their own. */
   readonly now?: () => number;
+  /** Watches each request's connection while it waits for its answer; closed with the server. */
+  readonly peerWatch?: PeerWatch;
 }
 
 /** Requests in flight on a connection, and since when it has carried none. */
@@ -98,8 +117,13 @@ function createConnectionSet(options: ConnectionServerOptions) {
     }
   }
 
-  /** A handler that keeps `activity` up to date around `options.handler`. */
-  function tracked(activity: Activity): ConnectionHandler {
+  /**
+   * A handler that keeps `activity` up to date around `options.handler`, and
+   * has the peer watch look after the request until its answer is returned:
+   * from then on, writing the answer tells the runtime itself that the
+   * client left.
+   */
+  function tracked(activity: Activity, conn: Deno.Conn): ConnectionHandler {
     const done = () => {
       activity.inFlight--;
       activity.idleSince = now();
@@ -107,14 +131,44 @@ function createConnectionSet(options: ConnectionServerOptions) {
     return function trackedHandler(request, info) {
       activity.inFlight++;
       info.completed.then(done, done);
-      return options.handler(request, info);
+      const local = conn.localAddr;
+      const remote = conn.remoteAddr;
+      const registration = local.transport === "tcp" &&
+          remote.transport === "tcp"
+        ? options.peerWatch?.watch(local, remote)
+        : undefined;
+      if (registration === undefined) return options.handler(request, info);
+      return handleWatched(request, info, registration);
     };
+  }
+
+  async function handleWatched(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    registration: PeerRegistration,
+  ): Promise<Response> {
+    // The runtime's info keeps its fields behind getters of private state:
+    // a spread or a prototype link would lose them.
+    const watched: ServeInfo = {
+      get remoteAddr() {
+        return info.remoteAddr;
+      },
+      get completed() {
+        return info.completed;
+      },
+      peerGone: registration.signal,
+    };
+    try {
+      return await options.handler(request, watched);
+    } finally {
+      registration.end();
+    }
   }
 
   function serve(conn: Deno.Conn): void {
     const activity: Activity = { inFlight: 0, idleSince: now() };
     const server = options.serveConnection(conn, {
-      handler: tracked(activity),
+      handler: tracked(activity, conn),
       onError: internalServerError,
     });
     const entry: Served = { server, activity, closing: false };
@@ -228,6 +282,7 @@ export function serveConnections(
   const finished = stopped.promise.then(async () => {
     await Promise.all([accepting, connections.drain()]);
     clearInterval(sweeper);
+    options.peerWatch?.close();
   });
   function shutdown(): Promise<void> {
     if (!state.stopping) {

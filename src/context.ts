@@ -46,6 +46,11 @@ export interface ServeBindings {
    * (`Deno.ServeHandlerInfo.completed`): the end of a streamed answer.
    */
   readonly completed?: Promise<void>;
+  /**
+   * Aborts when the sidecar sees the client's connection closed while the
+   * request waits for its answer's head (`ServeInfo.peerGone`).
+   */
+  readonly peerGone?: AbortSignal;
 }
 
 /** Which handler answered a request: `pd` ran a connector, `passthrough` relayed it as is. */
@@ -86,5 +91,10 @@ export interface AppEnv {
     access: AccessRecord;
     /** The request's timings, metrics and spans. */
     observation: RequestObservation;
+    /**
+     * Aborts when the client has gone: `request.signal`, or the peer watch
+     * seeing its connection closed. Every upstream leg takes this one.
+     */
+    clientGone: AbortSignal;
   };
 }

@@ -12,6 +12,7 @@ import { serveConnections } from "./connection_server.ts";
 import type { AppEnv } from "./context.ts";
 import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
+import { createPeerWatch, type TcpTableReader } from "./peer_watch.ts";
 import { findServeConnection } from "./runtime_http.ts";
 import type { TlsCertificate } from "./tls.ts";
 
@@ -40,6 +41,8 @@ export interface ServeOptions {
   readonly maxConnections?: number;
   /** Close a connection that carries no request for this long; `IDLE_TIMEOUT_MS` by default. */
   readonly idleTimeoutMs?: number;
+  /** Reads the kernel's TCP tables for the peer watch (`/proc/net/tcp*` by default); tests pass their own. */
+  readonly readTcpTable?: TcpTableReader;
 }
 
 /** Logs the listening address, the line operators (and tests) wait for. */
@@ -100,6 +103,11 @@ export function serveApp(
     log,
     maxConnections: options.maxConnections ?? Infinity,
     idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+    peerWatch: createPeerWatch({
+      listenAddr: listener.addr,
+      log,
+      ...(options.readTcpTable ? { readTable: options.readTcpTable } : {}),
+    }),
   });
 }
 

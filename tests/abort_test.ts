@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { within } from "./support/deadline.ts";
-import { chatBody, createHarness } from "./support/harness.ts";
+import { isJsonObject } from "../src/protocol/request.ts";
+import { chatBody, createHarness, type Harness } from "./support/harness.ts";
 import { writeText } from "./support/sockets.ts";
 import { startScriptedServer } from "./support/stub_upstream.ts";
 
@@ -10,41 +11,61 @@ const ABORT_DEADLINE_MS = 1000;
 
 /** A raw upstream that reads requests and never answers, reporting each connection. */
 function startHangingUpstream() {
-  const received: PromiseWithResolvers<void>[] = [];
-  const closed: PromiseWithResolvers<void>[] = [];
-  function slot(list: PromiseWithResolvers<void>[], index: number) {
-    while (list.length <= index) list.push(Promise.withResolvers<void>());
-    return list[index]!;
+  const received = new Map<string, PromiseWithResolvers<void>>();
+  const closed = new Map<string, PromiseWithResolvers<void>>();
+  function slot(list: Map<string, PromiseWithResolvers<void>>, key: string) {
+    let entry = list.get(key);
+    if (entry === undefined) {
+      entry = Promise.withResolvers<void>();
+      list.set(key, entry);
+    }
+    return entry;
   }
   const server = startScriptedServer(async (conn, index) => {
     const buffer = new Uint8Array(16384);
     let text = "";
+    let id: string | undefined;
     for (;;) {
       const read = await conn.read(buffer).catch(() => null);
       if (read === null) break;
       text += new TextDecoder().decode(buffer.subarray(0, read));
-      if (text.includes("\r\n\r\n")) slot(received, index).resolve();
+      if (id === undefined && text.includes("\r\n\r\n")) {
+        id = /^x-request-id: *(.*)$/im.exec(text)?.[1]?.trim() ?? "";
+        slot(received, `#${index}`).resolve();
+        slot(received, id).resolve();
+      }
     }
-    slot(closed, index).resolve();
+    slot(closed, `#${index}`).resolve();
+    if (id !== undefined) slot(closed, id).resolve();
   });
   return {
     server,
     hostPort: `127.0.0.1:${server.port}`,
     port: server.port,
-    /** Resolves when connection `index` has carried a request head. */
-    received: (index: number) => slot(received, index).promise,
-    /** Resolves when the sidecar has closed connection `index`. */
-    closed: (index: number) => slot(closed, index).promise,
+    /** Resolves when connection `index` (a number), or the request with that id, has carried a request head. */
+    received: (which: number | string) =>
+      slot(received, typeof which === "number" ? `#${which}` : which).promise,
+    /** Resolves when the sidecar has closed connection `index`, or the one that carried request `id`. */
+    closed: (which: number | string) =>
+      slot(closed, typeof which === "number" ? `#${which}` : which).promise,
   };
 }
 
-/** A P/D chat request as raw HTTP/1.1, written in one piece. */
-function rawChatRequest(options: {
+/** What a raw request is made of. */
+interface RawRequestOptions {
   prefiller: string;
   id: string;
   body: string;
   headers?: Record<string, string>;
-}): string {
+}
+
+/** A P/D chat request as raw HTTP/1.1, written in one piece. */
+function rawChatRequest(options: RawRequestOptions): string {
+  return rawHead(options) + options.body;
+}
+
+/** The head of a P/D chat request as raw HTTP/1.1, blank line included. */
+function rawHead(options: RawRequestOptions): string {
   const lines = [
     "POST /v1/chat/completions HTTP/1.1",
     "host: sidecar",
@@ -56,7 +77,7 @@ function rawChatRequest(options: {
       `${name}: ${value}`
     ),
   ];
-  return `${lines.join("\r\n")}\r\n\r\n${options.body}`;
+  return `${lines.join("\r\n")}\r\n\r\n`;
 }
 
 /** Connects to the sidecar served at `base`. */
@@ -68,8 +89,14 @@ function connect(base: string): Promise<Deno.TcpConn> {
 /** A prompt long enough that its request cannot arrive in one read with its head. */
 const LONG_PROMPT = "word ".repeat(400);
 
+/** A chat body of about 2 KB: Deno.serve reads it after the head. */
+function longChatBody(): string {
+  return chatBody({ messages: [{ role: "user", content: LONG_PROMPT }] });
+}
+
 // The requests below are small, so Deno.serve has the whole body with the
-// head; see the last test for a body that comes after its head.
+// head and notices the client leave itself; the tests after them send
+// bodies that come after their head, which only the peer watch notices.
 
 Deno.test(
   "a client leaving during the prefill gets it aborted within 1 s and no decode sent, every time",
@@ -197,33 +224,241 @@ Deno.test(
   },
 );
 
+/** Pacing between a head and its body, so they reach the sidecar in two reads (not an event wait). */
+const HEAD_BODY_GAP_MS = 30;
+
+/** Resolves after `ms`; paces a client, never stands in for an event. */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits for the access line of request `id` and checks it reports a client abort. */
+async function expectClientAbortLine(
+  h: { nextLog: Harness["nextLog"] },
+  id: string,
+): Promise<void> {
+  const line = await h.nextLog((line) =>
+    line.msg === "request handled" && line.request_id === id
+  );
+  assert.equal(line.outcome, "client_aborted", id);
+  assert.equal(line.status, 499, id);
+}
+
 Deno.test(
-  "runtime limit (Deno 2.9.6): a client leaving before the answer goes unnoticed when the body came after the head",
+  "a client leaving during the prefill is noticed within 1 s when its body came after the head, every time",
   async () => {
-    // Deno.serve's own HTTP/1.1 path (Deno >= 2.8.3) watches for the peer's
-    // close while a handler works only when the whole body arrived with the
-    // head; otherwise request.signal stays quiet until the answer is written.
-    // When this test fails, the runtime has fixed it: drop the test and send
-    // LONG_PROMPT in the tests above.
-    await using h = await createHarness();
+    // Deno 2.9.6 watches for the peer's close only when the whole body came
+    // with the head (wait_raw_response_ready); the peer watch covers the rest.
+    await using h = await createHarness({ config: { verbosity: 3 } });
     const base = h.listen();
     const prefiller = startHangingUpstream();
     await using _prefiller = prefiller.server;
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      // A 2 KB body in the head's write, and a small one written after it.
+      const long = { id: `long-${attempt}`, conn: await connect(base) };
+      const late = { id: `late-${attempt}`, conn: await connect(base) };
+      await writeText(
+        long.conn,
+        rawChatRequest({
+          prefiller: prefiller.hostPort,
+          id: long.id,
+          body: longChatBody(),
+        }),
+      );
+      const lateRequest = {
+        prefiller: prefiller.hostPort,
+        id: late.id,
+        body: chatBody(),
+      };
+      await writeText(late.conn, rawHead(lateRequest));
+      await pause(HEAD_BODY_GAP_MS);
+      await writeText(late.conn, lateRequest.body);
+      for (const client of [long, late]) {
+        await within(
+          prefiller.received(client.id),
+          5000,
+          `${client.id}: the prefiller never received the request`,
+        );
+      }
+      long.conn.close();
+      late.conn.close();
+      for (const client of [long, late]) {
+        await within(
+          prefiller.closed(client.id),
+          ABORT_DEADLINE_MS,
+          `${client.id}: the prefill was not aborted within 1 s`,
+        );
+        await expectClientAbortLine(h, client.id);
+      }
+    }
+    assert.equal(h.decode.requests.length, 0);
+  },
+);
+
+Deno.test(
+  "a client that resets its connection during the prefill of a long request gets the prefill aborted within 1 s",
+  async () => {
+    await using h = await createHarness({ config: { verbosity: 3 } });
+    const base = h.listen();
+    const prefiller = startHangingUpstream();
+    await using _prefiller = prefiller.server;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const id = `reset-${attempt}`;
+      const conn = await connect(base);
+      // Pipelined behind a health check whose answer the client never
+      // reads: closing a socket with unread bytes sends a reset, not a FIN
+      // (RFC 2525 §2.17; Linux's tcp_close), and no SO_LINGER is needed.
+      await writeText(
+        conn,
+        "GET /health HTTP/1.1\r\nhost: sidecar\r\n\r\n" +
+          rawChatRequest({
+            prefiller: prefiller.hostPort,
+            id,
+            body: longChatBody(),
+          }),
+      );
+      await within(
+        prefiller.received(id),
+        5000,
+        `${id}: the prefiller never received the request`,
+      );
+      conn.close();
+      await within(
+        prefiller.closed(id),
+        ABORT_DEADLINE_MS,
+        `${id}: the prefill was not aborted within 1 s`,
+      );
+      await expectClientAbortLine(h, id);
+    }
+    assert.equal(h.decode.requests.length, 0);
+  },
+);
+
+Deno.test(
+  "a client leaving a long non-streaming passthrough request gets the decoder's connection closed within 1 s",
+  async () => {
+    const decoder = startHangingUpstream();
+    await using h = await createHarness({
+      config: { modelServerPort: decoder.port, verbosity: 3 },
+    });
+    const base = h.listen();
+    await using _decoder = decoder.server;
+    const id = "passthrough-long";
+    const body = JSON.stringify({ prompt: LONG_PROMPT });
     const conn = await connect(base);
     await writeText(
       conn,
+      [
+        "POST /tokenize HTTP/1.1",
+        "host: sidecar",
+        "content-type: application/json",
+        `content-length: ${new TextEncoder().encode(body).length}`,
+        `x-request-id: ${id}`,
+        "",
+        body,
+      ].join("\r\n"),
+    );
+    await within(decoder.received(id), 5000, "the decoder got nothing");
+    conn.close();
+    await within(
+      decoder.closed(id),
+      ABORT_DEADLINE_MS,
+      "the decoder's request was not aborted within 1 s",
+    );
+    await expectClientAbortLine(h, id);
+  },
+);
+
+Deno.test(
+  "a slow prefill of a long request whose client stays is not aborted",
+  async () => {
+    await using h = await createHarness({ config: { verbosity: 3 } });
+    const base = h.listen();
+    const response = await within(
+      fetch(`${base}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-prefiller-host-port": h.prefillerHeader,
+          "x-request-id": "slow",
+          // The mock answers the prefill after 1.5 s: six reads of the table.
+          "x-mock-ttft-ms": "1500",
+        },
+        body: longChatBody(),
+      }),
+      10_000,
+      "no answer to the slow request",
+    );
+    assert.equal(response.status, 200);
+    assert.ok(isJsonObject(await response.json()));
+    assert.equal(h.prefill.requests.length, 1);
+    assert.equal(h.decode.requests.length, 1);
+    const line = await h.nextLog((line) =>
+      line.msg === "request handled" && line.request_id === "slow"
+    );
+    assert.equal(line.outcome, "ok");
+  },
+);
+
+Deno.test(
+  "with the TCP tables unreadable the peer watch turns off with one line and the runtime's own checks are all that remain",
+  async () => {
+    await using h = await createHarness({ config: { verbosity: 3 } });
+    let reads = 0;
+    const base = h.listen(undefined, () => {
+      reads++;
+      return Promise.reject(new Error("no /proc here"));
+    });
+    const prefiller = startHangingUpstream();
+    await using _prefiller = prefiller.server;
+    // A small body: the runtime itself notices the client leave.
+    const small = await connect(base);
+    await writeText(
+      small,
+      rawChatRequest({
+        prefiller: prefiller.hostPort,
+        id: "small",
+        body: chatBody(),
+      }),
+    );
+    await within(prefiller.received("small"), 5000, "no small prefill");
+    // A long body, held past the watch's first look so the table is read.
+    const long = await connect(base);
+    await writeText(
+      long,
       rawChatRequest({
         prefiller: prefiller.hostPort,
         id: "long",
-        body: chatBody({ messages: [{ role: "user", content: LONG_PROMPT }] }),
+        body: longChatBody(),
       }),
     );
-    await within(prefiller.received(0), 5000, "the prefiller got nothing");
-    conn.close();
-    // Asserting an absence takes the whole deadline.
+    await within(prefiller.received("long"), 5000, "no long prefill");
+    const off = await h.nextLog(
+      (line) => String(line.msg).startsWith("Cannot watch client connections"),
+      5000,
+    );
+    assert.match(String(off.msg), /no \/proc here/);
+    small.close();
+    await within(
+      prefiller.closed("small"),
+      ABORT_DEADLINE_MS,
+      "the runtime no longer notices a small request's client leave",
+    );
+    await expectClientAbortLine(h, "small");
+    long.close();
+    // Runtime limit (Deno 2.9.6): without the watch, a client that left a
+    // request whose body came after its head goes unnoticed. When this
+    // fails, the runtime has fixed it: the peer watch can go.
     await assert.rejects(
-      within(prefiller.closed(0), ABORT_DEADLINE_MS, "still open"),
+      within(prefiller.closed("long"), ABORT_DEADLINE_MS, "still open"),
       /still open/,
+    );
+    assert.equal(reads, 1);
+    assert.equal(
+      h.logs.filter((line) =>
+        String(line.msg).startsWith("Cannot watch client connections")
+      ).length,
+      1,
     );
   },
 );

@@ -74,6 +74,12 @@ export function requestContext(
     const env: ServeBindings | undefined = c.env;
     const completed = env?.completed ?? Promise.resolve();
     const timing: RequestTiming = { started };
+    // Built once here, so every leg, the error renderer and the access line
+    // agree on whether the client left.
+    const clientGone = env?.peerGone === undefined
+      ? request.signal
+      : AbortSignal.any([request.signal, env.peerGone]);
+    c.set("clientGone", clientGone);
     c.set("requestId", requestId);
     c.set("log", requestLog);
     c.set("access", access);
@@ -85,12 +91,12 @@ export function requestContext(
     const path = c.req.path;
     const bytes = knownBodyBytes(response);
     const streaming = bytes === undefined;
-    const abortedEarly = request.signal.aborted;
+    const abortedEarly = clientGone.aborted;
     metrics.responseStarted(access.route, secondsSince(started), streaming);
     function finish(): void {
-      const clientGone = request.signal.aborted;
+      const gone = clientGone.aborted;
       if (streaming) metrics.streamEnded();
-      if (clientGone) {
+      if (gone) {
         metrics.clientAbort(
           abortedEarly ? "before_response" : "during_response",
         );
@@ -99,7 +105,7 @@ export function requestContext(
       metrics.requestEnded({
         route: access.route,
         connector: access.connector,
-        outcome: outcomeOf(clientGone, access),
+        outcome: outcomeOf(gone, access),
         seconds: secondsSince(started),
       });
       if (!requestLog.enabled(VERBOSITY_INFO)) return;
@@ -109,7 +115,7 @@ export function requestContext(
         status: response.status,
         started,
         bytes,
-        clientGone,
+        clientGone: gone,
         access,
         timing,
       });

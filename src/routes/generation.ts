@@ -98,7 +98,7 @@ function buildPdRequest(
     headers: request.headers,
     clientIp: clientIpOf(c),
     requestId: c.get("requestId"),
-    signal: request.signal,
+    signal: c.get("clientGone"),
     log: c.get("log"),
     readBody: () => readBodyText(request, deps.config.maxRequestBodyBytes),
     observation: c.get("observation"),

@@ -95,9 +95,10 @@ export async function passthroughRequest(
   }
   const limit = deps.config.maxRequestBodyBytes;
   const { body, exceeded } = await outgoingBody(request, limit);
+  const clientGone = c.get("clientGone");
   const signal = exceeded === undefined
-    ? request.signal
-    : AbortSignal.any([request.signal, exceeded]);
+    ? clientGone
+    : AbortSignal.any([clientGone, exceeded]);
   try {
     const response = await forwardToDecoder(deps.upstream, {
       hostPort: decoderHostPort(deps.config),

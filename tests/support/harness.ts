@@ -11,6 +11,7 @@ import type { Config } from "../../src/config.ts";
 import type { AppEnv } from "../../src/context.ts";
 import { createLogger } from "../../src/log.ts";
 import { DEFAULT_RESILIENCE } from "../../src/resilience_flags.ts";
+import type { TcpTableReader } from "../../src/peer_watch.ts";
 import { serveApp } from "../../src/server.ts";
 import type { TlsCertificate } from "../../src/tls.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
@@ -19,6 +20,7 @@ import {
   type MockVllm,
   type MockVllmOptions,
 } from "../../scripts/mock_vllm/mod.ts";
+import { readTableWithCat } from "./tcp_tables.ts";
 
 /** Options of `createHarness`. */
 export interface HarnessOptions {
@@ -54,8 +56,12 @@ export interface Harness extends AsyncDisposable {
     body: string,
     headers?: Record<string, string>,
   ): Promise<Response>;
-  /** Serves the app on a loopback port; returns its base URL. */
-  listen(tls?: TlsCertificate): string;
+  /**
+   * Serves the app on a loopback port; returns its base URL. The peer watch
+   * reads the TCP tables with `readTcpTable`, by default through `cat`
+   * (tests/support/tcp_tables.ts).
+   */
+  listen(tls?: TlsCertificate, readTcpTable?: TcpTableReader): string;
   /** `x-prefiller-host-port` value naming the prefill mock. */
   readonly prefillerHeader: string;
 }
@@ -155,12 +161,16 @@ export async function createHarness(
     ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   const servers: Deno.HttpServer[] = [];
-  function listen(tls?: TlsCertificate): string {
+  function listen(
+    tls?: TlsCertificate,
+    readTcpTable: TcpTableReader = readTableWithCat,
+  ): string {
     const server = serveApp(app, {
       hostname: "127.0.0.1",
       port: 0,
       tls,
       log,
+      readTcpTable,
     });
     servers.push(server);
     return `${tls ? "https" : "http"}://127.0.0.1:${server.addr.port}`;
