@@ -63,6 +63,7 @@ Deno.test("peer watch aborts a request whose client sent its FIN, and only that 
   const { watch, tables } = watchWith(() =>
     [LISTENER_LINE, line(40001, "08"), line(40002, "01")].join("\n")
   );
+  await watch.ready;
   const gone = watch.watch(LOCAL, peer(40001));
   const present = watch.watch(LOCAL, peer(40002));
   assert.ok(gone && present);
@@ -78,11 +79,12 @@ Deno.test("peer watch takes a socket missing from two reads in a row as reset, o
   let reads = 0;
   const { watch, tables } = watchWith(() => {
     reads++;
-    // Listed, missing, listed, then missing for good.
+    // Read 1 proves the table; then missing, listed, then missing for good.
     return reads === 2 || reads >= 4
       ? LISTENER_LINE
       : [LISTENER_LINE, line(40003, "01")].join("\n");
   });
+  await watch.ready;
   const entry = watch.watch(LOCAL, peer(40003));
   assert.ok(entry);
   await within(aborted(entry.signal), 3000, "the reset client was missed");
@@ -91,31 +93,37 @@ Deno.test("peer watch takes a socket missing from two reads in a row as reset, o
   watch.close();
 });
 
-Deno.test("peer watch reads nothing while every request is younger than its first look", async () => {
+Deno.test("peer watch reads once at start, then nothing while every request is younger than its first look", async () => {
   const { watch, tables } = watchWith(() => LISTENER_LINE);
+  await watch.ready;
+  assert.equal(tables.reads.length, 1);
   for (let i = 0; i < 20; i++) watch.watch(LOCAL, peer(41000 + i))?.end();
   const late = watch.watch(LOCAL, peer(41100));
   assert.ok(late);
   const started = performance.now();
   await within(tables.nextRead(), 2000, "no read for a request left waiting");
   assert.ok(performance.now() - started >= CHECK_AFTER_MS - 5);
-  assert.equal(tables.reads.length, 1);
+  assert.equal(tables.reads.length, 2);
   late.end();
   watch.close();
 });
 
-Deno.test("peer watch turns off with one line, aborting nothing, when the table cannot be read", async () => {
-  const { watch, lines, firstLine } = watchWith(() =>
+Deno.test("peer watch turns off at start with one line, aborting nothing, when the table cannot be read", async () => {
+  const { watch, lines, firstLine, tables } = watchWith(() =>
     Promise.reject(new Error('Requires all access to "/proc/net/tcp"'))
   );
+  // A request that came while the first read was out.
   const entry = watch.watch(LOCAL, peer(40004));
   assert.ok(entry);
   assert.match(
     await within(firstLine, 2000, "no line said the watch is off"),
     /Cannot watch client connections.*all access/,
   );
+  await watch.ready;
   assert.equal(lines.length, 1);
+  assert.equal(tables.reads.length, 1);
   assert.equal(entry.signal.aborted, false);
+  // Off from then on: no request is registered, so none pays for the watch.
   assert.equal(watch.watch(LOCAL, peer(40005)), undefined);
   watch.close();
 });
@@ -140,6 +148,7 @@ Deno.test("peer watch turns off when its first read does not list the listener, 
     reads++;
     return reads === 1 ? [LISTENER_LINE, line(40008, "01")].join("\n") : "";
   });
+  await later.watch.ready;
   const kept = later.watch.watch(LOCAL, peer(40008));
   assert.ok(kept);
   for (let i = 0; i < 4; i++) {
