@@ -62,7 +62,20 @@ export interface ConnectionServerOptions {
 interface Activity {
   inFlight: number;
   idleSince: number;
+  /** Resolves when the connection's first request arrives. */
+  readonly firstRequest: PromiseWithResolvers<void>;
 }
+
+/**
+ * How long a draining server waits for the first request of a connection
+ * that has carried none yet, as Go's `Server.Shutdown` does (5 s, golang
+ * issue 22682). The runtime closes such a TLS connection at once when asked
+ * to, so one accepted an instant before a certificate reload or a shutdown
+ * lost the request its client was sending (79 connections over 20 reloads
+ * under constant new TLS connections, 2 with this grace;
+ * scripts/bench/experiments/cert_reload_gap.ts).
+ */
+export const FIRST_REQUEST_GRACE_MS = 5_000;
 
 /** One served connection. */
 interface Served {
@@ -130,6 +143,7 @@ function createConnectionSet(options: ConnectionServerOptions) {
     };
     return function trackedHandler(request, info) {
       activity.inFlight++;
+      activity.firstRequest.resolve();
       info.completed.then(done, done);
       const local = conn.localAddr;
       const remote = conn.remoteAddr;
@@ -166,7 +180,11 @@ function createConnectionSet(options: ConnectionServerOptions) {
   }
 
   function serve(conn: Deno.Conn): void {
-    const activity: Activity = { inFlight: 0, idleSince: now() };
+    const activity: Activity = {
+      inFlight: 0,
+      idleSince: now(),
+      firstRequest: Promise.withResolvers<void>(),
+    };
     const server = options.serveConnection(conn, {
       handler: tracked(activity, conn),
       onError: internalServerError,
@@ -192,42 +210,127 @@ function createConnectionSet(options: ConnectionServerOptions) {
     get slotFreed(): Promise<void> {
       return slotFreed.promise;
     },
-    /** Asks every connection to close after its in-flight requests; resolves when all did. */
+    /**
+     * Asks every connection to close after its in-flight requests, giving a
+     * connection that has carried none `FIRST_REQUEST_GRACE_MS` to send its
+     * first; resolves when all closed.
+     */
     async drain(): Promise<void> {
       const entries = [...served];
-      for (const entry of entries) entry.server.shutdown().catch(() => {});
-      await Promise.all(
-        entries.map((entry) => entry.server.finished.catch(() => {})),
-      );
+      await Promise.all(entries.map(async (entry) => {
+        if (!entry.closing) {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          await Promise.race([
+            entry.activity.firstRequest.promise,
+            entry.server.finished.catch(() => {}),
+            new Promise((resolve) => {
+              timer = setTimeout(resolve, FIRST_REQUEST_GRACE_MS);
+            }),
+          ]);
+          clearTimeout(timer);
+          entry.server.shutdown().catch(() => {});
+        }
+        await entry.server.finished.catch(() => {});
+      }));
     },
   };
 }
+
+/**
+ * A server that can also give its port over to a newer one on the same port
+ * (SO_REUSEPORT), as a certificate reload does.
+ */
+export interface HandingOverServer extends Deno.HttpServer<Deno.NetAddr> {
+  /**
+   * Keeps accepting until the listener's queue is found empty, closes it
+   * then and resolves, and drains like `shutdown` (`finished` settles when
+   * done): Linux resets the connections queued on a listening socket as it
+   * closes (unless `net.ipv4.tcp_migrate_req=1`), and a newer listener on
+   * the port takes its new connections meanwhile.
+   */
+  handOff(): Promise<void>;
+}
+
+/** No connection within this while handing off: the listener's queue is empty. */
+const HAND_OFF_QUIET_MS = 1;
+/** A listener still busy after this long is closed anyway. */
+const HAND_OFF_LIMIT_MS = 2_000;
 
 /** What the accept loop shares with its server. */
 interface LoopState {
   stopping: boolean;
   /** Resolves when the server is told to stop. */
   readonly stopped: Promise<void>;
+  /** Resolves when the server is told to hand its port over. */
+  readonly handOff: Promise<void>;
+  /** When the hand-off began, by `now`; undefined before. */
+  handOffSince: number | undefined;
+  readonly now: () => number;
   readonly guard: AcceptGuard;
   readonly log: Logger;
   readonly maxConnections: number;
 }
 
-/** Accepts until stopped; never ends on an accept error. */
+/**
+ * The connection `accepting` brings; once a hand-off has begun, undefined
+ * when none is queued (the listener is then closed, its queue empty).
+ */
+async function acceptOrHandOff(
+  listener: AcceptSource,
+  accepting: Promise<Deno.Conn>,
+  state: LoopState,
+): Promise<Deno.Conn | undefined> {
+  if (state.handOffSince === undefined) {
+    const first = await Promise.race([
+      accepting,
+      state.handOff.then(() => undefined),
+    ]);
+    if (first !== undefined) return first;
+  }
+  const since = state.handOffSince ?? state.now();
+  if (state.now() - since < HAND_OFF_LIMIT_MS) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const queued = await Promise.race([
+      accepting,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), HAND_OFF_QUIET_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (queued !== undefined) return queued;
+  }
+  try {
+    listener.close();
+  } catch {
+    // Already closed.
+  }
+  // An accept that completed as the listener closed still brings its connection.
+  return await accepting.catch(() => undefined);
+}
+
+/** Accepts until stopped or handed off; never ends on an accept error. */
 async function acceptLoop(
   listener: AcceptSource,
   connections: ReturnType<typeof createConnectionSet>,
   state: LoopState,
 ): Promise<void> {
   while (!state.stopping) {
-    if (connections.size >= state.maxConnections) {
+    // Handing off, the queue is drained past the cap: what it holds is
+    // bounded by the listen queue, and would be reset as the listener closes.
+    if (
+      connections.size >= state.maxConnections &&
+      state.handOffSince === undefined
+    ) {
       state.guard.capped(connections.size);
-      await Promise.race([connections.slotFreed, state.stopped]);
+      await Promise.race([
+        connections.slotFreed,
+        state.stopped,
+        state.handOff,
+      ]);
       continue;
     }
-    let conn: Deno.Conn;
+    let conn: Deno.Conn | undefined;
     try {
-      conn = await listener.accept();
+      conn = await acceptOrHandOff(listener, listener.accept(), state);
     } catch (error) {
       if (
         state.stopping || error instanceof Deno.errors.BadResource ||
@@ -238,6 +341,7 @@ async function acceptLoop(
       await sleep(state.guard.failed(error, connections.size));
       continue;
     }
+    if (conn === undefined) return;
     if (state.stopping) {
       closeQuietly(conn);
       return;
@@ -259,12 +363,17 @@ async function acceptLoop(
 export function serveConnections(
   listener: AcceptSource,
   options: ConnectionServerOptions,
-): Deno.HttpServer<Deno.NetAddr> {
+): HandingOverServer {
   const connections = createConnectionSet(options);
   const stopped = Promise.withResolvers<void>();
+  const handOffAsked = Promise.withResolvers<void>();
+  const now = options.now ?? (() => performance.now());
   const state: LoopState = {
     stopping: false,
     stopped: stopped.promise,
+    handOff: handOffAsked.promise,
+    handOffSince: undefined,
+    now,
     guard: createAcceptGuard({
       log: options.log,
       ...(options.now ? { now: options.now } : {}),
@@ -296,10 +405,19 @@ export function serveConnections(
     }
     return finished;
   }
+  async function handOff(): Promise<void> {
+    if (!state.stopping && state.handOffSince === undefined) {
+      state.handOffSince = now();
+      handOffAsked.resolve();
+      await accepting;
+    }
+    void shutdown();
+  }
   return {
     addr: listener.addr,
     finished,
     shutdown,
+    handOff,
     ref() {
       listener.ref();
     },

@@ -8,7 +8,10 @@
  */
 
 import type { Hono } from "hono";
-import { serveConnections } from "./connection_server.ts";
+import {
+  type HandingOverServer,
+  serveConnections,
+} from "./connection_server.ts";
 import type { AppEnv } from "./context.ts";
 import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
@@ -87,7 +90,7 @@ function listen(options: ServeOptions): Deno.Listener<Deno.Conn, Deno.NetAddr> {
 export function serveApp(
   app: Hono<AppEnv>,
   options: ServeOptions,
-): Deno.HttpServer<Deno.NetAddr> {
+): HandingOverServer {
   const { log } = options;
   const serveConnection = findServeConnection();
   if (!serveConnection) {

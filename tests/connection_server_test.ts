@@ -4,6 +4,7 @@ import {
   serveConnections,
 } from "../src/connection_server.ts";
 import { createLogger } from "../src/log.ts";
+import { generateSelfSignedCertificate } from "../src/tls.ts";
 import {
   type ConnectionHandler,
   findServeConnection,
@@ -209,10 +210,47 @@ Deno.test("connection server holds connections over the cap in the listen queue 
   );
 });
 
+Deno.test("connection server shutdown gives a TLS connection that has sent no request yet the time to send it", async () => {
+  const tls = await generateSelfSignedCertificate();
+  const inner = Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...tls });
+  const accepted = Promise.withResolvers<void>();
+  const s = start(ok, {
+    listener: {
+      addr: inner.addr,
+      async accept() {
+        const conn = await inner.accept();
+        accepted.resolve();
+        return conn;
+      },
+      close: () => inner.close(),
+      ref: () => inner.ref(),
+      unref: () => inner.unref(),
+    },
+  });
+  const fresh = await Deno.connectTls({
+    hostname: "localhost",
+    port: s.port,
+    caCerts: [tls.cert],
+  });
+  try {
+    // Accepted, but its request was still on the way when the server stopped.
+    await withDeadline(accepted.promise, 2_000, "accept");
+    // One turn of the event loop: the accept loop has handed the connection on.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const stopping = s.server.shutdown();
+    await writeText(fresh, HEALTH);
+    assert.match((await readOk(fresh)).text, /^HTTP\/1\.1 200 OK/);
+    assert.ok(await msUntilClosed(fresh, 2_000) < 1_000);
+    await withDeadline(stopping, 5_000, "shutdown");
+  } finally {
+    closeQuietly(fresh);
+  }
+});
+
 Deno.test("connection server shutdown closes idle connections at once, lets a streaming answer finish, and stops accepting", async () => {
   const release = Promise.withResolvers<void>();
-  const s = start(() =>
-    new Response(
+  const s = start((request) =>
+    new URL(request.url).pathname === "/ok" ? new Response("ok") : new Response(
       new ReadableStream({
         async start(controller) {
           controller.enqueue(new TextEncoder().encode("first\n"));
@@ -226,6 +264,10 @@ Deno.test("connection server shutdown closes idle connections at once, lets a st
   const idle = await connectTo(s.port);
   const busy = await connectTo(s.port);
   try {
+    // Idle after one answer; a connection that never sent a request is
+    // another case (below).
+    await writeText(idle, "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n");
+    await readOk(idle);
     await writeText(busy, HEALTH);
     await readUntil(busy, (text) => text.includes("first\n"));
     const stopping = s.server.shutdown();
@@ -239,5 +281,34 @@ Deno.test("connection server shutdown closes idle connections at once, lets a st
   } finally {
     closeQuietly(idle);
     closeQuietly(busy);
+  }
+});
+
+Deno.test("connection server hand-off serves the connections queued on its listener before closing it", async () => {
+  const QUEUED = 5;
+  const release = Promise.withResolvers<void>();
+  // One connection at a time, held busy: the others wait in the listen queue.
+  const s = start(async (request) => {
+    if (new URL(request.url).pathname === "/hold") await release.promise;
+    return new Response("ok");
+  }, { maxConnections: 1 });
+  const busy = await connectTo(s.port);
+  const queued: Deno.TcpConn[] = [];
+  try {
+    await writeText(busy, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
+    for (let i = 0; i < QUEUED; i++) queued.push(await connectTo(s.port));
+    const handingOff = s.server.handOff();
+    for (const conn of queued) {
+      await writeText(conn, HEALTH);
+      assert.match((await readOk(conn)).text, /^HTTP\/1\.1 200 OK/);
+    }
+    await assert.rejects(connectTo(s.port), "the listener stays open");
+    release.resolve();
+    assert.match((await readOk(busy)).text, /^HTTP\/1\.1 200 OK/);
+    await withDeadline(handingOff, 5_000, "hand-off");
+  } finally {
+    release.resolve();
+    closeQuietly(busy);
+    for (const conn of queued) closeQuietly(conn);
   }
 });
