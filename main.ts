@@ -15,6 +15,7 @@ import {
 } from "./src/config.ts";
 import { errorMessage } from "./src/errors.ts";
 import { isTraceContextInjected } from "./src/tracing.ts";
+import { readProcTable } from "./src/peer_watch.ts";
 import { PROGRAM } from "./src/usage.ts";
 import { createLogger, type Logger } from "./src/log.ts";
 import {
@@ -282,6 +283,18 @@ async function run(
     log.warn(
       "-tracing makes spans, but nothing exports them: run with OTEL_DENO=true (Deno's OpenTelemetry) to send them",
     );
+  }
+  if (config.watchClientConnections) {
+    try {
+      await readProcTable("tcp");
+    } catch (error) {
+      log.error(
+        `-watch-client-connections needs /proc/net/tcp, which Deno opens only with --allow-all: ${
+          errorMessage(error)
+        }`,
+      );
+      return 1;
+    }
   }
   // Installed before listening, so a signal during start-up drains too
   // instead of killing the process with the runtime's default action.

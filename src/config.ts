@@ -116,6 +116,12 @@ export interface Config extends ResilienceSettings, SecuritySettings {
   readonly ecConnector: EcConnectorName | "";
   /** `-decode-chunk-size`: tokens per chat decode chunk; 0 disables chunked decode. */
   readonly decodeChunkSize: number;
+  /**
+   * `-watch-client-connections` (not in the Go sidecar): the peer watch,
+   * which notices a client gone while its request waits despite Deno 2.9.6
+   * (src/peer_watch.ts); needs `--allow-all`.
+   */
+  readonly watchClientConnections: boolean;
   /** `-max-request-body-bytes` (not in the Go sidecar): a larger request body is answered 413. */
   readonly maxRequestBodyBytes: number;
 }
@@ -220,6 +226,7 @@ function resolveConfig(
       values["metrics-port"] ?? defaultOf("metrics-port"),
     ),
     tracing: values.tracing ?? false,
+    watchClientConnections: values["watch-client-connections"] ?? false,
     ...resolveStageSettings(values),
     ...security.settings,
     maxRequestBodyBytes: parseBodyLimit(
@@ -478,6 +485,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     workers: config.workers,
     metrics_port: config.metricsPort,
     tracing: config.tracing,
+    watch_client_connections: config.watchClientConnections,
     ec_connector: config.ecConnector,
     decode_chunk_size: config.decodeChunkSize,
     // SSRF protection and upstream TLS (issue 11).

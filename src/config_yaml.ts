@@ -88,6 +88,7 @@ export const YAML_KEYS = {
   "listen-host": { kind: "string" },
   "workers": { kind: "int" },
   "max-request-body-bytes": { kind: "int" },
+  "watch-client-connections": { kind: "bool" },
 } as const satisfies Partial<Record<FlagName, YamlKey>>;
 
 /** The table without its literal types, for lookups by any string. */

@@ -147,8 +147,9 @@ function createConnectionSet(options: ConnectionServerOptions) {
       info.completed.then(done, done);
       const local = conn.localAddr;
       const remote = conn.remoteAddr;
-      const registration = local.transport === "tcp" &&
-          remote.transport === "tcp"
+      // Without a body the runtime watches the connection itself.
+      const registration = request.body !== null &&
+          local.transport === "tcp" && remote.transport === "tcp"
         ? options.peerWatch?.watch(local, remote)
         : undefined;
       if (registration === undefined) return options.handler(request, info);

@@ -267,6 +267,14 @@ const FLAGS = {
       "number of listener threads sharing the port (SO_REUSEPORT), each with its own event " +
       "loop and upstream pools; more than 1 spreads load over cores (not in the Go sidecar)",
   },
+  "watch-client-connections": {
+    kind: "bool",
+    status: "supported",
+    help:
+      "notice a client that leaves while its request waits, from /proc/net/tcp (Linux); " +
+      "Deno opens /proc only with --allow-all, so the sidecar refuses to start without it " +
+      "(not in the Go sidecar)",
+  },
   "max-request-body-bytes": {
     kind: "int",
     status: "supported",

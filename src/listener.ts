@@ -16,6 +16,7 @@ import { createMetrics, type MetricsRegistry } from "./metrics.ts";
 import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
 import { createTracing } from "./tracing.ts";
+import { readProcTable } from "./peer_watch.ts";
 import { createUpstreamClient } from "./upstream/client.ts";
 // SSRF protection, upstream TLS and certificate reload (issue 11).
 import type { Allowlist } from "./allowlist/allowlist.ts";
@@ -118,6 +119,9 @@ export function startListener(options: ListenerOptions): Listener {
           tls: pair,
           log: serverLog,
           reusePort,
+          ...(config.watchClientConnections
+            ? { readTcpTable: readProcTable }
+            : {}),
         });
       const listen = (pair: TlsCertificate | undefined) =>
         listenWithFallback(hostname, (host) => serve(host, pair), serverLog);

@@ -9,12 +9,10 @@
  * `request.signal` stays quiet, and the prefill runs to its end for nobody,
  * until the answer is written.
  *
- * Cost: one read when the listener opens, which turns the watch off at once
- * where the table cannot be read (Deno opens `/proc` files only with
- * `--allow-all`), so a sidecar without it pays nothing per request (the
- * watch on every request cost passthrough 40% more CPU per request in the
- * bench). Then nothing is read while every request is younger than
- * `CHECK_AFTER_MS`; after that one read of the listener's table per
+ * Off unless `-watch-client-connections` is given: Deno opens `/proc` files
+ * only with `--allow-all`. Cost: one read when the listener opens (proving
+ * the table is the listener's); then nothing while every request is younger
+ * than `CHECK_AFTER_MS`; after that one read of the listener's table per
  * `CHECK_AFTER_MS` serves every waiting request.
  */
 

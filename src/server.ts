@@ -44,7 +44,11 @@ export interface ServeOptions {
   readonly maxConnections?: number;
   /** Close a connection that carries no request for this long; `IDLE_TIMEOUT_MS` by default. */
   readonly idleTimeoutMs?: number;
-  /** Reads the kernel's TCP tables for the peer watch (`/proc/net/tcp*` by default); tests pass their own. */
+  /**
+   * Reads the kernel's TCP tables for the peer watch
+   * (`-watch-client-connections`: `readProcTable`; tests pass their own);
+   * without it the watch is off and no request pays for it.
+   */
   readonly readTcpTable?: TcpTableReader;
 }
 
@@ -106,11 +110,15 @@ export function serveApp(
     log,
     maxConnections: options.maxConnections ?? Infinity,
     idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
-    peerWatch: createPeerWatch({
-      listenAddr: listener.addr,
-      log,
-      ...(options.readTcpTable ? { readTable: options.readTcpTable } : {}),
-    }),
+    ...(options.readTcpTable
+      ? {
+        peerWatch: createPeerWatch({
+          listenAddr: listener.addr,
+          log,
+          readTable: options.readTcpTable,
+        }),
+      }
+      : {}),
   });
 }
 

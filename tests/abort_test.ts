@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { within } from "./support/deadline.ts";
+import { readTableWithCat } from "./support/tcp_tables.ts";
 import { isJsonObject } from "../src/protocol/request.ts";
 import { chatBody, createHarness, type Harness } from "./support/harness.ts";
+import { freePort, startBundle } from "./support/process.ts";
 import { writeText } from "./support/sockets.ts";
 import { startScriptedServer } from "./support/stub_upstream.ts";
 
@@ -102,7 +104,7 @@ Deno.test(
   "a client leaving during the prefill gets it aborted within 1 s and no decode sent, every time",
   async () => {
     await using h = await createHarness({ config: { verbosity: 0 } });
-    const base = h.listen();
+    const base = h.listen(undefined, readTableWithCat);
     // Declared after the harness so it is closed first: the sidecar's waits end before it stops.
     const prefiller = startHangingUpstream();
     await using _prefiller = prefiller.server;
@@ -145,7 +147,7 @@ Deno.test(
     await using h = await createHarness({
       config: { modelServerPort: decoder.port },
     });
-    const base = h.listen();
+    const base = h.listen(undefined, readTableWithCat);
     await using _decoder = decoder.server;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const conn = await connect(base);
@@ -188,7 +190,7 @@ Deno.test(
   "a client leaving mid-stream gets the decode aborted within 1 s, every time, whatever the request's size",
   async () => {
     await using h = await createHarness();
-    const base = h.listen();
+    const base = h.listen(undefined, readTableWithCat);
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const conn = await connect(base);
       await writeText(
@@ -250,7 +252,7 @@ Deno.test(
     // Deno 2.9.6 watches for the peer's close only when the whole body came
     // with the head (wait_raw_response_ready); the peer watch covers the rest.
     await using h = await createHarness({ config: { verbosity: 3 } });
-    const base = h.listen();
+    const base = h.listen(undefined, readTableWithCat);
     const prefiller = startHangingUpstream();
     await using _prefiller = prefiller.server;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -299,7 +301,7 @@ Deno.test(
   "a client that resets its connection during the prefill of a long request gets the prefill aborted within 1 s",
   async () => {
     await using h = await createHarness({ config: { verbosity: 3 } });
-    const base = h.listen();
+    const base = h.listen(undefined, readTableWithCat);
     const prefiller = startHangingUpstream();
     await using _prefiller = prefiller.server;
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -341,7 +343,7 @@ Deno.test(
     await using h = await createHarness({
       config: { modelServerPort: decoder.port, verbosity: 3 },
     });
-    const base = h.listen();
+    const base = h.listen(undefined, readTableWithCat);
     await using _decoder = decoder.server;
     const id = "passthrough-long";
     const body = JSON.stringify({ prompt: LONG_PROMPT });
@@ -373,7 +375,7 @@ Deno.test(
   "a slow prefill of a long request whose client stays is not aborted",
   async () => {
     await using h = await createHarness({ config: { verbosity: 3 } });
-    const base = h.listen();
+    const base = h.listen(undefined, readTableWithCat);
     const response = await within(
       fetch(`${base}/v1/chat/completions`, {
         method: "POST",
@@ -459,6 +461,46 @@ Deno.test(
         String(line.msg).startsWith("Cannot watch client connections")
       ).length,
       1,
+    );
+  },
+);
+
+Deno.test(
+  "-watch-client-connections under --allow-all aborts the prefill of a long request whose client left",
+  async () => {
+    const prefiller = startHangingUpstream();
+    await using _prefiller = prefiller.server;
+    const port = freePort();
+    await using sidecar = startBundle([
+      `-port=${port}`,
+      "-model-server-port=9",
+      "-listen-host=127.0.0.1",
+      "-secure-proxy=false",
+      "-shutdown-drain-delay=0s",
+      "-watch-client-connections",
+    ], { allowAll: true });
+    await sidecar.waitForLine((line) => line.msg === "starting");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeText(
+      conn,
+      rawChatRequest({
+        prefiller: prefiller.hostPort,
+        id: "bundle-long",
+        body: longChatBody(),
+      }),
+    );
+    await within(prefiller.received("bundle-long"), 5000, "no prefill");
+    conn.close();
+    await within(
+      prefiller.closed("bundle-long"),
+      ABORT_DEADLINE_MS,
+      "the prefill was not aborted within 1 s",
+    );
+    assert.equal(
+      sidecar.lines.some((line) =>
+        String(line.msg).startsWith("Cannot watch client connections")
+      ),
+      false,
     );
   },
 );

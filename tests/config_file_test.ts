@@ -462,6 +462,7 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "workers                    1           default",
       "metrics-port               9090        default",
       "tracing                    false       default",
+      "watch-client-connections   false       default",
       'ec-connector               "ec-nixl"   yaml',
       "decode-chunk-size          16          flag",
       "enable-ssrf-protection     false       default",

@@ -99,6 +99,7 @@ const OWN_KEYS = [
   "listen-host",
   "workers",
   "max-request-body-bytes",
+  "watch-client-connections",
   "prefill-failure-policy",
   "connect-timeout",
   "prefill-timeout",

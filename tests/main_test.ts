@@ -129,6 +129,21 @@ Deno.test("bundle exits 1 on an invalid combination of flags", async () => {
   assert.match(stderr, /proxy to itself/);
 });
 
+Deno.test("bundle exits 1 naming --allow-all when -watch-client-connections cannot read /proc/net/tcp", async () => {
+  // The bundle runs with the shipped permissions, which do not open /proc.
+  const { code, stderr } = await runBundle([
+    "-watch-client-connections",
+    `-port=${freePort()}`,
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+  ]);
+  assert.equal(code, 1);
+  assert.match(
+    stderr,
+    /-watch-client-connections needs \/proc\/net\/tcp.*--allow-all/,
+  );
+});
+
 Deno.test("bundle exits 1 when the certificate directory has no key pair", async () => {
   const dir = await Deno.makeTempDir();
   try {

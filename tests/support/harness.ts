@@ -20,7 +20,6 @@ import {
   type MockVllm,
   type MockVllmOptions,
 } from "../../scripts/mock_vllm/mod.ts";
-import { readTableWithCat } from "./tcp_tables.ts";
 
 /** Options of `createHarness`. */
 export interface HarnessOptions {
@@ -57,9 +56,10 @@ export interface Harness extends AsyncDisposable {
     headers?: Record<string, string>,
   ): Promise<Response>;
   /**
-   * Serves the app on a loopback port; returns its base URL. The peer watch
-   * reads the TCP tables with `readTcpTable`, by default through `cat`
-   * (tests/support/tcp_tables.ts).
+   * Serves the app on a loopback port; returns its base URL. With
+   * `readTcpTable` the peer watch runs on the TCP tables it reads (e.g.
+   * through `cat`, tests/support/tcp_tables.ts), as with
+   * `-watch-client-connections`; without, it is off, as by default.
    */
   listen(tls?: TlsCertificate, readTcpTable?: TcpTableReader): string;
   /** `x-prefiller-host-port` value naming the prefill mock. */
@@ -87,6 +87,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     workers: 1,
     metricsPort: 0,
     tracing: false,
+    watchClientConnections: false,
     ecConnector: "",
     decodeChunkSize: 0,
     // SSRF protection and upstream TLS (issue 11): off.
@@ -161,16 +162,13 @@ export async function createHarness(
     ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   const servers: Deno.HttpServer[] = [];
-  function listen(
-    tls?: TlsCertificate,
-    readTcpTable: TcpTableReader = readTableWithCat,
-  ): string {
+  function listen(tls?: TlsCertificate, readTcpTable?: TcpTableReader): string {
     const server = serveApp(app, {
       hostname: "127.0.0.1",
       port: 0,
       tls,
       log,
-      readTcpTable,
+      ...(readTcpTable ? { readTcpTable } : {}),
     });
     servers.push(server);
     return `${tls ? "https" : "http"}://127.0.0.1:${server.addr.port}`;

@@ -45,6 +45,17 @@ const LINE_DEADLINE_MS = 10_000;
 export interface BundleOptions {
   /** Environment variables set on top of the test's own. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Run with `--allow-all` instead of the shipped permissions (what `-watch-client-connections` needs). */
+  readonly allowAll?: boolean;
+}
+
+/** `RUN_FLAGS`, or with `--allow-all` in place of its permissions. */
+function runFlags(options: BundleOptions): string[] {
+  if (!options.allowAll) return [...RUN_FLAGS];
+  return [
+    ...RUN_FLAGS.filter((flag) => !flag.startsWith("--allow-")),
+    "--allow-all",
+  ];
 }
 
 /**
@@ -65,7 +76,7 @@ export async function runBundle(
   options: BundleOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, BUNDLE, ...args],
+    args: [...runFlags(options), BUNDLE, ...args],
     clearEnv: true,
     env: sidecarEnv(options.env),
     stdout: "piped",
@@ -94,7 +105,7 @@ export function startBundle(
   options: BundleOptions = {},
 ): SidecarProcess {
   const process = new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, BUNDLE, ...withoutDefaultMetricsPort(args)],
+    args: [...runFlags(options), BUNDLE, ...withoutDefaultMetricsPort(args)],
     clearEnv: true,
     env: sidecarEnv(options.env),
     stdout: "null",
