@@ -159,3 +159,16 @@ Deno.test("peer watch turns off when its first read does not list the listener, 
   kept.end();
   later.watch.close();
 });
+
+Deno.test("peer watch reads nothing more once closed", async () => {
+  const { watch, tables } = watchWith(() => LISTENER_LINE);
+  await watch.ready;
+  const waiting = watch.watch(LOCAL, peer(40010));
+  assert.ok(waiting);
+  watch.close();
+  assert.equal(watch.watch(LOCAL, peer(40011)), undefined);
+  // Past the time a read would have come, none did.
+  await new Promise((resolve) => setTimeout(resolve, 2 * CHECK_AFTER_MS));
+  assert.equal(tables.reads.length, 1);
+  assert.equal(waiting.signal.aborted, false);
+});

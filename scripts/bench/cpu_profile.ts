@@ -73,6 +73,9 @@ export function rankFunctions(
   return { self, total, samples: profile.samples.length };
 }
 
+/** The repository's root as profiles spell it, so the sidecar's own modules read `src/…`. */
+const REPOSITORY = new URL("../../", import.meta.url).href;
+
 /**
  * Where a frame's code lives, for the self time summed by place: the
  * sidecar's own modules one by one, Hono, each runtime extension, each op,
@@ -85,12 +88,10 @@ export function placeOf(node: ProfileNode): string {
     return functionName;
   }
   if (functionName.startsWith("op_")) return `op ${functionName}`;
-  if (url.includes("/hono/")) return "hono";
-  const own = /\/(src\/.*)$/.exec(url);
-  if (own) return own[1]!;
-  if (url.startsWith("ext:")) return url.split("/")[0]!;
   const npm = /registry\.npmjs\.org\/((@[^/]+\/)?[^/]+)\//.exec(url);
-  if (npm) return `npm ${npm[1]}`;
+  if (npm) return npm[1] === "hono" ? "hono" : `npm ${npm[1]}`;
+  if (url.startsWith("ext:")) return url.split("/")[0]!;
+  if (url.startsWith(REPOSITORY)) return url.slice(REPOSITORY.length);
   return url === "" ? "(native)" : url;
 }
 

@@ -515,7 +515,11 @@ Deno.test("bench profile sums self time by place: own modules, Hono, runtime ext
     callFrame: { functionName, url, lineNumber: 0 },
   });
   const nodes = [
-    frame(1, "run", "file:///work/main/src/connectors/nixlv2.ts"),
+    frame(
+      1,
+      "run",
+      new URL("../../src/connectors/nixlv2.ts", import.meta.url).href,
+    ),
     frame(
       2,
       "dispatch",
@@ -529,7 +533,17 @@ Deno.test("bench profile sums self time by place: own modules, Hono, runtime ext
       "parse",
       "file:///root/.cache/deno/npm/registry.npmjs.org/@opentelemetry/api/1.9.0/build/x.js",
     ),
-    frame(7, "other", "file:///work/main/src/connectors/nixlv2.ts"),
+    frame(
+      7,
+      "other",
+      new URL("../../src/connectors/nixlv2.ts", import.meta.url).href,
+    ),
+    // A package's own src/ folder is the package's, not the sidecar's.
+    frame(
+      8,
+      "x",
+      "file:///root/.cache/deno/npm/registry.npmjs.org/yaml/2.9.1/dist/src/parse.js",
+    ),
   ];
   assert.deepEqual(nodes.map(placeOf), [
     "src/connectors/nixlv2.ts",
@@ -539,6 +553,7 @@ Deno.test("bench profile sums self time by place: own modules, Hono, runtime ext
     "(garbage collector)",
     "npm @opentelemetry/api",
     "src/connectors/nixlv2.ts",
+    "npm yaml",
   ]);
   const places = rankPlaces({ nodes, samples: [1, 7, 2, 2, 2, 4] });
   assert.equal(places.get("src/connectors/nixlv2.ts"), 2);

@@ -82,11 +82,15 @@ export interface ScriptedServer extends AsyncDisposable {
   connections(): number;
 }
 
-/** Serves raw TCP on 127.0.0.1: each connection goes to `script`, which reads and writes what it likes. */
+/** Serves raw TCP on 127.0.0.1 (`options.port`, else a free port): each connection goes to `script`, which reads and writes what it likes. */
 export function startScriptedServer(
   script: (conn: Deno.Conn, index: number) => Promise<void>,
+  options: { readonly port?: number } = {},
 ): ScriptedServer {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const listener = Deno.listen({
+    hostname: "127.0.0.1",
+    port: options.port ?? 0,
+  });
   const conns: Deno.Conn[] = [];
   const scripts: Promise<void>[] = [];
   const accepting = (async () => {

@@ -231,3 +231,31 @@ Deno.test("a client leaving while its request waits on a shared probe ends only 
     listener.close();
   }
 });
+
+Deno.test("a failed shared probe fails every request waiting on it, and the next request probes again", async () => {
+  // A port nobody listens on: the probe's connect is refused.
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = closed.addr;
+  closed.close();
+  const client = createUpstreamClient({ connectTimeoutMs: 2000 });
+  try {
+    const url = `http://127.0.0.1:${port}/v1/completions`;
+    const isRefused = (error: unknown) =>
+      error instanceof Error && "kind" in error && error.kind === "refused";
+    const waiting = Array.from(
+      { length: 5 },
+      () => client.send(url, request("{}")),
+    );
+    for (const attempt of waiting) await assert.rejects(attempt, isRefused);
+    // Listening now: a later request must not inherit the failed probe.
+    await using server = startScriptedServer(async (conn) => {
+      while (await readRequest(conn) !== null) {
+        await conn.write(encoder.encode(OK));
+      }
+    }, { port });
+    const answer = await client.sendAndRead(url, request("{}"));
+    assert.equal(answer.text, "ok");
+  } finally {
+    client.close();
+  }
+});
