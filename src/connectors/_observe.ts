@@ -88,7 +88,7 @@ export function recordUpstreamError(
  * Counts a failed decode leg: one attempt, never retried, so one upstream
  * error and one failure, both by `cause`.
  */
-export function recordDecodeFailure(
+function recordDecodeFailure(
   metrics: Metrics,
   cause: UpstreamErrorKind,
 ): void {
@@ -143,13 +143,15 @@ export function observePrefill<T extends WholeResponse>(
 
 /**
  * Sends the decode leg inside the `decode` span, which ends once the answer
- * has been sent; notes when it was sent and when its head arrived.
+ * has been sent; notes when it was sent and when its head arrived. Its
+ * failures are counted by {@linkcode countDecodeLeg}, which every P/D decode
+ * leg goes through.
  */
 export function observeDecode(
   ctx: PdContext,
   send: () => Promise<Response>,
 ): Promise<Response> {
-  const { timing, tracing, metrics, completed } = ctx.observation;
+  const { timing, tracing, completed } = ctx.observation;
   const attributes = {
     "llm_d.pd_proxy.request_id": ctx.requestId,
     "llm_d.pd_proxy.decode.target": ctx.decoder,
@@ -159,25 +161,42 @@ export function observeDecode(
     { attributes, until: completed },
     async (span) => {
       timing.decodeSent = performance.now();
-      let response: Response;
-      try {
-        response = await send();
-      } catch (error) {
-        // The decode watch counts its own timeouts, on every decode path.
-        const cause = ctx.signal.aborted || isFirstByteTimeout(error)
-          ? undefined
-          : transportCause(error);
-        if (cause !== undefined) recordDecodeFailure(metrics, cause);
-        throw error;
-      }
+      const response = await send();
       timing.decodeAnswered = performance.now();
       span.set({
         "llm_d.pd_proxy.decode.streaming": isEventStream(response),
         "llm_d.pd_proxy.decode.first_byte_ms": timing.decodeAnswered -
           timing.decodeSent,
       });
-      if (response.status >= 500) recordDecodeFailure(metrics, "status_5xx");
       return response;
     },
   );
+}
+
+/**
+ * Sends one P/D decode leg through `send` and counts how it failed: no
+ * response (unless the client left), a 5xx, or a timeout of its decode watch,
+ * which `send` reports through the `onTimeout` it is handed. Every P/D decode
+ * path (after a prefill, the decode-only fallback, a KV-source pull, an
+ * encoded request) goes through here, so the decode counters mean the same on
+ * each.
+ */
+export async function countDecodeLeg(
+  metrics: Metrics,
+  signal: AbortSignal,
+  send: (onTimeout: () => void) => Promise<Response>,
+): Promise<Response> {
+  let response: Response;
+  try {
+    response = await send(() => recordDecodeFailure(metrics, "timeout"));
+  } catch (error) {
+    // A first-byte timeout was counted by `onTimeout` as it fired.
+    const cause = signal.aborted || isFirstByteTimeout(error)
+      ? undefined
+      : transportCause(error);
+    if (cause !== undefined) recordDecodeFailure(metrics, cause);
+    throw error;
+  }
+  if (response.status >= 500) recordDecodeFailure(metrics, "status_5xx");
+  return response;
 }
