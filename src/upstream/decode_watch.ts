@@ -24,11 +24,8 @@ export interface DecodeWatch {
   readonly idleMs: number;
   readonly log: Logger;
   /** Called once when either timeout ends the answer, before the caller sees the error. */
-  readonly onTimeout?: (timeout: DecodeTimeoutKind) => void;
+  readonly onTimeout?: () => void;
 }
-
-/** Which of the decoder's timeouts fired. */
-export type DecodeTimeoutKind = "first_byte" | "stream_idle";
 
 /** Code of the `ProxyError` a first-byte timeout throws. */
 const FIRST_BYTE_TIMEOUT_CODE = "decode_first_byte_timeout";
@@ -78,7 +75,7 @@ export async function sendWatched(
   const timedOut = () => watchdog.signal.aborted && !signal.aborted;
   const failed = (error: unknown): unknown => {
     if (!timedOut()) return error;
-    watch.onTimeout?.("first_byte");
+    watch.onTimeout?.();
     return firstByteTimeout(watch.firstByteMs, error);
   };
   let response: Response;
@@ -139,7 +136,7 @@ function pump(
       code: "stream_idle_timeout",
       idle_ms: Math.round(silent),
     });
-    watch.onTimeout?.("stream_idle");
+    watch.onTimeout?.();
     watchdog.abort(new DecodeTimeout("stream idle"));
   }
   async function read(): Promise<ReadableStreamReadResult<Uint8Array>> {
