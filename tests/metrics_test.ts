@@ -625,3 +625,34 @@ Deno.test("a refused decoder on the decode-only fallback counts one decode failu
     1,
   );
 });
+
+Deno.test("a prefill 200 without a JSON object counts one prefill failure and one upstream error of kind bad_answer", async () => {
+  const metrics = createMetrics();
+  await using prefiller = startStubUpstream(() => new Response("not json"));
+  await using h = await createHarness({ metrics, config: { verbosity: 0 } });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: jsonHeaders({ "x-prefiller-host-port": prefiller.hostPort }),
+    body: chatBody(),
+  });
+  assert.equal(response.status, 502);
+  await response.text();
+  assert.equal(h.decode.requests.length, 0);
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}failures_total`, {
+      leg: "prefill",
+      cause: "bad_answer",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`), 1);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "prefill",
+      kind: "bad_answer",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+});

@@ -85,15 +85,17 @@ export function recordUpstreamError(
 }
 
 /**
- * Counts a failed decode leg: one attempt, never retried, so one upstream
- * error and one failure, both by `cause`.
+ * Counts a leg that failed for good on an attempt no retry loop counted (a
+ * decode leg, never retried; a prefill answer found unusable once read): one
+ * upstream error and one failure, both by `cause`.
  */
-function recordDecodeFailure(
+export function recordLegFailure(
   metrics: Metrics,
+  leg: Leg,
   cause: UpstreamErrorKind,
 ): void {
-  metrics.upstreamError("decode", cause);
-  metrics.failure("decode", cause);
+  metrics.upstreamError(leg, cause);
+  metrics.failure(leg, cause);
 }
 
 /** Records a prefill answer that came back unusable (not 2xx, or not JSON). */
@@ -188,15 +190,17 @@ export async function countDecodeLeg(
 ): Promise<Response> {
   let response: Response;
   try {
-    response = await send(() => recordDecodeFailure(metrics, "timeout"));
+    response = await send(() => recordLegFailure(metrics, "decode", "timeout"));
   } catch (error) {
     // A first-byte timeout was counted by `onTimeout` as it fired.
     const cause = signal.aborted || isFirstByteTimeout(error)
       ? undefined
       : transportCause(error);
-    if (cause !== undefined) recordDecodeFailure(metrics, cause);
+    if (cause !== undefined) recordLegFailure(metrics, "decode", cause);
     throw error;
   }
-  if (response.status >= 500) recordDecodeFailure(metrics, "status_5xx");
+  if (response.status >= 500) {
+    recordLegFailure(metrics, "decode", "status_5xx");
+  }
   return response;
 }
