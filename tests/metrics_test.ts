@@ -656,3 +656,38 @@ Deno.test("a prefill 200 without a JSON object counts one prefill failure and on
   );
   assert.equal(total(families, `${P}upstream_errors_total`), 1);
 });
+
+Deno.test("a prefill 3xx counts as a prefill failure and upstream error of kind status_3xx, not as a 5xx", async () => {
+  const metrics = createMetrics();
+  await using prefiller = startStubUpstream(() =>
+    new Response(null, {
+      status: 307,
+      headers: { location: "http://127.0.0.1:1/elsewhere" },
+    })
+  );
+  await using h = await createHarness({ metrics, config: { verbosity: 0 } });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: jsonHeaders({ "x-prefiller-host-port": prefiller.hostPort }),
+    body: chatBody(),
+  });
+  assert.equal(response.status, 502);
+  await response.text();
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}failures_total`, {
+      leg: "prefill",
+      cause: "status_3xx",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`), 1);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "prefill",
+      kind: "status_3xx",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+});

@@ -41,7 +41,11 @@ export function transportCause(
   return failure.kind === "connect_timeout" ? "timeout" : failure.kind;
 }
 
-/** The cause a failed prefill leg (a `ProxyError` of `PREFILL_FAILURE_CODES`) is counted under. */
+/**
+ * The cause a failed prefill leg (a `ProxyError` of `PREFILL_FAILURE_CODES`)
+ * is counted under. A `prefill_error` keeps only the client's status, so a
+ * prefiller's rare 3xx (answered 502) falls back under `status_5xx` here.
+ */
 export function prefillFailureCause(error: ProxyError): FailureCause {
   if (error.code === "prefill_error") return "status_5xx";
   if (error.code === "prefill_bad_answer") return "bad_answer";
@@ -54,9 +58,14 @@ function isEventStream(response: Response): boolean {
   ) ?? false;
 }
 
-/** The cause an unsuccessful status is counted under. */
+/**
+ * The cause an unsuccessful status is counted under. A 3xx is its own: the
+ * upstream client does not follow redirects, so it is the upstream's failure
+ * but no 5xx.
+ */
 export function statusCause(status: number): FailureCause {
-  return status >= 400 && status < 500 ? "status_4xx" : "status_5xx";
+  if (status < 400) return "status_3xx";
+  return status < 500 ? "status_4xx" : "status_5xx";
 }
 
 /**
@@ -72,8 +81,10 @@ export function statusErrorKind(
 }
 
 /**
- * Counts one failed attempt of `leg` as an upstream error; nothing when
- * `kind` is undefined (the client's abort) or the client has gone.
+ * Counts one failed attempt of `leg` as an upstream error; nothing when the
+ * client has gone or `kind` is undefined: the attempt was not the
+ * upstream's failure (a 2xx or 4xx answer, `statusErrorKind`) or ended by
+ * the client's abort (`transportCause`).
  */
 export function recordUpstreamError(
   ctx: PdContext,
