@@ -71,6 +71,12 @@ export interface PdRequest {
   readonly observation: RequestObservation;
 }
 
+/** What choosing and admitting a KV source needs of a request. */
+export type KvSourceRequest = Pick<
+  PdRequest,
+  "headers" | "clientIp" | "pathAndQuery" | "log"
+>;
+
 /** Chooses prefillers and runs P/D. */
 export interface PdRunner {
   /** The prefiller the headers name, or undefined (plain decode); throws a 400 for a bad value. */
@@ -78,10 +84,11 @@ export interface PdRunner {
   /** Parses the body and runs the connector's protocol against `prefiller`. */
   run(prefiller: UpstreamTarget, request: PdRequest): Promise<Response>;
   /**
-   * The KV-source peer the request's headers name, when the connector pulls from one and the
-   * SSRF allowlist admits it; never throws.
+   * The KV-source peer `request.headers` name, when the connector pulls from one and the
+   * SSRF allowlist admits it; never throws. Cheap when the header is absent, so the route
+   * asks for every request it would otherwise pass through.
    */
-  kvSource(request: PdRequest): Promise<UpstreamTarget | undefined>;
+  kvSource(request: KvSourceRequest): Promise<UpstreamTarget | undefined>;
   /** Decodes without prefill, the decoder pulling cached prefix KV from `source`. */
   decodeFromSource(
     source: UpstreamTarget,
@@ -246,7 +253,7 @@ function sendLocalDecode(
  */
 async function admitKvSource(
   deps: Deps,
-  request: PdRequest,
+  request: KvSourceRequest,
   options: { readonly enabled: boolean; readonly log: Logger },
 ): Promise<UpstreamTarget | undefined> {
   const source = selectKvSource(request.headers, options);
@@ -300,7 +307,7 @@ export function createPdRunner(deps: Deps): PdRunner {
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
-  const kvSource = (request: PdRequest, log: Logger) =>
+  const kvSource = (request: KvSourceRequest, log: Logger) =>
     admitKvSource(deps, request, { enabled: connector.pullsKvSource, log });
   const prefillPolicy: PrefillPolicy = {
     timeoutMs: deps.config.prefillTimeout,
