@@ -18,8 +18,7 @@ import { createPassthroughHandler } from "./routes/passthrough.ts";
 
 function renderError(error: Error, c: Context<AppEnv>): Response {
   const answered = reportError(error, c.get("log"), {
-    // Unset when the request failed before its context middleware ran.
-    aborted: (c.get("clientGone") ?? c.req.raw.signal).aborted,
+    aborted: c.get("clientGone").aborted,
     path: c.req.path,
   });
   c.get("access").errorCode = answered.code;

@@ -557,7 +557,8 @@ const FLAGS = {
     default: "0s",
     help:
       "longest silence of the decoder once its answer has begun (Go duration; 0, the " +
-      "default, turns it off): the stream is broken off and the decoder request aborted. " +
+      "default, turns it off), a slow-reading client not counting: the stream is broken " +
+      "off and the decoder request aborted. " +
       "When on, every decoder answer is relayed through a JS pump (more CPU per chunk) " +
       "(not in the Go sidecar)",
   },

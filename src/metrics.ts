@@ -39,6 +39,7 @@ export const FAILURE_CAUSES = [
   "reset",
   "timeout",
   "other",
+  "status_3xx",
   "status_4xx",
   "status_5xx",
   "bad_answer",
@@ -62,6 +63,7 @@ export const UPSTREAM_ERROR_KINDS = [
   "reset",
   "timeout",
   "other",
+  "status_3xx",
   "status_5xx",
   "bad_answer",
 ] as const satisfies readonly FailureCause[];

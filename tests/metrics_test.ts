@@ -8,8 +8,14 @@ import {
 } from "../src/metrics.ts";
 import { CONNECTOR_NAMES, EC_CONNECTOR_NAMES } from "../src/flag_table.ts";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
-import { chatBody, createHarness } from "./support/harness.ts";
-import { closedPort } from "./support/stub_upstream.ts";
+import type { Config } from "../src/config.ts";
+import {
+  chatBody,
+  createHarness,
+  type Harness,
+  jsonHeaders,
+} from "./support/harness.ts";
+import { closedPort, startStubUpstream } from "./support/stub_upstream.ts";
 import { within } from "./support/deadline.ts";
 import {
   type Exposition,
@@ -490,4 +496,198 @@ Deno.test("a decoder that stalls mid-stream counts once as a decode failure and 
   );
   assert.equal(ended, "broken");
   assertOneDecodeTimeout(await scrape(metrics));
+});
+
+/** One way into a P/D decode leg, and the request that takes it. */
+interface DecodePath {
+  readonly name: string;
+  readonly config: Partial<Config>;
+  request(h: Harness, encoder: string): Promise<Response>;
+}
+
+const DECODE_PATHS: readonly DecodePath[] = [
+  {
+    name: "the connector's decode leg",
+    config: {},
+    request: (h) => h.pd("/v1/chat/completions", chatBody()),
+  },
+  {
+    name: "the decode-only fallback",
+    config: { prefillFailurePolicy: "decode" },
+    request: (h) =>
+      h.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${closedPort()}`,
+        }),
+        body: chatBody(),
+      }),
+  },
+  {
+    name: "a decode pulling from a KV source",
+    config: { connector: "offloading" },
+    request: (h) =>
+      h.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-kv-cache-source-host-port": h.prefillerHeader,
+        }),
+        body: chatBody(),
+      }),
+  },
+  {
+    name: "an encoded request without prefiller",
+    config: { ecConnector: "ec-example" },
+    request: (h, encoder) =>
+      h.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders({ "x-encoder-hosts-ports": encoder }),
+        body: JSON.stringify({
+          model: "Qwen/Qwen3-0.6B",
+          messages: [{
+            role: "user",
+            content: [{ type: "text", text: "Describe" }, {
+              type: "image_url",
+              "image_url": { url: "https://x/a.png" },
+            }],
+          }],
+          max_tokens: 8,
+        }),
+      }),
+  },
+];
+
+for (const path of DECODE_PATHS) {
+  Deno.test(`a decoder answering 503 on ${path.name} counts one decode failure and one decode upstream error`, async () => {
+    const metrics = createMetrics();
+    await using encoder = startStubUpstream(() => Response.json({}));
+    await using h = await createHarness({
+      metrics,
+      config: { ...path.config, verbosity: 0 },
+      decode: { failureRate: 1, failureStatus: 503 },
+    });
+    const response = await path.request(h, encoder.hostPort);
+    assert.equal(response.status, 503);
+    await response.text();
+    assert.equal(h.decode.requests.length, 1);
+    const families = await scrape(metrics);
+    assert.equal(
+      total(families, `${P}failures_total`, {
+        leg: "decode",
+        cause: "status_5xx",
+      }),
+      1,
+    );
+    assert.equal(total(families, `${P}failures_total`, { leg: "decode" }), 1);
+    assert.equal(
+      total(families, `${P}upstream_errors_total`, {
+        leg: "decode",
+        kind: "status_5xx",
+      }),
+      1,
+    );
+    assert.equal(
+      total(families, `${P}upstream_errors_total`, { leg: "decode" }),
+      1,
+    );
+  });
+}
+
+Deno.test("a refused decoder on the decode-only fallback counts one decode failure and one decode upstream error of kind refused", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    config: {
+      prefillFailurePolicy: "decode",
+      modelServerPort: closedPort(),
+      verbosity: 0,
+    },
+  });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: jsonHeaders({
+      "x-prefiller-host-port": `127.0.0.1:${closedPort()}`,
+    }),
+    body: chatBody(),
+  });
+  assert.equal(response.status, 503);
+  await response.text();
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}failures_total`, { leg: "decode", cause: "refused" }),
+    1,
+  );
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "decode",
+      kind: "refused",
+    }),
+    1,
+  );
+});
+
+Deno.test("a prefill 200 without a JSON object counts one prefill failure and one upstream error of kind bad_answer", async () => {
+  const metrics = createMetrics();
+  await using prefiller = startStubUpstream(() => new Response("not json"));
+  await using h = await createHarness({ metrics, config: { verbosity: 0 } });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: jsonHeaders({ "x-prefiller-host-port": prefiller.hostPort }),
+    body: chatBody(),
+  });
+  assert.equal(response.status, 502);
+  await response.text();
+  assert.equal(h.decode.requests.length, 0);
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}failures_total`, {
+      leg: "prefill",
+      cause: "bad_answer",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`), 1);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "prefill",
+      kind: "bad_answer",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+});
+
+Deno.test("a prefill 3xx counts as a prefill failure and upstream error of kind status_3xx, not as a 5xx", async () => {
+  const metrics = createMetrics();
+  await using prefiller = startStubUpstream(() =>
+    new Response(null, {
+      status: 307,
+      headers: { location: "http://127.0.0.1:1/elsewhere" },
+    })
+  );
+  await using h = await createHarness({ metrics, config: { verbosity: 0 } });
+  const response = await h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: jsonHeaders({ "x-prefiller-host-port": prefiller.hostPort }),
+    body: chatBody(),
+  });
+  assert.equal(response.status, 502);
+  await response.text();
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}failures_total`, {
+      leg: "prefill",
+      cause: "status_3xx",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`), 1);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, {
+      leg: "prefill",
+      kind: "status_3xx",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}upstream_errors_total`), 1);
 });

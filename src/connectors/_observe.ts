@@ -41,7 +41,11 @@ export function transportCause(
   return failure.kind === "connect_timeout" ? "timeout" : failure.kind;
 }
 
-/** The cause a failed prefill leg (a `ProxyError` of `PREFILL_FAILURE_CODES`) is counted under. */
+/**
+ * The cause a failed prefill leg (a `ProxyError` of `PREFILL_FAILURE_CODES`)
+ * is counted under. A `prefill_error` keeps only the client's status, so a
+ * prefiller's rare 3xx (answered 502) falls back under `status_5xx` here.
+ */
 export function prefillFailureCause(error: ProxyError): FailureCause {
   if (error.code === "prefill_error") return "status_5xx";
   if (error.code === "prefill_bad_answer") return "bad_answer";
@@ -54,9 +58,14 @@ function isEventStream(response: Response): boolean {
   ) ?? false;
 }
 
-/** The cause an unsuccessful status is counted under. */
+/**
+ * The cause an unsuccessful status is counted under. A 3xx is its own: the
+ * upstream client does not follow redirects, so it is the upstream's failure
+ * but no 5xx.
+ */
 export function statusCause(status: number): FailureCause {
-  return status >= 400 && status < 500 ? "status_4xx" : "status_5xx";
+  if (status < 400) return "status_3xx";
+  return status < 500 ? "status_4xx" : "status_5xx";
 }
 
 /**
@@ -72,8 +81,10 @@ export function statusErrorKind(
 }
 
 /**
- * Counts one failed attempt of `leg` as an upstream error; nothing when
- * `kind` is undefined (the client's abort) or the client has gone.
+ * Counts one failed attempt of `leg` as an upstream error; nothing when the
+ * client has gone or `kind` is undefined: the attempt was not the
+ * upstream's failure (a 2xx or 4xx answer, `statusErrorKind`) or ended by
+ * the client's abort (`transportCause`).
  */
 export function recordUpstreamError(
   ctx: PdContext,
@@ -85,15 +96,17 @@ export function recordUpstreamError(
 }
 
 /**
- * Counts a failed decode leg: one attempt, never retried, so one upstream
- * error and one failure, both by `cause`.
+ * Counts a leg that failed for good on an attempt no retry loop counted (a
+ * decode leg, never retried; a prefill answer found unusable once read): one
+ * upstream error and one failure, both by `cause`.
  */
-export function recordDecodeFailure(
+export function recordLegFailure(
   metrics: Metrics,
+  leg: Leg,
   cause: UpstreamErrorKind,
 ): void {
-  metrics.upstreamError("decode", cause);
-  metrics.failure("decode", cause);
+  metrics.upstreamError(leg, cause);
+  metrics.failure(leg, cause);
 }
 
 /** Records a prefill answer that came back unusable (not 2xx, or not JSON). */
@@ -143,13 +156,15 @@ export function observePrefill<T extends WholeResponse>(
 
 /**
  * Sends the decode leg inside the `decode` span, which ends once the answer
- * has been sent; notes when it was sent and when its head arrived.
+ * has been sent; notes when it was sent and when its head arrived. Its
+ * failures are counted by {@linkcode countDecodeLeg}, which every P/D decode
+ * leg goes through.
  */
 export function observeDecode(
   ctx: PdContext,
   send: () => Promise<Response>,
 ): Promise<Response> {
-  const { timing, tracing, metrics, completed } = ctx.observation;
+  const { timing, tracing, completed } = ctx.observation;
   const attributes = {
     "llm_d.pd_proxy.request_id": ctx.requestId,
     "llm_d.pd_proxy.decode.target": ctx.decoder,
@@ -159,25 +174,44 @@ export function observeDecode(
     { attributes, until: completed },
     async (span) => {
       timing.decodeSent = performance.now();
-      let response: Response;
-      try {
-        response = await send();
-      } catch (error) {
-        // The decode watch counts its own timeouts, on every decode path.
-        const cause = ctx.signal.aborted || isFirstByteTimeout(error)
-          ? undefined
-          : transportCause(error);
-        if (cause !== undefined) recordDecodeFailure(metrics, cause);
-        throw error;
-      }
+      const response = await send();
       timing.decodeAnswered = performance.now();
       span.set({
         "llm_d.pd_proxy.decode.streaming": isEventStream(response),
         "llm_d.pd_proxy.decode.first_byte_ms": timing.decodeAnswered -
           timing.decodeSent,
       });
-      if (response.status >= 500) recordDecodeFailure(metrics, "status_5xx");
       return response;
     },
   );
+}
+
+/**
+ * Sends one P/D decode leg through `send` and counts how it failed: no
+ * response (unless the client left), a 5xx, or a timeout of its decode watch,
+ * which `send` reports through the `onTimeout` it is handed. Every P/D decode
+ * path (after a prefill, the decode-only fallback, a KV-source pull, an
+ * encoded request) goes through here, so the decode counters mean the same on
+ * each.
+ */
+export async function countDecodeLeg(
+  metrics: Metrics,
+  signal: AbortSignal,
+  send: (onTimeout: () => void) => Promise<Response>,
+): Promise<Response> {
+  let response: Response;
+  try {
+    response = await send(() => recordLegFailure(metrics, "decode", "timeout"));
+  } catch (error) {
+    // A first-byte timeout was counted by `onTimeout` as it fired.
+    const cause = signal.aborted || isFirstByteTimeout(error)
+      ? undefined
+      : transportCause(error);
+    if (cause !== undefined) recordLegFailure(metrics, "decode", cause);
+    throw error;
+  }
+  if (response.status >= 500) {
+    recordLegFailure(metrics, "decode", "status_5xx");
+  }
+  return response;
 }

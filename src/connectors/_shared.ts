@@ -17,8 +17,8 @@ import type { PdContext } from "./types.ts";
 import {
   observeDecode,
   observePrefill,
+  recordLegFailure,
   recordPrefillFailure,
-  recordUpstreamError,
   statusCause,
 } from "./_observe.ts";
 
@@ -117,8 +117,8 @@ export function parsePrefillReply(
   ensurePrefillSucceeded(ctx, reply);
   const answer = scanJsonObject(reply.text);
   if (answer === undefined) {
-    recordPrefillFailure(ctx, "bad_answer");
-    recordUpstreamError(ctx, "prefill", "bad_answer");
+    ctx.observation.timing.prefillOk = false;
+    recordLegFailure(ctx.observation.metrics, "prefill", "bad_answer");
     throw new ProxyError(
       502,
       `Prefill server "${

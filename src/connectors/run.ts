@@ -47,7 +47,7 @@ import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
 import { PREFILL_FAILURE_CODES, type PrefillPolicy } from "./_prefill.ts";
-import { prefillFailureCause, recordDecodeFailure } from "./_observe.ts";
+import { countDecodeLeg, prefillFailureCause } from "./_observe.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { createConnector } from "./mod.ts";
 import { buildSourceDecodeBody } from "./p2p_source.ts";
@@ -71,6 +71,12 @@ export interface PdRequest {
   readonly observation: RequestObservation;
 }
 
+/** What choosing and admitting a KV source needs of a request. */
+export type KvSourceRequest = Pick<
+  PdRequest,
+  "headers" | "clientIp" | "pathAndQuery" | "log"
+>;
+
 /** Chooses prefillers and runs P/D. */
 export interface PdRunner {
   /** The prefiller the headers name, or undefined (plain decode); throws a 400 for a bad value. */
@@ -78,10 +84,11 @@ export interface PdRunner {
   /** Parses the body and runs the connector's protocol against `prefiller`. */
   run(prefiller: UpstreamTarget, request: PdRequest): Promise<Response>;
   /**
-   * The KV-source peer the request's headers name, when the connector pulls from one and the
-   * SSRF allowlist admits it; never throws.
+   * The KV-source peer `request.headers` name, when the connector pulls from one and the
+   * SSRF allowlist admits it; never throws. Cheap when the header is absent, so the route
+   * asks for every request it would otherwise pass through.
    */
-  kvSource(request: PdRequest): Promise<UpstreamTarget | undefined>;
+  kvSource(request: KvSourceRequest): Promise<UpstreamTarget | undefined>;
   /** Decodes without prefill, the decoder pulling cached prefix KV from `source`. */
   decodeFromSource(
     source: UpstreamTarget,
@@ -147,25 +154,17 @@ export function selectKvSource(
 /**
  * The decode leg's timeouts: the first-byte one only for a streaming answer,
  * as a non-streaming one sends its first byte when the generation is done.
- * A timeout that fires counts as a decode failure when the request is on the
- * P/D route (the failure counters are of P/D legs).
  */
 function decodeWatch(
   deps: Deps,
   request: GenerationRequest,
-  options: { readonly log: Logger; readonly observation: RequestObservation },
+  log: Logger,
 ): DecodeWatch {
-  const { log, observation } = options;
   const streaming = rawMember(request.scanned, FIELD_STREAM) === "true";
   return {
     firstByteMs: streaming ? deps.config.decodeFirstByteTimeout : 0,
     idleMs: deps.config.streamIdleTimeout,
     log,
-    onTimeout() {
-      if (observation.access.route === "pd") {
-        recordDecodeFailure(observation.metrics, "timeout");
-      }
-    },
   };
 }
 
@@ -174,20 +173,49 @@ function isPrefillFailure(error: unknown): error is ProxyError {
   return error instanceof ProxyError && PREFILL_FAILURE_CODES.has(error.code);
 }
 
+/** A decode leg as `sendDecodeLeg` takes it. */
+interface LocalDecodeLeg extends DecodeLeg {
+  readonly chunked: boolean;
+  /** First-byte and idle timeouts of the answer (not of chunked decode's chunks). */
+  readonly watch?: DecodeWatch;
+  /** `body` parsed, when the caller has it (its `text` is `body`). */
+  readonly parsed?: ParsedGenerationRequest;
+}
+
 /**
- * Sends a decode leg to the local decoder: in chunks when `-decode-chunk-size`
- * is set and the request is a chat one that needs more than one chunk.
+ * Sends a decode leg to the local decoder, every P/D one counted by
+ * `countDecodeLeg` (the failure counters are of P/D legs, so a chunked
+ * decode without prefiller is not).
  */
 function sendDecodeLeg(
   deps: Deps,
   request: PdRequest,
-  leg: DecodeLeg & {
-    readonly chunked: boolean;
-    /** First-byte and idle timeouts of the answer (not of chunked decode's chunks). */
-    readonly watch?: DecodeWatch;
-    /** `body` parsed, when the caller has it (its `text` is `body`). */
-    readonly parsed?: ParsedGenerationRequest;
-  },
+  leg: LocalDecodeLeg,
+): Promise<Response> {
+  const { observation } = request;
+  if (observation.access.route !== "pd") {
+    return sendLocalDecode(deps, request, leg);
+  }
+  return countDecodeLeg(
+    observation.metrics,
+    request.signal,
+    (onTimeout) =>
+      sendLocalDecode(
+        deps,
+        request,
+        leg.watch ? { ...leg, watch: { ...leg.watch, onTimeout } } : leg,
+      ),
+  );
+}
+
+/**
+ * Sends a decode leg to the local decoder: in chunks when `-decode-chunk-size`
+ * is set and the request is a chat one that needs more than one chunk.
+ */
+function sendLocalDecode(
+  deps: Deps,
+  request: PdRequest,
+  leg: LocalDecodeLeg,
 ): Promise<Response> {
   const decoder = decoderHostPort(deps.config);
   const chunkSize = deps.config.decodeChunkSize;
@@ -225,7 +253,7 @@ function sendDecodeLeg(
  */
 async function admitKvSource(
   deps: Deps,
-  request: PdRequest,
+  request: KvSourceRequest,
   options: { readonly enabled: boolean; readonly log: Logger },
 ): Promise<UpstreamTarget | undefined> {
   const source = selectKvSource(request.headers, options);
@@ -279,7 +307,7 @@ export function createPdRunner(deps: Deps): PdRunner {
   const random = deps.random ?? Math.random;
   const options = { sampling: deps.config.enablePrefillerSampling, random };
   const decoder = decoderHostPort(deps.config);
-  const kvSource = (request: PdRequest, log: Logger) =>
+  const kvSource = (request: KvSourceRequest, log: Logger) =>
     admitKvSource(deps, request, { enabled: connector.pullsKvSource, log });
   const prefillPolicy: PrefillPolicy = {
     timeoutMs: deps.config.prefillTimeout,
@@ -308,7 +336,7 @@ export function createPdRunner(deps: Deps): PdRunner {
       headers: legHeaders(request),
       body: parsed.text,
       chunked: true,
-      watch: decodeWatch(deps, parsed, request),
+      watch: decodeWatch(deps, parsed, request.log),
     });
     timing.decodeAnswered = performance.now();
     response.headers.set(
@@ -330,7 +358,7 @@ export function createPdRunner(deps: Deps): PdRunner {
       const { timing } = request.observation;
       timing.decodeSent = performance.now();
       const response = await sendDecodeLeg(deps, request, {
-        watch: decodeWatch(deps, parsed, request),
+        watch: decodeWatch(deps, parsed, request.log),
         headers: legHeaders(request),
         body,
         chunked: true,
@@ -346,7 +374,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         body: parsed.text,
         parsed,
         chunked: true,
-        watch: decodeWatch(deps, parsed, request),
+        watch: decodeWatch(deps, parsed, request.log),
       });
     },
     async encode(encoders, prefiller, request) {
@@ -400,10 +428,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      const watch = decodeWatch(deps, parsed, {
-        log: legLog,
-        observation: request.observation,
-      });
+      const watch = decodeWatch(deps, parsed, legLog);
       const run = connector.run({
         api: request.api,
         pathAndQuery,

@@ -27,7 +27,6 @@ import type { Logger } from "../log.ts";
 import {
   HEADER_DATA_PARALLEL_HOST_PORT,
   HEADER_ENCODER_HOSTS_PORTS,
-  HEADER_KV_CACHE_SOURCE,
 } from "../protocol/fields.ts";
 import { selectEncoderTargets } from "../stages/encoder.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
@@ -160,10 +159,14 @@ export function createGenerationHandler(
       );
     }
     // A request the rank-0 header sent to a rank ignores the KV source (delta §2.3).
-    const source = isRankRouted(deps, request.headers) ||
-        !request.headers.has(HEADER_KV_CACHE_SOURCE)
+    const source = isRankRouted(deps, request.headers)
       ? undefined
-      : await own.pd.kvSource(pdRequest());
+      : await own.pd.kvSource({
+        headers: request.headers,
+        clientIp: clientIpOf(c),
+        pathAndQuery: pathAndQueryOf(request),
+        log,
+      });
     if (source !== undefined) {
       access.route = "pd";
       access.connector = deps.config.connector;

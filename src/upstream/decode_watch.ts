@@ -2,15 +2,15 @@
  * @module
  * The decoder's two timeouts: `-decode-first-byte-timeout` (no body byte
  * yet: answered 504 before any status is sent) and `-stream-idle-timeout`
- * (the answer began, then nothing came for that long: the stream is broken
- * off). Either aborts the decoder request.
+ * (the answer began, then a read from the decoder waited that long: the
+ * stream is broken off). Either aborts the decoder request.
  *
  * Cost: with either on, the decode body is relayed through a JS pump, one
  * pull per chunk, instead of the runtime's native pipe, which costs CPU per
  * chunk (scripts/bench/experiments/observer_cost.ts measured 2.5-2.9x for a
  * per-chunk observer). Hence both are off by default, and with both off the
- * decoder's body is handed to the runtime untouched. The idle check arms one
- * timer per stream and moves it at most once per timeout, not per chunk.
+ * decoder's body is handed to the runtime untouched. The idle check keeps at
+ * most one timer, moved at most once per timeout, not per chunk.
  */
 
 import { ProxyError } from "../errors.ts";
@@ -20,15 +20,12 @@ import type { Logger } from "../log.ts";
 export interface DecodeWatch {
   /** Longest wait for the first body byte (headers included). */
   readonly firstByteMs: number;
-  /** Longest silence once the first body byte came. */
+  /** Longest wait on a read from the decoder once the first body byte came. */
   readonly idleMs: number;
   readonly log: Logger;
   /** Called once when either timeout ends the answer, before the caller sees the error. */
-  readonly onTimeout?: (timeout: DecodeTimeoutKind) => void;
+  readonly onTimeout?: () => void;
 }
-
-/** Which of the decoder's timeouts fired. */
-export type DecodeTimeoutKind = "first_byte" | "stream_idle";
 
 /** Code of the `ProxyError` a first-byte timeout throws. */
 const FIRST_BYTE_TIMEOUT_CODE = "decode_first_byte_timeout";
@@ -78,7 +75,7 @@ export async function sendWatched(
   const timedOut = () => watchdog.signal.aborted && !signal.aborted;
   const failed = (error: unknown): unknown => {
     if (!timedOut()) return error;
-    watch.onTimeout?.("first_byte");
+    watch.onTimeout?.();
     return firstByteTimeout(watch.firstByteMs, error);
   };
   let response: Response;
@@ -110,17 +107,27 @@ export async function sendWatched(
   });
 }
 
-/** Relays `reader` after `head`, breaking it off after `watch.idleMs` of silence. */
+/**
+ * Relays `reader` after `head`, breaking it off once a read from the
+ * decoder has waited `watch.idleMs`. Only an outstanding read is timed: with
+ * `highWaterMark: 0` nothing is read while the client does not pull, and a
+ * slow reader is no sign of a stalled decoder. Before the first body byte
+ * nothing is timed either (a non-streaming answer sends it when done).
+ */
 function pump(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   head: Promise<ReadableStreamReadResult<Uint8Array>>[],
   state: { readonly watch: DecodeWatch; readonly watchdog: AbortController },
 ): ReadableStream<Uint8Array> {
   const { watch, watchdog } = state;
-  let lastChunk = 0;
+  let begun = head.length > 0;
+  /** When the outstanding read from the decoder began; undefined when none is. */
+  let readSince: number | undefined;
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
   function checkIdle(): void {
-    const silent = performance.now() - lastChunk;
+    idleTimer = undefined;
+    if (readSince === undefined) return;
+    const silent = performance.now() - readSince;
     if (silent < watch.idleMs) {
       idleTimer = setTimeout(checkIdle, watch.idleMs - silent);
       return;
@@ -129,35 +136,44 @@ function pump(
       code: "stream_idle_timeout",
       idle_ms: Math.round(silent),
     });
-    watch.onTimeout?.("stream_idle");
+    watch.onTimeout?.();
     watchdog.abort(new DecodeTimeout("stream idle"));
   }
-  function sawChunk(): void {
-    if (watch.idleMs <= 0) return;
-    lastChunk = performance.now();
+  async function read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    if (watch.idleMs <= 0 || !begun) return await reader.read();
+    readSince = performance.now();
+    // One timer per silence at most, moved by checkIdle, not per chunk.
     idleTimer ??= setTimeout(checkIdle, watch.idleMs);
+    try {
+      return await reader.read();
+    } finally {
+      readSince = undefined;
+    }
   }
-  if (head.length > 0) sawChunk();
+  function stopWatching(): void {
+    clearTimeout(idleTimer);
+    idleTimer = undefined;
+  }
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
-        result = await (head.shift() ?? reader.read());
+        result = await (head.shift() ?? read());
       } catch (error) {
-        clearTimeout(idleTimer);
+        stopWatching();
         controller.error(error);
         return;
       }
       if (result.done) {
-        clearTimeout(idleTimer);
+        stopWatching();
         controller.close();
         return;
       }
-      sawChunk();
+      begun = true;
       controller.enqueue(result.value);
     },
     async cancel(reason) {
-      clearTimeout(idleTimer);
+      stopWatching();
       await reader.cancel(reason).catch(() => {});
     },
   }, { highWaterMark: 0 });

@@ -4,6 +4,11 @@
  * prefill leg and the encoder stage so both split the blame the same way: a
  * 4xx is about the client's input and reaches the client as the upstream
  * sent it; any other status is the upstream's failure, named in the message.
+ * The status the client sees for such a failure is the caller's
+ * (`failedStatus`), as Go's differ: the prefill leg keeps a 500-504 as it
+ * came, as Go relays the prefiller's status (base §3.5 step 2, delta §6);
+ * the encoder stage always answers 502, as Go does (base §3.7 step 3,
+ * delta §6 "Encoder failure").
  */
 
 import { type ErrorStatus, ProxyError } from "../errors.ts";
@@ -22,7 +27,7 @@ export interface StatusErrorOptions {
   readonly rejectedCode: string;
   /** Code of any other status. */
   readonly failedCode: string;
-  /** Status the client sees for any other status. */
+  /** Status the client sees for any other status: the caller's, as the module doc says. */
   readonly failedStatus: ErrorStatus;
 }
 

@@ -230,6 +230,30 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "an encoder's 503 is answered 502 naming the encoder, unlike a prefiller's gateway status",
+  async () => {
+    await using epd = await createEpdHarness("ec-example");
+    await using failing = startStubUpstream(() =>
+      new Response("overloaded", { status: 503 })
+    );
+    const response = await epd.h.pd(
+      "/v1/chat/completions",
+      multimodalBody([IMAGE_A]),
+      { [ENCODERS]: failing.hostPort },
+    );
+    assert.equal(response.status, 502);
+    assert.equal(response.headers.get("x-pd-error-code"), "encoder_failed");
+    const body = await response.json();
+    assert.match(
+      body.error.message,
+      /^Encoder "127\.0\.0\.1:\d+" answered 503 for item 0: overloaded$/,
+    );
+    assert.equal(epd.h.prefill.requests.length, 0);
+    assert.equal(epd.h.decode.requests.length, 0);
+  },
+);
+
 Deno.test("a client that leaves cancels the encoder requests", async () => {
   await using epd = await createEpdHarness("ec-nixl");
   await using hanging = startHangingUpstream();

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { createMetrics } from "../../src/metrics.ts";
 import { within } from "../support/deadline.ts";
 import { chatBody, createHarness } from "../support/harness.ts";
+import { parseExposition, total } from "../support/prometheus.ts";
 
 Deno.test("-stream-idle-timeout breaks off a decoder that stalls mid-stream and aborts it", async () => {
   await using h = await createHarness({
@@ -42,6 +44,63 @@ Deno.test("-stream-idle-timeout does not cut a healthy generation longer than it
   assert.equal(response.status, 200);
   assert.match(await response.text(), /data: \[DONE\]/);
   assert.ok(performance.now() - started > 600);
+});
+
+Deno.test("-stream-idle-timeout leaves a steady stream whole for a client that stops reading for longer than it", async () => {
+  const metrics = createMetrics();
+  await using h = await createHarness({
+    metrics,
+    config: { streamIdleTimeout: 300, verbosity: 0 },
+    // A token every 40 ms, 960 ms in all: the decoder is never silent for long.
+    decode: { interTokenMs: 40, outputTokens: 24 },
+  });
+  const response = await h.pd(
+    "/v1/chat/completions",
+    chatBody({ stream: true, max_tokens: 24 }),
+  );
+  assert.equal(response.status, 200);
+  assert.ok(response.body);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const first = await within(reader.read(), 2000, "no first chunk");
+  let text = decoder.decode(first.value, { stream: true });
+  // The client reads nothing more until the decoder has sent its whole
+  // answer, which takes far longer than the timeout.
+  const decode = h.decode.requests[0];
+  assert.ok(decode);
+  assert.equal(
+    await within(decode.finished, 5000, "decode did not finish"),
+    "completed",
+  );
+  const rest = async () => {
+    for (
+      let read = await reader.read();
+      !read.done;
+      read = await reader.read()
+    ) {
+      text += decoder.decode(read.value, { stream: true });
+    }
+  };
+  await within(rest(), 2000, "the rest of the stream did not arrive");
+  assert.match(text, /data: \[DONE\]/);
+  assert.equal(text.match(/"delta":\{"content"/g)?.length, 24);
+  const families = parseExposition(await metrics.render());
+  assert.equal(total(families, "llm_d_sidecar_failures_total"), 0);
+  assert.equal(total(families, "llm_d_sidecar_upstream_errors_total"), 0);
+});
+
+Deno.test("-stream-idle-timeout leaves the wait for the first byte to -decode-first-byte-timeout", async () => {
+  await using h = await createHarness({
+    config: { streamIdleTimeout: 200 },
+    decode: { kvTransferMs: 500 },
+  });
+  const response = await h.pd(
+    "/v1/chat/completions",
+    chatBody({ stream: true }),
+  );
+  assert.equal(response.status, 200);
+  assert.match(await response.text(), /data: \[DONE\]/);
+  assert.equal(h.decode.requests.length, 1);
 });
 
 Deno.test("-decode-first-byte-timeout answers 504 when a streaming decode sends nothing, and aborts it", async () => {
