@@ -27,6 +27,7 @@ import type { Logger } from "../log.ts";
 import {
   HEADER_DATA_PARALLEL_HOST_PORT,
   HEADER_ENCODER_HOSTS_PORTS,
+  HEADER_KV_CACHE_SOURCE,
 } from "../protocol/fields.ts";
 import { selectEncoderTargets } from "../stages/encoder.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
@@ -158,8 +159,11 @@ export function createGenerationHandler(
         () => route.pd.run(prefiller, pdRequest()),
       );
     }
-    // A request the rank-0 header sent to a rank ignores the KV source (delta §2.3).
-    const source = isRankRouted(deps, request.headers)
+    // A request the rank-0 header sent to a rank ignores the KV source
+    // (delta §2.3); one without the header (every plain passthrough) builds
+    // nothing for the lookup.
+    const source = isRankRouted(deps, request.headers) ||
+        !request.headers.has(HEADER_KV_CACHE_SOURCE)
       ? undefined
       : await own.pd.kvSource({
         headers: request.headers,
