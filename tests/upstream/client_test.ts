@@ -248,7 +248,7 @@ Deno.test("a failed shared probe fails every request waiting on it, and the next
     );
     for (const attempt of waiting) await assert.rejects(attempt, isRefused);
     // Listening now: a later request must not inherit the failed probe.
-    await using server = startScriptedServer(async (conn) => {
+    await using _server = startScriptedServer(async (conn) => {
       while (await readRequest(conn) !== null) {
         await conn.write(encoder.encode(OK));
       }
