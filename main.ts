@@ -289,7 +289,7 @@ async function run(
       await readProcTable("tcp");
     } catch (error) {
       log.error(
-        `-watch-client-connections needs /proc/net/tcp, which Deno opens only with --allow-all: ${
+        `-watch-client-connections needs /proc/net/tcp (Linux), which Deno opens only with --allow-all: ${
           errorMessage(error)
         }`,
       );

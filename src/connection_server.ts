@@ -54,6 +54,8 @@ export interface ConnectionServerOptions {
   readonly idleTimeoutMs: number;
   /** Clock in milliseconds; tests pass their own. */
   readonly now?: () => number;
+  /** `FIRST_REQUEST_GRACE_MS` by default; tests pass a shorter one. */
+  readonly firstRequestGraceMs?: number;
   /** Watches each request's connection while it waits for its answer; closed with the server. */
   readonly peerWatch?: PeerWatch;
 }
@@ -68,12 +70,12 @@ interface Activity {
 
 /**
  * How long a draining server waits for the first request of a connection
- * that has carried none yet, as Go's `Server.Shutdown` does (5 s, golang
- * issue 22682). The runtime closes such a TLS connection at once when asked
- * to, so one accepted an instant before a certificate reload or a shutdown
- * lost the request its client was sending (79 connections over 20 reloads
- * under constant new TLS connections, 2 with this grace;
- * scripts/bench/experiments/cert_reload_gap.ts).
+ * that has carried none yet (or for its TLS handshake), as Go's
+ * `Server.Shutdown` does (5 s, golang issue 22682). The runtime closes such a
+ * connection at once when asked to, so one accepted an instant before a
+ * certificate reload or a shutdown lost the request its client was sending
+ * (scripts/bench/experiments/cert_reload_gap.ts). HTTP/2 chosen by ALPN gets
+ * GOAWAY instead.
  */
 export const FIRST_REQUEST_GRACE_MS = 5_000;
 
@@ -81,6 +83,8 @@ export const FIRST_REQUEST_GRACE_MS = 5_000;
 interface Served {
   readonly server: ConnectionHttpServer;
   readonly activity: Activity;
+  /** Draining waits for its first request (see `FIRST_REQUEST_GRACE_MS`). */
+  readonly graceFirstRequest: boolean;
   closing: boolean;
 }
 
@@ -103,15 +107,19 @@ function sleep(ms: number): Promise<void> {
 /** The open connections of one server, and the idle sweep over them. */
 function createConnectionSet(options: ConnectionServerOptions) {
   const now = options.now ?? (() => performance.now());
+  const graceMs = options.firstRequestGraceMs ?? FIRST_REQUEST_GRACE_MS;
   const served = new Set<Served>();
+  /** TLS connections whose handshake is under way, and when each is settled. */
+  const handshakes = new Map<Deno.TlsConn, Promise<void>>();
+  let draining = false;
   let slotFreed = Promise.withResolvers<void>();
 
   /**
    * Closes an idle connection the graceful way: no request is in flight, and
    * a forced close (the runtime's abort signal) throws from inside the
-   * runtime when it races with the connection closing on its own. Neither
-   * closes a TLS connection whose handshake never completes (Deno 2.9.6 keeps
-   * its socket until the client leaves); see the README's security notes.
+   * runtime when it races with the connection closing on its own. A TLS
+   * handshake is finished before the runtime gets the connection (see
+   * `serveTls`).
    */
   function closeIdle(entry: Served): void {
     entry.closing = true;
@@ -180,7 +188,7 @@ function createConnectionSet(options: ConnectionServerOptions) {
     }
   }
 
-  function serve(conn: Deno.Conn): void {
+  function start(conn: Deno.Conn, graceFirstRequest: boolean): Served {
     const activity: Activity = {
       inFlight: 0,
       idleSince: now(),
@@ -190,49 +198,138 @@ function createConnectionSet(options: ConnectionServerOptions) {
       handler: tracked(activity, conn),
       onError: internalServerError,
     });
-    const entry: Served = { server, activity, closing: false };
+    const entry: Served = {
+      server,
+      activity,
+      graceFirstRequest,
+      closing: false,
+    };
     served.add(entry);
     server.finished.catch(() => {
       // A connection that broke concerns its own requests only.
     }).finally(() => {
       served.delete(entry);
-      slotFreed.resolve();
-      slotFreed = Promise.withResolvers<void>();
+      freeSlot();
     });
+    return entry;
+  }
+
+  function freeSlot(): void {
+    slotFreed.resolve();
+    slotFreed = Promise.withResolvers<void>();
+  }
+
+  /**
+   * Finishes the TLS handshake before the runtime gets the connection, within
+   * `idleTimeoutMs`. Handed over mid-handshake, a client that never completed
+   * it held the server's shutdown forever (its `finished` never settled).
+   * Its socket stays open until the client leaves even so: Deno 2.9.6 does
+   * not close a TLS socket mid-handshake when JavaScript closes it (checked).
+   * HTTP/2 chosen by ALPN needs no first-request grace: a draining server
+   * sends it GOAWAY.
+   */
+  async function serveTls(conn: Deno.TlsConn): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let alpn: string | null;
+    try {
+      const settled = await Promise.race([
+        conn.handshake(),
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), options.idleTimeoutMs);
+        }),
+      ]);
+      if (settled === undefined) throw new Error("handshake timed out");
+      alpn = settled.alpnProtocol;
+    } catch {
+      closeQuietly(conn);
+      return;
+    } finally {
+      clearTimeout(timer);
+      handshakes.delete(conn);
+    }
+    let entry: Served;
+    try {
+      entry = start(conn, alpn !== "h2");
+    } catch (error) {
+      // The runtime refused the connection: drop it, as the accept loop does.
+      options.log.error("Cannot serve a connection", {
+        error: errorMessage(error),
+      });
+      closeQuietly(conn);
+      return;
+    }
+    if (draining) await drainEntry(entry);
+  }
+
+  function serve(conn: Deno.Conn): void {
+    if (!("handshake" in conn)) {
+      start(conn, true);
+      return;
+    }
+    const tls = conn as Deno.TlsConn;
+    const settled = serveTls(tls).finally(freeSlot);
+    handshakes.set(tls, settled);
+  }
+
+  /** Closes `entry` after its in-flight requests, waiting first for a first request it is owed. */
+  async function drainEntry(entry: Served): Promise<void> {
+    if (!entry.closing) {
+      if (entry.graceFirstRequest) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          entry.activity.firstRequest.promise,
+          entry.server.finished.catch(() => {}),
+          new Promise((resolve) => {
+            timer = setTimeout(resolve, graceMs);
+          }),
+        ]);
+        clearTimeout(timer);
+      }
+      entry.server.shutdown().catch(() => {});
+    }
+    await entry.server.finished.catch(() => {});
+  }
+
+  /** A handshake still under way after the grace is cut; one that completes is drained. */
+  async function drainHandshake(
+    conn: Deno.TlsConn,
+    settled: Promise<void>,
+  ): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      settled,
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (handshakes.has(conn)) closeQuietly(conn);
+    await settled;
   }
 
   return {
     serve,
     sweep,
     get size(): number {
-      return served.size;
+      return served.size + handshakes.size;
     },
     /** Resolves when a connection closes. */
     get slotFreed(): Promise<void> {
       return slotFreed.promise;
     },
     /**
-     * Asks every connection to close after its in-flight requests, giving a
-     * connection that has carried none `FIRST_REQUEST_GRACE_MS` to send its
-     * first; resolves when all closed.
+     * Asks every connection to close after its in-flight requests, giving
+     * one that has carried none (or is still in its TLS handshake)
+     * `FIRST_REQUEST_GRACE_MS` to send its first; resolves when all closed.
      */
     async drain(): Promise<void> {
-      const entries = [...served];
-      await Promise.all(entries.map(async (entry) => {
-        if (!entry.closing) {
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          await Promise.race([
-            entry.activity.firstRequest.promise,
-            entry.server.finished.catch(() => {}),
-            new Promise((resolve) => {
-              timer = setTimeout(resolve, FIRST_REQUEST_GRACE_MS);
-            }),
-          ]);
-          clearTimeout(timer);
-          entry.server.shutdown().catch(() => {});
-        }
-        await entry.server.finished.catch(() => {});
-      }));
+      draining = true;
+      await Promise.all([
+        ...[...served].map(drainEntry),
+        ...[...handshakes].map(([conn, settled]) =>
+          drainHandshake(conn, settled)
+        ),
+      ]);
     },
   };
 }
@@ -243,7 +340,8 @@ function createConnectionSet(options: ConnectionServerOptions) {
  */
 export interface HandingOverServer extends Deno.HttpServer<Deno.NetAddr> {
   /**
-   * Keeps accepting until the listener's queue is found empty, closes it
+   * Keeps accepting until the listener's queue is found empty (no
+   * connection within 1 ms, at most 2 s), closes it
    * then and resolves, and drains like `shutdown` (`finished` settles when
    * done): Linux resets the connections queued on a listening socket as it
    * closes (unless `net.ipv4.tcp_migrate_req=1`), and a newer listener on
@@ -260,16 +358,33 @@ const HAND_OFF_LIMIT_MS = 2_000;
 /** What the accept loop shares with its server. */
 interface LoopState {
   stopping: boolean;
-  /** Resolves when the server is told to stop. */
-  readonly stopped: Promise<void>;
-  /** Resolves when the server is told to hand its port over. */
-  readonly handOff: Promise<void>;
+  /**
+   * Ends the loop's current wait (an accept or the cap) when the server is
+   * told to stop or hand over. A fresh promise per wait: racing one that
+   * lives as long as the server would keep every accepted connection
+   * reachable from it (100,000 accepts held 150 MB).
+   */
+  interrupt: (() => void) | undefined;
   /** When the hand-off began, by `now`; undefined before. */
   handOffSince: number | undefined;
   readonly now: () => number;
   readonly guard: AcceptGuard;
   readonly log: Logger;
   readonly maxConnections: number;
+}
+
+/** A promise `state.interrupt` resolves, and the function to stop waiting on it. */
+function interruption(
+  state: LoopState,
+): { readonly promise: Promise<undefined>; end(): void } {
+  const { promise, resolve } = Promise.withResolvers<undefined>();
+  state.interrupt = () => resolve(undefined);
+  return {
+    promise,
+    end: () => {
+      state.interrupt = undefined;
+    },
+  };
 }
 
 /**
@@ -282,11 +397,15 @@ async function acceptOrHandOff(
   state: LoopState,
 ): Promise<Deno.Conn | undefined> {
   if (state.handOffSince === undefined) {
-    const first = await Promise.race([
-      accepting,
-      state.handOff.then(() => undefined),
-    ]);
+    const interrupted = interruption(state);
+    const first = await Promise.race([accepting, interrupted.promise])
+      .finally(interrupted.end);
     if (first !== undefined) return first;
+    if (state.handOffSince === undefined) {
+      // Stopped: the listener is closed; a connection accepted as it closed goes too.
+      accepting.then(closeQuietly, () => {});
+      return undefined;
+    }
   }
   const since = state.handOffSince ?? state.now();
   if (state.now() - since < HAND_OFF_LIMIT_MS) {
@@ -315,18 +434,17 @@ async function acceptLoop(
   state: LoopState,
 ): Promise<void> {
   while (!state.stopping) {
-    // Handing off, the queue is drained past the cap: what it holds is
-    // bounded by the listen queue, and would be reset as the listener closes.
+    // Handing off, the queue is drained past the cap, or what it holds would
+    // be reset as the listener closes; what comes in is bounded by the
+    // hand-off's 2 s.
     if (
       connections.size >= state.maxConnections &&
       state.handOffSince === undefined
     ) {
       state.guard.capped(connections.size);
-      await Promise.race([
-        connections.slotFreed,
-        state.stopped,
-        state.handOff,
-      ]);
+      const interrupted = interruption(state);
+      await Promise.race([connections.slotFreed, interrupted.promise])
+        .finally(interrupted.end);
       continue;
     }
     let conn: Deno.Conn | undefined;
@@ -367,12 +485,10 @@ export function serveConnections(
 ): HandingOverServer {
   const connections = createConnectionSet(options);
   const stopped = Promise.withResolvers<void>();
-  const handOffAsked = Promise.withResolvers<void>();
   const now = options.now ?? (() => performance.now());
   const state: LoopState = {
     stopping: false,
-    stopped: stopped.promise,
-    handOff: handOffAsked.promise,
+    interrupt: undefined,
     handOffSince: undefined,
     now,
     guard: createAcceptGuard({
@@ -402,17 +518,22 @@ export function serveConnections(
       } catch {
         // Already closed.
       }
+      state.interrupt?.();
       stopped.resolve();
     }
     return finished;
   }
-  async function handOff(): Promise<void> {
-    if (!state.stopping && state.handOffSince === undefined) {
-      state.handOffSince = now();
-      handOffAsked.resolve();
-      await accepting;
-    }
-    void shutdown();
+  let handingOff: Promise<void> | undefined;
+  function handOff(): Promise<void> {
+    handingOff ??= (async () => {
+      if (!state.stopping) {
+        state.handOffSince = now();
+        state.interrupt?.();
+        await accepting;
+      }
+      void shutdown();
+    })();
+    return handingOff;
   }
   return {
     addr: listener.addr,

@@ -56,6 +56,7 @@ function start(
     idleTimeoutMs?: number;
     maxConnections?: number;
     listener?: AcceptSource;
+    firstRequestGraceMs?: number;
   } = {},
 ) {
   const { log, lines } = recordingLog();
@@ -67,6 +68,9 @@ function start(
       log,
       maxConnections: options.maxConnections ?? Infinity,
       idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+      ...(options.firstRequestGraceMs === undefined
+        ? {}
+        : { firstRequestGraceMs: options.firstRequestGraceMs }),
     },
   );
   return {
@@ -302,13 +306,57 @@ Deno.test("connection server hand-off serves the connections queued on its liste
       await writeText(conn, HEALTH);
       assert.match((await readOk(conn)).text, /^HTTP\/1\.1 200 OK/);
     }
+    await withDeadline(handingOff, 5_000, "hand-off");
     await assert.rejects(connectTo(s.port), "the listener stays open");
     release.resolve();
     assert.match((await readOk(busy)).text, /^HTTP\/1\.1 200 OK/);
-    await withDeadline(handingOff, 5_000, "hand-off");
+    await withDeadline(s.server.finished, 5_000, "the hand-off's drain");
   } finally {
     release.resolve();
     closeQuietly(busy);
     for (const conn of queued) closeQuietly(conn);
+  }
+});
+
+Deno.test("connection server shutdown closes a connection that sent nothing once its first-request grace ends", async () => {
+  const s = start(ok, { firstRequestGraceMs: 100 });
+  const silent = await connectTo(s.port);
+  try {
+    // A request on another connection proves the silent one was accepted before.
+    const other = await connectTo(s.port);
+    await writeText(other, HEALTH);
+    await readOk(other);
+    closeQuietly(other);
+    const stopping = s.server.shutdown();
+    assert.ok(await msUntilClosed(silent, 2_000) < 1_000);
+    await withDeadline(stopping, 2_000, "shutdown");
+  } finally {
+    closeQuietly(silent);
+  }
+});
+
+Deno.test("connection server shutdown does not wait on a TLS handshake that never completes, and serves TLS clients", async () => {
+  const tls = await generateSelfSignedCertificate();
+  const s = start(ok, {
+    idleTimeoutMs: 300,
+    firstRequestGraceMs: 100,
+    listener: Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...tls }),
+  });
+  // A TCP connection that never sends its ClientHello.
+  const stalled = await connectTo(s.port);
+  const client = await Deno.connectTls({
+    hostname: "localhost",
+    port: s.port,
+    caCerts: [tls.cert],
+  });
+  try {
+    await writeText(client, HEALTH);
+    assert.match((await readOk(client)).text, /^HTTP\/1\.1 200 OK/);
+    // Deno 2.9.6 keeps the stalled socket open even once closed from
+    // JavaScript; what the sidecar controls is that nothing waits on it.
+    await withDeadline(s.server.shutdown(), 2_000, "shutdown");
+  } finally {
+    closeQuietly(stalled);
+    closeQuietly(client);
   }
 });
