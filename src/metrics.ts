@@ -28,17 +28,23 @@ export type MetricRoute = "health" | "passthrough" | "pd";
 export type MetricOutcome = "ok" | "client_aborted" | "error";
 /** An upstream leg of a request. */
 export type Leg = "prefill" | "decode";
+/** Upstream failures without a response: what `UpstreamError.kind` says, less the client's abort. */
+const TRANSPORT_CAUSES = [
+  "refused",
+  "dns",
+  "reset",
+  "timeout",
+  "other",
+] as const;
+/** One of the transport failures, the part of {@linkcode FailureCause} without a response. */
+export type TransportCause = typeof TRANSPORT_CAUSES[number];
 /**
  * Why an upstream request got no usable answer: the transport failures of
  * `UpstreamError.kind` (less the client's abort), a timeout, or an answer
  * that arrived but was unusable.
  */
 export const FAILURE_CAUSES = [
-  "refused",
-  "dns",
-  "reset",
-  "timeout",
-  "other",
+  ...TRANSPORT_CAUSES,
   "status_3xx",
   "status_4xx",
   "status_5xx",
@@ -46,23 +52,12 @@ export const FAILURE_CAUSES = [
 ] as const;
 /** One of {@linkcode FAILURE_CAUSES}. */
 export type FailureCause = typeof FAILURE_CAUSES[number];
-/** Upstream failures without a response: the transport part of {@linkcode FailureCause}. */
-export type TransportCause =
-  | "refused"
-  | "dns"
-  | "reset"
-  | "timeout"
-  | "other";
 /**
  * Kinds of a failed upstream attempt: every {@linkcode FailureCause} but
  * `status_4xx`, which is the request's fault, not the upstream's.
  */
 export const UPSTREAM_ERROR_KINDS = [
-  "refused",
-  "dns",
-  "reset",
-  "timeout",
-  "other",
+  ...TRANSPORT_CAUSES,
   "status_3xx",
   "status_5xx",
   "bad_answer",

@@ -37,6 +37,31 @@ function settlesWithin(
   ]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * A loopback listener whose accept queue is full, so further connects hang
+ * (the kernel drops their SYNs); `close` ends it and its filler connections.
+ */
+async function fullListener(): Promise<{ port: number; close(): void }> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  const fillers: Deno.Conn[] = [];
+  for (let index = 0; index < 5000; index++) {
+    const connecting = Deno.connect({ hostname: "127.0.0.1", port });
+    if (!await settlesWithin(connecting, 200)) {
+      connecting.then((conn) => conn.close(), () => {});
+      break;
+    }
+    fillers.push(await connecting);
+  }
+  return {
+    port,
+    close() {
+      for (const conn of fillers) conn.close();
+      listener.close();
+    },
+  };
+}
+
 const request = (body: string) => ({
   method: "POST",
   headers: [["content-type", "application/json"]] as [string, string][],
@@ -124,19 +149,10 @@ Deno.test("upstream client never sends a streamed body twice", async () => {
 
 Deno.test("-connect-timeout ends a connect the upstream never completes with connect_timeout", async () => {
   // A listener whose accept queue is full drops further SYNs: connects hang.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  const fillers: Deno.Conn[] = [];
+  const full = await fullListener();
+  const { port } = full;
   const client = createUpstreamClient({ connectTimeoutMs: 200 });
   try {
-    for (let index = 0; index < 5000; index++) {
-      const connecting = Deno.connect({ hostname: "127.0.0.1", port });
-      if (!await settlesWithin(connecting, 200)) {
-        connecting.then((conn) => conn.close(), () => {});
-        break;
-      }
-      fillers.push(await connecting);
-    }
     const started = performance.now();
     await assert.rejects(
       client.send(`http://127.0.0.1:${port}/v1/completions`, request("{}")),
@@ -147,8 +163,7 @@ Deno.test("-connect-timeout ends a connect the upstream never completes with con
     assert.ok(performance.now() - started < 1500);
   } finally {
     client.close();
-    for (const conn of fillers) conn.close();
-    listener.close();
+    full.close();
   }
 });
 
@@ -188,19 +203,10 @@ Deno.test("requests that find a host cold share one -connect-timeout probe", asy
 
 Deno.test("a client leaving while its request waits on a shared probe ends only its own request", async () => {
   // Connects to a full accept queue hang, so the probe stays in flight.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  const fillers: Deno.Conn[] = [];
+  const full = await fullListener();
+  const { port } = full;
   const client = createUpstreamClient({ connectTimeoutMs: 1500 });
   try {
-    for (let index = 0; index < 5000; index++) {
-      const connecting = Deno.connect({ hostname: "127.0.0.1", port });
-      if (!await settlesWithin(connecting, 200)) {
-        connecting.then((conn) => conn.close(), () => {});
-        break;
-      }
-      fillers.push(await connecting);
-    }
     const url = `http://127.0.0.1:${port}/v1/completions`;
     const leaving = new AbortController();
     const first = client.send(url, {
@@ -227,8 +233,7 @@ Deno.test("a client leaving while its request waits on a shared probe ends only 
     );
   } finally {
     client.close();
-    for (const conn of fillers) conn.close();
-    listener.close();
+    full.close();
   }
 });
 
