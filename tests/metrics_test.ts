@@ -36,15 +36,11 @@ Deno.test("a P/D request counts once by route, connector and outcome, with its p
   assert.equal(response.status, 200);
   await response.text();
   const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}requests_total`, {
-      route: "pd",
-      connector: "nixlv2",
-      outcome: "ok",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}requests_total`), 1);
+  assertOnly(families, "requests_total", {
+    route: "pd",
+    connector: "nixlv2",
+    outcome: "ok",
+  }, 1);
   assert.equal(
     total(families, `${P}prefill_duration_seconds`, {
       connector: "nixlv2",
@@ -139,14 +135,10 @@ Deno.test("a prefill 503 and a prefill 400 count under status_5xx and status_4xx
     }),
     1,
   );
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "prefill",
-      kind: "status_5xx",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+  assertOnly(families, "upstream_errors_total", {
+    leg: "prefill",
+    kind: "status_5xx",
+  }, 1);
 });
 
 Deno.test("a client leaving during prefill counts as a client abort before the response", async () => {
@@ -393,14 +385,10 @@ Deno.test("a prefill answered 503 twice, then 200, counts two upstream errors an
   assert.equal(first.requests.length + second.requests.length, 2);
   assert.equal(h.prefill.requests.length, 1);
   const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "prefill",
-      kind: "status_5xx",
-    }),
-    2,
-  );
-  assert.equal(total(families, `${P}upstream_errors_total`), 2);
+  assertOnly(families, "upstream_errors_total", {
+    leg: "prefill",
+    kind: "status_5xx",
+  }, 2);
   assert.equal(total(families, `${P}failures_total`), 0);
   assert.equal(
     total(families, `${P}prefill_retries_total`, { cause: "status_5xx" }),
@@ -424,40 +412,39 @@ Deno.test("a prefill answered 503 on every attempt counts each attempt as an ups
   await response.text();
   assert.equal(h.prefill.requests.length, 3);
   const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "prefill",
-      kind: "status_5xx",
-    }),
-    3,
-  );
-  assert.equal(total(families, `${P}upstream_errors_total`), 3);
-  assert.equal(
-    total(families, `${P}failures_total`, {
-      leg: "prefill",
-      cause: "status_5xx",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}failures_total`), 1);
+  assertOnly(families, "upstream_errors_total", {
+    leg: "prefill",
+    kind: "status_5xx",
+  }, 3);
+  assertOnly(families, "failures_total", {
+    leg: "prefill",
+    cause: "status_5xx",
+  }, 1);
   assert.equal(total(families, `${P}prefill_retries_total`), 2);
 });
 
-/** One decode failure and one upstream error, both a timeout, and no other. */
-function assertOneDecodeTimeout(families: Exposition): void {
-  assert.equal(
-    total(families, `${P}failures_total`, { leg: "decode", cause: "timeout" }),
-    1,
-  );
-  assert.equal(total(families, `${P}failures_total`), 1);
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "decode",
-      kind: "timeout",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+/** `count` samples of `metric` with `labels`, and none with other labels. */
+function assertOnly(
+  families: Exposition,
+  metric: string,
+  labels: Record<string, string>,
+  count: number,
+): void {
+  assert.equal(total(families, `${P}${metric}`, labels), count);
+  assert.equal(total(families, `${P}${metric}`), count);
+}
+
+/**
+ * One failure of `leg` by `cause` and one upstream error of the same kind,
+ * and no other of either.
+ */
+function assertOneLegFailure(
+  families: Exposition,
+  leg: "prefill" | "decode",
+  cause: string,
+): void {
+  assertOnly(families, "failures_total", { leg, cause }, 1);
+  assertOnly(families, "upstream_errors_total", { leg, kind: cause }, 1);
 }
 
 Deno.test("a decoder that never sends its first byte counts once as a decode failure and upstream error of kind timeout", async () => {
@@ -474,7 +461,7 @@ Deno.test("a decoder that never sends its first byte counts once as a decode fai
   );
   assert.equal(response.status, 504);
   await response.text();
-  assertOneDecodeTimeout(await scrape(metrics));
+  assertOneLegFailure(await scrape(metrics), "decode", "timeout");
 });
 
 Deno.test("a decoder that stalls mid-stream counts once as a decode failure and upstream error of kind timeout", async () => {
@@ -495,7 +482,7 @@ Deno.test("a decoder that stalls mid-stream counts once as a decode failure and 
     "the stalled stream was not broken off",
   );
   assert.equal(ended, "broken");
-  assertOneDecodeTimeout(await scrape(metrics));
+  assertOneLegFailure(await scrape(metrics), "decode", "timeout");
 });
 
 /** One way into a P/D decode leg, and the request that takes it. */
@@ -639,22 +626,7 @@ Deno.test("a prefill 200 without a JSON object counts one prefill failure and on
   await response.text();
   assert.equal(h.decode.requests.length, 0);
   const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}failures_total`, {
-      leg: "prefill",
-      cause: "bad_answer",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}failures_total`), 1);
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "prefill",
-      kind: "bad_answer",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+  assertOneLegFailure(families, "prefill", "bad_answer");
 });
 
 Deno.test("a prefill 3xx counts as a prefill failure and upstream error of kind status_3xx, not as a 5xx", async () => {
@@ -674,20 +646,5 @@ Deno.test("a prefill 3xx counts as a prefill failure and upstream error of kind 
   assert.equal(response.status, 502);
   await response.text();
   const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}failures_total`, {
-      leg: "prefill",
-      cause: "status_3xx",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}failures_total`), 1);
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "prefill",
-      kind: "status_3xx",
-    }),
-    1,
-  );
-  assert.equal(total(families, `${P}upstream_errors_total`), 1);
+  assertOneLegFailure(families, "prefill", "status_3xx");
 });
