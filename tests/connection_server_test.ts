@@ -57,6 +57,8 @@ function start(
     maxConnections?: number;
     listener?: AcceptSource;
     firstRequestGraceMs?: number;
+    /** Called as each connection is handed to the runtime. */
+    onServe?: () => void;
   } = {},
 ) {
   const { log, lines } = recordingLog();
@@ -64,7 +66,10 @@ function start(
     options.listener ?? Deno.listen({ hostname: "127.0.0.1", port: 0 }),
     {
       handler,
-      serveConnection,
+      serveConnection: (conn, serveOptions) => {
+        options.onServe?.();
+        return serveConnection(conn, serveOptions);
+      },
       log,
       maxConnections: options.maxConnections ?? Infinity,
       idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
@@ -217,31 +222,20 @@ Deno.test("connection server holds connections over the cap in the listen queue 
 Deno.test("connection server shutdown gives a TLS connection that has sent no request yet the time to send it", async () => {
   const tls = await generateSelfSignedCertificate();
   const inner = Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...tls });
-  const accepted = Promise.withResolvers<void>();
-  const s = start(ok, {
-    listener: {
-      addr: inner.addr,
-      async accept() {
-        const conn = await inner.accept();
-        accepted.resolve();
-        return conn;
-      },
-      close: () => inner.close(),
-      ref: () => inner.ref(),
-      unref: () => inner.unref(),
-    },
-  });
+  const served = Promise.withResolvers<void>();
+  const s = start(ok, { listener: inner, onServe: () => served.resolve() });
   const fresh = await Deno.connectTls({
     hostname: "localhost",
     port: s.port,
     caCerts: [tls.cert],
   });
   try {
-    // Accepted, but its request was still on the way when the server stopped.
-    await withDeadline(accepted.promise, 2_000, "accept");
-    // One turn of the event loop: the accept loop has handed the connection on.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    // Handed to the runtime, but its request was still on the way when the
+    // server stopped.
+    await withDeadline(served.promise, 2_000, "the connection was not served");
     const stopping = s.server.shutdown();
+    // Paces the client: its request comes a moment after the drain began.
+    await new Promise((resolve) => setTimeout(resolve, 50));
     await writeText(fresh, HEALTH);
     assert.match((await readOk(fresh)).text, /^HTTP\/1\.1 200 OK/);
     assert.ok(await msUntilClosed(fresh, 2_000) < 1_000);
