@@ -8,6 +8,7 @@
 import {
   admitOptionalTarget,
   admitPrefillTarget,
+  type Allowlist,
 } from "../allowlist/allowlist.ts";
 import { decoderHostPort } from "../config.ts";
 import type { Deps } from "../context.ts";
@@ -257,9 +258,10 @@ async function admitKvSource(
   options: { readonly enabled: boolean; readonly log: Logger },
 ): Promise<UpstreamTarget | undefined> {
   const source = selectKvSource(request.headers, options);
-  if (source === undefined || deps.allowlist === undefined) return source;
+  const allowlist = enforcedAllowlist(deps);
+  if (source === undefined || allowlist === undefined) return source;
   const admitted = await admitOptionalTarget(
-    deps.allowlist,
+    allowlist,
     source,
     "KV cache source",
     {
@@ -273,6 +275,15 @@ async function admitKvSource(
 }
 
 /**
+ * The SSRF allowlist when it is on. The binary always passes one (the open
+ * list when protection is off), so "absent" and "off" must read the same:
+ * testing for absence once kept retries on the first prefiller in production.
+ */
+function enforcedAllowlist(deps: Deps): Allowlist | undefined {
+  return deps.allowlist?.enabled ? deps.allowlist : undefined;
+}
+
+/**
  * The encoders the SSRF allowlist admits, each with the address to dial; a
  * refused one is dropped with a log line, never a 403 (base §2.3 step 5).
  */
@@ -282,10 +293,11 @@ async function admitEncoders(
   request: PdRequest,
 ): Promise<EncoderEndpoint[]> {
   const admitted: EncoderEndpoint[] = [];
+  const allowlist = enforcedAllowlist(deps);
   for (const encoder of encoders) {
-    const connectHostPort = deps.allowlist === undefined
+    const connectHostPort = allowlist === undefined
       ? encoder.hostPort
-      : await admitOptionalTarget(deps.allowlist, encoder, "encoder", {
+      : await admitOptionalTarget(allowlist, encoder, "encoder", {
         log: request.log,
         clientIp: request.clientIp,
         userAgent: request.headers.get("user-agent"),
@@ -410,9 +422,10 @@ export function createPdRunner(deps: Deps): PdRunner {
       const { log, signal, pathAndQuery } = request;
       // SSRF allowlist (issue 11): a denied target is a 403 before the body is
       // read; an admitted one is dialled at the address that was checked.
-      const prefillHostPort = deps.allowlist === undefined
+      const allowlist = enforcedAllowlist(deps);
+      const prefillHostPort = allowlist === undefined
         ? prefiller.hostPort
-        : await admitPrefillTarget(deps.allowlist, prefiller, {
+        : await admitPrefillTarget(allowlist, prefiller, {
           log,
           clientIp: request.clientIp,
           userAgent: request.headers.get("user-agent"),
@@ -437,7 +450,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
         // With SSRF protection on, retries stay on the admitted prefiller:
         // another one would need its own admission.
-        prefillers: deps.allowlist === undefined
+        prefillers: allowlist === undefined
           ? prefillCandidates(request.headers, prefiller)
           : [prefiller],
         prefillPolicy,

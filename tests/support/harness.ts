@@ -4,6 +4,7 @@
  * tests that assert what crossed the wire. `await using` closes everything.
  */
 
+import { OPEN_ALLOWLIST } from "../../src/allowlist/allowlist.ts";
 import type { Hono } from "hono";
 import { createApp } from "../../src/app.ts";
 import type { Metrics } from "../../src/metrics.ts";
@@ -158,6 +159,8 @@ export async function createHarness(
     config,
     log,
     upstream,
+    // As main.ts does: the open allowlist when SSRF protection is off.
+    allowlist: OPEN_ALLOWLIST,
     ...(options.random ? { random: options.random } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
   });
