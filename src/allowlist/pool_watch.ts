@@ -174,7 +174,19 @@ async function listObjects(
   ) {
     throw new Error(`The Kubernetes API answered ${path} without a list`);
   }
-  return body as KubernetesListObject<KubernetesObject>;
+  // An item that is not an object with metadata would throw inside
+  // client-node's cache, where nothing catches it and the process ends.
+  return {
+    ...body,
+    items: body.items.filter(isKubernetesObject),
+  } as KubernetesListObject<KubernetesObject>;
+}
+
+/** An object with a `metadata` map, what client-node's cache can key. */
+function isKubernetesObject(value: unknown): value is KubernetesObject {
+  return typeof value === "object" && value !== null &&
+    "metadata" in value && typeof value.metadata === "object" &&
+    value.metadata !== null;
 }
 
 function safeJson(text: string): unknown {
@@ -268,9 +280,15 @@ class RequestWatch extends Watch {
         pending = lines.pop() ?? "";
         for (const line of lines) {
           const event = safeJson(line);
+          // As with a list item: client-node's cache throws, uncaught, on an
+          // object it cannot key; an ERROR event carries a Status instead.
           if (
             typeof event === "object" && event !== null && "type" in event &&
-            "object" in event
+            "object" in event &&
+            (event.type === "ERROR"
+              ? typeof event.object === "object" &&
+                event.object !== null
+              : isKubernetesObject(event.object))
           ) {
             callback(String(event.type), event.object, event);
           }
@@ -347,7 +365,11 @@ function startInformer<T extends KubernetesObject>(
   informer.on("add", spec.onChange);
   informer.on("update", spec.onChange);
   informer.on("delete", spec.onChange);
-  informer.on("error", (error: unknown) => {
+  // A rejected start (client-node's list and watch run in it) takes the same
+  // retry as an error event instead of ending the process unhandled.
+  const start = () => void informer.start().catch(onError);
+  informer.on("error", onError);
+  function onError(error: unknown): void {
     if (stopped) return;
     lastError = error;
     failures++;
@@ -361,10 +383,10 @@ function startInformer<T extends KubernetesObject>(
     });
     timer = setTimeout(() => {
       timer = undefined;
-      if (!stopped) void informer.start();
+      if (!stopped) start();
     }, delay);
-  });
-  void informer.start();
+  }
+  start();
   return {
     informer,
     synced: synced.promise,

@@ -400,3 +400,36 @@ Deno.test("pool watch starts empty when the pool does not exist, and fills when 
   );
   await pool.until(() => pool.admits("10.0.4.1", 8000), "the pool appears");
 });
+
+Deno.test("pool watch survives list items and watch events that are not Kubernetes objects", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  api.put("pods", pod("good", NS, { ip: "10.0.5.1", labels: LABELS }));
+  // Each of these threw inside client-node's cache, uncaught: the process ended.
+  api.addRawListItems("pods", [null, 7, "pod", { kind: "Pod" }]);
+  using pool = await watchPool(api);
+  assert.equal(pool.admits("10.0.5.1", 8000), true);
+  await api.waitForRequest((request) =>
+    request.path.endsWith("/pods") && request.watch
+  );
+  for (
+    const event of [
+      { type: "ADDED", object: null },
+      { type: "MODIFIED", object: 3 },
+      { type: "ADDED", object: {} },
+      "noise",
+    ]
+  ) {
+    api.sendRawEvent("pods", event);
+  }
+  // Still following changes after the malformed events.
+  api.put("pods", pod("later", NS, { ip: "10.0.5.2", labels: LABELS }));
+  await pool.until(
+    () => pool.admits("10.0.5.2", 8000),
+    "a pod added after malformed events",
+  );
+  assert.equal(pool.admits("10.0.5.1", 8000), true);
+});

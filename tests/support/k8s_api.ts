@@ -68,6 +68,10 @@ export interface FakeKubeApi extends AsyncDisposable {
   compact(mode: "event" | "status"): void;
   /** Ends every open watch cleanly; `broken: true` resets the sockets instead. */
   closeWatches(options?: { readonly broken?: boolean }): void;
+  /** Adds `items` as they are (malformed ones too) to every later list of `resource`. */
+  addRawListItems(resource: Resource, items: readonly unknown[]): void;
+  /** Writes `event` as it is (malformed ones too) to the open watches of `resource`. */
+  sendRawEvent(resource: Resource, event: unknown): void;
   /** Number of watches currently open for `resource`. */
   openWatches(resource: Resource): number;
   /** Resolves when `predicate` holds for a request received (now or later); rejects after `timeoutMs`. */
@@ -188,6 +192,7 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
   const storeKey = (resource: Resource, namespace: string, name: string) =>
     `${resource}/${namespace}/${name}`;
 
+  const rawItems = new Map<Resource, unknown[]>();
   function send(watch: OpenWatch, type: string, object: unknown): void {
     watch.response.write(`${JSON.stringify({ type, object })}\n`);
   }
@@ -295,12 +300,12 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
         .filter(([storeName, object]) =>
           storeName.startsWith(`${resource}/${namespace}/`) && matches(object)
         )
-        .map(([, object]) => object);
+        .map(([, object]): unknown => object);
       respondJson(res, 200, {
         kind: "List",
         apiVersion: "v1",
         metadata: { resourceVersion: String(rv) },
-        items,
+        items: [...items, ...(rawItems.get(resource) ?? [])],
       });
       return;
     }
@@ -428,6 +433,16 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
         watches.delete(watch);
         if (options.broken) watch.response.destroy();
         else watch.response.end();
+      }
+    },
+    addRawListItems(resource, items) {
+      rawItems.set(resource, [...(rawItems.get(resource) ?? []), ...items]);
+    },
+    sendRawEvent(resource, event) {
+      for (const watch of watches) {
+        if (watch.resource === resource) {
+          watch.response.write(`${JSON.stringify(event)}\n`);
+        }
       }
     },
     openWatches: (resource) =>
