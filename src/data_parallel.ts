@@ -12,11 +12,7 @@ import { ProxyError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { HEADER_DATA_PARALLEL_HOST_PORT } from "./protocol/fields.ts";
 import type { HeaderLookup } from "./upstream/headers.ts";
-
-/** Go's `net.JoinHostPort`: an IPv6 host in brackets. */
-function joinHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
+import { joinHostPort } from "./upstream/target.ts";
 
 /**
  * The header value naming each rank, as the Go sidecar builds its table:

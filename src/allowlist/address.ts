@@ -92,8 +92,3 @@ export function isUnspecified(address: IpAddress): boolean {
   const range = address.value.range();
   return range === "unspecified";
 }
-
-/** `ip:port`, with brackets for IPv6. */
-export function joinHostPort(ip: string, port: number): string {
-  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
-}

@@ -10,7 +10,8 @@
 import { ProxyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
-import { type IpAddress, isUnspecified, joinHostPort } from "./address.ts";
+import { type IpAddress, isUnspecified } from "./address.ts";
+import { joinHostPort } from "../upstream/target.ts";
 import type { Resolver } from "./resolve.ts";
 import {
   formatStaticEntry,

@@ -63,7 +63,10 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
       }
       if (ttlMs > 0) {
         // Oldest first out; names are few (pods, services), this only bounds a flood.
-        if (cache.size >= MAX_CACHED) cache.clear();
+        if (cache.size >= MAX_CACHED) {
+          const oldest = cache.keys().next();
+          if (!oldest.done) cache.delete(oldest.value);
+        }
         cache.set(key, { at: now(), addresses });
       }
       return addresses;

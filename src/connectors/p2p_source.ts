@@ -10,15 +10,14 @@ import { type Config, listenPort } from "../config.ts";
 import { buildDecodeBody } from "../protocol/bodies.ts";
 import { FIELD_KV_TRANSFER_PARAMS } from "../protocol/fields.ts";
 import type { GenerationRequest } from "../protocol/request.ts";
-import type { UpstreamTarget } from "../upstream/target.ts";
+import { joinHostPort, type UpstreamTarget } from "../upstream/target.ts";
 import { buildP2pPeer, KEY_REMOTE_KV_SOURCE } from "./_p2p.ts";
 
 /** `POD_IP:port` of this listener, normalised as targets are; undefined without POD_IP. */
 function selfHostPort(config: Config): string | undefined {
   if (config.podIp === "") return undefined;
   const host = config.podIp.toLowerCase();
-  const port = listenPort(config);
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return joinHostPort(host, listenPort(config));
 }
 
 /**

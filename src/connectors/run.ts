@@ -105,6 +105,12 @@ export interface PdRunner {
   ): Promise<Response>;
 }
 
+/** What the legs leave out when the runtime injects its own trace context. */
+const OMITTED_ON_PD_LEGS_WHEN_TRACING: readonly string[] = [
+  ...OMITTED_ON_PD_LEGS,
+  ...TRACE_CONTEXT_HEADERS,
+];
+
 /**
  * Headers of both legs, built once per request. When the runtime injects
  * trace context, the client's is left out: each leg then carries a child of
@@ -114,7 +120,7 @@ function legHeaders(request: PdRequest): HeaderList {
   const headers = buildUpstreamHeaders(request.headers, {
     clientIp: request.clientIp,
     omit: request.observation.tracing.injects
-      ? [...OMITTED_ON_PD_LEGS, ...TRACE_CONTEXT_HEADERS]
+      ? OMITTED_ON_PD_LEGS_WHEN_TRACING
       : OMITTED_ON_PD_LEGS,
   });
   headers.push(

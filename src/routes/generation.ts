@@ -105,12 +105,22 @@ function buildPdRequest(
   };
 }
 
+/**
+ * Each rank's routes, built once per app: the five generation APIs share
+ * them, so a connector's caches and once-only warnings exist once per rank.
+ */
+const routesOfApp = new WeakMap<Deps, ReturnType<typeof rankRoutes>>();
+
 /** Handler for one generation API. */
 export function createGenerationHandler(
   deps: Deps,
   api: ApiKind,
 ): Handler<AppEnv> {
-  const routes = rankRoutes(deps);
+  let routes = routesOfApp.get(deps);
+  if (routes === undefined) {
+    routes = rankRoutes(deps);
+    routesOfApp.set(deps, routes);
+  }
   const selector = createRankSelector(deps.config);
   const routeOf = (rank: number): RankRoute => {
     const route = routes.get(rank);

@@ -24,6 +24,12 @@ import { buildUpstreamHeaders } from "../upstream/headers.ts";
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 
+/** What passthrough leaves out when the runtime injects its own trace context. */
+const OMITTED_WHEN_TRACING: readonly string[] = [
+  ...ROUTING_HEADERS,
+  ...TRACE_CONTEXT_HEADERS,
+];
+
 /** Path and query of the request, as sent. */
 export function pathAndQueryOf(request: Request): string {
   const url = request.url;
@@ -111,7 +117,7 @@ export async function passthroughRequest(
         clientIp: clientIpOf(c),
         // The runtime injects its own trace context when it traces (see tracing.ts).
         omit: c.get("observation").tracing.injects
-          ? [...ROUTING_HEADERS, ...TRACE_CONTEXT_HEADERS]
+          ? OMITTED_WHEN_TRACING
           : ROUTING_HEADERS,
       }),
       body,

@@ -43,9 +43,9 @@ function parsePort(header: string, value: string, text: string): number {
   return port;
 }
 
-/** The plain-HTTP URL of `pathAndQuery` on the upstream at `hostPort`. */
-export function httpUrl(hostPort: string, pathAndQuery: string): string {
-  return `http://${hostPort}${pathAndQuery}`;
+/** Go's `net.JoinHostPort`: `host:port`, an IPv6 host in brackets. */
+export function joinHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** Parses one prefill target spelled in `header`; throws a 400 `ProxyError`. */
