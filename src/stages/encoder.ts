@@ -209,7 +209,17 @@ export async function runEncoderStage(
   return editObject(ctx.request.scanned, { set });
 }
 
-/** Sends every item concurrently; the first failure aborts the others. */
+/**
+ * Encoder requests of one client request in flight at once. A body within
+ * the size limit can hold tens of thousands of items, each an upstream
+ * request; unbounded, one client request could open as many connections.
+ */
+export const MAX_ITEMS_IN_FLIGHT = 32;
+
+/**
+ * Sends the items, `MAX_ITEMS_IN_FLIGHT` at a time, in order; the first
+ * failure aborts the others and starts no more.
+ */
 async function fanOut(
   ctx: EncoderStageContext,
   items: readonly MultimodalItem[],
@@ -217,30 +227,45 @@ async function fanOut(
   const stop = new AbortController();
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
   let firstError: unknown;
-  const sends = items.map(async (item, index) => {
-    try {
-      return await sendItem(ctx, { item, index, signal });
-    } catch (error) {
-      if (firstError === undefined && !ctx.signal.aborted) {
-        firstError = error;
-        stop.abort();
-      } else {
-        ctx.log.debug("encoder request ended", {
-          item: index,
-          error: errorMessage(error),
-        });
-      }
-      throw error;
-    }
-  });
-  const settled = await Promise.allSettled(sends);
-  if (firstError !== undefined) throw firstError;
+  let clientAbort: unknown;
   const replies: EncoderReply[] = [];
-  for (const outcome of settled) {
-    // Only a client abort rejects without a first error; nobody reads the answer then.
-    if (outcome.status === "rejected") throw outcome.reason;
-    replies.push(outcome.value);
+  let next = 0;
+  async function worker(): Promise<void> {
+    while (next < items.length && !signal.aborted) {
+      const index = next++;
+      try {
+        replies[index] = await sendItem(ctx, {
+          item: items[index] as MultimodalItem,
+          index,
+          signal,
+        });
+      } catch (error) {
+        if (ctx.signal.aborted) {
+          // Only a client abort ends a request without a first error;
+          // nobody reads the answer then.
+          clientAbort ??= error;
+        } else if (firstError === undefined) {
+          firstError = error;
+          stop.abort();
+        } else {
+          ctx.log.debug("encoder request ended", {
+            item: index,
+            error: errorMessage(error),
+          });
+        }
+      }
+    }
   }
+  await Promise.all(
+    Array.from(
+      { length: Math.min(MAX_ITEMS_IN_FLIGHT, items.length) },
+      worker,
+    ),
+  );
+  if (firstError !== undefined) throw firstError;
+  if (clientAbort !== undefined) throw clientAbort;
+  // The client left between two items: the rest were never sent.
+  if (Object.keys(replies).length < items.length) ctx.signal.throwIfAborted();
   return replies;
 }
 

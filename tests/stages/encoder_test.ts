@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { EcConnectorName } from "../../src/config.ts";
+import { MAX_ITEMS_IN_FLIGHT } from "../../src/stages/encoder.ts";
 import {
   createEcStore,
   createKvStore,
@@ -318,4 +319,35 @@ Deno.test("a malformed encoder target is the client's 400", async () => {
     /Invalid encoder target "https:\/\/10\.0\.0\.1:8000" in header "x-encoder-hosts-ports"/,
   );
   assert.equal(h.decode.requests.length, 0);
+});
+
+Deno.test("a body with many multimodal items keeps at most MAX_ITEMS_IN_FLIGHT encoder requests open at once", async () => {
+  await using epd = await createEpdHarness("ec-nixl");
+  await using hanging = startHangingUpstream();
+  const client = new AbortController();
+  const items = Array.from({ length: 3 * MAX_ITEMS_IN_FLIGHT }, (_, i) => ({
+    type: "image_url",
+    "image_url": { url: `https://x/${i}.png` },
+  }));
+  const answer = epd.h.request("/v1/chat/completions", {
+    method: "POST",
+    headers: jsonHeaders({ [ENCODERS]: hanging.hostPort }),
+    body: multimodalBody(items),
+    signal: client.signal,
+  }).catch((error) => error);
+  await within(
+    (async () => {
+      while (hanging.connections() < MAX_ITEMS_IN_FLIGHT) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })(),
+    "the first encoder requests",
+  );
+  // None answered: a request past the bound would open a connection by now.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(hanging.connections(), MAX_ITEMS_IN_FLIGHT);
+  client.abort();
+  await within(hanging.allClosed(), "the encoder requests' cancel");
+  await within(answer, "the abandoned answer");
+  assert.equal(epd.h.decode.requests.length, 0);
 });
