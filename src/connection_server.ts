@@ -10,6 +10,7 @@
 
 import { type AcceptGuard, createAcceptGuard } from "./accept_guard.ts";
 import { errorMessage } from "./errors.ts";
+import { settleWithin } from "./settle_within.ts";
 import type { Logger } from "./log.ts";
 import type { PeerRegistration, PeerWatch } from "./peer_watch.ts";
 import type {
@@ -229,22 +230,18 @@ function createConnectionSet(options: ConnectionServerOptions) {
    * sends it GOAWAY.
    */
   async function serveTls(conn: Deno.TlsConn): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let alpn: string | null;
     try {
-      const settled = await Promise.race([
+      const settled = await settleWithin(
         conn.handshake(),
-        new Promise<undefined>((resolve) => {
-          timer = setTimeout(() => resolve(undefined), options.idleTimeoutMs);
-        }),
-      ]);
+        options.idleTimeoutMs,
+      );
       if (settled === undefined) throw new Error("handshake timed out");
       alpn = settled.alpnProtocol;
     } catch {
       closeQuietly(conn);
       return;
     } finally {
-      clearTimeout(timer);
       handshakes.delete(conn);
     }
     let entry: Served;
@@ -275,15 +272,13 @@ function createConnectionSet(options: ConnectionServerOptions) {
   async function drainEntry(entry: Served): Promise<void> {
     if (!entry.closing) {
       if (entry.graceFirstRequest) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([
-          entry.activity.firstRequest.promise,
-          entry.server.finished.catch(() => {}),
-          new Promise((resolve) => {
-            timer = setTimeout(resolve, graceMs);
-          }),
-        ]);
-        clearTimeout(timer);
+        await settleWithin(
+          Promise.race([
+            entry.activity.firstRequest.promise,
+            entry.server.finished.catch(() => {}),
+          ]),
+          graceMs,
+        );
       }
       entry.server.shutdown().catch(() => {});
     }
@@ -295,14 +290,7 @@ function createConnectionSet(options: ConnectionServerOptions) {
     conn: Deno.TlsConn,
     settled: Promise<void>,
   ): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      settled,
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, graceMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    await settleWithin(settled, graceMs);
     if (handshakes.has(conn)) closeQuietly(conn);
     await settled;
   }
@@ -409,13 +397,7 @@ async function acceptOrHandOff(
   }
   const since = state.handOffSince ?? state.now();
   if (state.now() - since < HAND_OFF_LIMIT_MS) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const queued = await Promise.race([
-      accepting,
-      new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), HAND_OFF_QUIET_MS);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const queued = await settleWithin(accepting, HAND_OFF_QUIET_MS);
     if (queued !== undefined) return queued;
   }
   try {

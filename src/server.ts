@@ -7,6 +7,7 @@
  * deadline.
  */
 
+import { settleWithin } from "./settle_within.ts";
 import type { Hono } from "hono";
 import {
   type HandingOverServer,
@@ -158,13 +159,10 @@ export async function shutdownGracefully(
   options: { readonly deadlineMs: number; readonly log: Logger },
 ): Promise<boolean> {
   options.log.info("shutting down");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), options.deadlineMs);
-  });
-  const finished = server.shutdown().then(() => true);
-  const clean = await Promise.race([finished, deadline]);
-  clearTimeout(timer);
+  const clean = (await settleWithin(
+    server.shutdown().then(() => true),
+    options.deadlineMs,
+  )) ?? false;
   if (!clean) {
     options.log.error("failed to gracefully shutdown: deadline exceeded");
   }
