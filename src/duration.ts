@@ -45,6 +45,24 @@ export function parseGoDuration(text: string): number | undefined {
   return Number.isFinite(total) ? sign * total : undefined;
 }
 
+/** Longest duration a flag accepts: what `setTimeout` can wait (about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A Go duration a timer can wait, in whole milliseconds (rounded up): 0 or
+ * more (1 ms or more when `positive`) and at most `MAX_TIMER_MS`; undefined
+ * otherwise.
+ */
+export function parseTimerDuration(
+  text: string,
+  options: { readonly positive?: boolean } = {},
+): number | undefined {
+  const ms = parseGoDuration(text);
+  if (ms === undefined || ms < 0 || ms > MAX_TIMER_MS) return undefined;
+  const whole = Math.ceil(ms);
+  return options.positive && whole === 0 ? undefined : whole;
+}
+
 /** Formats milliseconds as Go prints a duration, e.g. `1m30s`, `200ms`, `0s`. */
 export function formatGoDuration(ms: number): string {
   if (ms === 0) return "0s";

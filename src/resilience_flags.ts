@@ -6,7 +6,7 @@
  */
 
 import { invalidValue } from "./config_error.ts";
-import { formatGoDuration, parseGoDuration } from "./duration.ts";
+import { formatGoDuration, parseTimerDuration } from "./duration.ts";
 import { defaultOf } from "./flag_table.ts";
 
 /** What a prefill leg that failed for good gives the client. */
@@ -62,20 +62,17 @@ type DurationFlag =
   | "shutdown-grace"
   | "shutdown-drain-delay";
 
-/** Longest duration accepted: what `setTimeout` can wait (about 24.8 days). */
-const MAX_DURATION_MS = 2 ** 31 - 1;
-
 function duration(values: ResilienceValues, flag: DurationFlag): number {
   const text = values[flag] ?? defaultOf(flag);
-  const ms = parseGoDuration(text);
-  if (ms === undefined || ms < 0 || ms > MAX_DURATION_MS) {
+  const ms = parseTimerDuration(text);
+  if (ms === undefined) {
     throw invalidValue(
       flag,
       text,
       'a Go duration of 0 or more such as "500ms", "5s" or "2m"',
     );
   }
-  return Math.ceil(ms);
+  return ms;
 }
 
 /** Reads and validates the settings; throws `ConfigError` naming the flag. */

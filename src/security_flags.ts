@@ -7,6 +7,7 @@
  * Go sidecar's messages and deprecation rules (LATEST §1.3 steps 3 and 4).
  */
 
+import { parseTimerDuration } from "./duration.ts";
 import { ConfigError, invalidValue } from "./config_error.ts";
 import {
   DEFAULT_SOURCE,
@@ -280,21 +281,15 @@ function deprecatedStageBool(
   return `Flag --${name} has been deprecated, use --${replacement} instead`;
 }
 
-/** A Go-style duration limited to what the flag needs: `500ms`, `30s`, `2m`. */
+/** A positive Go duration a timer can wait. */
 function parseDuration(text: string, flag: string): number {
-  const match = /^(\d{1,9})(ms|s|m)$/.exec(text);
-  const units: Readonly<Record<string, number>> = {
-    ms: 1,
-    s: 1_000,
-    m: 60_000,
-  };
-  const value = match ? Number(match[1]) * (units[match[2] ?? ""] ?? 0) : 0;
-  if (value <= 0) {
+  const ms = parseTimerDuration(text, { positive: true });
+  if (ms === undefined) {
     throw invalidValue(
       flag,
       text,
       'a positive duration such as "30s" or "500ms"',
     );
   }
-  return value;
+  return ms;
 }

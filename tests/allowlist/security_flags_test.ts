@@ -124,6 +124,17 @@ Deno.test("SSRF flags are validated with the Go sidecar's messages", () => {
       'Invalid value "forever" for flag "-allowlist-sync-timeout": expected a positive duration such as "30s" or "500ms"',
       2,
     ],
+    // Longer than a timer can wait: it would fire at once.
+    [
+      ["-allowlist-sync-timeout=999999999m"],
+      'Invalid value "999999999m" for flag "-allowlist-sync-timeout": expected a positive duration such as "30s" or "500ms"',
+      2,
+    ],
+    [
+      ["-allowlist-sync-timeout=0s"],
+      'Invalid value "0s" for flag "-allowlist-sync-timeout": expected a positive duration such as "30s" or "500ms"',
+      2,
+    ],
   ];
   for (const [args, message, exitCode] of cases) {
     const error = errorOf(args);
