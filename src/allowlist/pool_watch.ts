@@ -189,6 +189,9 @@ function isKubernetesObject(value: unknown): value is KubernetesObject {
     value.metadata !== null;
 }
 
+/** Longest watch event line read; a pod object is a few KiB. */
+const MAX_WATCH_LINE_CHARS = 16 * 1024 * 1024;
+
 function safeJson(text: string): unknown {
   try {
     return JSON.parse(text);
@@ -274,9 +277,18 @@ class RequestWatch extends Watch {
       let pending = "";
       answer.body.setEncoding("utf8");
       answer.body.on("data", (chunk: string) => {
+        if (finished) return;
         arm();
-        pending += chunk;
-        const lines = pending.split("\n");
+        // Split only when the chunk ends a line, and bound a line that never
+        // ends: re-splitting the whole buffer on every chunk was quadratic.
+        if (!chunk.includes("\n")) {
+          pending += chunk;
+          if (pending.length > MAX_WATCH_LINE_CHARS) {
+            finish(new Error("watch event longer than 16 MiB"));
+          }
+          return;
+        }
+        const lines = (pending + chunk).split("\n");
         pending = lines.pop() ?? "";
         for (const line of lines) {
           const event = safeJson(line);

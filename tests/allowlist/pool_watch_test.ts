@@ -433,3 +433,45 @@ Deno.test("pool watch survives list items and watch events that are not Kubernet
   );
   assert.equal(pool.admits("10.0.5.1", 8000), true);
 });
+
+Deno.test("pool watch ends a watch whose event line never ends past 16 MiB, and watches again", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  api.put("pods", pod("good", NS, { ip: "10.0.6.1", labels: LABELS }));
+  using pool = await watchPool(api);
+  const podWatches = () =>
+    api.requests.filter((request) =>
+      request.path.endsWith("/pods") && request.watch
+    ).length;
+  await api.waitForRequest((request) =>
+    request.path.endsWith("/pods") && request.watch
+  );
+  const before = podWatches();
+  // Never silent, never a newline: only the line bound ends this watch.
+  const chunk = "x".repeat(256 * 1024);
+  let writing = true;
+  const writer = (async () => {
+    for (let i = 0; i < 400 && writing; i++) {
+      api.writeToWatches("pods", chunk);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  })();
+  let watchesSeen = 0;
+  try {
+    await api.waitForRequest(
+      (request) =>
+        request.path.endsWith("/pods") && request.watch &&
+        ++watchesSeen > before,
+      3_000,
+    );
+  } finally {
+    writing = false;
+    await writer;
+  }
+  api.put("pods", pod("later", NS, { ip: "10.0.6.2", labels: LABELS }));
+  await pool.until(() => pool.admits("10.0.6.2", 8000), "a pod added after it");
+  assert.equal(pool.admits("10.0.6.1", 8000), true);
+});

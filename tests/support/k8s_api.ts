@@ -72,6 +72,8 @@ export interface FakeKubeApi extends AsyncDisposable {
   addRawListItems(resource: Resource, items: readonly unknown[]): void;
   /** Writes `event` as it is (malformed ones too) to the open watches of `resource`. */
   sendRawEvent(resource: Resource, event: unknown): void;
+  /** Writes `text` unframed (no newline) to the open watches of `resource`. */
+  writeToWatches(resource: Resource, text: string): void;
   /** Number of watches currently open for `resource`. */
   openWatches(resource: Resource): number;
   /** Resolves when `predicate` holds for a request received (now or later); rejects after `timeoutMs`. */
@@ -193,6 +195,11 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
     `${resource}/${namespace}/${name}`;
 
   const rawItems = new Map<Resource, unknown[]>();
+  function writeToWatches(resource: Resource, text: string): void {
+    for (const watch of watches) {
+      if (watch.resource === resource) watch.response.write(text);
+    }
+  }
   function send(watch: OpenWatch, type: string, object: unknown): void {
     watch.response.write(`${JSON.stringify({ type, object })}\n`);
   }
@@ -439,12 +446,9 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
       rawItems.set(resource, [...(rawItems.get(resource) ?? []), ...items]);
     },
     sendRawEvent(resource, event) {
-      for (const watch of watches) {
-        if (watch.resource === resource) {
-          watch.response.write(`${JSON.stringify(event)}\n`);
-        }
-      }
+      writeToWatches(resource, `${JSON.stringify(event)}\n`);
     },
+    writeToWatches,
     openWatches: (resource) =>
       [...watches].filter((watch) => watch.resource === resource).length,
     waitForRequest(predicate, timeoutMs = 10_000) {
