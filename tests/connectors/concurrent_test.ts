@@ -177,15 +177,9 @@ Deno.test(
     assert.equal(response.status, 200);
     assert.equal((await response.json()).object, "chat.completion");
     decodeDone.resolve();
-    await within(
-      (async () => {
-        while (
-          !h.logs.some((line) => /decode goes on/.test(String(line.msg)))
-        ) {
-          await new Promise((resolve) => setTimeout(resolve, 5));
-        }
-      })(),
-      "the late prefill failure to be logged",
+    await h.nextLog(
+      (line) => /decode goes on/.test(String(line.msg)),
+      5000,
     );
   },
 );

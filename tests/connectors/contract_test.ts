@@ -68,14 +68,7 @@ function send(
 
 /** Resolves once the sidecar logged the end of a request. */
 async function requestHandled(h: Harness): Promise<void> {
-  await within(
-    (async () => {
-      while (!h.logs.some((line) => line.msg === "request handled")) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    })(),
-    "the sidecar to finish the request",
-  );
+  await h.nextLog((line) => line.msg === "request handled", 5000);
 }
 
 for (const c of CASES) {

@@ -116,15 +116,9 @@ Deno.test(
     const reader = response.body!.getReader();
     await within(reader.read(), "the first chunk");
     prefillGate.resolve();
-    await within(
-      (async () => {
-        while (
-          !h.logs.some((line) => /decode goes on/.test(String(line.msg)))
-        ) {
-          await new Promise((resolve) => setTimeout(resolve, 5));
-        }
-      })(),
-      "the prefill failure to be logged",
+    await h.nextLog(
+      (line) => /decode goes on/.test(String(line.msg)),
+      5000,
     );
     stream.push(chatChunk({ content: "Hi" }, "stop"));
     stream.push("data: [DONE]\n\n");
