@@ -202,7 +202,7 @@ Deno.test(
     );
     assert.equal(rank1Start?.logger, `proxy server on port ${port + 1}`);
     sidecar.process.kill("SIGTERM");
-    assert.equal((await sidecar.process.status).code, 0);
+    assert.equal(await sidecar.exitCode(), 0);
   },
 );
 
@@ -314,7 +314,7 @@ Deno.test("bundle with -workers=2 serves every rank from both threads", async ()
     assert.deepEqual([status, ranks], [200, [r]]);
   }
   sidecar.process.kill("SIGTERM");
-  assert.equal((await sidecar.process.status).code, 0);
+  assert.equal(await sidecar.exitCode(), 0);
 });
 
 Deno.test("bundle exits 1 naming the port when a rank's port is taken", async () => {

@@ -195,7 +195,7 @@ Deno.test(
       decode.port,
     );
     sidecar.process.kill("SIGTERM");
-    assert.equal((await sidecar.process.status).code, 0);
+    assert.equal(await sidecar.exitCode(), 0);
     await sidecar.waitForLine((line) => line.msg === "shutting down");
   },
 );
@@ -295,6 +295,6 @@ Deno.test(
     );
     assert.deepEqual([...handledBy].sort(), [0, 1]);
     sidecar.process.kill("SIGTERM");
-    assert.equal((await sidecar.process.status).code, 0);
+    assert.equal(await sidecar.exitCode(), 0);
   },
 );

@@ -121,5 +121,5 @@ Deno.test("bundle exits 1 naming the metrics port when it is taken", async () =>
     String(line.msg),
     new RegExp(`^Cannot listen on metrics port ${taken.addr.port}: `),
   );
-  assert.equal((await sidecar.process.status).code, 1);
+  assert.equal(await sidecar.exitCode(), 1);
 });

@@ -51,7 +51,7 @@ Deno.test(
     assert.equal(health.status, 503);
     await health.body?.cancel();
     assert.match(await stream.text(), /data: \[DONE\]/);
-    assert.equal((await sidecar.process.status).code, 0);
+    assert.equal(await sidecar.exitCode(), 0);
   },
 );
 
@@ -70,7 +70,7 @@ Deno.test(
     await sidecar.waitForLine((line) => line.msg === "starting");
     const stream = await startStream(sidecar.base);
     sidecar.process.kill("SIGTERM");
-    assert.equal((await sidecar.process.status).code, 1);
+    assert.equal(await sidecar.exitCode(), 1);
     await sidecar.waitForLine((line) =>
       line.msg === "failed to gracefully shutdown: deadline exceeded"
     );
@@ -87,5 +87,5 @@ Deno.test("a second signal exits at once with 128 + its number", async () => {
   sidecar.process.kill("SIGTERM");
   await sidecar.waitForLine((line) => line.msg === "signal received: draining");
   sidecar.process.kill("SIGINT");
-  assert.equal((await sidecar.process.status).code, 130);
+  assert.equal(await sidecar.exitCode(), 130);
 });

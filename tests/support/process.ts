@@ -5,6 +5,7 @@
  */
 
 import { ALLOWED_ENV_VARS } from "../../src/flag_table.ts";
+import { within } from "./deadline.ts";
 import { TextLineStream } from "./text_line_stream.ts";
 
 /** Path of the bundle `deno task bundle` writes. */
@@ -36,10 +37,14 @@ export interface SidecarProcess extends AsyncDisposable {
     predicate: (line: Record<string, unknown>) => boolean,
     timeoutMs?: number,
   ): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code; rejects if the process runs past `timeoutMs` (default 30 s). */
+  exitCode(timeoutMs?: number): Promise<number>;
 }
 
 /** How long `waitForLine` waits by default: start-up takes well under a second. */
 const LINE_DEADLINE_MS = 10_000;
+/** How long `exitCode` waits by default: past the longest grace a test sets. */
+const EXIT_DEADLINE_MS = 30_000;
 
 /** Options of `runBundle` and `startBundle`. */
 export interface BundleOptions {
@@ -169,6 +174,14 @@ export function startBundle(
       } finally {
         clearTimeout(timer);
       }
+    },
+    async exitCode(timeoutMs = EXIT_DEADLINE_MS) {
+      const status = await within(
+        process.status,
+        timeoutMs,
+        `The sidecar did not exit within ${timeoutMs} ms`,
+      );
+      return status.code;
     },
     async [Symbol.asyncDispose]() {
       try {
