@@ -8,6 +8,7 @@
  * observer_cost.ts), and otherwise goes through natively, untouched.
  */
 
+import { isEventStream } from "../protocol/sse.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
 import {
   mayCarryUsage,
@@ -23,12 +24,6 @@ export interface CachedTokensOptions {
   readonly streamCarriesUsage: boolean;
   /** Address of the decoder, for the error when its answer breaks. */
   readonly decoder: string;
-}
-
-function isEventStream(response: Response): boolean {
-  return (response.headers.get("content-type") ?? "").includes(
-    "text/event-stream",
-  );
 }
 
 /** `response`'s headers without the length its new body no longer has. */

@@ -8,6 +8,7 @@
  * in here.
  */
 
+import { isEventStream } from "../protocol/sse.ts";
 import { ProxyError } from "../errors.ts";
 import type {
   FailureCause,
@@ -50,12 +51,6 @@ export function prefillFailureCause(error: ProxyError): FailureCause {
   if (error.code === "prefill_error") return "status_5xx";
   if (error.code === "prefill_bad_answer") return "bad_answer";
   return transportCause(error) ?? "other";
-}
-
-function isEventStream(response: Response): boolean {
-  return response.headers.get("content-type")?.startsWith(
-    "text/event-stream",
-  ) ?? false;
 }
 
 /**

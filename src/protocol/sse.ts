@@ -104,3 +104,10 @@ export function judgeSseEvent(event: string): AnswerVerdict {
   if (isThreshold(choices)) return "threshold";
   return choices.every(isPreambleChoice) ? "preamble" : "answer";
 }
+
+/** Whether `response` is an event stream (its content type, parameters aside). */
+export function isEventStream(response: Response): boolean {
+  return (response.headers.get("content-type") ?? "").includes(
+    "text/event-stream",
+  );
+}

@@ -14,7 +14,7 @@
  * and the status is decided by the first chunk before anything is sent.
  */
 
-import { ProxyError } from "../errors.ts";
+import { buildErrorBody, ProxyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import {
   FIELD_ADD_GENERATION_PROMPT,
@@ -377,16 +377,14 @@ function errorEvent(failure: Response, text: string): JsonObject {
   } catch {
     // Not JSON: described below.
   }
-  return {
-    error: {
-      message: `Decode chunk failed with status ${failure.status}: ${
+  return buildErrorBody(
+    new ProxyError(
+      502,
+      `Decode chunk failed with status ${failure.status}: ${
         text.trim().slice(0, 200)
       }`,
-      type: "BadGateway",
-      param: null,
-      code: 502,
-    },
-  };
+    ),
+  );
 }
 
 /** Streaming: an event per chunk as it completes, then usage if asked for, then `[DONE]`. */
@@ -447,13 +445,7 @@ function streamChunks(ctx: ChunkedDecodeContext, loop: ChunkLoop): Response {
 
 /** The error event of a chunk whose request failed mid-stream. */
 function thrownEvent(error: unknown): JsonObject {
-  const failure = error instanceof ProxyError ? error : undefined;
-  return {
-    error: {
-      message: failure?.message ?? String(error),
-      type: failure?.type ?? "InternalServerError",
-      param: null,
-      code: failure?.status ?? 500,
-    },
-  };
+  return buildErrorBody(
+    error instanceof ProxyError ? error : new ProxyError(500, String(error)),
+  );
 }
