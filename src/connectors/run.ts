@@ -46,7 +46,11 @@ import {
 } from "../upstream/headers.ts";
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
-import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
+import {
+  parseTarget,
+  type TargetKind,
+  type UpstreamTarget,
+} from "../upstream/target.ts";
 import { PREFILL_FAILURE_CODES, type PrefillPolicy } from "./_prefill.ts";
 import { countDecodeLeg, prefillFailureCause } from "./_observe.ts";
 import { ensureClientPresent } from "./_shared.ts";
@@ -149,7 +153,7 @@ export function selectKvSource(
     return undefined;
   }
   try {
-    return parseTarget(value, HEADER_KV_CACHE_SOURCE);
+    return parseTarget(value, HEADER_KV_CACHE_SOURCE, KV_SOURCE_TARGET);
   } catch (error) {
     options.log.warn("ignoring malformed KV cache source header", {
       error: errorMessage(error),
@@ -279,6 +283,12 @@ async function admitKvSource(
   );
   return admitted === undefined ? undefined : source;
 }
+
+/** A KV cache source named in `x-kv-cache-source-host-port`. */
+const KV_SOURCE_TARGET: TargetKind = {
+  what: "KV cache source",
+  code: "invalid_kv_cache_source",
+};
 
 /**
  * The SSRF allowlist when it is on. The binary always passes one (the open

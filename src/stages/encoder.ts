@@ -40,7 +40,11 @@ import {
 } from "../upstream/client.ts";
 import type { HeaderList, HeaderLookup } from "../upstream/headers.ts";
 import { upstreamStatusError } from "../upstream/status_error.ts";
-import { parseTarget, type UpstreamTarget } from "../upstream/target.ts";
+import {
+  parseTarget,
+  type TargetKind,
+  type UpstreamTarget,
+} from "../upstream/target.ts";
 
 /** Content-part types vLLM's chat parser hands to the multimodal encoder. */
 const URL_ITEM_TYPES = ["image_url", "video_url", "audio_url"] as const;
@@ -87,20 +91,14 @@ export function selectEncoderTargets(
   return targets;
 }
 
+/** An encoder named in `x-encoder-hosts-ports`. */
+const ENCODER_TARGET: TargetKind = {
+  what: "encoder target",
+  code: "invalid_encoder_target",
+};
+
 function parseEncoderTarget(value: string): UpstreamTarget {
-  try {
-    return parseTarget(value, HEADER_ENCODER_HOSTS_PORTS);
-  } catch (error) {
-    // parseTarget words its errors for the prefill header; keep its reason.
-    const reason = errorMessage(error).replace(/^.*?: /, "");
-    throw new ProxyError(
-      400,
-      `Invalid encoder target ${
-        JSON.stringify(value)
-      } in header "${HEADER_ENCODER_HOSTS_PORTS}": ${reason}`,
-      { code: "invalid_encoder_target" },
-    );
-  }
+  return parseTarget(value, HEADER_ENCODER_HOSTS_PORTS, ENCODER_TARGET);
 }
 
 function itemKey(part: JsonObject): string | undefined {

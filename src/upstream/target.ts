@@ -25,20 +25,41 @@ const BRACKETED_HOST_PORT =
   /^\[(?<host>[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?)\]:(?<port>\d{1,5})$/;
 const SCHEME = /^(?<scheme>[A-Za-z][A-Za-z0-9+.-]*):\/\//;
 
-function reject(header: string, value: string, reason: string): never {
+/** What a target names, for the 400 a malformed one gets. */
+export interface TargetKind {
+  /** E.g. "prefill target", as the message says it. */
+  readonly what: string;
+  /** The error's stable code. */
+  readonly code: string;
+}
+
+/** A prefill target: `x-prefiller-host-port` (or the legacy header). */
+export const PREFILL_TARGET: TargetKind = {
+  what: "prefill target",
+  code: "invalid_prefill_target",
+};
+
+/** Where a target is read from: for its error messages. */
+interface Spelling {
+  readonly value: string;
+  readonly header: string;
+  readonly kind: TargetKind;
+}
+
+function reject(at: Spelling, reason: string): never {
   throw new ProxyError(
     400,
-    `Invalid prefill target ${
-      JSON.stringify(value)
-    } in header "${header}": ${reason}`,
-    { code: "invalid_prefill_target" },
+    `Invalid ${at.kind.what} ${
+      JSON.stringify(at.value)
+    } in header "${at.header}": ${reason}`,
+    { code: at.kind.code },
   );
 }
 
-function parsePort(header: string, value: string, text: string): number {
+function parsePort(at: Spelling, text: string): number {
   const port = Number(text);
   if (port < 1 || port > 65535) {
-    reject(header, value, `port ${text} is out of range 1-65535`);
+    reject(at, `port ${text} is out of range 1-65535`);
   }
   return port;
 }
@@ -48,19 +69,23 @@ export function joinHostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Parses one prefill target spelled in `header`; throws a 400 `ProxyError`. */
-export function parseTarget(value: string, header: string): UpstreamTarget {
+/** Parses one target spelled in `header` (a prefill target by default); throws a 400 `ProxyError`. */
+export function parseTarget(
+  value: string,
+  header: string,
+  kind: TargetKind = PREFILL_TARGET,
+): UpstreamTarget {
+  const at: Spelling = { value, header, kind };
   // deno-lint-ignore no-control-regex -- rejecting control characters is the point (header injection)
   if (/[\0-\x1f\x7f\s]/.test(value)) {
-    reject(header, value, "control characters or spaces");
+    reject(at, "control characters or spaces");
   }
   let rest = value;
   const scheme = SCHEME.exec(rest)?.groups?.scheme;
   if (scheme !== undefined) {
     if (scheme.toLowerCase() !== "http") {
       reject(
-        header,
-        value,
+        at,
         `scheme "${scheme}" is not supported, use host:port`,
       );
     }
@@ -68,9 +93,9 @@ export function parseTarget(value: string, header: string): UpstreamTarget {
     // The Go sidecar built "http://" + value, so a trailing slash worked there.
     if (rest.endsWith("/")) rest = rest.slice(0, -1);
   }
-  if (rest.includes("@")) reject(header, value, "credentials are not allowed");
+  if (rest.includes("@")) reject(at, "credentials are not allowed");
   if (/[/?#]/.test(rest)) {
-    reject(header, value, "a path, query or fragment is not allowed");
+    reject(at, "a path, query or fragment is not allowed");
   }
   const bracketed = BRACKETED_HOST_PORT.exec(rest)?.groups;
   if (bracketed?.host !== undefined && bracketed.port !== undefined) {
@@ -78,24 +103,23 @@ export function parseTarget(value: string, header: string): UpstreamTarget {
     // IPv6 address (zone aside, which URLs cannot hold) may reach a dial.
     const address = bracketed.host.split("%")[0] ?? "";
     if (!URL.canParse(`http://[${address}]/`)) {
-      reject(header, value, `"${address}" is not a valid IPv6 address`);
+      reject(at, `"${address}" is not a valid IPv6 address`);
     }
-    const port = parsePort(header, value, bracketed.port);
+    const port = parsePort(at, bracketed.port);
     const host = bracketed.host.toLowerCase();
     return { host, port, hostPort: `[${host}]:${port}` };
   }
   const plain = HOST_PORT.exec(rest)?.groups;
   if (plain?.host === undefined || plain.port === undefined) {
     reject(
-      header,
-      value,
+      at,
       "expected host:port, [ipv6]:port or http://host:port",
     );
   }
   if (!HOST_NAME.test(plain.host)) {
-    reject(header, value, `"${plain.host}" is not a valid host name`);
+    reject(at, `"${plain.host}" is not a valid host name`);
   }
-  const port = parsePort(header, value, plain.port);
+  const port = parsePort(at, plain.port);
   const host = plain.host.toLowerCase().replace(/\.$/, "");
   return { host, port, hostPort: `${host}:${port}` };
 }
