@@ -29,14 +29,21 @@ function candidates(headers: HeaderLookup, name: string): string[] {
   );
 }
 
+/** The routing header in use and the entries it names, in order. */
+function namedEntries(
+  headers: HeaderLookup,
+): { readonly header: string; readonly values: string[] } {
+  const values = candidates(headers, HEADER_PREFILLER_HOST_PORT);
+  if (values.length > 0) return { header: HEADER_PREFILLER_HOST_PORT, values };
+  return {
+    header: HEADER_PREFILLER_URL,
+    values: candidates(headers, HEADER_PREFILLER_URL),
+  };
+}
+
 /** Every valid target the routing header names, in order; empty when none. */
 function namedTargets(headers: HeaderLookup): UpstreamTarget[] {
-  let header = HEADER_PREFILLER_HOST_PORT;
-  let values = candidates(headers, header);
-  if (values.length === 0) {
-    header = HEADER_PREFILLER_URL;
-    values = candidates(headers, header);
-  }
+  const { header, values } = namedEntries(headers);
   return values.map((value) => parseTarget(value, header));
 }
 
@@ -48,6 +55,8 @@ export function prefillCandidates(
   headers: HeaderLookup,
   chosen: UpstreamTarget,
 ): UpstreamTarget[] {
+  // One entry (most requests) is the chosen one, already parsed and checked.
+  if (namedEntries(headers).values.length <= 1) return [chosen];
   const targets = namedTargets(headers);
   const start = targets.findIndex((target) =>
     target.hostPort === chosen.hostPort
