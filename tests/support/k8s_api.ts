@@ -12,9 +12,9 @@
  * `node:tls` (undici, used by client-node) in the same process.
  */
 
+import { makeCa, makeServerCert } from "./certs.ts";
 import https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import selfsigned from "selfsigned";
 
 /** A Kubernetes object as JSON. */
 export type KubeObject = Record<string, unknown> & {
@@ -85,48 +85,13 @@ export interface FakeKubeApi extends AsyncDisposable {
 
 const TOKEN = "test-service-account-token";
 
+/** The fake API's CA and its serving pair, as tests/support/certs.ts makes them. */
 async function makeCertificates(): Promise<
   { ca: string; cert: string; key: string }
 > {
-  const now = Date.now();
-  const validity = {
-    notBeforeDate: new Date(now - 60_000),
-    notAfterDate: new Date(now + 24 * 3600_000),
-  };
-  const ca = await selfsigned.generate(
-    [{ name: "commonName", value: "fake-kube-ca" }],
-    {
-      keyType: "ec",
-      algorithm: "sha256",
-      ...validity,
-      extensions: [
-        { name: "basicConstraints", cA: true, critical: true },
-        {
-          name: "keyUsage",
-          keyCertSign: true,
-          cRLSign: true,
-          digitalSignature: true,
-          critical: true,
-        },
-      ],
-    },
-  );
-  const leaf = await selfsigned.generate(
-    [{ name: "commonName", value: "kube-apiserver" }],
-    {
-      keyType: "ec",
-      algorithm: "sha256",
-      ...validity,
-      ca: { key: ca.private, cert: ca.cert },
-      extensions: [
-        { name: "basicConstraints", cA: false },
-        { name: "keyUsage", digitalSignature: true, keyEncipherment: true },
-        { name: "extKeyUsage", serverAuth: true },
-        { name: "subjectAltName", altNames: [{ type: 7, ip: "127.0.0.1" }] },
-      ],
-    },
-  );
-  return { ca: ca.cert, cert: leaf.cert, key: leaf.private };
+  const ca = await makeCa("fake-kube-ca");
+  const leaf = await makeServerCert(ca, "kube-apiserver");
+  return { ca: ca.cert, ...leaf };
 }
 
 /** Label selector query syntax, evaluated independently of src/. */
