@@ -7,6 +7,8 @@
  */
 
 import type { TlsStage } from "../flag_table.ts";
+import { declaredLength, readBodyBytes } from "../body_limit.ts";
+import { ProxyError } from "../errors.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
 /** Why an upstream request produced no response. */
@@ -330,9 +332,10 @@ function createStageClient(
         return {
           status: response.status,
           headers: response.headers,
-          text: await response.text(),
+          text: await readAnswerText(response),
         };
       } catch (error) {
+        if (error instanceof UpstreamError) throw error;
         throw upstreamFailure(error, request.signal);
       }
     },
@@ -340,6 +343,46 @@ function createStageClient(
     url: (hostPort, pathAndQuery) => `${scheme}://${hostPort}${pathAndQuery}`,
   };
 }
+
+/**
+ * Largest answer read whole (prefill, encoder, bootstrap and chunk
+ * answers): twice the default request body limit. The upstream is named by
+ * the client's header, so its answer is as hostile as the client: unbounded,
+ * an answer that never ends would take the process's memory.
+ */
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
+function answerTooLarge(cause?: unknown): UpstreamError {
+  return new UpstreamError(
+    "other",
+    `answer larger than ${MAX_ANSWER_BYTES} bytes`,
+    cause,
+  );
+}
+
+/**
+ * The answer as text, at most `MAX_ANSWER_BYTES`: with a declared length
+ * the runtime reads it natively (it delivers no more than declared),
+ * without one it is read chunk by chunk and cut at the bound.
+ */
+async function readAnswerText(response: Response): Promise<string> {
+  const length = declaredLength(response.headers);
+  if (length !== undefined && length > MAX_ANSWER_BYTES) {
+    response.body?.cancel().catch(() => {});
+    throw answerTooLarge();
+  }
+  if (length !== undefined) return await response.text();
+  try {
+    return utf8.decode(await readBodyBytes(response.body, MAX_ANSWER_BYTES));
+  } catch (error) {
+    if (error instanceof ProxyError && error.status === 413) {
+      throw answerTooLarge(error);
+    }
+    throw error;
+  }
+}
+
+const utf8 = new TextDecoder();
 
 const PLAIN: StageTls = { tls: false, verify: true };
 
