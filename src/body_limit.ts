@@ -124,9 +124,29 @@ export async function readBodyText(
   ensureDeclaredWithin(request.headers, limit);
   // The engine delivers no more than a declared length, so the runtime's own reader is safe.
   if (declaredLength(request.headers) !== undefined) {
-    return await request.text();
+    return await readFromClient(() => request.text());
   }
-  return utf8.decode(await readBodyBytes(request.body, limit));
+  return utf8.decode(
+    await readFromClient(() => readBodyBytes(request.body, limit)),
+  );
+}
+
+/**
+ * `read` of the client's body; a read that fails (a reset, or the client
+ * closing before its declared length) is the client gone, a 499 as any
+ * client abort, not the sidecar's 500.
+ */
+export async function readFromClient<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    if (error instanceof ProxyError) throw error;
+    throw new ProxyError(
+      499,
+      "Client disconnected while sending its request body",
+      { code: "client_disconnected", cause: error },
+    );
+  }
 }
 
 /** A body stream cut at the limit, and how to learn that it was. */

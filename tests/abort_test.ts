@@ -511,3 +511,27 @@ Deno.test(
     );
   },
 );
+
+Deno.test(
+  "a client that stalls in the middle of its body and then leaves reaches no upstream and is logged as gone",
+  async () => {
+    await using h = await createHarness({ config: { verbosity: 3 } });
+    const base = h.listen();
+    const prefiller = startHangingUpstream();
+    await using _prefiller = prefiller.server;
+    const request = {
+      prefiller: prefiller.hostPort,
+      id: "stalled-body",
+      body: longChatBody(),
+    };
+    const conn = await connect(base);
+    // The head promises the whole body; a tenth of it comes, then nothing.
+    await writeText(conn, rawHead(request));
+    await writeText(conn, request.body.slice(0, request.body.length / 10));
+    await pause(HEAD_BODY_GAP_MS);
+    conn.close();
+    await expectClientAbortLine(h, request.id);
+    assert.equal(prefiller.server.connections(), 0);
+    assert.equal(h.decode.requests.length, 0);
+  },
+);

@@ -15,6 +15,7 @@ import {
   isChunked,
   limitBodyStream,
   readBodyBytes,
+  readFromClient,
 } from "../body_limit.ts";
 import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
@@ -69,7 +70,7 @@ async function outgoingBody(
   ensureDeclaredWithin(request.headers, limit);
   const length = declaredLength(request.headers);
   if (length !== undefined && length <= WHOLE_BODY_BYTES) {
-    return { body: await request.bytes() };
+    return { body: await readFromClient(() => request.bytes()) };
   }
   // The engine delivers no more than a declared length, which is within the limit.
   if (length !== undefined) return { body: request.body };
@@ -78,7 +79,9 @@ async function outgoingBody(
     return { body: limited.stream, exceeded: limited.exceeded };
   }
   // Neither length nor chunked framing (HTTP/2 without Content-Length): read whole, up to the limit.
-  return { body: await readBodyBytes(request.body, limit) };
+  return {
+    body: await readFromClient(() => readBodyBytes(request.body, limit)),
+  };
 }
 
 /**
