@@ -277,3 +277,19 @@ Deno.test("access line reports the retries and fallback the failure policy recor
   assert.equal(lines[0]?.retries, 2);
   assert.equal(lines[0]?.fallback, "decode");
 });
+
+Deno.test(
+  "a 16 KiB x-request-id is carried as sent on both legs and in the access line",
+  async () => {
+    await using h = await createHarness({ config: { verbosity: 0 } });
+    const id = "r".repeat(16 * 1024);
+    const base = h.listen();
+    const response = await postStream(h, base, { id });
+    assert.equal(response.status, 200);
+    await response.text();
+    const [line] = await accessLinesOf(h, id);
+    assert.equal(line?.outcome, "ok");
+    assert.equal(h.prefill.requests[0]?.headers.get("x-request-id"), id);
+    assert.equal(h.decode.requests[0]?.headers.get("x-request-id"), id);
+  },
+);
