@@ -15,6 +15,7 @@ import {
   type MetricValue,
   Registry,
 } from "prom-client";
+import type { RouteName } from "./context.ts";
 import type { ConnectorName, EcConnectorName } from "./flag_table.ts";
 
 /** Prefix of every metric name. */
@@ -23,7 +24,7 @@ export const METRIC_PREFIX = "llm_d_sidecar_";
 /** A `connector` label value: the P/D or encoder connector that ran. */
 export type MetricConnector = ConnectorName | EcConnectorName;
 /** Which handler answered a request (the access line's `route`). */
-export type MetricRoute = "health" | "passthrough" | "pd";
+export type MetricRoute = RouteName;
 /** How a request ended (the access line's `outcome`). */
 export type MetricOutcome = "ok" | "client_aborted" | "error";
 /** An upstream leg of a request. */

@@ -6,6 +6,7 @@
 
 import type { AccessRecord } from "../context.ts";
 import type { Logger } from "../log.ts";
+import type { MetricOutcome } from "../metrics.ts";
 import { elapsedMs, type RequestTiming } from "../timing.ts";
 
 /**
@@ -14,7 +15,7 @@ import { elapsedMs, type RequestTiming } from "../timing.ts";
  * byte shows as `ok`: the runtime pipes the decoder's body to the client
  * without JS and reports no break (see the README on stream observation).
  */
-export type Outcome = "ok" | "client_aborted" | "error";
+export type Outcome = MetricOutcome;
 
 /** What the access line is built from. */
 export interface AccessLineInput {
