@@ -8,6 +8,7 @@ import {
   HEADER_PREFILLER_HOST_PORT,
   HEADER_PREFILLER_URL,
 } from "./protocol/fields.ts";
+import { ProxyError } from "./errors.ts";
 import type { HeaderLookup } from "./upstream/headers.ts";
 import { parseTarget, type UpstreamTarget } from "./upstream/target.ts";
 
@@ -19,14 +20,40 @@ export interface SelectionOptions {
   readonly random: () => number;
 }
 
+/**
+ * Most entries a prefiller routing header may list. The scheduler (llm-d
+ * EPP) names one prefiller per request; a list only feeds
+ * `-enable-prefiller-sampling` and the retries, which use one entry per
+ * attempt (`-prefill-max-retries`, none by default). The Go sidecar bounds
+ * nothing but the head size (64 KiB here), so one request could list
+ * thousands of entries, each parsed twice: milliseconds of CPU a request.
+ * 32 is far above a candidate list a scheduler sends and costs nothing.
+ */
+export const MAX_PREFILL_TARGETS = 32;
+
+function tooManyTargets(header: string): ProxyError {
+  return new ProxyError(
+    400,
+    `Header "${header}" lists more than ${MAX_PREFILL_TARGETS} prefill targets: at most ${MAX_PREFILL_TARGETS} are allowed`,
+    { code: "too_many_prefill_targets" },
+  );
+}
+
 function candidates(headers: HeaderLookup, name: string): string[] {
-  // Several header lines reach us joined by ", ", so lines and a single
-  // comma-separated value read the same; empty entries are skipped.
   const value = headers.get(name);
   if (value === null) return [];
-  return value.split(",").map((part) => part.trim()).filter((part) =>
-    part !== ""
-  );
+  // One target, as on almost every request: nothing to split.
+  if (!value.includes(",")) {
+    const single = value.trim();
+    return single === "" ? [] : [single];
+  }
+  // Several header lines reach us joined by ", ", so lines and a single
+  // comma-separated value read the same. Splitting stops one past the cap,
+  // so a header of thousands of entries costs no more than 33; empty
+  // entries count, and are then skipped.
+  const parts = value.split(",", MAX_PREFILL_TARGETS + 1);
+  if (parts.length > MAX_PREFILL_TARGETS) throw tooManyTargets(name);
+  return parts.map((part) => part.trim()).filter((part) => part !== "");
 }
 
 /** The routing header in use and the entries it names, in order. */
@@ -77,7 +104,8 @@ export function prefillCandidates(
 /**
  * The prefill target of a request, or undefined when it names none (plain
  * decode). Every candidate is validated, so a bad value is a 400 even when
- * sampling would not have picked it.
+ * sampling would not have picked it; more than `MAX_PREFILL_TARGETS` is a 400
+ * `too_many_prefill_targets`.
  */
 export function selectPrefillTarget(
   headers: HeaderLookup,

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { ProxyError } from "../src/errors.ts";
-import { selectPrefillTarget } from "../src/prefill_selection.ts";
+import {
+  MAX_PREFILL_TARGETS,
+  selectPrefillTarget,
+} from "../src/prefill_selection.ts";
 
 const FIRST = { sampling: false, random: () => 0.99 };
 
@@ -50,4 +53,23 @@ Deno.test("selectPrefillTarget rejects a bad entry even when another would be pi
     "x-prefiller-host-port": "a:1,http://x:1/path",
   });
   assert.throws(() => selectPrefillTarget(headers, FIRST), ProxyError);
+});
+
+Deno.test("selectPrefillTarget refuses more than MAX_PREFILL_TARGETS entries, empty ones included", () => {
+  const at = (count: number, entry: string) =>
+    new Headers({
+      "x-prefiller-host-port": Array(count).fill(entry).join(","),
+    });
+  assert.equal(
+    selectPrefillTarget(at(MAX_PREFILL_TARGETS, "a:1"), FIRST)?.hostPort,
+    "a:1",
+  );
+  for (const entry of ["a:1", ""]) {
+    assert.throws(
+      () => selectPrefillTarget(at(MAX_PREFILL_TARGETS + 1, entry), FIRST),
+      (error: unknown) =>
+        error instanceof ProxyError && error.status === 400 &&
+        error.code === "too_many_prefill_targets",
+    );
+  }
 });
