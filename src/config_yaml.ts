@@ -79,6 +79,7 @@ export const YAML_KEYS = {
   "prefill-failure-policy": { kind: "string" },
   "connect-timeout": { kind: "string" },
   "prefill-timeout": { kind: "string" },
+  "encoder-timeout": { kind: "string" },
   "decode-first-byte-timeout": { kind: "string" },
   "stream-idle-timeout": { kind: "string" },
   "shutdown-grace": { kind: "string" },

@@ -541,6 +541,15 @@ const FLAGS = {
       "longest prefill leg, retries and backoffs included (Go duration; 0 turns it off); " +
       "answered 504 prefill_timeout and the prefill aborted (not in the Go sidecar)",
   },
+  "encoder-timeout": {
+    kind: "string",
+    status: "supported",
+    default: "5m",
+    help:
+      "longest encoder stage (-ec-connector), every multimodal item included (Go duration; " +
+      "0 turns it off); answered 504 encoder_timeout and the encoder requests aborted " +
+      "(not in the Go sidecar)",
+  },
   "decode-first-byte-timeout": {
     kind: "string",
     status: "supported",

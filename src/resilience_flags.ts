@@ -24,6 +24,8 @@ export interface ResilienceSettings {
   readonly connectTimeout: number;
   /** `-prefill-timeout`: longest prefill leg, retries included; 0 off. */
   readonly prefillTimeout: number;
+  /** `-encoder-timeout`: longest encoder stage, every item included; 0 off. */
+  readonly encoderTimeout: number;
   /** `-decode-first-byte-timeout`: longest wait for a streaming decode's first byte; 0 off. */
   readonly decodeFirstByteTimeout: number;
   /** `-stream-idle-timeout`: longest silence of a decoder answer once begun; 0 off. */
@@ -44,6 +46,7 @@ export interface ResilienceSettings {
 export interface ResilienceValues {
   readonly "connect-timeout"?: string;
   readonly "prefill-timeout"?: string;
+  readonly "encoder-timeout"?: string;
   readonly "decode-first-byte-timeout"?: string;
   readonly "stream-idle-timeout"?: string;
   readonly "prefill-max-retries"?: number;
@@ -56,6 +59,7 @@ export interface ResilienceValues {
 type DurationFlag =
   | "connect-timeout"
   | "prefill-timeout"
+  | "encoder-timeout"
   | "decode-first-byte-timeout"
   | "stream-idle-timeout"
   | "prefill-retry-backoff"
@@ -104,6 +108,7 @@ export function resolveResilienceSettings(
   return {
     connectTimeout: duration(values, "connect-timeout"),
     prefillTimeout: duration(values, "prefill-timeout"),
+    encoderTimeout: duration(values, "encoder-timeout"),
     decodeFirstByteTimeout: duration(values, "decode-first-byte-timeout"),
     streamIdleTimeout: duration(values, "stream-idle-timeout"),
     prefillMaxRetries: retries,
@@ -120,6 +125,7 @@ export const DURATION_SETTINGS: ReadonlySet<string> = new Set<
 >([
   "connectTimeout",
   "prefillTimeout",
+  "encoderTimeout",
   "decodeFirstByteTimeout",
   "streamIdleTimeout",
   "prefillRetryBackoff",
@@ -139,6 +145,7 @@ export function describeResilience(
   return {
     connect_timeout: formatGoDuration(settings.connectTimeout),
     prefill_timeout: formatGoDuration(settings.prefillTimeout),
+    encoder_timeout: formatGoDuration(settings.encoderTimeout),
     decode_first_byte_timeout: formatGoDuration(
       settings.decodeFirstByteTimeout,
     ),

@@ -475,6 +475,7 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "max-request-body-bytes     33554432    default",
       "connect-timeout            5s          default",
       "prefill-timeout            1m30s       flag",
+      "encoder-timeout            5m0s        default",
       "decode-first-byte-timeout  0s          default",
       "stream-idle-timeout        0s          default",
       "prefill-max-retries        0           default",

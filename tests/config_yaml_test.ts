@@ -103,6 +103,7 @@ const OWN_KEYS = [
   "prefill-failure-policy",
   "connect-timeout",
   "prefill-timeout",
+  "encoder-timeout",
   "decode-first-byte-timeout",
   "stream-idle-timeout",
   "shutdown-grace",

@@ -40,14 +40,22 @@ function configErrorOf(args: string[]): ConfigError {
 Deno.test("duration flags and keys are read in Go syntax and refused, naming the flag, otherwise", () => {
   const run = parseCommandLine([
     "-prefill-timeout=90s",
-    "-configuration={stream-idle-timeout: 2m, prefill-max-retries: 2}",
+    "-configuration={stream-idle-timeout: 2m, prefill-max-retries: 2, encoder-timeout: 45s}",
   ], {});
   assert.equal(run.kind, "run");
   if (run.kind !== "run") return;
   assert.equal(run.config.prefillTimeout, 90_000);
   assert.equal(run.config.streamIdleTimeout, 120_000);
   assert.equal(run.config.prefillMaxRetries, 2);
-  for (const flag of ["connect-timeout", "shutdown-grace", "prefill-timeout"]) {
+  assert.equal(run.config.encoderTimeout, 45_000);
+  for (
+    const flag of [
+      "connect-timeout",
+      "shutdown-grace",
+      "prefill-timeout",
+      "encoder-timeout",
+    ]
+  ) {
     for (const value of ["5", "-1s", "soon"]) {
       const error = configErrorOf([`-${flag}=${value}`]);
       assert.equal(error.exitCode, 2);

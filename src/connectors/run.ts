@@ -425,6 +425,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         headers: legHeaders(request),
         requestId: request.requestId,
         signal: request.signal,
+        timeoutMs: deps.config.encoderTimeout,
         upstream: deps.upstream.stage("encoder"),
         log: request.log,
       });

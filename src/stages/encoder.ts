@@ -4,8 +4,10 @@
  * multimodal item of a chat request is sent, alone, to one of the encoders
  * `x-encoder-hosts-ports` names, concurrently; with `ec-nixl` the encoders'
  * `ec_transfer_params` are merged into the request the prefill and decode
- * then get. The first failure cancels the other encoder requests, as does
- * the client leaving.
+ * then get. The first failure cancels the other encoder requests, as do
+ * the client leaving and `-encoder-timeout` passing (the Go sidecar bounds
+ * none of them: an encoder that accepts and never answers held the request
+ * as long as the client waited).
  */
 
 import type { EcConnectorName } from "../config.ts";
@@ -170,6 +172,8 @@ export interface EncoderStageContext {
   readonly requestId: string;
   /** Fires when the client disconnects. */
   readonly signal: AbortSignal;
+  /** `-encoder-timeout` in ms, bounding the whole stage; 0 means none. */
+  readonly timeoutMs: number;
   /** The encoder stage's client (`-enable-tls=encoder`). */
   readonly upstream: UpstreamClient;
   readonly log: Logger;
@@ -214,16 +218,33 @@ export async function runEncoderStage(
  */
 export const MAX_ITEMS_IN_FLIGHT = 32;
 
+function timedOut(ctx: EncoderStageContext, items: number): ProxyError {
+  return new ProxyError(
+    504,
+    `Encoder stage (${items} item${
+      items === 1 ? "" : "s"
+    }) did not finish within ${ctx.timeoutMs} ms (-encoder-timeout)`,
+    { code: "encoder_timeout" },
+  );
+}
+
 /**
  * Sends the items, `MAX_ITEMS_IN_FLIGHT` at a time, in order; the first
- * failure aborts the others and starts no more.
+ * failure, or `-encoder-timeout` passing, aborts the others and starts no
+ * more.
  */
 async function fanOut(
   ctx: EncoderStageContext,
   items: readonly MultimodalItem[],
 ): Promise<EncoderReply[]> {
   const stop = new AbortController();
-  const signal = AbortSignal.any([ctx.signal, stop.signal]);
+  // A timer cleared when the stage ends, unlike `AbortSignal.timeout`'s,
+  // which would stay armed for the whole timeout after every request.
+  const expiry = new AbortController();
+  const timer = ctx.timeoutMs > 0
+    ? setTimeout(() => expiry.abort(), ctx.timeoutMs)
+    : undefined;
+  const signal = AbortSignal.any([ctx.signal, stop.signal, expiry.signal]);
   let firstError: unknown;
   let clientAbort: unknown;
   const replies: EncoderReply[] = [];
@@ -243,7 +264,10 @@ async function fanOut(
           // nobody reads the answer then.
           clientAbort ??= error;
         } else if (firstError === undefined) {
-          firstError = error;
+          // A request the deadline cut fails as unreachable: say why.
+          firstError = expiry.signal.aborted
+            ? timedOut(ctx, items.length)
+            : error;
           stop.abort();
         } else {
           ctx.log.debug("encoder request ended", {
@@ -254,16 +278,23 @@ async function fanOut(
       }
     }
   }
-  await Promise.all(
-    Array.from(
-      { length: Math.min(MAX_ITEMS_IN_FLIGHT, items.length) },
-      worker,
-    ),
-  );
+  try {
+    await Promise.all(
+      Array.from(
+        { length: Math.min(MAX_ITEMS_IN_FLIGHT, items.length) },
+        worker,
+      ),
+    );
+  } finally {
+    clearTimeout(timer);
+  }
   if (firstError !== undefined) throw firstError;
   if (clientAbort !== undefined) throw clientAbort;
-  // The client left between two items: the rest were never sent.
-  if (Object.keys(replies).length < items.length) ctx.signal.throwIfAborted();
+  // The client left, or the deadline passed, between two items: the rest were never sent.
+  if (Object.keys(replies).length < items.length) {
+    ctx.signal.throwIfAborted();
+    if (expiry.signal.aborted) throw timedOut(ctx, items.length);
+  }
   return replies;
 }
 

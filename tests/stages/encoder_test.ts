@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { EcConnectorName } from "../../src/config.ts";
+import type { Config, EcConnectorName } from "../../src/config.ts";
 import { MAX_ITEMS_IN_FLIGHT } from "../../src/stages/encoder.ts";
 import {
   createEcStore,
@@ -56,7 +56,10 @@ interface EpdHarness extends AsyncDisposable {
 }
 
 /** Two encoders, a prefiller and a decoder speaking `ec`, the P/D pair nixlv2, and the sidecar. */
-async function createEpdHarness(ec: EcConnectorName): Promise<EpdHarness> {
+async function createEpdHarness(
+  ec: EcConnectorName,
+  config: Partial<Config> = {},
+): Promise<EpdHarness> {
   const ecStore: EcStore = createEcStore();
   const kvStore = createKvStore();
   const encoders = [
@@ -77,7 +80,7 @@ async function createEpdHarness(ec: EcConnectorName): Promise<EpdHarness> {
   const h = await createHarness({
     prefill: { ...consumer, kvRole: "kv_producer", kvStore },
     decode: { ...consumer, kvRole: "kv_consumer", kvStore },
-    config: { ecConnector: ec },
+    config: { ecConnector: ec, ...config },
   });
   return {
     h,
@@ -351,3 +354,74 @@ Deno.test("a body with many multimodal items keeps at most MAX_ITEMS_IN_FLIGHT e
   await within(answer, "the abandoned answer");
   assert.equal(epd.h.decode.requests.length, 0);
 });
+
+/** POSTs `body` to the listening sidecar with `headers`; gives up after 10 s. */
+async function postOverHttp(
+  base: string,
+  body: string,
+  headers: Record<string, string>,
+): Promise<Response> {
+  return await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: jsonHeaders(headers),
+    body,
+    signal: AbortSignal.timeout(10_000),
+  });
+}
+
+Deno.test(
+  "-encoder-timeout answers 504 encoder_timeout and aborts encoders that accepted and never answer",
+  async () => {
+    await using epd = await createEpdHarness("ec-nixl", {
+      encoderTimeout: 300,
+    });
+    const { h } = epd;
+    await using hanging = startHangingUpstream();
+    const response = await postOverHttp(
+      h.listen(),
+      multimodalBody([IMAGE_A, IMAGE_B]),
+      { [ENCODERS]: hanging.hostPort, [PREFILLER]: h.prefillerHeader },
+    );
+    assert.equal(response.status, 504);
+    assert.equal(response.headers.get("x-pd-error-code"), "encoder_timeout");
+    const error = (await response.json()).error;
+    assert.equal(error.type, "GatewayTimeout");
+    assert.match(
+      error.message,
+      /^Encoder stage \(2 items\) did not finish within 300 ms \(-encoder-timeout\)$/,
+    );
+    assert.equal(hanging.connections(), 2);
+    await within(hanging.allClosed(), "the encoder requests' abort");
+    assert.equal(h.prefill.requests.length + h.decode.requests.length, 0);
+    const line = await h.nextLog((l) => l.msg === "request handled");
+    assert.equal(line.error_code, "encoder_timeout");
+  },
+);
+
+Deno.test(
+  "-encoder-timeout leaves encoders that answer in time to the prefill and decode",
+  async () => {
+    await using epd = await createEpdHarness("ec-nixl", {
+      encoderTimeout: 2000,
+    });
+    const { h, encoders } = epd;
+    const response = await postOverHttp(
+      h.listen(),
+      multimodalBody([IMAGE_A, IMAGE_B]),
+      {
+        [ENCODERS]: epd.encoderHeader,
+        [PREFILLER]: h.prefillerHeader,
+        // Every mock, the encoders included, waits this long before answering.
+        "x-mock-ttft-ms": "300",
+      },
+    );
+    assert.equal(response.status, 200);
+    assert.equal((await response.json()).object, "chat.completion");
+    assert.equal(
+      encoders.reduce((sum, encoder) => sum + encoder.requests.length, 0),
+      2,
+    );
+    assert.equal(h.prefill.requests.length, 1);
+    assert.equal(h.decode.requests.length, 1);
+  },
+);
