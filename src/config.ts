@@ -124,6 +124,11 @@ export interface Config extends ResilienceSettings, SecuritySettings {
   readonly watchClientConnections: boolean;
   /** `-max-request-body-bytes` (not in the Go sidecar): a larger request body is answered 413. */
   readonly maxRequestBodyBytes: number;
+  /**
+   * `-max-connections` (not in the Go sidecar): client connections each
+   * listener serves at once, more waiting in the listen queue; 0 sets no cap.
+   */
+  readonly maxConnections: number;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -232,6 +237,9 @@ function resolveConfig(
     maxRequestBodyBytes: parseBodyLimit(
       values["max-request-body-bytes"] ?? defaultOf("max-request-body-bytes"),
     ),
+    maxConnections: parseMaxConnections(
+      values["max-connections"] ?? defaultOf("max-connections"),
+    ),
     ...resolveResilienceSettings(values),
   };
   validateNoEffectFlags(parsed, warnings);
@@ -332,6 +340,17 @@ function parseBodyLimit(bytes: number): number {
     );
   }
   return bytes;
+}
+
+function parseMaxConnections(count: number): number {
+  if (count < 0) {
+    throw invalidValue(
+      "max-connections",
+      String(count),
+      "a number of connections, or 0 for no cap",
+    );
+  }
+  return count;
 }
 
 /** `text` if it is one of `choices`; a ConfigError naming them otherwise. */
@@ -497,6 +516,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     tls_insecure_skip_verify: config.insecureSkipVerifyStages,
     ca_cert: config.caCertPath,
     max_request_body_bytes: config.maxRequestBodyBytes,
+    max_connections: config.maxConnections,
     ...describeResilience(config),
   };
 }

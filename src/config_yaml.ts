@@ -39,8 +39,8 @@ export interface YamlKey {
 
 /**
  * Every key of the Go sidecars' YAML configuration (LATEST base spec §1.2 and NEXT delta §1.2),
- * plus `listen-host`, `workers`, `max-request-body-bytes` and the timeout, failure-policy and
- * shutdown keys, which only this sidecar has. A key is accepted when its
+ * plus `listen-host`, `workers`, `max-request-body-bytes`, `max-connections` and the timeout,
+ * failure-policy and shutdown keys, which only this sidecar has. A key is accepted when its
  * flag is supported in the flag table, refused as its flag is otherwise.
  */
 export const YAML_KEYS = {
@@ -89,6 +89,7 @@ export const YAML_KEYS = {
   "listen-host": { kind: "string" },
   "workers": { kind: "int" },
   "max-request-body-bytes": { kind: "int" },
+  "max-connections": { kind: "int" },
   "watch-client-connections": { kind: "bool" },
 } as const satisfies Partial<Record<FlagName, YamlKey>>;
 

@@ -267,6 +267,16 @@ const FLAGS = {
       "number of listener threads sharing the port (SO_REUSEPORT), each with its own event " +
       "loop and upstream pools; more than 1 spreads load over cores (not in the Go sidecar)",
   },
+  "max-connections": {
+    kind: "int",
+    status: "supported",
+    default: 0,
+    help:
+      "most client connections each listener serves at once (each -workers thread and each " +
+      "data-parallel port counts its own), TLS handshakes and idle keep-alive connections " +
+      "included; more wait in the kernel's listen queue until one closes. 0, the default, " +
+      "sets no cap (not in the Go sidecar)",
+  },
   "watch-client-connections": {
     kind: "bool",
     status: "supported",

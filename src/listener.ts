@@ -119,6 +119,9 @@ export function startListener(options: ListenerOptions): Listener {
           tls: pair,
           log: serverLog,
           reusePort,
+          ...(config.maxConnections > 0
+            ? { maxConnections: config.maxConnections }
+            : {}),
           ...(config.watchClientConnections
             ? { readTcpTable: readProcTable }
             : {}),

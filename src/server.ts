@@ -38,8 +38,8 @@ export interface ServeOptions {
   /** Share the port with other listeners (SO_REUSEPORT; needs `--unstable-net`). */
   readonly reusePort?: boolean;
   /**
-   * Connections served at once; more wait in the listen queue. Unbounded by
-   * default: Deno lets no process read its own open-file limit
+   * Connections served at once (`-max-connections`); more wait in the listen
+   * queue. Unbounded by default: Deno lets no process read its own open-file limit
    * (`/proc/self/limits` needs `--allow-all`), so no safe default exists.
    */
   readonly maxConnections?: number;

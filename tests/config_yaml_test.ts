@@ -99,6 +99,7 @@ const OWN_KEYS = [
   "listen-host",
   "workers",
   "max-request-body-bytes",
+  "max-connections",
   "watch-client-connections",
   "prefill-failure-policy",
   "connect-timeout",

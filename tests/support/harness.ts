@@ -100,6 +100,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     insecureSkipVerifyStages: [],
     caCertPath: "",
     maxRequestBodyBytes: 33554432,
+    maxConnections: 0,
     ...DEFAULT_RESILIENCE,
     // Raw-socket upstreams count connections; the connect probe would add one.
     connectTimeout: 0,
