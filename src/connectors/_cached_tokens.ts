@@ -26,6 +26,8 @@ export interface CachedTokensOptions {
   readonly decoder: string;
 }
 
+const encoder = new TextEncoder();
+
 /** `response`'s headers without the length its new body no longer has. */
 function headersWithoutLength(response: Response): Headers {
   const headers = new Headers(response.headers);
@@ -62,7 +64,12 @@ export async function withPrefillCachedTokens(
       { code: "decoder_broke", cause: error },
     );
   }
-  return new Response(rewriteCachedTokens(text, options.cached) ?? text, init);
+  const body = encoder.encode(
+    rewriteCachedTokens(text, options.cached) ?? text,
+  );
+  // With its length the access line knows the body without reading it as a stream.
+  init.headers.set("content-length", String(body.byteLength));
+  return new Response(body, init);
 }
 
 /** Index just after the last complete SSE event in `text`, 0 when none. */
@@ -83,7 +90,6 @@ export function rewriteEvents(
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
-  const encoder = new TextEncoder();
   let held = "";
   return new ReadableStream<Uint8Array>({
     async pull(controller) {

@@ -42,11 +42,18 @@ export function outcomeOf(
   return access.errorCode === undefined ? "ok" : "error";
 }
 
-/** Length of a response's body when known without reading it: 0 when it has none, else its Content-Length. */
+/**
+ * Length of a response's body when known without reading it: its
+ * Content-Length, else 0 when it has none. The header is read first because
+ * `response.body` turns a body built from text or bytes into a stream, which
+ * the runtime then pumps through JavaScript instead of writing it at once
+ * (3.4% of the busy time of non-streaming P/D, measured): so every such body
+ * the sidecar builds carries its length.
+ */
 export function knownBodyBytes(response: Response): number | undefined {
-  if (response.body === null) return 0;
   const length = response.headers.get("content-length");
-  return length === null ? undefined : Number(length);
+  if (length !== null) return Number(length);
+  return response.body === null ? 0 : undefined;
 }
 
 /** Writes the access line of a request at info level. */
