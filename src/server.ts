@@ -19,6 +19,7 @@ import type { Logger } from "./log.ts";
 import { createPeerWatch, type TcpTableReader } from "./peer_watch.ts";
 import { findServeConnection } from "./runtime_http.ts";
 import type { TlsCertificate } from "./tls.ts";
+import { setTlsListenerNoDelayLogged } from "./tls_nodelay.ts";
 
 /**
  * How long a connection may carry no request before it is closed: an idle
@@ -83,12 +84,15 @@ function listen(options: ServeOptions): Deno.Listener<Deno.Conn, Deno.NetAddr> {
     tcpBacklog: LISTEN_BACKLOG,
   };
   if (!options.tls) return Deno.listen({ ...address, transport: "tcp" });
-  return Deno.listenTls({
+  const listener = Deno.listenTls({
     ...address,
     cert: options.tls.cert,
     key: options.tls.key,
     alpnProtocols: ["h2", "http/1.1"],
   });
+  // The runtime sets it on plain TCP connections only.
+  setTlsListenerNoDelayLogged(listener.addr.port, options.log);
+  return listener;
 }
 
 /** Starts listening; throws when the address cannot be bound. */

@@ -52,11 +52,15 @@ export interface BundleOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Run with `--allow-all` instead of the shipped permissions (what `-watch-client-connections` needs). */
   readonly allowAll?: boolean;
+  /** Permissions granted on top of the shipped ones, e.g. `--allow-ffi`. */
+  readonly extraPermissions?: readonly string[];
 }
 
-/** `RUN_FLAGS`, or with `--allow-all` in place of its permissions. */
+/** `RUN_FLAGS` and `extraPermissions`, or with `--allow-all` in place of its permissions. */
 function runFlags(options: BundleOptions): string[] {
-  if (!options.allowAll) return [...RUN_FLAGS];
+  if (!options.allowAll) {
+    return [...RUN_FLAGS, ...(options.extraPermissions ?? [])];
+  }
   return [
     ...RUN_FLAGS.filter((flag) => !flag.startsWith("--allow-")),
     "--allow-all",

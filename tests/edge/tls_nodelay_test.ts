@@ -1,0 +1,102 @@
+/**
+ * TCP_NODELAY toward TLS clients (issue 9): Deno sets it on plain TCP
+ * connections only, so with `--allow-ffi` the sidecar sets it on its TLS
+ * listener, whose accepted sockets inherit it; without the permission it
+ * says once why TLS keeps Nagle's algorithm and serves as before.
+ */
+
+import assert from "node:assert/strict";
+import { makeCa, makeServerCert } from "../support/certs.ts";
+import { freePort, startBundle } from "../support/process.ts";
+
+const PROBE = new URL("../support/nodelay_probe.ts", import.meta.url).pathname;
+
+async function probe(
+  permissions: readonly string[],
+  args: readonly string[] = [],
+): Promise<{ result: Record<string, unknown>; accepted: number }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissions, PROBE, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+const PROBE_PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env"];
+
+Deno.test("with --allow-ffi a TLS connection the listener accepts has TCP_NODELAY", async () => {
+  const { result, accepted } = await probe([
+    ...PROBE_PERMISSIONS,
+    "--allow-ffi",
+  ]);
+  assert.deepEqual(result, { set: 1 });
+  assert.equal(accepted, 1);
+});
+
+Deno.test("the runtime alone leaves TCP_NODELAY off on accepted TLS connections", async () => {
+  // The control: the probe can see the option off, so the test above can fail.
+  const { accepted } = await probe(
+    [...PROBE_PERMISSIONS, "--allow-ffi"],
+    ["--leave"],
+  );
+  assert.equal(accepted, 0);
+});
+
+async function tlsSidecar(extraPermissions: readonly string[]) {
+  const ca = await makeCa("nodelay-ca");
+  const pair = await makeServerCert(ca);
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/tls.crt`, pair.cert);
+  await Deno.writeTextFile(`${dir}/tls.key`, pair.key);
+  const port = freePort();
+  const sidecar = startBundle([
+    `-port=${port}`,
+    `-model-server-port=${freePort()}`,
+    "-listen-host=127.0.0.1",
+    `-cert-path=${dir}`,
+    "-v=4",
+  ], { extraPermissions });
+  return { sidecar, ca, port, dir };
+}
+
+Deno.test("the sidecar sets TCP_NODELAY on its TLS listener when --allow-ffi is granted", async () => {
+  const { sidecar, ca, port, dir } = await tlsSidecar(["--allow-ffi"]);
+  await using _ = sidecar;
+  try {
+    const line = await sidecar.waitForLine((l) =>
+      l.msg === "TCP_NODELAY set on the TLS listener"
+    );
+    assert.equal(line.port, port);
+    using client = Deno.createHttpClient({ caCerts: [ca.cert] });
+    const health = await fetch(`https://127.0.0.1:${port}/health`, { client });
+    await health.body?.cancel();
+    assert.equal(health.status, 200);
+    assert.equal(
+      sidecar.lines.some((l) => String(l.msg).includes("Nagle")),
+      false,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without --allow-ffi the sidecar says once that TLS keeps Nagle's algorithm, and serves", async () => {
+  const { sidecar, ca, port, dir } = await tlsSidecar([]);
+  await using _ = sidecar;
+  try {
+    const line = await sidecar.waitForLine((l) =>
+      String(l.msg).startsWith("TLS connections keep Nagle's algorithm")
+    );
+    assert.equal(line.level, "info");
+    assert.equal(line.reason, "setting it needs --allow-ffi");
+    using client = Deno.createHttpClient({ caCerts: [ca.cert] });
+    const health = await fetch(`https://127.0.0.1:${port}/health`, { client });
+    await health.body?.cancel();
+    assert.equal(health.status, 200);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
