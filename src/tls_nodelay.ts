@@ -27,7 +27,7 @@ const TCP_NODELAY = 1;
 const RLIMIT_NOFILE = 7;
 const AF_INET = 2;
 const AF_INET6 = 10;
-/** Descriptors looked at, at most: a scan is one failing syscall per closed number. */
+/** Descriptors looked at, at most (about 2.5 µs each). */
 const MAX_DESCRIPTORS_SCANNED = 65_536;
 
 const SYMBOLS = {
@@ -45,12 +45,13 @@ const SYMBOLS = {
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-/** What `setTlsListenerNoDelay` did. */
+/** What `setTlsListenerNoDelay` did: the descriptor it set, or why it set none. */
 export type NoDelayResult =
-  | { readonly set: number }
+  | { readonly fd: number }
   | { readonly skipped: string };
 
 let libc: Libc | undefined;
+/** Whether the reason was logged; module state is per thread, hence the main-thread check below. */
 let explained = false;
 
 function openLibc(): Libc {
@@ -85,8 +86,9 @@ function descriptorLimit(c: Libc): number {
 /** Why the option cannot be set in this process, or undefined when it can. */
 function obstacle(): string | undefined {
   if (Deno.build.os !== "linux") {
-    return `accepted sockets inherit TCP_NODELAY from their listener on Linux only, not ${Deno.build.os}`;
+    return `only implemented for Linux, not ${Deno.build.os}`;
   }
+  // A path-scoped --allow-ffi does not grant this query: libc is not named.
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
     return "setting it needs --allow-ffi";
   }
@@ -94,10 +96,11 @@ function obstacle(): string | undefined {
 }
 
 /**
- * Sets TCP_NODELAY on every listening TCP socket of this process bound to
- * `port` (the TLS listener just opened, and those of the other `-workers` or
- * of a certificate reload on the same port), so the connections they accept
- * have it.
+ * Sets TCP_NODELAY on the listening TCP socket just opened on `port`, so the
+ * connections it accepts have it. It is the first listener on the port
+ * without the option: descriptors are numbered lowest free first, so it sits
+ * low, and the scan stops there (listeners of other `-workers` or of an
+ * earlier certificate on the port already have the option and are passed).
  */
 export function setTlsListenerNoDelay(port: number): NoDelayResult {
   const why = obstacle();
@@ -109,33 +112,29 @@ export function setTlsListenerNoDelay(port: number): NoDelayResult {
     return { skipped: `libc.so.6: ${errorMessage(error)}` };
   }
   const on = new Int32Array([1]);
-  let set = 0;
   const limit = descriptorLimit(c);
   for (let fd = 0; fd < limit; fd++) {
     if (boundPort(c, fd) !== port) continue;
     if (intOption(c, fd, SOL_SOCKET, SO_ACCEPTCONN) !== 1) continue;
-    if (c.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, on, 4) === 0) set++;
+    if (intOption(c, fd, IPPROTO_TCP, TCP_NODELAY) !== 0) continue;
+    if (c.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, on, 4) === 0) return { fd };
   }
-  return set > 0
-    ? { set }
-    : { skipped: `no listening socket on port ${port} found` };
+  return { skipped: `no listening socket on port ${port} without it found` };
 }
 
 /**
  * `setTlsListenerNoDelay`, logged: a debug line when set, and the reason it
- * was not, once per process at info level (every worker and reload would
- * otherwise repeat it).
+ * was not at info level once per process: by the main thread only (each
+ * `-workers` thread has its own module state), and not again for its other
+ * ranks' listeners or a certificate reload's.
  */
 export function setTlsListenerNoDelayLogged(port: number, log: Logger): void {
   const result = setTlsListenerNoDelay(port);
-  if ("set" in result) {
-    log.debug("TCP_NODELAY set on the TLS listener", {
-      port,
-      sockets: result.set,
-    });
+  if ("fd" in result) {
+    log.debug("TCP_NODELAY set on the TLS listener", { port });
     return;
   }
-  if (explained) return;
+  if (explained || "WorkerGlobalScope" in globalThis) return;
   explained = true;
   log.info(
     "TLS connections keep Nagle's algorithm: a response may wait up to 40 ms for the client's delayed ACK",

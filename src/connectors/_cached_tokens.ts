@@ -8,6 +8,7 @@
  * observer_cost.ts), and otherwise goes through natively, untouched.
  */
 
+import { fixedResponse } from "../fixed_response.ts";
 import { isEventStream } from "../protocol/sse.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
 import {
@@ -64,12 +65,7 @@ export async function withPrefillCachedTokens(
       { code: "decoder_broke", cause: error },
     );
   }
-  const body = encoder.encode(
-    rewriteCachedTokens(text, options.cached) ?? text,
-  );
-  // With its length the access line knows the body without reading it as a stream.
-  init.headers.set("content-length", String(body.byteLength));
-  return new Response(body, init);
+  return fixedResponse(rewriteCachedTokens(text, options.cached) ?? text, init);
 }
 
 /** Index just after the last complete SSE event in `text`, 0 when none. */

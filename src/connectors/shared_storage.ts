@@ -19,6 +19,7 @@
 import type { Config } from "../config.ts";
 import { ensureClientPresent } from "./_shared.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
+import { fixedResponse } from "../fixed_response.ts";
 import { buildDecodeBody, buildPrefillBody } from "../protocol/bodies.ts";
 import { FIELD_CACHE_HIT_THRESHOLD, FIELD_STREAM } from "../protocol/fields.ts";
 import { rawMember } from "../protocol/json_object.ts";
@@ -96,9 +97,11 @@ async function judgeWhole(
       { code: "decoder_bad_answer" },
     );
   }
-  return judgeAnswer(answer) === "threshold"
-    ? undefined
-    : withBody(decode, text);
+  return judgeAnswer(answer) === "threshold" ? undefined : fixedResponse(text, {
+    status: decode.status,
+    statusText: decode.statusText,
+    headers: decode.headers,
+  });
 }
 
 /**

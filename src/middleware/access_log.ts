@@ -43,14 +43,19 @@ export function outcomeOf(
 }
 
 /**
- * Length of a response's body when known without reading it: its
- * Content-Length, else 0 when it has none. The header is read first because
- * `response.body` turns a body built from text or bytes into a stream, which
- * the runtime then pumps through JavaScript instead of writing it at once
- * (3.4% of the busy time of non-streaming P/D, measured): so every such body
- * the sidecar builds carries its length.
+ * Length of a response's body when known without reading it: 0 when it has
+ * none (an answer to HEAD, a 204 or 304 keep the length of the body they
+ * would have had), else its Content-Length. The header is read before
+ * `response.body`, which would turn a body built from text into a stream the
+ * runtime pumps through JavaScript (src/fixed_response.ts).
  */
-export function knownBodyBytes(response: Response): number | undefined {
+export function knownBodyBytes(
+  response: Response,
+  method: string,
+): number | undefined {
+  if (method === "HEAD" || response.status === 204 || response.status === 304) {
+    return 0;
+  }
   const length = response.headers.get("content-length");
   if (length !== null) return Number(length);
   return response.body === null ? 0 : undefined;

@@ -89,7 +89,7 @@ export function requestContext(
     await next();
     const response = c.res;
     const path = c.req.path;
-    const bytes = knownBodyBytes(response);
+    const bytes = knownBodyBytes(response, request.method);
     const streaming = bytes === undefined;
     const abortedEarly = clientGone.aborted;
     metrics.responseStarted(access.route, secondsSince(started), streaming);

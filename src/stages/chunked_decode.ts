@@ -15,6 +15,7 @@
  */
 
 import { buildErrorBody, ProxyError } from "../errors.ts";
+import { fixedResponse } from "../fixed_response.ts";
 import type { Logger } from "../log.ts";
 import {
   FIELD_ADD_GENERATION_PROMPT,
@@ -169,7 +170,7 @@ async function sendChunk(
     throw decoderFailure(ctx.decoder, error);
   }
   if (reply.status < 200 || reply.status >= 300) {
-    return new Response(reply.text, {
+    return fixedResponse(reply.text, {
       status: reply.status,
       headers: buildClientHeaders(reply.headers),
     });
@@ -326,7 +327,7 @@ async function collectChunks(
     usage: buildUsage(state),
   };
   const headers = buildClientHeaders(state.first.reply.headers);
-  return new Response(JSON.stringify(body), {
+  return fixedResponse(JSON.stringify(body), {
     status: 200,
     headers: withJsonType(headers, "application/json"),
   });

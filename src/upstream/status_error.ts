@@ -12,6 +12,7 @@
  */
 
 import { type ErrorStatus, ProxyError } from "../errors.ts";
+import { fixedResponse } from "../fixed_response.ts";
 import type { WholeResponse } from "./client.ts";
 import { buildClientHeaders } from "./headers.ts";
 
@@ -42,7 +43,7 @@ export function upstreamStatusError(
   if (reply.status >= 400 && reply.status < 500) {
     return new ProxyError(400, message, {
       code: options.rejectedCode,
-      response: new Response(reply.text, {
+      response: fixedResponse(reply.text, {
         status: reply.status,
         headers: buildClientHeaders(reply.headers),
       }),

@@ -24,13 +24,7 @@ Deno.test("nixlv2 answers a JSON chat with the prefiller's cached tokens", async
   await using h = await harness();
   const response = await h.pd("/v1/chat/completions", chatBody());
   assert.equal(response.status, 200);
-  const text = await response.text();
-  // The rewritten body's own length, not the decoder's.
-  assert.equal(
-    response.headers.get("content-length"),
-    String(new TextEncoder().encode(text).byteLength),
-  );
-  const usage = JSON.parse(text).usage;
+  const usage = (await response.json()).usage;
   assert.ok(usage.prompt_tokens > PREFIX_CACHED);
   assert.deepEqual(usage.prompt_tokens_details, {
     cached_tokens: PREFIX_CACHED,

@@ -293,3 +293,37 @@ Deno.test(
     assert.equal(h.decode.requests[0]?.headers.get("x-request-id"), id);
   },
 );
+
+Deno.test(
+  "access line of a non-streaming P/D answer names its length, and of a HEAD none",
+  async () => {
+    await using h = await createHarness({
+      config: { verbosity: 0 },
+      prefill: { promptTokensDetails: true },
+      decode: { promptTokensDetails: true },
+    });
+    const base = h.listen();
+    // The cached-tokens rewrite rebuilds this body: its length is the sidecar's own.
+    const answer = await fetch(`${base}/v1/chat/completions`, {
+      method: "POST",
+      headers: jsonHeaders({
+        "x-prefiller-host-port": h.prefillerHeader,
+        "x-request-id": "json",
+      }),
+      body: chatBody(),
+    });
+    const body = await answer.arrayBuffer();
+    assert.equal(answer.status, 200);
+    const [line] = await accessLinesOf(h, "json");
+    assert.equal(line?.route, "pd");
+    assert.equal(line?.bytes, body.byteLength);
+    const head = await fetch(`${base}/v1/models`, {
+      method: "HEAD",
+      headers: { "x-request-id": "head" },
+    });
+    await head.body?.cancel();
+    const [headLine] = await accessLinesOf(h, "head");
+    assert.equal(headLine?.status, head.status);
+    assert.equal(headLine?.bytes, 0);
+  },
+);
