@@ -17,6 +17,9 @@ import { elapsedMs, type RequestTiming } from "../timing.ts";
  */
 export type Outcome = MetricOutcome;
 
+/** The error code of a request whose client left mid-body (src/body_limit.ts). */
+const CLIENT_DISCONNECTED = "client_disconnected";
+
 /** What the access line is built from. */
 export interface AccessLineInput {
   readonly method: string;
@@ -38,7 +41,11 @@ export function outcomeOf(
   clientGone: boolean,
   access: AccessRecord,
 ): Outcome {
-  if (clientGone) return "client_aborted";
+  // A body cut short by the client's leaving is a 499 before the runtime's
+  // signal says so, if it ever does (the answer is written at once).
+  if (clientGone || access.errorCode === CLIENT_DISCONNECTED) {
+    return "client_aborted";
+  }
   return access.errorCode === undefined ? "ok" : "error";
 }
 
