@@ -10,7 +10,9 @@
  * PASS/FAIL line per target, and writes the run to
  * `scripts/bench/last_run.json`. Every server and client is its own process
  * on 127.0.0.1: fixed-answer prefiller and decoder (`bench/fast_upstream.ts`),
- * the sidecar (`main.ts`), nginx, vLLM's toy proxy, and the load generators
+ * the sidecar (`main.ts`), the runtime floor (`bench/floor_proxy.ts`, the
+ * least a P/D proxy on `Deno.serve` + `fetch` costs, its figures printed
+ * beside the sidecar's), nginx, vLLM's toy proxy, and the load generators
  * (wrk, else autocannon; `bench/pd_client.ts` and `bench/stream_client.ts`
  * for what a generic tool cannot do). Missing tools are installed with
  * apt-get where allowed (`bench/setup.ts`). All processes are ended on exit,
@@ -32,6 +34,7 @@ import {
   PREFILLER_HEADER,
   requestBody,
   type SidecarOptions,
+  startFloorProxy,
   startSidecar,
   urlOf,
 } from "./bench/measure.ts";
@@ -255,6 +258,8 @@ interface Upstreams {
   readonly decodePort: number;
   readonly sidecar: { readonly pid: number; readonly port: number };
   readonly nginx: RunningNginx | undefined;
+  /** `--v8-flags` of the sidecar's runtime, which the runtime floor's gets too. */
+  readonly v8Flags: string;
 }
 
 /** One row maker per scenario of the non-streaming loads. */
@@ -310,7 +315,53 @@ function rowMakers(bench: Bench, up: Upstreams) {
         connections,
         ...(rate === undefined ? {} : { rate, warmupS: openLoopWarmupS }),
       }),
+    floorPd: (connections: number) =>
+      measureFloor(bench, up, (floor) =>
+        measureWithTool(bench, "floor_pd", {
+          url: floor.url,
+          headers: pd,
+          connections,
+          cpuPids: [floor.pid],
+        })),
+    floorPdSameClient: (connections: number) =>
+      measureFloor(
+        bench,
+        up,
+        (floor) =>
+          measureWithClient(bench, "floor_pd_same_client", {
+            url: floor.url,
+            headers: pd,
+            connections,
+          }),
+      ),
   };
+}
+
+/**
+ * The runtime floor, started for one row only (as the toy proxy is): a 1 s
+ * P/D warm-up at c=32, then `measure`, then stopped.
+ */
+async function measureFloor(
+  bench: Bench,
+  up: Upstreams,
+  measure: (
+    floor: { readonly url: string; readonly pid: number },
+  ) => Promise<ThroughputRow>,
+): Promise<ThroughputRow> {
+  const proxy = await startFloorProxy(bench.group, up.decodePort, {
+    v8Flags: up.v8Flags,
+  });
+  try {
+    const floor = { url: urlOf(proxy.port), pid: proxy.process.pid };
+    await measureWithTool({ ...bench, durationS: 1 }, "floor_pd", {
+      url: floor.url,
+      headers: { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` },
+      connections: LOADS.throughput,
+    });
+    return await measure(floor);
+  } finally {
+    await bench.group.stop(proxy.process);
+  }
 }
 
 function logRow(row: ThroughputRow): void {
@@ -369,11 +420,13 @@ async function measureNonStreaming(
   if (make.nginx) await add(make.nginx(latency));
   await add(make.chainBaseline(latency));
   await add(make.pdSameClient(latency));
+  await add(make.floorPdSameClient(latency));
   // Load 4, and the base of load 2's shares.
   await add(make.direct(throughput));
   if (make.nginx) await add(make.nginx(throughput));
   await add(make.passthrough(throughput));
   await add(make.pd(throughput));
+  await add(make.floorPd(throughput));
   await add(make.chainBaseline(throughput));
   if (context.toy !== undefined) {
     await add(measureToyProxy(bench, up, context.toy));
@@ -382,6 +435,7 @@ async function measureNonStreaming(
   const burst = settings.burstConnections;
   if (make.nginx) await add(make.nginx(burst));
   await add(make.pd(burst));
+  await add(make.floorPd(burst));
   await add(make.passthrough(burst));
   await add(make.chainBaseline(burst, settings.openLoopRate));
   await add(make.pdSameClient(burst, settings.openLoopRate));
@@ -442,6 +496,9 @@ function buildNotes(
       ]
       : []),
     "nginx: upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
+    "runtime floor: scripts/bench/floor_proxy.ts, bare Deno.serve + one pooled fetch client, prefill read whole, " +
+    "decode streamed, nothing of the sidecar's own work; the sidecar's V8 flags, one runtime, started for its rows only. " +
+    "Its figure under a P/D target is how much of that target's gap the runtime alone accounts for",
     "wrk/autocannon rows: one load-generator process (wrk -t1); pd_client rows: the bench's node:http client, " +
     "the chain baseline does prefill then decode per request; open-loop rows: one connection per loop, latency from when each request was due",
     "cpu s/1k: user+system CPU seconds of the proxy process (nginx: master and workers) during the row, per 1,000 requests",
@@ -508,6 +565,7 @@ async function run(
     decodePort: decode.port,
     sidecar: { pid: sidecar.process.pid, port: sidecar.port },
     nginx,
+    v8Flags: settings.sidecarV8Flags,
   };
   const throughput = await measureNonStreaming(bench, {
     settings,
@@ -542,7 +600,7 @@ async function run(
     openLoopRate: settings.openLoopRate,
   });
   return {
-    schema: 2,
+    schema: 3,
     startedAt,
     quick: settings.quick,
     wallS: (performance.now() - started) / 1000,

@@ -12,6 +12,7 @@ import {
   cpuSecondsOf,
   freePort,
   lastJsonLine,
+  parsePortLine,
   type ProcessGroup,
   runToEnd,
   sidecarArgs,
@@ -105,6 +106,36 @@ export async function startSidecar(
         : undefined,
     30_000,
   );
+  return { process, port };
+}
+
+/**
+ * The command running the runtime floor (`floor_proxy.ts`) in front of the
+ * decoder as the sidecar runs: same permissions and `v8Flags`, so the two
+ * compare like for like. Run from the repository root, as the sidecar is,
+ * so deno.json's "unstable" list applies to both.
+ */
+export function floorProxyCommand(
+  decoderPort: number,
+  v8Flags: string,
+): { cmd: string; args: string[] } {
+  return sidecarCommand(
+    [`${HERE}floor_proxy.ts`, "--decoder-port", String(decoderPort)],
+    v8Flags,
+  );
+}
+
+/** Starts the runtime floor in front of the decoder; resolves once it printed its port. */
+export async function startFloorProxy(
+  group: ProcessGroup,
+  decoderPort: number,
+  options: { readonly v8Flags: string },
+): Promise<{ process: Started; port: number }> {
+  const process = group.start("runtime floor", {
+    ...floorProxyCommand(decoderPort, options.v8Flags),
+    cwd: ROOT,
+  });
+  const port = await process.waitForLine(parsePortLine, 30_000);
   return { process, port };
 }
 

@@ -350,14 +350,18 @@ export async function startFastUpstream(
         : ["--step-ms", String(options.stepMs)]),
     ],
   });
-  const port = await process.waitForLine((line) => {
-    try {
-      return (JSON.parse(line) as { port?: number }).port;
-    } catch {
-      return undefined;
-    }
-  }, 30_000);
+  const port = await process.waitForLine(parsePortLine, 30_000);
   return { process, port };
+}
+
+/** The port of a `{"port":N}` line, as the bench's own servers print it once listening. */
+export function parsePortLine(line: string): number | undefined {
+  try {
+    const port = (JSON.parse(line) as { port?: unknown }).port;
+    return typeof port === "number" ? port : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The last line of `output` that starts with "{", parsed; throws naming `what` when there is none. */

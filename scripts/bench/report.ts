@@ -22,7 +22,12 @@ const LABELS: Readonly<Record<Scenario, string>> = {
   "chain_baseline": "prefill direct + decode direct",
   "pd_same_client": "sidecar P/D",
   "toy_pd": "toy proxy P/D",
+  "floor_pd": "runtime floor P/D",
+  "floor_pd_same_client": "runtime floor P/D",
 };
+
+/** Where a target line's name starts: after "  PASS  1a  ". */
+const TARGET_NAME_COLUMN = 12;
 
 function fixed(value: number | null | undefined, digits: number): string {
   return value === null || value === undefined || !Number.isFinite(value)
@@ -145,18 +150,31 @@ function streamSummary(section: StreamSection): string {
   } MiB`;
 }
 
-/** One "PASS  1a  name  value unit (threshold)" line. */
+function targetValue(value: number | null, unit: string): string {
+  if (value === null) return "-";
+  // A count (no unit) reads as a whole number.
+  return unit === "" ? String(value) : value.toFixed(3);
+}
+
+/**
+ * One "PASS  1a  name  value unit (threshold)" line; on a target with a
+ * runtime floor, a second line with the floor's figure under the value
+ * ("N/A" when its rows did not run), without a verdict.
+ */
 export function formatTarget(target: TargetResult): string {
   const verdict = target.pass === null ? "N/A " : target.pass ? "PASS" : "FAIL";
-  // A count (no unit) reads as a whole number.
-  const value = target.value === null
-    ? "-"
-    : target.unit === ""
-    ? String(target.value)
-    : target.value.toFixed(3);
-  return `  ${verdict}  ${target.id.padEnd(3)} ${target.name.padEnd(62)} ${
-    value.padStart(8)
-  } ${target.unit.padEnd(3)} (${target.threshold})`;
+  const line = `  ${verdict}  ${target.id.padEnd(3)} ${
+    target.name.padEnd(62)
+  } ${targetValue(target.value, target.unit).padStart(8)} ${
+    target.unit.padEnd(3)
+  } (${target.threshold})`;
+  if (target.floor === undefined) return line;
+  const floor = target.floor === null
+    ? "N/A".padStart(8)
+    : `${targetValue(target.floor, target.unit).padStart(8)} ${target.unit}`;
+  return `${line}\n${" ".repeat(TARGET_NAME_COLUMN)}${
+    "runtime floor (bare Deno.serve + fetch), no verdict".padEnd(62)
+  } ${floor}`;
 }
 
 /** The whole text report. */

@@ -15,7 +15,11 @@ export type Scenario =
   | "pd"
   | "chain_baseline"
   | "pd_same_client"
-  | "toy_pd";
+  | "toy_pd"
+  /** The runtime floor (`floor_proxy.ts`): bare `Deno.serve` + pooled `fetch`, P/D. */
+  | "floor_pd"
+  /** The runtime floor with the client of `pd_same_client`. */
+  | "floor_pd_same_client";
 
 /** One non-streaming measurement; latencies in milliseconds. */
 export interface ThroughputRow {
@@ -102,11 +106,18 @@ export interface TargetResult {
   readonly threshold: string;
   /** null when a row it needs did not run. */
   readonly pass: boolean | null;
+  /**
+   * The runtime floor's figure, computed as `value` is, judged by nothing:
+   * how much of the target's gap is the runtime's. Only on targets that
+   * read P/D rows; null when the floor's rows did not run.
+   */
+  readonly floor?: number | null;
 }
 
 /** Everything one run produced. */
 export interface BenchReport {
-  readonly schema: 2;
+  /** 3 since the runtime floor's rows and `TargetResult.floor`. */
+  readonly schema: 3;
   readonly startedAt: string;
   readonly quick: boolean;
   readonly wallS: number;

@@ -14,7 +14,8 @@ import {
   openLoopSchedule,
   runClient,
 } from "../../scripts/bench/pd_client.ts";
-import { toRow } from "../../scripts/bench/measure.ts";
+import { floorProxyCommand, toRow } from "../../scripts/bench/measure.ts";
+import { createFetchClient, proxy } from "../../scripts/bench/floor_proxy.ts";
 import { formatReport } from "../../scripts/bench/report.ts";
 import type {
   BenchReport,
@@ -266,12 +267,13 @@ Deno.test("bench stream figures take differences within a round, then the median
   assert.equal(figures.nginxCpuSPer10kEvents, 0.5);
 });
 
-Deno.test("bench report prints a verdict line per target and each section's rounds", () => {
-  const rows = passingRows();
-  const sections = [PASSING_STREAMS];
+function reportOf(
+  rows: readonly ThroughputRow[],
+  sections: readonly StreamSection[],
+): BenchReport {
   const { figures, targets } = verdicts(rows, sections);
-  const report: BenchReport = {
-    schema: 2,
+  return {
+    schema: 3,
     startedAt: "2026-01-01T00:00:00.000Z",
     quick: true,
     wallS: 1,
@@ -305,6 +307,10 @@ Deno.test("bench report prints a verdict line per target and each section's roun
     notRun: ["wrk: autocannon instead"],
     notes: [],
   };
+}
+
+Deno.test("bench report prints a verdict line per target and each section's rounds", () => {
+  const report = reportOf(passingRows(), [PASSING_STREAMS]);
   const text = formatReport(report);
   assert.match(text, /PASS {2}1a +c=1: P\/D p50/);
   assert.match(text, /PASS {2}4 +c=32: P\/D req\/s \/ toy req\/s +20\.000 x/);
@@ -317,6 +323,181 @@ Deno.test("bench report prints a verdict line per target and each section's roun
   );
   assert.match(text, /not run:\n {2}- wrk: autocannon instead/);
   assert.equal(text.match(/^ {2}(PASS|FAIL|N\/A )/gm)?.length, 9);
+});
+
+/** The runtime floor's rows, each on a side of a P/D target. */
+function floorRows(): ThroughputRow[] {
+  return [
+    { ...row("floor_pd_same_client", 1, { p50: 0.4 }), tool: "pd_client" },
+    row("floor_pd", 32, { rps: 12_000 }),
+    row("floor_pd", 2000, { rps: 9_000, p99: 120 }),
+  ];
+}
+
+const FLOOR_TARGETS = ["1a", "2a", "2b", "4"];
+
+Deno.test("bench runtime floor figures sit beside the P/D targets, computed as theirs", () => {
+  const { of, figures } = verdicts(
+    [...passingRows(), ...floorRows()],
+    [PASSING_STREAMS],
+  );
+  // Against the chain's 0.3 ms; share 9,000 / 12,000; p99 120 / nginx's 100; 12,000 / toy's 500.
+  assert.ok(Math.abs((of("1a")?.floor ?? NaN) - 0.1) < 1e-9);
+  assert.equal(of("2a")?.floor, 0.75);
+  assert.equal(of("2b")?.floor, 1.2);
+  assert.equal(of("4")?.floor, 24);
+  assert.equal(figures.burst_floor_pd_share, 0.75);
+  assert.equal(figures.c32_floor_pd_vs_toy_proxy, 24);
+  // The sidecar's own figures are still its own.
+  assert.equal(of("4")?.value, 20);
+  assert.equal(of("2a")?.value, 0.8);
+  for (const id of ["1b", "2c", "3a", "3b", "3c"]) {
+    assert.equal(of(id)?.floor, undefined, id);
+  }
+});
+
+Deno.test("bench runtime floor is not judged: a floor past every bound changes no verdict", () => {
+  const slowFloor = [
+    { ...row("floor_pd_same_client", 1, { p50: 9 }), tool: "pd_client" },
+    row("floor_pd", 32, { rps: 100 }),
+    row("floor_pd", 2000, { rps: 1, p99: 5_000, errors: 7 }),
+  ];
+  const { targets, of } = verdicts(
+    [...passingRows(), ...slowFloor],
+    [PASSING_STREAMS],
+  );
+  assert.deepEqual(targets.filter((t) => t.pass !== true), []);
+  assert.equal(of("2b")?.floor, 50);
+  assert.equal(of("2c")?.value, 0);
+});
+
+Deno.test("bench runtime floor figures are null where the floor's rows or their yardstick did not run", () => {
+  const withoutFloor = verdicts(passingRows(), [PASSING_STREAMS]);
+  for (const id of FLOOR_TARGETS) {
+    assert.equal(withoutFloor.of(id)?.floor, null, id);
+  }
+  const withoutToy = verdicts(
+    [...passingRows(), ...floorRows()].filter((r) => r.scenario !== "toy_pd"),
+    [PASSING_STREAMS],
+  );
+  assert.equal(withoutToy.of("4")?.floor, null);
+  assert.equal(withoutToy.of("4")?.pass, null);
+  assert.ok((withoutToy.of("1a")?.floor ?? null) !== null);
+  const withoutNginx = verdicts(
+    [...passingRows(), ...floorRows()].filter((r) => r.scenario !== "nginx"),
+    [PASSING_STREAMS],
+  );
+  assert.equal(withoutNginx.of("2b")?.floor, null);
+  assert.equal(withoutNginx.of("2a")?.floor, 0.75);
+});
+
+Deno.test("bench report prints the runtime floor under each P/D target, N/A without its rows", () => {
+  const text = formatReport(
+    reportOf([...passingRows(), ...floorRows()], [PASSING_STREAMS]),
+  );
+  // The line under a target's verdict line.
+  const under = (report: string, id: string) => {
+    const lines = report.split("\n");
+    const at = lines.findIndex((line) =>
+      /^ {2}(PASS|FAIL|N\/A ) {2}/.test(line) &&
+      line.slice(8, 12) === `${id.padEnd(3)} `
+    );
+    return lines[at + 1] ?? "";
+  };
+  const floor =
+    /^ {12}runtime floor \(bare Deno\.serve \+ fetch\), no verdict +/;
+  assert.match(under(text, "1a"), floor);
+  assert.match(under(text, "1a"), / 0\.100 ms$/);
+  assert.match(under(text, "2a"), / 0\.750 x$/);
+  assert.match(under(text, "2b"), / 1\.200 x$/);
+  assert.match(under(text, "4"), / 24\.000 x$/);
+  assert.doesNotMatch(under(text, "1b"), floor);
+  assert.equal(text.match(/^ +runtime floor /gm)?.length, 4);
+  assert.match(text, /runtime floor P\/D \(pd_client\) +1 /);
+  assert.match(text, /runtime floor P\/D \(wrk\) +32 +12000 /);
+  assert.match(text, /runtime floor P\/D \(wrk\) +2000 +9000 /);
+  // The floor's lines carry no verdict.
+  assert.equal(text.match(/^ {2}(PASS|FAIL|N\/A )/gm)?.length, 9);
+
+  const without = formatReport(reportOf(passingRows(), [PASSING_STREAMS]));
+  assert.match(under(without, "1a"), floor);
+  assert.match(under(without, "1a"), / N\/A$/);
+  assert.equal(without.match(/^ +runtime floor .* N\/A$/gm)?.length, 4);
+  assert.doesNotMatch(without, /runtime floor P\/D/);
+});
+
+Deno.test("bench runs the runtime floor as it runs the sidecar: same permissions and V8 flags", () => {
+  const floor = floorProxyCommand(8200, SIDECAR_V8_FLAGS);
+  const sidecar = sidecarCommand(["main.ts"]);
+  assert.equal(floor.cmd, sidecar.cmd);
+  assert.deepEqual(floor.args.slice(0, -3), sidecar.args.slice(0, -1));
+  assert.match(floor.args.at(-3) ?? "", /scripts\/bench\/floor_proxy\.ts$/);
+  assert.deepEqual(floor.args.slice(-2), ["--decoder-port", "8200"]);
+  const tuned = floorProxyCommand(8200, "--max-semi-space-size=8").args;
+  assert.ok(tuned.includes("--v8-flags=--max-semi-space-size=8"));
+  assert.equal(
+    floorProxyCommand(8200, "").args.some((a) => a.startsWith("--v8-flags")),
+    false,
+  );
+});
+
+Deno.test("bench runtime floor does the prefill, then streams the decode with its kv_transfer_params", async () => {
+  const seen: { leg: string; body: string; headers: Headers }[] = [];
+  const upstream = (leg: string, answer: string) =>
+    Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      async (request) => {
+        seen.push({
+          leg,
+          body: await request.text(),
+          headers: request.headers,
+        });
+        return new Response(answer, {
+          headers: { "content-type": "application/json" },
+        });
+      },
+    );
+  await using prefiller = upstream(
+    "prefill",
+    '{"kv_transfer_params":{"remote_block_ids":[7]}}',
+  );
+  await using decoder = upstream("decode", '{"choices":[]}');
+  const httpClient = Deno.createHttpClient({});
+  try {
+    const client = createFetchClient(httpClient);
+    const decoderUrl = `http://127.0.0.1:${decoder.addr.port}`;
+    const body = '{"model":"m","max_tokens":9}';
+    const send = (headers: Record<string, string>) =>
+      proxy(
+        client,
+        new Request("http://floor/v1/completions", {
+          method: "POST",
+          headers: { "content-type": "application/json", ...headers },
+          body,
+        }),
+        decoderUrl,
+      );
+    const pd = await send({
+      "x-prefiller-host-port": `127.0.0.1:${prefiller.addr.port}`,
+    });
+    assert.equal(pd.status, 200);
+    assert.equal(await pd.text(), '{"choices":[]}');
+    assert.deepEqual(seen.map((s) => s.leg), ["prefill", "decode"]);
+    const [prefill, decode] = seen.map((s) => JSON.parse(s.body));
+    assert.equal(prefill.stream, false);
+    assert.equal(prefill.max_tokens, 1);
+    assert.equal(prefill.kv_transfer_params.do_remote_decode, true);
+    assert.deepEqual(decode.kv_transfer_params, { remote_block_ids: [7] });
+    assert.equal(decode.max_tokens, 9);
+    assert.ok(seen.every((s) => !s.headers.has("x-prefiller-host-port")));
+
+    seen.length = 0;
+    const passthrough = await send({});
+    assert.equal(await passthrough.text(), '{"choices":[]}');
+    assert.deepEqual(seen.map((s) => [s.leg, s.body]), [["decode", body]]);
+  } finally {
+    httpClient.close();
+  }
 });
 
 Deno.test("bench wrk script posts the body and headers and reports JSON from done()", () => {

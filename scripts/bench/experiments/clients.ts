@@ -7,6 +7,13 @@
 
 import http from "node:http";
 import type { Readable } from "node:stream";
+import {
+  createFetchClient,
+  createPooledFetchClient,
+  type ProxyClient,
+  RESPONSE_HOP_BY_HOP,
+  type UpstreamInit,
+} from "../floor_proxy.ts";
 
 /** The client options measured. */
 export type ClientName =
@@ -29,47 +36,13 @@ export const CLIENT_NAMES: readonly ClientName[] = [
   "hybrid",
 ];
 
-/** One upstream request. */
-export interface UpstreamInit {
-  readonly method: string;
-  readonly headers: Record<string, string>;
-  readonly body: string | ReadableStream<Uint8Array> | null;
-  readonly signal: AbortSignal;
-}
-
-/** What a proxy needs from its upstream client. */
-export interface ProxyClient {
-  /** Sends the request; the answer's body streams to the proxy's client. */
-  stream(url: string, init: UpstreamInit): Promise<Response>;
-  /** Sends the request and reads the whole answer (the prefill leg). */
-  text(url: string, init: UpstreamInit): Promise<string>;
-}
-
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "transfer-encoding",
-  "te",
-  "trailer",
-  "upgrade",
-  "proxy-connection",
-]);
-
-function filterHeaders(upstream: Headers): Headers {
-  const out = new Headers();
-  for (const [name, value] of upstream) {
-    if (!HOP_BY_HOP.has(name)) out.append(name, value);
-  }
-  return out;
-}
-
 function fromNodeHeaders(
   upstream: Record<string, string | string[] | undefined>,
 ): Headers {
   const out = new Headers();
   for (const name in upstream) {
     const value = upstream[name];
-    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    if (value === undefined || RESPONSE_HOP_BY_HOP.has(name)) continue;
     if (Array.isArray(value)) { for (const v of value) out.append(name, v); }
     else out.append(name, value);
   }
@@ -94,27 +67,6 @@ export function toWebStream(readable: Readable): ReadableStream<Uint8Array> {
       readable.destroy();
     },
   }, { highWaterMark: 65536, size: (chunk) => chunk.byteLength });
-}
-
-function fetchClient(client: Deno.HttpClient | undefined): ProxyClient {
-  const send = (url: string, init: UpstreamInit) =>
-    fetch(url, {
-      ...init,
-      redirect: "manual",
-      ...(client === undefined ? {} : { client }),
-    });
-  return {
-    async stream(url, init) {
-      const response = await send(url, init);
-      return new Response(response.body, {
-        status: response.status,
-        headers: filterHeaders(response.headers),
-      });
-    },
-    async text(url, init) {
-      return await (await send(url, init)).text();
-    },
-  };
 }
 
 function nodeHttpClient(): ProxyClient {
@@ -223,7 +175,7 @@ async function undiciFetchClient(): Promise<ProxyClient> {
       const response = await send(url, init);
       const headers = new Headers();
       response.headers.forEach((value, name) => {
-        if (!HOP_BY_HOP.has(name)) headers.append(name, value);
+        if (!RESPONSE_HOP_BY_HOP.has(name)) headers.append(name, value);
       });
       return new Response(response.body as ReadableStream<Uint8Array> | null, {
         status: response.status,
@@ -240,16 +192,11 @@ async function undiciFetchClient(): Promise<ProxyClient> {
 export async function createClient(name: ClientName): Promise<ProxyClient> {
   switch (name) {
     case "fetch-default":
-      return fetchClient(undefined);
+      return createFetchClient();
     case "fetch-pool":
-      return fetchClient(
-        Deno.createHttpClient({
-          poolMaxIdlePerHost: 1024,
-          poolIdleTimeout: 4000,
-        }),
-      );
+      return createPooledFetchClient();
     case "fetch-http1":
-      return fetchClient(
+      return createFetchClient(
         Deno.createHttpClient({
           http1: true,
           http2: false,
@@ -265,12 +212,7 @@ export async function createClient(name: ClientName): Promise<ProxyClient> {
       return await undiciFetchClient();
     case "hybrid": {
       // Whole-body reads (the prefill leg) on node:http, streamed answers on fetch.
-      const streaming = fetchClient(
-        Deno.createHttpClient({
-          poolMaxIdlePerHost: 1024,
-          poolIdleTimeout: 4000,
-        }),
-      );
+      const streaming = createPooledFetchClient();
       const whole = nodeHttpClient();
       return { stream: streaming.stream, text: whole.text };
     }
