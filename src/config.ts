@@ -27,7 +27,6 @@ import {
 import { resolveConnectorSettings } from "./connector_flags.ts";
 import { resolveStageSettings } from "./stage_flags.ts";
 import {
-  describeResilience,
   type ResilienceSettings,
   resolveResilienceSettings,
 } from "./resilience_flags.ts";
@@ -54,6 +53,7 @@ import {
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export type { ReadFile, SettingSource } from "./config_sources.ts";
 export type { InferencePoolRef } from "./security_flags.ts";
+export { describeConfig } from "./print_config.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
@@ -463,40 +463,4 @@ export function decoderHostPort(
 /** `config` as the listener of data-parallel rank `rank` uses it. */
 export function configForRank(config: Config, rank: number): Config {
   return { ...config, dataParallelRank: rank };
-}
-
-/** The configuration as a plain object for the start-up log line (snake_case keys). */
-export function describeConfig(config: Config): Record<string, unknown> {
-  return {
-    port: config.port,
-    listen_host: config.listenHost,
-    model_server_port: config.modelServerPort,
-    kv_connector: config.connector,
-    data_parallel_size: config.dataParallelSize,
-    pod_ip: config.podIp,
-    enable_p2p_pull: config.enableP2pPull,
-    p2p_connector_port: config.p2pConnectorPort,
-    mooncake_bootstrap_port: config.mooncakeBootstrapPort,
-    sglang_bootstrap_port: config.sglangBootstrapPort,
-    secure_proxy: config.secureProxy,
-    cert_path: config.certPath,
-    enable_prefiller_sampling: config.enablePrefillerSampling,
-    verbosity: config.verbosity,
-    workers: config.workers,
-    metrics_port: config.metricsPort,
-    tracing: config.tracing,
-    watch_client_connections: config.watchClientConnections,
-    ec_connector: config.ecConnector,
-    decode_chunk_size: config.decodeChunkSize,
-    // SSRF protection and upstream TLS (issue 11).
-    enable_ssrf_protection: config.ssrfProtection,
-    inference_pool: config.inferencePool,
-    allowed_prefillers: config.allowedPrefillers,
-    allowlist_sync_timeout_ms: config.allowlistSyncTimeoutMs,
-    enable_tls: config.tlsStages,
-    tls_insecure_skip_verify: config.insecureSkipVerifyStages,
-    ca_cert: config.caCertPath,
-    max_request_body_bytes: config.maxRequestBodyBytes,
-    ...describeResilience(config),
-  };
 }
