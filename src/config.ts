@@ -21,6 +21,7 @@ import {
   type ReadFile,
   settingLabel,
   type SettingSource,
+  type Sourced,
   sourceOf,
   withLayerContext,
 } from "./config_sources.ts";
@@ -44,6 +45,7 @@ import {
   PREFILLER_SAMPLING_ENV,
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
+import { parseChoice } from "./flag_values.ts";
 import { formatEffectiveConfig } from "./print_config.ts";
 import {
   resolveSecuritySettings,
@@ -192,17 +194,15 @@ function resolveConfig(
 ): ResolvedConfig {
   const { values, given } = layered;
   const warnings: string[] = [];
-  const connector = resolveConnectorSettings(
-    { values, env, given },
-    warnings,
-  );
+  const input = { ...layered, env };
+  const connector = resolveConnectorSettings(input, warnings);
   const secureProxy = values["secure-proxy"] ?? defaultOf("secure-proxy");
   const certPath = values["cert-path"] ?? "";
   const sampling = resolveSampling(layered, env, warnings);
   const verbosity = resolveVerbosity(parsed);
   const { settings } = connector;
   // SSRF protection and upstream TLS (issue 11).
-  const security = resolveSecuritySettings({ values, env, given }, warnings);
+  const security = resolveSecuritySettings(input, warnings);
   const config: Config = {
     port: settings.port,
     listenHost: parseListenHost(
@@ -334,19 +334,6 @@ function parseBodyLimit(bytes: number): number {
   return bytes;
 }
 
-/** `text` if it is one of `choices`; a ConfigError naming them otherwise. */
-function parseChoice<T extends string>(
-  flag: string,
-  text: string,
-  choices: readonly T[],
-): T {
-  const choice = choices.find((candidate) => candidate === text);
-  if (choice === undefined) {
-    throw invalidValue(flag, text, `one of ${choices.join(", ")}`);
-  }
-  return choice;
-}
-
 function parseListenHost(text: string): string {
   if (text === "" || /[\s[\]/]/.test(text)) {
     throw invalidValue(
@@ -356,12 +343,6 @@ function parseListenHost(text: string): string {
     );
   }
   return text;
-}
-
-/** A value and where it came from. */
-interface Sourced<T> {
-  readonly value: T;
-  readonly source: SettingSource;
 }
 
 function resolveSampling(

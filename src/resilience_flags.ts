@@ -6,9 +6,10 @@
  */
 
 import { invalidValue } from "./config_error.ts";
-import { formatGoDuration, parseTimerDuration } from "./duration.ts";
+import { formatGoDuration } from "./duration.ts";
 import { defaultOf, type FlagName, type ParserSpecs } from "./flag_table.ts";
 import type { FlagValues } from "./flags.ts";
+import { parseChoice, parseDurationValue } from "./flag_values.ts";
 
 /** What a prefill leg that failed for good gives the client. */
 export type PrefillFailurePolicy = "fail" | "decode";
@@ -66,32 +67,18 @@ export type ResilienceValues = Pick<
 >;
 
 function duration(values: ResilienceValues, flag: DurationFlag): number {
-  const text = values[flag] ?? defaultOf(flag);
-  const ms = parseTimerDuration(text);
-  if (ms === undefined) {
-    throw invalidValue(
-      flag,
-      text,
-      'a Go duration of 0 or more such as "500ms", "5s" or "2m"',
-    );
-  }
-  return ms;
+  return parseDurationValue(flag, values[flag] ?? defaultOf(flag));
 }
 
 /** Reads and validates the settings; throws `ConfigError` naming the flag. */
 export function resolveResilienceSettings(
   values: ResilienceValues,
 ): ResilienceSettings {
-  const policyText = values["prefill-failure-policy"] ??
-    defaultOf("prefill-failure-policy");
-  const policy = PREFILL_FAILURE_POLICIES.find((name) => name === policyText);
-  if (policy === undefined) {
-    throw invalidValue(
-      "prefill-failure-policy",
-      policyText,
-      `one of ${PREFILL_FAILURE_POLICIES.join(", ")}`,
-    );
-  }
+  const policy = parseChoice(
+    "prefill-failure-policy",
+    values["prefill-failure-policy"] ?? defaultOf("prefill-failure-policy"),
+    PREFILL_FAILURE_POLICIES,
+  );
   const retries = Math.max(
     0,
     values["prefill-max-retries"] ?? defaultOf("prefill-max-retries"),
