@@ -6,7 +6,7 @@
  */
 
 import type { ConnectorName } from "../../src/config.ts";
-import { within as withinMs } from "../support/deadline.ts";
+import { withDeadline } from "../support/deadline.ts";
 import {
   createKvStore,
   type RecordedRequest,
@@ -27,7 +27,7 @@ export function within<T>(
   label: string,
   ms = 5000,
 ): Promise<T> {
-  return withinMs(promise, ms, `Timed out after ${ms} ms waiting for ${label}`);
+  return withDeadline(promise, ms, label);
 }
 
 /** The engines a test bootstrap server lists: one rank, a fixed id. */
@@ -213,8 +213,6 @@ export interface RecordingUpstream extends AsyncDisposable {
   readonly port: number;
   readonly hostPort: string;
   readonly requests: ReceivedRequest[];
-  /** Resolves with the `n`-th request (1-based) once it arrived. */
-  nth(n: number): Promise<ReceivedRequest>;
 }
 
 /** Starts a recording upstream answering with `handler`. */
@@ -222,7 +220,6 @@ export function startRecordingUpstream(
   handler: (request: ReceivedRequest) => Response | Promise<Response>,
 ): RecordingUpstream {
   const requests: ReceivedRequest[] = [];
-  const waiters: { n: number; resolve: (r: ReceivedRequest) => void }[] = [];
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     async (request) => {
@@ -233,9 +230,6 @@ export function startRecordingUpstream(
         signal: request.signal,
       };
       requests.push(received);
-      for (const waiter of waiters) {
-        if (waiter.n === requests.length) waiter.resolve(received);
-      }
       return await handler(received);
     },
   );
@@ -244,13 +238,6 @@ export function startRecordingUpstream(
     port,
     hostPort: `127.0.0.1:${port}`,
     requests,
-    nth(n) {
-      const found = requests[n - 1];
-      if (found) return Promise.resolve(found);
-      const { promise, resolve } = Promise.withResolvers<ReceivedRequest>();
-      waiters.push({ n, resolve });
-      return promise;
-    },
     [Symbol.asyncDispose]: () => server.shutdown(),
   };
 }
