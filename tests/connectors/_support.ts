@@ -139,66 +139,6 @@ export async function isPending(promise: Promise<unknown>): Promise<boolean> {
   return first === marker;
 }
 
-/** A raw TCP upstream that reads requests and never answers. */
-export interface HangingUpstream extends AsyncDisposable {
-  readonly port: number;
-  readonly hostPort: string;
-  /** Resolves when the first bytes of a request arrive. */
-  readonly requestSeen: Promise<void>;
-  /** Connections accepted so far. */
-  connections(): number;
-  /** Resolves once every connection accepted so far was closed by the client. */
-  allClosed(): Promise<void>;
-}
-
-/**
- * Starts a hanging upstream. It sees a client's close on the socket itself:
- * Deno.serve (and so the mock vLLM) does not report a client that leaves
- * before the answer once the request body exceeded a few hundred bytes.
- */
-export function startHangingUpstream(): HangingUpstream {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const seen = Promise.withResolvers<void>();
-  const conns: Deno.Conn[] = [];
-  const closed: Promise<void>[] = [];
-  async function serve(conn: Deno.Conn): Promise<void> {
-    const buffer = new Uint8Array(16384);
-    for (;;) {
-      const read = await conn.read(buffer).catch(() => null);
-      if (read === null) break;
-      seen.resolve();
-    }
-  }
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      closed.push(serve(conn));
-    }
-  })().catch(() => {});
-  const { port } = listener.addr;
-  return {
-    port,
-    hostPort: `127.0.0.1:${port}`,
-    requestSeen: seen.promise,
-    connections: () => conns.length,
-    allClosed: async () => {
-      await Promise.all(closed);
-    },
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch {
-          // Closed already by the client.
-        }
-      }
-      await Promise.all(closed);
-      await accepting;
-    },
-  };
-}
-
 /** A request a recording upstream received. */
 export interface ReceivedRequest {
   readonly path: string;
