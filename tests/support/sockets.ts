@@ -7,6 +7,9 @@
 
 import { withDeadline } from "./deadline.ts";
 
+/** The deadline every socket wait uses, where the socket tests import it from. */
+export { withDeadline };
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
