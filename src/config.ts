@@ -21,13 +21,13 @@ import {
   type ReadFile,
   settingLabel,
   type SettingSource,
+  type Sourced,
   sourceOf,
   withLayerContext,
 } from "./config_sources.ts";
 import { resolveConnectorSettings } from "./connector_flags.ts";
 import { resolveStageSettings } from "./stage_flags.ts";
 import {
-  describeResilience,
   type ResilienceSettings,
   resolveResilienceSettings,
 } from "./resilience_flags.ts";
@@ -45,6 +45,7 @@ import {
   PREFILLER_SAMPLING_ENV,
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
+import { parseChoice } from "./flag_values.ts";
 import { formatEffectiveConfig } from "./print_config.ts";
 import {
   resolveSecuritySettings,
@@ -54,6 +55,7 @@ import {
 export { ConfigError, type ConfigErrorOptions } from "./config_error.ts";
 export type { ReadFile, SettingSource } from "./config_sources.ts";
 export type { InferencePoolRef } from "./security_flags.ts";
+export { describeConfig } from "./print_config.ts";
 export {
   CONNECTOR_NAMES,
   type ConnectorName,
@@ -197,17 +199,15 @@ function resolveConfig(
 ): ResolvedConfig {
   const { values, given } = layered;
   const warnings: string[] = [];
-  const connector = resolveConnectorSettings(
-    { values, env, given },
-    warnings,
-  );
+  const input = { ...layered, env };
+  const connector = resolveConnectorSettings(input, warnings);
   const secureProxy = values["secure-proxy"] ?? defaultOf("secure-proxy");
   const certPath = values["cert-path"] ?? "";
   const sampling = resolveSampling(layered, env, warnings);
   const verbosity = resolveVerbosity(parsed);
   const { settings } = connector;
   // SSRF protection and upstream TLS (issue 11).
-  const security = resolveSecuritySettings({ values, env, given }, warnings);
+  const security = resolveSecuritySettings(input, warnings);
   const config: Config = {
     port: settings.port,
     listenHost: parseListenHost(
@@ -353,19 +353,6 @@ function parseMaxConnections(count: number): number {
   return count;
 }
 
-/** `text` if it is one of `choices`; a ConfigError naming them otherwise. */
-function parseChoice<T extends string>(
-  flag: string,
-  text: string,
-  choices: readonly T[],
-): T {
-  const choice = choices.find((candidate) => candidate === text);
-  if (choice === undefined) {
-    throw invalidValue(flag, text, `one of ${choices.join(", ")}`);
-  }
-  return choice;
-}
-
 function parseListenHost(text: string): string {
   if (text === "" || /[\s[\]/]/.test(text)) {
     throw invalidValue(
@@ -375,12 +362,6 @@ function parseListenHost(text: string): string {
     );
   }
   return text;
-}
-
-/** A value and where it came from. */
-interface Sourced<T> {
-  readonly value: T;
-  readonly source: SettingSource;
 }
 
 function resolveSampling(
@@ -482,41 +463,4 @@ export function decoderHostPort(
 /** `config` as the listener of data-parallel rank `rank` uses it. */
 export function configForRank(config: Config, rank: number): Config {
   return { ...config, dataParallelRank: rank };
-}
-
-/** The configuration as a plain object for the start-up log line (snake_case keys). */
-export function describeConfig(config: Config): Record<string, unknown> {
-  return {
-    port: config.port,
-    listen_host: config.listenHost,
-    model_server_port: config.modelServerPort,
-    kv_connector: config.connector,
-    data_parallel_size: config.dataParallelSize,
-    pod_ip: config.podIp,
-    enable_p2p_pull: config.enableP2pPull,
-    p2p_connector_port: config.p2pConnectorPort,
-    mooncake_bootstrap_port: config.mooncakeBootstrapPort,
-    sglang_bootstrap_port: config.sglangBootstrapPort,
-    secure_proxy: config.secureProxy,
-    cert_path: config.certPath,
-    enable_prefiller_sampling: config.enablePrefillerSampling,
-    verbosity: config.verbosity,
-    workers: config.workers,
-    metrics_port: config.metricsPort,
-    tracing: config.tracing,
-    watch_client_connections: config.watchClientConnections,
-    ec_connector: config.ecConnector,
-    decode_chunk_size: config.decodeChunkSize,
-    // SSRF protection and upstream TLS (issue 11).
-    enable_ssrf_protection: config.ssrfProtection,
-    inference_pool: config.inferencePool,
-    allowed_prefillers: config.allowedPrefillers,
-    allowlist_sync_timeout_ms: config.allowlistSyncTimeoutMs,
-    enable_tls: config.tlsStages,
-    tls_insecure_skip_verify: config.insecureSkipVerifyStages,
-    ca_cert: config.caCertPath,
-    max_request_body_bytes: config.maxRequestBodyBytes,
-    max_connections: config.maxConnections,
-    ...describeResilience(config),
-  };
 }

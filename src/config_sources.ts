@@ -13,7 +13,7 @@ import {
   parseConfigurationYaml,
   type YamlValues,
 } from "./config_yaml.ts";
-import type { ParserSpecs } from "./flag_table.ts";
+import type { Env, ParserSpecs } from "./flag_table.ts";
 import type { FlagSpecs, FlagValues, ParsedFlags } from "./flags.ts";
 
 /** The layer that gave a flag's value: the command line or the YAML configuration. */
@@ -37,6 +37,23 @@ export type ReadFile = (path: string) => string;
 export interface LayeredValues {
   readonly values: FlagValues<ParserSpecs>;
   readonly given: Given;
+}
+
+/** What the settings modules read: the layered flag values and the environment. */
+export interface SettingsInput extends LayeredValues {
+  readonly env: Env;
+}
+
+/** A value and where it came from. */
+export interface Sourced<T> {
+  readonly value: T;
+  readonly source: SettingSource;
+}
+
+/** Settings a module resolved, with the sources of those not read straight from the flag named like their field. */
+export interface ResolvedSettings<S> {
+  readonly settings: S;
+  readonly sources: Readonly<Partial<Record<keyof S, SettingSource>>>;
 }
 
 /**
@@ -100,6 +117,33 @@ function loadConfiguration(
 export function sourceOf(name: string, given: Given): SettingSource {
   const layer = given[name];
   return layer === undefined ? DEFAULT_SOURCE : { kind: layer, name };
+}
+
+/** What to use instead of a deprecated flag: on the command line, and as a YAML key. */
+export interface Replacement {
+  /** After `--`: `model-server-port`, `enable-tls=prefiller`. */
+  readonly flag: string;
+  /** What to write in the YAML configuration: `model-server-port`, `enable-tls: [prefiller]`. */
+  readonly key: string;
+  /** Appended to a flag's notice only. */
+  readonly flagNote?: string;
+}
+
+/**
+ * The deprecation notice for `name`: pflag's MarkDeprecated wording for a flag; Go says
+ * nothing for a YAML key, but the key goes away with the flag.
+ */
+export function deprecationNotice(
+  name: string,
+  given: Given,
+  replacement: Replacement,
+): string {
+  if (given[name] === "yaml") {
+    return `Configuration key "${name}" is deprecated, use "${replacement.key}" instead`;
+  }
+  return `Flag --${name} has been deprecated, use --${replacement.flag} instead${
+    replacement.flagNote ?? ""
+  }`;
 }
 
 /** How messages name the setting `name`: the flag, or the YAML key when the value came from there. */

@@ -21,80 +21,37 @@ import {
   parseDocument,
 } from "yaml";
 import { ConfigError } from "./config_error.ts";
-import { type FlagEntry, type FlagName, lookupFlag } from "./flag_table.ts";
+import { flagEntries, type FlagEntry, lookupFlag } from "./flag_table.ts";
 import type { FlagKind, FlagValue } from "./flags.ts";
 
-/** The type of a key in the Go sidecar's `yamlConfiguration` struct. */
-export type YamlKind = "int" | "string" | "bool" | "list";
+/** The type of a key in the Go sidecar's `yamlConfiguration` struct: one of the flag kinds. */
+export type YamlKind = FlagKind;
 
 /** One key of the YAML configuration; its name is the flag's. */
 export interface YamlKey {
   readonly kind: YamlKind;
-  /**
-   * Other flags that, given on the command line, also keep this key from applying:
-   * an explicit flag for the same setting, deprecated spelling included, beats YAML.
-   */
-  readonly yieldsTo?: readonly FlagName[];
+  /** Flags that, given on the command line, also keep this key from applying (see the flag table). */
+  readonly yieldsTo?: readonly string[];
 }
 
 /**
  * Every key of the Go sidecars' YAML configuration (LATEST base spec §1.2 and NEXT delta §1.2),
  * plus `listen-host`, `workers`, `max-request-body-bytes`, `max-connections` and the timeout,
- * failure-policy and shutdown keys, which only this sidecar has. A key is accepted when its
- * flag is supported in the flag table, refused as its flag is otherwise.
+ * failure-policy and shutdown keys, which only this sidecar has: the flags whose table row has
+ * `yaml`. A key is
+ * accepted when its flag is supported in the flag table, refused as its flag is otherwise.
  */
-export const YAML_KEYS = {
-  "port": { kind: "int" },
-  "vllm-port": { kind: "int", yieldsTo: ["model-server-port"] },
-  "model-server-port": { kind: "int", yieldsTo: ["vllm-port"] },
-  "data-parallel-size": { kind: "int" },
-  "kv-connector": { kind: "string", yieldsTo: ["connector"] },
-  "connector": { kind: "string", yieldsTo: ["kv-connector"] },
-  "ec-connector": { kind: "string" },
-  "mooncake-bootstrap-port": { kind: "int" },
-  "p2p-connector-port": { kind: "int" },
-  "enable-p2p-pull": { kind: "bool" },
-  "secure-proxy": { kind: "bool" },
-  "cert-path": { kind: "string" },
-  "enable-prefiller-sampling": { kind: "bool" },
-  "enable-ssrf-protection": { kind: "bool" },
-  "inference-pool": { kind: "string" },
-  "pool-group": { kind: "string" },
-  "enable-tls": { kind: "list" },
-  "tls-insecure-skip-verify": { kind: "list" },
-  "prefiller-use-tls": { kind: "bool", yieldsTo: ["enable-tls"] },
-  "decoder-use-tls": { kind: "bool", yieldsTo: ["enable-tls"] },
-  "prefiller-tls-insecure-skip-verify": {
-    kind: "bool",
-    yieldsTo: ["tls-insecure-skip-verify"],
-  },
-  "decoder-tls-insecure-skip-verify": {
-    kind: "bool",
-    yieldsTo: ["tls-insecure-skip-verify"],
-  },
-  "max-idle-conns-per-host": { kind: "int" },
-  "decode-chunk-size": { kind: "int" },
-  "prefill-max-retries": { kind: "int" },
-  "prefill-retry-backoff": { kind: "string" },
-  "prefill-failure-policy": { kind: "string" },
-  "connect-timeout": { kind: "string" },
-  "prefill-timeout": { kind: "string" },
-  "encoder-timeout": { kind: "string" },
-  "decode-first-byte-timeout": { kind: "string" },
-  "stream-idle-timeout": { kind: "string" },
-  "shutdown-grace": { kind: "string" },
-  "shutdown-drain-delay": { kind: "string" },
-  "tracing": { kind: "bool" },
-  "metrics-port": { kind: "int" },
-  "listen-host": { kind: "string" },
-  "workers": { kind: "int" },
-  "max-request-body-bytes": { kind: "int" },
-  "max-connections": { kind: "int" },
-  "watch-client-connections": { kind: "bool" },
-} as const satisfies Partial<Record<FlagName, YamlKey>>;
+export const YAML_KEYS: Readonly<Record<string, YamlKey>> = buildYamlKeys();
 
-/** The table without its literal types, for lookups by any string. */
-const KEY_TABLE: Readonly<Record<string, YamlKey>> = YAML_KEYS;
+function buildYamlKeys(): Record<string, YamlKey> {
+  const keys: Record<string, YamlKey> = {};
+  for (const [name, entry] of flagEntries()) {
+    if (entry.yaml === undefined) continue;
+    const { kind = entry.kind, yieldsTo } = entry.yaml;
+    keys[name] = yieldsTo === undefined ? { kind } : { kind, yieldsTo };
+  }
+  return keys;
+}
 
 /** Largest configuration read, in UTF-8 bytes: a complete one with comments is about 3 KiB. */
 export const MAX_CONFIGURATION_BYTES = 64 * 1024;
@@ -124,7 +81,7 @@ export interface ParseYamlOptions {
 
 /** The YAML key `name`, if the configuration has one. */
 export function lookupYamlKey(name: string): YamlKey | undefined {
-  return Object.hasOwn(KEY_TABLE, name) ? KEY_TABLE[name] : undefined;
+  return Object.hasOwn(YAML_KEYS, name) ? YAML_KEYS[name] : undefined;
 }
 
 /**

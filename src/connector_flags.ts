@@ -11,9 +11,12 @@
 import { ConfigError } from "./config_error.ts";
 import {
   DEFAULT_SOURCE,
+  deprecationNotice,
   type Given,
+  type ResolvedSettings,
   settingLabel,
-  type SettingSource,
+  type SettingsInput,
+  type Sourced,
   sourceOf,
 } from "./config_sources.ts";
 import {
@@ -25,24 +28,14 @@ import {
   type Env,
   MOONCAKE_BOOTSTRAP_PORT_ENV,
   P2P_CONNECTOR_PORT_ENV,
-  type ParserSpecs,
   POD_IP_ENV,
   SGLANG_BOOTSTRAP_PORT_ENV,
 } from "./flag_table.ts";
-import type { FlagValues } from "./flags.ts";
-
-type Values = FlagValues<ParserSpecs>;
+import { parseDecimal } from "./flags.ts";
+import { parseGoChoice } from "./flag_values.ts";
 
 /** Which flag set the model-server port, for messages: Go names the one the operator used. */
 type ModelServerFlag = "model-server-port" | "vllm-port";
-
-/** What {@linkcode resolveConnectorSettings} reads. */
-export interface ConnectorInput {
-  readonly values: Values;
-  readonly env: Env;
-  /** Which layer, flag or YAML, gave each value: for messages and sources. */
-  readonly given: Given;
-}
 
 /** The connector and data-parallel settings. */
 export interface ConnectorSettings {
@@ -57,32 +50,16 @@ export interface ConnectorSettings {
   readonly podIp: string;
 }
 
-/** What {@linkcode resolveConnectorSettings} returns. */
-export interface ResolvedConnectorSettings {
-  readonly settings: ConnectorSettings;
-  /** Sources of the settings not read straight from the flag of their name. */
-  readonly sources: Readonly<
-    Partial<Record<keyof ConnectorSettings, SettingSource>>
-  >;
-}
-
-/** A value and where it came from. */
-interface Sourced<T> {
-  readonly value: T;
-  readonly source: SettingSource;
-}
-
 const MAX_PORT = 65535;
-const CONNECTOR_LIST = CONNECTOR_NAMES.join(", ");
 
 /**
  * Resolves the connector and data-parallel settings; throws {@linkcode ConfigError} with the
  * Go sidecar's message for the first invalid one, in Go's order. Appends warnings.
  */
 export function resolveConnectorSettings(
-  input: ConnectorInput,
+  input: SettingsInput,
   warnings: string[],
-): ResolvedConnectorSettings {
+): ResolvedSettings<ConnectorSettings> {
   const { values, env } = input;
   const dataParallelSize = parseDataParallelSize(
     values["data-parallel-size"] ?? defaultOf("data-parallel-size"),
@@ -164,13 +141,6 @@ function parseDataParallelSize(size: number): number {
   return size;
 }
 
-/** Go's `strconv.Atoi`: optional sign, decimal digits; undefined when `text` is not one. */
-function parseGoInt(text: string): number | undefined {
-  if (!/^[+-]?\d+$/.test(text)) return undefined;
-  const value = Number(text);
-  return Number.isSafeInteger(value) ? value : undefined;
-}
-
 /**
  * A string port flag whose `count` consecutive ports (one per data-parallel rank) must all be
  * valid; Go's checks and messages, prefixed with the flag.
@@ -186,7 +156,7 @@ function parsePortRange(
 ): number {
   const { flag, count } = range;
   const setting = range.setting ?? flag;
-  const port = parseGoInt(text);
+  const port = parseDecimal(text);
   if (port === undefined) {
     throw new ConfigError(`--${flag} must be a valid integer, got "${text}"`, {
       exitCode: 2,
@@ -221,30 +191,12 @@ function quoted(name: string, given: Given): string {
 }
 
 /**
- * The deprecation notice for `name`: pflag's MarkDeprecated wording for a flag; Go says
- * nothing for a YAML key, but the key goes away with the flag.
- */
-function deprecated(
-  name: string,
-  replacement: string,
-  input: ConnectorInput,
-): string {
-  if (input.given[name] === "yaml") {
-    return `Configuration key "${name}" is deprecated, use "${replacement}" instead`;
-  }
-  const removal = name === "vllm-port"
-    ? `; --${name} will be removed after the deprecation period`
-    : "";
-  return `Flag --${name} has been deprecated, use --${replacement} instead${removal}`;
-}
-
-/**
  * NEXT §1.2: `-model-server-port` wins over its deprecated alias `-vllm-port`; an empty
  * `-model-server-port` means "not given", as in Go. `flag` is the name Go's messages use:
  * `--vllm-port` only when that flag was given on the command line.
  */
 function resolveModelServerPort(
-  input: ConnectorInput,
+  input: SettingsInput,
   warnings: string[],
 ): {
   readonly text: string;
@@ -255,7 +207,13 @@ function resolveModelServerPort(
   const current = values["model-server-port"];
   const legacy = values["vllm-port"];
   if (legacy !== undefined) {
-    warnings.push(deprecated("vllm-port", "model-server-port", input));
+    warnings.push(
+      deprecationNotice("vllm-port", given, {
+        flag: "model-server-port",
+        key: "model-server-port",
+        flagNote: "; --vllm-port will be removed after the deprecation period",
+      }),
+    );
   }
   if (current !== undefined && current !== "") {
     if (legacy !== undefined && legacy !== current) {
@@ -283,35 +241,31 @@ function resolveModelServerPort(
   };
 }
 
-function parseConnector(text: string, flag: string): ConnectorName {
-  const name = CONNECTOR_NAMES.find((candidate) => candidate === text);
-  if (name === undefined) {
-    throw new ConfigError(`--${flag} must be one of: ${CONNECTOR_LIST}`, {
-      exitCode: 2,
-      flag,
-    });
-  }
-  return name;
-}
-
 /**
  * LATEST §1.3 step 2: the deprecated `-connector` fills an empty `-kv-connector`. Each is
  * checked under its own name (Go reports a bad `--connector` as `--kv-connector`).
  */
 function resolveConnector(
-  input: ConnectorInput,
+  input: SettingsInput,
   warnings: string[],
 ): Sourced<ConnectorName> {
   const { values, given } = input;
   const kvText = values["kv-connector"];
   const kv = kvText === undefined || kvText === ""
     ? undefined
-    : parseConnector(kvText, "kv-connector");
+    : parseGoChoice("kv-connector", kvText, { choices: CONNECTOR_NAMES });
   let legacy: ConnectorName | undefined;
   if (values.connector !== undefined) {
-    warnings.push(deprecated("connector", "kv-connector", input));
+    warnings.push(
+      deprecationNotice("connector", given, {
+        flag: "kv-connector",
+        key: "kv-connector",
+      }),
+    );
     // Validated even when -kv-connector overrides it, as Go's Validate() does.
-    legacy = parseConnector(values.connector, "connector");
+    legacy = parseGoChoice("connector", values.connector, {
+      choices: CONNECTOR_NAMES,
+    });
     if (kv !== undefined && kv !== legacy) {
       warnings.push(
         `${settingLabel("connector", given)} is ignored because ` +
@@ -359,7 +313,7 @@ interface PortSetting {
  * lets a stray variable stop a sidecar that never reads it (delta §11 item 13).
  */
 function resolvePortSetting(
-  input: ConnectorInput,
+  input: SettingsInput,
   warnings: string[],
   setting: PortSetting,
 ): Sourced<number> {
@@ -404,7 +358,7 @@ function resolveEnvPort(
   const text = env[envName] ?? "";
   const defaulted = { value: fallback, source: DEFAULT_SOURCE };
   if (text === "") return defaulted;
-  const port = parseGoInt(text);
+  const port = parseDecimal(text);
   if (port !== undefined && isPort(port)) {
     return { value: port, source: { kind: "env", name: envName } };
   }

@@ -1,7 +1,8 @@
 /**
  * @module
- * Every flag of the Go sidecars with its kind, default, help and whether this
- * sidecar supports it: the one table the parser, validation and usage text read.
+ * Every flag of the Go sidecars with its kind, default, help, whether this
+ * sidecar supports it and whether the YAML configuration has it as a key: the
+ * one table the parser, the YAML loader, validation and usage text read.
  */
 
 import type { FlagKind } from "./flags.ts";
@@ -150,6 +151,22 @@ export interface FlagEntry {
    * ignored); supported ones are checked against their typed lists in config.
    */
   readonly choices?: readonly string[];
+  /**
+   * Present when the YAML configuration has a key of the flag's name (the Go sidecars'
+   * `yamlConfiguration`); `{}` for a key read as the flag is.
+   */
+  readonly yaml?: YamlKeyEntry;
+}
+
+/** How the YAML key of a flag differs from the flag. */
+export interface YamlKeyEntry {
+  /** The key's kind when not the flag's: Go's struct types the string port flags as ints. */
+  readonly kind?: "int";
+  /**
+   * Other flags that, given on the command line, also keep this key from applying:
+   * an explicit flag for the same setting, deprecated spelling included, beats YAML.
+   */
+  readonly yieldsTo?: readonly string[];
 }
 
 /** The connector names as a comma-separated list, for messages. */
@@ -164,12 +181,14 @@ const FLAGS = {
   "port": {
     kind: "string",
     status: "supported",
+    yaml: { kind: "int" },
     default: "8000",
     help: "the port the sidecar is listening on",
   },
   "listen-host": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "::",
     help:
       'the address the sidecar listens on; "::" is all interfaces, IPv4 and IPv6 ' +
@@ -178,6 +197,7 @@ const FLAGS = {
   "model-server-port": {
     kind: "string",
     status: "supported",
+    yaml: { kind: "int", yieldsTo: ["vllm-port"] },
     default: "8001",
     help:
       "the port the model server (vLLM or SGLang) is listening on; with -data-parallel-size " +
@@ -186,6 +206,7 @@ const FLAGS = {
   "vllm-port": {
     kind: "string",
     status: "supported",
+    yaml: { kind: "int", yieldsTo: ["model-server-port"] },
     help:
       "Deprecated: use -model-server-port instead. The port the model server is listening " +
       "on; -model-server-port wins when both are given",
@@ -193,6 +214,7 @@ const FLAGS = {
   "kv-connector": {
     kind: "string",
     status: "supported",
+    yaml: { yieldsTo: ["connector"] },
     default: DEFAULT_CONNECTOR,
     help:
       `the KV protocol between prefiller and decoder. Supported: ${CONNECTOR_LIST}`,
@@ -200,6 +222,7 @@ const FLAGS = {
   "connector": {
     kind: "string",
     status: "supported",
+    yaml: { yieldsTo: ["kv-connector"] },
     help:
       "Deprecated: use -kv-connector instead. The P/D connector being used, taken when " +
       `-kv-connector is empty or not given. Supported: ${CONNECTOR_LIST}`,
@@ -207,6 +230,7 @@ const FLAGS = {
   "data-parallel-size": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 1,
     help:
       "the model server's data-parallel size N: rank r (0..N-1) is served on -port + r and " +
@@ -215,6 +239,7 @@ const FLAGS = {
   "mooncake-bootstrap-port": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 8998,
     help:
       "the port of the Mooncake bootstrap endpoint on prefill pods (only used with " +
@@ -223,6 +248,7 @@ const FLAGS = {
   "p2p-connector-port": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 7777,
     help:
       "the prefiller's OffloadingConnector P2P tier port, sent as remote_port; with " +
@@ -233,6 +259,7 @@ const FLAGS = {
   "enable-p2p-pull": {
     kind: "bool",
     status: "supported",
+    yaml: {},
     help:
       "declare the OffloadingConnector P2P tier available next to NIXL (vLLM " +
       "MultiConnector) for cached-prefix pulls named by x-kv-cache-source-host-port; only " +
@@ -241,12 +268,14 @@ const FLAGS = {
   "secure-proxy": {
     kind: "bool",
     status: "supported",
+    yaml: {},
     default: true,
     help: "Enables secure proxy (TLS on the sidecar's listener)",
   },
   "cert-path": {
     kind: "string",
     status: "supported",
+    yaml: {},
     help:
       "The path to the certificate for secure proxy. The certificate and private key files " +
       "are assumed to be named tls.crt and tls.key, respectively. If not set, and secure-proxy " +
@@ -255,6 +284,7 @@ const FLAGS = {
   "enable-prefiller-sampling": {
     kind: "bool",
     status: "supported",
+    yaml: {},
     help:
       "if true, the target prefill instance will be selected randomly from among the " +
       `provided prefill host values (defaults to ${PREFILLER_SAMPLING_ENV} env var)`,
@@ -262,6 +292,7 @@ const FLAGS = {
   "workers": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 1,
     help:
       "number of listener threads sharing the port (SO_REUSEPORT), each with its own event " +
@@ -270,6 +301,7 @@ const FLAGS = {
   "max-connections": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 0,
     help:
       "most client connections each listener serves at once (each -workers thread and each " +
@@ -280,6 +312,7 @@ const FLAGS = {
   "watch-client-connections": {
     kind: "bool",
     status: "supported",
+    yaml: {},
     help:
       "notice a client that leaves while its request waits, from /proc/net/tcp (Linux); " +
       "Deno opens /proc only with --allow-all, so the sidecar refuses to start without it " +
@@ -288,6 +321,7 @@ const FLAGS = {
   "max-request-body-bytes": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 33554432,
     help:
       "largest request body accepted, in bytes; a larger one is answered 413 before it is read " +
@@ -375,6 +409,7 @@ const FLAGS = {
   "ec-connector": {
     kind: "string",
     status: "supported",
+    yaml: {},
     help:
       "the EC protocol between encoders and prefiller/decoder (E/P/D mode), run for requests " +
       `naming encoders in x-encoder-hosts-ports; empty disables the encoder stage. Supported: ${
@@ -385,6 +420,7 @@ const FLAGS = {
   "enable-ssrf-protection": {
     kind: "bool",
     status: "supported",
+    yaml: {},
     help:
       "enable SSRF protection using InferencePool allowlisting: prefill, encoder and " +
       "KV-source targets must be ready pods of the pool, on one of its target ports",
@@ -392,6 +428,7 @@ const FLAGS = {
   "pool-group": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "inference.networking.k8s.io",
     help:
       "group of the InferencePool this Endpoint Picker is associated with " +
@@ -400,6 +437,7 @@ const FLAGS = {
   "inference-pool": {
     kind: "string",
     status: "supported",
+    yaml: {},
     help:
       `InferencePool in namespace/name or name format (defaults to ${INFERENCE_POOL_ENV} env ` +
       "var); a bare name is looked up in the sidecar's own namespace",
@@ -434,31 +472,37 @@ const FLAGS = {
   "enable-tls": {
     kind: "list",
     status: "supported",
+    yaml: {},
     help: `stages to enable TLS for: ${TLS_STAGES.join(", ")}`,
   },
   "tls-insecure-skip-verify": {
     kind: "list",
     status: "supported",
+    yaml: {},
     help: `stages to skip TLS verification for: ${TLS_STAGES.join(", ")}`,
   },
   "prefiller-use-tls": {
     kind: "bool",
     status: "supported",
+    yaml: { yieldsTo: ["enable-tls"] },
     help: "Deprecated: use -enable-tls=prefiller instead",
   },
   "decoder-use-tls": {
     kind: "bool",
     status: "supported",
+    yaml: { yieldsTo: ["enable-tls"] },
     help: "Deprecated: use -enable-tls=decoder instead",
   },
   "prefiller-tls-insecure-skip-verify": {
     kind: "bool",
     status: "supported",
+    yaml: { yieldsTo: ["tls-insecure-skip-verify"] },
     help: "Deprecated: use -tls-insecure-skip-verify=prefiller instead",
   },
   "decoder-tls-insecure-skip-verify": {
     kind: "bool",
     status: "supported",
+    yaml: { yieldsTo: ["tls-insecure-skip-verify"] },
     help: "Deprecated: use -tls-insecure-skip-verify=decoder instead",
   },
   "ca-cert": {
@@ -472,12 +516,14 @@ const FLAGS = {
   "max-idle-conns-per-host": {
     kind: "int",
     status: "not-yet",
+    yaml: {},
     help:
       "max idle keep-alive connections per host for reverse proxy transports",
   },
   "decode-chunk-size": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 0,
     help:
       "enables chunked decode mode when > 0; value is the token budget per chunk: a chat " +
@@ -512,6 +558,7 @@ const FLAGS = {
   "prefill-max-retries": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 0,
     help:
       "extra prefill attempts after a connection error or a 502, 503 or 504 (never after a " +
@@ -521,6 +568,7 @@ const FLAGS = {
   "prefill-retry-backoff": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "200ms",
     help:
       "delay between prefill attempts (Go duration); must be positive when " +
@@ -529,6 +577,7 @@ const FLAGS = {
   "prefill-failure-policy": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "fail",
     help:
       "what a failed prefill leg (unreachable, timed out, 5xx after the retries) gives: " +
@@ -538,6 +587,7 @@ const FLAGS = {
   "connect-timeout": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "5s",
     help:
       "longest TCP connect to an upstream not reached in the last 4s (Go duration; 0 turns " +
@@ -546,6 +596,7 @@ const FLAGS = {
   "prefill-timeout": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "5m",
     help:
       "longest prefill leg, retries and backoffs included (Go duration; 0 turns it off); " +
@@ -554,6 +605,7 @@ const FLAGS = {
   "encoder-timeout": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "5m",
     help:
       "longest encoder stage (-ec-connector), every multimodal item included (Go duration; " +
@@ -563,6 +615,7 @@ const FLAGS = {
   "decode-first-byte-timeout": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "0s",
     help:
       "longest wait for the first byte of a streaming (stream: true) P/D decode answer " +
@@ -573,6 +626,7 @@ const FLAGS = {
   "stream-idle-timeout": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "0s",
     help:
       "longest silence of the decoder once its answer has begun (Go duration; 0, the " +
@@ -584,6 +638,7 @@ const FLAGS = {
   "shutdown-grace": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "60s",
     help:
       "on SIGTERM or SIGINT, how long requests and streams in flight may take to finish, " +
@@ -593,6 +648,7 @@ const FLAGS = {
   "shutdown-drain-delay": {
     kind: "string",
     status: "supported",
+    yaml: {},
     default: "5s",
     help:
       "on SIGTERM or SIGINT, how long the sidecar keeps accepting and answers /health with " +
@@ -602,12 +658,14 @@ const FLAGS = {
   "tracing": {
     kind: "bool",
     status: "supported",
+    yaml: {},
     help:
       "Enable OpenTelemetry tracing: request, prefill and decode spans; export needs OTEL_DENO=true",
   },
   "metrics-port": {
     kind: "int",
     status: "supported",
+    yaml: {},
     default: 9090,
     help: "port of the Prometheus /metrics endpoint; 0 disables it",
   },

@@ -195,7 +195,11 @@ function convertValue(name: string, raw: RawValue): FlagValue<FlagKind> {
   }
 }
 
-function parseDecimal(text: string): number | undefined {
+/**
+ * A base-10 integer with an optional sign, as Go's `strconv.Atoi` reads one; undefined when
+ * `text` is not one or not a safe integer.
+ */
+export function parseDecimal(text: string): number | undefined {
   // Base 10 only, so "010" is 10: Go's flag.Int (base 0) also reads 0x/0o/0b prefixes, "_"
   // separators and a leading 0 as octal. The sidecar's int flags (-v, -workers) are base 10.
   if (!/^[+-]?\d+$/.test(text)) return undefined;

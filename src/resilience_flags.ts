@@ -6,8 +6,10 @@
  */
 
 import { invalidValue } from "./config_error.ts";
-import { formatGoDuration, parseTimerDuration } from "./duration.ts";
-import { defaultOf } from "./flag_table.ts";
+import { formatGoDuration } from "./duration.ts";
+import { defaultOf, type FlagName, type ParserSpecs } from "./flag_table.ts";
+import type { FlagValues } from "./flags.ts";
+import { parseChoice, parseDurationValue } from "./flag_values.ts";
 
 /** What a prefill leg that failed for good gives the client. */
 export type PrefillFailurePolicy = "fail" | "decode";
@@ -42,57 +44,44 @@ export interface ResilienceSettings {
   readonly shutdownDrainDelay: number;
 }
 
-/** The flag values the settings are read from, as the parser gives them. */
-export interface ResilienceValues {
-  readonly "connect-timeout"?: string;
-  readonly "prefill-timeout"?: string;
-  readonly "encoder-timeout"?: string;
-  readonly "decode-first-byte-timeout"?: string;
-  readonly "stream-idle-timeout"?: string;
-  readonly "prefill-max-retries"?: number;
-  readonly "prefill-retry-backoff"?: string;
-  readonly "prefill-failure-policy"?: string;
-  readonly "shutdown-grace"?: string;
-  readonly "shutdown-drain-delay"?: string;
-}
+/** The settings held as durations, with the flag each is read from. */
+const DURATION_FLAGS = {
+  connectTimeout: "connect-timeout",
+  prefillTimeout: "prefill-timeout",
+  encoderTimeout: "encoder-timeout",
+  decodeFirstByteTimeout: "decode-first-byte-timeout",
+  streamIdleTimeout: "stream-idle-timeout",
+  prefillRetryBackoff: "prefill-retry-backoff",
+  shutdownGrace: "shutdown-grace",
+  shutdownDrainDelay: "shutdown-drain-delay",
+} as const satisfies Partial<Record<keyof ResilienceSettings, FlagName>>;
 
-type DurationFlag =
-  | "connect-timeout"
-  | "prefill-timeout"
-  | "encoder-timeout"
-  | "decode-first-byte-timeout"
-  | "stream-idle-timeout"
-  | "prefill-retry-backoff"
-  | "shutdown-grace"
-  | "shutdown-drain-delay";
+type DurationFlag = typeof DURATION_FLAGS[keyof typeof DURATION_FLAGS];
+
+/** The settings held as durations, which `-print-config` shows in Go syntax. */
+export const DURATION_SETTINGS: ReadonlySet<string> = new Set(
+  Object.keys(DURATION_FLAGS),
+);
+
+/** The flag values the settings are read from, as the parser gives them. */
+export type ResilienceValues = Pick<
+  FlagValues<ParserSpecs>,
+  DurationFlag | "prefill-max-retries" | "prefill-failure-policy"
+>;
 
 function duration(values: ResilienceValues, flag: DurationFlag): number {
-  const text = values[flag] ?? defaultOf(flag);
-  const ms = parseTimerDuration(text);
-  if (ms === undefined) {
-    throw invalidValue(
-      flag,
-      text,
-      'a Go duration of 0 or more such as "500ms", "5s" or "2m"',
-    );
-  }
-  return ms;
+  return parseDurationValue(flag, values[flag] ?? defaultOf(flag));
 }
 
 /** Reads and validates the settings; throws `ConfigError` naming the flag. */
 export function resolveResilienceSettings(
   values: ResilienceValues,
 ): ResilienceSettings {
-  const policyText = values["prefill-failure-policy"] ??
-    defaultOf("prefill-failure-policy");
-  const policy = PREFILL_FAILURE_POLICIES.find((name) => name === policyText);
-  if (policy === undefined) {
-    throw invalidValue(
-      "prefill-failure-policy",
-      policyText,
-      `one of ${PREFILL_FAILURE_POLICIES.join(", ")}`,
-    );
-  }
+  const policy = parseChoice(
+    "prefill-failure-policy",
+    values["prefill-failure-policy"] ?? defaultOf("prefill-failure-policy"),
+    PREFILL_FAILURE_POLICIES,
+  );
   const retries = Math.max(
     0,
     values["prefill-max-retries"] ?? defaultOf("prefill-max-retries"),
@@ -119,41 +108,7 @@ export function resolveResilienceSettings(
   };
 }
 
-/** The settings held as durations, which `-print-config` shows in Go syntax. */
-export const DURATION_SETTINGS: ReadonlySet<string> = new Set<
-  keyof ResilienceSettings
->([
-  "connectTimeout",
-  "prefillTimeout",
-  "encoderTimeout",
-  "decodeFirstByteTimeout",
-  "streamIdleTimeout",
-  "prefillRetryBackoff",
-  "shutdownGrace",
-  "shutdownDrainDelay",
-]);
-
 /** Built-in settings: what a configuration without these flags gets. */
 export const DEFAULT_RESILIENCE: ResilienceSettings = resolveResilienceSettings(
   {},
 );
-
-/** The settings for the start-up log line (snake_case keys, durations in Go syntax). */
-export function describeResilience(
-  settings: ResilienceSettings,
-): Record<string, unknown> {
-  return {
-    connect_timeout: formatGoDuration(settings.connectTimeout),
-    prefill_timeout: formatGoDuration(settings.prefillTimeout),
-    encoder_timeout: formatGoDuration(settings.encoderTimeout),
-    decode_first_byte_timeout: formatGoDuration(
-      settings.decodeFirstByteTimeout,
-    ),
-    stream_idle_timeout: formatGoDuration(settings.streamIdleTimeout),
-    prefill_max_retries: settings.prefillMaxRetries,
-    prefill_retry_backoff: formatGoDuration(settings.prefillRetryBackoff),
-    prefill_failure_policy: settings.prefillFailurePolicy,
-    shutdown_grace: formatGoDuration(settings.shutdownGrace),
-    shutdown_drain_delay: formatGoDuration(settings.shutdownDrainDelay),
-  };
-}

@@ -7,44 +7,40 @@
  * Go sidecar's messages and deprecation rules (LATEST §1.3 steps 3 and 4).
  */
 
-import { parseTimerDuration } from "./duration.ts";
-import { ConfigError, invalidValue } from "./config_error.ts";
+import { ConfigError } from "./config_error.ts";
 import {
   DEFAULT_SOURCE,
-  type Given,
+  deprecationNotice,
+  type ResolvedSettings,
+  type SettingsInput,
   type SettingSource,
+  type Sourced,
   sourceOf,
 } from "./config_sources.ts";
 import {
   defaultOf,
-  type Env,
   INFERENCE_POOL_ENV,
   INFERENCE_POOL_NAME_ENV,
   INFERENCE_POOL_NAMESPACE_ENV,
-  type ParserSpecs,
   POOL_GROUPS,
   TLS_STAGES,
   type TlsStage,
 } from "./flag_table.ts";
-import type { FlagValues } from "./flags.ts";
+import {
+  parseChoice,
+  parseDurationValue,
+  parseGoChoice,
+} from "./flag_values.ts";
 import { parseStaticEntry } from "./allowlist/static_list.ts";
 import type { PoolGroup } from "./allowlist/pool_spec.ts";
 
-type Values = FlagValues<ParserSpecs>;
+type Values = SettingsInput["values"];
 
 /** The InferencePool the allowlist follows; an empty namespace means the sidecar's own. */
 export interface InferencePoolRef {
   readonly namespace: string;
   readonly name: string;
   readonly group: PoolGroup;
-}
-
-/** What {@linkcode resolveSecuritySettings} reads. */
-export interface SecurityInput {
-  readonly values: Values;
-  readonly env: Env;
-  /** Which layer, flag or YAML, gave each value: for messages and sources. */
-  readonly given: Given;
 }
 
 /** The SSRF-protection and upstream-TLS settings. */
@@ -65,29 +61,14 @@ export interface SecuritySettings {
   readonly caCertPath: string;
 }
 
-/** What {@linkcode resolveSecuritySettings} returns. */
-export interface ResolvedSecuritySettings {
-  readonly settings: SecuritySettings;
-  /** Sources of the settings not read straight from the flag named like their field. */
-  readonly sources: Readonly<
-    Partial<Record<keyof SecuritySettings, SettingSource>>
-  >;
-}
-
-/** A value and where it came from. */
-interface Sourced<T> {
-  readonly value: T;
-  readonly source: SettingSource;
-}
-
 /**
  * Resolves the SSRF-protection and upstream-TLS settings; throws {@linkcode ConfigError} for
  * the first invalid one. Appends warnings.
  */
 export function resolveSecuritySettings(
-  input: SecurityInput,
+  input: SettingsInput,
   warnings: string[],
-): ResolvedSecuritySettings {
+): ResolvedSettings<SecuritySettings> {
   const { values, given } = input;
   const ssrfProtection = values["enable-ssrf-protection"] ?? false;
   const inferencePool = resolveInferencePool(input, warnings);
@@ -123,9 +104,10 @@ export function resolveSecuritySettings(
     ssrfProtection,
     inferencePool: ssrfProtection ? inferencePool.value : undefined,
     allowedPrefillers,
-    allowlistSyncTimeoutMs: parseDuration(
-      values["allowlist-sync-timeout"] ?? defaultOf("allowlist-sync-timeout"),
+    allowlistSyncTimeoutMs: parseDurationValue(
       "allowlist-sync-timeout",
+      values["allowlist-sync-timeout"] ?? defaultOf("allowlist-sync-timeout"),
+      { positive: true },
     ),
     tlsStages: tls.value,
     insecureSkipVerifyStages: skipVerify.value,
@@ -162,17 +144,24 @@ function parseAllowedPrefillers(entries: readonly string[]): string[] {
 
 /** LATEST §1.3 step 3: `-inference-pool` (or INFERENCE_POOL) wins over the deprecated pair. */
 function resolveInferencePool(
-  input: SecurityInput,
+  input: SettingsInput,
   warnings: string[],
 ): Sourced<InferencePoolRef | undefined> {
   const { values, env, given } = input;
-  const group = parsePoolGroup(values["pool-group"] ?? defaultOf("pool-group"));
+  const group = parseChoice(
+    "pool-group",
+    values["pool-group"] ?? defaultOf("pool-group"),
+    POOL_GROUPS,
+  );
   for (
     const name of ["inference-pool-namespace", "inference-pool-name"] as const
   ) {
     if (values[name] !== undefined) {
       warnings.push(
-        `Flag --${name} has been deprecated, use --inference-pool instead`,
+        deprecationNotice(name, given, {
+          flag: "inference-pool",
+          key: "inference-pool",
+        }),
       );
     }
   }
@@ -193,14 +182,6 @@ function resolveInferencePool(
     ? { kind: "env", name: INFERENCE_POOL_NAME_ENV }
     : sourceOf("inference-pool-name", given);
   return { value: { namespace, name, group }, source };
-}
-
-function parsePoolGroup(text: string): PoolGroup {
-  const group = POOL_GROUPS.find((candidate) => candidate === text);
-  if (group === undefined) {
-    throw invalidValue("pool-group", text, `one of ${POOL_GROUPS.join(", ")}`);
-  }
-  return group;
 }
 
 /** `namespace/name` or `name`, with LATEST's messages. */
@@ -236,7 +217,7 @@ interface StageFlags {
  * The source is the list's when it was given, else the first deprecated bool's.
  */
 function resolveStages(
-  input: SecurityInput,
+  input: SettingsInput,
   warnings: string[],
   names: StageFlags,
 ): Sourced<TlsStage[]> {
@@ -244,13 +225,10 @@ function resolveStages(
   const { flag } = names;
   const stages: TlsStage[] = [];
   for (const text of values[flag] ?? []) {
-    const stage = TLS_STAGES.find((candidate) => candidate === text.trim());
-    if (stage === undefined) {
-      throw new ConfigError(
-        `--${flag} stages must be one of: ${TLS_STAGES.join(", ")}`,
-        { exitCode: 2, flag },
-      );
-    }
+    const stage = parseGoChoice(flag, text.trim(), {
+      choices: TLS_STAGES,
+      subject: `--${flag} stages`,
+    });
     if (!stages.includes(stage)) stages.push(stage);
   }
   let source = sourceOf(flag, given);
@@ -258,38 +236,14 @@ function resolveStages(
     const name = names[stage];
     const value = values[name];
     if (value === undefined) continue;
-    warnings.push(deprecatedStageBool(name, `${flag}=${stage}`, given));
+    warnings.push(
+      deprecationNotice(name, given, {
+        flag: `${flag}=${stage}`,
+        key: `${flag}: [${stage}]`,
+      }),
+    );
     if (source.kind === "default") source = sourceOf(name, given);
     if (value === true && !stages.includes(stage)) stages.push(stage);
   }
   return { value: stages, source };
-}
-
-/**
- * The deprecation notice for a per-stage bool: pflag's MarkDeprecated wording for a flag, the
- * key and its replacement for a YAML key.
- */
-function deprecatedStageBool(
-  name: string,
-  replacement: string,
-  given: Given,
-): string {
-  if (given[name] === "yaml") {
-    const [key = "", stage = ""] = replacement.split("=");
-    return `Configuration key "${name}" is deprecated, use "${key}: [${stage}]" instead`;
-  }
-  return `Flag --${name} has been deprecated, use --${replacement} instead`;
-}
-
-/** A positive Go duration a timer can wait. */
-function parseDuration(text: string, flag: string): number {
-  const ms = parseTimerDuration(text, { positive: true });
-  if (ms === undefined) {
-    throw invalidValue(
-      flag,
-      text,
-      'a positive duration such as "30s" or "500ms"',
-    );
-  }
-  return ms;
 }

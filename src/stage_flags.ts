@@ -12,6 +12,7 @@ import {
   type ParserSpecs,
 } from "./flag_table.ts";
 import type { FlagValues } from "./flags.ts";
+import { parseGoChoice } from "./flag_values.ts";
 
 /** The stage settings of a {@linkcode Config}. */
 export interface StageSettings {
@@ -28,13 +29,7 @@ export function resolveStageSettings(
   const ecText = values["ec-connector"] ?? "";
   const ecConnector = ecText === ""
     ? ""
-    : EC_CONNECTOR_NAMES.find((name) => name === ecText);
-  if (ecConnector === undefined) {
-    throw new ConfigError(
-      `--ec-connector must be one of: ${EC_CONNECTOR_NAMES.join(", ")}`,
-      { exitCode: 2, flag: "ec-connector" },
-    );
-  }
+    : parseGoChoice("ec-connector", ecText, { choices: EC_CONNECTOR_NAMES });
   const decodeChunkSize = values["decode-chunk-size"] ?? 0;
   if (decodeChunkSize < 0) {
     throw new ConfigError(

@@ -6,7 +6,7 @@ import { isJsonObject } from "../src/protocol/request.ts";
 import { chatBody, createHarness, type Harness } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
 import { writeText } from "./support/sockets.ts";
-import { startScriptedServer } from "./support/stub_upstream.ts";
+import { startHangingUpstream } from "./support/stub_upstream.ts";
 
 const ATTEMPTS = 20;
 /** How soon an upstream must see its request dropped once the client left. */
@@ -17,48 +17,6 @@ const ABORT_DEADLINE_MS = 1000;
  * after the client left, plus the table reads themselves.
  */
 const RESET_DEADLINE_MS = 3 * CHECK_AFTER_MS + 500;
-
-/** A raw upstream that reads requests and never answers, reporting each connection. */
-function startHangingUpstream() {
-  const received = new Map<string, PromiseWithResolvers<void>>();
-  const closed = new Map<string, PromiseWithResolvers<void>>();
-  function slot(list: Map<string, PromiseWithResolvers<void>>, key: string) {
-    let entry = list.get(key);
-    if (entry === undefined) {
-      entry = Promise.withResolvers<void>();
-      list.set(key, entry);
-    }
-    return entry;
-  }
-  const server = startScriptedServer(async (conn, index) => {
-    const buffer = new Uint8Array(16384);
-    let text = "";
-    let id: string | undefined;
-    for (;;) {
-      const read = await conn.read(buffer).catch(() => null);
-      if (read === null) break;
-      text += new TextDecoder().decode(buffer.subarray(0, read));
-      if (id === undefined && text.includes("\r\n\r\n")) {
-        id = /^x-request-id: *(.*)$/im.exec(text)?.[1]?.trim() ?? "";
-        slot(received, `#${index}`).resolve();
-        slot(received, id).resolve();
-      }
-    }
-    slot(closed, `#${index}`).resolve();
-    if (id !== undefined) slot(closed, id).resolve();
-  });
-  return {
-    server,
-    hostPort: `127.0.0.1:${server.port}`,
-    port: server.port,
-    /** Resolves when connection `index` (a number), or the request with that id, has carried a request head. */
-    received: (which: number | string) =>
-      slot(received, typeof which === "number" ? `#${which}` : which).promise,
-    /** Resolves when the sidecar has closed connection `index`, or the one that carried request `id`. */
-    closed: (which: number | string) =>
-      slot(closed, typeof which === "number" ? `#${which}` : which).promise,
-  };
-}
 
 /** What a raw request is made of. */
 interface RawRequestOptions {
@@ -114,7 +72,7 @@ Deno.test(
     const base = h.listen(undefined, readTableWithCat);
     // Declared after the harness so it is closed first: the sidecar's waits end before it stops.
     const prefiller = startHangingUpstream();
-    await using _prefiller = prefiller.server;
+    await using _prefiller = prefiller;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const conn = await connect(base);
       await writeText(
@@ -155,7 +113,7 @@ Deno.test(
       config: { modelServerPort: decoder.port },
     });
     const base = h.listen(undefined, readTableWithCat);
-    await using _decoder = decoder.server;
+    await using _decoder = decoder;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const conn = await connect(base);
       await writeText(
@@ -261,7 +219,7 @@ Deno.test(
     await using h = await createHarness({ config: { verbosity: 3 } });
     const base = h.listen(undefined, readTableWithCat);
     const prefiller = startHangingUpstream();
-    await using _prefiller = prefiller.server;
+    await using _prefiller = prefiller;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       // A 2 KB body in the head's write, and a small one written after it.
       const long = { id: `long-${attempt}`, conn: await connect(base) };
@@ -310,7 +268,7 @@ Deno.test(
     await using h = await createHarness({ config: { verbosity: 3 } });
     const base = h.listen(undefined, readTableWithCat);
     const prefiller = startHangingUpstream();
-    await using _prefiller = prefiller.server;
+    await using _prefiller = prefiller;
     for (let attempt = 0; attempt < 3; attempt++) {
       const id = `reset-${attempt}`;
       const conn = await connect(base);
@@ -351,7 +309,7 @@ Deno.test(
       config: { modelServerPort: decoder.port, verbosity: 3 },
     });
     const base = h.listen(undefined, readTableWithCat);
-    await using _decoder = decoder.server;
+    await using _decoder = decoder;
     const id = "passthrough-long";
     const body = JSON.stringify({ prompt: LONG_PROMPT });
     const conn = await connect(base);
@@ -419,7 +377,7 @@ Deno.test(
       return Promise.reject(new Error("no /proc here"));
     });
     const prefiller = startHangingUpstream();
-    await using _prefiller = prefiller.server;
+    await using _prefiller = prefiller;
     // A small body: the runtime itself notices the client leave.
     const small = await connect(base);
     await writeText(
@@ -476,7 +434,7 @@ Deno.test(
   "-watch-client-connections under --allow-all aborts the prefill of a long request whose client left",
   async () => {
     const prefiller = startHangingUpstream();
-    await using _prefiller = prefiller.server;
+    await using _prefiller = prefiller;
     const port = freePort();
     await using sidecar = startBundle([
       `-port=${port}`,
@@ -518,7 +476,7 @@ Deno.test(
     await using h = await createHarness({ config: { verbosity: 3 } });
     const base = h.listen();
     const prefiller = startHangingUpstream();
-    await using _prefiller = prefiller.server;
+    await using _prefiller = prefiller;
     const request = {
       prefiller: prefiller.hostPort,
       id: "stalled-body",
@@ -531,7 +489,7 @@ Deno.test(
     await pause(HEAD_BODY_GAP_MS);
     conn.close();
     await expectClientAbortLine(h, request.id);
-    assert.equal(prefiller.server.connections(), 0);
+    assert.equal(prefiller.connections(), 0);
     assert.equal(h.decode.requests.length, 0);
   },
 );

@@ -123,6 +123,18 @@ Deno.test("every YAML key has a flag of a matching kind", () => {
   }
 });
 
+Deno.test("a YAML key yields only to flags of the table, and each pair yields both ways", () => {
+  for (const [name, key] of Object.entries(YAML_KEYS)) {
+    for (const other of key.yieldsTo ?? []) {
+      assert.ok(lookupFlag(other), `${name} yields to unknown "${other}"`);
+      const back = YAML_KEYS[other]?.yieldsTo;
+      if (back !== undefined) {
+        assert.ok(back.includes(name), `${other} -> ${name}`);
+      }
+    }
+  }
+});
+
 Deno.test("parseConfigurationYaml accepts each supported key with its type", () => {
   let supported = 0;
   for (const [name, { kind }] of YAML_ENTRIES) {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { withDeadline } from "./support/deadline.ts";
 import {
   type AcceptSource,
   serveConnections,
@@ -14,7 +15,6 @@ import {
   connectTo,
   readToClose,
   readUntil,
-  withDeadline,
   writeText,
 } from "./support/sockets.ts";
 

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
+import { withDeadline } from "./support/deadline.ts";
 import { findServeConnection } from "../src/runtime_http.ts";
 import {
   closeQuietly,
   readUntil,
   socketPair,
-  withDeadline,
   writeText,
 } from "./support/sockets.ts";
 

@@ -5,8 +5,8 @@ import { listenWithFallback } from "../src/server.ts";
 import { createLogger } from "../src/log.ts";
 import { chatBody, createHarness, jsonHeaders } from "./support/harness.ts";
 import {
-  type SilentUpstream,
-  startSilentUpstream,
+  type HangingUpstream,
+  startHangingUpstream,
 } from "./support/stub_upstream.ts";
 
 const decoder = new TextDecoder();
@@ -166,7 +166,7 @@ Deno.test(
 
 /** Sends a P/D request, disconnects once `upstream` has it, and waits for the sidecar to close `upstream`. */
 async function disconnectWhileWaitingOn(
-  upstream: SilentUpstream,
+  upstream: HangingUpstream,
   request: { base: string; prefiller: string },
 ): Promise<void> {
   const controller = new AbortController();
@@ -182,7 +182,7 @@ async function disconnectWhileWaitingOn(
   controller.abort();
   await assert.rejects(pending);
   await within(
-    upstream.closedByClient,
+    upstream.allClosed(),
     5000,
     "the sidecar never closed the upstream connection after the client left",
   );
@@ -192,7 +192,7 @@ Deno.test(
   "server closes the prefill connection when the client disconnects before decode",
   async () => {
     await using h = await createHarness();
-    await using prefiller = startSilentUpstream();
+    await using prefiller = startHangingUpstream();
     await disconnectWhileWaitingOn(prefiller, {
       base: h.listen(),
       prefiller: prefiller.hostPort,
@@ -204,7 +204,7 @@ Deno.test(
 Deno.test(
   "server closes the decode connection when the client disconnects before the decoder answers",
   async () => {
-    await using decoder = startSilentUpstream();
+    await using decoder = startHangingUpstream();
     await using h = await createHarness({
       config: { modelServerPort: decoder.port },
     });

@@ -4,6 +4,7 @@ import { type Listener, startListener } from "../src/listener.ts";
 import { createLogger } from "../src/log.ts";
 import { loadCertificate } from "../src/tls.ts";
 import { makeCa, makeServerCert, type Pem } from "./support/certs.ts";
+import { createWaiters } from "./support/deadline.ts";
 import { chatBody, jsonHeaders, testConfig } from "./support/harness.ts";
 
 /** A directory laid out as Kubernetes mounts a secret: files behind the `..data` link. */
@@ -67,26 +68,20 @@ Deno.test("the listener's certificate follows a ..data swap: new connections get
     outputTokens: 40,
   });
   const events: Record<string, unknown>[] = [];
-  const waiters: { msg: string; resolve: () => void }[] = [];
+  const written = createWaiters();
   const log = createLogger({
     verbosity: 0,
     write: (line) => {
-      const parsed = JSON.parse(line);
-      events.push(parsed);
-      for (const waiter of waiters.splice(0)) {
-        if (parsed.msg === waiter.msg) waiter.resolve();
-        else waiters.push(waiter);
-      }
+      events.push(JSON.parse(line));
+      written.notify();
     },
   });
   const logged = (msg: string) =>
-    new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no "${msg}" log line`)),
-        10_000,
-      );
-      waiters.push({ msg, resolve: () => (clearTimeout(timer), resolve()) });
-    });
+    written.until(
+      () => events.find((line) => line.msg === msg),
+      `a "${msg}" log line`,
+      { ms: 10_000 },
+    );
   let listener: Listener | undefined;
   try {
     const listening = logged("starting");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
+import { createWaiters } from "./support/deadline.ts";
 import { chatBody, jsonHeaders } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
 
@@ -59,37 +60,27 @@ function spansOf(body: unknown): ReceivedSpan[] {
 /** A local OTLP/HTTP receiver recording every span it is sent. */
 function startReceiver() {
   const spans: ReceivedSpan[] = [];
-  const waiters = new Set<() => void>();
+  const received = createWaiters();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     async (request) => {
       const body: unknown = await request.json().catch(() => undefined);
       if (new URL(request.url).pathname === "/v1/traces") {
         spans.push(...spansOf(body));
-        for (const waiter of waiters) waiter();
+        received.notify();
       }
       return Response.json({});
     },
   );
-  function waitFor(
+  /** Resolves once `predicate` holds for the spans received so far. */
+  const waitFor = (
     predicate: (spans: readonly ReceivedSpan[]) => boolean,
-    ms = 10_000,
-  ): Promise<void> {
-    if (predicate(spans)) return Promise.resolve();
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const timer = setTimeout(() => {
-      waiters.delete(check);
-      reject(new Error(`Spans never matched; got ${JSON.stringify(spans)}`));
-    }, ms);
-    function check(): void {
-      if (!predicate(spans)) return;
-      clearTimeout(timer);
-      waiters.delete(check);
-      resolve();
-    }
-    waiters.add(check);
-    return promise;
-  }
+    what: string,
+  ) =>
+    received.until(() => predicate(spans), what, {
+      ms: 10_000,
+      detail: () => `got ${JSON.stringify(spans)}`,
+    });
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     spans,
@@ -158,11 +149,13 @@ Deno.test(
       receiver.spans.find((span) =>
         span.name === name && span.traceId === TRACE_ID
       );
-    await receiver.waitFor(() =>
-      ["forward_request", "prefill", "decode"].every((name) => named(name)) &&
-      receiver.spans.some((span) => span.parentSpanId === CLIENT_SPAN_ID) &&
-      receiver.spans.some((span) => span.spanId === prefillLeg.parent) &&
-      receiver.spans.some((span) => span.spanId === decodeLeg.parent)
+    await receiver.waitFor(
+      () =>
+        ["forward_request", "prefill", "decode"].every((name) => named(name)) &&
+        receiver.spans.some((span) => span.parentSpanId === CLIENT_SPAN_ID) &&
+        receiver.spans.some((span) => span.spanId === prefillLeg.parent) &&
+        receiver.spans.some((span) => span.spanId === decodeLeg.parent),
+      "the sidecar's spans and the legs' parents",
     );
     const request = named("forward_request");
     const prefillSpan = named("prefill");

@@ -12,8 +12,9 @@ import type { Job } from "./engine.ts";
 import { internalServerError, VllmError } from "./errors.ts";
 import type { Knobs } from "./knobs.ts";
 import type { KvConnectorName, KvRole } from "./kv_wire.ts";
-import type { MockLogger } from "./log.ts";
+import { type MockLogger, pyRepr } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import { isRecord } from "./parse_request.ts";
 import type { KvTransferRecord, RequestRole } from "./types.ts";
 
 /** What a connector reads from its mock. */
@@ -102,6 +103,37 @@ export const NOTHING_LOADED: KvLoad = {
   transferred: false,
 };
 
+/** Ids remembered to refuse their reuse. */
+const ID_MEMORY = 10_000;
+
+/** Adds `id` to `ids`, forgetting the oldest once more than {@linkcode ID_MEMORY} are kept. */
+export function rememberId(ids: Set<string>, id: string): void {
+  ids.add(id);
+  if (ids.size > ID_MEMORY) ids.delete(ids.values().next().value as string);
+}
+
+/** A body's `kv_transfer_params` object, or undefined when it has none. */
+export function kvTransferParamsOf(
+  body: unknown,
+): Readonly<Record<string, unknown>> | undefined {
+  return isRecord(body) && isRecord(body.kv_transfer_params)
+    ? body.kv_transfer_params
+    : undefined;
+}
+
+/**
+ * The role of a request whose params carry vLLM's markers (NIXL, Mooncake):
+ * only a literal true counts, so a decode told `do_remote_prefill: false`
+ * computes the prompt itself.
+ */
+export function roleOfRemoteFlags(
+  params: Readonly<Record<string, unknown>> | undefined,
+): RequestRole {
+  if (params?.do_remote_prefill === true) return "decode";
+  if (params?.do_remote_decode === true) return "prefill";
+  return "plain";
+}
+
 /** Role from `kv_role` for connectors whose requests carry no role marker. */
 export function roleOfKvRole(kvRole: KvRole): RequestRole {
   if (kvRole === "kv_producer") return "prefill";
@@ -114,6 +146,9 @@ export type TransferFields = Omit<
   KvTransferRecord,
   "connector" | "failurePolicy"
 >;
+
+/** What a load records about where its KV came from (and why not, on failure). */
+export type SourceFields = Omit<TransferFields, "outcome" | "numTokens">;
 
 /** Records a successful or skipped load on the request and in the metrics. */
 export function recordTransfer(
@@ -129,6 +164,52 @@ export function recordTransfer(
   return record;
 }
 
+/** A load that brought `numTokens` in from a peer or store: recorded, and reported as cached. */
+export function pulledLoad(
+  job: Job,
+  fields: SourceFields,
+  numTokens: number,
+): KvLoad {
+  recordTransfer(job, { ...fields, outcome: "pulled", numTokens });
+  return { ok: true, cachedTokens: numTokens, transferred: true };
+}
+
+/** A load that brought nothing in, for `fields.reason`: recorded, and the prompt computed here. */
+export function recomputedLoad(
+  job: Job,
+  fields: SourceFields,
+): KvLoad {
+  recordTransfer(job, { ...fields, outcome: "recomputed", numTokens: 0 });
+  return NOTHING_LOADED;
+}
+
+/**
+ * vLLM's answer to `kv_transfer_params` that miss the `missing` keys: it
+ * logs "Got invalid KVTransferParams" with the params it read (`shown`) and
+ * computes the prompt itself.
+ */
+export function invalidParamsLoad(
+  job: Job,
+  options: {
+    readonly source: string;
+    readonly shown: unknown;
+    readonly missing: readonly string[];
+    readonly fields: Omit<SourceFields, "reason">;
+  },
+): KvLoad {
+  job.engine.logger.write(
+    "WARNING",
+    options.source,
+    `Got invalid KVTransferParams: ${
+      pyRepr(options.shown)
+    }. This request will not utilize KVTransfer`,
+  );
+  return recomputedLoad(job, {
+    ...options.fields,
+    reason: `invalid kv_transfer_params: missing ${options.missing.join(", ")}`,
+  });
+}
+
 /**
  * A load that failed: records it, logs it, and applies vLLM's
  * `kv_load_failure_policy` ("fail" answers 500, "recompute" computes the
@@ -136,7 +217,7 @@ export function recordTransfer(
  */
 export function failedLoad(
   job: Job,
-  fields: Omit<TransferFields, "outcome" | "numTokens">,
+  fields: SourceFields,
   options: {
     readonly source: string;
     readonly alwaysFail?: boolean;

@@ -28,21 +28,29 @@ import type { Job } from "./engine.ts";
 import { VllmError } from "./errors.ts";
 import {
   failedLoad,
+  invalidParamsLoad,
   type KvConnector,
   type KvContext,
   type KvLoad,
+  kvTransferParamsOf,
   NO_KV_HOOKS,
   NOTHING_LOADED,
-  recordTransfer,
+  pulledLoad,
+  rememberId,
+  roleOfRemoteFlags,
   type SideChannelAnswer,
 } from "./kv_connector.ts";
+import {
+  readPeerRequest,
+  refusal,
+  refusalOfWait,
+  tokensAnswer,
+} from "./side_channel_answers.ts";
 import { hashPrompt } from "./kv_store.ts";
 import { MOONCAKE_PULL_PATH, MOONCAKE_QUERY_PATH } from "./kv_wire.ts";
-import { pyRepr } from "./log.ts";
-import { isRecord, parseJsonBody } from "./parse_request.ts";
-import { callPeer, countOf, refusalOf } from "./peer.ts";
+import { isRecord } from "./parse_request.ts";
+import { countOf, pullFromPeer } from "./peer.ts";
 import { createRendezvous, type Rendezvous } from "./rendezvous.ts";
-import type { RequestRole } from "./types.ts";
 
 /** KV a prefill registered under its `transfer_id`. */
 interface Registered {
@@ -52,9 +60,6 @@ interface Registered {
 }
 
 const SOURCE = "mooncake_connector.py:702";
-
-/** Transfer ids remembered to refuse reuse. */
-const ID_MEMORY = 10_000;
 
 /** One prefiller's Mooncake state: registered transfers and taken ids. */
 interface Transfers {
@@ -73,7 +78,7 @@ export function createMooncakeConnector(ctx: KvContext): KvConnector {
   return {
     ...NO_KV_HOOKS,
     name: "mooncake",
-    roleOf: (arrived) => roleOf(arrived.body),
+    roleOf: (arrived) => roleOfRemoteFlags(kvTransferParamsOf(arrived.body)),
     admit(job) {
       if (job.role === "prefill") takeTransferId(transfers, job);
     },
@@ -81,12 +86,11 @@ export function createMooncakeConnector(ctx: KvContext): KvConnector {
       if (job.role === "decode") return pullTransfer(job);
       if (job.role !== "prefill") return Promise.resolve(NOTHING_LOADED);
       const id = transferIdOf(job) as string;
-      const { registered } = transfers;
-      job.signal.addEventListener("abort", () => {
-        if (registered.peek(id) === undefined) {
-          registered.fail(id, 410, "the prefill was aborted");
-        }
-      }, { once: true });
+      job.signal.addEventListener(
+        "abort",
+        () => transfers.registered.abandon(id, "the prefill was aborted"),
+        { once: true },
+      );
       return Promise.resolve(NOTHING_LOADED);
     },
     computed: (job) =>
@@ -137,16 +141,12 @@ function takeTransferId(transfers: Transfers, job: Job): void {
       { param: "kv_transfer_params" },
     );
   }
-  const { usedIds } = transfers;
-  if (usedIds.has(id)) {
+  if (transfers.usedIds.has(id)) {
     throw new VllmError(400, `transfer_id ${id} is already in use`, {
       param: "kv_transfer_params",
     });
   }
-  usedIds.add(id);
-  if (usedIds.size > ID_MEMORY) {
-    usedIds.delete(usedIds.values().next().value as string);
-  }
+  rememberId(transfers.usedIds, id);
 }
 
 /** The prefill computed its prompt: register the KV under its transfer id for its rank's engine. */
@@ -176,11 +176,10 @@ async function servePull(
   text: string,
   signal: AbortSignal,
 ): Promise<SideChannelAnswer> {
-  const parsed = parseJsonBody(text);
-  const pull = parsed.ok && isRecord(parsed.value) ? parsed.value : {};
+  const pull = readPeerRequest(text);
   const id = pull.transfer_id;
   if (typeof id !== "string" || typeof pull.prompt_hash !== "string") {
-    return refuse(400, "invalid pull request", id);
+    return refusal(400, "invalid pull request", id);
   }
   const waitMs = countOf(pull, "wait_ms");
   transfers.ctx.logger.write(
@@ -192,13 +191,11 @@ async function servePull(
   );
   const outcome = await transfers.registered.wait(id, waitMs, signal);
   if (!outcome.ok) {
-    return outcome.status === 504
-      ? refuse(
-        404,
-        `unknown transfer_id (no prefill registered it within ${waitMs} ms)`,
-        id,
-      )
-      : refuse(outcome.status, outcome.reason, id);
+    return refusalOfWait(
+      outcome,
+      id,
+      `unknown transfer_id (no prefill registered it within ${waitMs} ms)`,
+    );
   }
   return judgeRead(transfers, id, pull, outcome.value);
 }
@@ -212,10 +209,10 @@ function judgeRead(
 ): SideChannelAnswer {
   // Two reads woken by one registration: only the first may take it.
   if (transfers.registered.peek(id)?.ok !== true) {
-    return refuse(409, `transfer ${id} was already read`, id);
+    return refusal(409, `transfer ${id} was already read`, id);
   }
   if (pull.remote_engine_id !== registered.engineId) {
-    return refuse(
+    return refusal(
       409,
       `engine id mismatch: transfer ${id} is on engine ${registered.engineId}, not ${
         String(pull.remote_engine_id)
@@ -224,7 +221,7 @@ function judgeRead(
     );
   }
   if (pull.prompt_hash !== registered.promptHash) {
-    return refuse(
+    return refusal(
       409,
       "prompt mismatch: the prefill computed another prompt",
       id,
@@ -232,15 +229,7 @@ function judgeRead(
   }
   // vLLM frees the prefiller's blocks once the decoder read them.
   transfers.registered.delete(id);
-  return { status: 200, body: { num_tokens: registered.numTokens }, key: id };
-}
-
-function roleOf(body: unknown): RequestRole {
-  if (!isRecord(body) || !isRecord(body.kv_transfer_params)) return "plain";
-  const params = body.kv_transfer_params;
-  if (params.do_remote_prefill === true) return "decode";
-  if (params.do_remote_decode === true) return "prefill";
-  return "plain";
+  return tokensAnswer(registered.numTokens, id);
 }
 
 function transferIdOf(job: Job): string | undefined {
@@ -267,33 +256,25 @@ async function pullTransfer(job: Job): Promise<KvLoad> {
       : ["remote_engine_id"]),
   ];
   if (missing.length > 0 || base === undefined) {
-    job.engine.logger.write(
-      "WARNING",
-      SOURCE,
-      `Got invalid KVTransferParams: ${
-        pyRepr(params)
-      }. This request will not utilize KVTransfer`,
-    );
-    recordTransfer(job, {
-      ...fields,
-      outcome: "recomputed",
-      numTokens: 0,
-      reason: `invalid kv_transfer_params: missing ${missing.join(", ")}`,
+    return invalidParamsLoad(job, {
+      source: SOURCE,
+      shown: params,
+      missing,
+      fields,
     });
-    return NOTHING_LOADED;
   }
-  const answer = await callPeer(`${base}${MOONCAKE_PULL_PATH}`, {
+  const answer = await pullFromPeer(`${base}${MOONCAKE_PULL_PATH}`, {
     transfer_id: params.transfer_id,
     remote_engine_id: params.remote_engine_id,
     prompt_hash: await hashPrompt(job.req.promptKey),
     wait_ms: job.engine.knobs.kvWaitTimeoutMs,
   }, job.signal);
-  if (!answer.ok || answer.status !== 200) {
-    const reason = answer.ok ? refusalOf(answer) : answer.reason;
-    return failedLoad(job, { ...fields, reason }, { source: SOURCE });
+  if (!answer.ok) {
+    return failedLoad(job, { ...fields, reason: answer.reason }, {
+      source: SOURCE,
+    });
   }
-  const numTokens = countOf(answer.body, "num_tokens");
-  recordTransfer(job, { ...fields, outcome: "pulled", numTokens });
+  const { numTokens } = answer;
   job.engine.logger.write(
     "DEBUG",
     SOURCE,
@@ -303,7 +284,7 @@ async function pullTransfer(job: Job): Promise<KvLoad> {
       String(params.remote_engine_id)
     }`,
   );
-  return { ok: true, cachedTokens: numTokens, transferred: true };
+  return pulledLoad(job, fields, numTokens);
 }
 
 /** `http://host:port` of a `remote_bootstrap_addr`, or undefined when it is not one. */
@@ -318,12 +299,4 @@ function bootstrapBase(addr: unknown): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function refuse(
-  status: number,
-  reason: string,
-  key: unknown,
-): SideChannelAnswer {
-  return { status, body: { reason }, key, reason };
 }

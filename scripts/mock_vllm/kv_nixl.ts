@@ -23,16 +23,19 @@
 
 import type { Job } from "./engine.ts";
 import {
-  type ArrivedGeneration,
   failedLoad,
   type HandOff,
+  invalidParamsLoad,
   type KvConnector,
   type KvContext,
   type KvLoad,
+  kvTransferParamsOf,
   NO_KV_HOOKS,
-  recordTransfer,
+  NOTHING_LOADED,
+  pulledLoad,
+  roleOfRemoteFlags,
   type SideChannelAnswer,
-  type TransferFields,
+  type SourceFields,
 } from "./kv_connector.ts";
 import { pullFromSource } from "./kv_p2p.ts";
 import type { BlockLayout, IssuedHandle, KvRegistry } from "./kv_registry.ts";
@@ -40,8 +43,7 @@ import { hashPrompt, type LocalKvStore } from "./kv_store.ts";
 import { NIXL_PULL_PATH } from "./kv_wire.ts";
 import { pyRepr } from "./log.ts";
 import { isRecord, parseJsonBody } from "./parse_request.ts";
-import { callPeer, countOf, peerBaseUrl, refusalOf } from "./peer.ts";
-import type { RequestRole } from "./types.ts";
+import { countOf, peerBaseUrl, pullFromPeer } from "./peer.ts";
 
 /** What a NIXL connector is built from. */
 export interface NixlDeps {
@@ -69,10 +71,7 @@ interface Generation {
 const V2: Generation = {
   name: "nixlv2",
   layout: "groups",
-  params: (body) =>
-    isRecord(body) && isRecord(body.kv_transfer_params)
-      ? body.kv_transfer_params
-      : undefined,
+  params: kvTransferParamsOf,
   required: [
     "remote_engine_id",
     "remote_request_id",
@@ -102,7 +101,7 @@ function createNixl(gen: Generation, deps: NixlDeps): KvConnector {
   return {
     ...NO_KV_HOOKS,
     name: gen.name,
-    roleOf: (arrived) => roleOf(gen, arrived),
+    roleOf: (arrived) => roleOfRemoteFlags(gen.params(arrived.body)),
     load: (job) => load(gen, job),
     async computed(job) {
       deps.localStore.set(
@@ -120,14 +119,6 @@ function createNixl(gen: Generation, deps: NixlDeps): KvConnector {
   };
 }
 
-function roleOf(gen: Generation, arrived: ArrivedGeneration): RequestRole {
-  const params = gen.params(arrived.body);
-  // Only a literal true counts: a decode told `do_remote_prefill: false` computes the prompt itself.
-  if (params?.do_remote_prefill === true) return "decode";
-  if (params?.do_remote_decode === true) return "prefill";
-  return "plain";
-}
-
 function load(gen: Generation, job: Job): Promise<KvLoad> {
   const params = gen.params(job.req.body);
   if (job.role === "decode" && params !== undefined) {
@@ -139,7 +130,7 @@ function load(gen: Generation, job: Job): Promise<KvLoad> {
   ) {
     return pullFromSource(job, kvParams.remote_kv_source);
   }
-  return Promise.resolve({ ok: true, cachedTokens: 0, transferred: false });
+  return Promise.resolve(NOTHING_LOADED);
 }
 
 /**
@@ -161,26 +152,18 @@ async function pullBlocks(
   };
   const absent = missingKeys(gen, params);
   if (absent.length > 0) {
-    job.engine.logger.write(
-      "WARNING",
-      "nixl_connector.py:541",
-      `Got invalid KVTransferParams: ${
-        pyRepr(gen === V2 ? params : pick(params))
-      }. This request will not utilize KVTransfer`,
-    );
-    recordTransfer(job, {
-      ...fields,
-      outcome: "recomputed",
-      numTokens: 0,
-      reason: `invalid kv_transfer_params: missing ${absent.join(", ")}`,
+    return invalidParamsLoad(job, {
+      source: "nixl_connector.py:541",
+      shown: gen === V2 ? params : pick(params),
+      missing: absent,
+      fields,
     });
-    return { ok: true, cachedTokens: 0, transferred: false };
   }
   return await readBlocks(job, params, fields);
 }
 
 /** What a NIXL load records about its source. */
-type PullFields = Omit<TransferFields, "outcome" | "numTokens"> & {
+type PullFields = SourceFields & {
   readonly numBlocks: number;
 };
 
@@ -201,19 +184,18 @@ async function readBlocks(
       reason: `invalid remote address ${address}`,
     }, { source });
   }
-  const answer = await callPeer(`${baseUrl}${NIXL_PULL_PATH}`, {
+  const answer = await pullFromPeer(`${baseUrl}${NIXL_PULL_PATH}`, {
     remote_engine_id: params.remote_engine_id,
     remote_request_id: fields.remoteRequestId,
     remote_block_ids: params.remote_block_ids,
   }, job.signal);
-  if (!answer.ok || answer.status !== 200) {
-    const reason = answer.ok ? refusalOf(answer) : answer.reason.replace(
+  if (!answer.ok) {
+    const reason = answer.reached ? answer.reason : answer.reason.replace(
       /^cannot reach /,
       "cannot reach remote engine at ",
     );
     return failedLoad(job, { ...fields, reason }, { source });
   }
-  const numTokens = countOf(answer.body, "num_tokens");
   job.engine.logger.write(
     "DEBUG",
     "nixl_connector.py:646",
@@ -223,9 +205,7 @@ async function readBlocks(
       countOf(answer.body, "num_blocks")
     }. Num remote_block_ids: ${fields.numBlocks}`,
   );
-  recordTransfer(job, { ...fields, outcome: "pulled", numTokens });
-  // vLLM's decoder reports the transferred prompt tokens as cached.
-  return { ok: true, cachedTokens: numTokens, transferred: true };
+  return pulledLoad(job, fields, answer.numTokens);
 }
 
 function missingKeys(

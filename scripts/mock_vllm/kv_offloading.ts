@@ -28,6 +28,7 @@ import { VllmError } from "./errors.ts";
 import {
   type KvConnector,
   type KvContext,
+  kvTransferParamsOf,
   NO_KV_HOOKS,
   NOTHING_LOADED,
 } from "./kv_connector.ts";
@@ -106,10 +107,9 @@ function paramsOf(job: Job): Readonly<Record<string, unknown>> {
 }
 
 function roleOf(body: unknown): RequestRole {
-  if (!isRecord(body) || !isRecord(body.kv_transfer_params)) return "plain";
-  const params = body.kv_transfer_params;
-  if (isRecord(params.remote_prefiller)) return "decode";
-  if (isRecord(params.remote_decoder)) return "prefill";
+  const params = kvTransferParamsOf(body);
+  if (isRecord(params?.remote_prefiller)) return "decode";
+  if (isRecord(params?.remote_decoder)) return "prefill";
   return "plain";
 }
 

@@ -18,14 +18,21 @@ import type { Job } from "./engine.ts";
 import {
   failedLoad,
   type KvLoad,
-  NOTHING_LOADED,
-  recordTransfer,
+  pulledLoad,
+  recomputedLoad,
   type SideChannelAnswer,
+  type SourceFields,
 } from "./kv_connector.ts";
+import {
+  readPeerRequest,
+  refusal,
+  refusalOfWait,
+  tokensAnswer,
+} from "./side_channel_answers.ts";
 import { hashPrompt, type LocalKvStore } from "./kv_store.ts";
 import { P2P_PULL_PATH } from "./kv_wire.ts";
-import { isRecord, parseJsonBody } from "./parse_request.ts";
-import { callPeer, countOf, peerBaseUrl, refusalOf } from "./peer.ts";
+import { isRecord } from "./parse_request.ts";
+import { countOf, peerBaseUrl, pullFromPeer } from "./peer.ts";
 import { createRendezvous, type Rendezvous } from "./rendezvous.ts";
 
 /** KV a prefill kept for the decoder it was told about. */
@@ -50,16 +57,16 @@ export function createP2pEndpoint(localStore: LocalKvStore): P2pEndpoint {
   const kept: Rendezvous<KeptKv> = createRendezvous();
   return {
     keep: (id, value) => kept.publish(id, value),
-    drop(id, reason) {
-      if (kept.peek(id) === undefined) kept.fail(id, 410, reason);
-    },
+    drop: (id, reason) => kept.abandon(id, reason),
     serve(request, path) {
       if (path !== P2P_PULL_PATH || request.method !== "POST") return undefined;
-      return request.text().then((text) => {
-        const parsed = parseJsonBody(text);
-        const pull = parsed.ok && isRecord(parsed.value) ? parsed.value : {};
-        return answerPull(pull, { kept, localStore, signal: request.signal });
-      });
+      return request.text().then((text) =>
+        answerPull(readPeerRequest(text), {
+          kept,
+          localStore,
+          signal: request.signal,
+        })
+      );
     },
     close: () => kept.close(),
   };
@@ -77,39 +84,33 @@ async function answerPull(
 ): Promise<SideChannelAnswer> {
   const id = pull.kv_request_id;
   const hash = pull.prompt_hash;
-  if (typeof hash !== "string") return refuse(400, "invalid pull request", id);
+  if (typeof hash !== "string") return refusal(400, "invalid pull request", id);
   if (pull.mode === "prefix") {
     const numTokens = ctx.localStore.get(hash);
     return numTokens === undefined
-      ? refuse(404, "no cached prefix for this prompt", id)
-      : { status: 200, body: { num_tokens: numTokens }, key: id };
+      ? refusal(404, "no cached prefix for this prompt", id)
+      : tokensAnswer(numTokens, id);
   }
   if (typeof id !== "string" || id === "") {
-    return refuse(400, "invalid pull request", id);
+    return refusal(400, "invalid pull request", id);
   }
   const waitMs = countOf(pull, "wait_ms");
   const outcome = await ctx.kept.wait(id, waitMs, ctx.signal);
   if (!outcome.ok) {
-    return refuse(
-      outcome.status === 504 ? 404 : outcome.status,
-      outcome.status === 504
-        ? `unknown kv_request_id (no prefill kept it within ${waitMs} ms)`
-        : outcome.reason,
+    return refusalOfWait(
+      outcome,
       id,
+      `unknown kv_request_id (no prefill kept it within ${waitMs} ms)`,
     );
   }
   if (outcome.value.promptHash !== hash) {
-    return refuse(
+    return refusal(
       409,
       "prompt mismatch: the prefill computed another prompt",
       id,
     );
   }
-  return {
-    status: 200,
-    body: { num_tokens: outcome.value.numTokens },
-    key: id,
-  };
+  return tokensAnswer(outcome.value.numTokens, id);
 }
 
 /** What a P2P block in `kv_transfer_params` must carry (`remote_prefiller` or `remote_kv_source`). */
@@ -118,6 +119,15 @@ interface P2pTarget {
   readonly baseUrl: string;
   readonly host: unknown;
   readonly port: unknown;
+}
+
+/** What a load from `target` records about its source. */
+function transferFieldsOf(target: P2pTarget): SourceFields {
+  return {
+    remoteRequestId: target.kvRequestId,
+    remoteHost: target.host,
+    remotePort: target.port,
+  };
 }
 
 /** Reads a `{kv_request_id, remote_host, remote_port}` block, or says what is wrong with it. */
@@ -158,23 +168,17 @@ export async function pullFromPrefiller(
     }, { source });
   }
   const { target } = read;
-  const fields = {
-    remoteRequestId: target.kvRequestId,
-    remoteHost: target.host,
-    remotePort: target.port,
-  };
-  const answer = await callPeer(`${target.baseUrl}${P2P_PULL_PATH}`, {
+  const fields = transferFieldsOf(target);
+  const answer = await pullFromPeer(`${target.baseUrl}${P2P_PULL_PATH}`, {
     mode: "request",
     kv_request_id: target.kvRequestId,
     prompt_hash: await hashPrompt(job.req.promptKey),
     wait_ms: job.engine.knobs.kvWaitTimeoutMs,
   }, job.signal);
-  if (!answer.ok || answer.status !== 200) {
-    const reason = answer.ok ? refusalOf(answer) : answer.reason;
-    return failedLoad(job, { ...fields, reason }, { source });
+  if (!answer.ok) {
+    return failedLoad(job, { ...fields, reason: answer.reason }, { source });
   }
-  const numTokens = countOf(answer.body, "num_tokens");
-  recordTransfer(job, { ...fields, outcome: "pulled", numTokens });
+  const { numTokens } = answer;
   job.engine.logger.write(
     "DEBUG",
     source,
@@ -182,7 +186,7 @@ export async function pullFromPrefiller(
       new URL(target.baseUrl).host
     } (kv_request_id=${target.kvRequestId})`,
   );
-  return { ok: true, cachedTokens: numTokens, transferred: true };
+  return pulledLoad(job, fields, numTokens);
 }
 
 /**
@@ -202,26 +206,19 @@ export async function pullFromSource(
       source,
       `Ignoring invalid remote_kv_source for request ${job.meta.id}: ${read.reason}`,
     );
-    recordTransfer(job, {
-      outcome: "recomputed",
-      numTokens: 0,
+    return recomputedLoad(job, {
       reason: `invalid remote_kv_source: ${read.reason}`,
     });
-    return NOTHING_LOADED;
   }
   const { target } = read;
-  const fields = {
-    remoteRequestId: target.kvRequestId,
-    remoteHost: target.host,
-    remotePort: target.port,
-  };
-  const answer = await callPeer(`${target.baseUrl}${P2P_PULL_PATH}`, {
+  const fields = transferFieldsOf(target);
+  const answer = await pullFromPeer(`${target.baseUrl}${P2P_PULL_PATH}`, {
     mode: "prefix",
     kv_request_id: target.kvRequestId,
     prompt_hash: await hashPrompt(job.req.promptKey),
   }, job.signal);
-  if (!answer.ok || answer.status !== 200) {
-    const reason = answer.ok ? refusalOf(answer) : answer.reason;
+  if (!answer.ok) {
+    const { reason } = answer;
     logger.write(
       "INFO",
       source,
@@ -229,16 +226,9 @@ export async function pullFromSource(
         new URL(target.baseUrl).host
       } for request ${job.meta.id}: ${reason}; computing it`,
     );
-    recordTransfer(job, {
-      ...fields,
-      outcome: "recomputed",
-      numTokens: 0,
-      reason,
-    });
-    return NOTHING_LOADED;
+    return recomputedLoad(job, { ...fields, reason });
   }
-  const numTokens = countOf(answer.body, "num_tokens");
-  recordTransfer(job, { ...fields, outcome: "pulled", numTokens });
+  const { numTokens } = answer;
   logger.write(
     "DEBUG",
     source,
@@ -246,13 +236,5 @@ export async function pullFromSource(
       new URL(target.baseUrl).host
     }`,
   );
-  return { ok: true, cachedTokens: numTokens, transferred: true };
-}
-
-function refuse(
-  status: number,
-  reason: string,
-  key: unknown,
-): SideChannelAnswer {
-  return { status, body: { reason }, key, reason };
+  return pulledLoad(job, fields, numTokens);
 }

@@ -13,6 +13,7 @@
  */
 
 import type { SideChannelAnswer } from "./kv_connector.ts";
+import { refusal } from "./side_channel_answers.ts";
 import { isRecord } from "./parse_request.ts";
 import { BLOCK_SIZE } from "./tokens.ts";
 
@@ -76,7 +77,7 @@ export function createKvRegistry(now: () => number = Date.now): KvRegistry {
     },
     serve(pull, context) {
       if (!isRecord(pull) || typeof pull.remote_request_id !== "string") {
-        return refuse(
+        return refusal(
           400,
           "invalid pull request",
           isRecord(pull) ? pull.remote_request_id : undefined,
@@ -84,20 +85,20 @@ export function createKvRegistry(now: () => number = Date.now): KvRegistry {
       }
       const id = pull.remote_request_id;
       if (pull.remote_engine_id !== context.engineId) {
-        return refuse(409, "engine id mismatch", id);
+        return refusal(409, "engine id mismatch", id);
       }
       const handle = handles.get(id);
-      if (handle === undefined) return refuse(404, "unknown handle", id);
-      if (handle.consumed) return refuse(409, "handle already consumed", id);
+      if (handle === undefined) return refusal(404, "unknown handle", id);
+      if (handle.consumed) return refusal(409, "handle already consumed", id);
       if (now() > handle.issuedAt + context.leaseMs) {
-        return refuse(410, "lease expired", id);
+        return refusal(410, "lease expired", id);
       }
       // A proxy must copy remote_block_ids verbatim; a flattened or edited list is a bug worth failing on.
       if (
         JSON.stringify(pull.remote_block_ids) !==
           JSON.stringify(handle.blockIds)
       ) {
-        return refuse(409, "block ids mismatch", id);
+        return refusal(409, "block ids mismatch", id);
       }
       handle.consumed = true;
       return {
@@ -107,12 +108,4 @@ export function createKvRegistry(now: () => number = Date.now): KvRegistry {
       };
     },
   };
-}
-
-function refuse(
-  status: number,
-  reason: string,
-  key: unknown,
-): SideChannelAnswer {
-  return { status, body: { reason }, key, reason };
 }

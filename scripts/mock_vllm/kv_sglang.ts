@@ -39,13 +39,20 @@ import {
   type KvLoad,
   NO_KV_HOOKS,
   NOTHING_LOADED,
-  recordTransfer,
+  pulledLoad,
+  rememberId,
   roleOfKvRole,
   type SideChannelAnswer,
 } from "./kv_connector.ts";
+import {
+  readPeerRequest,
+  refusal,
+  refusalOfWait,
+  tokensAnswer,
+} from "./side_channel_answers.ts";
 import { SGLANG_BOOTSTRAP_PATH } from "./kv_wire.ts";
-import { isRecord, parseJsonBody } from "./parse_request.ts";
-import { callPeer, countOf, isPort, peerBaseUrl, refusalOf } from "./peer.ts";
+import { isRecord } from "./parse_request.ts";
+import { countOf, isPort, peerBaseUrl, pullFromPeer } from "./peer.ts";
 import {
   createRendezvous,
   type Rendezvous,
@@ -66,9 +73,6 @@ interface PrefilledRoom {
 }
 
 const SOURCE = "disaggregation/decode.py:212";
-
-/** Rooms remembered to refuse reuse. */
-const ROOM_MEMORY = 10_000;
 
 /** Rooms one prefill server knows: who joined, what was prefilled, what is taken. */
 interface Rooms {
@@ -133,7 +137,7 @@ function admit(rooms: Rooms, job: Job): void {
     );
   }
   // Taken at admission: a streaming prefill loads later, and a twin must not slip in meanwhile.
-  remember(rooms.usedRooms, room);
+  rememberId(rooms.usedRooms, room);
 }
 
 /** The prefill side: wait for a decode to join, fail the room if this prefill ends early. */
@@ -144,11 +148,11 @@ async function awaitDecode(
 ): Promise<KvLoad> {
   const { prefilled } = rooms;
   const waitMs = rooms.ctx.knobs.kvWaitTimeoutMs;
-  job.signal.addEventListener("abort", () => {
-    if (prefilled.peek(room) === undefined) {
-      prefilled.fail(room, 410, "the prefill was aborted");
-    }
-  }, { once: true });
+  job.signal.addEventListener(
+    "abort",
+    () => prefilled.abandon(room, "the prefill was aborted"),
+    { once: true },
+  );
   const outcome = await rooms.joined.wait(room, waitMs, job.signal);
   if (outcome.ok) return NOTHING_LOADED;
   const reason = outcome.status === 504
@@ -187,40 +191,36 @@ async function serveJoin(
   text: string,
   signal: AbortSignal,
 ): Promise<SideChannelAnswer> {
-  const parsed = parseJsonBody(text);
-  const join = parsed.ok && isRecord(parsed.value) ? parsed.value : {};
+  const join = readPeerRequest(text);
   const room = join.bootstrap_room;
   if (typeof room !== "string" || !/^\d+$/.test(room)) {
-    return refuse(400, "invalid bootstrap join", room);
+    return refusal(400, "invalid bootstrap join", room);
   }
   if (rooms.joinedRooms.has(room)) {
-    return refuse(409, `bootstrap_room ${room} already has a decode`, room);
+    return refusal(409, `bootstrap_room ${room} already has a decode`, room);
   }
-  remember(rooms.joinedRooms, room);
+  rememberId(rooms.joinedRooms, room);
   rooms.joined.publish(room, true);
   const waitMs = countOf(join, "wait_ms");
   const outcome = await waitForPrefill(rooms, room, { waitMs, signal });
   if (!outcome.ok) {
-    const reason = outcome.status === 504
-      ? `no prefill for bootstrap_room ${room} within ${waitMs} ms`
-      : outcome.reason;
     // A prefill arriving after the decode gave up must not wait for it.
     rooms.joined.fail(room, 410, "the decode gave up");
-    return refuse(outcome.status === 504 ? 404 : outcome.status, reason, room);
+    return refusalOfWait(
+      outcome,
+      room,
+      `no prefill for bootstrap_room ${room} within ${waitMs} ms`,
+    );
   }
   rooms.prefilled.delete(room);
   if (outcome.value.body !== join.body) {
-    return refuse(
+    return refusal(
       409,
       "the prefill and decode bodies differ (both legs must carry the same body)",
       room,
     );
   }
-  return {
-    status: 200,
-    body: { num_tokens: outcome.value.numTokens },
-    key: room,
-  };
+  return tokensAnswer(outcome.value.numTokens, room);
 }
 
 /** Waits for the room's prefill, logging when the decode joins and when it leaves early. */
@@ -266,27 +266,26 @@ async function joinRoom(job: Job): Promise<KvLoad> {
       message: reason,
     });
   }
-  const answer = await callPeer(`${baseUrl}${SGLANG_BOOTSTRAP_PATH}`, {
+  const answer = await pullFromPeer(`${baseUrl}${SGLANG_BOOTSTRAP_PATH}`, {
     bootstrap_room: bootstrap.room,
     body: canonicalJson(job.req.body),
     wait_ms: job.engine.knobs.kvWaitTimeoutMs,
   }, job.signal);
-  if (!answer.ok || answer.status !== 200) {
-    const reason = answer.ok ? refusalOf(answer) : answer.reason;
+  if (!answer.ok) {
+    const { reason } = answer;
     return failedLoad(job, { ...fields, reason }, {
       ...options,
       message:
         `KV transfer failed for bootstrap_room ${bootstrap.room}: ${reason}`,
     });
   }
-  const numTokens = countOf(answer.body, "num_tokens");
-  recordTransfer(job, { ...fields, outcome: "pulled", numTokens });
+  const { numTokens } = answer;
   job.engine.logger.write(
     "DEBUG",
     SOURCE,
     `Received KV of bootstrap_room ${bootstrap.room} (${numTokens} tokens) for request ${job.meta.id}`,
   );
-  return { ok: true, cachedTokens: numTokens, transferred: true };
+  return pulledLoad(job, fields, numTokens);
 }
 
 /** Reads and validates the bootstrap fields; throws 400 like SGLang's assertion. */
@@ -339,17 +338,4 @@ function sortKeys(value: unknown): unknown {
   return Object.fromEntries(
     Object.keys(value).sort().map((key) => [key, sortKeys(value[key])]),
   );
-}
-
-function remember(set: Set<string>, room: string): void {
-  set.add(room);
-  if (set.size > ROOM_MEMORY) set.delete(set.values().next().value as string);
-}
-
-function refuse(
-  status: number,
-  reason: string,
-  key: unknown,
-): SideChannelAnswer {
-  return { status, body: { reason }, key, reason };
 }

@@ -13,8 +13,12 @@
  */
 
 import type { SideChannelAnswer } from "./kv_connector.ts";
+import {
+  readPeerRequest,
+  refusal,
+  tokensAnswer,
+} from "./side_channel_answers.ts";
 import { KV_STORE_PATH_PREFIX } from "./kv_wire.ts";
-import { isRecord, parseJsonBody } from "./parse_request.ts";
 import { callPeer, countOf, refusalOf } from "./peer.ts";
 
 /** Result of a store call; `ok: false` means the store could not be asked. */
@@ -122,36 +126,25 @@ export function serveKvStore(
   if (!path.startsWith(KV_STORE_PATH_PREFIX)) return undefined;
   const key = path.slice(KV_STORE_PATH_PREFIX.length);
   if (!/^[0-9a-f]{64}$/.test(key)) {
-    return Promise.resolve(refuse(400, "invalid prompt hash", key));
+    return Promise.resolve(refusal(400, "invalid prompt hash", key));
   }
   if (request.method === "GET") {
     const numTokens = store.get(key);
     return Promise.resolve(
       numTokens === undefined
-        ? refuse(404, "prompt not in store", key)
-        : { status: 200, body: { num_tokens: numTokens }, key },
+        ? refusal(404, "prompt not in store", key)
+        : tokensAnswer(numTokens, key),
     );
   }
   if (request.method !== "POST") {
-    return Promise.resolve(refuse(405, "method not allowed", key));
+    return Promise.resolve(refusal(405, "method not allowed", key));
   }
   return request.text().then((text) => {
-    const parsed = parseJsonBody(text);
-    const numTokens = parsed.ok && isRecord(parsed.value)
-      ? parsed.value.num_tokens
-      : undefined;
+    const numTokens = readPeerRequest(text).num_tokens;
     if (!Number.isInteger(numTokens) || (numTokens as number) < 1) {
-      return refuse(400, "num_tokens must be an integer >= 1", key);
+      return refusal(400, "num_tokens must be an integer >= 1", key);
     }
     store.set(key, numTokens as number);
-    return { status: 200, body: { num_tokens: numTokens }, key };
+    return tokensAnswer(numTokens as number, key);
   });
-}
-
-function refuse(
-  status: number,
-  reason: string,
-  key: unknown,
-): SideChannelAnswer {
-  return { status, body: { reason }, key, reason };
 }

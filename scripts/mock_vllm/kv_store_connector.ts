@@ -17,8 +17,8 @@ import {
   type KvConnector,
   type KvContext,
   NO_KV_HOOKS,
-  NOTHING_LOADED,
-  recordTransfer,
+  pulledLoad,
+  recomputedLoad,
   roleOfKvRole,
 } from "./kv_connector.ts";
 import { hashPrompt, type KvStore } from "./kv_store.ts";
@@ -62,13 +62,7 @@ async function lookUp(spec: StoreConnectorSpec, store: KvStore, job: Job) {
       spec.source,
       `${spec.label} miss for request ${job.meta.id}: ${reason}; computing ${job.req.promptTokens} prompt tokens`,
     );
-    recordTransfer(job, {
-      remoteRequestId: key,
-      outcome: "recomputed",
-      numTokens: 0,
-      reason,
-    });
-    return NOTHING_LOADED;
+    return recomputedLoad(job, { remoteRequestId: key, reason });
   }
   const numTokens = Math.min(found.value, job.req.promptTokens);
   logger.write(
@@ -76,8 +70,7 @@ async function lookUp(spec: StoreConnectorSpec, store: KvStore, job: Job) {
     spec.source,
     `${spec.label} hit for request ${job.meta.id}: ${numTokens} of ${job.req.promptTokens} prompt tokens cached in ${store.location}`,
   );
-  recordTransfer(job, { remoteRequestId: key, outcome: "pulled", numTokens });
-  return { ok: true, cachedTokens: numTokens, transferred: true } as const;
+  return pulledLoad(job, { remoteRequestId: key }, numTokens);
 }
 
 async function save(

@@ -78,6 +78,39 @@ export async function callPeer(
   };
 }
 
+/** What a peer's side channel gave for a KV read. */
+export type PullAnswer =
+  | {
+    readonly ok: true;
+    /** `num_tokens` of its 200 answer. */
+    readonly numTokens: number;
+    readonly body: Readonly<Record<string, unknown>>;
+  }
+  | {
+    readonly ok: false;
+    /** Its refusal, or why it could not be reached. */
+    readonly reason: string;
+    readonly reached: boolean;
+  };
+
+/** Asks a peer's side channel for KV ({@linkcode callPeer}); anything but a 200 is a refusal. */
+export async function pullFromPeer(
+  url: string,
+  body: unknown,
+  signal: AbortSignal,
+): Promise<PullAnswer> {
+  const answer = await callPeer(url, body, signal);
+  if (!answer.ok) return { ok: false, reason: answer.reason, reached: false };
+  if (answer.status !== 200) {
+    return { ok: false, reason: refusalOf(answer), reached: true };
+  }
+  return {
+    ok: true,
+    numTokens: countOf(answer.body, "num_tokens"),
+    body: answer.body,
+  };
+}
+
 /** The refusal reason a side channel sent, or `HTTP <status>`. */
 export function refusalOf(answer: {
   readonly status: number;

@@ -22,6 +22,8 @@ export interface Rendezvous<T> {
   publish(key: string, value: T): void;
   /** Settles `key` with a failure; later waits see it at once. */
   fail(key: string, status: number, reason: string): void;
+  /** Fails `key` with 410 unless it settled already: its producer is gone, so waits should end. */
+  abandon(key: string, reason: string): void;
   /** The settled outcome of `key`, if any. */
   peek(key: string): WaitOutcome<T> | undefined;
   /** Forgets `key` (a consumed transfer); its pending waiters keep waiting. */
@@ -64,6 +66,11 @@ export function createRendezvous<T>(): Rendezvous<T> {
   return {
     publish: (key, value) => settle(key, { ok: true, value }),
     fail: (key, status, reason) => settle(key, { ok: false, status, reason }),
+    abandon(key, reason) {
+      if (entries.get(key)?.settled === undefined) {
+        settle(key, { ok: false, status: 410, reason });
+      }
+    },
     peek: (key) => entries.get(key)?.settled,
     delete(key) {
       const found = entries.get(key);

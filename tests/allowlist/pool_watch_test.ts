@@ -7,6 +7,7 @@ import {
   startPoolWatch,
 } from "../../src/allowlist/pool_watch.ts";
 import { createLogger } from "../../src/log.ts";
+import { createWaiters } from "../support/deadline.ts";
 import {
   type FakeKubeApi,
   pod,
@@ -22,7 +23,7 @@ interface Watched extends Disposable {
   readonly watch: PoolWatch;
   readonly logs: Record<string, unknown>[];
   /** Resolves once `predicate` holds (checked now and after every rebuild); rejects after 5 s. */
-  until(predicate: () => boolean, what: string): Promise<void>;
+  until(predicate: () => boolean, what: string): Promise<unknown>;
   /** Whether `ip:port` is a member. */
   admits(ip: string, port: number): boolean;
 }
@@ -42,7 +43,7 @@ async function watchPool(
     verbosity: 5,
     write: (line) => logs.push(JSON.parse(line)),
   });
-  const waiters = new Set<() => void>();
+  const rebuilt = createWaiters();
   const watch = await startPoolWatch({
     kubeConfig: loadKubeConfig({ KUBECONFIG: api.kubeconfigPath }).config,
     pool: {
@@ -59,7 +60,7 @@ async function watchPool(
       new Promise((resolve) => setTimeout(resolve, ms / 100)),
     onRebuild: () => {
       options.onRebuild?.();
-      for (const waiter of waiters) waiter();
+      rebuilt.notify();
     },
   });
   const admits = (ip: string, port: number) => {
@@ -71,28 +72,10 @@ async function watchPool(
     watch,
     logs,
     admits,
-    until(predicate, what) {
-      if (predicate()) return Promise.resolve();
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (!predicate()) return;
-          clearTimeout(timer);
-          waiters.delete(check);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(
-            new Error(
-              `Timed out waiting until ${what}; members ${
-                JSON.stringify(watch.snapshot())
-              }`,
-            ),
-          );
-        }, 5_000);
-        waiters.add(check);
-      });
-    },
+    until: (predicate, what) =>
+      rebuilt.until(predicate, `the members to show that ${what}`, {
+        detail: () => `members ${JSON.stringify(watch.snapshot())}`,
+      }),
     [Symbol.dispose]: () => watch.stop(),
   };
 }

@@ -6,6 +6,7 @@ import { startPoolWatch } from "../../src/allowlist/pool_watch.ts";
 import { createResolver } from "../../src/allowlist/resolve.ts";
 import { parseStaticEntry } from "../../src/allowlist/static_list.ts";
 import { createLogger } from "../../src/log.ts";
+import { createWaiters } from "../support/deadline.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
@@ -21,7 +22,7 @@ async function startSidecar(options: {
 }) {
   const decode = await createMockVllm({ name: "decoder" });
   const logs: Record<string, unknown>[] = [];
-  const rebuilt = new Set<() => void>();
+  const rebuilt = createWaiters();
   const log = createLogger({
     verbosity: 4,
     write: (line) => logs.push(JSON.parse(line)),
@@ -42,7 +43,7 @@ async function startSidecar(options: {
       watchTimeoutMs: 500,
       reconnectDelay: (ms) =>
         new Promise((resolve) => setTimeout(resolve, ms / 100)),
-      onRebuild: () => rebuilt.forEach((waiter) => waiter()),
+      onRebuild: () => rebuilt.notify(),
     });
   const allowlist = createAllowlist({
     entries: (options.allowed ?? []).map(parseStaticEntry),
@@ -60,22 +61,9 @@ async function startSidecar(options: {
     decode,
     logs,
     pool,
-    /** Resolves once `predicate` holds after a rebuild of the pool's members; rejects after 5 s. */
-    until(predicate: () => boolean): Promise<void> {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          rebuilt.delete(check);
-          reject(new Error("Timed out waiting for the pool's members"));
-        }, 5_000);
-        const check = () => {
-          if (!predicate()) return;
-          clearTimeout(timer);
-          rebuilt.delete(check);
-          resolve();
-        };
-        rebuilt.add(check);
-      });
-    },
+    /** Resolves once `predicate` holds, checked now and after every rebuild of the pool's members. */
+    until: (predicate: () => boolean, what: string) =>
+      rebuilt.until(predicate, `the pool's members to show that ${what}`),
     request: (prefiller: string) =>
       app.request("/v1/chat/completions", {
         method: "POST",
@@ -212,8 +200,9 @@ Deno.test("with the pool, requests to a stable pod pass through pod and pool chu
 
   const pool = sidecar.pool;
   assert.ok(pool);
-  const left = sidecar.until(() =>
-    !pool.snapshot().addresses.includes("127.0.0.2")
+  const left = sidecar.until(
+    () => !pool.snapshot().addresses.includes("127.0.0.2"),
+    "127.0.0.2 left",
   );
   api.put(
     "pods",

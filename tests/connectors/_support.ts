@@ -6,7 +6,7 @@
  */
 
 import type { ConnectorName } from "../../src/config.ts";
-import { within as withinMs } from "../support/deadline.ts";
+import { withDeadline } from "../support/deadline.ts";
 import {
   createKvStore,
   type RecordedRequest,
@@ -27,7 +27,7 @@ export function within<T>(
   label: string,
   ms = 5000,
 ): Promise<T> {
-  return withinMs(promise, ms, `Timed out after ${ms} ms waiting for ${label}`);
+  return withDeadline(promise, ms, label);
 }
 
 /** The engines a test bootstrap server lists: one rank, a fixed id. */
@@ -139,66 +139,6 @@ export async function isPending(promise: Promise<unknown>): Promise<boolean> {
   return first === marker;
 }
 
-/** A raw TCP upstream that reads requests and never answers. */
-export interface HangingUpstream extends AsyncDisposable {
-  readonly port: number;
-  readonly hostPort: string;
-  /** Resolves when the first bytes of a request arrive. */
-  readonly requestSeen: Promise<void>;
-  /** Connections accepted so far. */
-  connections(): number;
-  /** Resolves once every connection accepted so far was closed by the client. */
-  allClosed(): Promise<void>;
-}
-
-/**
- * Starts a hanging upstream. It sees a client's close on the socket itself:
- * Deno.serve (and so the mock vLLM) does not report a client that leaves
- * before the answer once the request body exceeded a few hundred bytes.
- */
-export function startHangingUpstream(): HangingUpstream {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const seen = Promise.withResolvers<void>();
-  const conns: Deno.Conn[] = [];
-  const closed: Promise<void>[] = [];
-  async function serve(conn: Deno.Conn): Promise<void> {
-    const buffer = new Uint8Array(16384);
-    for (;;) {
-      const read = await conn.read(buffer).catch(() => null);
-      if (read === null) break;
-      seen.resolve();
-    }
-  }
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      closed.push(serve(conn));
-    }
-  })().catch(() => {});
-  const { port } = listener.addr;
-  return {
-    port,
-    hostPort: `127.0.0.1:${port}`,
-    requestSeen: seen.promise,
-    connections: () => conns.length,
-    allClosed: async () => {
-      await Promise.all(closed);
-    },
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch {
-          // Closed already by the client.
-        }
-      }
-      await Promise.all(closed);
-      await accepting;
-    },
-  };
-}
-
 /** A request a recording upstream received. */
 export interface ReceivedRequest {
   readonly path: string;
@@ -213,8 +153,6 @@ export interface RecordingUpstream extends AsyncDisposable {
   readonly port: number;
   readonly hostPort: string;
   readonly requests: ReceivedRequest[];
-  /** Resolves with the `n`-th request (1-based) once it arrived. */
-  nth(n: number): Promise<ReceivedRequest>;
 }
 
 /** Starts a recording upstream answering with `handler`. */
@@ -222,7 +160,6 @@ export function startRecordingUpstream(
   handler: (request: ReceivedRequest) => Response | Promise<Response>,
 ): RecordingUpstream {
   const requests: ReceivedRequest[] = [];
-  const waiters: { n: number; resolve: (r: ReceivedRequest) => void }[] = [];
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     async (request) => {
@@ -233,9 +170,6 @@ export function startRecordingUpstream(
         signal: request.signal,
       };
       requests.push(received);
-      for (const waiter of waiters) {
-        if (waiter.n === requests.length) waiter.resolve(received);
-      }
       return await handler(received);
     },
   );
@@ -244,13 +178,6 @@ export function startRecordingUpstream(
     port,
     hostPort: `127.0.0.1:${port}`,
     requests,
-    nth(n) {
-      const found = requests[n - 1];
-      if (found) return Promise.resolve(found);
-      const { promise, resolve } = Promise.withResolvers<ReceivedRequest>();
-      waiters.push({ n, resolve });
-      return promise;
-    },
     [Symbol.asyncDispose]: () => server.shutdown(),
   };
 }

@@ -10,10 +10,10 @@ import {
   createConnectorHarness,
   jsonResponse,
   scriptedStream,
-  startHangingUpstream,
   startRecordingUpstream,
   within,
 } from "./_support.ts";
+import { startHangingUpstream } from "../support/stub_upstream.ts";
 
 const PREFILL_503 = {
   error: {

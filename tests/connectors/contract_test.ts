@@ -10,13 +10,15 @@ import type { ConnectorName } from "../../src/config.ts";
 import { DECODER_NOT_READY_MESSAGE } from "../../src/upstream/relay.ts";
 import type { RecordedRequest } from "../../scripts/mock_vllm/mod.ts";
 import { chatBody, type Harness, jsonHeaders } from "../support/harness.ts";
-import { closedPort } from "../support/stub_upstream.ts";
+import {
+  closedPort,
+  type HangingUpstream,
+  startHangingUpstream,
+} from "../support/stub_upstream.ts";
 import {
   bodyOf,
   createConnectorHarness,
-  type HangingUpstream,
   isPending,
-  startHangingUpstream,
   within,
 } from "./_support.ts";
 

@@ -5,13 +5,12 @@ import {
 } from "../../src/connectors/mooncake_bootstrap.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { chatBody } from "../support/harness.ts";
-import { closedPort } from "../support/stub_upstream.ts";
+import { closedPort, startHangingUpstream } from "../support/stub_upstream.ts";
 import {
   bodyOf,
   createConnectorHarness,
   kvParamsOf,
   startBootstrapStub,
-  startHangingUpstream,
 } from "./_support.ts";
 
 const TRANSFER_ID =

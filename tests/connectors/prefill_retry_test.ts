@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { within } from "../support/deadline.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { chatBody, createHarness, jsonHeaders } from "../support/harness.ts";
-import { closedPort, startSilentUpstream } from "../support/stub_upstream.ts";
+import { closedPort, startHangingUpstream } from "../support/stub_upstream.ts";
 import { createConnectorHarness } from "./_support.ts";
 
 Deno.test("a prefill answered 503 is retried on the next prefiller the header names", async () => {
@@ -85,7 +85,7 @@ Deno.test("-prefill-timeout answers 504 prefill_timeout and aborts a prefiller t
       prefillRetryBackoff: 10,
     },
   });
-  await using silent = startSilentUpstream();
+  await using silent = startHangingUpstream();
   const started = performance.now();
   const response = await h.request("/v1/chat/completions", {
     method: "POST",
@@ -100,7 +100,7 @@ Deno.test("-prefill-timeout answers 504 prefill_timeout and aborts a prefiller t
   assert.match(body.error.message, /-prefill-timeout/);
   assert.equal(response.headers.get("x-pd-error-code"), "prefill_timeout");
   assert.ok(elapsed < 3000, `answered after ${elapsed} ms`);
-  await within(silent.closedByClient, 1000, "prefill not aborted");
+  await within(silent.allClosed(), 1000, "prefill not aborted");
   assert.equal(h.decode.requests.length, 0);
   const line = await h.nextLog((line) => line.msg === "request handled");
   assert.equal(line.error_code, "prefill_timeout");

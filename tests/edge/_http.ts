@@ -6,7 +6,8 @@
  */
 
 import { startScriptedServer } from "../support/stub_upstream.ts";
-import { readUntil, withDeadline, writeText } from "../support/sockets.ts";
+import { createWaiters } from "../support/deadline.ts";
+import { readUntil, writeText } from "../support/sockets.ts";
 
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder();
@@ -224,7 +225,7 @@ export function startRecordingUpstream(
 ): RecordingUpstream {
   const requests: WireMessage[] = [];
   const received: Uint8Array[] = [];
-  let arrived = Promise.withResolvers<void>();
+  const arrivals = createWaiters();
   const server = startScriptedServer(async (conn) => {
     let pending = new Uint8Array();
     const buffer = new Uint8Array(64 * 1024);
@@ -240,8 +241,7 @@ export function startRecordingUpstream(
       pending = pending.slice(end);
       for (const message of messages) {
         requests.push(message);
-        arrived.resolve();
-        arrived = Promise.withResolvers<void>();
+        arrivals.notify();
         await writeText(conn, renderAnswer(answer(message)));
       }
     }
@@ -251,16 +251,8 @@ export function startRecordingUpstream(
     hostPort: `127.0.0.1:${server.port}`,
     requests,
     received: () => received.map((part) => latin1.decode(part)).join(""),
-    async request(index) {
-      await withDeadline(
-        (async () => {
-          while (requests.length <= index) await arrived.promise;
-        })(),
-        5_000,
-        `upstream request #${index}`,
-      );
-      return requests[index]!;
-    },
+    request: (index) =>
+      arrivals.until(() => requests[index], `upstream request #${index}`),
     [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
   };
 }

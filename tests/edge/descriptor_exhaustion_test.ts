@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { freePort, startBundle } from "../support/process.ts";
-import { closeQuietly, connectTo, withDeadline } from "../support/sockets.ts";
+import { withDeadline } from "../support/deadline.ts";
+import { closeQuietly, connectTo } from "../support/sockets.ts";
 
 /** The sidecar's open-file limit in this test: far below the connections it gets. */
 const LIMIT = 256;

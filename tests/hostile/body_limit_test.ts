@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { bodyText, statusOf, type WireMessage } from "../edge/_http.ts";
 import { createHarness } from "../support/harness.ts";
-import { withDeadline } from "../support/sockets.ts";
+import { withDeadline } from "../support/deadline.ts";
 import { sendBody } from "./_client.ts";
 import { startRecordingUpstream } from "./_upstreams.ts";
 

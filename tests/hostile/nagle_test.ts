@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { WHOLE_BODY_BYTES } from "../../src/routes/passthrough.ts";
 import { statusOf } from "../edge/_http.ts";
 import { createHarness } from "../support/harness.ts";
-import { withDeadline } from "../support/sockets.ts";
+import { withDeadline } from "../support/deadline.ts";
 import { sendBody } from "./_client.ts";
 import { startTimingUpstream } from "./_upstreams.ts";
 

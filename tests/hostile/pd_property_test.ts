@@ -6,7 +6,7 @@ import { createLogger } from "../../src/log.ts";
 import { serveApp } from "../../src/server.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { testConfig } from "../support/harness.ts";
-import { withDeadline } from "../support/sockets.ts";
+import { withDeadline } from "../support/deadline.ts";
 import { closedPort } from "../support/stub_upstream.ts";
 import { startCountingRelay } from "./_upstreams.ts";
 

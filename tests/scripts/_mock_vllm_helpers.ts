@@ -5,6 +5,7 @@
  */
 
 import type { MockVllm } from "../../scripts/mock_vllm/mod.ts";
+import { withDeadline } from "../support/deadline.ts";
 
 /** Chat completions path. */
 export const CHAT = "/v1/chat/completions";
@@ -95,26 +96,6 @@ export async function prefillParams(
 export const MESSAGES = "/v1/messages";
 /** vLLM's token-in generate path. */
 export const GENERATE = "/inference/v1/generate";
-
-/** Rejects with a message naming `what` when `promise` has not settled within `ms`, so a regression fails instead of hanging. */
-export async function withDeadline<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** POSTs JSON and returns the status and the parsed JSON answer. */
 export async function postForJson(

@@ -6,8 +6,8 @@ import {
   chatBody,
   postForJson,
   postJson,
-  withDeadline,
 } from "./_mock_vllm_helpers.ts";
+import { withDeadline } from "../support/deadline.ts";
 
 const WAIT_MS = 2_000;
 

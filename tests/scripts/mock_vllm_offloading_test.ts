@@ -5,8 +5,8 @@ import {
   CHAT,
   chatBody,
   postForJson,
-  withDeadline,
 } from "./_mock_vllm_helpers.ts";
+import { withDeadline } from "../support/deadline.ts";
 
 const WAIT_MS = 2_000;
 

@@ -7,8 +7,8 @@ import {
   postJson,
   sseData,
   sseJson,
-  withDeadline,
 } from "./_mock_vllm_helpers.ts";
+import { withDeadline } from "../support/deadline.ts";
 
 /** Short enough that a leg left alone fails fast, long enough for loopback legs to meet. */
 const WAIT_MS = 2_000;

@@ -9,17 +9,16 @@ import {
   type MockVllm,
   type RecordedRequest,
 } from "../../scripts/mock_vllm/mod.ts";
-import {
-  bodyOf,
-  startHangingUpstream,
-  within,
-} from "../connectors/_support.ts";
+import { bodyOf, within } from "../connectors/_support.ts";
 import {
   createHarness,
   type Harness,
   jsonHeaders,
 } from "../support/harness.ts";
-import { startStubUpstream } from "../support/stub_upstream.ts";
+import {
+  startHangingUpstream,
+  startStubUpstream,
+} from "../support/stub_upstream.ts";
 
 const ENCODERS = "x-encoder-hosts-ports";
 const PREFILLER = "x-prefiller-host-port";
@@ -338,14 +337,7 @@ Deno.test("a body with many multimodal items keeps at most MAX_ITEMS_IN_FLIGHT e
     body: multimodalBody(items),
     signal: client.signal,
   }).catch((error) => error);
-  await within(
-    (async () => {
-      while (hanging.connections() < MAX_ITEMS_IN_FLIGHT) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    })(),
-    "the first encoder requests",
-  );
+  await hanging.accepted(MAX_ITEMS_IN_FLIGHT);
   // None answered: a request past the bound would open a connection by now.
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(hanging.connections(), MAX_ITEMS_IN_FLIGHT);

@@ -11,6 +11,7 @@ import type { Metrics } from "../../src/metrics.ts";
 import type { Config } from "../../src/config.ts";
 import type { AppEnv } from "../../src/context.ts";
 import { createLogger } from "../../src/log.ts";
+import { createWaiters } from "./deadline.ts";
 import { DEFAULT_RESILIENCE } from "../../src/resilience_flags.ts";
 import type { TcpTableReader } from "../../src/peer_watch.ts";
 import { serveApp } from "../../src/server.ts";
@@ -122,37 +123,21 @@ export async function createHarness(
     : options.config;
   const config = testConfig({ modelServerPort: decode.port, ...overrides });
   const logs: Record<string, unknown>[] = [];
-  const waiters = new Set<(line: Record<string, unknown>) => void>();
+  const written = createWaiters();
   const log = createLogger({
     verbosity: config.verbosity,
     write(line) {
-      const parsed = JSON.parse(line);
-      logs.push(parsed);
-      for (const waiter of waiters) waiter(parsed);
+      logs.push(JSON.parse(line));
+      written.notify();
     },
   });
-  function nextLog(
+  const nextLog = (
     predicate: (line: Record<string, unknown>) => boolean,
     ms = 2000,
-  ): Promise<Record<string, unknown>> {
-    const found = logs.find(predicate);
-    if (found) return Promise.resolve(found);
-    const { promise, resolve, reject } = Promise.withResolvers<
-      Record<string, unknown>
-    >();
-    const timer = setTimeout(() => {
-      waiters.delete(waiter);
-      reject(new Error(`No matching log line within ${ms} ms`));
-    }, ms);
-    function waiter(line: Record<string, unknown>): void {
-      if (!predicate(line)) return;
-      clearTimeout(timer);
-      waiters.delete(waiter);
-      resolve(line);
-    }
-    waiters.add(waiter);
-    return promise;
-  }
+  ) =>
+    written.until(() => logs.find(predicate), `a log line where ${predicate}`, {
+      ms,
+    });
   const upstream = createUpstreamClient({
     connectTimeoutMs: config.connectTimeout,
   });

@@ -13,6 +13,7 @@
  */
 
 import { makeCa, makeServerCert } from "./certs.ts";
+import { createWaiters } from "./deadline.ts";
 import https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 
@@ -148,10 +149,7 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
   const watches = new Set<OpenWatch>();
   const forbidden = new Set<Resource>();
   const requests: ApiRequest[] = [];
-  const waiters: {
-    predicate: (request: ApiRequest) => boolean;
-    resolve: (request: ApiRequest) => void;
-  }[] = [];
+  const requested = createWaiters();
   let rv = 100;
   let compactedAt = 0;
   let compactMode: "event" | "status" = "event";
@@ -224,10 +222,7 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
     const isWatch = query.watch === "true" || query.watch === "1";
     const request = { path: url.pathname, query, watch: isWatch };
     requests.push(request);
-    for (const waiter of waiters.splice(0)) {
-      if (waiter.predicate(request)) waiter.resolve(request);
-      else waiters.push(waiter);
-    }
+    requested.notify();
     if (req.headers.authorization !== `Bearer ${TOKEN}`) {
       respondJson(res, 401, status(401, "Unauthorized", "Unauthorized"));
       return;
@@ -416,22 +411,12 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
     writeToWatches,
     openWatches: (resource) =>
       [...watches].filter((watch) => watch.resource === resource).length,
-    waitForRequest(predicate, timeoutMs = 10_000) {
-      const seen = requests.find(predicate);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          const index = waiters.findIndex((waiter) => waiter.resolve === done);
-          if (index !== -1) waiters.splice(index, 1);
-          reject(new Error("Timed out waiting for a Kubernetes API request"));
-        }, timeoutMs);
-        const done = (request: ApiRequest) => {
-          clearTimeout(timer);
-          resolve(request);
-        };
-        waiters.push({ predicate, resolve: done });
-      });
-    },
+    waitForRequest: (predicate, timeoutMs = 10_000) =>
+      requested.until(
+        () => requests.find(predicate),
+        `a Kubernetes API request where ${predicate}`,
+        { ms: timeoutMs },
+      ),
     async [Symbol.asyncDispose]() {
       for (const watch of watches) watch.response.destroy();
       watches.clear();

@@ -5,7 +5,7 @@
  */
 
 import { ALLOWED_ENV_VARS } from "../../src/flag_table.ts";
-import { within } from "./deadline.ts";
+import { createWaiters, within } from "./deadline.ts";
 import { TextLineStream } from "./text_line_stream.ts";
 
 /** Path of the bundle `deno task bundle` writes. */
@@ -121,12 +121,7 @@ export function startBundle(
     stderr: "piped",
   }).spawn();
   const lines: Record<string, unknown>[] = [];
-  const waiters: {
-    predicate: (line: Record<string, unknown>) => boolean;
-    resolve: (line: Record<string, unknown>) => void;
-  }[] = [];
-  let ended: (() => void) | undefined;
-  const endedPromise = new Promise<void>((resolve) => ended = resolve);
+  const logged = createWaiters();
   const pump = (async () => {
     const stream = process.stderr.pipeThrough(new TextDecoderStream())
       .pipeThrough(new TextLineStream());
@@ -138,47 +133,22 @@ export function startBundle(
         line = { level: "raw", msg: text };
       }
       lines.push(line);
-      for (const waiter of waiters.splice(0)) {
-        if (waiter.predicate(line)) waiter.resolve(line);
-        else waiters.push(waiter);
-      }
+      logged.notify();
     }
-    ended?.();
+    logged.end("The sidecar exited");
   })();
   return {
     process,
     lines,
-    async waitForLine(predicate, timeoutMs = LINE_DEADLINE_MS) {
-      const seen = lines.find(predicate);
-      if (seen) return seen;
-      const written = () => JSON.stringify(lines, null, 1);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      try {
-        return await Promise.race([
-          new Promise<Record<string, unknown>>((resolve) =>
-            waiters.push({ predicate, resolve })
-          ),
-          endedPromise.then(() => {
-            throw new Error(
-              `Sidecar exited before the expected log line; it wrote:\n${written()}`,
-            );
-          }),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () =>
-                reject(
-                  new Error(
-                    `No expected log line within ${timeoutMs} ms; the sidecar wrote:\n${written()}`,
-                  ),
-                ),
-              timeoutMs,
-            );
-          }),
-        ]);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    waitForLine: (predicate, timeoutMs = LINE_DEADLINE_MS) =>
+      logged.until(
+        () => lines.find(predicate),
+        `a log line where ${predicate}`,
+        {
+          ms: timeoutMs,
+          detail: () => `the sidecar wrote:\n${JSON.stringify(lines, null, 1)}`,
+        },
+      ),
     async exitCode(timeoutMs = EXIT_DEADLINE_MS) {
       const status = await within(
         process.status,

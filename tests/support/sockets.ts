@@ -5,22 +5,16 @@
  * instead of hanging.
  */
 
-import { within } from "./deadline.ts";
+import { withDeadline } from "./deadline.ts";
+
+/** The deadline every socket wait uses, where the socket tests import it from. */
+export { withDeadline };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Default deadline of one socket wait. */
 export const SOCKET_DEADLINE_MS = 5_000;
-
-/** Settles as `promise` does, or rejects naming `what` once `ms` passed. */
-export function withDeadline<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  return within(promise, ms, `${what}: nothing within ${ms} ms`);
-}
 
 /** Connects to a loopback port. */
 export function connectTo(port: number): Promise<Deno.TcpConn> {

@@ -1,8 +1,11 @@
 /**
  * @module
- * A one-handler loopback server for upstream answers the mock vLLM would
- * never give (a non-JSON 200, a reply without `kv_transfer_params`).
+ * Loopback upstreams for what the mock vLLM would never do: a one-handler
+ * server for answers it would never give (a non-JSON 200, a reply without
+ * `kv_transfer_params`), an upstream that never answers, and raw TCP scripts.
  */
+
+import { createWaiters } from "./deadline.ts";
 
 /** A running stub; `await using` stops it. */
 export interface StubUpstream extends AsyncDisposable {
@@ -41,36 +44,83 @@ export function closedPort(): number {
 }
 
 /** A raw TCP upstream that reads requests and never answers. */
-export interface SilentUpstream extends AsyncDisposable {
-  readonly hostPort: string;
+export interface HangingUpstream extends AsyncDisposable {
   readonly port: number;
-  /** Resolves when the first bytes of a request arrive. */
+  readonly hostPort: string;
+  /** Resolves when the first bytes of a request arrive, on any connection. */
   readonly requestSeen: Promise<void>;
-  /** Resolves when the client closes that connection. */
-  readonly closedByClient: Promise<void>;
+  /** Connections accepted so far. */
+  connections(): number;
+  /** Resolves once `count` connections were accepted; rejects after 5 s. */
+  accepted(count: number): Promise<unknown>;
+  /**
+   * Resolves when connection `which` (an index from 0), or the one that carried the request
+   * whose `x-request-id` is `which` (a string), has carried a whole request head.
+   */
+  received(which: number | string): Promise<void>;
+  /** Resolves when the client closed connection `which`, or the one that carried request `which`. */
+  closed(which: number | string): Promise<void>;
+  /** Resolves once every connection accepted so far was closed by the client. */
+  allClosed(): Promise<void>;
 }
 
 /**
- * Starts a silent upstream. It sees a client's close directly on the socket,
- * which `Deno.serve` does not always report once a request was read whole.
+ * Starts a hanging upstream. It sees a client's close on the socket itself:
+ * Deno.serve (and so the mock vLLM) does not report a client that leaves
+ * before the answer once the request body exceeded a few hundred bytes.
  */
-export function startSilentUpstream(): SilentUpstream {
+export function startHangingUpstream(): HangingUpstream {
+  const received = new Map<string, PromiseWithResolvers<void>>();
+  const closed = new Map<string, PromiseWithResolvers<void>>();
+  const slot = (events: typeof received, which: number | string) => {
+    const key = typeof which === "number" ? `#${which}` : `id ${which}`;
+    let entry = events.get(key);
+    if (entry === undefined) {
+      entry = Promise.withResolvers<void>();
+      events.set(key, entry);
+    }
+    return entry;
+  };
   const seen = Promise.withResolvers<void>();
-  const closed = Promise.withResolvers<void>();
-  const server = startScriptedServer(async (conn) => {
+  const accepting = createWaiters();
+  const server = startScriptedServer(async (conn, index) => {
+    accepting.notify();
     const buffer = new Uint8Array(16384);
+    let head = "";
+    let id: string | undefined;
     for (;;) {
       const read = await conn.read(buffer).catch(() => null);
       if (read === null) break;
       seen.resolve();
+      if (id !== undefined) continue;
+      head += new TextDecoder().decode(buffer.subarray(0, read));
+      if (head.includes("\r\n\r\n")) {
+        id = /^x-request-id: *(.*)$/im.exec(head)?.[1]?.trim() ?? "";
+        slot(received, index).resolve();
+        slot(received, id).resolve();
+      }
     }
-    closed.resolve();
+    slot(closed, index).resolve();
+    if (id !== undefined) slot(closed, id).resolve();
   });
   return {
-    hostPort: `127.0.0.1:${server.port}`,
     port: server.port,
+    hostPort: `127.0.0.1:${server.port}`,
     requestSeen: seen.promise,
-    closedByClient: closed.promise,
+    connections: () => server.connections(),
+    accepted: (count) =>
+      accepting.until(
+        () => server.connections() >= count,
+        `${count} connections to the hanging upstream`,
+      ),
+    received: (which) => slot(received, which).promise,
+    closed: (which) => slot(closed, which).promise,
+    allClosed: async () => {
+      const count = server.connections();
+      for (let index = 0; index < count; index++) {
+        await slot(closed, index).promise;
+      }
+    },
     [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
   };
 }
