@@ -18,18 +18,6 @@ import { buildDecodeBody, PREFILL_KV_TRANSFER_PARAMS } from "./pd_client.ts";
 
 /** The routing header that makes a request P/D. */
 const PREFILLER_HEADER = "x-prefiller-host-port";
-const REQUEST_HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "transfer-encoding",
-  "te",
-  "trailer",
-  "upgrade",
-  "proxy-connection",
-  "host",
-  "content-length",
-  PREFILLER_HEADER,
-]);
 /** Response headers that belong to one connection, not to the answer. */
 export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
@@ -39,6 +27,13 @@ export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set([
   "trailer",
   "upgrade",
   "proxy-connection",
+]);
+/** Request headers not passed on: those, the ones fetch sets, and the routing header. */
+const REQUEST_HOP_BY_HOP = new Set([
+  ...RESPONSE_HOP_BY_HOP,
+  "host",
+  "content-length",
+  PREFILLER_HEADER,
 ]);
 const PREFILL_KV = JSON.stringify(PREFILL_KV_TRANSFER_PARAMS);
 

@@ -1,18 +1,10 @@
 import assert from "node:assert/strict";
 import {
-  type CommandLine,
   ConfigError,
   formatUsage,
   parseCommandLine,
 } from "../../src/config.ts";
-
-type Run = Extract<CommandLine, { kind: "run" }>;
-
-function run(args: readonly string[]): Run {
-  const result = parseCommandLine(args, {});
-  assert.equal(result.kind, "run");
-  return result as Run;
-}
+import { run } from "./_config.ts";
 
 Deno.test("-max-request-body-bytes defaults to 32 MiB and is set by flag or YAML key", () => {
   assert.equal(run([]).config.maxRequestBodyBytes, 32 * 1024 * 1024);

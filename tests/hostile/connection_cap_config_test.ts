@@ -1,18 +1,10 @@
 import assert from "node:assert/strict";
 import {
-  type CommandLine,
   ConfigError,
   formatUsage,
   parseCommandLine,
 } from "../../src/config.ts";
-
-type Run = Extract<CommandLine, { kind: "run" }>;
-
-function run(args: readonly string[]): Run {
-  const result = parseCommandLine(args, {});
-  assert.equal(result.kind, "run");
-  return result as Run;
-}
+import { run } from "./_config.ts";
 
 Deno.test("-max-connections defaults to 0 (no cap) and is set by flag or YAML key", () => {
   assert.equal(run([]).config.maxConnections, 0);
