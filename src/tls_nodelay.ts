@@ -29,6 +29,8 @@ const AF_INET = 2;
 const AF_INET6 = 10;
 /** Descriptors looked at, at most (about 2.5 µs each). */
 const MAX_DESCRIPTORS_SCANNED = 65_536;
+/** Descriptors in a row that are no IP socket after which the scan stops. */
+const GAP_ENDING_SCAN = 256;
 
 const SYMBOLS = {
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
@@ -45,9 +47,9 @@ const SYMBOLS = {
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-/** What `setTlsListenerNoDelay` did: the descriptor it set, or why it set none. */
+/** What `setTlsListenerNoDelay` did: how many listeners it set, or why it set none. */
 export type NoDelayResult =
-  | { readonly fd: number }
+  | { readonly set: number }
   | { readonly skipped: string };
 
 let libc: Libc | undefined;
@@ -96,11 +98,12 @@ function obstacle(): string | undefined {
 }
 
 /**
- * Sets TCP_NODELAY on the listening TCP socket just opened on `port`, so the
- * connections it accepts have it. It is the first listener on the port
- * without the option: descriptors are numbered lowest free first, so it sits
- * low, and the scan stops there (listeners of other `-workers` or of an
- * earlier certificate on the port already have the option and are passed).
+ * Sets TCP_NODELAY on every listening TCP socket on `port` that lacks it:
+ * the one just opened, and one another `-workers` thread opened at the same
+ * instant (each thread's scan covers the other's, so neither is missed).
+ * Descriptors are numbered lowest free first, so listeners sit at or below
+ * the first gap: the scan stops after `GAP_ENDING_SCAN` descriptors in a row
+ * that are no socket.
  */
 export function setTlsListenerNoDelay(port: number): NoDelayResult {
   const why = obstacle();
@@ -113,13 +116,21 @@ export function setTlsListenerNoDelay(port: number): NoDelayResult {
   }
   const on = new Int32Array([1]);
   const limit = descriptorLimit(c);
-  for (let fd = 0; fd < limit; fd++) {
-    if (boundPort(c, fd) !== port) continue;
+  let listeners = 0;
+  let set = 0;
+  let gap = 0;
+  for (let fd = 0; fd < limit && gap < GAP_ENDING_SCAN; fd++) {
+    const bound = boundPort(c, fd);
+    gap = bound === undefined ? gap + 1 : 0;
+    if (bound !== port) continue;
     if (intOption(c, fd, SOL_SOCKET, SO_ACCEPTCONN) !== 1) continue;
+    listeners++;
     if (intOption(c, fd, IPPROTO_TCP, TCP_NODELAY) !== 0) continue;
-    if (c.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, on, 4) === 0) return { fd };
+    if (c.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, on, 4) === 0) set++;
   }
-  return { skipped: `no listening socket on port ${port} without it found` };
+  return listeners > 0
+    ? { set }
+    : { skipped: `no listening socket on port ${port} found` };
 }
 
 /**
@@ -130,7 +141,7 @@ export function setTlsListenerNoDelay(port: number): NoDelayResult {
  */
 export function setTlsListenerNoDelayLogged(port: number, log: Logger): void {
   const result = setTlsListenerNoDelay(port);
-  if ("fd" in result) {
+  if ("set" in result) {
     log.debug("TCP_NODELAY set on the TLS listener", { port });
     return;
   }

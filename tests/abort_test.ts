@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { within } from "./support/deadline.ts";
 import { readTableWithCat } from "./support/tcp_tables.ts";
 import { CHECK_AFTER_MS } from "../src/peer_watch.ts";
+import { createMetrics } from "../src/metrics.ts";
 import { isJsonObject } from "../src/protocol/request.ts";
 import { chatBody, createHarness, type Harness } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
@@ -473,7 +474,8 @@ Deno.test(
 Deno.test(
   "a client that stalls in the middle of its body and then leaves reaches no upstream and is logged as gone",
   async () => {
-    await using h = await createHarness({ config: { verbosity: 3 } });
+    const metrics = createMetrics();
+    await using h = await createHarness({ config: { verbosity: 3 }, metrics });
     const base = h.listen();
     const prefiller = startHangingUpstream();
     await using _prefiller = prefiller;
@@ -491,5 +493,19 @@ Deno.test(
     await expectClientAbortLine(h, request.id);
     assert.equal(prefiller.connections(), 0);
     assert.equal(h.decode.requests.length, 0);
+    // The metrics say what the access line says.
+    const snapshot = await metrics.snapshot();
+    const value = (name: string, labels: Record<string, string>) =>
+      snapshot.find((metric) => metric.name === name)?.values.find((v) =>
+        Object.entries(labels).every(([k, want]) => v.labels[k] === want)
+      )?.value;
+    assert.equal(
+      value("llm_d_sidecar_client_aborts_total", { phase: "before_response" }),
+      1,
+    );
+    assert.equal(
+      value("llm_d_sidecar_requests_total", { outcome: "client_aborted" }),
+      1,
+    );
   },
 );

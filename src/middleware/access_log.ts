@@ -17,8 +17,13 @@ import { elapsedMs, type RequestTiming } from "../timing.ts";
  */
 export type Outcome = MetricOutcome;
 
-/** The error code of a request whose client left mid-body (src/body_limit.ts). */
-const CLIENT_DISCONNECTED = "client_disconnected";
+/**
+ * Whether the request's client left in the middle of its body (the 499 of
+ * src/body_limit.ts): gone, whether or not the runtime's signal says so.
+ */
+export function leftMidBody(access: AccessRecord): boolean {
+  return access.errorCode === "client_disconnected";
+}
 
 /** What the access line is built from. */
 export interface AccessLineInput {
@@ -41,11 +46,7 @@ export function outcomeOf(
   clientGone: boolean,
   access: AccessRecord,
 ): Outcome {
-  // A body cut short by the client's leaving is a 499 before the runtime's
-  // signal says so, if it ever does (the answer is written at once).
-  if (clientGone || access.errorCode === CLIENT_DISCONNECTED) {
-    return "client_aborted";
-  }
+  if (clientGone) return "client_aborted";
   return access.errorCode === undefined ? "ok" : "error";
 }
 

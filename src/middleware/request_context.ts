@@ -12,7 +12,12 @@ import type { RequestTiming } from "../timing.ts";
 import { NO_TRACING, type Tracing } from "../tracing.ts";
 import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
-import { knownBodyBytes, outcomeOf, writeAccessLine } from "./access_log.ts";
+import {
+  knownBodyBytes,
+  leftMidBody,
+  outcomeOf,
+  writeAccessLine,
+} from "./access_log.ts";
 
 /** The client's request id (first value when several), or a new UUID. */
 export function requestIdOf(headers: HeaderLookup): string {
@@ -91,10 +96,12 @@ export function requestContext(
     const path = c.req.path;
     const bytes = knownBodyBytes(response, request.method);
     const streaming = bytes === undefined;
-    const abortedEarly = clientGone.aborted;
+    // A client that left mid-body got its 499 before the runtime's signal
+    // fired, if it ever does: it left before the response either way.
+    const abortedEarly = clientGone.aborted || leftMidBody(access);
     metrics.responseStarted(access.route, secondsSince(started), streaming);
     function finish(): void {
-      const gone = clientGone.aborted;
+      const gone = clientGone.aborted || leftMidBody(access);
       if (streaming) metrics.streamEnded();
       if (gone) {
         metrics.clientAbort(
