@@ -18,9 +18,12 @@ export interface FixedResponseInit {
   readonly headers: HeadersInit;
 }
 
-/** A response with `text` as its body and that body's Content-Length. */
-export function fixedResponse(text: string, init: FixedResponseInit): Response {
-  const body = encoder.encode(text);
+/** A response with `content` as its body and that body's Content-Length. */
+export function fixedResponse(
+  content: string | Uint8Array<ArrayBuffer>,
+  init: FixedResponseInit,
+): Response {
+  const body = typeof content === "string" ? encoder.encode(content) : content;
   const headers = new Headers(init.headers);
   headers.set("content-length", String(body.byteLength));
   return new Response(body, {

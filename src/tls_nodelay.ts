@@ -53,6 +53,8 @@ export type NoDelayResult =
   | { readonly skipped: string };
 
 let libc: Libc | undefined;
+/** Whether this thread serves TLS clients whose connections keep Nagle's algorithm. */
+let nagleOnClients = false;
 /** Whether the reason was logged; module state is per thread, hence the main-thread check below. */
 let explained = false;
 
@@ -145,10 +147,20 @@ export function setTlsListenerNoDelayLogged(port: number, log: Logger): void {
     log.debug("TCP_NODELAY set on the TLS listener", { port });
     return;
   }
+  nagleOnClients = true;
   if (explained || "WorkerGlobalScope" in globalThis) return;
   explained = true;
   log.info(
     "TLS connections keep Nagle's algorithm: a response may wait up to 40 ms for the client's delayed ACK",
     { reason: result.skipped },
   );
+}
+
+/**
+ * Whether this thread's TLS listeners could not get TCP_NODELAY, so a body
+ * written after its head waits for the client's delayed ACK; the decode relay
+ * then sends small answers whole (src/upstream/relay.ts).
+ */
+export function clientsKeepNagle(): boolean {
+  return nagleOnClients;
 }

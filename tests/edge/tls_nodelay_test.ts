@@ -119,3 +119,76 @@ Deno.test("without --allow-ffi the sidecar says once that TLS keeps Nagle's algo
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/**
+ * A decoder that answers every request with a head declaring 64 bytes, sends
+ * 10 of them and closes: a small answer that breaks before its end.
+ */
+function startShortDecoder(): { port: number; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const encoder = new TextEncoder();
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        await conn.read(new Uint8Array(16 * 1024)).catch(() => null);
+        await conn.write(encoder.encode(
+          "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n" +
+            '{"object":"',
+        )).catch(() => {});
+        conn.close();
+      })();
+    }
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    close: () => listener.close(),
+  };
+}
+
+async function passthroughOverTls(extraPermissions: readonly string[]) {
+  const decoder = startShortDecoder();
+  const ca = await makeCa("held-ca");
+  const pair = await makeServerCert(ca);
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/tls.crt`, pair.cert);
+  await Deno.writeTextFile(`${dir}/tls.key`, pair.key);
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-model-server-port=${decoder.port}`,
+    "-listen-host=127.0.0.1",
+    `-cert-path=${dir}`,
+  ], { extraPermissions });
+  try {
+    await sidecar.waitForLine((l) => l.msg === "starting");
+    using client = Deno.createHttpClient({ caCerts: [ca.cert] });
+    const response = await fetch(`https://127.0.0.1:${port}/v1/models`, {
+      client,
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = await response.text().then(
+      (text) => ({ text }),
+      (error: unknown) => ({ error }),
+    );
+    return { status: response.status, body };
+  } finally {
+    decoder.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("without TCP_NODELAY toward TLS clients a small answer is sent whole, so one cut short is a 502", async () => {
+  // Relayed as a stream, the body would go out after the head and wait for
+  // the client's delayed ACK; held whole, the decoder's break is seen first.
+  const { status, body } = await passthroughOverTls([]);
+  assert.equal(status, 502);
+  assert.ok("text" in body);
+  assert.equal(JSON.parse(body.text).error.code, 502);
+  assert.match(JSON.parse(body.text).error.message, /broke its answer/);
+});
+
+Deno.test("with TCP_NODELAY toward TLS clients a small answer streams as it comes", async () => {
+  const { status, body } = await passthroughOverTls(["--allow-ffi"]);
+  assert.equal(status, 200);
+  assert.ok("error" in body, "the body breaks where the decoder's did");
+});
