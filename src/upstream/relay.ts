@@ -80,7 +80,7 @@ export const HELD_ANSWER_MAX_BYTES = 64 * 1024;
  * (src/tls_nodelay.ts, without `--allow-ffi`), and only a small answer of
  * declared length that is not an event stream. Relayed as a stream its body
  * is written after its head and waits for the client's delayed ACK, up to 40
- * ms (7-12% of HTTPS passthrough requests one at a time, measured); held
+ * ms (4-17% of HTTPS passthrough requests one at a time, measured); held
  * whole, head and body go out together.
  */
 function holdsWhole(response: Response): boolean {
