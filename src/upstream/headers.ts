@@ -101,7 +101,7 @@ export interface ClientHeaderOptions {
  * non-empty body is decoded, and only when the request let it; any other
  * coding (deflate, zstd, a list) arrives as sent and keeps its label.
  */
-function isDecodedByFetch(
+export function isDecodedByFetch(
   upstream: HeaderLookup,
   options: ClientHeaderOptions,
 ): boolean {

@@ -17,7 +17,7 @@ import {
   type UpstreamRequest,
 } from "./client.ts";
 import { type DecodeWatch, isWatching, sendWatched } from "./decode_watch.ts";
-import { buildClientHeaders } from "./headers.ts";
+import { buildClientHeaders, isDecodedByFetch } from "./headers.ts";
 
 /** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
 export const DECODER_NOT_READY_MESSAGE =
@@ -83,9 +83,11 @@ export const HELD_ANSWER_MAX_BYTES = 64 * 1024;
  * ms (4-17% of HTTPS passthrough requests one at a time, measured); held
  * whole, head and body go out together.
  */
-function holdsWhole(response: Response): boolean {
+function holdsWhole(response: Response, fetchMayDecode: boolean): boolean {
   if (!clientsKeepNagle() || response.body === null) return false;
   if (isEventStream(response)) return false;
+  // A body fetch decompressed may be far longer than the length declared.
+  if (isDecodedByFetch(response.headers, { fetchMayDecode })) return false;
   const length = declaredLength(response.headers);
   return length !== undefined && length <= HELD_ANSWER_MAX_BYTES;
 }
@@ -134,7 +136,8 @@ export async function forwardToDecoder(
     throw decoderFailure(target.hostPort, error);
   }
   const mayDecode = fetchMayDecode(request.headers);
-  if (holdsWhole(response)) {
+  // A watched answer keeps its timeouts' behaviour (a broken 200 on silence).
+  if (!isWatching(target.watch) && holdsWhole(response, mayDecode)) {
     return await heldResponse(response, target.hostPort, mayDecode);
   }
   return relayResponse(response, mayDecode);
