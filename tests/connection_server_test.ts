@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { withDeadline } from "./support/deadline.ts";
+import { settlesWithin, withDeadline } from "./support/deadline.ts";
 import {
   type AcceptSource,
   serveConnections,
@@ -93,19 +93,6 @@ const ok: ConnectionHandler = () => new Response("ok");
 /** Reads one whole answer with a body of "ok". */
 function readOk(conn: Deno.Conn) {
   return readUntil(conn, (text) => text.endsWith("\r\n\r\nok"));
-}
-
-/** Whether `promise` settles within `ms` (it keeps running either way). */
-async function settlesWithin(promise: Promise<unknown>, ms: number) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const settled = await Promise.race([
-    promise.then(() => true, () => true),
-    new Promise<false>((resolve) =>
-      timer = setTimeout(() => resolve(false), ms)
-    ),
-  ]);
-  clearTimeout(timer);
-  return settled;
 }
 
 /** How long the server takes to close `conn`, in ms. */

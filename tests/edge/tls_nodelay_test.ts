@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { makeCa, makeServerCert } from "../support/certs.ts";
+import { makeCa, makeServerCert, type Pem } from "../support/certs.ts";
 import { freePort, startBundle } from "../support/process.ts";
 
 const PROBE = new URL("../support/nodelay_probe.ts", import.meta.url).pathname;
@@ -46,12 +46,18 @@ Deno.test("the runtime alone leaves TCP_NODELAY off on accepted TLS connections"
   assert.equal(accepted, 0);
 });
 
-async function tlsSidecar(extraPermissions: readonly string[]) {
+/** A CA and a directory holding a server pair it signed, as `-cert-path` reads it. */
+async function certDir(): Promise<{ ca: Pem; dir: string }> {
   const ca = await makeCa("nodelay-ca");
   const pair = await makeServerCert(ca);
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/tls.crt`, pair.cert);
   await Deno.writeTextFile(`${dir}/tls.key`, pair.key);
+  return { ca, dir };
+}
+
+async function tlsSidecar(extraPermissions: readonly string[]) {
+  const { ca, dir } = await certDir();
   const port = freePort();
   const sidecar = startBundle([
     `-port=${port}`,
@@ -153,11 +159,7 @@ async function passthroughOverTls(
   decoderHeader = "",
 ) {
   const decoder = startShortDecoder(decoderHeader);
-  const ca = await makeCa("held-ca");
-  const pair = await makeServerCert(ca);
-  const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(`${dir}/tls.crt`, pair.cert);
-  await Deno.writeTextFile(`${dir}/tls.key`, pair.key);
+  const { ca, dir } = await certDir();
   const port = freePort();
   await using sidecar = startBundle([
     `-port=${port}`,

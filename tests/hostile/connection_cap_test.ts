@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { settlesWithin } from "../support/deadline.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { makeCa, makeServerCert } from "../support/certs.ts";
 import {
@@ -22,22 +23,6 @@ const HEALTH = "GET /health HTTP/1.1\r\nhost: sidecar\r\n\r\n";
  * millisecond, so a connection it served would answer well within it.
  */
 const QUEUED_WINDOW_MS = 500;
-
-/** Whether `promise` settles within `ms` (it keeps running either way). */
-async function settlesWithin(
-  promise: Promise<unknown>,
-  ms: number,
-): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const settled = await Promise.race([
-    promise.then(() => true, () => true),
-    new Promise<false>((resolve) =>
-      timer = setTimeout(() => resolve(false), ms)
-    ),
-  ]);
-  clearTimeout(timer);
-  return settled;
-}
 
 /** Reads one whole /health answer (a head with no body). */
 function readHealth(conn: Deno.Conn) {

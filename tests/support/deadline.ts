@@ -110,3 +110,21 @@ export function createWaiters(): Waiters {
     },
   };
 }
+
+/**
+ * Whether `promise` settles within `ms` (it keeps running either way): for
+ * the deliberate negative checks ("still queued", "not yet answered"), whose
+ * window is the point of the test.
+ */
+export function settlesWithin(
+  promise: Promise<unknown>,
+  ms: number,
+): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    promise.then(() => true, () => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { settlesWithin } from "../support/deadline.ts";
 import {
   createUpstreamClient,
   IDLE_TIMEOUT_MS,
@@ -21,20 +22,6 @@ async function readRequest(conn: Deno.Conn): Promise<string | null> {
     const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? 0);
     if (text.length >= end + 4 + length) return text;
   }
-}
-
-/** Whether `promise` settles within `ms`. */
-function settlesWithin(
-  promise: Promise<unknown>,
-  ms: number,
-): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise.then(() => true, () => true),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /**
