@@ -88,17 +88,7 @@ Deno.test("a refused prefiller counts as a prefill failure and an upstream error
   assert.equal(response.status, 502);
   await response.text();
   const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}failures_total`, { leg: "prefill", cause: "refused" }),
-    1,
-  );
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "prefill",
-      kind: "refused",
-    }),
-    1,
-  );
+  assertLegFailureCounted(families, "prefill", "refused");
   assert.equal(
     total(families, `${P}requests_total`, { route: "pd", outcome: "error" }),
     1,
@@ -434,6 +424,19 @@ function assertOnly(
   assert.equal(total(families, `${P}${metric}`), count);
 }
 
+/** One failure of `leg` by `cause` and one upstream error of the same kind, others aside. */
+function assertLegFailureCounted(
+  families: Exposition,
+  leg: "prefill" | "decode",
+  cause: string,
+): void {
+  assert.equal(total(families, `${P}failures_total`, { leg, cause }), 1);
+  assert.equal(
+    total(families, `${P}upstream_errors_total`, { leg, kind: cause }),
+    1,
+  );
+}
+
 /**
  * One failure of `leg` by `cause` and one upstream error of the same kind,
  * and no other of either.
@@ -600,17 +603,7 @@ Deno.test("a refused decoder on the decode-only fallback counts one decode failu
   assert.equal(response.status, 503);
   await response.text();
   const families = await scrape(metrics);
-  assert.equal(
-    total(families, `${P}failures_total`, { leg: "decode", cause: "refused" }),
-    1,
-  );
-  assert.equal(
-    total(families, `${P}upstream_errors_total`, {
-      leg: "decode",
-      kind: "refused",
-    }),
-    1,
-  );
+  assertLegFailureCounted(families, "decode", "refused");
 });
 
 Deno.test("a prefill 200 without a JSON object counts one prefill failure and one upstream error of kind bad_answer", async () => {

@@ -28,6 +28,21 @@ function endlessBody(): {
   };
 }
 
+/** Sends a P/D request to `prefiller` and checks the 502 for an answer over the bound, with no decode sent. */
+async function expectAnswerTooLarge(prefiller: string): Promise<void> {
+  await using h = await createHarness({ config: { verbosity: 0 } });
+  const response = await within(
+    h.pd("/v1/chat/completions", chatBody(), {
+      "x-prefiller-host-port": prefiller,
+    }),
+    10_000,
+    "the sidecar's answer",
+  );
+  assert.equal(response.status, 502);
+  assert.match((await response.json()).error.message, /answer larger than/);
+  assert.equal(h.decode.requests.length, 0);
+}
+
 Deno.test("a prefiller whose answer never ends gets a 502 once it passes the answer bound, and is read no further", async () => {
   let endless: ReturnType<typeof endlessBody> | undefined;
   await using prefiller = startStubUpstream(() => {
@@ -36,17 +51,7 @@ Deno.test("a prefiller whose answer never ends gets a 502 once it passes the ans
       headers: { "content-type": "application/json" },
     });
   });
-  await using h = await createHarness({ config: { verbosity: 0 } });
-  const response = await within(
-    h.pd("/v1/chat/completions", chatBody(), {
-      "x-prefiller-host-port": prefiller.hostPort,
-    }),
-    10_000,
-    "the sidecar's answer",
-  );
-  assert.equal(response.status, 502);
-  assert.match((await response.json()).error.message, /answer larger than/);
-  assert.equal(h.decode.requests.length, 0);
+  await expectAnswerTooLarge(prefiller.hostPort);
   // The sidecar closed the connection near the bound: the stub's server stops
   // reading the body, having written the bound plus what the sockets' and
   // the runtimes' buffers held (6-11 MiB measured), not as much as memory
@@ -69,15 +74,5 @@ Deno.test("a prefiller declaring an answer over the bound gets a 502 without bei
       },
     })
   );
-  await using h = await createHarness({ config: { verbosity: 0 } });
-  const response = await within(
-    h.pd("/v1/chat/completions", chatBody(), {
-      "x-prefiller-host-port": prefiller.hostPort,
-    }),
-    10_000,
-    "the sidecar's answer",
-  );
-  assert.equal(response.status, 502);
-  assert.match((await response.json()).error.message, /answer larger than/);
-  assert.equal(h.decode.requests.length, 0);
+  await expectAnswerTooLarge(prefiller.hostPort);
 });
