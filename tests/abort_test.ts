@@ -95,12 +95,7 @@ Deno.test(
         ABORT_DEADLINE_MS,
         `attempt ${attempt}: the prefill was not aborted within 1 s`,
       );
-      const line = await h.nextLog((line) =>
-        line.msg === "request handled" &&
-        line.request_id === `prefill-${attempt}`
-      );
-      assert.equal(line.outcome, "client_aborted");
-      assert.equal(line.status, 499);
+      await expectClientAbortLine(h, `prefill-${attempt}`);
     }
     assert.equal(h.decode.requests.length, 0);
   },
