@@ -72,7 +72,7 @@ export interface DecoderTarget {
 }
 
 /** Largest decoder answer `holdsWhole` keeps in memory. */
-export const HELD_ANSWER_MAX_BYTES = 64 * 1024;
+const HELD_ANSWER_MAX_BYTES = 64 * 1024;
 
 /**
  * Whether to read the decoder's answer whole before answering the client:
