@@ -10,6 +10,9 @@
  * a queue, whether or not anyone consumes it, and its error is not a
  * `ProxyError`, so a streamed passthrough would lose its backpressure and the
  * 413 its place in the one error path.
+ *
+ * The bounded readers also bound the answers the sidecar reads whole: from
+ * upstreams (`upstream/client.ts`) and from the Kubernetes API.
  */
 
 import type { MiddlewareHandler } from "hono";
@@ -85,6 +88,35 @@ function concatChunks(
   return bytes;
 }
 
+/** What was read of a body, at most a limit's worth. */
+interface ReadChunks {
+  readonly chunks: Uint8Array[];
+  readonly total: number;
+  /** False when the body went on past the limit; the rest was cancelled, never read. */
+  readonly complete: boolean;
+}
+
+async function readChunks(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+): Promise<ReadChunks> {
+  const chunks: Uint8Array[] = [];
+  if (body === null) return { chunks, total: 0, complete: true };
+  const reader = body.getReader();
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { chunks, total, complete: true };
+    if (total + value.byteLength > limit) {
+      reader.cancel().catch(() => {});
+      chunks.push(value.subarray(0, limit - total));
+      return { chunks, total: limit, complete: false };
+    }
+    total += value.byteLength;
+    chunks.push(value);
+  }
+}
+
 /**
  * Reads a body whole, throwing the 413 as soon as more than `limit` bytes
  * arrived; the rest is never read (the runtime closes the connection after
@@ -94,21 +126,29 @@ export async function readBodyBytes(
   body: ReadableStream<Uint8Array> | null,
   limit: number,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  if (body === null) return new Uint8Array(0);
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > limit) {
-      reader.cancel().catch(() => {});
-      throw bodyTooLarge(limit);
-    }
-    chunks.push(value);
-  }
+  const { chunks, total, complete } = await readChunks(body, limit);
+  if (!complete) throw bodyTooLarge(limit);
   return concatChunks(chunks, total);
+}
+
+/** The first bytes of a body, and whether they are all of it. */
+export interface BodyPrefix {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** False when the body went on past the limit; the rest was cancelled, never read. */
+  readonly complete: boolean;
+}
+
+/**
+ * Reads at most `limit` bytes of a body, for a caller that decides itself
+ * what a longer body means: the body is cancelled at the first chunk past
+ * the limit, so one that never ends holds no more than the limit.
+ */
+export async function readBodyPrefix(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+): Promise<BodyPrefix> {
+  const { chunks, total, complete } = await readChunks(body, limit);
+  return { bytes: concatChunks(chunks, total), complete };
 }
 
 const utf8 = new TextDecoder();

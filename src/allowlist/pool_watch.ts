@@ -29,7 +29,9 @@ import {
   Watch,
 } from "@kubernetes/client-node";
 import { request as undiciRequest } from "undici";
+import { declaredLength, readBodyPrefix } from "../body_limit.ts";
 import type { Logger } from "../log.ts";
+import type { HeaderLookup } from "../upstream/headers.ts";
 import { type IpAddress, parseIpLiteral } from "./address.ts";
 import type { PoolMembers } from "./allowlist.ts";
 import {
@@ -115,13 +117,26 @@ function statusOf(error: unknown): number | undefined {
 /** How long one list request may take. */
 const LIST_TIMEOUT_MS = 30_000;
 
+/**
+ * Largest list answer read. A pod is a few KiB (tens with managed fields), so
+ * a pool of thousands fits; past it the list fails as any failed request
+ * does, instead of holding whatever the API server, or a proxy in front of
+ * it, keeps sending.
+ */
+export const MAX_LIST_BYTES = 64 * 1024 * 1024;
+
+/** Most of an error answer read: a `Status` is a few hundred bytes, and only its message is logged. */
+const MAX_ERROR_BODY_BYTES = 4 * 1024;
+
+type Answer = Awaited<ReturnType<typeof undiciRequest>>;
+
 /** A request to the API with the configuration's credentials and TLS settings. */
 async function openRequest(
   kubeConfig: KubeConfig,
   path: string,
   query: Readonly<Record<string, string | number | boolean | undefined>>,
   signal: AbortSignal,
-): Promise<Awaited<ReturnType<typeof undiciRequest>>> {
+): Promise<Answer> {
   const server = kubeConfig.getCurrentCluster()?.server;
   if (server === undefined) throw new Error("No current Kubernetes cluster");
   const url = new URL(server + path);
@@ -139,16 +154,63 @@ async function openRequest(
   });
 }
 
-async function failure(
-  answer: Awaited<ReturnType<typeof undiciRequest>>,
-): Promise<KubeApiError> {
-  const text = await answer.body.text().catch(() => "");
+/**
+ * The answer's body as a stream for the shared bounded readers; cancelled
+ * after a read, it ends the request. Not node's `Readable.toWeb`: under Deno
+ * 2.9.6 it enqueues after a cancel and throws where nothing catches it.
+ */
+function bodyStream(answer: Answer): ReadableStream<Uint8Array> {
+  return ReadableStream.from<Uint8Array>(answer.body);
+}
+
+/** undici's header record, read as the shared header helpers read `Headers`. */
+function headerLookup(headers: Answer["headers"]): HeaderLookup {
+  return {
+    get(name) {
+      const value = headers[name];
+      if (value === undefined) return null;
+      return Array.isArray(value) ? value.join(", ") : value;
+    },
+  };
+}
+
+const utf8 = new TextDecoder();
+
+async function failure(answer: Answer): Promise<KubeApiError> {
+  const prefix = await readBodyPrefix(bodyStream(answer), MAX_ERROR_BODY_BYTES)
+    .catch(() => undefined);
+  const text = prefix === undefined ? "" : utf8.decode(prefix.bytes);
   const body = safeJson(text);
   const message = typeof body === "object" && body !== null &&
       "message" in body
     ? String(body.message)
     : text.slice(0, 200);
   return new KubeApiError(answer.statusCode, message);
+}
+
+/**
+ * The list answer's text, at most `MAX_LIST_BYTES`: a declared length over
+ * it is refused before a byte is read, a chunked answer where it passes.
+ */
+async function readListText(answer: Answer, path: string): Promise<string> {
+  const tooLarge = () =>
+    new Error(
+      `The Kubernetes API answered ${path} with a list larger than ` +
+        `${MAX_LIST_BYTES} bytes, the most the sidecar reads`,
+    );
+  const length = declaredLength(headerLookup(answer.headers));
+  if (length !== undefined && length > MAX_LIST_BYTES) {
+    // undici's discard: a declared length over the limit ends the request
+    // unread. A stream cancelled before its first read would not end it.
+    await answer.body.dump({ limit: 0 }).catch(() => {});
+    throw tooLarge();
+  }
+  const { bytes, complete } = await readBodyPrefix(
+    bodyStream(answer),
+    MAX_LIST_BYTES,
+  );
+  if (!complete) throw tooLarge();
+  return utf8.decode(bytes);
 }
 
 /**
@@ -167,7 +229,7 @@ async function listObjects(
     AbortSignal.timeout(LIST_TIMEOUT_MS),
   );
   if (answer.statusCode !== 200) throw await failure(answer);
-  const body = safeJson(await answer.body.text());
+  const body = safeJson(await readListText(answer, path));
   if (
     typeof body !== "object" || body === null || !("items" in body) ||
     !Array.isArray(body.items)

@@ -3,6 +3,7 @@ import { parseIpLiteral } from "../../src/allowlist/address.ts";
 import { loadKubeConfig } from "../../src/allowlist/kube_config.ts";
 import type { PoolGroup } from "../../src/allowlist/pool_spec.ts";
 import {
+  MAX_LIST_BYTES,
   type PoolWatch,
   startPoolWatch,
 } from "../../src/allowlist/pool_watch.ts";
@@ -457,4 +458,104 @@ Deno.test("pool watch ends a watch whose event line never ends past 16 MiB, and 
   api.put("pods", pod("later", NS, { ip: "10.0.6.2", labels: LABELS }));
   await pool.until(() => pool.admits("10.0.6.2", 8000), "a pod added after it");
   assert.equal(pool.admits("10.0.6.1", 8000), true);
+});
+
+/** The warning logged for a failed list whose error says it was over the bound. */
+function isOverBoundWarning(line: Record<string, unknown>): boolean {
+  return line.level === "warn" &&
+    String(line.msg).startsWith("Kubernetes API request for pods") &&
+    String(line.error).includes(`larger than ${MAX_LIST_BYTES} bytes`);
+}
+
+for (
+  const [framing, bytes] of [
+    ["length", MAX_LIST_BYTES + 1],
+    ["chunked", MAX_LIST_BYTES + 1024 * 1024],
+  ] as const
+) {
+  Deno.test(`pool watch refuses a list answer over the bound (${framing}), keeps its members and lists again`, async () => {
+    await using api = await startFakeKubeApi();
+    api.put(
+      "inferencepools",
+      poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+    );
+    api.put("pods", pod("stable", NS, { ip: "10.0.7.1", labels: LABELS }));
+    using pool = await watchPool(api);
+    const podLists = () =>
+      api.requests.filter((request) =>
+        request.path.endsWith("/pods") && !request.watch
+      ).length;
+    const before = podLists();
+    // The relist after the 410 gets the padded answer, which carries the
+    // new pod: read whole, it would be admitted.
+    api.padLists("pods", { status: 200, bytes, framing });
+    api.compact("status");
+    api.closeWatches();
+    api.put("pods", pod("new", NS, { ip: "10.0.7.2", labels: LABELS }));
+    await api.waitForRequest(
+      (request) =>
+        request.path.endsWith("/pods") && !request.watch &&
+        podLists() >= before + 2,
+    );
+    // The retry has only been asked for: the refused list changed nothing.
+    assert.equal(pool.admits("10.0.7.2", 8000), false);
+    assert.equal(pool.admits("10.0.7.1", 8000), true);
+    assert.equal(pool.logs.filter(isOverBoundWarning).length, 1);
+    const [outcome] = await api.waitForPadded(1);
+    if (framing === "length") {
+      assert.equal(outcome?.complete, false, "read past its declared length");
+    }
+    await pool.until(
+      () => pool.admits("10.0.7.2", 8000),
+      "the retried list is taken",
+    );
+    assert.equal(pool.admits("10.0.7.1", 8000), true);
+  });
+}
+
+Deno.test("pool watch start fails after the bounded wait, naming the bound, while every pod list is over it", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  api.put("pods", pod("p", NS, { ip: "10.0.8.1", labels: LABELS }));
+  api.padLists(
+    "pods",
+    { status: 200, bytes: MAX_LIST_BYTES + 1, framing: "length" },
+    1_000,
+  );
+  await assert.rejects(
+    watchPool(api, { syncTimeoutMs: 600 }),
+    (error: Error) => {
+      assert.match(error.message, /could not be read within 600 ms/);
+      assert.match(error.message, new RegExp(`larger than ${MAX_LIST_BYTES}`));
+      return true;
+    },
+  );
+});
+
+Deno.test("pool watch reads a few KiB of an error answer of megabytes, and logs its status", async () => {
+  await using api = await startFakeKubeApi();
+  api.put(
+    "inferencepools",
+    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+  );
+  api.put("pods", pod("p", NS, { ip: "10.0.9.1", labels: LABELS }));
+  api.padLists("inferencepools", {
+    status: 500,
+    bytes: 32 * 1024 * 1024,
+    framing: "chunked",
+  });
+  using pool = await watchPool(api);
+  assert.equal(pool.admits("10.0.9.1", 8000), true, "started after a retry");
+  const [outcome] = await api.waitForPadded(1);
+  assert.equal(outcome?.complete, false, "the error body was read whole");
+  const failures = pool.logs.filter((line) =>
+    String(line.msg).startsWith("Kubernetes API request for InferencePool")
+  );
+  assert.equal(failures.length, 1);
+  const error = String(failures[0]?.error);
+  assert.match(error, /^500: \{"kind":"Status"/);
+  assert.ok(error.length < 300, `${error.length} characters logged`);
 });

@@ -4,8 +4,9 @@
  * over real HTTPS with its own CA and a generated kubeconfig: list with label
  * and field selectors, watch with ADDED/MODIFIED/DELETED, bookmarks, 410 Gone
  * (as an HTTP status or an ERROR event), watches closed or broken on demand,
- * and 403 for a resource the service account may not read. It shares no code
- * with src/: a misreading of the API cannot agree with itself.
+ * 403 for a resource the service account may not read, and list answers
+ * padded to any size. It shares no code with src/: a misreading of the API
+ * cannot agree with itself.
  *
  * Served with `node:https`, not `Deno.serve`: Deno 2.9.6 crashes (SIGSEGV)
  * when a `Deno.serve` TLS server shuts down a connection whose client is
@@ -47,6 +48,22 @@ export interface ApiRequest {
   readonly watch: boolean;
 }
 
+/** A list answer padded to a size, in place of the true one. */
+export interface PaddedAnswer {
+  /** 200 pads the true list (items as they are); another status pads a `Status`'s message. */
+  readonly status: number;
+  /** Size of the whole body, in bytes. */
+  readonly bytes: number;
+  /** `"length"` declares the size in `Content-Length`; `"chunked"` declares none. */
+  readonly framing: "length" | "chunked";
+}
+
+/** How a padded answer ended. */
+export interface PaddedOutcome {
+  /** Whether all of it was handed to the socket: false when the client closed the connection first. */
+  readonly complete: boolean;
+}
+
 /** The running fake API. */
 export interface FakeKubeApi extends AsyncDisposable {
   /** Path of a kubeconfig naming this server, its CA and a token. */
@@ -75,6 +92,10 @@ export interface FakeKubeApi extends AsyncDisposable {
   sendRawEvent(resource: Resource, event: unknown): void;
   /** Writes `text` unframed (no newline) to the open watches of `resource`. */
   writeToWatches(resource: Resource, text: string): void;
+  /** Answers the next `count` lists of `resource` (1 unless told) with `answer` instead. */
+  padLists(resource: Resource, answer: PaddedAnswer, count?: number): void;
+  /** Resolves with the outcomes of the padded answers once `count` of them ended; rejects after `timeoutMs`. */
+  waitForPadded(count: number, timeoutMs?: number): Promise<PaddedOutcome[]>;
   /** Number of watches currently open for `resource`. */
   openWatches(resource: Resource): number;
   /** Resolves when `predicate` holds for a request received (now or later); rejects after `timeoutMs`. */
@@ -134,6 +155,59 @@ function selectorMatcher(
   return (labels) => terms.every((term) => term(labels));
 }
 
+const FILL = new TextEncoder().encode("x".repeat(1024 * 1024));
+
+/**
+ * Writes `object` as JSON with its `field` (moved last) a string of "x"
+ * making the body `answer.bytes` long, honouring backpressure so a client
+ * that stops reading stops the writes.
+ */
+async function sendPadded(
+  res: ServerResponse,
+  answer: PaddedAnswer,
+  padded: { readonly object: Record<string, unknown>; readonly field: string },
+): Promise<PaddedOutcome> {
+  const { [padded.field]: _replaced, ...rest } = padded.object;
+  const text = JSON.stringify({ ...rest, [padded.field]: "" });
+  const encoder = new TextEncoder();
+  const head = encoder.encode(text.slice(0, -2));
+  const tail = encoder.encode(text.slice(-2));
+  let fill = answer.bytes - head.byteLength - tail.byteLength;
+  let closed = false;
+  const close = new Promise<void>((resolve) =>
+    res.once("close", () => {
+      closed = true;
+      resolve();
+    })
+  );
+  const write = async (chunk: Uint8Array) => {
+    if (res.write(chunk)) return;
+    await Promise.race([
+      new Promise((resolve) => res.once("drain", resolve)),
+      close,
+    ]);
+  };
+  res.writeHead(answer.status, {
+    "content-type": "application/json",
+    ...(answer.framing === "length"
+      ? { "content-length": String(answer.bytes) }
+      : {}),
+  });
+  await write(head);
+  while (fill > 0 && !closed) {
+    const size = Math.min(fill, FILL.byteLength);
+    await write(FILL.subarray(0, size));
+    fill -= size;
+  }
+  if (closed) return { complete: false };
+  const finished = new Promise<boolean>((resolve) => {
+    res.once("finish", () => resolve(true));
+    res.once("close", () => resolve(res.writableFinished));
+  });
+  res.end(tail);
+  return { complete: await finished };
+}
+
 function labelsOf(object: KubeObject): Record<string, string> {
   const labels = object.metadata.labels;
   return typeof labels === "object" && labels !== null
@@ -150,6 +224,11 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
   const forbidden = new Set<Resource>();
   const requests: ApiRequest[] = [];
   const requested = createWaiters();
+  const paddings = new Map<
+    Resource,
+    { readonly answer: PaddedAnswer; left: number }
+  >();
+  const paddedOutcomes: PaddedOutcome[] = [];
   let rv = 100;
   let compactedAt = 0;
   let compactMode: "event" | "status" = "event";
@@ -187,7 +266,11 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
     for (const watch of watches) deliver(watch, event);
   }
 
-  function status(code: number, reason: string, message: string): unknown {
+  function status(
+    code: number,
+    reason: string,
+    message: string,
+  ): Record<string, unknown> {
     return {
       kind: "Status",
       apiVersion: "v1",
@@ -268,12 +351,30 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
           storeName.startsWith(`${resource}/${namespace}/`) && matches(object)
         )
         .map(([, object]): unknown => object);
-      respondJson(res, 200, {
+      const list = {
         kind: "List",
         apiVersion: "v1",
         metadata: { resourceVersion: String(rv) },
         items: [...items, ...(rawItems.get(resource) ?? [])],
-      });
+      };
+      const padding = paddings.get(resource);
+      if (padding !== undefined && padding.left > 0) {
+        padding.left--;
+        const { answer } = padding;
+        void sendPadded(
+          res,
+          answer,
+          answer.status === 200 ? { object: list, field: "padding" } : {
+            object: status(answer.status, "InternalError", ""),
+            field: "message",
+          },
+        ).then((outcome) => {
+          paddedOutcomes.push(outcome);
+          requested.notify();
+        });
+        return;
+      }
+      respondJson(res, 200, list);
       return;
     }
     const from = Number(query.resourceVersion ?? "0");
@@ -409,6 +510,15 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
       writeToWatches(resource, `${JSON.stringify(event)}\n`);
     },
     writeToWatches,
+    padLists(resource, answer, count = 1) {
+      paddings.set(resource, { answer, left: count });
+    },
+    waitForPadded: (count, timeoutMs = 10_000) =>
+      requested.until(
+        () => paddedOutcomes.length >= count && [...paddedOutcomes],
+        `${count} padded list answer(s) to end`,
+        { ms: timeoutMs, detail: () => `${paddedOutcomes.length} ended` },
+      ),
     openWatches: (resource) =>
       [...watches].filter((watch) => watch.resource === resource).length,
     waitForRequest: (predicate, timeoutMs = 10_000) =>
