@@ -2,8 +2,10 @@
  * @module
  * Host names to addresses, through the system resolver (getaddrinfo: the
  * hosts file, then DNS), the one `fetch` uses, so `localhost.` and friends
- * resolve here as they would when dialled. Answers are cached briefly: the
- * check must not add a DNS round trip to every request.
+ * resolve here as they would when dialled. Answers are cached briefly, and
+ * failures more briefly still: the check must not add a DNS round trip to
+ * every request, nor a name that does not resolve one to every request that
+ * reaches it. Concurrent misses of one name share one lookup.
  */
 
 import { type IpAddress, parseIpLiteral } from "./address.ts";
@@ -23,13 +25,23 @@ export interface ResolverOptions {
   readonly lookup?: LookupFunction;
   /** How long an answer is reused; 0 disables the cache. */
   readonly ttlMs?: number;
+  /** How long a failure is answered without a lookup; at most `ttlMs`. */
+  readonly negativeTtlMs?: number;
   /** Clock in milliseconds (tests). */
   readonly now?: () => number;
 }
 
 /** Default cache lifetime: short enough that a pod's new address is seen within seconds. */
 export const RESOLVE_TTL_MS = 5_000;
-const MAX_CACHED = 1_024;
+/** Default lifetime of a failure: a name that starts resolving is admitted soon after. */
+export const RESOLVE_NEGATIVE_TTL_MS = 3_000;
+/** Most names cached; past it the oldest is dropped. */
+export const RESOLVE_MAX_NAMES = 1_024;
+
+/** A cached answer, the addresses or the failure to answer again, and when it expires. */
+type CacheEntry =
+  | { readonly until: number; readonly addresses: readonly IpAddress[] }
+  | { readonly until: number; readonly error: unknown };
 
 async function lookupWithSystem(host: string): Promise<readonly string[]> {
   // Loaded on first use: node's DNS module costs memory a sidecar without names never needs.
@@ -42,34 +54,74 @@ async function lookupWithSystem(host: string): Promise<readonly string[]> {
 export function createResolver(options: ResolverOptions = {}): Resolver {
   const lookup = options.lookup ?? lookupWithSystem;
   const ttlMs = options.ttlMs ?? RESOLVE_TTL_MS;
+  const negativeTtlMs = Math.min(
+    options.negativeTtlMs ?? RESOLVE_NEGATIVE_TTL_MS,
+    ttlMs,
+  );
   const now = options.now ?? Date.now;
-  const cache = new Map<string, { at: number; addresses: IpAddress[] }>();
+  const cache = new Map<string, CacheEntry>();
+  const inFlight = new Map<string, Promise<readonly IpAddress[]>>();
+
+  function remember(key: string, entry: CacheEntry): void {
+    cache.delete(key);
+    // Oldest first out; names are few (pods, services), this only bounds a flood.
+    if (cache.size >= RESOLVE_MAX_NAMES) {
+      const oldest = cache.keys().next();
+      if (!oldest.done) cache.delete(oldest.value);
+    }
+    cache.set(key, entry);
+  }
+
+  async function lookupAddresses(
+    host: string,
+    key: string,
+  ): Promise<readonly IpAddress[]> {
+    const addresses: IpAddress[] = [];
+    for (const text of await lookup(key)) {
+      const address = parseIpLiteral(text);
+      if (address !== undefined) addresses.push(address);
+    }
+    if (addresses.length === 0) {
+      throw new Error(`host name "${host}" has no IP address`);
+    }
+    return addresses;
+  }
+
+  async function resolveName(
+    host: string,
+    key: string,
+  ): Promise<readonly IpAddress[]> {
+    try {
+      const addresses = await lookupAddresses(host, key);
+      if (ttlMs > 0) remember(key, { until: now() + ttlMs, addresses });
+      return addresses;
+    } catch (error) {
+      if (negativeTtlMs > 0) {
+        remember(key, { until: now() + negativeTtlMs, error });
+      }
+      throw error;
+    }
+  }
+
   return {
-    async resolve(host) {
+    resolve(host) {
       const literal = parseIpLiteral(host);
-      if (literal !== undefined) return [literal];
+      if (literal !== undefined) return Promise.resolve([literal]);
       const key = host.toLowerCase();
       const cached = cache.get(key);
-      if (cached !== undefined && now() - cached.at < ttlMs) {
-        return cached.addresses;
+      if (cached !== undefined && now() < cached.until) {
+        return "error" in cached
+          ? Promise.reject(cached.error)
+          : Promise.resolve(cached.addresses);
       }
-      const addresses: IpAddress[] = [];
-      for (const text of await lookup(key)) {
-        const address = parseIpLiteral(text);
-        if (address !== undefined) addresses.push(address);
-      }
-      if (addresses.length === 0) {
-        throw new Error(`host name "${host}" has no IP address`);
-      }
-      if (ttlMs > 0) {
-        // Oldest first out; names are few (pods, services), this only bounds a flood.
-        if (cache.size >= MAX_CACHED) {
-          const oldest = cache.keys().next();
-          if (!oldest.done) cache.delete(oldest.value);
-        }
-        cache.set(key, { at: now(), addresses });
-      }
-      return addresses;
+      // Requests that miss the same name together wait on one lookup.
+      const pending = inFlight.get(key);
+      if (pending !== undefined) return pending;
+      const started = resolveName(host, key).finally(() =>
+        inFlight.delete(key)
+      );
+      inFlight.set(key, started);
+      return started;
     },
   };
 }

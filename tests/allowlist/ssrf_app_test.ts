@@ -335,3 +335,62 @@ Deno.test("a KV source the allowlist denies is left out of the prefill leg of a 
     1,
   );
 });
+
+Deno.test("50 concurrent requests naming an unresolvable prefiller get the 403 after one lookup", async () => {
+  await using decode = startStubUpstream(() =>
+    Response.json({ choices: [{ message: { content: "ok" } }] })
+  );
+  const lookups: string[] = [];
+  const answer = Promise.withResolvers<readonly string[]>();
+  const resolver = createResolver({
+    lookup: (host) => {
+      lookups.push(host);
+      return answer.promise;
+    },
+  });
+  // Counts the checks that asked for the name, so the lookup is failed only
+  // once all 50 wait on it.
+  let asked = 0;
+  const askedChanged = createWaiters();
+  const upstream = createUpstreamClient();
+  const app = createApp({
+    config: testConfig({ modelServerPort: decode.port }),
+    log: createLogger({ verbosity: 0, write: () => {} }),
+    upstream,
+    allowlist: createAllowlist({
+      entries: [parseStaticEntry("10.0.0.0/8")],
+      resolver: {
+        resolve(host) {
+          asked++;
+          askedChanged.notify();
+          return resolver.resolve(host);
+        },
+      },
+    }),
+  });
+  try {
+    const request = () =>
+      app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders({ "x-prefiller-host-port": "gone.example:8000" }),
+        body: chatBody(),
+      });
+    const concurrent = Array.from({ length: 50 }, request);
+    await askedChanged.until(() => asked === 50, "50 checks asking for it", {
+      detail: () => `${asked} asked`,
+    });
+    answer.reject(new Error("getaddrinfo ENOTFOUND gone.example"));
+    // One more after the failure: answered from the negative cache.
+    const responses = await Promise.all([...concurrent, request()]);
+    assert.deepEqual(
+      [...new Set(responses.map((response) => response.status))],
+      [403],
+    );
+    await Promise.all(responses.map((response) => response.body?.cancel()));
+    assert.equal(asked, 51);
+    assert.deepEqual(lookups, ["gone.example"]);
+    assert.equal(decode.bodies.length, 0);
+  } finally {
+    upstream.close();
+  }
+});
