@@ -154,33 +154,46 @@ export async function readBodyPrefix(
 const utf8 = new TextDecoder();
 
 /**
+ * Told by a body reader that the client left in the middle of its body (a
+ * read of it failed), with the read's error; the request context takes it
+ * as the client gone (`markClientGone`), since the runtime's signal may never
+ * say so then.
+ */
+export type ClientLeft = (cause: unknown) => void;
+
+/**
  * The request body as text, at most `limit` bytes of it: a declared length
  * over the limit is refused before reading, a chunked body where it passes.
  */
 export async function readBodyText(
   request: Request,
   limit: number,
+  left: ClientLeft,
 ): Promise<string> {
   ensureDeclaredWithin(request.headers, limit);
   // The engine delivers no more than a declared length, so the runtime's own reader is safe.
   if (declaredLength(request.headers) !== undefined) {
-    return await readFromClient(() => request.text());
+    return await readFromClient(() => request.text(), left);
   }
   return utf8.decode(
-    await readFromClient(() => readBodyBytes(request.body, limit)),
+    await readFromClient(() => readBodyBytes(request.body, limit), left),
   );
 }
 
 /**
  * `read` of the client's body; a read that fails (a reset, or the client
- * closing before its declared length) is the client gone, a 499 as any
- * client abort, not the sidecar's 500.
+ * closing before its declared length) is the client gone: `left` is told,
+ * and the 499 thrown stops the request there.
  */
-export async function readFromClient<T>(read: () => Promise<T>): Promise<T> {
+export async function readFromClient<T>(
+  read: () => Promise<T>,
+  left: ClientLeft,
+): Promise<T> {
   try {
     return await read();
   } catch (error) {
     if (error instanceof ProxyError) throw error;
+    left(error);
     throw new ProxyError(
       499,
       "Client disconnected while sending its request body",
@@ -200,17 +213,27 @@ export interface LimitedBody {
  * `body` streamed on as it is pulled (backpressure kept: nothing is read
  * ahead of the consumer), erroring with the 413 once more than `limit` bytes
  * went through; the client's body is cancelled then, so reading stops there.
+ * A read that fails is the client gone: `left` is told before the stream
+ * errors, so whoever sees the error already sees the client gone.
  */
 export function limitBodyStream(
   body: ReadableStream<Uint8Array>,
   limit: number,
+  left: ClientLeft,
 ): LimitedBody {
   const reader = body.getReader();
   const exceeded = new AbortController();
   let total = 0;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const { done, value } = await reader.read();
+      let read: ReadableStreamReadResult<Uint8Array>;
+      try {
+        read = await reader.read();
+      } catch (error) {
+        left(error);
+        throw error;
+      }
+      const { done, value } = read;
       if (done) {
         controller.close();
         return;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { within } from "./support/deadline.ts";
 import { readTableWithCat } from "./support/tcp_tables.ts";
 import { CHECK_AFTER_MS } from "../src/peer_watch.ts";
-import { createMetrics } from "../src/metrics.ts";
+import { createMetrics, type MetricsRegistry } from "../src/metrics.ts";
 import { isJsonObject } from "../src/protocol/request.ts";
 import { chatBody, createHarness, type Harness } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
@@ -488,19 +488,86 @@ Deno.test(
     await expectClientAbortLine(h, request.id);
     assert.equal(prefiller.connections(), 0);
     assert.equal(h.decode.requests.length, 0);
-    // The metrics say what the access line says.
-    const snapshot = await metrics.snapshot();
-    const value = (name: string, labels: Record<string, string>) =>
-      snapshot.find((metric) => metric.name === name)?.values.find((v) =>
-        Object.entries(labels).every(([k, want]) => v.labels[k] === want)
-      )?.value;
-    assert.equal(
-      value("llm_d_sidecar_client_aborts_total", { phase: "before_response" }),
-      1,
+    await expectClientAbortsCounted(metrics, 1);
+  },
+);
+
+/** The value of the series of metric `name` with `labels`, if recorded. */
+async function metricValue(
+  metrics: MetricsRegistry,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number | undefined> {
+  const snapshot = await metrics.snapshot();
+  return snapshot.find((metric) => metric.name === name)?.values.find((v) =>
+    Object.entries(labels).every(([k, want]) => v.labels[k] === want)
+  )?.value;
+}
+
+/** Checks the metrics say what the access lines say: `count` requests whose client left before the answer. */
+async function expectClientAbortsCounted(
+  metrics: MetricsRegistry,
+  count: number,
+): Promise<void> {
+  assert.equal(
+    await metricValue(metrics, "llm_d_sidecar_client_aborts_total", {
+      phase: "before_response",
+    }),
+    count,
+  );
+  assert.equal(
+    await metricValue(metrics, "llm_d_sidecar_requests_total", {
+      outcome: "client_aborted",
+    }),
+    count,
+  );
+}
+
+Deno.test(
+  "a client leaving in the middle of a chunked passthrough body gets the decoder's request aborted within 1 s and is logged and counted as gone, not as the decoder's failure",
+  async () => {
+    const decoder = startHangingUpstream();
+    const metrics = createMetrics();
+    // No peer watch: the body reader alone sees this client leave.
+    await using h = await createHarness({
+      config: { modelServerPort: decoder.port, verbosity: 3 },
+      metrics,
+    });
+    const base = h.listen();
+    await using _decoder = decoder;
+    const id = "half-sent-chunked";
+    const conn = await connect(base);
+    // One whole chunk of 4 KiB and the start of another, which never ends.
+    await writeText(
+      conn,
+      [
+        "POST /tokenize HTTP/1.1",
+        "host: sidecar",
+        "content-type: text/plain",
+        "transfer-encoding: chunked",
+        `x-request-id: ${id}`,
+        "",
+        `1000\r\n${"a".repeat(4096)}\r\n1000\r\n${"a".repeat(100)}`,
+      ].join("\r\n"),
     );
-    assert.equal(
-      value("llm_d_sidecar_requests_total", { outcome: "client_aborted" }),
-      1,
+    // The body streams on as it comes: the decoder has the request's head.
+    await within(decoder.received(id), 5000, "the decoder got nothing");
+    conn.close();
+    await within(
+      decoder.closed(id),
+      ABORT_DEADLINE_MS,
+      "the decoder's request was not aborted within 1 s",
     );
+    await expectClientAbortLine(h, id);
+    const line = await h.nextLog((line) =>
+      line.msg === "request handled" && line.request_id === id
+    );
+    assert.equal(line.error_code, "client_disconnected");
+    // Nobody is left to answer: nothing of the sidecar's own to report.
+    assert.deepEqual(
+      h.logs.filter((line) => line.request_id === id && line.level !== "info"),
+      [],
+    );
+    await expectClientAbortsCounted(metrics, 1);
   },
 );

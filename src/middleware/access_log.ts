@@ -17,15 +17,6 @@ import { elapsedMs, type RequestTiming } from "../timing.ts";
  */
 export type Outcome = MetricOutcome;
 
-/**
- * Whether the request ended in `client_disconnected`: its client left, in the
- * middle of its body (src/body_limit.ts) or before the answer (src/errors.ts),
- * whether or not the runtime's signal says so.
- */
-export function leftMidBody(access: AccessRecord): boolean {
-  return access.errorCode === "client_disconnected";
-}
-
 /** What the access line is built from. */
 export interface AccessLineInput {
   readonly method: string;

@@ -4,7 +4,7 @@
  * access line, and writes that line once the answer has been sent.
  */
 
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { AccessRecord, AppEnv, ServeBindings } from "../context.ts";
 import { type Logger, VERBOSITY_INFO } from "../log.ts";
 import { type MetricConnector, type Metrics, NO_METRICS } from "../metrics.ts";
@@ -12,17 +12,25 @@ import type { RequestTiming } from "../timing.ts";
 import { NO_TRACING, type Tracing } from "../tracing.ts";
 import { HEADER_REQUEST_ID } from "../protocol/fields.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
-import {
-  knownBodyBytes,
-  leftMidBody,
-  outcomeOf,
-  writeAccessLine,
-} from "./access_log.ts";
+import { knownBodyBytes, outcomeOf, writeAccessLine } from "./access_log.ts";
 
 /** The client's request id (first value when several), or a new UUID. */
 export function requestIdOf(headers: HeaderLookup): string {
   const sent = headers.get(HEADER_REQUEST_ID)?.split(",")[0]?.trim();
   return sent ? sent : crypto.randomUUID();
+}
+
+/**
+ * Marks the client of the request gone, as a body reader saw it leave in the
+ * middle of its body, where Deno 2.9.6's `request.signal` does not fire (it
+ * watches the connection only when the whole body came with the head). The
+ * signal joining this one is made only then: `clientGone` becomes an aborted
+ * signal, which every later check of the context sees.
+ */
+export function markClientGone(c: Context<AppEnv>, cause: unknown): void {
+  if (!c.get("clientGone").aborted) {
+    c.set("clientGone", AbortSignal.abort(cause));
+  }
 }
 
 /** What the middleware records into besides the access line. */
@@ -79,12 +87,14 @@ export function requestContext(
     const env: ServeBindings | undefined = c.env;
     const completed = env?.completed ?? Promise.resolve();
     const timing: RequestTiming = { started };
-    // Built once here, so every leg, the error renderer and the access line
-    // agree on whether the client left.
-    const clientGone = env?.peerGone === undefined
-      ? request.signal
-      : AbortSignal.any([request.signal, env.peerGone]);
-    c.set("clientGone", clientGone);
+    // Built once here (and replaced by `markClientGone` only), so every leg,
+    // the error renderer and the access line agree on whether the client left.
+    c.set(
+      "clientGone",
+      env?.peerGone === undefined
+        ? request.signal
+        : AbortSignal.any([request.signal, env.peerGone]),
+    );
     c.set("requestId", requestId);
     c.set("log", requestLog);
     c.set("access", access);
@@ -96,12 +106,10 @@ export function requestContext(
     const path = c.req.path;
     const bytes = knownBodyBytes(response, request.method);
     const streaming = bytes === undefined;
-    // A client that left mid-body got its 499 before the runtime's signal
-    // fired, if it ever does: it left before the response either way.
-    const abortedEarly = clientGone.aborted || leftMidBody(access);
+    const abortedEarly = c.get("clientGone").aborted;
     metrics.responseStarted(access.route, secondsSince(started), streaming);
     function finish(): void {
-      const gone = clientGone.aborted || leftMidBody(access);
+      const gone = c.get("clientGone").aborted;
       if (streaming) metrics.streamEnded();
       if (gone) {
         metrics.clientAbort(

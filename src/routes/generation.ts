@@ -24,6 +24,7 @@ import { createRankSelector } from "../data_parallel.ts";
 import { runObservedPd } from "../observation.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import type { Logger } from "../log.ts";
+import { markClientGone } from "../middleware/request_context.ts";
 import {
   HEADER_DATA_PARALLEL_HOST_PORT,
   HEADER_ENCODER_HOSTS_PORTS,
@@ -100,7 +101,12 @@ function buildPdRequest(
     requestId: c.get("requestId"),
     signal: c.get("clientGone"),
     log: c.get("log"),
-    readBody: () => readBodyText(request, deps.config.maxRequestBodyBytes),
+    readBody: () =>
+      readBodyText(
+        request,
+        deps.config.maxRequestBodyBytes,
+        (cause) => markClientGone(c, cause),
+      ),
     observation: c.get("observation"),
   };
 }

@@ -10,6 +10,7 @@
 import type { Context, Handler } from "hono";
 import {
   bodyTooLarge,
+  type ClientLeft,
   declaredLength,
   ensureDeclaredWithin,
   isChunked,
@@ -20,6 +21,7 @@ import {
 import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
+import { markClientGone } from "../middleware/request_context.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
@@ -65,22 +67,27 @@ interface OutgoingBody {
 async function outgoingBody(
   request: Request,
   limit: number,
+  left: ClientLeft,
 ): Promise<OutgoingBody> {
   if (request.body === null) return { body: null };
   ensureDeclaredWithin(request.headers, limit);
   const length = declaredLength(request.headers);
   if (length !== undefined && length <= WHOLE_BODY_BYTES) {
-    return { body: await readFromClient(() => request.bytes()) };
+    return { body: await readFromClient(() => request.bytes(), left) };
   }
-  // The engine delivers no more than a declared length, which is within the limit.
+  // The engine delivers no more than a declared length, which is within the
+  // limit. Handed over as the runtime's own stream, it goes out with its
+  // Content-Length (a stream of JavaScript's would go chunked), but no body
+  // reader of ours sees its client leave mid-body: that shows as the
+  // decoder's failure unless the runtime's signal or the peer watch fires.
   if (length !== undefined) return { body: request.body };
   if (isChunked(request.headers)) {
-    const limited = limitBodyStream(request.body, limit);
+    const limited = limitBodyStream(request.body, limit, left);
     return { body: limited.stream, exceeded: limited.exceeded };
   }
   // Neither length nor chunked framing (HTTP/2 without Content-Length): read whole, up to the limit.
   return {
-    body: await readFromClient(() => readBodyBytes(request.body, limit)),
+    body: await readFromClient(() => readBodyBytes(request.body, limit), left),
   };
 }
 
@@ -103,7 +110,11 @@ export async function passthroughRequest(
     });
   }
   const limit = deps.config.maxRequestBodyBytes;
-  const { body, exceeded } = await outgoingBody(request, limit);
+  const { body, exceeded } = await outgoingBody(
+    request,
+    limit,
+    (cause) => markClientGone(c, cause),
+  );
   const clientGone = c.get("clientGone");
   const signal = exceeded === undefined
     ? clientGone
