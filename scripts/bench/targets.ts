@@ -121,6 +121,108 @@ export function streamFigures(section: StreamSection): StreamFigures {
   };
 }
 
+/** Which rows of the run a figure reads, by their load. */
+type Load = "latency" | "throughput" | "burst" | "openLoop";
+
+/** The row of a scenario at a load of this run. */
+type RowAt = (scenario: Scenario, load: Load) => ThroughputRow | undefined;
+
+/** How one figure is computed from the run's rows. */
+type FigureOf = (at: RowAt) => number | null;
+
+/** A figure comparing one measure of two rows with `combine`. */
+function compare(
+  combine: (a: number | undefined, b: number | undefined) => number | null,
+  measure: "p50" | "p99" | "rps",
+  rows: readonly [Scenario, Load, Scenario, Load],
+): FigureOf {
+  const [a, aLoad, b, bLoad] = rows;
+  return (at) => combine(at(a, aLoad)?.[measure], at(b, bLoad)?.[measure]);
+}
+
+/** `a`'s p50 minus `b`'s, one request at a time. */
+function addedP50(a: Scenario, b: Scenario): FigureOf {
+  return compare(difference, "p50", [a, "latency", b, "latency"]);
+}
+
+/** `a`'s req/s over `b`'s at the throughput load. */
+function throughputRatio(a: Scenario, b: Scenario): FigureOf {
+  return compare(ratio, "rps", [a, "throughput", b, "throughput"]);
+}
+
+/** The share of its throughput-load req/s a scenario keeps in the burst. */
+function burstShare(scenario: Scenario): FigureOf {
+  return compare(ratio, "rps", [scenario, "burst", scenario, "throughput"]);
+}
+
+/** `a`'s p99 over `b`'s in the burst. */
+function burstP99Ratio(a: Scenario, b: Scenario): FigureOf {
+  return compare(ratio, "p99", [a, "burst", b, "burst"]);
+}
+
+/** `a`'s p99 minus `b`'s in the open loop. */
+function openLoopAddedP99(a: Scenario, b: Scenario): FigureOf {
+  return compare(difference, "p99", [a, "openLoop", b, "openLoop"]);
+}
+
+/** Errors and non-2xx answers of the P/D rows target 2c reads; null when one did not run. */
+function pdErrors(at: RowAt): number | null {
+  const rows = [
+    at("pd", "throughput"),
+    at("pd", "burst"),
+    at("pd_same_client", "openLoop"),
+  ];
+  return rows.some((row) => row === undefined)
+    ? null
+    : rows.reduce((n, row) => n + (row?.errors ?? 0) + (row?.non2xx ?? 0), 0);
+}
+
+/** The figures of the non-streaming rows, in the order they are kept and printed. */
+const THROUGHPUT_FIGURES: Readonly<Record<string, FigureOf>> = {
+  "ttft_pd_added_p50_ms": addedP50("pd_same_client", "chain_baseline"),
+  "ttft_floor_pd_added_p50_ms": addedP50(
+    "floor_pd_same_client",
+    "chain_baseline",
+  ),
+  "ttft_passthrough_added_p50_ms": addedP50("passthrough", "direct"),
+  "ttft_nginx_added_p50_ms": addedP50("nginx", "direct"),
+  "c32_pd_vs_toy_proxy": throughputRatio("pd", "toy_pd"),
+  "c32_floor_pd_vs_toy_proxy": throughputRatio("floor_pd", "toy_pd"),
+  "c32_toy_proxy_vs_nginx": throughputRatio("toy_pd", "nginx"),
+  "c32_pd_vs_nginx": throughputRatio("pd", "nginx"),
+  "c32_passthrough_vs_nginx": throughputRatio("passthrough", "nginx"),
+  "c32_pd_vs_chain_baseline": throughputRatio("pd", "chain_baseline"),
+  "burst_pd_share": burstShare("pd"),
+  "burst_floor_pd_share": burstShare("floor_pd"),
+  "burst_nginx_share": burstShare("nginx"),
+  "burst_passthrough_share": burstShare("passthrough"),
+  "burst_pd_p99_vs_nginx_p99": burstP99Ratio("pd", "nginx"),
+  "burst_floor_pd_p99_vs_nginx_p99": burstP99Ratio("floor_pd", "nginx"),
+  "burst_pd_errors": pdErrors,
+  "open_loop_pd_minus_chain_p99_ms": openLoopAddedP99(
+    "pd_same_client",
+    "chain_baseline",
+  ),
+};
+
+/** A stream section's figures, each kept as "<section>_<name>". */
+function sectionFigures(section: StreamSection): Record<string, number | null> {
+  const f = streamFigures(section);
+  return {
+    "sidecar_added_p99_ms": f.sidecarAddedP99Ms,
+    "nginx_added_p99_ms": f.nginxAddedP99Ms,
+    "excess_over_nginx_p99_ms": f.excessOverNginxP99Ms,
+    "sidecar_cpu_s_per_10k_events": f.sidecarCpuSPer10kEvents,
+    "nginx_cpu_s_per_10k_events": f.nginxCpuSPer10kEvents,
+    "cpu_vs_nginx": ratio(
+      f.sidecarCpuSPer10kEvents ?? undefined,
+      f.nginxCpuSPer10kEvents ?? undefined,
+    ),
+    "sidecar_peak_rss_mib": f.sidecarPeakRssMiB,
+    "sidecar_failed_streams": f.sidecarFailedStreams,
+  };
+}
+
 /** The run's figures by name: what the targets read, and what is reported without one. */
 export function computeFigures(
   rows: readonly ThroughputRow[],
@@ -130,113 +232,166 @@ export function computeFigures(
     readonly openLoopRate: number;
   },
 ): Record<string, number | null> {
-  const { latency, throughput } = LOADS;
-  const burst = options.burstConnections;
-  const at = (scenario: Scenario, connections: number, rate?: number) =>
-    findRow(rows, scenario, connections, rate);
-  const share = (scenario: Scenario) =>
-    ratio(at(scenario, burst)?.rps, at(scenario, throughput)?.rps);
-  const burstRows = [
-    at("pd", throughput),
-    at("pd", burst),
-    at("pd_same_client", burst, options.openLoopRate),
-  ];
-  const out: Record<string, number | null> = {
-    "ttft_pd_added_p50_ms": difference(
-      at("pd_same_client", latency)?.p50,
-      at("chain_baseline", latency)?.p50,
-    ),
-    "ttft_floor_pd_added_p50_ms": difference(
-      at("floor_pd_same_client", latency)?.p50,
-      at("chain_baseline", latency)?.p50,
-    ),
-    "ttft_passthrough_added_p50_ms": difference(
-      at("passthrough", latency)?.p50,
-      at("direct", latency)?.p50,
-    ),
-    "ttft_nginx_added_p50_ms": difference(
-      at("nginx", latency)?.p50,
-      at("direct", latency)?.p50,
-    ),
-    "c32_pd_vs_toy_proxy": ratio(
-      at("pd", throughput)?.rps,
-      at("toy_pd", throughput)?.rps,
-    ),
-    "c32_floor_pd_vs_toy_proxy": ratio(
-      at("floor_pd", throughput)?.rps,
-      at("toy_pd", throughput)?.rps,
-    ),
-    "c32_toy_proxy_vs_nginx": ratio(
-      at("toy_pd", throughput)?.rps,
-      at("nginx", throughput)?.rps,
-    ),
-    "c32_pd_vs_nginx": ratio(
-      at("pd", throughput)?.rps,
-      at("nginx", throughput)?.rps,
-    ),
-    "c32_passthrough_vs_nginx": ratio(
-      at("passthrough", throughput)?.rps,
-      at("nginx", throughput)?.rps,
-    ),
-    "c32_pd_vs_chain_baseline": ratio(
-      at("pd", throughput)?.rps,
-      at("chain_baseline", throughput)?.rps,
-    ),
-    "burst_pd_share": share("pd"),
-    "burst_floor_pd_share": share("floor_pd"),
-    "burst_nginx_share": share("nginx"),
-    "burst_passthrough_share": share("passthrough"),
-    "burst_pd_p99_vs_nginx_p99": ratio(
-      at("pd", burst)?.p99,
-      at("nginx", burst)?.p99,
-    ),
-    "burst_floor_pd_p99_vs_nginx_p99": ratio(
-      at("floor_pd", burst)?.p99,
-      at("nginx", burst)?.p99,
-    ),
-    "burst_pd_errors": burstRows.some((row) => row === undefined)
-      ? null
-      : burstRows.reduce(
-        (n, row) => n + (row?.errors ?? 0) + (row?.non2xx ?? 0),
-        0,
-      ),
-    "open_loop_pd_minus_chain_p99_ms": difference(
-      at("pd_same_client", burst, options.openLoopRate)?.p99,
-      at("chain_baseline", burst, options.openLoopRate)?.p99,
-    ),
+  const loads: Readonly<Record<Load, readonly [number, number?]>> = {
+    latency: [LOADS.latency],
+    throughput: [LOADS.throughput],
+    burst: [options.burstConnections],
+    openLoop: [options.burstConnections, options.openLoopRate],
   };
+  const at: RowAt = (scenario, load) => findRow(rows, scenario, ...loads[load]);
+  const out: Record<string, number | null> = {};
+  for (const [key, figure] of Object.entries(THROUGHPUT_FIGURES)) {
+    out[key] = figure(at);
+  }
   for (const section of options.streaming) {
-    const f = streamFigures(section);
-    const key = (name: string) => `${section.name}_${name}`;
-    out[key("sidecar_added_p99_ms")] = f.sidecarAddedP99Ms;
-    out[key("nginx_added_p99_ms")] = f.nginxAddedP99Ms;
-    out[key("excess_over_nginx_p99_ms")] = f.excessOverNginxP99Ms;
-    out[key("sidecar_cpu_s_per_10k_events")] = f.sidecarCpuSPer10kEvents;
-    out[key("nginx_cpu_s_per_10k_events")] = f.nginxCpuSPer10kEvents;
-    out[key("cpu_vs_nginx")] = ratio(
-      f.sidecarCpuSPer10kEvents ?? undefined,
-      f.nginxCpuSPer10kEvents ?? undefined,
-    );
-    out[key("sidecar_peak_rss_mib")] = f.sidecarPeakRssMiB;
-    out[key("sidecar_failed_streams")] = f.sidecarFailedStreams;
+    for (const [name, value] of Object.entries(sectionFigures(section))) {
+      out[`${section.name}_${name}`] = value;
+    }
   }
   return out;
 }
 
-function judged(
-  target: Omit<TargetResult, "pass">,
-  pass: (value: number) => boolean,
-  options: { readonly failedAnyway?: boolean } = {},
+/** What a target's figure must be: a bound of issue 9, or a figure of the same run. */
+interface Bound {
+  readonly op: "<=" | "<" | ">=" | "=";
+  /** null when the figure it is taken from did not run. */
+  readonly limit: number | null;
+  /** As printed after the figure, e.g. "<= 0.3". */
+  readonly threshold: string;
+}
+
+const MEETS: Readonly<
+  Record<Bound["op"], (value: number, limit: number) => boolean>
+> = {
+  "<=": (value, limit) => value <= limit,
+  "<": (value, limit) => value < limit,
+  ">=": (value, limit) => value >= limit,
+  "=": (value, limit) => value === limit,
+};
+
+/** A fixed bound, printed as it reads ("<= 0.3"). */
+function bound(op: Bound["op"], limit: number): Bound {
+  return { op, limit, threshold: `${op} ${limit}` };
+}
+
+/** A target of issue 9: the figure it reads and how that figure is judged. */
+interface TargetSpec {
+  readonly id: string;
+  readonly name: string;
+  /** Key of its value in the run's figures. */
+  readonly figure: string;
+  readonly unit: string;
+  readonly bound: Bound;
+  /** Key of the runtime floor's figure, on targets that read P/D rows. */
+  readonly floor?: string;
+  /** Fails whatever its figure: the run broke what the figure assumes. */
+  readonly failedAnyway?: boolean;
+}
+
+function judge(
+  spec: TargetSpec,
+  figures: Readonly<Record<string, number | null>>,
 ): TargetResult {
-  if (options.failedAnyway) return { ...target, pass: false };
+  const value = figures[spec.figure] ?? null;
+  const { op, limit, threshold } = spec.bound;
   return {
-    ...target,
-    pass: target.value === null ? null : pass(target.value),
+    id: spec.id,
+    name: spec.name,
+    value,
+    unit: spec.unit,
+    threshold,
+    ...(spec.floor === undefined ? {} : { floor: figures[spec.floor] ?? null }),
+    pass: spec.failedAnyway
+      ? false
+      : value === null || limit === null
+      ? null
+      : MEETS[op](value, limit),
   };
 }
 
 function fixed(value: number | null, digits: number): string {
   return value === null ? "-" : value.toFixed(digits);
+}
+
+/** Issue 9's targets of a run with these figures, in the order they are printed. */
+function targetSpecs(
+  figures: Readonly<Record<string, number | null>>,
+  options: { readonly burstConnections: number; readonly toyLabel: string },
+): TargetSpec[] {
+  const nginxShare = figures["burst_nginx_share"] ?? null;
+  const streams = (name: string) => `${TARGET_STREAMS}_${name}`;
+  // A stream the sidecar broke fails the streaming targets whatever the others' delays.
+  const broken = (figures[streams("sidecar_failed_streams")] ?? 0) > 0;
+  const c = options.burstConnections;
+  const steps = "500 streams, 50 ms steps";
+  return [{
+    id: "1a",
+    name: "c=1: P/D p50 - (prefill direct + decode direct) p50",
+    figure: "ttft_pd_added_p50_ms",
+    unit: "ms",
+    bound: bound("<=", BOUNDS.pdAddedP50Ms),
+    floor: "ttft_floor_pd_added_p50_ms",
+  }, {
+    id: "1b",
+    name: "c=1: passthrough p50 - direct p50",
+    figure: "ttft_passthrough_added_p50_ms",
+    unit: "ms",
+    bound: bound("<=", BOUNDS.passthroughAddedP50Ms),
+  }, {
+    id: "2a",
+    name: `c=${c}: P/D req/s as a share of its c=32 req/s`,
+    figure: "burst_pd_share",
+    unit: "x",
+    bound: {
+      op: ">=",
+      limit: nginxShare,
+      threshold: `>= ${fixed(nginxShare, 2)} (nginx passthrough's share)`,
+    },
+    floor: "burst_floor_pd_share",
+  }, {
+    id: "2b",
+    name: `c=${c}: P/D p99 / nginx passthrough p99`,
+    figure: "burst_pd_p99_vs_nginx_p99",
+    unit: "x",
+    bound: bound("<=", BOUNDS.burstP99VsNginx),
+    floor: "burst_floor_pd_p99_vs_nginx_p99",
+    // A row that answered nothing has its length as its p99, which can sit
+    // under nginx's p99 times the bound in a 2 s --quick row.
+    failedAnyway: figures["burst_pd_share"] === 0,
+  }, {
+    id: "2c",
+    name: `P/D errors at c=32, c=${c} and open loop`,
+    figure: "burst_pd_errors",
+    unit: "",
+    bound: bound("=", 0),
+  }, {
+    id: "3a",
+    name: `${steps}: added p99 - nginx's added p99`,
+    figure: streams("excess_over_nginx_p99_ms"),
+    unit: "ms",
+    bound: bound("<=", BOUNDS.streamExcessP99Ms),
+    failedAnyway: broken,
+  }, {
+    id: "3b",
+    name: `${steps}: CPU per event / nginx's`,
+    figure: streams("cpu_vs_nginx"),
+    unit: "x",
+    bound: bound("<=", BOUNDS.streamCpuVsNginx),
+    failedAnyway: broken,
+  }, {
+    id: "3c",
+    name: `${steps}: sidecar peak RSS`,
+    figure: streams("sidecar_peak_rss_mib"),
+    unit: "MiB",
+    bound: bound("<", BOUNDS.streamPeakRssMiB),
+  }, {
+    id: "4",
+    name: `c=32: P/D req/s / ${options.toyLabel} req/s`,
+    figure: "c32_pd_vs_toy_proxy",
+    unit: "x",
+    bound: bound(">=", BOUNDS.pdVsToyProxy),
+    floor: "c32_floor_pd_vs_toy_proxy",
+  }];
 }
 
 /**
@@ -247,98 +402,5 @@ export function judgeTargets(
   figures: Readonly<Record<string, number | null>>,
   options: { readonly burstConnections: number; readonly toyLabel: string },
 ): TargetResult[] {
-  const f = (key: string) => figures[key] ?? null;
-  const nginxShare = f("burst_nginx_share");
-  const streams = (name: string) => f(`${TARGET_STREAMS}_${name}`);
-  // A stream the sidecar broke fails the streaming targets whatever the others' delays.
-  const broken = { failedAnyway: (streams("sidecar_failed_streams") ?? 0) > 0 };
-  const c = options.burstConnections;
-  return [
-    judged({
-      id: "1a",
-      name: "c=1: P/D p50 - (prefill direct + decode direct) p50",
-      value: f("ttft_pd_added_p50_ms"),
-      unit: "ms",
-      threshold: `<= ${BOUNDS.pdAddedP50Ms}`,
-      floor: f("ttft_floor_pd_added_p50_ms"),
-    }, (v) => v <= BOUNDS.pdAddedP50Ms),
-    judged({
-      id: "1b",
-      name: "c=1: passthrough p50 - direct p50",
-      value: f("ttft_passthrough_added_p50_ms"),
-      unit: "ms",
-      threshold: `<= ${BOUNDS.passthroughAddedP50Ms}`,
-    }, (v) => v <= BOUNDS.passthroughAddedP50Ms),
-    {
-      id: "2a",
-      name: `c=${c}: P/D req/s as a share of its c=32 req/s`,
-      value: f("burst_pd_share"),
-      unit: "x",
-      threshold: `>= ${fixed(nginxShare, 2)} (nginx passthrough's share)`,
-      floor: f("burst_floor_pd_share"),
-      pass: f("burst_pd_share") === null || nginxShare === null
-        ? null
-        : (f("burst_pd_share") as number) >= nginxShare,
-    },
-    judged(
-      {
-        id: "2b",
-        name: `c=${c}: P/D p99 / nginx passthrough p99`,
-        value: f("burst_pd_p99_vs_nginx_p99"),
-        unit: "x",
-        threshold: `<= ${BOUNDS.burstP99VsNginx}`,
-        floor: f("burst_floor_pd_p99_vs_nginx_p99"),
-      },
-      (v) => v <= BOUNDS.burstP99VsNginx,
-      {
-        // A row that answered nothing has its length as its p99, which can sit
-        // under nginx's p99 times the bound in a 2 s --quick row.
-        failedAnyway: f("burst_pd_share") === 0,
-      },
-    ),
-    judged({
-      id: "2c",
-      name: `P/D errors at c=32, c=${c} and open loop`,
-      value: f("burst_pd_errors"),
-      unit: "",
-      threshold: "= 0",
-    }, (v) => v === 0),
-    judged(
-      {
-        id: "3a",
-        name: "500 streams, 50 ms steps: added p99 - nginx's added p99",
-        value: streams("excess_over_nginx_p99_ms"),
-        unit: "ms",
-        threshold: `<= ${BOUNDS.streamExcessP99Ms}`,
-      },
-      (v) => v <= BOUNDS.streamExcessP99Ms,
-      broken,
-    ),
-    judged(
-      {
-        id: "3b",
-        name: "500 streams, 50 ms steps: CPU per event / nginx's",
-        value: streams("cpu_vs_nginx"),
-        unit: "x",
-        threshold: `<= ${BOUNDS.streamCpuVsNginx}`,
-      },
-      (v) => v <= BOUNDS.streamCpuVsNginx,
-      broken,
-    ),
-    judged({
-      id: "3c",
-      name: "500 streams, 50 ms steps: sidecar peak RSS",
-      value: streams("sidecar_peak_rss_mib"),
-      unit: "MiB",
-      threshold: `< ${BOUNDS.streamPeakRssMiB}`,
-    }, (v) => v < BOUNDS.streamPeakRssMiB),
-    judged({
-      id: "4",
-      name: `c=32: P/D req/s / ${options.toyLabel} req/s`,
-      value: f("c32_pd_vs_toy_proxy"),
-      unit: "x",
-      threshold: `>= ${BOUNDS.pdVsToyProxy}`,
-      floor: f("c32_floor_pd_vs_toy_proxy"),
-    }, (v) => v >= BOUNDS.pdVsToyProxy),
-  ];
+  return targetSpecs(figures, options).map((spec) => judge(spec, figures));
 }

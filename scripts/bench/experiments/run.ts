@@ -13,49 +13,46 @@
  */
 
 import { parseArgs } from "node:util";
-import { headerArgs } from "../http1.ts";
-import { detectLoadTool, type LoadTool } from "../load_tool.ts";
+import { detectLoadTool } from "../load_tool.ts";
+import {
+  type Bench,
+  measureWithTool,
+  PREFILLER_HEADER,
+  runStreamClient,
+  startSidecar,
+  urlOf,
+} from "../measure.ts";
 import {
   clockTicksPerSecond,
   cpuSecondsOf,
   createProcessGroup,
   freePort,
-  lastJsonLine,
+  parsePortLine,
   type ProcessGroup,
-  runToEnd,
-  sidecarArgs,
   sidecarCommand,
   type Started,
   startFastUpstream,
   stopAllAndRemove,
 } from "../processes.ts";
-import type { StreamResult } from "../stream_client.ts";
+import type { ThroughputRow } from "../results.ts";
 import { CLIENT_NAMES } from "./clients.ts";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
 const HERE = new URL("./", import.meta.url).pathname;
-const PATH = "/v1/chat/completions";
-const BODY = JSON.stringify({
-  model: "Qwen/Qwen3-0.6B",
-  messages: [
-    { role: "system", content: "You are a helpful assistant." },
-    {
-      role: "user",
-      content: "Name the capital of France and one river that crosses it.",
-    },
-  ],
-  max_tokens: 16,
-  temperature: 0.7,
-  stream: false,
-});
+
+/** Processes serving one variant on one port. */
+interface Running {
+  readonly processes: readonly Started[];
+  readonly port: number;
+}
 
 interface Variant {
   readonly name: string;
-  /** Arguments of `deno run` after the permission flags. */
-  readonly args: (decoderPort: number, port: number) => string[];
-  readonly ready: "port-line" | "sidecar-log";
-  /** Processes sharing the port (SO_REUSEPORT); 1 when absent. */
-  readonly copies?: number;
+  /** Starts it in front of the decoder; resolves once it listens. */
+  readonly start: (
+    group: ProcessGroup,
+    decoderPort: number,
+  ) => Promise<Running>;
 }
 
 interface Measured {
@@ -74,24 +71,29 @@ interface Measured {
   readonly streamsDone?: string;
 }
 
+/** How `proxy.ts` runs: its upstream client and framework. */
+interface ProxyOptions {
+  readonly client: string;
+  readonly framework: "hono" | "bare";
+  /** Processes sharing the port (SO_REUSEPORT); 1 when absent. */
+  readonly copies?: number;
+}
+
 /** Arguments running `proxy.ts` with `client` and `framework` in front of the decoder. */
 function proxyArgs(
-  options: {
-    readonly client: string;
-    readonly framework: "hono" | "bare";
-    readonly reusePort?: boolean;
-  },
+  options: ProxyOptions,
   decoder: number,
   port: number,
 ): string[] {
+  const reusePort = (options.copies ?? 1) > 1;
   return [
-    ...(options.reusePort ? ["--unstable-net"] : []),
+    ...(reusePort ? ["--unstable-net"] : []),
     `${HERE}proxy.ts`,
     "--client",
     options.client,
     "--framework",
     options.framework,
-    ...(options.reusePort ? ["--reuse-port"] : []),
+    ...(reusePort ? ["--reuse-port"] : []),
     "--port",
     String(port),
     "--decoder-port",
@@ -99,210 +101,143 @@ function proxyArgs(
   ];
 }
 
-function variants(): Variant[] {
-  const list: Variant[] = [{
-    name: "sidecar (main.ts)",
-    ready: "sidecar-log",
-    args: (decoder, port) => sidecarArgs(port, decoder, []),
-  }];
-  for (const client of CLIENT_NAMES) {
-    list.push({
-      name: `hono + ${client}`,
-      ready: "port-line",
-      args: (decoder, port) =>
-        proxyArgs({ client, framework: "hono" }, decoder, port),
-    });
-  }
-  list.push({
-    name: "2 x bare Deno.serve + fetch-pool",
-    ready: "port-line",
-    copies: 2,
-    args: (decoder, port) =>
-      proxyArgs(
-        { client: "fetch-pool", framework: "bare", reusePort: true },
-        decoder,
-        port,
-      ),
-  });
-  for (const client of ["fetch-pool", "node-http"]) {
-    list.push({
-      name: `bare Deno.serve + ${client}`,
-      ready: "port-line",
-      args: (decoder, port) =>
-        proxyArgs({ client, framework: "bare" }, decoder, port),
-    });
-  }
-  return list;
-}
-
-async function startVariant(
+/** Starts `proxy.ts` (every copy on one port); resolves once each printed its port. */
+async function startProxy(
   group: ProcessGroup,
-  variant: Variant,
-  decoderPort: number,
-): Promise<{ processes: Started[]; port: number }> {
+  name: string,
+  options: ProxyOptions & { readonly decoderPort: number },
+): Promise<Running> {
   const port = freePort();
   const processes: Started[] = [];
-  for (let copy = 0; copy < (variant.copies ?? 1); copy++) {
-    const process = group.start(variant.name, {
-      // No V8 flags: like the bare proxies it is compared with, and the figures recorded before.
-      ...sidecarCommand(variant.args(decoderPort, port), ""),
+  for (let copy = 0; copy < (options.copies ?? 1); copy++) {
+    const process = group.start(name, {
+      // No V8 flags, as the sidecar's row has none.
+      ...sidecarCommand(proxyArgs(options, options.decoderPort, port), ""),
       cwd: ROOT,
     });
     processes.push(process);
-    await process.waitForLine(
-      (line) =>
-        (variant.ready === "port-line"
-            ? line.startsWith('{"port"')
-            : line.includes('"msg":"starting"'))
-          ? true
-          : undefined,
-      60_000,
-    );
+    await process.waitForLine(parsePortLine, 60_000);
   }
   return { processes, port };
 }
 
+function variants(): Variant[] {
+  const proxy = (name: string, options: ProxyOptions): Variant => ({
+    name,
+    start: (group, decoderPort) =>
+      startProxy(group, name, { ...options, decoderPort }),
+  });
+  return [
+    {
+      name: "sidecar (main.ts)",
+      start: async (group, decoderPort) => {
+        // No V8 flags: like the bare proxies it is compared with, and the figures recorded before.
+        const sidecar = await startSidecar(group, decoderPort, {
+          workers: 1,
+          v8Flags: "",
+        });
+        return { processes: [sidecar.process], port: sidecar.port };
+      },
+    },
+    ...CLIENT_NAMES.map((client) =>
+      proxy(`hono + ${client}`, { client, framework: "hono" })
+    ),
+    proxy("2 x bare Deno.serve + fetch-pool", {
+      client: "fetch-pool",
+      framework: "bare",
+      copies: 2,
+    }),
+    ...["fetch-pool", "node-http"].map((client) =>
+      proxy(`bare Deno.serve + ${client}`, { client, framework: "bare" })
+    ),
+  ];
+}
+
+/** One load generator row; errors, which the table only counts, are printed. */
 async function measure(
-  context: {
-    group: ProcessGroup;
-    tool: LoadTool;
-    ticks: number;
-    durationS: number;
-  },
+  bench: Bench,
   run: {
-    url: string;
-    headers: Record<string, string>;
-    connections: number;
-    pids: readonly number[];
+    readonly url: string;
+    readonly headers: Readonly<Record<string, string>>;
+    readonly connections: number;
+    readonly pids: readonly number[];
+    readonly durationS: number;
   },
-) {
-  const before = await cpuSecondsOf(run.pids, context.ticks);
-  const result = await context.tool.run({
+): Promise<ThroughputRow> {
+  const pd = PREFILLER_HEADER in run.headers;
+  const row = await measureWithTool(bench, pd ? "pd" : "passthrough", {
     url: run.url,
     headers: run.headers,
-    body: BODY,
     connections: run.connections,
-    durationS: context.durationS,
-  }, context.group);
-  const cpu = (await cpuSecondsOf(run.pids, context.ticks)) - before;
-  if (result.errors + result.non2xx > 0) {
+    cpuPids: run.pids,
+    durationS: run.durationS,
+  });
+  if (row.errors + row.non2xx > 0) {
     console.error(
       `${run.url} c=${run.connections} ${
-        run.headers["x-prefiller-host-port"] ? "P/D" : "passthrough"
-      }: ${result.errors} socket errors or timeouts, ${result.non2xx} non-2xx`,
+        pd ? "P/D" : "passthrough"
+      }: ${row.errors} socket errors or timeouts, ${row.non2xx} non-2xx`,
     );
   }
-  return { ...result, cpuSPer1000: (cpu / result.requests) * 1000 };
+  return row;
 }
 
 async function measureVariant(
-  context: {
-    group: ProcessGroup;
-    tool: LoadTool;
-    ticks: number;
-    durationS: number;
-  },
+  bench: Bench,
   variant: Variant,
   upstreams: { prefill: number; decode: number },
 ): Promise<Measured> {
-  const proxy = await startVariant(context.group, variant, upstreams.decode);
+  const proxy = await variant.start(bench.group, upstreams.decode);
   try {
-    const url = `http://127.0.0.1:${proxy.port}${PATH}`;
-    const pd = { "x-prefiller-host-port": `127.0.0.1:${upstreams.prefill}` };
+    const url = urlOf(proxy.port);
+    const pd = { [PREFILLER_HEADER]: `127.0.0.1:${upstreams.prefill}` };
     const pids = proxy.processes.map((process) => process.pid);
+    const row = (
+      headers: Readonly<Record<string, string>>,
+      connections: number,
+      durationS = bench.durationS,
+    ) => measure(bench, { url, headers, connections, pids, durationS });
     // Warm-up: JIT and connection pools.
-    await measure({ ...context, durationS: 2 }, {
-      url,
-      headers: pd,
-      connections: 32,
-      pids,
-    });
-    await measure({ ...context, durationS: 1 }, {
-      url,
-      headers: {},
-      connections: 32,
-      pids,
-    });
-    const pdC32 = await measure(context, {
-      url,
-      headers: pd,
-      connections: 32,
-      pids,
-    });
-    const passC32 = await measure(context, {
-      url,
-      headers: {},
-      connections: 32,
-      pids,
-    });
-    const pdC1 = await measure(context, {
-      url,
-      headers: pd,
-      connections: 1,
-      pids,
-    });
-    const passC1 = await measure(context, {
-      url,
-      headers: {},
-      connections: 1,
-      pids,
-    });
+    await row(pd, 32, 2);
+    await row({}, 32, 1);
+    const pdC32 = await row(pd, 32);
+    const passC32 = await row({}, 32);
+    const pdC1 = await row(pd, 1);
+    const passC1 = await row({}, 1);
     const all = [pdC32, passC32, pdC1, passC1];
-    const streams = await measureStreams(context, { url, headers: pd, pids });
+    const streams = await measureStreams(bench, { url, headers: pd, pids });
     return {
       variant: variant.name,
       pdC32: pdC32.rps,
       passC32: passC32.rps,
-      pdP50C1: pdC1.latencyMs.p50,
-      passP50C1: passC1.latencyMs.p50,
-      pdCpuSPer1000: pdC32.cpuSPer1000,
-      passCpuSPer1000: passC32.cpuSPer1000,
+      pdP50C1: pdC1.p50,
+      passP50C1: passC1.p50,
+      pdCpuSPer1000: pdC32.cpuSPer1000 ?? Number.NaN,
+      passCpuSPer1000: passC32.cpuSPer1000 ?? Number.NaN,
       errors: all.reduce((sum, r) => sum + r.errors + r.non2xx, 0),
       ...streams,
     };
   } finally {
     await Promise.all(
-      proxy.processes.map((process) => context.group.stop(process)),
+      proxy.processes.map((process) => bench.group.stop(process)),
     );
   }
 }
 
 async function measureStreams(
-  context: { group: ProcessGroup; ticks: number },
+  bench: Bench,
   run: {
     url: string;
     headers: Record<string, string>;
     pids: readonly number[];
   },
 ) {
-  const args = (streams: number, rampMs: number) => [
-    "run",
-    "--allow-net",
-    // The stream client's workers load their module from disk.
-    "--allow-read",
-    `${HERE}../stream_client.ts`,
-    "--url",
-    run.url,
-    ...headerArgs(run.headers),
-    "--body",
-    JSON.stringify({ ...JSON.parse(BODY), stream: true, max_tokens: 20 }),
-    "--streams",
-    String(streams),
-    "--ramp-ms",
-    String(rampMs),
-  ];
-  const go = async (streams: number, rampMs: number) => {
-    const output = await runToEnd(context.group, "stream_client", {
-      cmd: Deno.execPath(),
-      args: args(streams, rampMs),
-      timeoutS: 120,
-    });
-    return lastJsonLine<StreamResult>(output, "stream_client");
-  };
+  const go = (streams: number, rampMs: number) =>
+    runStreamClient(bench.group, { ...run, streams, rampMs, chunks: 20 });
   await go(100, 100);
-  const before = await cpuSecondsOf(run.pids, context.ticks);
+  const before = await cpuSecondsOf(run.pids, bench.ticks);
   const result = await go(1000, 1000);
-  const cpu = (await cpuSecondsOf(run.pids, context.ticks)) - before;
+  const cpu = (await cpuSecondsOf(run.pids, bench.ticks)) - before;
   return {
     streamDelayP50: result.delayMs.p50,
     streamDelayP99: result.delayMs.p99,
@@ -368,11 +303,13 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", stop);
   try {
     const tool = await detectLoadTool(tempDir);
-    const context = {
+    const bench: Bench = {
       group,
       tool,
       ticks: await clockTicksPerSecond(),
       durationS: Number(values["duration-s"]),
+      // Read by pd_client rows only; none run here.
+      warmupS: 0,
     };
     const upstreams = {
       prefill: (await startFastUpstream(group, "prefill")).port,
@@ -383,7 +320,7 @@ async function main(): Promise<number> {
       if (
         only !== undefined && !only.some((name) => variant.name.includes(name))
       ) continue;
-      const row = await measureVariant(context, variant, upstreams);
+      const row = await measureVariant(bench, variant, upstreams);
       console.error(JSON.stringify(row));
       rows.push(row);
     }

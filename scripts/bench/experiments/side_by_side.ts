@@ -15,16 +15,21 @@
 
 import { parseArgs } from "node:util";
 import { detectLoadTool } from "../load_tool.ts";
-import { PATH, PREFILLER_HEADER, requestBody } from "../measure.ts";
+import {
+  type Bench,
+  measureWithTool,
+  PREFILLER_HEADER,
+  urlOf,
+} from "../measure.ts";
 import {
   clockTicksPerSecond,
-  cpuSecondsOf,
   createProcessGroup,
   freePort,
   sidecarArgs,
   sidecarCommand,
   startFastUpstream,
 } from "../processes.ts";
+import type { ThroughputRow } from "../results.ts";
 
 const { values } = parseArgs({
   options: {
@@ -85,42 +90,39 @@ try {
   const headers: Record<string, string> = values.route === "pd"
     ? { [PREFILLER_HEADER]: `127.0.0.1:${prefill.port}` }
     : {};
-  const spec = (port: number, seconds: number) => ({
-    url: `http://127.0.0.1:${port}${PATH}`,
-    headers,
-    body: requestBody({ stream: false, maxTokens: 16 }),
-    connections,
-    durationS: seconds,
-  });
+  // warmupS is read by pd_client rows only; none run here.
+  const bench: Bench = { group, tool, ticks, durationS, warmupS: 0 };
+  const scenario = values.route === "pd" ? "pd" : "passthrough";
   // Warm-up: JIT and connection pools are not what is measured.
-  for (const side of running) await tool.run(spec(side.port, 2), group);
+  for (const side of running) {
+    await measureWithTool(bench, scenario, {
+      url: urlOf(side.port),
+      headers,
+      connections,
+      durationS: 2,
+    });
+  }
   const rows = new Map(
-    running.map((side) => [side.name, [] as {
-      rps: number;
-      p50: number;
-      p99: number;
-      cpuMs: number;
-    }[]]),
+    running.map((side) => [side.name, [] as ThroughputRow[]]),
   );
+  // CPU seconds per 1,000 requests are CPU milliseconds per request.
+  const cpuMs = (row: ThroughputRow) => row.cpuSPer1000 ?? NaN;
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? running : [...running].reverse();
     for (const side of order) {
-      const before = await cpuSecondsOf([side.pid], ticks);
-      const result = await tool.run(spec(side.port, durationS), group);
-      const spent = (await cpuSecondsOf([side.pid], ticks)) - before;
-      const row = {
-        rps: result.rps,
-        p50: result.latencyMs.p50,
-        p99: result.latencyMs.p99,
-        cpuMs: (spent * 1000) / Math.max(1, result.requests),
-      };
+      const row = await measureWithTool(bench, scenario, {
+        url: urlOf(side.port),
+        headers,
+        connections,
+        cpuPids: [side.pid],
+      });
       rows.get(side.name)!.push(row);
       console.log(
         `round ${round + 1} ${side.name}: ${row.rps.toFixed(0)} req/s, p50 ${
           row.p50.toFixed(2)
         } ms, p99 ${row.p99.toFixed(2)} ms, ${
-          row.cpuMs.toFixed(3)
-        } CPU ms/request, errors ${result.errors + result.non2xx}`,
+          cpuMs(row).toFixed(3)
+        } CPU ms/request, errors ${row.errors + row.non2xx}`,
       );
     }
   }
@@ -134,7 +136,7 @@ try {
         median(list.map((row) => row.rps)).toFixed(0)
       } req/s, p50 ${median(list.map((row) => row.p50)).toFixed(2)} ms, p99 ${
         median(list.map((row) => row.p99)).toFixed(2)
-      } ms, ${median(list.map((row) => row.cpuMs)).toFixed(3)} CPU ms/request`,
+      } ms, ${median(list.map(cpuMs)).toFixed(3)} CPU ms/request`,
     );
   }
 } finally {
