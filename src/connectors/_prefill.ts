@@ -8,6 +8,7 @@
  * sidecar, a retry moves to the next prefiller the routing header names.
  */
 
+import { type Deadline, startDeadline } from "../deadline.ts";
 import { ProxyError } from "../errors.ts";
 import { FAILURE_CAUSES, type FailureCause } from "../metrics.ts";
 import {
@@ -147,10 +148,30 @@ export async function sendPrefillLeg(
 ): Promise<PrefillReply> {
   const policy = ctx.prefillPolicy ?? NO_POLICY;
   const client = options.signal ?? ctx.signal;
-  const deadline = policy.timeoutMs > 0
-    ? AbortSignal.timeout(policy.timeoutMs)
-    : undefined;
-  const signal = deadline ? AbortSignal.any([client, deadline]) : client;
+  const deadline = startDeadline(client, policy.timeoutMs);
+  try {
+    return await attemptPrefill(ctx, body, options, {
+      policy,
+      client,
+      deadline,
+    });
+  } finally {
+    deadline.clear();
+  }
+}
+
+/** The attempts of one prefill leg, all within one deadline. */
+async function attemptPrefill(
+  ctx: PdContext,
+  body: string,
+  options: PrefillLegOptions,
+  { policy, client, deadline }: {
+    policy: PrefillPolicy;
+    client: AbortSignal;
+    deadline: Deadline;
+  },
+): Promise<PrefillReply> {
+  const signal = deadline.signal;
   const attempts = options.retry === false ? 1 : 1 + policy.maxRetries;
   let target = ctx.prefiller;
   let lastError: unknown;
@@ -175,7 +196,7 @@ export async function sendPrefillLeg(
       }
       previous = String(reply.status);
     } catch (error) {
-      if (deadline?.aborted && !client.aborted) {
+      if (deadline.expired && !client.aborted) {
         recordUpstreamError(ctx, "prefill", "timeout");
         throw timedOut(ctx, target);
       }
@@ -192,7 +213,7 @@ export async function sendPrefillLeg(
       previous_code: previous,
     });
     await pause(policy.backoffMs, signal);
-    if (deadline?.aborted && !client.aborted) throw timedOut(ctx, target);
+    if (deadline.expired && !client.aborted) throw timedOut(ctx, target);
     if (client.aborted) break;
   }
   throw unreachable(target, lastError ?? new Error("client disconnected"));

@@ -6,6 +6,7 @@
  * round trip.
  */
 
+import { startDeadline } from "../deadline.ts";
 import { ProxyError } from "../errors.ts";
 import { PATH_MOONCAKE_QUERY } from "../protocol/fields.ts";
 import { isJsonObject } from "../protocol/request.ts";
@@ -46,17 +47,16 @@ export async function queryBootstrap(
   options: BootstrapQueryOptions,
 ): Promise<MooncakeEngine[]> {
   const url = `${baseUrl}${PATH_MOONCAKE_QUERY}`;
-  const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(), options.timeoutMs);
+  const deadline = startDeadline(options.signal, options.timeoutMs);
   let reply: WholeResponse;
   try {
     reply = await upstream.sendAndRead(url, {
       method: "GET",
       headers: [],
-      signal: AbortSignal.any([options.signal, timeout.signal]),
+      signal: deadline.signal,
     });
   } catch (error) {
-    const detail = timeout.signal.aborted && !options.signal.aborted
+    const detail = deadline.expired
       ? `no answer within ${options.timeoutMs} ms`
       : error instanceof UpstreamError
       ? error.detail
@@ -67,7 +67,7 @@ export async function queryBootstrap(
       { code: BOOTSTRAP_ERROR_CODE, cause: error },
     );
   } finally {
-    clearTimeout(timer);
+    deadline.clear();
   }
   if (reply.status < 200 || reply.status >= 300) {
     throw new ProxyError(

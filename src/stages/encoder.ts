@@ -10,6 +10,7 @@
  * as long as the client waited).
  */
 
+import { startDeadline } from "../deadline.ts";
 import type { EcConnectorName } from "../config.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -238,13 +239,8 @@ async function fanOut(
   items: readonly MultimodalItem[],
 ): Promise<EncoderReply[]> {
   const stop = new AbortController();
-  // A timer cleared when the stage ends, unlike `AbortSignal.timeout`'s,
-  // which would stay armed for the whole timeout after every request.
-  const expiry = new AbortController();
-  const timer = ctx.timeoutMs > 0
-    ? setTimeout(() => expiry.abort(), ctx.timeoutMs)
-    : undefined;
-  const signal = AbortSignal.any([ctx.signal, stop.signal, expiry.signal]);
+  const deadline = startDeadline(ctx.signal, ctx.timeoutMs);
+  const signal = AbortSignal.any([deadline.signal, stop.signal]);
   let firstError: unknown;
   let clientAbort: unknown;
   const replies: EncoderReply[] = [];
@@ -265,9 +261,7 @@ async function fanOut(
           clientAbort ??= error;
         } else if (firstError === undefined) {
           // A request the deadline cut fails as unreachable: say why.
-          firstError = expiry.signal.aborted
-            ? timedOut(ctx, items.length)
-            : error;
+          firstError = deadline.expired ? timedOut(ctx, items.length) : error;
           stop.abort();
         } else {
           ctx.log.debug("encoder request ended", {
@@ -286,14 +280,14 @@ async function fanOut(
       ),
     );
   } finally {
-    clearTimeout(timer);
+    deadline.clear();
   }
   if (firstError !== undefined) throw firstError;
   if (clientAbort !== undefined) throw clientAbort;
   // The client left, or the deadline passed, between two items: the rest were never sent.
   if (Object.keys(replies).length < items.length) {
     ctx.signal.throwIfAborted();
-    if (expiry.signal.aborted) throw timedOut(ctx, items.length);
+    if (deadline.expired) throw timedOut(ctx, items.length);
   }
   return replies;
 }

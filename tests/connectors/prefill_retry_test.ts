@@ -116,6 +116,24 @@ Deno.test("-prefill-timeout does not cut a slow prefill that finishes in time", 
   await response.text();
 });
 
+Deno.test({
+  name:
+    "-prefill-timeout's timer ends with its prefill: no timer is left armed after the answer",
+  // The op sanitizer is the observer: a timer still armed when the test ends fails it.
+  sanitizeOps: true,
+  async fn() {
+    await using h = await createHarness({
+      config: { prefillTimeout: 300_000 },
+    });
+    for (const stream of [false, true]) {
+      const response = await h.pd("/v1/chat/completions", chatBody({ stream }));
+      assert.equal(response.status, 200);
+      await response.text();
+    }
+    assert.equal(h.prefill.requests.length, 2);
+  },
+});
+
 Deno.test("-prefill-failure-policy=decode runs the client's body on the decoder alone and says so", async () => {
   await using h = await createHarness({
     config: { prefillFailurePolicy: "decode" },
