@@ -179,6 +179,13 @@ function decodeWatch(
   };
 }
 
+/** Whether `request` still holds its parsed body. */
+function isParsed(
+  request: GenerationRequest,
+): request is ParsedGenerationRequest {
+  return (request as Partial<ParsedGenerationRequest>).json !== undefined;
+}
+
 /** Whether `error` is a prefill leg's own failure, which `-prefill-failure-policy=decode` covers. */
 function isPrefillFailure(error: unknown): error is ProxyError {
   return error instanceof ProxyError && PREFILL_FAILURE_CODES.has(error.code);
@@ -343,6 +350,30 @@ export function createPdRunner(deps: Deps): PdRunner {
     backoffMs: deps.config.prefillRetryBackoff,
   };
   /**
+   * A decode without prefill on the local decoder, timed as a P/D decode leg
+   * is: the decode-only fallback, a pull from a KV source, and a decode
+   * without prefiller that chunking or the encoder stage needs. `body` is the
+   * client's own unless the caller rewrote it.
+   */
+  async function decodeWithoutPrefill(
+    request: PdRequest,
+    parsed: GenerationRequest,
+    body: string = parsed.text,
+  ): Promise<Response> {
+    const { timing } = request.observation;
+    timing.decodeSent = performance.now();
+    const response = await sendDecodeLeg(deps, request, {
+      headers: legHeaders(request),
+      body,
+      // Chunking reads the parsed body: reused when it is what goes out.
+      ...(body === parsed.text && isParsed(parsed) ? { parsed } : {}),
+      chunked: true,
+      watch: decodeWatch(deps, parsed, request.log),
+    });
+    timing.decodeAnswered = performance.now();
+    return response;
+  }
+  /**
    * `-prefill-failure-policy=decode`: the client's own body on the local
    * decoder, as if no prefiller had been named, marked in a response header.
    */
@@ -356,17 +387,10 @@ export function createPdRunner(deps: Deps): PdRunner {
       code: failure.code,
       cause: failure.message,
     });
-    const { metrics, access, timing } = request.observation;
+    const { metrics, access } = request.observation;
     metrics.fallback(prefillFailureCause(failure));
     access.fallback = "decode";
-    timing.decodeSent = performance.now();
-    const response = await sendDecodeLeg(deps, request, {
-      headers: legHeaders(request),
-      body: parsed.text,
-      chunked: true,
-      watch: decodeWatch(deps, parsed, request.log),
-    });
-    timing.decodeAnswered = performance.now();
+    const response = await decodeWithoutPrefill(request, parsed);
     response.headers.set(
       HEADER_PD_FALLBACK,
       `decode-only; cause=${failure.code}`,
@@ -383,27 +407,12 @@ export function createPdRunner(deps: Deps): PdRunner {
       log.debug("running P2P source protocol", { source: source.hostPort });
       const body = buildSourceDecodeBody(deps.config, parsed, source);
       log.trace("decode request", { body });
-      const { timing } = request.observation;
-      timing.decodeSent = performance.now();
-      const response = await sendDecodeLeg(deps, request, {
-        watch: decodeWatch(deps, parsed, request.log),
-        headers: legHeaders(request),
-        body,
-        chunked: true,
-      });
-      timing.decodeAnswered = performance.now();
-      return response;
+      return await decodeWithoutPrefill(request, parsed, body);
     },
     async decode(request) {
       const parsed = parseGenerationJson(await request.readBody());
       ensureClientPresent(request.signal);
-      return await sendDecodeLeg(deps, request, {
-        headers: legHeaders(request),
-        body: parsed.text,
-        parsed,
-        chunked: true,
-        watch: decodeWatch(deps, parsed, request.log),
-      });
+      return await decodeWithoutPrefill(request, parsed);
     },
     async encode(encoders, prefiller, request) {
       if (deps.config.ecConnector === "") {

@@ -184,6 +184,11 @@ Deno.test(
     });
     assert.equal(response.status, 200);
     await response.text();
+    // The decode without prefill is timed as every P/D decode leg is.
+    assert.match(
+      response.headers.get("server-timing") ?? "",
+      /^decode_ttfb;dur=[\d.]+$/,
+    );
     assert.equal(encoders[0]?.requests.length, 1);
     assert.equal(encoders[1]?.requests.length, 0);
     assert.equal(h.prefill.requests.length, 0);
