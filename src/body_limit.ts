@@ -54,13 +54,17 @@ export function isChunked(headers: HeaderLookup): boolean {
   return /\bchunked\b/i.test(headers.get("transfer-encoding") ?? "");
 }
 
-/** Throws the 413 when the declared length is over `limit`; reads nothing. */
+/**
+ * The declared length ({@linkcode declaredLength}); throws the 413 when it is
+ * over `limit`. Reads nothing.
+ */
 export function ensureDeclaredWithin(
   headers: HeaderLookup,
   limit: number,
-): void {
+): number | undefined {
   const length = declaredLength(headers);
   if (length !== undefined && length > limit) throw bodyTooLarge(limit);
+  return length;
 }
 
 /**
@@ -170,9 +174,8 @@ export async function readBodyText(
   limit: number,
   left: ClientLeft,
 ): Promise<string> {
-  ensureDeclaredWithin(request.headers, limit);
   // The engine delivers no more than a declared length, so the runtime's own reader is safe.
-  if (declaredLength(request.headers) !== undefined) {
+  if (ensureDeclaredWithin(request.headers, limit) !== undefined) {
     return await readFromClient(() => request.text(), left);
   }
   return utf8.decode(

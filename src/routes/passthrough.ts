@@ -11,7 +11,6 @@ import type { Context, Handler } from "hono";
 import {
   bodyTooLarge,
   type ClientLeft,
-  declaredLength,
   ensureDeclaredWithin,
   isChunked,
   limitBodyStream,
@@ -70,8 +69,7 @@ async function outgoingBody(
   left: ClientLeft,
 ): Promise<OutgoingBody> {
   if (request.body === null) return { body: null };
-  ensureDeclaredWithin(request.headers, limit);
-  const length = declaredLength(request.headers);
+  const length = ensureDeclaredWithin(request.headers, limit);
   if (length !== undefined && length <= WHOLE_BODY_BYTES) {
     return { body: await readFromClient(() => request.bytes(), left) };
   }
