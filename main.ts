@@ -42,16 +42,21 @@ import {
   startAllowlist,
 } from "./src/security.ts";
 
-/** The allowlist and the CA bundle, or the exit code after logging why not. */
+/**
+ * The allowlist and the CA bundle (read from `-ca-cert` unless `caCerts` is
+ * given), or why not.
+ */
 async function startSecurity(
   config: Config,
   env: Env,
   log: Logger,
+  caCerts?: readonly string[],
 ): Promise<
-  { allowlist: RunningAllowlist; caCerts: string[] } | { failed: string }
+  | { allowlist: RunningAllowlist; caCerts: readonly string[] }
+  | { failed: string }
 > {
   try {
-    const caCerts = await loadCaCertificates(config.caCertPath);
+    caCerts ??= await loadCaCertificates(config.caCertPath);
     const allowlist = await startAllowlist(config, { env, log });
     return { allowlist, caCerts };
   } catch (error) {
@@ -114,6 +119,8 @@ type ToListener =
     readonly tls: TlsCertificate | undefined;
     readonly index: number;
     readonly env: Env;
+    /** The `-ca-cert` bundle as the main thread read it: one read, the same trust in every thread. */
+    readonly caCerts: readonly string[];
     /** Where the main thread asks for this thread's metrics (with `-metrics-port`). */
     readonly metricsPort: MessagePort | undefined;
   }
@@ -147,7 +154,12 @@ function runListenerThread(scope: ListenerScope): void {
       try {
         const log = listenerLog(data.config, data.index);
         // Each thread follows the pool itself (issue 11): an allowlist cannot cross threads.
-        const security = await startSecurity(data.config, data.env, log);
+        const security = await startSecurity(
+          data.config,
+          data.env,
+          log,
+          data.caCerts,
+        );
         if ("failed" in security) throw new Error(security.failed);
         const started = startListener({
           config: data.config,
@@ -201,6 +213,7 @@ async function startListenerThreads(
   config: Config,
   tls: TlsCertificate | undefined,
   env: Env,
+  caCerts: readonly string[],
 ): Promise<ListenerThread[]> {
   const workers: ListenerThread[] = [];
   for (let index = 1; index < config.workers; index++) {
@@ -219,6 +232,7 @@ async function startListenerThreads(
       tls,
       index,
       env,
+      caCerts,
       metricsPort: channel?.port2,
     }, channel ? [channel.port2] : []);
     if (reply.kind !== "listening") {
@@ -329,7 +343,7 @@ async function run(
     return 1;
   }
   try {
-    workers = await startListenerThreads(config, tls, env);
+    workers = await startListenerThreads(config, tls, env, security.caCerts);
   } catch (error) {
     log.error(`Cannot start listener threads: ${errorMessage(error)}`);
     await listener.stop({ graceMs: 0 });

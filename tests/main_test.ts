@@ -8,6 +8,7 @@ import {
   startBundle,
 } from "./support/process.ts";
 import { chatBody, jsonHeaders } from "./support/harness.ts";
+import { makeCa, makeServerCert } from "./support/certs.ts";
 
 /** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
 function startPlainSidecar(
@@ -254,6 +255,38 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
   }
 });
 
+/**
+ * Sends 40 P/D requests to a `-workers=2` sidecar, each on a new connection
+ * (the kernel spreads connections, not requests), expects every one
+ * answered 200, and both listener threads to have handled some.
+ */
+async function expectBothThreadsServePd(
+  sidecar: ReturnType<typeof startPlainSidecar>,
+  prefillPort: number,
+): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+    const response = await fetch(
+      `http://127.0.0.1:${sidecar.port}/v1/completions`,
+      {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${prefillPort}`,
+        }),
+        body: JSON.stringify({ prompt: "Hi", max_tokens: 2 }),
+        client,
+      },
+    );
+    assert.equal(response.status, 200, await response.text());
+  }
+  const handledBy = new Set(
+    sidecar.lines.filter((line) => line.msg === "request handled").map((
+      line,
+    ) => line.listener),
+  );
+  assert.deepEqual([...handledBy].sort(), [0, 1]);
+}
+
 Deno.test(
   "bundle with -workers=2 serves from two listener threads and stops cleanly",
   async () => {
@@ -270,31 +303,43 @@ Deno.test(
     await sidecar.waitForLine((line) =>
       line.msg === "starting" && line.listener === 1
     );
-    // Each request on a new connection: the kernel spreads connections, not requests.
-    for (let i = 0; i < 40; i++) {
-      using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-      const response = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-        }),
-        body: JSON.stringify({ prompt: "Hi", max_tokens: 2 }),
-        client,
-      });
-      assert.equal(response.status, 200);
-      await response.body?.cancel();
-    }
+    await expectBothThreadsServePd(sidecar, prefill.port);
     assert.equal(
       decode.requests.filter((r) => r.kvTransfer?.outcome === "pulled").length,
       40,
     );
-    const handledBy = new Set(
-      sidecar.lines.filter((line) => line.msg === "request handled").map((
-        line,
-      ) => line.listener),
-    );
-    assert.deepEqual([...handledBy].sort(), [0, 1]);
     sidecar.process.kill("SIGTERM");
     assert.equal(await sidecar.exitCode(), 0);
+  },
+);
+
+Deno.test(
+  "bundle with -workers=2 and -ca-cert: every listener thread verifies a TLS prefiller against the bundle",
+  async () => {
+    const ca = await makeCa("internal");
+    await using prefill = await createMockVllm({
+      name: "prefiller",
+      tls: await makeServerCert(ca),
+    });
+    await using decode = await createMockVllm({ name: "decoder" });
+    const bundle = await Deno.makeTempFile({ suffix: ".pem" });
+    try {
+      await Deno.writeTextFile(bundle, ca.cert);
+      await using sidecar = startPlainSidecar(decode.port, [
+        "-workers=2",
+        "-v=4",
+        "-enable-tls=prefiller",
+        `-ca-cert=${bundle}`,
+      ]);
+      for (const listener of [0, 1]) {
+        await sidecar.waitForLine((line) =>
+          line.msg === "starting" && line.listener === listener
+        );
+      }
+      await expectBothThreadsServePd(sidecar, prefill.port);
+      assert.equal(prefill.requests.length, 40);
+    } finally {
+      await Deno.remove(bundle);
+    }
   },
 );
