@@ -497,12 +497,13 @@ function buildNotes(
       : []),
     "nginx: upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
     "runtime floor: scripts/bench/floor_proxy.ts, bare Deno.serve + one pooled fetch client, prefill read whole, " +
-    "decode streamed, nothing of the sidecar's own work; the sidecar's V8 flags, one runtime, started for its rows only. " +
-    "Its figure under a P/D target is how much of that target's gap the runtime alone accounts for",
+    "decode streamed, nothing of the sidecar's own work; the sidecar's V8 flags, one runtime, started for its rows only " +
+    "(for streams: beside each section's fresh sidecar, taking its turn after the sidecar's in every round). " +
+    "Its figure under a target is how much of that target's gap the runtime alone accounts for",
     "wrk/autocannon rows: one load-generator process (wrk -t1); pd_client rows: the bench's node:http client, " +
     "the chain baseline does prefill then decode per request; open-loop rows: one connection per loop, latency from when each request was due",
     "cpu s/1k: user+system CPU seconds of the proxy process (nginx: master and workers) during the row, per 1,000 requests",
-    `streams: the sidecar does the prefill too; the direct and nginx paths have the client do it (nginx relays only the decode)`,
+    `streams: the sidecar and the runtime floor do the prefill too; the direct and nginx paths have the client do it (nginx relays only the decode)`,
     `every process shares the machine's ${machine.nproc} cores: load generators, upstreams and proxies compete for CPU`,
     ...(settings.quick
       ? ["--quick: short rows and one stream round; indicative only"]
@@ -600,7 +601,7 @@ async function run(
     openLoopRate: settings.openLoopRate,
   });
   return {
-    schema: 3,
+    schema: 4,
     startedAt,
     quick: settings.quick,
     wallS: (performance.now() - started) / 1000,

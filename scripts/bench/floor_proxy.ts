@@ -14,10 +14,16 @@
  */
 
 import { parseArgs } from "node:util";
-import { buildDecodeBody, PREFILL_KV_TRANSFER_PARAMS } from "./pd_client.ts";
+import {
+  buildDecodeBody,
+  PREFILL_KV_TRANSFER_PARAMS,
+  prefillBodyOf,
+} from "./pd_client.ts";
 
 /** The routing header that makes a request P/D. */
 const PREFILLER_HEADER = "x-prefiller-host-port";
+/** The request field a prefill must not carry (vllm-wire.md §1.4). */
+const STREAM_OPTIONS = "stream_options";
 /** Response headers that belong to one connection, not to the answer. */
 export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
@@ -103,8 +109,21 @@ function pathOf(url: string): string {
   return url.slice(url.indexOf("/", url.indexOf("//") + 2));
 }
 
-/** Prefill body: the client's text with token limits 1, no streaming, and the NIXL request. */
-export function prefillBody(text: string): string {
+function isObject(value: unknown): value is Readonly<Record<string, unknown>> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Prefill body: the client's text with token limits 1, no streaming, and the
+ * NIXL request. A request carrying `stream_options` (a streaming one) is
+ * rebuilt from `request`, its parsed text, without them, as the sidecar and
+ * the bench's client send it: vLLM rejects them unless `stream` is true.
+ * Any other is edited as text, the cheaper way.
+ */
+export function prefillBody(text: string, request: unknown): string {
+  if (isObject(request) && STREAM_OPTIONS in request) {
+    return prefillBodyOf(request);
+  }
   const end = text.lastIndexOf("}");
   return `${
     text.slice(0, end)
@@ -130,11 +149,11 @@ export async function proxy(
   }
   const text = await request.text();
   // Parsed once, as any proxy that reads the body validates it.
-  JSON.parse(text);
+  const parsed: unknown = JSON.parse(text);
   const reply = await client.text(`http://${prefiller}${path}`, {
     method: "POST",
     headers,
-    body: prefillBody(text),
+    body: prefillBody(text, parsed),
     signal: request.signal,
   });
   return await client.stream(`${decoder}${path}`, {

@@ -66,13 +66,17 @@ export const PREFILL_KV_TRANSFER_PARAMS = {
 
 /** Body of the prefill leg, as the sidecar's nixlv2 connector builds it. */
 export function buildPrefillBody(body: string): string {
+  return prefillBodyOf(JSON.parse(body) as Record<string, unknown>);
+}
+
+/** `buildPrefillBody` of a request body already parsed. */
+export function prefillBodyOf(
+  request: Readonly<Record<string, unknown>>,
+): string {
   // vLLM rejects stream_options unless stream is true (the sidecar drops it too).
-  const { stream_options: _dropped, ...parsed } = JSON.parse(body) as Record<
-    string,
-    unknown
-  >;
+  const { stream_options: _dropped, ...kept } = request;
   return JSON.stringify({
-    ...parsed,
+    ...kept,
     stream: false,
     max_tokens: 1,
     max_completion_tokens: 1,

@@ -8,6 +8,7 @@ import type {
   BenchReport,
   Scenario,
   StreamResultPath,
+  StreamRound,
   StreamSection,
   TargetResult,
   ThroughputRow,
@@ -99,7 +100,16 @@ function streamTable(section: StreamSection): string {
     { label: "client chain direct", path: "direct" },
     { label: "client chain via nginx", path: "nginx" },
     { label: "through the sidecar", path: "sidecar" },
+    { label: "through the runtime floor", path: "floor" },
   ];
+  const cpuOf: Readonly<
+    Record<StreamResultPath, (round: StreamRound) => number | undefined>
+  > = {
+    direct: () => undefined,
+    nginx: (round) => round.nginxCpuS,
+    sidecar: (round) => round.sidecarCpuS,
+    floor: (round) => round.floorCpuS,
+  };
   const rows = section.rounds.flatMap((round, index) =>
     paths.flatMap(({ label, path }) => {
       const result = round[path];
@@ -107,11 +117,7 @@ function streamTable(section: StreamSection): string {
       const added = path === "direct"
         ? "-"
         : fixed(result.delayMs.p99 - round.direct.delayMs.p99, 2);
-      const cpu = path === "sidecar"
-        ? round.sidecarCpuS
-        : path === "nginx"
-        ? round.nginxCpuS
-        : undefined;
+      const cpu = cpuOf[path](round);
       return [[
         `round ${index + 1}: ${label}`,
         `${result.completed}/${result.streams}`,
@@ -139,15 +145,22 @@ function streamTable(section: StreamSection): string {
 
 function streamSummary(section: StreamSection): string {
   const f = streamFigures(section);
-  return `median over rounds: added p99 sidecar ${
-    fixed(f.sidecarAddedP99Ms, 2)
-  } ms, nginx ${fixed(f.nginxAddedP99Ms, 2)} ms, sidecar minus nginx ${
-    fixed(f.excessOverNginxP99Ms, 2)
-  } ms; CPU s per 10k events sidecar ${
-    fixed(f.sidecarCpuSPer10kEvents, 3)
-  }, nginx ${fixed(f.nginxCpuSPer10kEvents, 3)}; sidecar peak RSS ${
-    fixed(f.sidecarPeakRssMiB, 1)
-  } MiB`;
+  return [
+    `median over rounds: added p99 sidecar ${
+      fixed(f.sidecarAddedP99Ms, 2)
+    } ms, runtime floor ${fixed(f.floorAddedP99Ms, 2)} ms, nginx ${
+      fixed(f.nginxAddedP99Ms, 2)
+    } ms; minus nginx's: sidecar ${
+      fixed(f.excessOverNginxP99Ms, 2)
+    } ms, runtime floor ${fixed(f.floorExcessOverNginxP99Ms, 2)} ms`,
+    `CPU s per 10k events sidecar ${
+      fixed(f.sidecarCpuSPer10kEvents, 3)
+    }, runtime floor ${fixed(f.floorCpuSPer10kEvents, 3)}, nginx ${
+      fixed(f.nginxCpuSPer10kEvents, 3)
+    }; peak RSS sidecar ${fixed(f.sidecarPeakRssMiB, 1)} MiB, runtime floor ${
+      fixed(f.floorPeakRssMiB, 1)
+    } MiB`,
+  ].join("\n");
 }
 
 function targetValue(value: number | null, unit: string): string {

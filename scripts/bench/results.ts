@@ -54,7 +54,7 @@ export interface StreamShapeSettings {
 }
 
 /** The paths a stream round measures. */
-export type StreamResultPath = "direct" | "nginx" | "sidecar";
+export type StreamResultPath = "direct" | "nginx" | "sidecar" | "floor";
 
 /** One round of a section: the same streams on each path, the paths taking turns. */
 export interface StreamRound {
@@ -68,6 +68,10 @@ export interface StreamRound {
   readonly sidecarCpuS: number;
   /** CPU seconds nginx (master and workers) used during its turn. */
   readonly nginxCpuS?: number;
+  /** P/D through the runtime floor (`floor_proxy.ts`); absent in schema 3. */
+  readonly floor?: StreamResult;
+  /** CPU seconds the runtime floor used during its turn. */
+  readonly floorCpuS?: number;
 }
 
 /** The measured rounds of one stream shape, through one fresh sidecar. */
@@ -78,6 +82,8 @@ export interface StreamSection {
   readonly rounds: readonly StreamRound[];
   /** The sidecar's peak RSS (VmHWM) after the warm-up and every round, MiB. */
   readonly sidecarPeakRssMiB: number;
+  /** The runtime floor's, taken as the sidecar's; absent in schema 3. */
+  readonly floorPeakRssMiB?: number;
 }
 
 /** The machine a run measured. */
@@ -109,15 +115,19 @@ export interface TargetResult {
   /**
    * The runtime floor's figure, computed as `value` is, judged by nothing:
    * how much of the target's gap is the runtime's. Only on targets that
-   * read P/D rows; null when the floor's rows did not run.
+   * read P/D rows or streams; null when the floor's rows did not run.
    */
   readonly floor?: number | null;
 }
 
 /** Everything one run produced. */
 export interface BenchReport {
-  /** 3 since the runtime floor's rows and `TargetResult.floor`. */
-  readonly schema: 3;
+  /**
+   * 3 since the runtime floor's rows and `TargetResult.floor`; 4 since its
+   * stream path (`StreamRound.floor`). A schema-3 report still reads as one:
+   * the stream path's fields are optional.
+   */
+  readonly schema: 3 | 4;
   readonly startedAt: string;
   readonly quick: boolean;
   readonly wallS: number;

@@ -1,12 +1,13 @@
 /**
  * @module
- * Load 3: the same SSE streams from the fast decoder read three ways, in
+ * Load 3: the same SSE streams from the fast decoder read four ways, in
  * rounds where the paths take turns: the client doing the prefill itself
- * and reading the decoder directly (the floor: the client's and decoder's
- * own delays), the same with the decode through nginx (what a C proxy adds
- * on this machine), and P/D through the sidecar. Each section has its own
- * decoder (step-synchronous or evenly spread), nginx and a fresh sidecar,
- * so the sidecar's peak RSS is that section's.
+ * and reading the decoder directly (the client's and decoder's own delays),
+ * the same with the decode through nginx (what a C proxy adds on this
+ * machine), P/D through the sidecar, and the same P/D requests through the
+ * runtime floor (`floor_proxy.ts`: what `Deno.serve` + `fetch` alone add).
+ * Each section has its own decoder (step-synchronous or evenly spread),
+ * nginx, and a fresh sidecar and floor, so their peak RSS is that section's.
  */
 
 import {
@@ -14,6 +15,7 @@ import {
   PREFILLER_HEADER,
   runStreamClient,
   type SidecarOptions,
+  startFloorProxy,
   startSidecar,
   type StreamRun,
   urlOf,
@@ -82,6 +84,9 @@ export async function measureStreamSection(
     },
   );
   const sidecar = await startSidecar(group, decoder.port, context.sidecar);
+  const floor = await startFloorProxy(group, decoder.port, {
+    v8Flags: context.sidecar.v8Flags,
+  });
   const common = {
     streams: shape.streams,
     rampMs: shape.rampMs,
@@ -93,19 +98,19 @@ export async function measureStreamSection(
     prefillUrl: urlOf(context.prefillPort),
     headers: {},
   };
+  // The sidecar and the floor get the same P/D request and do the prefill themselves.
+  const pd = (port: number): StreamRun => ({
+    ...common,
+    url: urlOf(port),
+    headers: { [PREFILLER_HEADER]: `127.0.0.1:${context.prefillPort}` },
+  });
   const paths = {
     direct: { run: direct, pid: undefined },
     nginx: nginx === undefined
       ? undefined
       : { run: { ...direct, url: urlOf(nginx.port) }, pid: nginx.process.pid },
-    sidecar: {
-      run: {
-        ...common,
-        url: urlOf(sidecar.port),
-        headers: { [PREFILLER_HEADER]: `127.0.0.1:${context.prefillPort}` },
-      },
-      pid: sidecar.process.pid,
-    },
+    sidecar: { run: pd(sidecar.port), pid: sidecar.process.pid },
+    floor: { run: pd(floor.port), pid: floor.process.pid },
   };
   const measure = async (
     path: { run: StreamRun; pid: number | undefined },
@@ -115,7 +120,7 @@ export async function measureStreamSection(
     const result = await runStreamClient(group, path.run);
     return { result, cpuS: (await cpuSecondsOf(pids, ticks)) - before };
   };
-  const order = [paths.direct, paths.nginx, paths.sidecar];
+  const order = [paths.direct, paths.nginx, paths.sidecar, paths.floor];
   if (plan.warmUp) {
     for (const path of order) if (path !== undefined) await measure(path);
   }
@@ -126,6 +131,7 @@ export async function measureStreamSection(
       ? undefined
       : await measure(paths.nginx);
     const sidecarRun = await measure(paths.sidecar);
+    const floorRun = await measure(paths.floor);
     rounds.push({
       direct: directRun.result,
       ...(nginxRun === undefined
@@ -133,6 +139,8 @@ export async function measureStreamSection(
         : { nginx: nginxRun.result, nginxCpuS: nginxRun.cpuS }),
       sidecar: sidecarRun.result,
       sidecarCpuS: sidecarRun.cpuS,
+      floor: floorRun.result,
+      floorCpuS: floorRun.cpuS,
     });
     const p99 = (result: StreamResult | undefined) =>
       result?.delayMs.p99.toFixed(1) ?? "-";
@@ -141,12 +149,16 @@ export async function measureStreamSection(
         p99(directRun.result)
       } ms, nginx ${p99(nginxRun?.result)} ms, sidecar ${
         p99(sidecarRun.result)
+      } ms, runtime floor ${
+        p99(floorRun.result)
       } ms; sidecar ${sidecarRun.result.completed}/${sidecarRun.result.streams} done`,
     );
   }
   const sidecarPeakRssMiB = (await memoryMiB(sidecar.process.pid)).peak;
+  const floorPeakRssMiB = (await memoryMiB(floor.process.pid)).peak;
+  await group.stop(floor.process);
   await group.stop(sidecar.process);
   if (nginx !== undefined) await group.stop(nginx.process);
   await group.stop(decoder.process);
-  return { name: plan.name, shape, rounds, sidecarPeakRssMiB };
+  return { name: plan.name, shape, rounds, sidecarPeakRssMiB, floorPeakRssMiB };
 }

@@ -12,6 +12,7 @@ import type {
   TargetResult,
   ThroughputRow,
 } from "./results.ts";
+import type { StreamResult } from "./stream_client.ts";
 
 /** The concurrencies of the non-streaming loads. */
 export const LOADS = {
@@ -84,40 +85,81 @@ export interface StreamFigures {
   readonly sidecarPeakRssMiB: number;
   /** Streams through the sidecar that did not end with `[DONE]`, over all rounds. */
   readonly sidecarFailedStreams: number;
+  /** The runtime floor's added p99, as the sidecar's; null without its path. */
+  readonly floorAddedP99Ms: number | null;
+  /** The runtime floor's added p99 minus nginx's, as the sidecar's. */
+  readonly floorExcessOverNginxP99Ms: number | null;
+  readonly floorCpuSPer10kEvents: number | null;
+  readonly floorPeakRssMiB: number | null;
+  readonly floorFailedStreams: number | null;
+}
+
+type Round = StreamSection["rounds"][number];
+
+/** A proxy's turn in a round: what its client measured and the CPU it used. */
+type Turn = { readonly result: StreamResult; readonly cpuS: number };
+
+function sum(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** CPU seconds per 10,000 relayed events over the rounds a path ran in; null in none. */
+function cpuPer10kEvents(turns: readonly (Turn | undefined)[]): number | null {
+  const ran = turns.filter((turn): turn is Turn => turn !== undefined);
+  const events = sum(ran.map((turn) => turn.result.events));
+  return events === 0
+    ? null
+    : (sum(ran.map((turn) => turn.cpuS)) / events) * 10_000;
+}
+
+/** Streams of the path's rounds that did not end with `[DONE]`; null when it never ran. */
+function failedStreams(
+  results: readonly (StreamResult | undefined)[],
+): number | null {
+  const ran = results.filter((r): r is StreamResult => r !== undefined);
+  return ran.length === 0
+    ? null
+    : sum(ran.map((result) => result.streams - result.completed));
 }
 
 /** The figures of one stream section. */
 export function streamFigures(section: StreamSection): StreamFigures {
-  const p99 = (result: { delayMs: { p99: number } } | undefined) =>
-    result?.delayMs.p99;
-  const perRound = (
-    of: (round: StreamSection["rounds"][number]) => number | null,
-  ) => medianOf(section.rounds.map(of));
-  const cpuPer10k = (seconds: number, events: number) =>
-    events === 0 ? null : (seconds / events) * 10_000;
-  const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
-  const withNginx = section.rounds.filter((round) => round.nginx);
+  const p99 = (result: StreamResult | undefined) => result?.delayMs.p99;
+  const perRound = (of: (round: Round) => number | null) =>
+    medianOf(section.rounds.map(of));
+  // Added delays over the same round's direct: the direct p99 cancels out.
+  const added = (path: (round: Round) => StreamResult | undefined) =>
+    perRound((r) => difference(p99(path(r)), p99(r.direct)));
+  const overNginx = (path: (round: Round) => StreamResult | undefined) =>
+    perRound((r) => difference(p99(path(r)), p99(r.nginx)));
+  const { rounds } = section;
   return {
-    sidecarAddedP99Ms: perRound((r) =>
-      difference(p99(r.sidecar), p99(r.direct))
+    sidecarAddedP99Ms: added((r) => r.sidecar),
+    nginxAddedP99Ms: added((r) => r.nginx),
+    excessOverNginxP99Ms: overNginx((r) => r.sidecar),
+    sidecarCpuSPer10kEvents: cpuPer10kEvents(
+      rounds.map((r) => ({ result: r.sidecar, cpuS: r.sidecarCpuS })),
     ),
-    nginxAddedP99Ms: perRound((r) => difference(p99(r.nginx), p99(r.direct))),
-    // Added delays over the same round's direct: the direct p99 cancels out.
-    excessOverNginxP99Ms: perRound((r) =>
-      difference(p99(r.sidecar), p99(r.nginx))
-    ),
-    sidecarCpuSPer10kEvents: cpuPer10k(
-      sum(section.rounds.map((r) => r.sidecarCpuS)),
-      sum(section.rounds.map((r) => r.sidecar.events)),
-    ),
-    nginxCpuSPer10kEvents: withNginx.length === 0 ? null : cpuPer10k(
-      sum(withNginx.map((r) => r.nginxCpuS ?? 0)),
-      sum(withNginx.map((r) => r.nginx?.events ?? 0)),
+    nginxCpuSPer10kEvents: cpuPer10kEvents(
+      rounds.map((r) =>
+        r.nginx === undefined
+          ? undefined
+          : { result: r.nginx, cpuS: r.nginxCpuS ?? 0 }
+      ),
     ),
     sidecarPeakRssMiB: section.sidecarPeakRssMiB,
-    sidecarFailedStreams: sum(
-      section.rounds.map((r) => r.sidecar.streams - r.sidecar.completed),
+    sidecarFailedStreams: failedStreams(rounds.map((r) => r.sidecar)) ?? 0,
+    floorAddedP99Ms: added((r) => r.floor),
+    floorExcessOverNginxP99Ms: overNginx((r) => r.floor),
+    floorCpuSPer10kEvents: cpuPer10kEvents(
+      rounds.map((r) =>
+        r.floor === undefined
+          ? undefined
+          : { result: r.floor, cpuS: r.floorCpuS ?? 0 }
+      ),
     ),
+    floorPeakRssMiB: section.floorPeakRssMiB ?? null,
+    floorFailedStreams: failedStreams(rounds.map((r) => r.floor)),
   };
 }
 
@@ -208,18 +250,22 @@ const THROUGHPUT_FIGURES: Readonly<Record<string, FigureOf>> = {
 /** A stream section's figures, each kept as "<section>_<name>". */
 function sectionFigures(section: StreamSection): Record<string, number | null> {
   const f = streamFigures(section);
+  const nginxCpu = f.nginxCpuSPer10kEvents ?? undefined;
   return {
     "sidecar_added_p99_ms": f.sidecarAddedP99Ms,
+    "floor_added_p99_ms": f.floorAddedP99Ms,
     "nginx_added_p99_ms": f.nginxAddedP99Ms,
     "excess_over_nginx_p99_ms": f.excessOverNginxP99Ms,
+    "floor_excess_over_nginx_p99_ms": f.floorExcessOverNginxP99Ms,
     "sidecar_cpu_s_per_10k_events": f.sidecarCpuSPer10kEvents,
+    "floor_cpu_s_per_10k_events": f.floorCpuSPer10kEvents,
     "nginx_cpu_s_per_10k_events": f.nginxCpuSPer10kEvents,
-    "cpu_vs_nginx": ratio(
-      f.sidecarCpuSPer10kEvents ?? undefined,
-      f.nginxCpuSPer10kEvents ?? undefined,
-    ),
+    "cpu_vs_nginx": ratio(f.sidecarCpuSPer10kEvents ?? undefined, nginxCpu),
+    "floor_cpu_vs_nginx": ratio(f.floorCpuSPer10kEvents ?? undefined, nginxCpu),
     "sidecar_peak_rss_mib": f.sidecarPeakRssMiB,
+    "floor_peak_rss_mib": f.floorPeakRssMiB,
     "sidecar_failed_streams": f.sidecarFailedStreams,
+    "floor_failed_streams": f.floorFailedStreams,
   };
 }
 
@@ -282,7 +328,7 @@ interface TargetSpec {
   readonly figure: string;
   readonly unit: string;
   readonly bound: Bound;
-  /** Key of the runtime floor's figure, on targets that read P/D rows. */
+  /** Key of the runtime floor's figure, on targets that read P/D rows or streams. */
   readonly floor?: string;
   /** Fails whatever its figure: the run broke what the figure assumes. */
   readonly failedAnyway?: boolean;
@@ -370,6 +416,7 @@ function targetSpecs(
     figure: streams("excess_over_nginx_p99_ms"),
     unit: "ms",
     bound: bound("<=", BOUNDS.streamExcessP99Ms),
+    floor: streams("floor_excess_over_nginx_p99_ms"),
     failedAnyway: broken,
   }, {
     id: "3b",
@@ -377,6 +424,7 @@ function targetSpecs(
     figure: streams("cpu_vs_nginx"),
     unit: "x",
     bound: bound("<=", BOUNDS.streamCpuVsNginx),
+    floor: streams("floor_cpu_vs_nginx"),
     failedAnyway: broken,
   }, {
     id: "3c",
@@ -384,6 +432,7 @@ function targetSpecs(
     figure: streams("sidecar_peak_rss_mib"),
     unit: "MiB",
     bound: bound("<", BOUNDS.streamPeakRssMiB),
+    floor: streams("floor_peak_rss_mib"),
   }, {
     id: "4",
     name: `c=32: P/D req/s / ${options.toyLabel} req/s`,
@@ -396,7 +445,8 @@ function targetSpecs(
 
 /**
  * Issue 9's targets, judged on `figures` (from `computeFigures`). Those that
- * read P/D rows (1a, 2a, 2b, 4) carry the runtime floor's figure, unjudged.
+ * read P/D rows or streams (all but 1b and 2c) carry the runtime floor's
+ * figure, unjudged.
  */
 export function judgeTargets(
   figures: Readonly<Record<string, number | null>>,

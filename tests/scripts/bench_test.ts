@@ -12,10 +12,15 @@ import {
   buildDecodeBody,
   buildPrefillBody,
   openLoopSchedule,
+  PREFILL_KV_TRANSFER_PARAMS,
   runClient,
 } from "../../scripts/bench/pd_client.ts";
 import { floorProxyCommand, toRow } from "../../scripts/bench/measure.ts";
-import { createFetchClient, proxy } from "../../scripts/bench/floor_proxy.ts";
+import {
+  createFetchClient,
+  prefillBody,
+  proxy,
+} from "../../scripts/bench/floor_proxy.ts";
 import { formatReport } from "../../scripts/bench/report.ts";
 import type {
   BenchReport,
@@ -39,6 +44,9 @@ import {
   streamFigures,
   TARGET_STREAMS,
 } from "../../scripts/bench/targets.ts";
+import { buildPrefillBody as buildSidecarPrefillBody } from "../../src/protocol/bodies.ts";
+import { parseGenerationRequest } from "../../src/protocol/request.ts";
+import { withDeadline } from "../support/deadline.ts";
 import {
   obtainToyProxy,
   toyProxyArgs,
@@ -83,9 +91,10 @@ function streams(p99: number, events = 10_000): StreamResult {
   };
 }
 
+/** A round; without `floor` it is shaped as a schema-3 report kept it. */
 function round(
-  p99: { direct: number; nginx?: number; sidecar: number },
-  cpu: { sidecar: number; nginx?: number },
+  p99: { direct: number; nginx?: number; sidecar: number; floor?: number },
+  cpu: { sidecar: number; nginx?: number; floor?: number },
 ): StreamRound {
   return {
     direct: streams(p99.direct),
@@ -94,6 +103,9 @@ function round(
       : { nginx: streams(p99.nginx), nginxCpuS: cpu.nginx ?? 0 }),
     sidecar: streams(p99.sidecar),
     sidecarCpuS: cpu.sidecar,
+    ...(p99.floor === undefined
+      ? {}
+      : { floor: streams(p99.floor), floorCpuS: cpu.floor ?? 0 }),
   };
 }
 
@@ -101,6 +113,7 @@ function section(
   rounds: StreamRound[],
   peakRssMiB = 120,
   name = TARGET_STREAMS,
+  floorPeakRssMiB?: number,
 ): StreamSection {
   return {
     name,
@@ -113,6 +126,7 @@ function section(
     },
     rounds,
     sidecarPeakRssMiB: peakRssMiB,
+    ...(floorPeakRssMiB === undefined ? {} : { floorPeakRssMiB }),
   };
 }
 
@@ -280,7 +294,7 @@ function reportOf(
 ): BenchReport {
   const { figures, targets } = verdicts(rows, sections);
   return {
-    schema: 3,
+    schema: 4,
     startedAt: "2026-01-01T00:00:00.000Z",
     quick: true,
     wallS: 1,
@@ -332,6 +346,16 @@ Deno.test("bench report prints a verdict line per target and each section's roun
   assert.equal(text.match(/^ {2}(PASS|FAIL|N\/A )/gm)?.length, 9);
 });
 
+/** The line under target `id`'s verdict line in `report`. */
+function lineUnder(report: string, id: string): string {
+  const lines = report.split("\n");
+  const at = lines.findIndex((line) =>
+    /^ {2}(PASS|FAIL|N\/A ) {2}/.test(line) &&
+    line.slice(8, 12) === `${id.padEnd(3)} `
+  );
+  return lines[at + 1] ?? "";
+}
+
 /** The runtime floor's rows, each on a side of a P/D target. */
 function floorRows(): ThroughputRow[] {
   return [
@@ -341,7 +365,7 @@ function floorRows(): ThroughputRow[] {
   ];
 }
 
-const FLOOR_TARGETS = ["1a", "2a", "2b", "4"];
+const FLOOR_TARGETS = ["1a", "2a", "2b", "3a", "3b", "3c", "4"];
 
 Deno.test("bench runtime floor figures sit beside the P/D targets, computed as theirs", () => {
   const { of, figures } = verdicts(
@@ -358,7 +382,7 @@ Deno.test("bench runtime floor figures sit beside the P/D targets, computed as t
   // The sidecar's own figures are still its own.
   assert.equal(of("4")?.value, 20);
   assert.equal(of("2a")?.value, 0.8);
-  for (const id of ["1b", "2c", "3a", "3b", "3c"]) {
+  for (const id of ["1b", "2c"]) {
     assert.equal(of(id)?.floor, undefined, id);
   }
 });
@@ -402,24 +426,17 @@ Deno.test("bench report prints the runtime floor under each P/D target, N/A with
   const text = formatReport(
     reportOf([...passingRows(), ...floorRows()], [PASSING_STREAMS]),
   );
-  // The line under a target's verdict line.
-  const under = (report: string, id: string) => {
-    const lines = report.split("\n");
-    const at = lines.findIndex((line) =>
-      /^ {2}(PASS|FAIL|N\/A ) {2}/.test(line) &&
-      line.slice(8, 12) === `${id.padEnd(3)} `
-    );
-    return lines[at + 1] ?? "";
-  };
   const floor =
     /^ {12}runtime floor \(bare Deno\.serve \+ fetch\), no verdict +/;
-  assert.match(under(text, "1a"), floor);
-  assert.match(under(text, "1a"), / 0\.100 ms$/);
-  assert.match(under(text, "2a"), / 0\.750 x$/);
-  assert.match(under(text, "2b"), / 1\.200 x$/);
-  assert.match(under(text, "4"), / 24\.000 x$/);
-  assert.doesNotMatch(under(text, "1b"), floor);
-  assert.equal(text.match(/^ +runtime floor /gm)?.length, 4);
+  assert.match(lineUnder(text, "1a"), floor);
+  assert.match(lineUnder(text, "1a"), / 0\.100 ms$/);
+  assert.match(lineUnder(text, "2a"), / 0\.750 x$/);
+  assert.match(lineUnder(text, "2b"), / 1\.200 x$/);
+  assert.match(lineUnder(text, "4"), / 24\.000 x$/);
+  assert.doesNotMatch(lineUnder(text, "1b"), floor);
+  // The streaming targets' floor lines too, N/A: these stream rounds have no floor path.
+  assert.equal(text.match(/^ +runtime floor /gm)?.length, 7);
+  assert.match(lineUnder(text, "3a"), / N\/A$/);
   assert.match(text, /runtime floor P\/D \(pd_client\) +1 /);
   assert.match(text, /runtime floor P\/D \(wrk\) +32 +12000 /);
   assert.match(text, /runtime floor P\/D \(wrk\) +2000 +9000 /);
@@ -427,10 +444,153 @@ Deno.test("bench report prints the runtime floor under each P/D target, N/A with
   assert.equal(text.match(/^ {2}(PASS|FAIL|N\/A )/gm)?.length, 9);
 
   const without = formatReport(reportOf(passingRows(), [PASSING_STREAMS]));
-  assert.match(under(without, "1a"), floor);
-  assert.match(under(without, "1a"), / N\/A$/);
-  assert.equal(without.match(/^ +runtime floor .* N\/A$/gm)?.length, 4);
+  assert.match(lineUnder(without, "1a"), floor);
+  assert.match(lineUnder(without, "1a"), / N\/A$/);
+  assert.equal(without.match(/^ +runtime floor .* N\/A$/gm)?.length, 7);
   assert.doesNotMatch(without, /runtime floor P\/D/);
+});
+
+/** Three rounds of the target section with the runtime floor's turn in each. */
+const FLOOR_STREAMS = section(
+  [
+    round({ direct: 5, nginx: 6, sidecar: 7, floor: 6.5 }, {
+      sidecar: 1,
+      nginx: 0.5,
+      floor: 0.75,
+    }),
+    round({ direct: 10, nginx: 9, sidecar: 11, floor: 12 }, {
+      sidecar: 1,
+      nginx: 0.5,
+      floor: 0.75,
+    }),
+    round({ direct: 6, nginx: 7, sidecar: 20, floor: 7.5 }, {
+      sidecar: 1,
+      nginx: 0.5,
+      floor: 0.75,
+    }),
+  ],
+  140,
+  TARGET_STREAMS,
+  90,
+);
+
+function near(actual: number | null | undefined, expected: number): void {
+  assert.ok(
+    actual !== null && actual !== undefined &&
+      Math.abs(actual - expected) < 1e-9,
+    `${actual} is not ${expected}`,
+  );
+}
+
+Deno.test("bench stream floor figures are computed as the sidecar's, from the floor's turn of each round", () => {
+  const f = streamFigures(FLOOR_STREAMS);
+  // Floor added 1.5, 2, 1.5 over direct; minus nginx's 0.5, 3, 0.5: medians.
+  near(f.floorAddedP99Ms, 1.5);
+  near(f.floorExcessOverNginxP99Ms, 0.5);
+  // 2.25 CPU seconds over 30,000 events.
+  near(f.floorCpuSPer10kEvents, 0.75);
+  assert.equal(f.floorPeakRssMiB, 90);
+  assert.equal(f.floorFailedStreams, 0);
+  const { of, figures } = verdicts(passingRows(), [FLOOR_STREAMS]);
+  const key = (name: string) => `${TARGET_STREAMS}_${name}`;
+  near(figures[key("floor_excess_over_nginx_p99_ms")], 0.5);
+  near(figures[key("floor_cpu_vs_nginx")], 1.5);
+  near(of("3a")?.floor, 0.5);
+  near(of("3b")?.floor, 1.5);
+  assert.equal(of("3c")?.floor, 90);
+  // The sidecar's own figures and verdicts are still its own.
+  assert.equal(of("3a")?.value, 2);
+  assert.equal(of("3b")?.value, 2);
+  assert.equal(of("3c")?.value, 140);
+  assert.deepEqual(
+    ["3a", "3b", "3c"].map((id) => of(id)?.pass),
+    [true, false, true],
+  );
+});
+
+Deno.test("bench stream floor figures are null for rounds without the floor's turn, as a schema-3 report kept them", () => {
+  const { of, figures } = verdicts(passingRows(), [PASSING_STREAMS]);
+  for (const id of ["3a", "3b", "3c"]) {
+    assert.equal(of(id)?.floor, null, id);
+    assert.equal(of(id)?.pass, true, id);
+  }
+  for (
+    const name of [
+      "floor_added_p99_ms",
+      "floor_excess_over_nginx_p99_ms",
+      "floor_cpu_vs_nginx",
+      "floor_peak_rss_mib",
+      "floor_failed_streams",
+    ]
+  ) {
+    assert.equal(figures[`${TARGET_STREAMS}_${name}`], null, name);
+  }
+  // Without nginx the floor's added delay stands; what is taken over nginx's does not.
+  const noNginx = section(
+    [
+      round({ direct: 5, sidecar: 7, floor: 6 }, { sidecar: 1, floor: 0.5 }),
+    ],
+    120,
+    TARGET_STREAMS,
+    80,
+  );
+  const f = streamFigures(noNginx);
+  assert.equal(f.floorAddedP99Ms, 1);
+  assert.equal(f.floorExcessOverNginxP99Ms, null);
+  assert.equal(verdicts(passingRows(), [noNginx]).of("3b")?.floor, null);
+});
+
+Deno.test("bench stream floor is not judged: a slow floor, or one that broke streams, changes no verdict", () => {
+  const slow = round({ direct: 5, nginx: 6, sidecar: 7, floor: 900 }, {
+    sidecar: 0.2,
+    nginx: 0.15,
+    floor: 50,
+  });
+  const broken = section(
+    [{
+      ...slow,
+      floor: { ...streams(900), completed: 12, failed: 488 },
+    }],
+    120,
+    TARGET_STREAMS,
+    4_000,
+  );
+  const { of, figures } = verdicts(passingRows(), [broken]);
+  assert.deepEqual(
+    ["3a", "3b", "3c"].map((id) => of(id)?.pass),
+    [true, true, true],
+  );
+  assert.equal(of("3a")?.floor, 894);
+  assert.equal(of("3c")?.floor, 4_000);
+  assert.equal(figures[`${TARGET_STREAMS}_floor_failed_streams`], 488);
+  assert.equal(figures[`${TARGET_STREAMS}_sidecar_failed_streams`], 0);
+});
+
+Deno.test("bench report shows the floor's turn in each stream round and its figures under 3a-3c", () => {
+  const text = formatReport(reportOf(passingRows(), [FLOOR_STREAMS]));
+  const floor =
+    /^ {12}runtime floor \(bare Deno\.serve \+ fetch\), no verdict +/;
+  for (const id of ["3a", "3b", "3c"]) {
+    assert.match(lineUnder(text, id), floor, id);
+  }
+  assert.match(lineUnder(text, "3a"), / 0\.500 ms$/);
+  assert.match(lineUnder(text, "3b"), / 1\.500 x$/);
+  assert.match(lineUnder(text, "3c"), / 90\.000 MiB$/);
+  // Round 1's floor: p99 6.5, 1.5 over direct, 0.75 CPU s over 10,000 events.
+  assert.match(
+    text,
+    /round 1: through the runtime floor +500\/500 +6\.50 +6\.50 +1\.50 +0\.750$/m,
+  );
+  assert.equal(text.match(/: through the runtime floor /g)?.length, 3);
+  assert.match(text, /minus nginx's: sidecar 2\.00 ms, runtime floor 0\.50 ms/);
+  assert.match(text, /peak RSS sidecar 140\.0 MiB, runtime floor 90\.0 MiB/);
+
+  const schema3 = formatReport({
+    ...reportOf(passingRows(), [PASSING_STREAMS]),
+    schema: 3,
+  });
+  assert.doesNotMatch(schema3, /through the runtime floor/);
+  assert.match(schema3, /minus nginx's: sidecar 1\.00 ms, runtime floor - ms/);
 });
 
 Deno.test("bench runs the runtime floor as it runs the sidecar: same permissions and V8 flags", () => {
@@ -505,6 +665,117 @@ Deno.test("bench runtime floor does the prefill, then streams the decode with it
   } finally {
     httpClient.close();
   }
+});
+
+Deno.test("bench runtime floor sends a streaming request's prefill as the sidecar does and relays each decode event as it comes", async () => {
+  const encoder = new TextEncoder();
+  const events = [
+    'data: {"n":1,"bench_sent_ms":1}\n\n',
+    'data: {"n":2,"bench_sent_ms":2}\n\n',
+    "data: [DONE]\n\n",
+  ];
+  const firstSeen = Promise.withResolvers<void>();
+  const bodies: Record<string, string> = {};
+  await using prefiller = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      bodies.prefill = await request.text();
+      return Response.json({ kv_transfer_params: { remote_block_ids: [7] } });
+    },
+  );
+  await using decoder = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      bodies.decode = await request.text();
+      let sent = 0;
+      // The rest is held back until the client has read the first event: a
+      // floor that buffered the answer would never hand it over.
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (sent === 1) {
+            await withDeadline(
+              firstSeen.promise,
+              5_000,
+              "the floor's client to read the first event",
+            );
+          }
+          const event = events[sent++];
+          if (event === undefined) controller.close();
+          else controller.enqueue(encoder.encode(event));
+        },
+      });
+      return new Response(body, {
+        headers: { "content-type": "text/event-stream" },
+      });
+    },
+  );
+  const httpClient = Deno.createHttpClient({});
+  try {
+    const body =
+      '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":9,"stream":true,"stream_options":{"include_usage":false}}';
+    const response = await proxy(
+      createFetchClient(httpClient),
+      new Request("http://floor/v1/chat/completions", {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-prefiller-host-port": `127.0.0.1:${prefiller.addr.port}`,
+        },
+        body,
+      }),
+      `http://127.0.0.1:${decoder.addr.port}`,
+    );
+    assert.equal(response.headers.get("content-type"), "text/event-stream");
+    const reader = response.body?.getReader();
+    assert.ok(reader);
+    const decoded = new TextDecoder();
+    const first = await withDeadline(reader.read(), 5_000, "the first event");
+    assert.equal(decoded.decode(first.value), events[0]);
+    firstSeen.resolve();
+    let rest = "";
+    for (;;) {
+      const next = await withDeadline(reader.read(), 5_000, "the next event");
+      if (next.done) break;
+      rest += decoded.decode(next.value, { stream: true });
+    }
+    // The decode's bytes, untouched.
+    assert.equal(rest, events.slice(1).join(""));
+
+    // The prefill the sidecar's nixlv2 connector sends for this body.
+    const sidecarPrefill = buildSidecarPrefillBody(
+      parseGenerationRequest(body),
+      {
+        api: "chat",
+        nonStreaming: true,
+        extra: {
+          kv_transfer_params: JSON.stringify(PREFILL_KV_TRANSFER_PARAMS),
+        },
+      },
+    );
+    const prefill = JSON.parse(bodies.prefill ?? "");
+    assert.deepEqual(prefill, JSON.parse(sidecarPrefill));
+    assert.equal(prefill.stream_options, undefined);
+    const decode = JSON.parse(bodies.decode ?? "");
+    assert.equal(decode.stream, true);
+    assert.deepEqual(decode.stream_options, { include_usage: false });
+    assert.deepEqual(decode.kv_transfer_params, { remote_block_ids: [7] });
+  } finally {
+    httpClient.close();
+  }
+});
+
+Deno.test("bench runtime floor's prefill of a non-streaming request is the sidecar's too", () => {
+  const body =
+    '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":9,"stream":false}';
+  const sidecar = buildSidecarPrefillBody(parseGenerationRequest(body), {
+    api: "chat",
+    nonStreaming: true,
+    extra: { kv_transfer_params: JSON.stringify(PREFILL_KV_TRANSFER_PARAMS) },
+  });
+  assert.deepEqual(
+    JSON.parse(prefillBody(body, JSON.parse(body))),
+    JSON.parse(sidecar),
+  );
 });
 
 Deno.test("bench wrk script posts the body and headers and reports JSON from done()", () => {
