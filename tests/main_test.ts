@@ -296,7 +296,6 @@ Deno.test(
       "-workers=2",
       "-v=4",
     ]);
-    const { port } = sidecar;
     await sidecar.waitForLine((line) =>
       line.msg === "starting" && line.listener === 0
     );
