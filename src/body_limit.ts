@@ -17,7 +17,7 @@
 
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "./context.ts";
-import { ProxyError } from "./errors.ts";
+import { errorMessage, ProxyError } from "./errors.ts";
 import type { HeaderLookup } from "./upstream/headers.ts";
 
 /** Default of `-max-request-body-bytes`: room for a multimodal request with inline images. */
@@ -184,10 +184,41 @@ export async function readBodyText(
 }
 
 /**
- * `read` of the client's body; a read that fails (a reset, or the client
- * closing before its declared length) is the client gone: `left` is told,
- * and the 499 thrown stops the request there.
+ * Whether a failed read of the client's body means its connection is gone
+ * (closed or reset before the body ended); Deno 2.9.6 says `BadResource`
+ * then, and `Error: invalid HTTP/1 request` for a body it cannot parse.
  */
+function isConnectionLoss(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.Interrupted;
+}
+
+/**
+ * What a failed read of the client's body means: the client gone (`left`
+ * is told; a 499 stops the request), or a body the runtime could not parse,
+ * such as broken chunk framing, from a client still there (its 400).
+ */
+function clientReadFailure(error: unknown, left: ClientLeft): ProxyError {
+  if (!isConnectionLoss(error)) {
+    return new ProxyError(
+      400,
+      `Malformed request body: ${errorMessage(error)}`,
+      { code: "invalid_request_body", cause: error },
+    );
+  }
+  left(error);
+  return new ProxyError(
+    499,
+    "Client disconnected while sending its request body",
+    { code: "client_disconnected", cause: error },
+  );
+}
+
+/** `read` of the client's body; a read that fails throws {@linkcode clientReadFailure}'s error. */
 export async function readFromClient<T>(
   read: () => Promise<T>,
   left: ClientLeft,
@@ -196,28 +227,28 @@ export async function readFromClient<T>(
     return await read();
   } catch (error) {
     if (error instanceof ProxyError) throw error;
-    left(error);
-    throw new ProxyError(
-      499,
-      "Client disconnected while sending its request body",
-      { code: "client_disconnected", cause: error },
-    );
+    throw clientReadFailure(error, left);
   }
 }
 
-/** A body stream cut at the limit, and how to learn that it was. */
+/** A body stream cut at the limit, and how to learn that it was refused. */
 export interface LimitedBody {
   readonly stream: ReadableStream<Uint8Array>;
-  /** Aborts when the body passed the limit, with the 413 as its reason. */
-  readonly exceeded: AbortSignal;
+  /**
+   * Aborts when the body was refused, with the `ProxyError` to answer as its
+   * reason: past the limit (413) or malformed (400). A client gone does not
+   * abort it: `left` is told instead.
+   */
+  readonly refused: AbortSignal;
 }
 
 /**
  * `body` streamed on as it is pulled (backpressure kept: nothing is read
  * ahead of the consumer), erroring with the 413 once more than `limit` bytes
  * went through; the client's body is cancelled then, so reading stops there.
- * A read that fails is the client gone: `left` is told before the stream
- * errors, so whoever sees the error already sees the client gone.
+ * A read that fails is told before the stream errors, so whoever sees the
+ * error already knows why: the client gone (`left`) or the body malformed
+ * (`refused`).
  */
 export function limitBodyStream(
   body: ReadableStream<Uint8Array>,
@@ -225,7 +256,7 @@ export function limitBodyStream(
   left: ClientLeft,
 ): LimitedBody {
   const reader = body.getReader();
-  const exceeded = new AbortController();
+  const refused = new AbortController();
   let total = 0;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -233,7 +264,8 @@ export function limitBodyStream(
       try {
         read = await reader.read();
       } catch (error) {
-        left(error);
+        const failure = clientReadFailure(error, left);
+        if (failure.status !== 499) refused.abort(failure);
         throw error;
       }
       const { done, value } = read;
@@ -245,7 +277,7 @@ export function limitBodyStream(
       if (total > limit) {
         const error = bodyTooLarge(limit);
         reader.cancel(error).catch(() => {});
-        exceeded.abort(error);
+        refused.abort(error);
         controller.error(error);
         return;
       }
@@ -255,5 +287,5 @@ export function limitBodyStream(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  return { stream, exceeded: exceeded.signal };
+  return { stream, refused: refused.signal };
 }

@@ -6,7 +6,7 @@ import { createMetrics, type MetricsRegistry } from "../src/metrics.ts";
 import { isJsonObject } from "../src/protocol/request.ts";
 import { chatBody, createHarness, type Harness } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
-import { writeText } from "./support/sockets.ts";
+import { readUntil, writeText } from "./support/sockets.ts";
 import { startHangingUpstream } from "./support/stub_upstream.ts";
 
 const ATTEMPTS = 20;
@@ -136,17 +136,6 @@ Deno.test(
   },
 );
 
-/** Reads from `conn` until the text read so far contains `marker`. */
-async function readUntil(conn: Deno.Conn, marker: string): Promise<void> {
-  const buffer = new Uint8Array(16384);
-  let text = "";
-  while (!text.includes(marker)) {
-    const read = await conn.read(buffer);
-    if (read === null) throw new Error(`Closed before "${marker}"`);
-    text += new TextDecoder().decode(buffer.subarray(0, read));
-  }
-}
-
 Deno.test(
   "a client leaving mid-stream gets the decode aborted within 1 s, every time, whatever the request's size",
   async () => {
@@ -167,7 +156,7 @@ Deno.test(
         }),
       );
       await within(
-        readUntil(conn, "data: "),
+        readUntil(conn, (text) => text.includes("data: ")),
         5000,
         `attempt ${attempt}: no event reached the client`,
       );
@@ -504,7 +493,7 @@ async function metricValue(
   )?.value;
 }
 
-/** Checks the metrics say what the access lines say: `count` requests whose client left before the answer. */
+/** Checks the metrics say what the access lines say: `count` requests whose client left before the answer (absent counts as 0). */
 async function expectClientAbortsCounted(
   metrics: MetricsRegistry,
   count: number,
@@ -512,13 +501,13 @@ async function expectClientAbortsCounted(
   assert.equal(
     await metricValue(metrics, "llm_d_sidecar_client_aborts_total", {
       phase: "before_response",
-    }),
+    }) ?? 0,
     count,
   );
   assert.equal(
     await metricValue(metrics, "llm_d_sidecar_requests_total", {
       outcome: "client_aborted",
-    }),
+    }) ?? 0,
     count,
   );
 }
@@ -569,5 +558,55 @@ Deno.test(
       [],
     );
     await expectClientAbortsCounted(metrics, 1);
+  },
+);
+
+Deno.test(
+  "a chunked passthrough body that breaks its framing, from a client still there, is its 400 invalid_request_body, not a client gone",
+  async () => {
+    const decoder = startHangingUpstream();
+    const metrics = createMetrics();
+    await using h = await createHarness({
+      config: { modelServerPort: decoder.port, verbosity: 3 },
+      metrics,
+    });
+    const base = h.listen();
+    await using _decoder = decoder;
+    const id = "broken-framing";
+    const conn = await connect(base);
+    try {
+      await writeText(
+        conn,
+        [
+          "POST /tokenize HTTP/1.1",
+          "host: sidecar",
+          "content-type: text/plain",
+          "transfer-encoding: chunked",
+          `x-request-id: ${id}`,
+          "",
+          `1000\r\n${"a".repeat(4096)}\r\n`,
+        ].join("\r\n"),
+      );
+      // The body streams on as it comes: the sidecar is reading it now.
+      await within(decoder.received(id), 5000, "the decoder got nothing");
+      await writeText(conn, "zz\r\n");
+      const answer = await readUntil(conn, (text) => text.includes("}}"));
+      assert.match(answer.text, /^HTTP\/1\.1 400 /);
+      assert.match(answer.text, /"Malformed request body: /);
+      await within(
+        decoder.closed(id),
+        ABORT_DEADLINE_MS,
+        "the decoder's request was not aborted within 1 s",
+      );
+    } finally {
+      conn.close();
+    }
+    const line = await h.nextLog((line) =>
+      line.msg === "request handled" && line.request_id === id
+    );
+    assert.equal(line.status, 400);
+    assert.equal(line.error_code, "invalid_request_body");
+    assert.notEqual(line.outcome, "client_aborted");
+    await expectClientAbortsCounted(metrics, 0);
   },
 );

@@ -9,7 +9,6 @@
 
 import type { Context, Handler } from "hono";
 import {
-  bodyTooLarge,
   type ClientLeft,
   ensureDeclaredWithin,
   isChunked,
@@ -17,6 +16,7 @@ import {
   readBodyBytes,
   readFromClient,
 } from "../body_limit.ts";
+import { ProxyError } from "../errors.ts";
 import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
@@ -56,11 +56,14 @@ export function clientIpOf(c: Context<AppEnv>): string | undefined {
  */
 export const WHOLE_BODY_BYTES = 1024 * 1024;
 
-/** What is sent to the decoder as the body, and when a streamed one passed the limit. */
+/** What is sent to the decoder as the body, and when a streamed one was refused. */
 interface OutgoingBody {
   readonly body: BodyInit | null;
-  /** Aborts when a chunked body passed the limit; absent for a body of known length. */
-  readonly exceeded?: AbortSignal;
+  /**
+   * Aborts when a chunked body passed the limit or broke its framing, with
+   * the client's answer as its reason; absent for a body of known length.
+   */
+  readonly refused?: AbortSignal;
 }
 
 async function outgoingBody(
@@ -81,7 +84,7 @@ async function outgoingBody(
   if (length !== undefined) return { body: request.body };
   if (isChunked(request.headers)) {
     const limited = limitBodyStream(request.body, limit, left);
-    return { body: limited.stream, exceeded: limited.exceeded };
+    return { body: limited.stream, refused: limited.refused };
   }
   // Neither length nor chunked framing (HTTP/2 without Content-Length): read whole, up to the limit.
   return {
@@ -89,11 +92,23 @@ async function outgoingBody(
   };
 }
 
+/** The `ProxyError` a refused body's signal carries (`LimitedBody.refused`). */
+function refusalOf(refused: AbortSignal): ProxyError {
+  const reason: unknown = refused.reason;
+  return reason instanceof ProxyError
+    ? reason
+    : new ProxyError(400, "Request body refused", {
+      code: "invalid_request_body",
+      cause: reason,
+    });
+}
+
 /**
  * Streams the request to the decoder and its answer back. A chunked body
- * that passes the limit aborts the decoder's request: before the decoder
- * answered, the client gets the 413; after, the answer is cut off (the
- * decoder answered a request it never got whole), and a warning says why.
+ * that passes the limit or breaks its framing aborts the decoder's request:
+ * before the decoder answered, the client gets the 413 or 400; after, the
+ * answer is cut off (the decoder answered a request it never got whole), and
+ * a warning says why.
  */
 export async function passthroughRequest(
   deps: Deps,
@@ -108,15 +123,15 @@ export async function passthroughRequest(
     });
   }
   const limit = deps.config.maxRequestBodyBytes;
-  const { body, exceeded } = await outgoingBody(
+  const { body, refused } = await outgoingBody(
     request,
     limit,
     (cause) => markClientGone(c, cause),
   );
   const clientGone = c.get("clientGone");
-  const signal = exceeded === undefined
+  const signal = refused === undefined
     ? clientGone
-    : AbortSignal.any([clientGone, exceeded]);
+    : AbortSignal.any([clientGone, refused]);
   try {
     const response = await forwardToDecoder(deps.upstream, {
       hostPort: decoderHostPort(deps.config),
@@ -135,15 +150,20 @@ export async function passthroughRequest(
       body,
       signal,
     });
-    exceeded?.addEventListener("abort", () => {
+    refused?.addEventListener("abort", () => {
+      const refusal = refusalOf(refused);
+      const why = refusal.status === 413
+        ? "passed the limit"
+        : "broke its framing";
       log.warn(
-        "request body passed the limit after the decoder answered: answer cut off",
-        { limit, status: response.status },
+        `request body ${why} after the decoder answered: answer cut off`,
+        { code: refusal.code, limit, status: response.status },
       );
     }, { once: true });
     return response;
   } catch (error) {
-    if (exceeded?.aborted) throw bodyTooLarge(limit, error);
+    // The client's answer is the refusal, not the decoder request it cut.
+    if (refused?.aborted) throw refusalOf(refused);
     throw error;
   }
 }

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { readFromClient } from "../src/body_limit.ts";
+import { ProxyError } from "../src/errors.ts";
+
+/** What `readFromClient` made of a read failing with `error`, and whether it said the client left. */
+async function failedRead(
+  error: unknown,
+): Promise<{ error: ProxyError; left: unknown[] }> {
+  const left: unknown[] = [];
+  try {
+    await readFromClient(() => Promise.reject(error), (cause) => {
+      left.push(cause);
+    });
+  } catch (thrown) {
+    assert.ok(thrown instanceof ProxyError, String(thrown));
+    return { error: thrown, left };
+  }
+  throw new Error("the read did not fail");
+}
+
+Deno.test("a body read that fails because the connection went is the client gone: 499, and the request is told", async () => {
+  // What Deno 2.9.6 throws when the client closes mid-body (tests/abort_test.ts sees it on the wire).
+  const gone = new Deno.errors.BadResource(
+    "Cannot read body as underlying resource unavailable",
+  );
+  const { error, left } = await failedRead(gone);
+  assert.equal(error.status, 499);
+  assert.equal(error.code, "client_disconnected");
+  assert.deepEqual(left, [gone]);
+  for (
+    const Kind of [
+      Deno.errors.ConnectionReset,
+      Deno.errors.UnexpectedEof,
+      Deno.errors.BrokenPipe,
+    ]
+  ) {
+    assert.equal((await failedRead(new Kind("x"))).error.status, 499);
+  }
+});
+
+Deno.test("a body the runtime cannot parse, from a client still there, is its 400 and not a client gone", async () => {
+  const { error, left } = await failedRead(
+    new Error("invalid HTTP/1 request: Invalid"),
+  );
+  assert.equal(error.status, 400);
+  assert.equal(error.code, "invalid_request_body");
+  assert.match(error.message, /^Malformed request body: invalid HTTP\/1/);
+  assert.deepEqual(left, []);
+});
+
+Deno.test("a refusal of the sidecar's own while reading passes through unchanged", async () => {
+  const tooLarge = new ProxyError(413, "too large", {
+    code: "request_body_too_large",
+  });
+  const { error, left } = await failedRead(tooLarge);
+  assert.equal(error, tooLarge);
+  assert.deepEqual(left, []);
+});
