@@ -35,13 +35,50 @@ export interface ResolverOptions {
 export const RESOLVE_TTL_MS = 5_000;
 /** Default lifetime of a failure: a name that starts resolving is admitted soon after. */
 export const RESOLVE_NEGATIVE_TTL_MS = 3_000;
-/** Most names cached; past it the oldest is dropped. */
+/** Most names whose addresses are cached; past it the oldest is dropped. */
 export const RESOLVE_MAX_NAMES = 1_024;
+/**
+ * Most failed names cached, apart from the answers: names that do not resolve
+ * come from clients' headers, so a flood of them must not push out the names
+ * that do.
+ */
+export const RESOLVE_MAX_FAILED_NAMES = 256;
 
-/** A cached answer, the addresses or the failure to answer again, and when it expires. */
-type CacheEntry =
-  | { readonly until: number; readonly addresses: readonly IpAddress[] }
-  | { readonly until: number; readonly error: unknown };
+/** A cached answer or failure, and when it expires. */
+interface CacheEntry<T> {
+  readonly until: number;
+  readonly value: T;
+}
+
+/** A map of at most `max` entries that drops its oldest first. */
+class BoundedCache<T> {
+  readonly #entries = new Map<string, CacheEntry<T>>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** The value of `key` unless it expired at `now`. */
+  fresh(key: string, now: number): T | undefined {
+    const entry = this.#entries.get(key);
+    return entry !== undefined && now < entry.until ? entry.value : undefined;
+  }
+
+  set(key: string, entry: CacheEntry<T>): void {
+    this.#entries.delete(key);
+    // Names are few (pods, services): the bound only caps a flood.
+    if (this.#entries.size >= this.#max) {
+      const oldest = this.#entries.keys().next();
+      if (!oldest.done) this.#entries.delete(oldest.value);
+    }
+    this.#entries.set(key, entry);
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+}
 
 async function lookupWithSystem(host: string): Promise<readonly string[]> {
   // Loaded on first use: node's DNS module costs memory a sidecar without names never needs.
@@ -59,18 +96,12 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     ttlMs,
   );
   const now = options.now ?? Date.now;
-  const cache = new Map<string, CacheEntry>();
+  const answers = new BoundedCache<readonly IpAddress[]>(RESOLVE_MAX_NAMES);
+  // The failure is kept to answer again; wrapped, so an `undefined` thrown is still a hit.
+  const failures = new BoundedCache<{ readonly error: unknown }>(
+    RESOLVE_MAX_FAILED_NAMES,
+  );
   const inFlight = new Map<string, Promise<readonly IpAddress[]>>();
-
-  function remember(key: string, entry: CacheEntry): void {
-    cache.delete(key);
-    // Oldest first out; names are few (pods, services), this only bounds a flood.
-    if (cache.size >= RESOLVE_MAX_NAMES) {
-      const oldest = cache.keys().next();
-      if (!oldest.done) cache.delete(oldest.value);
-    }
-    cache.set(key, entry);
-  }
 
   async function lookupAddresses(
     host: string,
@@ -93,11 +124,15 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
   ): Promise<readonly IpAddress[]> {
     try {
       const addresses = await lookupAddresses(host, key);
-      if (ttlMs > 0) remember(key, { until: now() + ttlMs, addresses });
+      failures.delete(key);
+      if (ttlMs > 0) {
+        answers.set(key, { until: now() + ttlMs, value: addresses });
+      }
       return addresses;
     } catch (error) {
+      answers.delete(key);
       if (negativeTtlMs > 0) {
-        remember(key, { until: now() + negativeTtlMs, error });
+        failures.set(key, { until: now() + negativeTtlMs, value: { error } });
       }
       throw error;
     }
@@ -108,12 +143,11 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
       const literal = parseIpLiteral(host);
       if (literal !== undefined) return Promise.resolve([literal]);
       const key = host.toLowerCase();
-      const cached = cache.get(key);
-      if (cached !== undefined && now() < cached.until) {
-        return "error" in cached
-          ? Promise.reject(cached.error)
-          : Promise.resolve(cached.addresses);
-      }
+      const at = now();
+      const addresses = answers.fresh(key, at);
+      if (addresses !== undefined) return Promise.resolve(addresses);
+      const failure = failures.fresh(key, at);
+      if (failure !== undefined) return Promise.reject(failure.error);
       // Requests that miss the same name together wait on one lookup.
       const pending = inFlight.get(key);
       if (pending !== undefined) return pending;

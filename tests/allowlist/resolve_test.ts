@@ -7,6 +7,7 @@ import {
 import {
   createResolver,
   type LookupFunction,
+  RESOLVE_MAX_FAILED_NAMES,
   RESOLVE_MAX_NAMES,
   RESOLVE_NEGATIVE_TTL_MS,
   RESOLVE_TTL_MS,
@@ -118,17 +119,40 @@ for (const outcome of ["resolves", "fails"] as const) {
   });
 }
 
-Deno.test("failed names are cached within the bound: the oldest is dropped first", async () => {
+Deno.test("failed names are cached within their own bound: the oldest is dropped first", async () => {
   const counted = countedLookup(notFound);
   const allowlist = allowlistWith(["10.0.0.0/8"], counted.lookup, {
     now: 1_000,
   });
-  for (let i = 0; i <= RESOLVE_MAX_NAMES; i++) {
+  for (let i = 0; i <= RESOLVE_MAX_FAILED_NAMES; i++) {
     await check(allowlist, `name-${i}.example:8000`);
   }
-  assert.equal(counted.names.length, RESOLVE_MAX_NAMES + 1);
-  await check(allowlist, `name-${RESOLVE_MAX_NAMES}.example:8000`);
-  assert.equal(counted.names.length, RESOLVE_MAX_NAMES + 1, "newest kept");
+  assert.equal(counted.names.length, RESOLVE_MAX_FAILED_NAMES + 1);
+  await check(allowlist, `name-${RESOLVE_MAX_FAILED_NAMES}.example:8000`);
+  assert.equal(
+    counted.names.length,
+    RESOLVE_MAX_FAILED_NAMES + 1,
+    "newest kept",
+  );
   await check(allowlist, "name-0.example:8000");
   assert.equal(counted.names.at(-1), "name-0.example", "oldest dropped");
+});
+
+Deno.test("a flood of names that do not resolve does not push out a name that does", async () => {
+  const counted = countedLookup((host) =>
+    host === "prefill.svc" ? Promise.resolve(["10.0.0.7"]) : notFound(host)
+  );
+  const allowlist = allowlistWith(["10.0.0.0/8"], counted.lookup, {
+    now: 1_000,
+  });
+  assert.equal((await check(allowlist, "prefill.svc:8000")).allowed, true);
+  for (let i = 0; i < RESOLVE_MAX_NAMES; i++) {
+    await check(allowlist, `bad-${i}.example:8000`);
+  }
+  assert.equal((await check(allowlist, "prefill.svc:8000")).allowed, true);
+  assert.equal(
+    counted.names.filter((name) => name === "prefill.svc").length,
+    1,
+    "the good name was looked up again",
+  );
 });
