@@ -130,9 +130,21 @@ export async function readBodyBytes(
   body: ReadableStream<Uint8Array> | null,
   limit: number,
 ): Promise<Uint8Array<ArrayBuffer>> {
+  const bytes = await readBodyWithin(body, limit);
+  if (bytes === undefined) throw bodyTooLarge(limit);
+  return bytes;
+}
+
+/**
+ * A body read whole, or undefined as soon as more than `limit` bytes arrived
+ * (the rest cancelled, never read, and what was read not copied).
+ */
+export async function readBodyWithin(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+): Promise<Uint8Array<ArrayBuffer> | undefined> {
   const { chunks, total, complete } = await readChunks(body, limit);
-  if (!complete) throw bodyTooLarge(limit);
-  return concatChunks(chunks, total);
+  return complete ? concatChunks(chunks, total) : undefined;
 }
 
 /** The first bytes of a body, and whether they are all of it. */

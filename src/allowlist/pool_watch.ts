@@ -29,7 +29,11 @@ import {
   Watch,
 } from "@kubernetes/client-node";
 import { request as undiciRequest } from "undici";
-import { declaredLength, readBodyPrefix } from "../body_limit.ts";
+import {
+  declaredLength,
+  readBodyPrefix,
+  readBodyWithin,
+} from "../body_limit.ts";
 import type { Logger } from "../log.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
 import { type IpAddress, parseIpLiteral } from "./address.ts";
@@ -200,16 +204,13 @@ async function readListText(answer: Answer, path: string): Promise<string> {
     );
   const length = declaredLength(headerLookup(answer.headers));
   if (length !== undefined && length > MAX_LIST_BYTES) {
-    // undici's discard: a declared length over the limit ends the request
-    // unread. A stream cancelled before its first read would not end it.
-    await answer.body.dump({ limit: 0 }).catch(() => {});
+    // Destroyed, the body ends its request unread; a stream cancelled
+    // before its first read would not end it.
+    answer.body.destroy();
     throw tooLarge();
   }
-  const { bytes, complete } = await readBodyPrefix(
-    bodyStream(answer),
-    MAX_LIST_BYTES,
-  );
-  if (!complete) throw tooLarge();
+  const bytes = await readBodyWithin(bodyStream(answer), MAX_LIST_BYTES);
+  if (bytes === undefined) throw tooLarge();
   return utf8.decode(bytes);
 }
 

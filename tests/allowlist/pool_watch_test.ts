@@ -470,7 +470,9 @@ function isOverBoundWarning(line: Record<string, unknown>): boolean {
 for (
   const [framing, bytes] of [
     ["length", MAX_LIST_BYTES + 1],
-    ["chunked", MAX_LIST_BYTES + 1024 * 1024],
+    // Far past what loopback buffers hold (6-11 MiB measured), so an
+    // answer read to its end, not cut at the bound, shows as complete.
+    ["chunked", MAX_LIST_BYTES + 32 * 1024 * 1024],
   ] as const
 ) {
   Deno.test(`pool watch refuses a list answer over the bound (${framing}), keeps its members and lists again`, async () => {
@@ -502,9 +504,7 @@ for (
     assert.equal(pool.admits("10.0.7.1", 8000), true);
     assert.equal(pool.logs.filter(isOverBoundWarning).length, 1);
     const [outcome] = await api.waitForPadded(1);
-    if (framing === "length") {
-      assert.equal(outcome?.complete, false, "read past its declared length");
-    }
+    assert.equal(outcome?.complete, false, "read past the bound");
     await pool.until(
       () => pool.admits("10.0.7.2", 8000),
       "the retried list is taken",
