@@ -172,7 +172,7 @@ const utf8 = new TextDecoder();
 /**
  * Told by a body reader that the client left in the middle of its body (a
  * read of it failed), with the read's error; the request context takes it
- * as the client gone (`markClientGone`), since the runtime's signal may never
+ * as the client gone (`clientLeftOf`), since the runtime's signal may never
  * say so then.
  */
 export type ClientLeft = (cause: unknown) => void;

@@ -95,7 +95,7 @@ export interface AppEnv {
      * Aborts when the client has gone: `request.signal`, or the peer watch
      * seeing its connection closed. Every upstream leg takes this one. A
      * body reader that sees the client leave mid-body replaces it with an
-     * aborted signal (`markClientGone`), so read it where it is checked. No
+     * aborted signal (`clientLeftOf`), so read it where it is checked. No
      * leg is left holding the one replaced: a body is read whole before any
      * leg starts, except a body streamed to its leg, which fails with it.
      */

@@ -67,3 +67,40 @@ Deno.test("clear disarms the timer and lets go of the caller's signal", async ()
   parent.abort(new Error("after the work"));
   assert.equal(deadline.signal.aborted, false);
 });
+
+/**
+ * Where `AbortSignal.timeout` may stay: its timer cannot be cleared, so each
+ * use keeps a signal alive for the whole timeout after the work ended. Not
+ * per request, these are bounded: one per Kubernetes list, one per connect
+ * probe of a cold upstream host.
+ */
+const TIMEOUT_SIGNAL_ALLOWED = new Set([
+  "src/allowlist/pool_watch.ts",
+  "src/upstream/client.ts",
+]);
+
+Deno.test("no AbortSignal.timeout on a request's path: deadlines there are startDeadline's, cleared with their work", async () => {
+  const root = new URL("../", import.meta.url);
+  const found: string[] = [];
+  async function scan(dir: string): Promise<void> {
+    for await (const entry of Deno.readDir(new URL(dir, root))) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) await scan(path);
+      else if (
+        path.endsWith(".ts") &&
+        (await Deno.readTextFile(new URL(path, root))).includes(
+          "AbortSignal.timeout(",
+        )
+      ) {
+        found.push(path);
+      }
+    }
+  }
+  await scan("src");
+  assert.deepEqual(
+    found.filter((path) => !TIMEOUT_SIGNAL_ALLOWED.has(path)),
+    [],
+  );
+  // The list stays honest: an entry that no longer uses it goes.
+  assert.deepEqual(found.sort(), [...TIMEOUT_SIGNAL_ALLOWED].sort());
+});

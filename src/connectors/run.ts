@@ -179,13 +179,6 @@ function decodeWatch(
   };
 }
 
-/** Whether `request` still holds its parsed body. */
-function isParsed(
-  request: GenerationRequest,
-): request is ParsedGenerationRequest {
-  return (request as Partial<ParsedGenerationRequest>).json !== undefined;
-}
-
 /** Whether `error` is a prefill leg's own failure, which `-prefill-failure-policy=decode` covers. */
 function isPrefillFailure(error: unknown): error is ProxyError {
   return error instanceof ProxyError && PREFILL_FAILURE_CODES.has(error.code);
@@ -353,20 +346,23 @@ export function createPdRunner(deps: Deps): PdRunner {
    * A decode without prefill on the local decoder, timed as a P/D decode leg
    * is: the decode-only fallback, a pull from a KV source, and a decode
    * without prefiller that chunking or the encoder stage needs. `body` is the
-   * client's own unless the caller rewrote it.
+   * client's own unless the caller rewrote it; `json` is that body parsed,
+   * when the caller has it, for chunking to reuse.
    */
   async function decodeWithoutPrefill(
     request: PdRequest,
     parsed: GenerationRequest,
-    body: string = parsed.text,
+    { body = parsed.text, json }: {
+      readonly body?: string;
+      readonly json?: ParsedGenerationRequest;
+    } = {},
   ): Promise<Response> {
     const { timing } = request.observation;
     timing.decodeSent = performance.now();
     const response = await sendDecodeLeg(deps, request, {
       headers: legHeaders(request),
       body,
-      // Chunking reads the parsed body: reused when it is what goes out.
-      ...(body === parsed.text && isParsed(parsed) ? { parsed } : {}),
+      ...(json === undefined ? {} : { parsed: json }),
       chunked: true,
       watch: decodeWatch(deps, parsed, request.log),
     });
@@ -407,12 +403,12 @@ export function createPdRunner(deps: Deps): PdRunner {
       log.debug("running P2P source protocol", { source: source.hostPort });
       const body = buildSourceDecodeBody(deps.config, parsed, source);
       log.trace("decode request", { body });
-      return await decodeWithoutPrefill(request, parsed, body);
+      return await decodeWithoutPrefill(request, parsed, { body });
     },
     async decode(request) {
       const parsed = parseGenerationJson(await request.readBody());
       ensureClientPresent(request.signal);
-      return await decodeWithoutPrefill(request, parsed);
+      return await decodeWithoutPrefill(request, parsed, { json: parsed });
     },
     async encode(encoders, prefiller, request) {
       if (deps.config.ecConnector === "") {

@@ -4,6 +4,7 @@
  * access line, and writes that line once the answer has been sent.
  */
 
+import type { ClientLeft } from "../body_limit.ts";
 import type { Context, MiddlewareHandler } from "hono";
 import type { AccessRecord, AppEnv, ServeBindings } from "../context.ts";
 import { type Logger, VERBOSITY_INFO } from "../log.ts";
@@ -21,16 +22,18 @@ export function requestIdOf(headers: HeaderLookup): string {
 }
 
 /**
- * Marks the client of the request gone, as a body reader saw it leave in the
- * middle of its body, where Deno 2.9.6's `request.signal` does not fire (it
+ * What a body reader calls when it sees the client of the request leave in
+ * the middle of its body, where Deno 2.9.6's `request.signal` does not fire (it
  * watches the connection only when the whole body came with the head). The
  * signal joining this one is made only then: `clientGone` becomes an aborted
  * signal, which every later check of the context sees.
  */
-export function markClientGone(c: Context<AppEnv>, cause: unknown): void {
-  if (!c.get("clientGone").aborted) {
-    c.set("clientGone", AbortSignal.abort(cause));
-  }
+export function clientLeftOf(c: Context<AppEnv>): ClientLeft {
+  return (cause) => {
+    if (!c.get("clientGone").aborted) {
+      c.set("clientGone", AbortSignal.abort(cause));
+    }
+  };
 }
 
 /** What the middleware records into besides the access line. */
@@ -87,7 +90,7 @@ export function requestContext(
     const env: ServeBindings | undefined = c.env;
     const completed = env?.completed ?? Promise.resolve();
     const timing: RequestTiming = { started };
-    // Built once here (and replaced by `markClientGone` only), so every leg,
+    // Built once here (and replaced by `clientLeftOf`'s callback only), so every leg,
     // the error renderer and the access line agree on whether the client left.
     c.set(
       "clientGone",

@@ -24,7 +24,7 @@ import { createRankSelector } from "../data_parallel.ts";
 import { runObservedPd } from "../observation.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import type { Logger } from "../log.ts";
-import { markClientGone } from "../middleware/request_context.ts";
+import { clientLeftOf } from "../middleware/request_context.ts";
 import {
   HEADER_DATA_PARALLEL_HOST_PORT,
   HEADER_ENCODER_HOSTS_PORTS,
@@ -105,7 +105,7 @@ function buildPdRequest(
       readBodyText(
         request,
         deps.config.maxRequestBodyBytes,
-        (cause) => markClientGone(c, cause),
+        clientLeftOf(c),
       ),
     observation: c.get("observation"),
   };

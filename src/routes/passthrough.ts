@@ -20,7 +20,7 @@ import { ProxyError } from "../errors.ts";
 import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
-import { markClientGone } from "../middleware/request_context.ts";
+import { clientLeftOf } from "../middleware/request_context.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
@@ -126,7 +126,7 @@ export async function passthroughRequest(
   const { body, refused } = await outgoingBody(
     request,
     limit,
-    (cause) => markClientGone(c, cause),
+    clientLeftOf(c),
   );
   const clientGone = c.get("clientGone");
   const signal = refused === undefined
