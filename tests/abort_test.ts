@@ -6,7 +6,7 @@ import { createMetrics, type MetricsRegistry } from "../src/metrics.ts";
 import { isJsonObject } from "../src/protocol/request.ts";
 import { chatBody, createHarness, type Harness } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
-import { readUntil, writeText } from "./support/sockets.ts";
+import { closeQuietly, readUntil, writeText } from "./support/sockets.ts";
 import { startHangingUpstream } from "./support/stub_upstream.ts";
 
 const ATTEMPTS = 20;
@@ -512,41 +512,68 @@ async function expectClientAbortsCounted(
   );
 }
 
+/**
+ * A sidecar whose decoder never answers, and a client that sent it the head
+ * of a chunked passthrough request and a first 4 KiB chunk, which the
+ * decoder already has: the sidecar is reading the body as it comes. No peer
+ * watch: the body reader alone sees what the client does next.
+ */
+async function startChunkedUpload(id: string) {
+  const decoder = startHangingUpstream();
+  const metrics = createMetrics();
+  const h = await createHarness({
+    config: { modelServerPort: decoder.port, verbosity: 3 },
+    metrics,
+  });
+  const conn = await connect(h.listen());
+  await writeText(
+    conn,
+    [
+      "POST /tokenize HTTP/1.1",
+      "host: sidecar",
+      "content-type: text/plain",
+      "transfer-encoding: chunked",
+      `x-request-id: ${id}`,
+      "",
+      `1000\r\n${"a".repeat(4096)}\r\n`,
+    ].join("\r\n"),
+  );
+  await within(decoder.received(id), 5000, "the decoder got nothing");
+  return {
+    h,
+    decoder,
+    metrics,
+    conn,
+    async [Symbol.asyncDispose]() {
+      closeQuietly(conn);
+      await h[Symbol.asyncDispose]();
+      await decoder[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** Checks that the decoder's request for `id` was aborted within 1 s. */
+async function expectDecoderAborted(
+  decoder: ReturnType<typeof startHangingUpstream>,
+  id: string,
+): Promise<void> {
+  await within(
+    decoder.closed(id),
+    ABORT_DEADLINE_MS,
+    "the decoder's request was not aborted within 1 s",
+  );
+}
+
 Deno.test(
   "a client leaving in the middle of a chunked passthrough body gets the decoder's request aborted within 1 s and is logged and counted as gone, not as the decoder's failure",
   async () => {
-    const decoder = startHangingUpstream();
-    const metrics = createMetrics();
-    // No peer watch: the body reader alone sees this client leave.
-    await using h = await createHarness({
-      config: { modelServerPort: decoder.port, verbosity: 3 },
-      metrics,
-    });
-    const base = h.listen();
-    await using _decoder = decoder;
     const id = "half-sent-chunked";
-    const conn = await connect(base);
-    // One whole chunk of 4 KiB and the start of another, which never ends.
-    await writeText(
-      conn,
-      [
-        "POST /tokenize HTTP/1.1",
-        "host: sidecar",
-        "content-type: text/plain",
-        "transfer-encoding: chunked",
-        `x-request-id: ${id}`,
-        "",
-        `1000\r\n${"a".repeat(4096)}\r\n1000\r\n${"a".repeat(100)}`,
-      ].join("\r\n"),
-    );
-    // The body streams on as it comes: the decoder has the request's head.
-    await within(decoder.received(id), 5000, "the decoder got nothing");
+    await using upload = await startChunkedUpload(id);
+    const { h, decoder, metrics, conn } = upload;
+    // The start of another chunk, which never ends.
+    await writeText(conn, `1000\r\n${"a".repeat(100)}`);
     conn.close();
-    await within(
-      decoder.closed(id),
-      ABORT_DEADLINE_MS,
-      "the decoder's request was not aborted within 1 s",
-    );
+    await expectDecoderAborted(decoder, id);
     await expectClientAbortLine(h, id);
     const line = await h.nextLog((line) =>
       line.msg === "request handled" && line.request_id === id
@@ -564,43 +591,14 @@ Deno.test(
 Deno.test(
   "a chunked passthrough body that breaks its framing, from a client still there, is its 400 invalid_request_body, not a client gone",
   async () => {
-    const decoder = startHangingUpstream();
-    const metrics = createMetrics();
-    await using h = await createHarness({
-      config: { modelServerPort: decoder.port, verbosity: 3 },
-      metrics,
-    });
-    const base = h.listen();
-    await using _decoder = decoder;
     const id = "broken-framing";
-    const conn = await connect(base);
-    try {
-      await writeText(
-        conn,
-        [
-          "POST /tokenize HTTP/1.1",
-          "host: sidecar",
-          "content-type: text/plain",
-          "transfer-encoding: chunked",
-          `x-request-id: ${id}`,
-          "",
-          `1000\r\n${"a".repeat(4096)}\r\n`,
-        ].join("\r\n"),
-      );
-      // The body streams on as it comes: the sidecar is reading it now.
-      await within(decoder.received(id), 5000, "the decoder got nothing");
-      await writeText(conn, "zz\r\n");
-      const answer = await readUntil(conn, (text) => text.includes("}}"));
-      assert.match(answer.text, /^HTTP\/1\.1 400 /);
-      assert.match(answer.text, /"Malformed request body: /);
-      await within(
-        decoder.closed(id),
-        ABORT_DEADLINE_MS,
-        "the decoder's request was not aborted within 1 s",
-      );
-    } finally {
-      conn.close();
-    }
+    await using upload = await startChunkedUpload(id);
+    const { h, decoder, metrics, conn } = upload;
+    await writeText(conn, "zz\r\n");
+    const answer = await readUntil(conn, (text) => text.includes("}}"));
+    assert.match(answer.text, /^HTTP\/1\.1 400 /);
+    assert.match(answer.text, /"Malformed request body: /);
+    await expectDecoderAborted(decoder, id);
     const line = await h.nextLog((line) =>
       line.msg === "request handled" && line.request_id === id
     );
