@@ -178,6 +178,25 @@ const utf8 = new TextDecoder();
 export type ClientLeft = (cause: unknown) => void;
 
 /**
+ * A body of declared `length` read whole by the runtime's own reader (it
+ * delivers no more than declared). Fewer bytes is the client gone: Deno
+ * 2.9.6 ends an HTTP/2 body at the client's stream reset without an error.
+ */
+export async function readDeclaredBody(
+  request: Request,
+  length: number,
+  left: ClientLeft,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const bytes = await readFromClient(() => request.bytes(), left);
+  if (bytes.byteLength === length) return bytes;
+  const cause = new Error(
+    `Request body ended after ${bytes.byteLength} of its ${length} declared bytes`,
+  );
+  left(cause);
+  throw clientDisconnected(cause);
+}
+
+/**
  * The request body as text, at most `limit` bytes of it: a declared length
  * over the limit is refused before reading, a chunked body where it passes.
  */
@@ -186,9 +205,9 @@ export async function readBodyText(
   limit: number,
   left: ClientLeft,
 ): Promise<string> {
-  // The engine delivers no more than a declared length, so the runtime's own reader is safe.
-  if (ensureDeclaredWithin(request.headers, limit) !== undefined) {
-    return await readFromClient(() => request.text(), left);
+  const length = ensureDeclaredWithin(request.headers, limit);
+  if (length !== undefined) {
+    return utf8.decode(await readDeclaredBody(request, length, left));
   }
   return utf8.decode(
     await readFromClient(() => readBodyBytes(request.body, limit), left),
@@ -196,17 +215,17 @@ export async function readBodyText(
 }
 
 /**
- * Whether a failed read of the client's body means its connection is gone
- * (closed or reset before the body ended); Deno 2.9.6 says `BadResource`
- * then, and `Error: invalid HTTP/1 request` for a body it cannot parse.
+ * Whether a failed read of the client's body is the HTTP/1 parser refusing
+ * it (Deno 2.9.6: a plain `Error` "invalid HTTP/1 request: …", e.g. for a
+ * chunk size that is not hex) from a client still connected. Every other
+ * failure is the client gone: `BadResource` when a plain connection closes,
+ * `Deno.errors.Http` when a TLS peer drops without close_notify or an
+ * HTTP/2 client resets its stream. An HTTP/2 framing error is `Http` too,
+ * but the runtime resets that stream, so no answer could reach it.
  */
-function isConnectionLoss(error: unknown): boolean {
-  return error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.UnexpectedEof ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.Interrupted;
+function isMalformedBody(error: unknown): boolean {
+  return error instanceof Error && !(error instanceof Deno.errors.Http) &&
+    error.message.startsWith("invalid HTTP/1 request");
 }
 
 /**
@@ -215,7 +234,7 @@ function isConnectionLoss(error: unknown): boolean {
  * such as broken chunk framing, from a client still there (its 400).
  */
 function clientReadFailure(error: unknown, left: ClientLeft): ProxyError {
-  if (!isConnectionLoss(error)) {
+  if (isMalformedBody(error)) {
     return new ProxyError(
       400,
       `Malformed request body: ${errorMessage(error)}`,
@@ -223,10 +242,14 @@ function clientReadFailure(error: unknown, left: ClientLeft): ProxyError {
     );
   }
   left(error);
+  return clientDisconnected(error);
+}
+
+function clientDisconnected(cause: unknown): ProxyError {
   return new ProxyError(
     499,
     "Client disconnected while sending its request body",
-    { code: "client_disconnected", cause: error },
+    { code: "client_disconnected", cause },
   );
 }
 
@@ -252,6 +275,8 @@ export interface LimitedBody {
    * abort it: `left` is told instead.
    */
   readonly refused: AbortSignal;
+  /** Why `refused` aborted: the answer the client gets; undefined until then. */
+  refusal(): ProxyError | undefined;
 }
 
 /**
@@ -269,6 +294,11 @@ export function limitBodyStream(
 ): LimitedBody {
   const reader = body.getReader();
   const refused = new AbortController();
+  let refusal: ProxyError | undefined;
+  const refuse = (error: ProxyError) => {
+    refusal = error;
+    refused.abort(error);
+  };
   let total = 0;
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -277,7 +307,7 @@ export function limitBodyStream(
         read = await reader.read();
       } catch (error) {
         const failure = clientReadFailure(error, left);
-        if (failure.status !== 499) refused.abort(failure);
+        if (failure.status !== 499) refuse(failure);
         throw error;
       }
       const { done, value } = read;
@@ -289,7 +319,7 @@ export function limitBodyStream(
       if (total > limit) {
         const error = bodyTooLarge(limit);
         reader.cancel(error).catch(() => {});
-        refused.abort(error);
+        refuse(error);
         controller.error(error);
         return;
       }
@@ -299,5 +329,5 @@ export function limitBodyStream(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-  return { stream, refused: refused.signal };
+  return { stream, refused: refused.signal, refusal: () => refusal };
 }

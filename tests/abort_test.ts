@@ -7,6 +7,8 @@ import { isJsonObject } from "../src/protocol/request.ts";
 import { chatBody, createHarness, type Harness } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
 import { closeQuietly, readUntil, writeText } from "./support/sockets.ts";
+import nodeTls from "node:tls";
+import { generateSelfSignedCertificate } from "../src/tls.ts";
 import { startHangingUpstream } from "./support/stub_upstream.ts";
 
 const ATTEMPTS = 20;
@@ -606,5 +608,60 @@ Deno.test(
     assert.equal(line.error_code, "invalid_request_body");
     assert.notEqual(line.outcome, "client_aborted");
     await expectClientAbortsCounted(metrics, 0);
+  },
+);
+
+Deno.test(
+  "a TLS client that drops its connection mid-body, without close_notify, is a client gone (499), not a malformed body",
+  async () => {
+    await using h = await createHarness({ config: { verbosity: 3 } });
+    const tls = await generateSelfSignedCertificate();
+    const port = Number(new URL(h.listen(tls)).port);
+    for (const route of ["pd", "passthrough"] as const) {
+      const id = `tls-dropped-mid-body-${route}`;
+      // node:tls's destroy() drops the TCP connection without the TLS alert
+      // a close sends, as a killed client or a lost network does.
+      const socket = nodeTls.connect({
+        host: "127.0.0.1",
+        port,
+        rejectUnauthorized: false,
+      });
+      await within(
+        new Promise((resolve, reject) => {
+          socket.once("secureConnect", resolve);
+          socket.once("error", reject);
+        }),
+        5000,
+        "no TLS handshake",
+      );
+      const body = chatBody();
+      const head = [
+        "POST /v1/chat/completions HTTP/1.1",
+        "host: sidecar",
+        "content-type: application/json",
+        `content-length: ${body.length + 100}`,
+        `x-request-id: ${id}`,
+        ...(route === "pd"
+          ? [`x-prefiller-host-port: ${h.prefillerHeader}`]
+          : []),
+        "",
+        "",
+      ].join("\r\n");
+      // Flushed to the kernel before the drop: the head always arrives.
+      await within(
+        new Promise((resolve) => socket.write(head + body, resolve)),
+        5000,
+        "the request was not written",
+      );
+      socket.destroy();
+      const line = await h.nextLog((line) =>
+        line.msg === "request handled" && line.request_id === id
+      );
+      assert.equal(line.status, 499, route);
+      assert.equal(line.error_code, "client_disconnected", route);
+      assert.equal(line.outcome, "client_aborted", route);
+    }
+    assert.equal(h.prefill.requests.length, 0);
+    assert.equal(h.decode.requests.length, 0);
   },
 );

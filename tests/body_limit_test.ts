@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFromClient } from "../src/body_limit.ts";
+import { readBodyText, readFromClient } from "../src/body_limit.ts";
 import { ProxyError } from "../src/errors.ts";
 
 /** What `readFromClient` made of a read failing with `error`, and whether it said the client left. */
@@ -27,14 +27,18 @@ Deno.test("a body read that fails because the connection went is the client gone
   assert.equal(error.status, 499);
   assert.equal(error.code, "client_disconnected");
   assert.deepEqual(left, [gone]);
+  // A TLS peer dropping without close_notify, an HTTP/2 stream reset, a reset.
   for (
-    const Kind of [
-      Deno.errors.ConnectionReset,
-      Deno.errors.UnexpectedEof,
-      Deno.errors.BrokenPipe,
+    const error of [
+      new Deno.errors.Http(
+        "peer closed connection without sending TLS close_notify",
+      ),
+      new Deno.errors.Http("error reading a body from connection"),
+      new Deno.errors.ConnectionReset("x"),
+      new Deno.errors.UnexpectedEof("x"),
     ]
   ) {
-    assert.equal((await failedRead(new Kind("x"))).error.status, 499);
+    assert.equal((await failedRead(error)).error.status, 499, error.message);
   }
 });
 
@@ -55,4 +59,26 @@ Deno.test("a refusal of the sidecar's own while reading passes through unchanged
   const { error, left } = await failedRead(tooLarge);
   assert.equal(error, tooLarge);
   assert.deepEqual(left, []);
+});
+
+Deno.test("a body that ends before its declared length is the client gone (HTTP/2 ends a body at a stream reset)", async () => {
+  const post = (declared: number) =>
+    new Request("http://sidecar/v1/completions", {
+      method: "POST",
+      body: "abc",
+      headers: { "content-length": String(declared) },
+    });
+  for (const declared of [10, 4]) {
+    const left: unknown[] = [];
+    await assert.rejects(
+      readBodyText(post(declared), 1000, (cause) => left.push(cause)),
+      (error) =>
+        error instanceof ProxyError && error.status === 499 &&
+        String((error.cause as Error).message).includes(
+          `ended after 3 of its ${declared} declared bytes`,
+        ),
+    );
+    assert.equal(left.length, 1, String(declared));
+  }
+  assert.equal(await readBodyText(post(3), 1000, () => {}), "abc");
 });

@@ -275,6 +275,8 @@ async function expectBothThreadsServePd(
         }),
         body: JSON.stringify({ prompt: "Hi", max_tokens: 2 }),
         client,
+        // A wedged thread fails the test instead of hanging it.
+        signal: AbortSignal.timeout(5_000),
       },
     );
     assert.equal(response.status, 200, await response.text());

@@ -13,10 +13,11 @@ import {
   ensureDeclaredWithin,
   isChunked,
   limitBodyStream,
+  type LimitedBody,
   readBodyBytes,
+  readDeclaredBody,
   readFromClient,
 } from "../body_limit.ts";
-import { ProxyError } from "../errors.ts";
 import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
@@ -60,10 +61,10 @@ export const WHOLE_BODY_BYTES = 1024 * 1024;
 interface OutgoingBody {
   readonly body: BodyInit | null;
   /**
-   * Aborts when a chunked body passed the limit or broke its framing, with
-   * the client's answer as its reason; absent for a body of known length.
+   * A chunked body's refusal (past the limit, or broken framing); absent
+   * for a body of known length.
    */
-  readonly refused?: AbortSignal;
+  readonly limited?: Pick<LimitedBody, "refused" | "refusal">;
 }
 
 async function outgoingBody(
@@ -74,7 +75,7 @@ async function outgoingBody(
   if (request.body === null) return { body: null };
   const length = ensureDeclaredWithin(request.headers, limit);
   if (length !== undefined && length <= WHOLE_BODY_BYTES) {
-    return { body: await readFromClient(() => request.bytes(), left) };
+    return { body: await readDeclaredBody(request, length, left) };
   }
   // The engine delivers no more than a declared length, which is within the
   // limit. Handed over as the runtime's own stream, it goes out with its
@@ -84,23 +85,12 @@ async function outgoingBody(
   if (length !== undefined) return { body: request.body };
   if (isChunked(request.headers)) {
     const limited = limitBodyStream(request.body, limit, left);
-    return { body: limited.stream, refused: limited.refused };
+    return { body: limited.stream, limited };
   }
   // Neither length nor chunked framing (HTTP/2 without Content-Length): read whole, up to the limit.
   return {
     body: await readFromClient(() => readBodyBytes(request.body, limit), left),
   };
-}
-
-/** The `ProxyError` a refused body's signal carries (`LimitedBody.refused`). */
-function refusalOf(refused: AbortSignal): ProxyError {
-  const reason: unknown = refused.reason;
-  return reason instanceof ProxyError
-    ? reason
-    : new ProxyError(400, "Request body refused", {
-      code: "invalid_request_body",
-      cause: reason,
-    });
 }
 
 /**
@@ -123,15 +113,15 @@ export async function passthroughRequest(
     });
   }
   const limit = deps.config.maxRequestBodyBytes;
-  const { body, refused } = await outgoingBody(
+  const { body, limited } = await outgoingBody(
     request,
     limit,
     clientLeftOf(c),
   );
   const clientGone = c.get("clientGone");
-  const signal = refused === undefined
+  const signal = limited === undefined
     ? clientGone
-    : AbortSignal.any([clientGone, refused]);
+    : AbortSignal.any([clientGone, limited.refused]);
   try {
     const response = await forwardToDecoder(deps.upstream, {
       hostPort: decoderHostPort(deps.config),
@@ -150,21 +140,20 @@ export async function passthroughRequest(
       body,
       signal,
     });
-    refused?.addEventListener("abort", () => {
-      const refusal = refusalOf(refused);
-      const why = refusal.status === 413
+    limited?.refused.addEventListener("abort", () => {
+      const code = limited.refusal()?.code;
+      const why = code === "request_body_too_large"
         ? "passed the limit"
         : "broke its framing";
       log.warn(
         `request body ${why} after the decoder answered: answer cut off`,
-        { code: refusal.code, limit, status: response.status },
+        { code, limit, status: response.status },
       );
     }, { once: true });
     return response;
   } catch (error) {
     // The client's answer is the refusal, not the decoder request it cut.
-    if (refused?.aborted) throw refusalOf(refused);
-    throw error;
+    throw limited?.refusal() ?? error;
   }
 }
 
