@@ -498,7 +498,7 @@ function buildNotes(
     "nginx: upstream keepalive 1024, proxy_buffering and proxy_request_buffering off, access_log off",
     "runtime floor: scripts/bench/floor_proxy.ts, bare Deno.serve + one pooled fetch client, prefill read whole, " +
     "decode streamed, nothing of the sidecar's own work; the sidecar's V8 flags, one runtime, started for its rows only " +
-    "(for streams: beside each section's fresh sidecar, taking its turn after the sidecar's in every round). " +
+    "(for streams: beside each section's fresh sidecar, the two swapping turns from round to round). " +
     "Its figure under a target is how much of that target's gap the runtime alone accounts for",
     "wrk/autocannon rows: one load-generator process (wrk -t1); pd_client rows: the bench's node:http client, " +
     "the chain baseline does prefill then decode per request; open-loop rows: one connection per loop, latency from when each request was due",

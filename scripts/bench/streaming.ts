@@ -130,8 +130,12 @@ export async function measureStreamSection(
     const nginxRun = paths.nginx === undefined
       ? undefined
       : await measure(paths.nginx);
+    // The sidecar and the floor swap turns each round, so what one leaves
+    // running after its turn (GC, closing streams) falls on each in turn.
+    const floorFirst = round % 2 === 1;
+    const floorBefore = floorFirst ? await measure(paths.floor) : undefined;
     const sidecarRun = await measure(paths.sidecar);
-    const floorRun = await measure(paths.floor);
+    const floorRun = floorBefore ?? await measure(paths.floor);
     rounds.push({
       direct: directRun.result,
       ...(nginxRun === undefined
