@@ -323,6 +323,18 @@ function rowMakers(bench: Bench, up: Upstreams) {
           connections,
           cpuPids: [floor.pid],
         })),
+    floorPassthrough: (connections: number) =>
+      measureFloor(
+        bench,
+        up,
+        (floor) =>
+          measureWithTool(bench, "floor_passthrough", {
+            url: floor.url,
+            headers: {},
+            connections,
+            cpuPids: [floor.pid],
+          }),
+      ),
     floorPdSameClient: (connections: number) =>
       measureFloor(
         bench,
@@ -417,6 +429,7 @@ async function measureNonStreaming(
   // Load 1: the rows of each difference next to each other in time.
   await add(make.direct(latency));
   await add(make.passthrough(latency));
+  await add(make.floorPassthrough(latency));
   if (make.nginx) await add(make.nginx(latency));
   await add(make.chainBaseline(latency));
   await add(make.pdSameClient(latency));

@@ -25,6 +25,7 @@ const LABELS: Readonly<Record<Scenario, string>> = {
   "toy_pd": "toy proxy P/D",
   "floor_pd": "runtime floor P/D",
   "floor_pd_same_client": "runtime floor P/D",
+  "floor_passthrough": "runtime floor passthrough",
 };
 
 /** Where a target line's name starts: after "  PASS  1a  ". */

@@ -19,7 +19,9 @@ export type Scenario =
   /** The runtime floor (`floor_proxy.ts`): bare `Deno.serve` + pooled `fetch`, P/D. */
   | "floor_pd"
   /** The runtime floor with the client of `pd_same_client`. */
-  | "floor_pd_same_client";
+  | "floor_pd_same_client"
+  /** The runtime floor passing a request through to the decoder, as `passthrough`. */
+  | "floor_passthrough";
 
 /** One non-streaming measurement; latencies in milliseconds. */
 export interface ThroughputRow {

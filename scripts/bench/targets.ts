@@ -227,6 +227,10 @@ const THROUGHPUT_FIGURES: Readonly<Record<string, FigureOf>> = {
     "chain_baseline",
   ),
   "ttft_passthrough_added_p50_ms": addedP50("passthrough", "direct"),
+  "ttft_floor_passthrough_added_p50_ms": addedP50(
+    "floor_passthrough",
+    "direct",
+  ),
   "ttft_nginx_added_p50_ms": addedP50("nginx", "direct"),
   "c32_pd_vs_toy_proxy": throughputRatio("pd", "toy_pd"),
   "c32_floor_pd_vs_toy_proxy": throughputRatio("floor_pd", "toy_pd"),
@@ -383,6 +387,7 @@ function targetSpecs(
     figure: "ttft_passthrough_added_p50_ms",
     unit: "ms",
     bound: bound("<=", BOUNDS.passthroughAddedP50Ms),
+    floor: "ttft_floor_passthrough_added_p50_ms",
   }, {
     id: "2a",
     name: `c=${c}: P/D req/s as a share of its c=32 req/s`,

@@ -360,12 +360,13 @@ function lineUnder(report: string, id: string): string {
 function floorRows(): ThroughputRow[] {
   return [
     { ...row("floor_pd_same_client", 1, { p50: 0.4 }), tool: "pd_client" },
+    row("floor_passthrough", 1, { p50: 0.15 }),
     row("floor_pd", 32, { rps: 12_000 }),
     row("floor_pd", 2000, { rps: 9_000, p99: 120 }),
   ];
 }
 
-const FLOOR_TARGETS = ["1a", "2a", "2b", "3a", "3b", "3c", "4"];
+const FLOOR_TARGETS = ["1a", "1b", "2a", "2b", "3a", "3b", "3c", "4"];
 
 Deno.test("bench runtime floor figures sit beside the P/D targets, computed as theirs", () => {
   const { of, figures } = verdicts(
@@ -374,6 +375,8 @@ Deno.test("bench runtime floor figures sit beside the P/D targets, computed as t
   );
   // Against the chain's 0.3 ms; share 9,000 / 12,000; p99 120 / nginx's 100; 12,000 / toy's 500.
   assert.ok(Math.abs((of("1a")?.floor ?? NaN) - 0.1) < 1e-9);
+  // Against decoder direct's 0.1 ms.
+  assert.ok(Math.abs((of("1b")?.floor ?? NaN) - 0.05) < 1e-9);
   assert.equal(of("2a")?.floor, 0.75);
   assert.equal(of("2b")?.floor, 1.2);
   assert.equal(of("4")?.floor, 24);
@@ -382,14 +385,13 @@ Deno.test("bench runtime floor figures sit beside the P/D targets, computed as t
   // The sidecar's own figures are still its own.
   assert.equal(of("4")?.value, 20);
   assert.equal(of("2a")?.value, 0.8);
-  for (const id of ["1b", "2c"]) {
-    assert.equal(of(id)?.floor, undefined, id);
-  }
+  assert.equal(of("2c")?.floor, undefined);
 });
 
 Deno.test("bench runtime floor is not judged: a floor past every bound changes no verdict", () => {
   const slowFloor = [
     { ...row("floor_pd_same_client", 1, { p50: 9 }), tool: "pd_client" },
+    row("floor_passthrough", 1, { p50: 9 }),
     row("floor_pd", 32, { rps: 100 }),
     row("floor_pd", 2000, { rps: 1, p99: 5_000, errors: 7 }),
   ];
@@ -433,11 +435,13 @@ Deno.test("bench report prints the runtime floor under each P/D target, N/A with
   assert.match(lineUnder(text, "2a"), / 0\.750 x$/);
   assert.match(lineUnder(text, "2b"), / 1\.200 x$/);
   assert.match(lineUnder(text, "4"), / 24\.000 x$/);
-  assert.doesNotMatch(lineUnder(text, "1b"), floor);
+  assert.match(lineUnder(text, "1b"), / 0\.050 ms$/);
+  assert.doesNotMatch(lineUnder(text, "2c"), floor);
   // The streaming targets' floor lines too, N/A: these stream rounds have no floor path.
-  assert.equal(text.match(/^ +runtime floor /gm)?.length, 7);
+  assert.equal(text.match(/^ +runtime floor /gm)?.length, 8);
   assert.match(lineUnder(text, "3a"), / N\/A$/);
   assert.match(text, /runtime floor P\/D \(pd_client\) +1 /);
+  assert.match(text, /runtime floor passthrough \(wrk\) +1 /);
   assert.match(text, /runtime floor P\/D \(wrk\) +32 +12000 /);
   assert.match(text, /runtime floor P\/D \(wrk\) +2000 +9000 /);
   // The floor's lines carry no verdict.
@@ -446,7 +450,7 @@ Deno.test("bench report prints the runtime floor under each P/D target, N/A with
   const without = formatReport(reportOf(passingRows(), [PASSING_STREAMS]));
   assert.match(lineUnder(without, "1a"), floor);
   assert.match(lineUnder(without, "1a"), / N\/A$/);
-  assert.equal(without.match(/^ +runtime floor .* N\/A$/gm)?.length, 7);
+  assert.equal(without.match(/^ +runtime floor .* N\/A$/gm)?.length, 8);
   assert.doesNotMatch(without, /runtime floor P\/D/);
 });
 
