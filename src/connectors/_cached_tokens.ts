@@ -44,13 +44,13 @@ export async function withPrefillCachedTokens(
   if (decode.status < 200 || decode.status >= 300 || decode.body === null) {
     return decode;
   }
+  if (isEventStream(decode) && !options.streamCarriesUsage) return decode;
   const init = {
     status: decode.status,
     statusText: decode.statusText,
     headers: headersWithoutLength(decode),
   };
   if (isEventStream(decode)) {
-    if (!options.streamCarriesUsage) return decode;
     return new Response(rewriteEvents(decode.body, options.cached), init);
   }
   let text: string;
