@@ -316,25 +316,9 @@ function rowMakers(bench: Bench, up: Upstreams) {
         ...(rate === undefined ? {} : { rate, warmupS: openLoopWarmupS }),
       }),
     floorPd: (connections: number) =>
-      measureFloor(bench, up, (floor) =>
-        measureWithTool(bench, "floor_pd", {
-          url: floor.url,
-          headers: pd,
-          connections,
-          cpuPids: [floor.pid],
-        })),
+      floorRow(bench, up, "floor_pd", pd, connections),
     floorPassthrough: (connections: number) =>
-      measureFloor(
-        bench,
-        up,
-        (floor) =>
-          measureWithTool(bench, "floor_passthrough", {
-            url: floor.url,
-            headers: {},
-            connections,
-            cpuPids: [floor.pid],
-          }),
-      ),
+      floorRow(bench, up, "floor_passthrough", {}, connections),
     floorPdSameClient: (connections: number) =>
       measureFloor(
         bench,
@@ -347,6 +331,23 @@ function rowMakers(bench: Bench, up: Upstreams) {
           }),
       ),
   };
+}
+
+/** A row of the runtime floor measured with the load generator, as the sidecar's rows are. */
+function floorRow(
+  bench: Bench,
+  up: Upstreams,
+  scenario: "floor_pd" | "floor_passthrough",
+  headers: Record<string, string>,
+  connections: number,
+): Promise<ThroughputRow> {
+  return measureFloor(bench, up, (floor) =>
+    measureWithTool(bench, scenario, {
+      url: floor.url,
+      headers,
+      connections,
+      cpuPids: [floor.pid],
+    }));
 }
 
 /**
