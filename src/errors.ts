@@ -5,6 +5,7 @@
  * a response, so every error a client sees from the sidecar itself looks alike.
  */
 
+import { fixedResponse } from "./fixed_response.ts";
 import type { Logger } from "./log.ts";
 
 /** HTTP statuses the sidecar produces for its own errors. */
@@ -154,8 +155,6 @@ export function buildAnthropicErrorBody(
 /** Which error body a route's clients read: vLLM's (OpenAI's) or Anthropic's. */
 export type ErrorShape = "vllm" | "anthropic";
 
-const encoder = new TextEncoder();
-
 /**
  * Response header carrying `ProxyError.code`. The body keeps vLLM's shape
  * (`code` is the integer status there, and OpenAI clients read it), so the
@@ -179,12 +178,10 @@ export function toErrorResponse(
   const payload = shape === "anthropic"
     ? buildAnthropicErrorBody(error)
     : buildErrorBody(error);
-  const body = encoder.encode(JSON.stringify(payload));
-  return new Response(body, {
+  return fixedResponse(JSON.stringify(payload), {
     status: error.status,
     headers: {
       "content-type": "application/json",
-      "content-length": String(body.byteLength),
       [HEADER_ERROR_CODE]: error.code,
     },
   });

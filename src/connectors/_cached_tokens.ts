@@ -44,14 +44,13 @@ export async function withPrefillCachedTokens(
   if (decode.status < 200 || decode.status >= 300 || decode.body === null) {
     return decode;
   }
-  if (isEventStream(decode) && !options.streamCarriesUsage) return decode;
-  const init = {
-    status: decode.status,
-    statusText: decode.statusText,
-    headers: headersWithoutLength(decode),
-  };
+  const status = { status: decode.status, statusText: decode.statusText };
   if (isEventStream(decode)) {
-    return new Response(rewriteEvents(decode.body, options.cached), init);
+    if (!options.streamCarriesUsage) return decode;
+    return new Response(rewriteEvents(decode.body, options.cached), {
+      ...status,
+      headers: headersWithoutLength(decode),
+    });
   }
   let text: string;
   try {
@@ -65,7 +64,11 @@ export async function withPrefillCachedTokens(
       { code: "decoder_broke", cause: error },
     );
   }
-  return fixedResponse(rewriteCachedTokens(text, options.cached) ?? text, init);
+  // fixedResponse replaces the Content-Length with the new body's.
+  return fixedResponse(rewriteCachedTokens(text, options.cached) ?? text, {
+    ...status,
+    headers: decode.headers,
+  });
 }
 
 /** Index just after the last complete SSE event in `text`, 0 when none. */

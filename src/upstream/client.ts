@@ -7,7 +7,7 @@
  */
 
 import type { TlsStage } from "../flag_table.ts";
-import { declaredLength, readBodyBytes } from "../body_limit.ts";
+import { declaredLength, readBodyWithin } from "../body_limit.ts";
 import { ProxyError } from "../errors.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
@@ -352,11 +352,11 @@ function createStageClient(
  */
 export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
-function answerTooLarge(cause?: unknown): UpstreamError {
+function answerTooLarge(): UpstreamError {
   return new UpstreamError(
     "other",
     `answer larger than ${MAX_ANSWER_BYTES} bytes`,
-    cause,
+    undefined,
   );
 }
 
@@ -372,14 +372,9 @@ async function readAnswerText(response: Response): Promise<string> {
     throw answerTooLarge();
   }
   if (length !== undefined) return await response.text();
-  try {
-    return utf8.decode(await readBodyBytes(response.body, MAX_ANSWER_BYTES));
-  } catch (error) {
-    if (error instanceof ProxyError && error.status === 413) {
-      throw answerTooLarge(error);
-    }
-    throw error;
-  }
+  const bytes = await readBodyWithin(response.body, MAX_ANSWER_BYTES);
+  if (bytes === undefined) throw answerTooLarge();
+  return utf8.decode(bytes);
 }
 
 const utf8 = new TextDecoder();
