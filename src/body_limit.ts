@@ -24,11 +24,11 @@ import type { HeaderLookup } from "./upstream/headers.ts";
 export const DEFAULT_MAX_REQUEST_BODY_BYTES = 32 * 1024 * 1024;
 
 /** The 413 answered for a body larger than `limit` bytes. */
-export function bodyTooLarge(limit: number, cause?: unknown): ProxyError {
+function bodyTooLarge(limit: number): ProxyError {
   return new ProxyError(
     413,
     `Request body is larger than the limit of ${limit} bytes (-max-request-body-bytes)`,
-    { code: "request_body_too_large", cause },
+    { code: "request_body_too_large" },
   );
 }
 
@@ -147,13 +147,6 @@ export async function readBodyWithin(
   return complete ? concatChunks(chunks, total) : undefined;
 }
 
-/** The first bytes of a body, and whether they are all of it. */
-export interface BodyPrefix {
-  readonly bytes: Uint8Array<ArrayBuffer>;
-  /** False when the body went on past the limit; the rest was cancelled, never read. */
-  readonly complete: boolean;
-}
-
 /**
  * Reads at most `limit` bytes of a body, for a caller that decides itself
  * what a longer body means: the body is cancelled at the first chunk past
@@ -162,9 +155,9 @@ export interface BodyPrefix {
 export async function readBodyPrefix(
   body: ReadableStream<Uint8Array> | null,
   limit: number,
-): Promise<BodyPrefix> {
-  const { chunks, total, complete } = await readChunks(body, limit);
-  return { bytes: concatChunks(chunks, total), complete };
+): Promise<Uint8Array<ArrayBuffer>> {
+  const { chunks, total } = await readChunks(body, limit);
+  return concatChunks(chunks, total);
 }
 
 const utf8 = new TextDecoder();

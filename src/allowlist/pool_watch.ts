@@ -183,7 +183,7 @@ const utf8 = new TextDecoder();
 async function failure(answer: Answer): Promise<KubeApiError> {
   const prefix = await readBodyPrefix(bodyStream(answer), MAX_ERROR_BODY_BYTES)
     .catch(() => undefined);
-  const text = prefix === undefined ? "" : utf8.decode(prefix.bytes);
+  const text = prefix === undefined ? "" : utf8.decode(prefix);
   const body = safeJson(text);
   const message = typeof body === "object" && body !== null &&
       "message" in body

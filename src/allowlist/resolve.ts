@@ -25,8 +25,6 @@ export interface ResolverOptions {
   readonly lookup?: LookupFunction;
   /** How long an answer is reused; 0 disables the cache. */
   readonly ttlMs?: number;
-  /** How long a failure is answered without a lookup; at most `ttlMs`. */
-  readonly negativeTtlMs?: number;
   /** Clock in milliseconds (tests). */
   readonly now?: () => number;
 }
@@ -91,10 +89,8 @@ async function lookupWithSystem(host: string): Promise<readonly string[]> {
 export function createResolver(options: ResolverOptions = {}): Resolver {
   const lookup = options.lookup ?? lookupWithSystem;
   const ttlMs = options.ttlMs ?? RESOLVE_TTL_MS;
-  const negativeTtlMs = Math.min(
-    options.negativeTtlMs ?? RESOLVE_NEGATIVE_TTL_MS,
-    ttlMs,
-  );
+  // A cache turned off (ttlMs 0) keeps no failures either.
+  const negativeTtlMs = Math.min(RESOLVE_NEGATIVE_TTL_MS, ttlMs);
   const now = options.now ?? Date.now;
   const answers = new BoundedCache<readonly IpAddress[]>(RESOLVE_MAX_NAMES);
   // The failure is kept to answer again; wrapped, so an `undefined` thrown is still a hit.

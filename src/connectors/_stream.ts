@@ -49,7 +49,8 @@ export function resumeStream(
 /** `response`'s status and headers with `body`. */
 export function withBody(
   response: Response,
-  body: ReadableStream<Uint8Array> | string | null,
+  // A body held whole goes through fixedResponse, which sends its length.
+  body: ReadableStream<Uint8Array> | null,
 ): Response {
   return new Response(body, {
     status: response.status,
