@@ -6,10 +6,18 @@ import { createMetrics, type MetricsRegistry } from "../src/metrics.ts";
 import { isJsonObject } from "../src/protocol/request.ts";
 import { chatBody, createHarness, type Harness } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
-import { closeQuietly, readUntil, writeText } from "./support/sockets.ts";
+import {
+  closeQuietly,
+  connectTo,
+  readUntil,
+  writeText,
+} from "./support/sockets.ts";
 import nodeTls from "node:tls";
 import { generateSelfSignedCertificate } from "../src/tls.ts";
-import { startHangingUpstream } from "./support/stub_upstream.ts";
+import {
+  type HangingUpstream,
+  startHangingUpstream,
+} from "./support/stub_upstream.ts";
 
 const ATTEMPTS = 20;
 /** How soon an upstream must see its request dropped once the client left. */
@@ -52,8 +60,7 @@ function rawHead(options: RawRequestOptions): string {
 
 /** Connects to the sidecar served at `base`. */
 function connect(base: string): Promise<Deno.TcpConn> {
-  const url = new URL(base);
-  return Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+  return connectTo(Number(new URL(base).port));
 }
 
 /** A prompt long enough that its request cannot arrive in one read with its head. */
@@ -556,7 +563,7 @@ async function startChunkedUpload(id: string) {
 
 /** Checks that the decoder's request for `id` was aborted within 1 s. */
 async function expectDecoderAborted(
-  decoder: ReturnType<typeof startHangingUpstream>,
+  decoder: HangingUpstream,
   id: string,
 ): Promise<void> {
   await within(

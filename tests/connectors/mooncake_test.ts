@@ -11,6 +11,7 @@ import {
   createConnectorHarness,
   kvParamsOf,
   startBootstrapStub,
+  within,
 } from "./_support.ts";
 
 const TRANSFER_ID =
@@ -175,7 +176,7 @@ Deno.test("queryBootstrap gives up after its timeout", async () => {
       }),
       /^ProxyError: Cannot query Mooncake bootstrap server ".*\/query": no answer within 50 ms$/,
     );
-    await server.allClosed();
+    await within(server.allClosed(), "the bootstrap query's close");
   } finally {
     upstream.close();
   }

@@ -60,7 +60,11 @@ export interface HangingUpstream extends AsyncDisposable {
   received(which: number | string): Promise<void>;
   /** Resolves when the client closed connection `which`, or the one that carried request `which`. */
   closed(which: number | string): Promise<void>;
-  /** Resolves once every connection accepted so far was closed by the client. */
+  /**
+   * Resolves once at least one connection was accepted and every one
+   * accepted so far was closed by the client: a sidecar that never connected
+   * does not pass for one that aborted.
+   */
   allClosed(): Promise<void>;
 }
 
@@ -116,6 +120,7 @@ export function startHangingUpstream(): HangingUpstream {
     received: (which) => slot(received, which).promise,
     closed: (which) => slot(closed, which).promise,
     allClosed: async () => {
+      await slot(closed, 0).promise;
       const count = server.connections();
       for (let index = 0; index < count; index++) {
         await slot(closed, index).promise;
