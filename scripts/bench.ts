@@ -351,8 +351,9 @@ function floorRow(
 }
 
 /**
- * The runtime floor, started for one row only (as the toy proxy is): a 1 s
- * P/D warm-up at c=32, then `measure`, then stopped.
+ * The runtime floor, started for one row only (as the toy proxy is): 1 s
+ * of passthrough and 1 s of P/D at c=32 to warm it up, then `measure`, then
+ * stopped.
  */
 async function measureFloor(
   bench: Bench,
@@ -366,11 +367,14 @@ async function measureFloor(
   });
   try {
     const floor = { url: urlOf(proxy.port), pid: proxy.process.pid };
-    await measureWithTool({ ...bench, durationS: 1 }, "floor_pd", {
-      url: floor.url,
-      headers: { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` },
-      connections: LOADS.throughput,
-    });
+    // Both of its paths, as warmUp does the sidecar's.
+    await warmUpPaths(bench, [
+      { url: floor.url, headers: {} },
+      {
+        url: floor.url,
+        headers: { [PREFILLER_HEADER]: `127.0.0.1:${up.prefillPort}` },
+      },
+    ], 1);
     return await measure(floor);
   } finally {
     await bench.group.stop(proxy.process);
@@ -398,12 +402,24 @@ async function warmUp(bench: Bench, up: Upstreams): Promise<void> {
       ? []
       : [{ url: urlOf(up.nginx.port), headers: {} }]),
   ];
+  await warmUpPaths(bench, targets, Math.max(1, Math.round(bench.warmupS * 2)));
+}
+
+/** Loads each of `targets` at c=32 for `durationS`, measuring nothing. */
+async function warmUpPaths(
+  bench: Bench,
+  targets: readonly {
+    readonly url: string;
+    readonly headers: Record<string, string>;
+  }[],
+  durationS: number,
+): Promise<void> {
   for (const target of targets) {
     await bench.tool.run({
       ...target,
       body: requestBody({ stream: false, maxTokens: 16 }),
-      connections: 32,
-      durationS: Math.max(1, Math.round(bench.warmupS * 2)),
+      connections: LOADS.throughput,
+      durationS,
     }, bench.group);
   }
 }

@@ -116,8 +116,8 @@ export interface TargetResult {
   readonly pass: boolean | null;
   /**
    * The runtime floor's figure, computed as `value` is, judged by nothing:
-   * how much of the target's gap is the runtime's. Only on targets that
-   * read P/D rows or streams; null when the floor's rows did not run.
+   * how much of the target's gap is the runtime's. On every target but
+   * 2c; null when the floor's rows did not run.
    */
   readonly floor?: number | null;
 }

@@ -449,9 +449,8 @@ function targetSpecs(
 }
 
 /**
- * Issue 9's targets, judged on `figures` (from `computeFigures`). Those that
- * read P/D rows or streams (all but 1b and 2c) carry the runtime floor's
- * figure, unjudged.
+ * Issue 9's targets, judged on `figures` (from `computeFigures`). All but
+ * 2c carry the runtime floor's figure, unjudged.
  */
 export function judgeTargets(
   figures: Readonly<Record<string, number | null>>,
