@@ -109,13 +109,11 @@ Deno.test("without --allow-ffi the sidecar says once that TLS keeps Nagle's algo
     const health = await fetch(`https://127.0.0.1:${port}/health`, { client });
     await health.body?.cancel();
     assert.equal(health.status, 200);
-    // Both threads' listeners are up once each has served; one line in all.
-    for (let i = 0; i < 8; i++) {
-      using other = Deno.createHttpClient({ caCerts: [ca.cert] });
-      const again = await fetch(`https://127.0.0.1:${port}/health`, {
-        client: other,
-      });
-      await again.body?.cancel();
+    // Each thread decides before its listener says it is starting.
+    for (const listener of [0, 1]) {
+      await sidecar.waitForLine((l) =>
+        l.msg === "starting" && l.listener === listener
+      );
     }
     assert.equal(
       sidecar.lines.filter((l) => String(l.msg).includes("Nagle")).length,
@@ -133,11 +131,13 @@ Deno.test("without --allow-ffi the sidecar says once that TLS keeps Nagle's algo
 function startShortDecoder(
   extraHeader = "",
   declared = 64,
-): { port: number; close(): void } {
+): { port: number; requests(): number; close(): void } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const encoder = new TextEncoder();
+  let requests = 0;
   (async () => {
     for await (const conn of listener) {
+      requests++;
       (async () => {
         await conn.read(new Uint8Array(16 * 1024)).catch(() => null);
         await conn.write(encoder.encode(
@@ -151,6 +151,7 @@ function startShortDecoder(
   })().catch(() => {});
   return {
     port: listener.addr.port,
+    requests: () => requests,
     close: () => listener.close(),
   };
 }
@@ -180,12 +181,15 @@ async function passthroughOverTls(
       });
     } catch (error) {
       // The stream broke before its head went out (an HTTP/2 reset).
+      assert.ok(decoder.requests() > 0, "the decoder was never reached");
       return { status: undefined, body: { error } };
     }
     const body = await response.text().then(
       (text) => ({ text }),
       (error: unknown) => ({ error }),
     );
+    // Whatever the client saw came from the decoder's broken answer.
+    assert.ok(decoder.requests() > 0, "the decoder was never reached");
     return { status: response.status, body };
   } finally {
     decoder.close();
