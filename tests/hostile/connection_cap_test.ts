@@ -11,7 +11,6 @@ import {
   closeQuietly,
   connectTo,
   readUntil,
-  withDeadline,
   writeText,
 } from "../support/sockets.ts";
 
@@ -46,11 +45,7 @@ async function startCapped(
     await decoder.close();
   };
   try {
-    await withDeadline(
-      sidecar.waitForLine((line) => line.msg === "starting"),
-      10_000,
-      "the sidecar to start",
-    );
+    await sidecar.waitForLine((line) => line.msg === "starting", 10_000);
   } catch (error) {
     await stop();
     throw error;
@@ -72,12 +67,10 @@ Deno.test(
         await writeText(conn, HEALTH);
         assert.match((await readHealth(conn)).text, /^HTTP\/1\.1 200 OK/);
       }
-      const reached = await withDeadline(
-        s.sidecar.waitForLine((line) =>
-          String(line.msg).startsWith("Connection limit reached")
-        ),
+      // waitForLine's own deadline prints the sidecar's log when it fails.
+      const reached = await s.sidecar.waitForLine(
+        (line) => String(line.msg).startsWith("Connection limit reached"),
         5_000,
-        "the cap to be reported",
       );
       assert.equal(reached.open_connections, CAP);
       // The kernel completes the connect; the sidecar does not accept it yet.
@@ -126,12 +119,9 @@ Deno.test(
       const stalled: Deno.Conn[] = [];
       try {
         for (let i = 0; i < CAP; i++) stalled.push(await connectTo(s.port));
-        await withDeadline(
-          s.sidecar.waitForLine((line) =>
-            String(line.msg).startsWith("Connection limit reached")
-          ),
+        await s.sidecar.waitForLine(
+          (line) => String(line.msg).startsWith("Connection limit reached"),
           5_000,
-          "the cap to be reported",
         );
         const answered = health();
         assert.equal(
