@@ -8,6 +8,7 @@
  * reaches it. Concurrent misses of one name share one lookup.
  */
 
+import { type BoundedMap, createBoundedMap } from "../bounded_map.ts";
 import { type IpAddress, parseIpLiteral } from "./address.ts";
 
 /** Looks a host name up; resolves with the address texts, in the resolver's order. */
@@ -48,34 +49,14 @@ interface CacheEntry<T> {
   readonly value: T;
 }
 
-/** A map of at most `max` entries that drops its oldest first. */
-class BoundedCache<T> {
-  readonly #entries = new Map<string, CacheEntry<T>>();
-  readonly #max: number;
-
-  constructor(max: number) {
-    this.#max = max;
-  }
-
-  /** The value of `key` unless it expired at `now`. */
-  fresh(key: string, now: number): T | undefined {
-    const entry = this.#entries.get(key);
-    return entry !== undefined && now < entry.until ? entry.value : undefined;
-  }
-
-  set(key: string, entry: CacheEntry<T>): void {
-    this.#entries.delete(key);
-    // Names are few (pods, services): the bound only caps a flood.
-    if (this.#entries.size >= this.#max) {
-      const oldest = this.#entries.keys().next();
-      if (!oldest.done) this.#entries.delete(oldest.value);
-    }
-    this.#entries.set(key, entry);
-  }
-
-  delete(key: string): void {
-    this.#entries.delete(key);
-  }
+/** The value of `key` in `cache` unless it expired at `now`. */
+function fresh<T>(
+  cache: BoundedMap<CacheEntry<T>>,
+  key: string,
+  now: number,
+): T | undefined {
+  const entry = cache.get(key);
+  return entry !== undefined && now < entry.until ? entry.value : undefined;
 }
 
 async function lookupWithSystem(host: string): Promise<readonly string[]> {
@@ -92,9 +73,11 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
   // A cache turned off (ttlMs 0) keeps no failures either.
   const negativeTtlMs = Math.min(RESOLVE_NEGATIVE_TTL_MS, ttlMs);
   const now = options.now ?? Date.now;
-  const answers = new BoundedCache<readonly IpAddress[]>(RESOLVE_MAX_NAMES);
+  const answers = createBoundedMap<CacheEntry<readonly IpAddress[]>>(
+    RESOLVE_MAX_NAMES,
+  );
   // The failure is kept to answer again; wrapped, so an `undefined` thrown is still a hit.
-  const failures = new BoundedCache<{ readonly error: unknown }>(
+  const failures = createBoundedMap<CacheEntry<{ readonly error: unknown }>>(
     RESOLVE_MAX_FAILED_NAMES,
   );
   const inFlight = new Map<string, Promise<readonly IpAddress[]>>();
@@ -140,9 +123,9 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
       if (literal !== undefined) return Promise.resolve([literal]);
       const key = host.toLowerCase();
       const at = now();
-      const addresses = answers.fresh(key, at);
+      const addresses = fresh(answers, key, at);
       if (addresses !== undefined) return Promise.resolve(addresses);
-      const failure = failures.fresh(key, at);
+      const failure = fresh(failures, key, at);
       if (failure !== undefined) return Promise.reject(failure.error);
       // Requests that miss the same name together wait on one lookup.
       const pending = inFlight.get(key);

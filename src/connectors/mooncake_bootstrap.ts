@@ -6,6 +6,7 @@
  * round trip.
  */
 
+import { type BoundedMap, createBoundedMap } from "../bounded_map.ts";
 import { startDeadline } from "../deadline.ts";
 import { ProxyError } from "../errors.ts";
 import { PATH_MOONCAKE_QUERY } from "../protocol/fields.ts";
@@ -108,43 +109,12 @@ export function parseEngines(text: string): MooncakeEngine[] {
 }
 
 /** Engines per bootstrap server, least recently used dropped first. */
-export interface EngineCache {
-  get(server: string): readonly MooncakeEngine[] | undefined;
-  set(server: string, engines: readonly MooncakeEngine[]): void;
-  /** Forgets a server, whose engines may have changed (a restarted prefiller). */
-  delete(server: string): void;
-  readonly size: number;
-}
+export type EngineCache = BoundedMap<readonly MooncakeEngine[]>;
 
 /** The Go sidecar's bound on cached prefillers. */
 export const ENGINE_CACHE_LIMIT = 1024;
 
 /** Creates an empty cache of at most `limit` servers. */
 export function createEngineCache(limit = ENGINE_CACHE_LIMIT): EngineCache {
-  // A Map iterates in insertion order: re-inserting on use makes the first
-  // key the least recently used.
-  const entries = new Map<string, readonly MooncakeEngine[]>();
-  return {
-    get(server) {
-      const engines = entries.get(server);
-      if (engines !== undefined) {
-        entries.delete(server);
-        entries.set(server, engines);
-      }
-      return engines;
-    },
-    set(server, engines) {
-      entries.delete(server);
-      entries.set(server, engines);
-      if (entries.size <= limit) return;
-      const oldest = entries.keys().next();
-      if (!oldest.done) entries.delete(oldest.value);
-    },
-    delete(server) {
-      entries.delete(server);
-    },
-    get size() {
-      return entries.size;
-    },
-  };
+  return createBoundedMap(limit, { touchOnGet: true });
 }
