@@ -226,19 +226,33 @@ function resolveConfig(
     certPath,
     enablePrefillerSampling: sampling.value,
     verbosity: verbosity.value,
-    workers: parseWorkers(values.workers ?? defaultOf("workers")),
-    metricsPort: parseMetricsPort(
+    workers: inRange(
+      "workers",
+      values.workers ?? defaultOf("workers"),
+      [1, MAX_WORKERS],
+      `a number from 1 to ${MAX_WORKERS}`,
+    ),
+    metricsPort: inRange(
+      "metrics-port",
       values["metrics-port"] ?? defaultOf("metrics-port"),
+      [0, 65535],
+      "a port from 1 to 65535, or 0 for no metrics listener",
     ),
     tracing: values.tracing ?? false,
     watchClientConnections: values["watch-client-connections"] ?? false,
     ...resolveStageSettings(values),
     ...security.settings,
-    maxRequestBodyBytes: parseBodyLimit(
+    maxRequestBodyBytes: inRange(
+      "max-request-body-bytes",
       values["max-request-body-bytes"] ?? defaultOf("max-request-body-bytes"),
+      [1, Number.MAX_SAFE_INTEGER],
+      "a number of bytes greater than 0",
     ),
-    maxConnections: parseMaxConnections(
+    maxConnections: inRange(
+      "max-connections",
       values["max-connections"] ?? defaultOf("max-connections"),
+      [0, Infinity],
+      "a number of connections, or 0 for no cap",
     ),
     ...resolveResilienceSettings(values),
   };
@@ -307,50 +321,19 @@ function fromFlagError(error: FlagError): ConfigError {
   return new ConfigError(error.message, options);
 }
 
-function parseMetricsPort(port: number): number {
-  if (port < 0 || port > 65535) {
-    throw invalidValue(
-      "metrics-port",
-      String(port),
-      "a port from 1 to 65535, or 0 for no metrics listener",
-    );
-  }
-  return port;
-}
-
 const MAX_WORKERS = 64;
 
-function parseWorkers(count: number): number {
-  if (count < 1 || count > MAX_WORKERS) {
-    throw invalidValue(
-      "workers",
-      String(count),
-      `a number from 1 to ${MAX_WORKERS}`,
-    );
+/** `value` of `-flag` when it lies in [min, max], else the flag's error saying what it takes. */
+function inRange(
+  flag: string,
+  value: number,
+  [min, max]: readonly [number, number],
+  expected: string,
+): number {
+  if (value < min || value > max) {
+    throw invalidValue(flag, String(value), expected);
   }
-  return count;
-}
-
-function parseBodyLimit(bytes: number): number {
-  if (bytes < 1 || !Number.isSafeInteger(bytes)) {
-    throw invalidValue(
-      "max-request-body-bytes",
-      String(bytes),
-      "a number of bytes greater than 0",
-    );
-  }
-  return bytes;
-}
-
-function parseMaxConnections(count: number): number {
-  if (count < 0) {
-    throw invalidValue(
-      "max-connections",
-      String(count),
-      "a number of connections, or 0 for no cap",
-    );
-  }
-  return count;
+  return value;
 }
 
 function parseListenHost(text: string): string {
