@@ -1029,3 +1029,37 @@ Deno.test("the stage flags refuse an unknown encoder connector and a negative ch
     "--decode-chunk-size must be a non-negative integer (0 disables chunked decode), got -1",
   ]);
 });
+
+Deno.test("numeric flags outside their range are refused, naming what they take; their bounds are accepted", () => {
+  const refused: [string, string][] = [
+    ["-workers=0", '"-workers": expected a number from 1 to 64'],
+    ["-workers=65", '"-workers": expected a number from 1 to 64'],
+    [
+      "-metrics-port=65536",
+      '"-metrics-port": expected a port from 1 to 65535, or 0 for no metrics listener',
+    ],
+    [
+      "-max-request-body-bytes=0",
+      '"-max-request-body-bytes": expected a number of bytes greater than 0',
+    ],
+    [
+      "-max-connections=-1",
+      '"-max-connections": expected a number of connections, or 0 for no cap',
+    ],
+  ];
+  for (const [flag, message] of refused) {
+    const error = configErrorOf([flag]);
+    assert.equal(error.exitCode, 2, flag);
+    assert.ok(error.message.includes(message), error.message);
+  }
+  const bounds = configOf([
+    "-workers=64",
+    "-metrics-port=65535",
+    "-max-request-body-bytes=1",
+    "-max-connections=0",
+  ]);
+  assert.equal(bounds.workers, 64);
+  assert.equal(bounds.metricsPort, 65535);
+  assert.equal(bounds.maxRequestBodyBytes, 1);
+  assert.equal(bounds.maxConnections, 0);
+});
