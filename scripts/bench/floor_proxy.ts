@@ -97,7 +97,7 @@ export function createPooledFetchClient(): ProxyClient {
 }
 
 /** Request headers for an upstream: the client's, less hop-by-hop and routing ones. */
-export function upstreamHeaders(incoming: Headers): Record<string, string> {
+function upstreamHeaders(incoming: Headers): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of incoming) {
     if (!REQUEST_HOP_BY_HOP.has(name)) out[name] = value;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { generateSelfSignedCertificate } from "../../src/tls.ts";
 import { createHarness } from "../support/harness.ts";
-import { withDeadline } from "../support/sockets.ts";
+import { withDeadline } from "../support/deadline.ts";
 import { startRecordingUpstream } from "./_upstreams.ts";
 
 const LIMIT = 1024 * 1024;
