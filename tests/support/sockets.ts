@@ -7,8 +7,6 @@
 
 import { withDeadline } from "./deadline.ts";
 
-/** The deadline every socket wait uses, where the socket tests import it from. */
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
