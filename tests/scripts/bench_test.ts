@@ -638,21 +638,29 @@ Deno.test("bench runtime floor does the prefill, then streams the decode with it
     const client = createFetchClient(httpClient);
     const decoderUrl = `http://127.0.0.1:${decoder.addr.port}`;
     const body = '{"model":"m","max_tokens":9}';
+    // Answer and body within a deadline: a floor that hangs fails here.
     const send = (headers: Record<string, string>) =>
-      proxy(
-        client,
-        new Request("http://floor/v1/completions", {
-          method: "POST",
-          headers: { "content-type": "application/json", ...headers },
-          body,
-        }),
-        decoderUrl,
+      withDeadline(
+        proxy(
+          client,
+          new Request("http://floor/v1/completions", {
+            method: "POST",
+            headers: { "content-type": "application/json", ...headers },
+            body,
+          }),
+          decoderUrl,
+        ).then(async (response) => ({
+          status: response.status,
+          text: await response.text(),
+        })),
+        5_000,
+        "the floor's answer",
       );
     const pd = await send({
       "x-prefiller-host-port": `127.0.0.1:${prefiller.addr.port}`,
     });
     assert.equal(pd.status, 200);
-    assert.equal(await pd.text(), '{"choices":[]}');
+    assert.equal(pd.text, '{"choices":[]}');
     assert.deepEqual(seen.map((s) => s.leg), ["prefill", "decode"]);
     const [prefill, decode] = seen.map((s) => JSON.parse(s.body));
     assert.equal(prefill.stream, false);
@@ -664,7 +672,7 @@ Deno.test("bench runtime floor does the prefill, then streams the decode with it
 
     seen.length = 0;
     const passthrough = await send({});
-    assert.equal(await passthrough.text(), '{"choices":[]}');
+    assert.equal(passthrough.text, '{"choices":[]}');
     assert.deepEqual(seen.map((s) => [s.leg, s.body]), [["decode", body]]);
   } finally {
     httpClient.close();
@@ -717,17 +725,21 @@ Deno.test("bench runtime floor sends a streaming request's prefill as the sideca
   try {
     const body =
       '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":9,"stream":true,"stream_options":{"include_usage":false}}';
-    const response = await proxy(
-      createFetchClient(httpClient),
-      new Request("http://floor/v1/chat/completions", {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "x-prefiller-host-port": `127.0.0.1:${prefiller.addr.port}`,
-        },
-        body,
-      }),
-      `http://127.0.0.1:${decoder.addr.port}`,
+    const response = await withDeadline(
+      proxy(
+        createFetchClient(httpClient),
+        new Request("http://floor/v1/chat/completions", {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "x-prefiller-host-port": `127.0.0.1:${prefiller.addr.port}`,
+          },
+          body,
+        }),
+        `http://127.0.0.1:${decoder.addr.port}`,
+      ),
+      5_000,
+      "the floor's answer head",
     );
     assert.equal(response.headers.get("content-type"), "text/event-stream");
     const reader = response.body?.getReader();
