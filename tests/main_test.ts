@@ -8,7 +8,7 @@ import {
   startBundle,
 } from "./support/process.ts";
 import { chatBody, jsonHeaders } from "./support/harness.ts";
-import { makeCa, makeServerCert } from "./support/certs.ts";
+import { makeCa, makeServerCert, writeCertDir } from "./support/certs.ts";
 
 /** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
 function startPlainSidecar(
@@ -232,27 +232,21 @@ Deno.test(
 Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
   await using decode = await createMockVllm({ name: "decoder" });
   const tls = await generateSelfSignedCertificate();
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/tls.crt`, tls.cert);
-    await Deno.writeTextFile(`${dir}/tls.key`, tls.key);
-    const port = freePort();
-    await using sidecar = startBundle([
-      `-port=${port}`,
-      `-vllm-port=${decode.port}`,
-      "-listen-host=127.0.0.1",
-      `-cert-path=${dir}`,
-    ]);
-    await sidecar.waitForLine((line) => line.msg === "starting");
-    using client = Deno.createHttpClient({ caCerts: [tls.cert] });
-    const response = await fetch(`https://127.0.0.1:${port}/health`, {
-      client,
-    });
-    assert.equal(response.status, 200);
-    await response.body?.cancel();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using certs = await writeCertDir(tls);
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-vllm-port=${decode.port}`,
+    "-listen-host=127.0.0.1",
+    `-cert-path=${certs.dir}`,
+  ]);
+  await sidecar.waitForLine((line) => line.msg === "starting");
+  using client = Deno.createHttpClient({ caCerts: [tls.cert] });
+  const response = await fetch(`https://127.0.0.1:${port}/health`, {
+    client,
+  });
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
 });
 
 /**

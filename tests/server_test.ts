@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { within } from "./support/deadline.ts";
+import { writeCertDir } from "./support/certs.ts";
 import { generateSelfSignedCertificate, loadCertificate } from "../src/tls.ts";
 import { listenWithFallback } from "../src/server.ts";
 import { createLogger } from "../src/log.ts";
@@ -85,20 +86,15 @@ Deno.test(
 Deno.test(
   "loadCertificate reads tls.crt and tls.key and names the file it cannot read",
   async () => {
-    const dir = await Deno.makeTempDir();
-    try {
-      const tls = await generateSelfSignedCertificate();
-      await Deno.writeTextFile(`${dir}/tls.crt`, tls.cert);
-      await Deno.writeTextFile(`${dir}/tls.key`, tls.key);
-      assert.deepEqual(await loadCertificate(dir), tls);
-      await Deno.remove(`${dir}/tls.key`);
-      await assert.rejects(
-        loadCertificate(`${dir}/`),
-        /Cannot load TLS key pair from cert ".*\/tls\.crt" and key ".*\/tls\.key"/,
-      );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    const tls = await generateSelfSignedCertificate();
+    await using certs = await writeCertDir(tls);
+    const { dir } = certs;
+    assert.deepEqual(await loadCertificate(dir), tls);
+    await Deno.remove(`${dir}/tls.key`);
+    await assert.rejects(
+      loadCertificate(`${dir}/`),
+      /Cannot load TLS key pair from cert ".*\/tls\.crt" and key ".*\/tls\.key"/,
+    );
   },
 );
 

@@ -6,7 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { makeCa, makeServerCert, type Pem } from "../support/certs.ts";
+import {
+  makeCa,
+  makeServerCert,
+  type Pem,
+  writeCertDir,
+} from "../support/certs.ts";
 import { freePort, startBundle } from "../support/process.ts";
 
 const PROBE = new URL("../support/nodelay_probe.ts", import.meta.url).pathname;
@@ -49,10 +54,8 @@ Deno.test("the runtime alone leaves TCP_NODELAY off on accepted TLS connections"
 /** A CA and a directory holding a server pair it signed, as `-cert-path` reads it. */
 async function certDir(): Promise<{ ca: Pem; dir: string }> {
   const ca = await makeCa("nodelay-ca");
-  const pair = await makeServerCert(ca);
-  const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(`${dir}/tls.crt`, pair.cert);
-  await Deno.writeTextFile(`${dir}/tls.key`, pair.key);
+  // Removed by the callers, whose sidecars outlive this function.
+  const { dir } = await writeCertDir(await makeServerCert(ca));
   return { ca, dir };
 }
 

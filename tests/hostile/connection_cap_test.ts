@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { settlesWithin } from "../support/deadline.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
-import { makeCa, makeServerCert } from "../support/certs.ts";
+import { makeCa, makeServerCert, writeCertDir } from "../support/certs.ts";
 import {
   freePort,
   type SidecarProcess,
@@ -100,44 +100,37 @@ Deno.test(
   "-max-connections counts TLS handshakes that never complete, so a stalled-handshake flood queues clients instead of taking descriptors",
   async () => {
     const ca = await makeCa("test-ca");
-    const pair = await makeServerCert(ca);
-    const dir = await Deno.makeTempDir();
+    await using certs = await writeCertDir(await makeServerCert(ca));
+    await using s = await startCapped([
+      "-secure-proxy=true",
+      `-cert-path=${certs.dir}`,
+    ]);
+    using client = Deno.createHttpClient({ caCerts: [ca.cert] });
+    const health = () =>
+      fetch(`https://127.0.0.1:${s.port}/health`, {
+        client,
+        signal: AbortSignal.timeout(10_000),
+      });
+    // Connections that never send a ClientHello.
+    const stalled: Deno.Conn[] = [];
     try {
-      await Deno.writeTextFile(`${dir}/tls.crt`, pair.cert);
-      await Deno.writeTextFile(`${dir}/tls.key`, pair.key);
-      await using s = await startCapped([
-        "-secure-proxy=true",
-        `-cert-path=${dir}`,
-      ]);
-      using client = Deno.createHttpClient({ caCerts: [ca.cert] });
-      const health = () =>
-        fetch(`https://127.0.0.1:${s.port}/health`, {
-          client,
-          signal: AbortSignal.timeout(10_000),
-        });
-      // Connections that never send a ClientHello.
-      const stalled: Deno.Conn[] = [];
-      try {
-        for (let i = 0; i < CAP; i++) stalled.push(await connectTo(s.port));
-        await s.sidecar.waitForLine(
-          (line) => String(line.msg).startsWith("Connection limit reached"),
-          5_000,
-        );
-        const answered = health();
-        assert.equal(
-          await settlesWithin(answered, QUEUED_WINDOW_MS),
-          false,
-          "a client past the cap was served",
-        );
-        stalled.pop()?.close();
-        const response = await answered;
-        assert.equal(response.status, 200);
-        await response.body?.cancel();
-      } finally {
-        for (const conn of stalled) closeQuietly(conn);
-      }
+      for (let i = 0; i < CAP; i++) stalled.push(await connectTo(s.port));
+      await s.sidecar.waitForLine(
+        (line) => String(line.msg).startsWith("Connection limit reached"),
+        5_000,
+      );
+      const answered = health();
+      assert.equal(
+        await settlesWithin(answered, QUEUED_WINDOW_MS),
+        false,
+        "a client past the cap was served",
+      );
+      stalled.pop()?.close();
+      const response = await answered;
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      for (const conn of stalled) closeQuietly(conn);
     }
   },
 );

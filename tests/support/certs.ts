@@ -68,3 +68,16 @@ export async function makeServerCert(ca: Pem, name = "server"): Promise<Pem> {
   );
   return { cert: pems.cert, key: pems.private };
 }
+
+/** A temporary directory holding `pair` as `-cert-path` reads it; removed on dispose. */
+export async function writeCertDir(
+  pair: { readonly cert: string; readonly key: string },
+): Promise<{ readonly dir: string } & AsyncDisposable> {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/tls.crt`, pair.cert);
+  await Deno.writeTextFile(`${dir}/tls.key`, pair.key);
+  return {
+    dir,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
