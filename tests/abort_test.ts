@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { within } from "./support/deadline.ts";
+import { scrape, total } from "./support/prometheus.ts";
 import { readTableWithCat } from "./support/tcp_tables.ts";
 import { CHECK_AFTER_MS } from "../src/peer_watch.ts";
 import { createMetrics, type MetricsRegistry } from "../src/metrics.ts";
@@ -490,33 +491,22 @@ Deno.test(
   },
 );
 
-/** The value of the series of metric `name` with `labels`, if recorded. */
-async function metricValue(
-  metrics: MetricsRegistry,
-  name: string,
-  labels: Record<string, string>,
-): Promise<number | undefined> {
-  const snapshot = await metrics.snapshot();
-  return snapshot.find((metric) => metric.name === name)?.values.find((v) =>
-    Object.entries(labels).every(([k, want]) => v.labels[k] === want)
-  )?.value;
-}
-
 /** Checks the metrics say what the access lines say: `count` requests whose client left before the answer (absent counts as 0). */
 async function expectClientAbortsCounted(
   metrics: MetricsRegistry,
   count: number,
 ): Promise<void> {
+  const scraped = await scrape(metrics);
   assert.equal(
-    await metricValue(metrics, "llm_d_sidecar_client_aborts_total", {
+    total(scraped, "llm_d_sidecar_client_aborts_total", {
       phase: "before_response",
-    }) ?? 0,
+    }),
     count,
   );
   assert.equal(
-    await metricValue(metrics, "llm_d_sidecar_requests_total", {
+    total(scraped, "llm_d_sidecar_requests_total", {
       outcome: "client_aborted",
-    }) ?? 0,
+    }),
     count,
   );
 }

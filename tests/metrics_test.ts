@@ -20,14 +20,11 @@ import { within } from "./support/deadline.ts";
 import {
   type Exposition,
   parseExposition,
+  scrape,
   total,
 } from "./support/prometheus.ts";
 
 const P = "llm_d_sidecar_";
-
-async function scrape(metrics: MetricsRegistry): Promise<Exposition> {
-  return parseExposition(await metrics.render());
-}
 
 Deno.test("a P/D request counts once by route, connector and outcome, with its prefill and decode observed", async () => {
   const metrics = createMetrics();

@@ -86,3 +86,10 @@ export function total(
     )
     .reduce((sum, series) => sum + series.value, 0);
 }
+
+/** What `metrics` exposes now, parsed. */
+export async function scrape(
+  metrics: { render(): Promise<string> },
+): Promise<Exposition> {
+  return parseExposition(await metrics.render());
+}
