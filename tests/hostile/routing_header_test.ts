@@ -1,20 +1,17 @@
 import assert from "node:assert/strict";
-import { chatBody, createHarness, jsonHeaders } from "../support/harness.ts";
+import {
+  chatBody,
+  createHarness,
+  jsonHeaders,
+  postChatOverHttp,
+} from "../support/harness.ts";
 
 /** The cap the README documents for the prefiller routing headers. */
 const MAX_PREFILL_TARGETS = 32;
 
 /** POSTs a chat body to the listening sidecar with `headers`, within 10 s. */
-async function post(
-  base: string,
-  headers: Headers,
-): Promise<Response> {
-  return await fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers,
-    body: chatBody(),
-    signal: AbortSignal.timeout(10_000),
-  });
+function post(base: string, headers: Headers): Promise<Response> {
+  return postChatOverHttp(base, chatBody(), headers);
 }
 
 async function assertTooMany(response: Response, header: string) {

@@ -14,11 +14,15 @@ import {
   createHarness,
   type Harness,
   jsonHeaders,
+  postChatOverHttp,
 } from "../support/harness.ts";
 import {
   startHangingUpstream,
   startStubUpstream,
 } from "../support/stub_upstream.ts";
+
+/** How long a request past the in-flight bound is given to show up. */
+const PAST_BOUND_WINDOW_MS = 200;
 
 const ENCODERS = "x-encoder-hosts-ports";
 const PREFILLER = "x-prefiller-host-port";
@@ -343,28 +347,15 @@ Deno.test("a body with many multimodal items keeps at most MAX_ITEMS_IN_FLIGHT e
     signal: client.signal,
   }).catch((error) => error);
   await hanging.accepted(MAX_ITEMS_IN_FLIGHT);
-  // None answered: a request past the bound would open a connection by now.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // None answered: a request past the bound would open a connection within
+  // this window (a deliberate negative wait; there is no event to wait on).
+  await new Promise((resolve) => setTimeout(resolve, PAST_BOUND_WINDOW_MS));
   assert.equal(hanging.connections(), MAX_ITEMS_IN_FLIGHT);
   client.abort();
   await within(hanging.allClosed(), "the encoder requests' cancel");
   await within(answer, "the abandoned answer");
   assert.equal(epd.h.decode.requests.length, 0);
 });
-
-/** POSTs `body` to the listening sidecar with `headers`; gives up after 10 s. */
-async function postOverHttp(
-  base: string,
-  body: string,
-  headers: Record<string, string>,
-): Promise<Response> {
-  return await fetch(`${base}/v1/chat/completions`, {
-    method: "POST",
-    headers: jsonHeaders(headers),
-    body,
-    signal: AbortSignal.timeout(10_000),
-  });
-}
 
 Deno.test(
   "-encoder-timeout answers 504 encoder_timeout and aborts encoders that accepted and never answer",
@@ -374,10 +365,13 @@ Deno.test(
     });
     const { h } = epd;
     await using hanging = startHangingUpstream();
-    const response = await postOverHttp(
+    const response = await postChatOverHttp(
       h.listen(),
       multimodalBody([IMAGE_A, IMAGE_B]),
-      { [ENCODERS]: hanging.hostPort, [PREFILLER]: h.prefillerHeader },
+      jsonHeaders({
+        [ENCODERS]: hanging.hostPort,
+        [PREFILLER]: h.prefillerHeader,
+      }),
     );
     assert.equal(response.status, 504);
     assert.equal(response.headers.get("x-pd-error-code"), "encoder_timeout");
@@ -387,6 +381,7 @@ Deno.test(
       error.message,
       /^Encoder stage \(2 items\) did not finish within 300 ms \(-encoder-timeout\)$/,
     );
+    await hanging.accepted(2);
     assert.equal(hanging.connections(), 2);
     await within(hanging.allClosed(), "the encoder requests' abort");
     assert.equal(h.prefill.requests.length + h.decode.requests.length, 0);
@@ -402,15 +397,15 @@ Deno.test(
       encoderTimeout: 2000,
     });
     const { h, encoders } = epd;
-    const response = await postOverHttp(
+    const response = await postChatOverHttp(
       h.listen(),
       multimodalBody([IMAGE_A, IMAGE_B]),
-      {
+      jsonHeaders({
         [ENCODERS]: epd.encoderHeader,
         [PREFILLER]: h.prefillerHeader,
         // Every mock, the encoders included, waits this long before answering.
         "x-mock-ttft-ms": "300",
-      },
+      }),
     );
     assert.equal(response.status, 200);
     assert.equal((await response.json()).object, "chat.completion");

@@ -206,6 +206,20 @@ export function jsonHeaders(extra: Record<string, string> = {}): Headers {
   return new Headers({ "content-type": "application/json", ...extra });
 }
 
+/** POSTs `body` to `/v1/chat/completions` of a listening sidecar (`base`); gives up after 10 s. */
+export async function postChatOverHttp(
+  base: string,
+  body: string,
+  headers: HeadersInit,
+): Promise<Response> {
+  return await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers,
+    body,
+    signal: AbortSignal.timeout(10_000),
+  });
+}
+
 /** Reads an SSE body and returns the `data:` payloads in order. */
 export async function readSseData(response: Response): Promise<string[]> {
   const text = await response.text();
