@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import {
   createMetrics,
   FAILURE_CAUSES,
-  type MetricsRegistry,
   renderAggregate,
   UPSTREAM_ERROR_KINDS,
 } from "../src/metrics.ts";

@@ -8,7 +8,6 @@
 
 import type { TlsStage } from "../flag_table.ts";
 import { declaredLength, readBodyWithin } from "../body_limit.ts";
-import { ProxyError } from "../errors.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
 /** Why an upstream request produced no response. */
