@@ -17,7 +17,7 @@ import { errorMessage } from "./src/errors.ts";
 import { isTraceContextInjected } from "./src/tracing.ts";
 import { readProcTable } from "./src/peer_watch.ts";
 import { PROGRAM } from "./src/usage.ts";
-import { createLogger, type Logger } from "./src/log.ts";
+import { createLogger, flushLogOutput, type Logger } from "./src/log.ts";
 import {
   type Listener,
   startListener,
@@ -178,11 +178,14 @@ function runListenerThread(scope: ListenerScope): void {
         };
         scope.postMessage({ kind: "listening" });
       } catch (error) {
+        flushLogOutput();
         scope.postMessage({ kind: "failed", message: errorMessage(error) });
       }
       return;
     }
     const clean = listener ? await listener.stop(data.options) : true;
+    // The main thread terminates this one on the answer.
+    flushLogOutput();
     scope.postMessage({ kind: "stopped", clean });
   };
 }

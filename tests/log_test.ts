@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLogger } from "../src/log.ts";
+import { createLogger, FLUSH_DELAY_MS } from "../src/log.ts";
 
 function capture(verbosity: number) {
   const lines: Record<string, unknown>[] = [];
@@ -80,7 +80,7 @@ Deno.test("logger on stderr keeps every line and their order through Deno.exit",
   assert.deepEqual(lines, ["first", "second"]);
 });
 
-Deno.test("logger on stderr writes an error at once, after the lines before it; info waits for the end of the task", async () => {
+Deno.test("logger on stderr writes an error at once, after the lines before it; info lines wait", async () => {
   const lines = await stderrOf(`
     const log = createLogger({ verbosity: 0 });
     const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
@@ -89,14 +89,56 @@ Deno.test("logger on stderr writes an error at once, after the lines before it; 
     mark("after error");
     log.info("later");
     mark("before the task ends");
+    setTimeout(() => mark("next task"), 0);
   `);
   assert.deepEqual(lines, [
     "queued",
     "urgent",
     "after error",
     "before the task ends",
+    "next task",
     "later",
   ]);
+});
+
+Deno.test("logger on stderr writes waiting info lines once FLUSH_DELAY_MS has passed, with no other line to push them", async () => {
+  const lines = await stderrOf(`
+    const log = createLogger({ verbosity: 0 });
+    const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
+    log.info("held");
+    setTimeout(() => mark("well after the delay"), ${FLUSH_DELAY_MS} * 4);
+  `);
+  assert.deepEqual(lines, ["held", "well after the delay"]);
+});
+
+Deno.test("logger on stderr writes a burst of info lines when 64 KiB wait, without waiting for the delay", async () => {
+  const lines = await stderrOf(`
+    const log = createLogger({ verbosity: 0 });
+    const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
+    const padding = "x".repeat(100);
+    for (let i = 0; i < 1000; i++) log.info("line " + i, { padding });
+    mark("marked");
+  `);
+  const marked = lines.indexOf("marked");
+  // 1,000 lines of about 170 characters pass 64 KiB at least twice.
+  assert.ok(marked >= 700, `only ${marked} lines were written before the mark`);
+  assert.deepEqual(
+    lines.filter((line) => line !== "marked"),
+    Array.from({ length: 1000 }, (_, i) => `line ${i}`),
+  );
+});
+
+Deno.test("flushLogOutput writes the waiting lines at once (a thread about to be terminated)", async () => {
+  const logModule = new URL("../src/log.ts", import.meta.url).href;
+  const lines = await stderrOf(`
+    const { flushLogOutput } = await import("${logModule}");
+    const log = createLogger({ verbosity: 0 });
+    const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
+    log.info("pending");
+    flushLogOutput();
+    mark("after flush");
+  `);
+  assert.deepEqual(lines, ["pending", "after flush"]);
 });
 
 Deno.test("logger serializes errors nested in fields", () => {
