@@ -149,6 +149,12 @@ function listenerLog(config: Config, index: number): Logger {
 /** Body of a listener thread (`-workers` > 1): serve until told to stop. */
 function runListenerThread(scope: ListenerScope): void {
   let listener: Listener | undefined;
+  // The main thread may terminate this one on any answer (a stop, or another
+  // thread failing to start), and a terminated thread fires no `unload`.
+  const answer = (message: FromListener): void => {
+    flushLogOutput();
+    scope.postMessage(message);
+  };
   scope.onmessage = async ({ data }) => {
     if (data.kind === "start") {
       try {
@@ -176,17 +182,14 @@ function runListenerThread(scope: ListenerScope): void {
           stop: (deadlineMs) =>
             started.stop(deadlineMs).finally(() => security.allowlist.stop()),
         };
-        scope.postMessage({ kind: "listening" });
+        answer({ kind: "listening" });
       } catch (error) {
-        flushLogOutput();
-        scope.postMessage({ kind: "failed", message: errorMessage(error) });
+        answer({ kind: "failed", message: errorMessage(error) });
       }
       return;
     }
     const clean = listener ? await listener.stop(data.options) : true;
-    // The main thread terminates this one on the answer.
-    flushLogOutput();
-    scope.postMessage({ kind: "stopped", clean });
+    answer({ kind: "stopped", clean });
   };
 }
 

@@ -16,15 +16,15 @@ export interface FixedResponseInit {
   readonly headers: HeadersInit;
 }
 
-/** Code units up to U+007F only: their UTF-8 length is their count. */
-const ASCII_ONLY = /^[\x00-\x7f]*$/;
+/** A code unit past U+007F: text without one takes a byte a unit in UTF-8. */
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /**
  * Bytes `text` takes in UTF-8 as the runtime encodes it: a lone surrogate
  * becomes U+FFFD, three bytes, as `TextEncoder` writes it.
  */
 export function utf8Length(text: string): number {
-  if (ASCII_ONLY.test(text)) return text.length;
+  if (!NON_ASCII.test(text)) return text.length;
   let bytes = 0;
   for (let i = 0; i < text.length; i++) {
     const unit = text.charCodeAt(i);
@@ -70,9 +70,18 @@ export function fixedResponse(
     : content.byteLength;
   const headers = withoutLength(init.headers);
   headers.push(["content-length", String(length)]);
-  return new Response(content, {
+  const response = new Response(content, {
     status: init.status,
     ...(init.statusText === undefined ? {} : { statusText: init.statusText }),
     headers,
   });
+  // A text body brings `text/plain` when no type was given; the answer
+  // relayed keeps the type its upstream sent, or none.
+  if (
+    typeof content === "string" &&
+    !headers.some(([name]) => name.toLowerCase() === "content-type")
+  ) {
+    response.headers.delete("content-type");
+  }
+  return response;
 }

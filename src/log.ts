@@ -61,8 +61,8 @@ function writeAll(text: string): void {
  * (one per task, as before) woke whatever reads the sidecar's output once per
  * request: on the bench's 2 cores its log reader added 0.3-0.4 ms to every
  * P/D request one at a time, and the write was most of an access line's own
- * cost (7 of 12 us, measured). A crash loses at most this much of the
- * access log.
+ * cost (7 of 12 us, measured). A SIGKILL loses at most this much of the
+ * lines below warn.
  */
 export const FLUSH_DELAY_MS = 50;
 /** Text held before it is written whatever the delay: a burst's lines go out in few writes. */
@@ -71,8 +71,8 @@ const FLUSH_CHARS = 64 * 1024;
 /**
  * Stderr, in batches. Writes stay synchronous so an urgent line, and the
  * lines before it, are out before the process can exit (bad flags, a failed
- * listen); `unload` covers a normal exit, `flushLogOutput` a thread about to
- * be terminated.
+ * listen); `unload` covers a normal exit, `error` and `unhandledrejection`
+ * a crash, `flushLogOutput` a thread about to be terminated.
  */
 function createStderrSink(): { write: LineSink; flush(): void } {
   let pending: string[] = [];
@@ -90,6 +90,9 @@ function createStderrSink(): { write: LineSink; flush(): void } {
     writeAll(text);
   }
   globalThis.addEventListener("unload", flush);
+  // An uncaught error or rejection ends the process without `unload`.
+  globalThis.addEventListener("error", flush);
+  globalThis.addEventListener("unhandledrejection", flush);
   return {
     flush,
     write(line, urgent) {

@@ -82,3 +82,18 @@ Deno.test("fixedResponse takes bytes and any form of headers", async () => {
     assert.equal(await response.text(), "held answer");
   }
 });
+
+Deno.test("fixedResponse adds no content type of its own to a text body", async () => {
+  const bare = fixedResponse("not found", {
+    status: 404,
+    headers: [["x-upstream", "1"]],
+  });
+  assert.equal(bare.headers.get("content-type"), null);
+  assert.equal(bare.headers.get("content-length"), "9");
+  assert.equal(await bare.text(), "not found");
+  const typed = fixedResponse("{}", {
+    status: 200,
+    headers: { "Content-Type": "application/json" },
+  });
+  assert.equal(typed.headers.get("content-type"), "application/json");
+});

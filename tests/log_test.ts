@@ -141,6 +141,24 @@ Deno.test("flushLogOutput writes the waiting lines at once (a thread about to be
   assert.deepEqual(lines, ["pending", "after flush"]);
 });
 
+Deno.test("logger on stderr writes the waiting lines when an uncaught error or rejection ends the process", async () => {
+  for (
+    const crash of [
+      'throw new Error("boom")',
+      'Promise.reject(new Error("boom"))',
+    ]
+  ) {
+    const lines = await stderrOf(`
+      const log = createLogger({ verbosity: 0 });
+      log.info("before the crash");
+      setTimeout(() => { ${crash}; }, 0);
+      setTimeout(() => {}, 1000);
+    `);
+    assert.equal(lines[0], "before the crash", crash);
+    assert.ok(lines.some((line) => line.includes("boom")), crash);
+  }
+});
+
 Deno.test("logger serializes errors nested in fields", () => {
   const { log, lines } = capture(0);
   log.child({ request_id: "r" }).error("failed", {

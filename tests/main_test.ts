@@ -305,6 +305,15 @@ Deno.test(
     );
     sidecar.process.kill("SIGTERM");
     assert.equal(await sidecar.exitCode(), 0);
+    // The main thread terminates the other one once it stopped: its last
+    // lines must be out by then.
+    await sidecar.waitForLine((line) =>
+      line.msg === "shutting down" && line.listener === 1
+    );
+    assert.equal(
+      sidecar.lines.filter((line) => line.msg === "request handled").length,
+      40,
+    );
   },
 );
 
