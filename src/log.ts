@@ -87,7 +87,12 @@ function createStderrSink(): { write: LineSink; flush(): void } {
     const text = pending.join("\n") + "\n";
     pending = [];
     pendingChars = 0;
-    writeAll(text);
+    try {
+      writeAll(text);
+    } catch {
+      // Stderr closed (its reader gone): nowhere to say so, and no reason
+      // to end the process from a timer.
+    }
   }
   globalThis.addEventListener("unload", flush);
   // An uncaught error or rejection ends the process without `unload`.

@@ -159,6 +159,28 @@ Deno.test("logger on stderr writes the waiting lines when an uncaught error or r
   }
 });
 
+Deno.test("logger on stderr survives a closed stderr: the lines are dropped, the process goes on", async () => {
+  const logModule = new URL("../src/log.ts", import.meta.url).href;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { createLogger } from "${logModule}";
+      const log = createLogger({ verbosity: 0 });
+      log.info("to a closed pipe");
+      setTimeout(() => {
+        log.warn("again");
+        Deno.stdout.writeSync(new TextEncoder().encode("still running\\n"));
+      }, 200);`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  await child.stderr.cancel();
+  const output = await child.output();
+  assert.equal(new TextDecoder().decode(output.stdout), "still running\n");
+  assert.equal(output.code, 0);
+});
+
 Deno.test("logger serializes errors nested in fields", () => {
   const { log, lines } = capture(0);
   log.child({ request_id: "r" }).error("failed", {
