@@ -41,8 +41,12 @@ function paint(code: string, text: string): string {
   return color ? `\x1b[${code}m${text}\x1b[0m` : text;
 }
 
-function record(who: string, text: string): void {
-  const line = { at: performance.now() - started, who, text };
+function record(
+  who: string,
+  text: string,
+  at: number = performance.now() - started,
+): void {
+  const line = { at, who, text };
   if (live) printLine(line);
   else trace.push(line);
 }
@@ -63,14 +67,20 @@ function heading(text: string): void {
   console.log(`\n${paint("1", `== ${text}`)}`);
 }
 
-function sidecarLine(text: string): string {
+/**
+ * A sidecar log line for the trace, placed at the time it was logged: the
+ * sidecar writes its lines below warn in batches up to 50 ms late, so the
+ * time it arrived would put it after what it caused.
+ */
+function recordSidecar(text: string): void {
   try {
-    const { level, ts: _ts, logger: _logger, msg, ...fields } = JSON.parse(
-      text,
-    );
-    return `${level} ${msg} ${JSON.stringify(fields)}`;
+    const { level, ts, logger: _logger, msg, ...fields } = JSON.parse(text);
+    const logged = typeof ts === "number"
+      ? ts * 1000 - performance.timeOrigin - started
+      : undefined;
+    record("sidecar", `${level} ${msg} ${JSON.stringify(fields)}`, logged);
   } catch {
-    return text;
+    record("sidecar", text);
   }
 }
 
@@ -123,7 +133,7 @@ async function startSidecar(
       while ((newline = buffer.indexOf("\n")) !== -1) {
         const text = buffer.slice(0, newline);
         buffer = buffer.slice(newline + 1);
-        record("sidecar", sidecarLine(text));
+        recordSidecar(text);
         if (text.includes('"msg":"starting"')) resolve();
       }
     }

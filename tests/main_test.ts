@@ -275,11 +275,11 @@ async function expectBothThreadsServePd(
     );
     assert.equal(response.status, 200, await response.text());
   }
-  const handledBy = new Set(
-    sidecar.lines.filter((line) => line.msg === "request handled").map((
-      line,
-    ) => line.listener),
-  );
+  // Access lines are written up to 50 ms after their answers.
+  const handled = () =>
+    sidecar.lines.filter((line) => line.msg === "request handled");
+  await sidecar.waitForLine(() => handled().length >= 40);
+  const handledBy = new Set(handled().map((line) => line.listener));
   assert.deepEqual([...handledBy].sort(), [0, 1]);
 }
 

@@ -30,6 +30,11 @@ Deno.test("demo runs a P/D exchange and exits 0", async () => {
     stdout,
     /decoder .*start_load_kv for request \S+ from remote engine/,
   );
+  // The trace is in the order things happened, though the sidecar writes its
+  // lines in batches: the decode leg is logged before the decoder pulls.
+  const sent = stdout.search(/sidecar\s+debug sending request to decoder/);
+  const pulled = stdout.search(/decoder .*start_load_kv for request/);
+  assert.ok(sent !== -1 && sent < pulled, "decode leg logged after the pull");
 });
 
 Deno.test("demo --connector sglang shows both legs meeting on one bootstrap room", async () => {
