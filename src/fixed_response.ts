@@ -43,16 +43,24 @@ function isLowSurrogate(text: string, index: number): boolean {
   return unit >= 0xdc00 && unit <= 0xdfff;
 }
 
-/** `headers` as a list, without the Content-Length its new body replaces. */
-function withoutLength(headers: HeadersInit): [string, string][] {
+/**
+ * `headers` as a list, without the Content-Length its new body replaces, and
+ * whether a Content-Type was among them.
+ */
+function withoutLength(
+  headers: HeadersInit,
+): { readonly list: [string, string][]; readonly typed: boolean } {
   const entries = headers instanceof Headers || Array.isArray(headers)
     ? headers
     : Object.entries(headers);
-  const out: [string, string][] = [];
+  const list: [string, string][] = [];
+  let typed = false;
   for (const [name, value] of entries) {
-    if (name.toLowerCase() !== "content-length") out.push([name, value]);
+    const lower = name.toLowerCase();
+    if (lower === "content-type") typed = true;
+    if (lower !== "content-length") list.push([name, value]);
   }
-  return out;
+  return { list, typed };
 }
 
 /**
@@ -68,19 +76,16 @@ export function fixedResponse(
   const length = typeof content === "string"
     ? utf8Length(content)
     : content.byteLength;
-  const headers = withoutLength(init.headers);
-  headers.push(["content-length", String(length)]);
+  const { list, typed } = withoutLength(init.headers);
+  list.push(["content-length", String(length)]);
   const response = new Response(content, {
     status: init.status,
     ...(init.statusText === undefined ? {} : { statusText: init.statusText }),
-    headers,
+    headers: list,
   });
   // A text body brings `text/plain` when no type was given; the answer
   // relayed keeps the type its upstream sent, or none.
-  if (
-    typeof content === "string" &&
-    !headers.some(([name]) => name.toLowerCase() === "content-type")
-  ) {
+  if (typeof content === "string" && !typed) {
     response.headers.delete("content-type");
   }
   return response;

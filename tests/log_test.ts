@@ -53,13 +53,13 @@ Deno.test("logger filters by klog verbosity: debug at 4, trace at 5", () => {
   }
 });
 
-/** Runs `code` in a fresh Deno with `createLogger` in scope; returns its stderr lines. */
+/** Runs `code` in a fresh Deno with `createLogger` and `flushLogOutput` in scope; returns its stderr lines. */
 async function stderrOf(code: string): Promise<string[]> {
   const logModule = new URL("../src/log.ts", import.meta.url).href;
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "eval",
-      `import { createLogger } from "${logModule}";\n${code}`,
+      `import { createLogger, flushLogOutput } from "${logModule}";\n${code}`,
     ],
     stdout: "null",
     stderr: "piped",
@@ -129,9 +129,7 @@ Deno.test("logger on stderr writes a burst of info lines when 64 KiB wait, witho
 });
 
 Deno.test("flushLogOutput writes the waiting lines at once (a thread about to be terminated)", async () => {
-  const logModule = new URL("../src/log.ts", import.meta.url).href;
   const lines = await stderrOf(`
-    const { flushLogOutput } = await import("${logModule}");
     const log = createLogger({ verbosity: 0 });
     const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
     log.info("pending");
