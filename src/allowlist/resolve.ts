@@ -28,12 +28,20 @@ export interface ResolverOptions {
   readonly ttlMs?: number;
   /** Clock in milliseconds (tests). */
   readonly now?: () => number;
+  /** Longest a lookup is waited for; {@linkcode RESOLVE_TIMEOUT_MS} by default. */
+  readonly timeoutMs?: number;
 }
 
 /** Default cache lifetime: short enough that a pod's new address is seen within seconds. */
 export const RESOLVE_TTL_MS = 5_000;
 /** Default lifetime of a failure: a name that starts resolving is admitted soon after. */
 export const RESOLVE_NEGATIVE_TTL_MS = 3_000;
+/**
+ * Longest a lookup is waited for before the name counts as not resolving:
+ * every request naming it waits on the one lookup, so a DNS server that never
+ * answers must not hold them all (glibc's own default is 5 s per try).
+ */
+export const RESOLVE_TIMEOUT_MS = 10_000;
 /** Most names whose addresses are cached; past it the oldest is dropped. */
 export const RESOLVE_MAX_NAMES = 1_024;
 /**
@@ -69,6 +77,7 @@ async function lookupWithSystem(host: string): Promise<readonly string[]> {
 /** Creates a resolver with a small time-bounded cache. */
 export function createResolver(options: ResolverOptions = {}): Resolver {
   const lookup = options.lookup ?? lookupWithSystem;
+  const timeoutMs = options.timeoutMs ?? RESOLVE_TIMEOUT_MS;
   const ttlMs = options.ttlMs ?? RESOLVE_TTL_MS;
   // A cache turned off (ttlMs 0) keeps no failures either.
   const negativeTtlMs = Math.min(RESOLVE_NEGATIVE_TTL_MS, ttlMs);
@@ -82,12 +91,27 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
   );
   const inFlight = new Map<string, Promise<readonly IpAddress[]>>();
 
+  async function lookupWithin(key: string): Promise<readonly string[]> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([lookup(key), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async function lookupAddresses(
     host: string,
     key: string,
   ): Promise<readonly IpAddress[]> {
     const addresses: IpAddress[] = [];
-    for (const text of await lookup(key)) {
+    for (const text of await lookupWithin(key)) {
       const address = parseIpLiteral(text);
       if (address !== undefined) addresses.push(address);
     }

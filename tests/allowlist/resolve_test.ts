@@ -119,6 +119,28 @@ for (const outcome of ["resolves", "fails"] as const) {
   });
 }
 
+Deno.test("a lookup that never answers fails the name after the timeout, and the failure is cached", async () => {
+  const counted = countedLookup(() => new Promise(() => {}));
+  const clock = { now: 1_000 };
+  const resolver = createResolver({
+    lookup: counted.lookup,
+    now: () => clock.now,
+    timeoutMs: 20,
+  });
+  const waiting = Array.from(
+    { length: 10 },
+    () => resolver.resolve("stuck.example"),
+  );
+  for (const pending of waiting) {
+    await assert.rejects(
+      within(pending, 5_000, "the stuck lookup's failure"),
+      /no answer within 20 ms/,
+    );
+  }
+  await assert.rejects(resolver.resolve("stuck.example"), /no answer/);
+  assert.deepEqual(counted.names, ["stuck.example"]);
+});
+
 Deno.test("failed names are cached within their own bound: the oldest is dropped first", async () => {
   const counted = countedLookup(notFound);
   const allowlist = allowlistWith(["10.0.0.0/8"], counted.lookup, {
