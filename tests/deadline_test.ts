@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startDeadline } from "../src/deadline.ts";
-import { withDeadline } from "./support/deadline.ts";
+import { aborted, withDeadline } from "./support/deadline.ts";
 
 /**
  * Resolves after a timer of `ms` started now: timers of equal length fire in
@@ -9,12 +9,6 @@ import { withDeadline } from "./support/deadline.ts";
  */
 function timerAfter(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) =>
-    signal.addEventListener("abort", () => resolve(), { once: true })
-  );
 }
 
 Deno.test("a deadline of 0 is none: the caller's own signal, nothing armed", () => {

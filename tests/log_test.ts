@@ -53,13 +53,15 @@ Deno.test("logger filters by klog verbosity: debug at 4, trace at 5", () => {
   }
 });
 
-/** Runs `code` in a fresh Deno with `createLogger` and `flushLogOutput` in scope; returns its stderr lines. */
+/** Runs `code` in a fresh Deno with `createLogger`, `flushLogOutput` and `mark` (a line straight to stderr) in scope; returns its stderr lines. */
 async function stderrOf(code: string): Promise<string[]> {
   const logModule = new URL("../src/log.ts", import.meta.url).href;
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "eval",
-      `import { createLogger, flushLogOutput } from "${logModule}";\n${code}`,
+      `import { createLogger, flushLogOutput } from "${logModule}";
+const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
+${code}`,
     ],
     stdout: "null",
     stderr: "piped",
@@ -83,7 +85,6 @@ Deno.test("logger on stderr keeps every line and their order through Deno.exit",
 Deno.test("logger on stderr writes an error at once, after the lines before it; info lines wait", async () => {
   const lines = await stderrOf(`
     const log = createLogger({ verbosity: 0 });
-    const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
     log.info("queued");
     log.error("urgent");
     mark("after error");
@@ -104,7 +105,6 @@ Deno.test("logger on stderr writes an error at once, after the lines before it; 
 Deno.test("logger on stderr writes waiting info lines once FLUSH_DELAY_MS has passed, with no other line to push them", async () => {
   const lines = await stderrOf(`
     const log = createLogger({ verbosity: 0 });
-    const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
     log.info("held");
     setTimeout(() => mark("well after the delay"), ${FLUSH_DELAY_MS} * 4);
   `);
@@ -114,7 +114,6 @@ Deno.test("logger on stderr writes waiting info lines once FLUSH_DELAY_MS has pa
 Deno.test("logger on stderr writes a burst of info lines when 64 KiB wait, without waiting for the delay", async () => {
   const lines = await stderrOf(`
     const log = createLogger({ verbosity: 0 });
-    const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
     const padding = "x".repeat(100);
     for (let i = 0; i < 1000; i++) log.info("line " + i, { padding });
     mark("marked");
@@ -131,7 +130,6 @@ Deno.test("logger on stderr writes a burst of info lines when 64 KiB wait, witho
 Deno.test("flushLogOutput writes the waiting lines at once (a thread about to be terminated)", async () => {
   const lines = await stderrOf(`
     const log = createLogger({ verbosity: 0 });
-    const mark = (text) => Deno.stderr.writeSync(new TextEncoder().encode(text + "\\n"));
     log.info("pending");
     flushLogOutput();
     mark("after flush");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createLogger } from "../src/log.ts";
 import { CHECK_AFTER_MS, createPeerWatch } from "../src/peer_watch.ts";
 import { socketKey, type TcpTable } from "../src/proc_net_tcp.ts";
-import { within } from "./support/deadline.ts";
+import { aborted, within } from "./support/deadline.ts";
 
 const LISTEN = { hostname: "127.0.0.1", port: 8000 };
 const LOCAL = { hostname: "127.0.0.1", port: 8000 };
@@ -50,13 +50,6 @@ function watchWith(table: () => string | Promise<string>) {
       nextRead: () => nextRead.promise,
     },
   };
-}
-
-/** Resolves when `signal` aborts. */
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) =>
-    signal.addEventListener("abort", () => resolve(), { once: true })
-  );
 }
 
 Deno.test("peer watch aborts a request whose client sent its FIN, and only that one", async () => {

@@ -374,9 +374,9 @@ Deno.test("bench runtime floor figures sit beside the P/D targets, computed as t
     [PASSING_STREAMS],
   );
   // Against the chain's 0.3 ms; share 9,000 / 12,000; p99 120 / nginx's 100; 12,000 / toy's 500.
-  assert.ok(Math.abs((of("1a")?.floor ?? NaN) - 0.1) < 1e-9);
+  near(of("1a")?.floor, 0.1);
   // Against decoder direct's 0.1 ms.
-  assert.ok(Math.abs((of("1b")?.floor ?? NaN) - 0.05) < 1e-9);
+  near(of("1b")?.floor, 0.05);
   assert.equal(of("2a")?.floor, 0.75);
   assert.equal(of("2b")?.floor, 1.2);
   assert.equal(of("4")?.floor, 24);

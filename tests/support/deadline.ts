@@ -128,3 +128,10 @@ export function settlesWithin(
     }),
   ]).finally(() => clearTimeout(timer));
 }
+
+/** Resolves when `signal` aborts. */
+export function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) =>
+    signal.addEventListener("abort", () => resolve(), { once: true })
+  );
+}
