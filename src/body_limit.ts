@@ -238,7 +238,8 @@ function clientReadFailure(error: unknown, left: ClientLeft): ProxyError {
   return clientDisconnected(error);
 }
 
-function clientDisconnected(cause: unknown): ProxyError {
+/** The 499 of a client that left while sending its request body. */
+export function clientDisconnected(cause: unknown): ProxyError {
   return new ProxyError(
     499,
     "Client disconnected while sending its request body",

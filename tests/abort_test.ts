@@ -588,6 +588,110 @@ Deno.test(
   },
 );
 
+/** A declared length past `WHOLE_BODY_BYTES`: passthrough hands the runtime's own body stream to fetch. */
+const STREAMED_DECLARED_BYTES = 2 * 1024 * 1024;
+
+/** Opens a plain or TLS connection to `port` whose `leave()` drops it as a client that goes away does. */
+async function leavingClient(
+  transport: "tcp" | "tls",
+  port: number,
+): Promise<{ write(text: string): Promise<void>; leave(): void }> {
+  if (transport === "tcp") {
+    const conn = await connectTo(port);
+    return {
+      write: (text) => writeText(conn, text),
+      leave: () => conn.close(),
+    };
+  }
+  const socket = nodeTls.connect({
+    host: "127.0.0.1",
+    port,
+    rejectUnauthorized: false,
+  });
+  await within(
+    new Promise((resolve, reject) => {
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+    }),
+    5000,
+    "no TLS handshake",
+  );
+  return {
+    // Flushed to the kernel before the next step.
+    write: (text) =>
+      within(
+        new Promise<void>((resolve) => socket.write(text, () => resolve())),
+        5000,
+        "the request was not written",
+      ),
+    // Without the TLS alert a close sends, as a killed client does.
+    leave: () => socket.destroy(),
+  };
+}
+
+for (const transport of ["tcp", "tls"] as const) {
+  Deno.test(
+    `a client leaving in the middle of a passthrough body of declared length over 1 MiB (${transport}) is logged and counted as gone, not as the decoder's failure`,
+    async () => {
+      const id = `half-sent-declared-${transport}`;
+      const decoder = startHangingUpstream();
+      await using _decoder = decoder;
+      const metrics = createMetrics();
+      await using h = await createHarness({
+        config: { modelServerPort: decoder.port, verbosity: 3 },
+        metrics,
+      });
+      const tls = transport === "tls"
+        ? await generateSelfSignedCertificate()
+        : undefined;
+      // No peer watch: what the sidecar learns from the failed request alone.
+      const base = h.listen(tls);
+      const client = await leavingClient(transport, Number(new URL(base).port));
+      await client.write(
+        [
+          "POST /tokenize HTTP/1.1",
+          "host: sidecar",
+          "content-type: text/plain",
+          `content-length: ${STREAMED_DECLARED_BYTES}`,
+          `x-request-id: ${id}`,
+          "",
+          "a".repeat(256 * 1024),
+        ].join("\r\n"),
+      );
+      await within(decoder.received(id), 5000, "the decoder got nothing");
+      client.leave();
+      await expectDecoderAborted(decoder, id);
+      assert.ok(
+        decoder.bodyBytes(id) < STREAMED_DECLARED_BYTES,
+        `the decoder got a complete body of ${decoder.bodyBytes(id)} bytes`,
+      );
+      await expectClientAbortLine(h, id);
+      const line = await h.nextLog((line) =>
+        line.msg === "request handled" && line.request_id === id
+      );
+      assert.equal(line.error_code, "client_disconnected");
+      // Nobody is left to answer: nothing of the sidecar's own to report.
+      assert.deepEqual(
+        h.logs.filter((line) =>
+          line.request_id === id && line.level !== "info"
+        ),
+        [],
+      );
+      await expectClientAbortsCounted(metrics, 1);
+      using httpClient = Deno.createHttpClient({
+        caCerts: tls ? [tls.cert] : [],
+      });
+      const health = await within(
+        fetch(`${base}/health`, { client: httpClient }),
+        5000,
+        "no answer to /health after the client left",
+      );
+      assert.equal(health.status, 200, "the sidecar stopped serving");
+      await health.body?.cancel();
+    },
+  );
+}
+
 Deno.test(
   "a chunked passthrough body that breaks its framing, from a client still there, is its 400 invalid_request_body, not a client gone",
   async () => {

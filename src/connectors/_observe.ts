@@ -38,7 +38,9 @@ export function transportCause(
     ? error.cause
     : undefined;
   if (failure === undefined) return "other";
-  if (failure.kind === "aborted") return undefined;
+  if (failure.kind === "aborted" || failure.kind === "client_body") {
+    return undefined;
+  }
   return failure.kind === "connect_timeout" ? "timeout" : failure.kind;
 }
 

@@ -23,6 +23,7 @@ import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
 import { clientLeftOf } from "../middleware/request_context.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
+import { ProxyError } from "../errors.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
@@ -80,8 +81,8 @@ async function outgoingBody(
   // The engine delivers no more than a declared length, which is within the
   // limit. Handed over as the runtime's own stream, it goes out with its
   // Content-Length (a stream of JavaScript's would go chunked), but no body
-  // reader of ours sees its client leave mid-body: that shows as the
-  // decoder's failure unless the runtime's signal or the peer watch fires.
+  // reader of ours sees its client leave mid-body: fetch's failure tells
+  // (`client_body` in upstream/client.ts).
   if (length !== undefined) return { body: request.body };
   if (isChunked(request.headers)) {
     const limited = limitBodyStream(request.body, limit, left);
@@ -113,11 +114,8 @@ export async function passthroughRequest(
     });
   }
   const limit = deps.config.maxRequestBodyBytes;
-  const { body, limited } = await outgoingBody(
-    request,
-    limit,
-    clientLeftOf(c),
-  );
+  const left = clientLeftOf(c);
+  const { body, limited } = await outgoingBody(request, limit, left);
   const clientGone = c.get("clientGone");
   const signal = limited === undefined
     ? clientGone
@@ -152,6 +150,11 @@ export async function passthroughRequest(
     }, { once: true });
     return response;
   } catch (error) {
+    // The runtime's own body stream broke inside fetch, where no reader of
+    // ours saw it: the client left mid-body (see `decoderFailure`).
+    if (error instanceof ProxyError && error.code === "client_disconnected") {
+      left(error.cause);
+    }
     // The client's answer is the refusal, not the decoder request it cut.
     throw limited?.refusal() ?? error;
   }

@@ -10,12 +10,17 @@ import type { TlsStage } from "../flag_table.ts";
 import { declaredLength, readBodyWithin } from "../body_limit.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
-/** Why an upstream request produced no response. */
+/**
+ * Why an upstream request produced no response. `client_body` is the
+ * request's own body failing as it was sent: the runtime's stream of a
+ * client's body, whose client left mid-body.
+ */
 export type FailureKind =
   | "refused"
   | "dns"
   | "reset"
   | "aborted"
+  | "client_body"
   | "connect_timeout"
   | "other";
 
@@ -189,6 +194,43 @@ export function upstreamFailure(
   return classifyFetchError(error);
 }
 
+/**
+ * What Deno 2.9.6's `fetch` says, as the only text of its error's cause,
+ * when the body it was sending is the runtime's stream of a client's
+ * request and that client left mid-body (ext/fetch's `op_fetch_send` keeps
+ * the body's own error as text only): the request body's `BadResource` on a
+ * plain connection, rustls' unexpected end on TLS. The runtime's signal does
+ * not fire then, nor does `completed` settle, so the text is all there is.
+ */
+const CLIENT_BODY_FAILURE = "Cannot read request body as underlying resource";
+const TLS_PEER_DROPPED =
+  "peer closed connection without sending TLS close_notify";
+
+/**
+ * The failure of a request whose body, the client's own stream, broke
+ * because its client left; undefined for any other failure. The TLS text
+ * counts only toward a plain upstream: from a TLS one, it could be the
+ * upstream's own connection that dropped.
+ */
+function clientBodyFailure(
+  error: unknown,
+  tlsUpstream: boolean,
+): UpstreamError | undefined {
+  if (!(error instanceof TypeError)) return undefined;
+  const message = innermostMessage(error);
+  if (
+    message.startsWith(CLIENT_BODY_FAILURE) ||
+    (!tlsUpstream && message.startsWith(TLS_PEER_DROPPED))
+  ) {
+    return new UpstreamError(
+      "client_body",
+      `the client's request body ended early: ${message}`,
+      error,
+    );
+  }
+  return undefined;
+}
+
 /** `fetch` bound to one stage's connection pool. */
 interface StageTransport {
   fetch(url: string, init: RequestInit): Promise<Response>;
@@ -309,7 +351,8 @@ function createStageClient(
     try {
       response = await attempt(url, request);
     } catch (error) {
-      const failure = upstreamFailure(error, request.signal);
+      const failure = clientBodyFailure(error, tls.tls) ??
+        upstreamFailure(error, request.signal);
       // A pooled connection the upstream closed as the request went out
       // (its keep-alive ran out first, llm-d #1564): the upstream never saw
       // the request, so the same bytes go once more, on a new connection.

@@ -5,7 +5,7 @@
  * decoder's failures map to the same statuses everywhere.
  */
 
-import { declaredLength } from "../body_limit.ts";
+import { clientDisconnected, declaredLength } from "../body_limit.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
 import { fixedResponse } from "../fixed_response.ts";
 import { isEventStream } from "../protocol/sse.ts";
@@ -49,6 +49,9 @@ export function decoderFailure(decoder: string, error: unknown): ProxyError {
       { code: "connect_timeout", cause: error },
     );
   }
+  // The client's own body broke as it was sent: the client left, and its
+  // leaving is the answer (a 499 once the caller notes it gone).
+  if (failure?.kind === "client_body") return clientDisconnected(error);
   if (failure?.kind === "refused") {
     return new ProxyError(503, DECODER_NOT_READY_MESSAGE, {
       code: "decoder_not_ready",

@@ -60,6 +60,8 @@ export interface HangingUpstream extends AsyncDisposable {
   received(which: number | string): Promise<void>;
   /** Resolves when the client closed connection `which`, or the one that carried request `which`. */
   closed(which: number | string): Promise<void>;
+  /** Bytes that came after the head on connection `which`, or the one that carried request `which`, so far. */
+  bodyBytes(which: number | string): number;
   /**
    * Resolves once at least one connection was accepted and every one
    * accepted so far was closed by the client: a sidecar that never connected
@@ -85,6 +87,7 @@ export function startHangingUpstream(): HangingUpstream {
     }
     return entry;
   };
+  const bodies = new Map<string, number>();
   const seen = Promise.withResolvers<void>();
   const accepting = createWaiters();
   const server = startScriptedServer(async (conn, index) => {
@@ -92,17 +95,25 @@ export function startHangingUpstream(): HangingUpstream {
     const buffer = new Uint8Array(16384);
     let head = "";
     let id: string | undefined;
+    let body = 0;
     for (;;) {
       const read = await conn.read(buffer).catch(() => null);
       if (read === null) break;
       seen.resolve();
-      if (id !== undefined) continue;
-      head += new TextDecoder().decode(buffer.subarray(0, read));
-      if (head.includes("\r\n\r\n")) {
+      if (id === undefined) {
+        // Latin-1, one character a byte, so the head's end is a byte offset.
+        head += new TextDecoder("latin1").decode(buffer.subarray(0, read));
+        const end = head.indexOf("\r\n\r\n");
+        if (end === -1) continue;
         id = /^x-request-id: *(.*)$/im.exec(head)?.[1]?.trim() ?? "";
+        body = head.length - end - 4;
         slot(received, index).resolve();
         slot(received, id).resolve();
+      } else {
+        body += read;
       }
+      bodies.set(`#${index}`, body);
+      bodies.set(`id ${id}`, body);
     }
     slot(closed, index).resolve();
     if (id !== undefined) slot(closed, id).resolve();
@@ -119,6 +130,8 @@ export function startHangingUpstream(): HangingUpstream {
       ),
     received: (which) => slot(received, which).promise,
     closed: (which) => slot(closed, which).promise,
+    bodyBytes: (which) =>
+      bodies.get(typeof which === "number" ? `#${which}` : `id ${which}`) ?? 0,
     allClosed: async () => {
       await slot(closed, 0).promise;
       const count = server.connections();
