@@ -75,6 +75,12 @@ export interface PoolWatchOptions {
    * that closed mid-stream. Bookmarks keep a quiet watch from tripping it often.
    */
   readonly watchTimeoutMs?: number;
+  /**
+   * How long one list request may take, its whole body read included
+   * (`LIST_TIMEOUT_MS`; tests shorten it): an answer that trickles in far
+   * below `MAX_LIST_BYTES` fails here instead of holding the list forever.
+   */
+  readonly listTimeoutMs?: number;
 }
 
 /** A running pool watch. */
@@ -118,7 +124,7 @@ function statusOf(error: unknown): number | undefined {
   return typeof status === "number" ? status : undefined;
 }
 
-/** How long one list request may take. */
+/** How long one list request may take, body included. */
 const LIST_TIMEOUT_MS = 30_000;
 
 /**
@@ -215,22 +221,36 @@ async function readListText(answer: Answer, path: string): Promise<string> {
 }
 
 /**
- * Lists a collection. Not through client-node's generated API classes:
- * they would add 4 MB to the bundle for two GET requests.
+ * Lists a collection within `timeoutMs`, head and body: the signal aborts
+ * undici's request, which destroys a body still being read. Not through
+ * client-node's generated API classes: they would add 4 MB to the bundle
+ * for two GET requests.
  */
 async function listObjects(
   kubeConfig: KubeConfig,
   path: string,
   query: Readonly<Record<string, string>>,
+  timeoutMs: number,
 ): Promise<KubernetesListObject<KubernetesObject>> {
-  const answer = await openRequest(
-    kubeConfig,
-    path,
-    query,
-    AbortSignal.timeout(LIST_TIMEOUT_MS),
-  );
-  if (answer.statusCode !== 200) throw await failure(answer);
-  const body = safeJson(await readListText(answer, path));
+  const signal = AbortSignal.timeout(timeoutMs);
+  let text: string;
+  try {
+    const answer = await openRequest(kubeConfig, path, query, signal);
+    if (answer.statusCode !== 200) throw await failure(answer);
+    text = await readListText(answer, path);
+  } catch (error) {
+    if (!signal.aborted) throw error;
+    throw new Error(
+      `The Kubernetes API did not answer ${path} in full within ${timeoutMs} ms`,
+      { cause: error },
+    );
+  }
+  const body = safeJson(text);
+  if (body === undefined) {
+    throw new Error(
+      `The Kubernetes API answered ${path} with a body that is not JSON`,
+    );
+  }
   if (
     typeof body !== "object" || body === null || !("items" in body) ||
     !Array.isArray(body.items)
@@ -493,6 +513,7 @@ export async function startPoolWatch(
   const version = POOL_VERSIONS[group];
   const minRetryMs = options.minRetryMs ?? 1_000;
   const maxRetryMs = options.maxRetryMs ?? 30_000;
+  const listTimeoutMs = options.listTimeoutMs ?? LIST_TIMEOUT_MS;
 
   let spec: PoolSpec | undefined;
   let ports = new Set<number>();
@@ -565,7 +586,13 @@ export async function startPoolWatch(
       what: `pods "${key}" in namespace "${namespace}"`,
       kubeConfig,
       path: podsPath,
-      list: () => listObjects(kubeConfig, podsPath, { labelSelector: key }),
+      list: () =>
+        listObjects(
+          kubeConfig,
+          podsPath,
+          { labelSelector: key },
+          listTimeoutMs,
+        ),
       labelSelector: key,
       onChange: () => {
         if (pods === running) scheduleRecompute();
@@ -628,7 +655,7 @@ export async function startPoolWatch(
     list: () =>
       listObjects(kubeConfig, poolsPath, {
         fieldSelector: `metadata.name=${name}`,
-      }),
+      }, listTimeoutMs),
     fieldSelector: `metadata.name=${name}`,
     onChange: onPoolChange,
     log,

@@ -10,15 +10,53 @@ import {
 import { createLogger } from "../../src/log.ts";
 import { createWaiters } from "../support/deadline.ts";
 import {
+  type ApiRequest,
   type FakeKubeApi,
+  type ListAnswer,
   pod,
   poolV1,
   poolV1alpha2,
+  type ReplacedOutcome,
   startFakeKubeApi,
 } from "../support/k8s_api.ts";
 
 const NS = "llm-d";
 const LABELS = { "llm-d.ai/inferenceServing": "true" };
+
+/**
+ * The fake API holding pool "pool" (v1, selecting `LABELS`, target port
+ * 8000) unless `pool: false`, and a ready pod with those labels for each
+ * `name: ip` of `pods`.
+ */
+async function startPoolApi(
+  pods: Readonly<Record<string, string>>,
+  options: { readonly pool?: boolean } = {},
+): Promise<FakeKubeApi> {
+  const api = await startFakeKubeApi();
+  if (options.pool !== false) {
+    api.put(
+      "inferencepools",
+      poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+    );
+  }
+  for (const [name, ip] of Object.entries(pods)) {
+    api.put("pods", pod(name, NS, { ip, labels: LABELS }));
+  }
+  return api;
+}
+
+function isPodList(request: ApiRequest): boolean {
+  return request.path.endsWith("/pods") && !request.watch;
+}
+
+function isPodWatch(request: ApiRequest): boolean {
+  return request.path.endsWith("/pods") && request.watch;
+}
+
+/** Lists of pods the API received so far. */
+function podLists(api: FakeKubeApi): number {
+  return api.requests.filter(isPodList).length;
+}
 
 interface Watched extends Disposable {
   readonly watch: PoolWatch;
@@ -35,6 +73,7 @@ async function watchPool(
     readonly name?: string;
     readonly group?: PoolGroup;
     readonly syncTimeoutMs?: number;
+    readonly listTimeoutMs?: number;
     /** Called on every rebuild, with the watch once it exists. */
     readonly onRebuild?: () => void;
   } = {},
@@ -57,6 +96,9 @@ async function watchPool(
     minRetryMs: 20,
     maxRetryMs: 200,
     watchTimeoutMs: 300,
+    ...(options.listTimeoutMs === undefined
+      ? {}
+      : { listTimeoutMs: options.listTimeoutMs }),
     reconnectDelay: (ms) =>
       new Promise((resolve) => setTimeout(resolve, ms / 100)),
     onRebuild: () => {
@@ -98,9 +140,7 @@ Deno.test("pool watch admits ready pods of a v1 pool on its target ports only", 
   // llm-d-router #979: the Go sidecar admitted any port of an allowed pod.
   assert.equal(pool.admits("10.0.0.5", 22), false);
   assert.equal(pool.admits("10.0.0.9", 8000), false);
-  const podList = api.requests.find((request) =>
-    request.path.endsWith("/pods") && !request.watch
-  );
+  const podList = api.requests.find(isPodList);
   assert.equal(podList?.query.labelSelector, "llm-d.ai/inferenceServing=true");
   const poolList = api.requests.find((request) =>
     request.path.endsWith("/inferencepools") && !request.watch
@@ -110,9 +150,7 @@ Deno.test("pool watch admits ready pods of a v1 pool on its target ports only", 
     `/apis/inference.networking.k8s.io/v1/namespaces/${NS}/inferencepools`,
   );
   assert.equal(poolList?.query.fieldSelector, "metadata.name=pool");
-  const podWatch = await api.waitForRequest((request) =>
-    request.path.endsWith("/pods") && request.watch
-  );
+  const podWatch = await api.waitForRequest(isPodWatch);
   assert.equal(podWatch.query.allowWatchBookmarks, "true");
   assert.ok(Number(podWatch.query.resourceVersion) > 0);
 });
@@ -158,11 +196,7 @@ Deno.test("pool watch honours matchExpressions", async () => {
 });
 
 Deno.test("pool watch follows pods becoming ready, unready, terminating and deleted", async () => {
-  await using api = await startFakeKubeApi();
-  api.put(
-    "inferencepools",
-    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
-  );
+  await using api = await startPoolApi({});
   api.put(
     "pods",
     pod("p", NS, { ip: "10.0.0.5", labels: LABELS, ready: false }),
@@ -248,9 +282,9 @@ Deno.test("pool watch follows the pool's ports, selector and deletion", async ()
   );
   assert.equal(pool.admits("10.0.2.2", 8000), true);
   assert.equal(shrank, false, "the pod selected before and after was dropped");
-  const selectors = api.requests.filter((request) =>
-    request.path.endsWith("/pods") && !request.watch
-  ).map((request) => request.query.labelSelector);
+  const selectors = api.requests.filter(isPodList).map((request) =>
+    request.query.labelSelector
+  );
   assert.deepEqual(selectors, ["tier=a", "side=b"]);
   api.remove("inferencepools", NS, "pool");
   await pool.until(
@@ -261,12 +295,7 @@ Deno.test("pool watch follows the pool's ports, selector and deletion", async ()
 });
 
 Deno.test("pool watch keeps its members through 410 relists, bookmarks and dropped watches", async () => {
-  await using api = await startFakeKubeApi();
-  api.put(
-    "inferencepools",
-    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
-  );
-  api.put("pods", pod("stable", NS, { ip: "10.0.3.1", labels: LABELS }));
+  await using api = await startPoolApi({ stable: "10.0.3.1" });
   let shrank = false;
   const watched: { current?: Watched } = {};
   using pool = await watchPool(api, {
@@ -277,17 +306,11 @@ Deno.test("pool watch keeps its members through 410 relists, bookmarks and dropp
     },
   });
   watched.current = pool;
-  const podLists = () =>
-    api.requests.filter((request) =>
-      request.path.endsWith("/pods") && !request.watch
-    ).length;
-  assert.equal(podLists(), 1);
+  assert.equal(podLists(api), 1);
 
   // A bookmark moves the watch's resource version past changes it filters
   // out; the reconnect after a clean close starts there, without a relist.
-  await api.waitForRequest((request) =>
-    request.path.endsWith("/pods") && request.watch
-  );
+  await api.waitForRequest(isPodWatch);
   const bookmarked = api.put(
     "pods",
     pod("noise", NS, { ip: "10.9.9.9", labels: { app: "x" } }),
@@ -295,10 +318,14 @@ Deno.test("pool watch keeps its members through 410 relists, bookmarks and dropp
   api.bookmark();
   api.closeWatches();
   await api.waitForRequest((request) =>
-    request.path.endsWith("/pods") && request.watch &&
+    isPodWatch(request) &&
     request.query.resourceVersion === String(bookmarked)
   );
-  assert.equal(podLists(), 1, "a bookmark and a clean close must not relist");
+  assert.equal(
+    podLists(api),
+    1,
+    "a bookmark and a clean close must not relist",
+  );
 
   // A broken connection (no clean end) is noticed and reopened; a change
   // made meanwhile is seen after the reconnect.
@@ -311,14 +338,14 @@ Deno.test("pool watch keeps its members through 410 relists, bookmarks and dropp
 
   // 410 as an ERROR event, then as the HTTP status: both relist.
   for (const mode of ["event", "status"] as const) {
-    const before = podLists();
+    const before = podLists(api);
     api.compact(mode);
     // Closed first: the open watch would otherwise deliver the deletion and
     // move past the compaction.
     api.closeWatches();
     api.remove("pods", NS, "late");
     await pool.until(
-      () => podLists() > before && !pool.admits("10.0.3.2", 8000),
+      () => podLists(api) > before && !pool.admits("10.0.3.2", 8000),
       `a relist after a 410 (${mode})`,
     );
     api.put("pods", pod("late", NS, { ip: "10.0.3.2", labels: LABELS }));
@@ -329,11 +356,7 @@ Deno.test("pool watch keeps its members through 410 relists, bookmarks and dropp
 });
 
 Deno.test("pool watch start fails after the bounded wait, naming the RBAC, when the API answers 403", async () => {
-  await using api = await startFakeKubeApi();
-  api.put(
-    "inferencepools",
-    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
-  );
+  await using api = await startPoolApi({});
   api.forbid("inferencepools", true);
   const started = Date.now();
   await assert.rejects(
@@ -356,11 +379,7 @@ Deno.test("pool watch start fails after the bounded wait, naming the RBAC, when 
 });
 
 Deno.test("pool watch start fails when it may read the pool but not the pods", async () => {
-  await using api = await startFakeKubeApi();
-  api.put(
-    "inferencepools",
-    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
-  );
+  await using api = await startPoolApi({});
   api.forbid("pods", true);
   await assert.rejects(
     watchPool(api, { syncTimeoutMs: 600 }),
@@ -369,8 +388,7 @@ Deno.test("pool watch start fails when it may read the pool but not the pods", a
 });
 
 Deno.test("pool watch starts empty when the pool does not exist, and fills when it appears", async () => {
-  await using api = await startFakeKubeApi();
-  api.put("pods", pod("p", NS, { ip: "10.0.4.1", labels: LABELS }));
+  await using api = await startPoolApi({ p: "10.0.4.1" }, { pool: false });
   using pool = await watchPool(api);
   assert.equal(pool.admits("10.0.4.1", 8000), false);
   assert.ok(
@@ -386,19 +404,12 @@ Deno.test("pool watch starts empty when the pool does not exist, and fills when 
 });
 
 Deno.test("pool watch survives list items and watch events that are not Kubernetes objects", async () => {
-  await using api = await startFakeKubeApi();
-  api.put(
-    "inferencepools",
-    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
-  );
-  api.put("pods", pod("good", NS, { ip: "10.0.5.1", labels: LABELS }));
+  await using api = await startPoolApi({ good: "10.0.5.1" });
   // Each of these threw inside client-node's cache, uncaught: the process ended.
   api.addRawListItems("pods", [null, 7, "pod", { kind: "Pod" }]);
   using pool = await watchPool(api);
   assert.equal(pool.admits("10.0.5.1", 8000), true);
-  await api.waitForRequest((request) =>
-    request.path.endsWith("/pods") && request.watch
-  );
+  await api.waitForRequest(isPodWatch);
   for (
     const event of [
       { type: "ADDED", object: null },
@@ -419,20 +430,10 @@ Deno.test("pool watch survives list items and watch events that are not Kubernet
 });
 
 Deno.test("pool watch ends a watch whose event line never ends past 16 MiB, and watches again", async () => {
-  await using api = await startFakeKubeApi();
-  api.put(
-    "inferencepools",
-    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
-  );
-  api.put("pods", pod("good", NS, { ip: "10.0.6.1", labels: LABELS }));
+  await using api = await startPoolApi({ good: "10.0.6.1" });
   using pool = await watchPool(api);
-  const podWatches = () =>
-    api.requests.filter((request) =>
-      request.path.endsWith("/pods") && request.watch
-    ).length;
-  await api.waitForRequest((request) =>
-    request.path.endsWith("/pods") && request.watch
-  );
+  const podWatches = () => api.requests.filter(isPodWatch).length;
+  await api.waitForRequest(isPodWatch);
   const before = podWatches();
   // Never silent, never a newline: only the line bound ends this watch.
   const chunk = "x".repeat(256 * 1024);
@@ -447,7 +448,7 @@ Deno.test("pool watch ends a watch whose event line never ends past 16 MiB, and 
   try {
     await api.waitForRequest(
       (request) =>
-        request.path.endsWith("/pods") && request.watch &&
+        isPodWatch(request) &&
         ++watchesSeen > before,
       3_000,
     );
@@ -460,12 +461,57 @@ Deno.test("pool watch ends a watch whose event line never ends past 16 MiB, and 
   assert.equal(pool.admits("10.0.6.1", 8000), true);
 });
 
-/** The warning logged for a failed list whose error says it was over the bound. */
-function isOverBoundWarning(line: Record<string, unknown>): boolean {
-  return line.level === "warn" &&
+/**
+ * Starts a pool with pod "stable", then has the pods' relist after a 410
+ * answered with `answer`, which carries a new pod if it is read as a list at
+ * all. Checks that the answer is refused as a failed list: the members stay
+ * as they were, one warning whose error matches `error` is logged, the list
+ * is asked for again, and the retried list is taken. Returns how the
+ * refused answer ended.
+ */
+async function expectRelistRefused(
+  answer: ListAnswer,
+  expected: { readonly error: RegExp; readonly listTimeoutMs?: number },
+): Promise<ReplacedOutcome> {
+  await using api = await startPoolApi({ stable: "10.0.7.1" });
+  using pool = await watchPool(
+    api,
+    expected.listTimeoutMs === undefined
+      ? {}
+      : { listTimeoutMs: expected.listTimeoutMs },
+  );
+  const before = podLists(api);
+  api.replaceLists("pods", answer);
+  api.compact("status");
+  api.closeWatches();
+  api.put("pods", pod("new", NS, { ip: "10.0.7.2", labels: LABELS }));
+  await api.waitForRequest(() => podLists(api) >= before + 2);
+  // The retry has only been asked for: the refused list changed nothing.
+  assert.equal(pool.admits("10.0.7.2", 8000), false);
+  assert.equal(pool.admits("10.0.7.1", 8000), true);
+  const warnings = pool.logs.filter((line) =>
+    line.level === "warn" &&
     String(line.msg).startsWith("Kubernetes API request for pods") &&
-    String(line.error).includes(`larger than ${MAX_LIST_BYTES} bytes`);
+    expected.error.test(String(line.error))
+  );
+  assert.equal(
+    warnings.length,
+    1,
+    `warnings: ${
+      JSON.stringify(pool.logs.filter((line) => line.level === "warn"))
+    }`,
+  );
+  const [outcome] = await api.waitForReplaced(1);
+  assert.ok(outcome);
+  await pool.until(
+    () => pool.admits("10.0.7.2", 8000),
+    "the retried list is taken",
+  );
+  assert.equal(pool.admits("10.0.7.1", 8000), true);
+  return outcome;
 }
+
+const OVER_BOUND = new RegExp(`larger than ${MAX_LIST_BYTES} bytes`);
 
 for (
   const [framing, bytes] of [
@@ -476,51 +522,42 @@ for (
   ] as const
 ) {
   Deno.test(`pool watch refuses a list answer over the bound (${framing}), keeps its members and lists again`, async () => {
-    await using api = await startFakeKubeApi();
-    api.put(
-      "inferencepools",
-      poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
+    const outcome = await expectRelistRefused(
+      { status: 200, bytes, framing },
+      { error: OVER_BOUND },
     );
-    api.put("pods", pod("stable", NS, { ip: "10.0.7.1", labels: LABELS }));
-    using pool = await watchPool(api);
-    const podLists = () =>
-      api.requests.filter((request) =>
-        request.path.endsWith("/pods") && !request.watch
-      ).length;
-    const before = podLists();
-    // The relist after the 410 gets the padded answer, which carries the
-    // new pod: read whole, it would be admitted.
-    api.padLists("pods", { status: 200, bytes, framing });
-    api.compact("status");
-    api.closeWatches();
-    api.put("pods", pod("new", NS, { ip: "10.0.7.2", labels: LABELS }));
-    await api.waitForRequest(
-      (request) =>
-        request.path.endsWith("/pods") && !request.watch &&
-        podLists() >= before + 2,
-    );
-    // The retry has only been asked for: the refused list changed nothing.
-    assert.equal(pool.admits("10.0.7.2", 8000), false);
-    assert.equal(pool.admits("10.0.7.1", 8000), true);
-    assert.equal(pool.logs.filter(isOverBoundWarning).length, 1);
-    const [outcome] = await api.waitForPadded(1);
-    assert.equal(outcome?.complete, false, "read past the bound");
-    await pool.until(
-      () => pool.admits("10.0.7.2", 8000),
-      "the retried list is taken",
-    );
-    assert.equal(pool.admits("10.0.7.1", 8000), true);
+    assert.equal(outcome.complete, false, "read past the bound");
+  });
+}
+
+Deno.test("pool watch gives up on a list answer that trickles past the time bound, keeps its members and lists again", async () => {
+  const outcome = await expectRelistRefused({ trickleEveryMs: 20 }, {
+    listTimeoutMs: 1_000,
+    error: new RegExp(
+      `did not answer /api/v1/namespaces/${NS}/pods in full within 1000 ms`,
+    ),
+  });
+  assert.equal(outcome.complete, false);
+});
+
+for (
+  const [what, text, error] of [
+    [
+      "not JSON",
+      "<html>502 Bad Gateway</html>",
+      /with a body that is not JSON/,
+    ],
+    ["JSON but not a list", '{"kind":"Status","items":{}}', /without a list/],
+  ] as const
+) {
+  Deno.test(`pool watch refuses a 200 list answer that is ${what}, keeps its members and lists again`, async () => {
+    await expectRelistRefused({ text }, { error });
   });
 }
 
 Deno.test("pool watch start fails after the bounded wait, naming the bound, while every pod list is over it", async () => {
-  await using api = await startFakeKubeApi();
-  api.put(
-    "inferencepools",
-    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
-  );
-  api.put("pods", pod("p", NS, { ip: "10.0.8.1", labels: LABELS }));
-  api.padLists(
+  await using api = await startPoolApi({ p: "10.0.8.1" });
+  api.replaceLists(
     "pods",
     { status: 200, bytes: MAX_LIST_BYTES + 1, framing: "length" },
     1_000,
@@ -536,20 +573,15 @@ Deno.test("pool watch start fails after the bounded wait, naming the bound, whil
 });
 
 Deno.test("pool watch reads a few KiB of an error answer of megabytes, and logs its status", async () => {
-  await using api = await startFakeKubeApi();
-  api.put(
-    "inferencepools",
-    poolV1("pool", NS, { matchLabels: LABELS, ports: [8000] }),
-  );
-  api.put("pods", pod("p", NS, { ip: "10.0.9.1", labels: LABELS }));
-  api.padLists("inferencepools", {
+  await using api = await startPoolApi({ p: "10.0.9.1" });
+  api.replaceLists("inferencepools", {
     status: 500,
     bytes: 32 * 1024 * 1024,
     framing: "chunked",
   });
   using pool = await watchPool(api);
   assert.equal(pool.admits("10.0.9.1", 8000), true, "started after a retry");
-  const [outcome] = await api.waitForPadded(1);
+  const [outcome] = await api.waitForReplaced(1);
   assert.equal(outcome?.complete, false, "the error body was read whole");
   const failures = pool.logs.filter((line) =>
     String(line.msg).startsWith("Kubernetes API request for InferencePool")

@@ -5,8 +5,9 @@
  * and field selectors, watch with ADDED/MODIFIED/DELETED, bookmarks, 410 Gone
  * (as an HTTP status or an ERROR event), watches closed or broken on demand,
  * 403 for a resource the service account may not read, and list answers
- * padded to any size. It shares no code with src/: a misreading of the API
- * cannot agree with itself.
+ * replaced by hostile ones (padded to any size, trickled forever, or any
+ * text). It shares no code with src/: a misreading of the API cannot agree
+ * with itself.
  *
  * Served with `node:https`, not `Deno.serve`: Deno 2.9.6 crashes (SIGSEGV)
  * when a `Deno.serve` TLS server shuts down a connection whose client is
@@ -58,8 +59,21 @@ export interface PaddedAnswer {
   readonly framing: "length" | "chunked";
 }
 
-/** How a padded answer ended. */
-export interface PaddedOutcome {
+/** A 200 list answer that starts a list, then sends one space every `everyMs`, and never ends. */
+export interface TrickledAnswer {
+  readonly trickleEveryMs: number;
+}
+
+/** A 200 list answer of exactly `text` (with its `Content-Length`), JSON or not. */
+export interface TextAnswer {
+  readonly text: string;
+}
+
+/** An answer to a list in place of the true one. */
+export type ListAnswer = PaddedAnswer | TrickledAnswer | TextAnswer;
+
+/** How a replaced answer ended. */
+export interface ReplacedOutcome {
   /** Whether all of it was handed to the socket: false when the client closed the connection first. */
   readonly complete: boolean;
 }
@@ -93,9 +107,12 @@ export interface FakeKubeApi extends AsyncDisposable {
   /** Writes `text` unframed (no newline) to the open watches of `resource`. */
   writeToWatches(resource: Resource, text: string): void;
   /** Answers the next `count` lists of `resource` (1 unless told) with `answer` instead. */
-  padLists(resource: Resource, answer: PaddedAnswer, count?: number): void;
-  /** Resolves with the outcomes of the padded answers once `count` of them ended; rejects after `timeoutMs`. */
-  waitForPadded(count: number, timeoutMs?: number): Promise<PaddedOutcome[]>;
+  replaceLists(resource: Resource, answer: ListAnswer, count?: number): void;
+  /** Resolves with the outcomes of the replaced answers once `count` of them ended; rejects after `timeoutMs`. */
+  waitForReplaced(
+    count: number,
+    timeoutMs?: number,
+  ): Promise<ReplacedOutcome[]>;
   /** Number of watches currently open for `resource`. */
   openWatches(resource: Resource): number;
   /** Resolves when `predicate` holds for a request received (now or later); rejects after `timeoutMs`. */
@@ -166,7 +183,7 @@ async function sendPadded(
   res: ServerResponse,
   answer: PaddedAnswer,
   padded: { readonly object: Record<string, unknown>; readonly field: string },
-): Promise<PaddedOutcome> {
+): Promise<ReplacedOutcome> {
   const { [padded.field]: _replaced, ...rest } = padded.object;
   const text = JSON.stringify({ ...rest, [padded.field]: "" });
   const encoder = new TextEncoder();
@@ -208,6 +225,61 @@ async function sendPadded(
   return { complete: await finished };
 }
 
+/**
+ * Starts a list and writes a space every `everyMs` until the client closes
+ * the connection: far below any size bound, only a time bound ends it.
+ */
+function sendTrickled(
+  res: ServerResponse,
+  answer: TrickledAnswer,
+): Promise<ReplacedOutcome> {
+  res.writeHead(200, { "content-type": "application/json" });
+  res.write('{"kind":"List","apiVersion":"v1","metadata":{},"items":[');
+  const timer = setInterval(() => res.write(" "), answer.trickleEveryMs);
+  return new Promise((resolve) =>
+    res.once("close", () => {
+      clearInterval(timer);
+      resolve({ complete: false });
+    })
+  );
+}
+
+/** Writes `answer.text` whole as a 200. */
+function sendText(
+  res: ServerResponse,
+  answer: TextAnswer,
+): Promise<ReplacedOutcome> {
+  const finished = new Promise<ReplacedOutcome>((resolve) => {
+    res.once("finish", () => resolve({ complete: true }));
+    res.once("close", () => resolve({ complete: res.writableFinished }));
+  });
+  const body = new TextEncoder().encode(answer.text);
+  res.writeHead(200, {
+    "content-type": "application/json",
+    "content-length": String(body.byteLength),
+  });
+  res.end(body);
+  return finished;
+}
+
+/** Sends a replacing answer to a list whose true answer is `list`. */
+function sendReplaced(
+  res: ServerResponse,
+  answer: ListAnswer,
+  list: Record<string, unknown>,
+  status: (code: number) => Record<string, unknown>,
+): Promise<ReplacedOutcome> {
+  if ("trickleEveryMs" in answer) return sendTrickled(res, answer);
+  if ("text" in answer) return sendText(res, answer);
+  return sendPadded(
+    res,
+    answer,
+    answer.status === 200
+      ? { object: list, field: "padding" }
+      : { object: status(answer.status), field: "message" },
+  );
+}
+
 function labelsOf(object: KubeObject): Record<string, string> {
   const labels = object.metadata.labels;
   return typeof labels === "object" && labels !== null
@@ -224,11 +296,11 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
   const forbidden = new Set<Resource>();
   const requests: ApiRequest[] = [];
   const requested = createWaiters();
-  const paddings = new Map<
+  const replacements = new Map<
     Resource,
-    { readonly answer: PaddedAnswer; left: number }
+    { readonly answer: ListAnswer; left: number }
   >();
-  const paddedOutcomes: PaddedOutcome[] = [];
+  const replacedOutcomes: ReplacedOutcome[] = [];
   let rv = 100;
   let compactedAt = 0;
   let compactMode: "event" | "status" = "event";
@@ -357,19 +429,16 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
         metadata: { resourceVersion: String(rv) },
         items: [...items, ...(rawItems.get(resource) ?? [])],
       };
-      const padding = paddings.get(resource);
-      if (padding !== undefined && padding.left > 0) {
-        padding.left--;
-        const { answer } = padding;
-        void sendPadded(
+      const replacement = replacements.get(resource);
+      if (replacement !== undefined && replacement.left > 0) {
+        replacement.left--;
+        void sendReplaced(
           res,
-          answer,
-          answer.status === 200 ? { object: list, field: "padding" } : {
-            object: status(answer.status, "InternalError", ""),
-            field: "message",
-          },
+          replacement.answer,
+          list,
+          (code) => status(code, "InternalError", ""),
         ).then((outcome) => {
-          paddedOutcomes.push(outcome);
+          replacedOutcomes.push(outcome);
           requested.notify();
         });
         return;
@@ -510,14 +579,14 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
       writeToWatches(resource, `${JSON.stringify(event)}\n`);
     },
     writeToWatches,
-    padLists(resource, answer, count = 1) {
-      paddings.set(resource, { answer, left: count });
+    replaceLists(resource, answer, count = 1) {
+      replacements.set(resource, { answer, left: count });
     },
-    waitForPadded: (count, timeoutMs = 10_000) =>
+    waitForReplaced: (count, timeoutMs = 10_000) =>
       requested.until(
-        () => paddedOutcomes.length >= count && [...paddedOutcomes],
-        `${count} padded list answer(s) to end`,
-        { ms: timeoutMs, detail: () => `${paddedOutcomes.length} ended` },
+        () => replacedOutcomes.length >= count && [...replacedOutcomes],
+        `${count} replaced list answer(s) to end`,
+        { ms: timeoutMs, detail: () => `${replacedOutcomes.length} ended` },
       ),
     openWatches: (resource) =>
       [...watches].filter((watch) => watch.resource === resource).length,
