@@ -7,7 +7,7 @@ import {
   runBundle,
   startBundle,
 } from "./support/process.ts";
-import { chatBody, jsonHeaders } from "./support/harness.ts";
+import { chatBody, isAccessLine, jsonHeaders } from "./support/harness.ts";
 import { makeCa, makeServerCert, writeCertDir } from "./support/certs.ts";
 
 /** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
@@ -276,8 +276,7 @@ async function expectBothThreadsServePd(
     assert.equal(response.status, 200, await response.text());
   }
   // Access lines are written up to 50 ms after their answers.
-  const handled = () =>
-    sidecar.lines.filter((line) => line.msg === "request handled");
+  const handled = () => sidecar.lines.filter(isAccessLine());
   await sidecar.waitForLine(() => handled().length >= 40);
   const handledBy = new Set(handled().map((line) => line.listener));
   assert.deepEqual([...handledBy].sort(), [0, 1]);
@@ -311,7 +310,7 @@ Deno.test(
       line.msg === "shutting down" && line.listener === 1
     );
     assert.equal(
-      sidecar.lines.filter((line) => line.msg === "request handled").length,
+      sidecar.lines.filter(isAccessLine()).length,
       40,
     );
   },

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
-import { chatBody, jsonHeaders } from "./support/harness.ts";
+import { chatBody, isAccessLine, jsonHeaders } from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
 import { parseExposition, total } from "./support/prometheus.ts";
 
@@ -47,7 +47,7 @@ Deno.test(
     await response.text();
     // The access line is written after the request's metrics are recorded.
     await sidecar.waitForLine((line) =>
-      line.msg === "request handled" && line.route === "pd"
+      isAccessLine()(line) && line.route === "pd"
     );
     const families = await scrape(sidecar.metricsPort);
     assert.equal(
@@ -89,8 +89,7 @@ Deno.test(
       );
       await response.body?.cancel();
     }
-    const handled = () =>
-      sidecar.lines.filter((line) => line.msg === "request handled");
+    const handled = () => sidecar.lines.filter(isAccessLine());
     await sidecar.waitForLine(() => handled().length >= sent);
     const listeners = new Set(handled().map((line) => line.listener));
     assert.deepEqual([...listeners].sort(), [0, 1]);
