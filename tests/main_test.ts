@@ -8,7 +8,13 @@ import {
   startBundle,
 } from "./support/process.ts";
 import { chatBody, isAccessLine, jsonHeaders } from "./support/harness.ts";
-import { makeCa, makeServerCert, writeCertDir } from "./support/certs.ts";
+import {
+  makeCa,
+  makeServerCert,
+  statusTrusting,
+  writeCertDir,
+} from "./support/certs.ts";
+import { tempDir, tempFile } from "./support/temp.ts";
 
 /** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
 function startPlainSidecar(
@@ -146,18 +152,14 @@ Deno.test("bundle exits 1 naming --allow-all when -watch-client-connections cann
 });
 
 Deno.test("bundle exits 1 when the certificate directory has no key pair", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const { code, stderr } = await runBundle([
-      `-cert-path=${dir}`,
-      `-port=${freePort()}`,
-      "-listen-host=127.0.0.1",
-    ]);
-    assert.equal(code, 1);
-    assert.match(stderr, /Cannot load TLS key pair/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using empty = await tempDir();
+  const { code, stderr } = await runBundle([
+    `-cert-path=${empty.path}`,
+    `-port=${freePort()}`,
+    "-listen-host=127.0.0.1",
+  ]);
+  assert.equal(code, 1);
+  assert.match(stderr, /Cannot load TLS key pair/);
 });
 
 Deno.test(
@@ -241,12 +243,10 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
     `-cert-path=${certs.dir}`,
   ]);
   await sidecar.waitForLine((line) => line.msg === "starting");
-  using client = Deno.createHttpClient({ caCerts: [tls.cert] });
-  const response = await fetch(`https://127.0.0.1:${port}/health`, {
-    client,
-  });
-  assert.equal(response.status, 200);
-  await response.body?.cancel();
+  assert.equal(
+    await statusTrusting(tls, `https://127.0.0.1:${port}/health`),
+    200,
+  );
 });
 
 /**
@@ -325,24 +325,19 @@ Deno.test(
       tls: await makeServerCert(ca),
     });
     await using decode = await createMockVllm({ name: "decoder" });
-    const bundle = await Deno.makeTempFile({ suffix: ".pem" });
-    try {
-      await Deno.writeTextFile(bundle, ca.cert);
-      await using sidecar = startPlainSidecar(decode.port, [
-        "-workers=2",
-        "-v=4",
-        "-enable-tls=prefiller",
-        `-ca-cert=${bundle}`,
-      ]);
-      for (const listener of [0, 1]) {
-        await sidecar.waitForLine((line) =>
-          line.msg === "starting" && line.listener === listener
-        );
-      }
-      await expectBothThreadsServePd(sidecar, prefill.port);
-      assert.equal(prefill.requests.length, 40);
-    } finally {
-      await Deno.remove(bundle);
+    await using bundle = await tempFile(ca.cert);
+    await using sidecar = startPlainSidecar(decode.port, [
+      "-workers=2",
+      "-v=4",
+      "-enable-tls=prefiller",
+      `-ca-cert=${bundle.path}`,
+    ]);
+    for (const listener of [0, 1]) {
+      await sidecar.waitForLine((line) =>
+        line.msg === "starting" && line.listener === listener
+      );
     }
+    await expectBothThreadsServePd(sidecar, prefill.port);
+    assert.equal(prefill.requests.length, 40);
   },
 );
