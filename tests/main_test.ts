@@ -3,11 +3,19 @@ import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { generateSelfSignedCertificate } from "../src/tls.ts";
 import {
   type BundleOptions,
+  fetchOnOwnConnection,
   freePort,
+  type PlainSidecarProcess,
   runBundle,
   startBundle,
+  startPlainBundle,
 } from "./support/process.ts";
-import { chatBody, isAccessLine, jsonHeaders } from "./support/harness.ts";
+import {
+  chatBody,
+  isAccessLine,
+  jsonHeaders,
+  postChatOverHttp,
+} from "./support/harness.ts";
 import {
   makeCa,
   makeServerCert,
@@ -16,24 +24,17 @@ import {
 } from "./support/certs.ts";
 import { tempDir, tempFile } from "./support/temp.ts";
 
-/** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
+/** The plain bundle in front of `decodePort`, stopping at once: the drain delay has its own tests (shutdown_test.ts). */
 function startPlainSidecar(
   decodePort: number,
   flags: readonly string[],
   options: BundleOptions = {},
-) {
-  const port = freePort();
-  const sidecar = startBundle([
-    `-port=${port}`,
-    `--model-server-port`,
-    String(decodePort),
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
-    // Stopping at once: the drain delay has its own tests (shutdown_test.ts).
-    "-shutdown-drain-delay=0s",
-    ...flags,
-  ], options);
-  return Object.assign(sidecar, { port });
+): PlainSidecarProcess {
+  return startPlainBundle(
+    decodePort,
+    ["-shutdown-drain-delay=0s", ...flags],
+    options,
+  );
 }
 
 Deno.test("bundle prints usage and exits 0 on -help", async () => {
@@ -170,18 +171,14 @@ Deno.test(
     await using sidecar = startPlainSidecar(decode.port, [
       "-v=4",
     ]);
-    const { port } = sidecar;
     await sidecar.waitForLine((line) => line.msg === "starting");
-    const response = await fetch(
-      `http://127.0.0.1:${port}/v1/chat/completions`,
-      {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-          "x-request-id": "e2e-1",
-        }),
-        body: chatBody({ stream: true }),
-      },
+    const response = await postChatOverHttp(
+      sidecar.base,
+      chatBody({ stream: true }),
+      jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        "x-request-id": "e2e-1",
+      }),
     );
     assert.equal(response.status, 200);
     assert.match(await response.text(), /data: \[DONE\]/);
@@ -255,25 +252,23 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
  * answered 200, and both listener threads to have handled some.
  */
 async function expectBothThreadsServePd(
-  sidecar: ReturnType<typeof startPlainSidecar>,
+  sidecar: PlainSidecarProcess,
   prefillPort: number,
 ): Promise<void> {
   for (let i = 0; i < 40; i++) {
-    using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-    const response = await fetch(
-      `http://127.0.0.1:${sidecar.port}/v1/completions`,
+    const response = await fetchOnOwnConnection(
+      `${sidecar.base}/v1/completions`,
       {
         method: "POST",
         headers: jsonHeaders({
           "x-prefiller-host-port": `127.0.0.1:${prefillPort}`,
         }),
         body: JSON.stringify({ prompt: "Hi", max_tokens: 2 }),
-        client,
         // A wedged thread fails the test instead of hanging it.
         signal: AbortSignal.timeout(5_000),
       },
     );
-    assert.equal(response.status, 200, await response.text());
+    assert.equal(response.status, 200, response.text);
   }
   // Access lines are written up to 50 ms after their answers.
   const handled = () => sidecar.lines.filter(isAccessLine());

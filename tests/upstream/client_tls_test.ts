@@ -9,7 +9,7 @@ import {
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { makeCa, makeServerCert } from "../support/certs.ts";
 import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
-import { freePort, startBundle } from "../support/process.ts";
+import { startPlainBundle } from "../support/process.ts";
 import { tempFile } from "../support/temp.ts";
 
 Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the default roots", async () => {
@@ -92,14 +92,8 @@ async function pdThroughBundle(
   prefillPort: number,
   decodePort: number,
 ): Promise<{ status: number; text: string }> {
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decodePort}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
-    ...flags,
-  ]);
+  await using sidecar = startPlainBundle(decodePort, [...flags]);
+  const { port } = sidecar;
   await sidecar.waitForLine((line) => line.msg === "starting");
   const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
     method: "POST",
@@ -170,15 +164,11 @@ Deno.test("-tls-insecure-skip-verify applies to the stages it names and no other
   assert.equal(decodes(), 1);
 
   // Passthrough streams the client's body to a decoder whose certificate is not checked.
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decode.port}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
+  await using sidecar = startPlainBundle(decode.port, [
     "-enable-tls=decoder",
     "-tls-insecure-skip-verify=decoder",
   ]);
+  const { port } = sidecar;
   await sidecar.waitForLine((line) => line.msg === "starting");
   const body = new Blob([chatBody()]).stream();
   const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
