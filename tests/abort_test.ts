@@ -5,7 +5,13 @@ import { readTableWithCat } from "./support/tcp_tables.ts";
 import { CHECK_AFTER_MS } from "../src/peer_watch.ts";
 import { createMetrics, type MetricsRegistry } from "../src/metrics.ts";
 import { isJsonObject } from "../src/protocol/request.ts";
-import { chatBody, createHarness, type Harness } from "./support/harness.ts";
+import {
+  chatBody,
+  createHarness,
+  type Harness,
+  jsonHeaders,
+  postChatOverHttp,
+} from "./support/harness.ts";
 import { freePort, startBundle } from "./support/process.ts";
 import {
   closeQuietly,
@@ -30,33 +36,83 @@ const ABORT_DEADLINE_MS = 1000;
  */
 const RESET_DEADLINE_MS = 3 * CHECK_AFTER_MS + 500;
 
-/** What a raw request is made of. */
-interface RawRequestOptions {
+/** The head of a POST to `target` as raw HTTP/1.1 with `headers`, blank line included. */
+function rawHead(target: string, headers: Record<string, string>): string {
+  const lines = [
+    `POST ${target} HTTP/1.1`,
+    "host: sidecar",
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+  ];
+  return `${lines.join("\r\n")}\r\n\r\n`;
+}
+
+/** The `content-length` of `body` in UTF-8. */
+function byteLength(body: string): string {
+  return String(new TextEncoder().encode(body).length);
+}
+
+/** What a raw P/D chat request is made of. */
+interface RawChatOptions {
   prefiller: string;
   id: string;
   body: string;
   headers?: Record<string, string>;
 }
 
-/** A P/D chat request as raw HTTP/1.1, written in one piece. */
-function rawChatRequest(options: RawRequestOptions): string {
-  return rawHead(options) + options.body;
+/** The head of a P/D chat request as raw HTTP/1.1, blank line included. */
+function rawChatHead(options: RawChatOptions): string {
+  return rawHead("/v1/chat/completions", {
+    "content-type": "application/json",
+    "content-length": byteLength(options.body),
+    "x-prefiller-host-port": options.prefiller,
+    "x-request-id": options.id,
+    ...options.headers,
+  });
 }
 
-/** The head of a P/D chat request as raw HTTP/1.1, blank line included. */
-function rawHead(options: RawRequestOptions): string {
-  const lines = [
-    "POST /v1/chat/completions HTTP/1.1",
-    "host: sidecar",
-    "content-type: application/json",
-    `content-length: ${new TextEncoder().encode(options.body).length}`,
-    `x-prefiller-host-port: ${options.prefiller}`,
-    `x-request-id: ${options.id}`,
-    ...Object.entries(options.headers ?? {}).map(([name, value]) =>
-      `${name}: ${value}`
-    ),
-  ];
-  return `${lines.join("\r\n")}\r\n\r\n`;
+/** A P/D chat request as raw HTTP/1.1, written in one piece. */
+function rawChatRequest(options: RawChatOptions): string {
+  return rawChatHead(options) + options.body;
+}
+
+/** Waits until `upstream` holds request `which` (a connection index or a request id); `label` names it on failure. */
+async function expectReceived(
+  upstream: HangingUpstream,
+  which: number | string,
+  label: string,
+): Promise<void> {
+  await within(
+    upstream.received(which),
+    5000,
+    `${label}: the upstream never received the request`,
+  );
+}
+
+/** Waits until the upstream's connection of request `which` is dropped, failing after `ms`. */
+async function expectDropped(
+  upstream: HangingUpstream,
+  which: number | string,
+  label: string,
+  ms: number = ABORT_DEADLINE_MS,
+): Promise<void> {
+  await within(
+    upstream.closed(which),
+    ms,
+    `${label}: the upstream's request was not aborted within ${ms} ms`,
+  );
+}
+
+/** Once `upstream` holds request `which`, the client closes `conn`; the upstream's request must be dropped within `ms`. */
+async function leaveAndExpectDropped(
+  conn: Deno.Conn,
+  upstream: HangingUpstream,
+  which: number | string,
+  label: string,
+  ms: number = ABORT_DEADLINE_MS,
+): Promise<void> {
+  await expectReceived(upstream, which, label);
+  conn.close();
+  await expectDropped(upstream, which, label, ms);
 }
 
 /** Connects to the sidecar served at `base`. */
@@ -94,16 +150,11 @@ Deno.test(
           body: chatBody(),
         }),
       );
-      await within(
-        prefiller.received(attempt),
-        5000,
-        `attempt ${attempt}: the prefiller never received the request`,
-      );
-      conn.close();
-      await within(
-        prefiller.closed(attempt),
-        ABORT_DEADLINE_MS,
-        `attempt ${attempt}: the prefill was not aborted within 1 s`,
+      await leaveAndExpectDropped(
+        conn,
+        prefiller,
+        attempt,
+        `prefill attempt ${attempt}`,
       );
       await expectClientAbortLine(h, `prefill-${attempt}`);
     }
@@ -130,16 +181,11 @@ Deno.test(
           body: chatBody(),
         }),
       );
-      await within(
-        decoder.received(attempt),
-        5000,
-        `attempt ${attempt}: the decoder never received the request`,
-      );
-      conn.close();
-      await within(
-        decoder.closed(attempt),
-        ABORT_DEADLINE_MS,
-        `attempt ${attempt}: the decode was not aborted within 1 s`,
+      await leaveAndExpectDropped(
+        conn,
+        decoder,
+        attempt,
+        `decode attempt ${attempt}`,
       );
     }
     assert.equal(h.prefill.requests.length, ATTEMPTS);
@@ -199,16 +245,15 @@ function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Waits for the access line of request `id` and checks it reports a client abort. */
+/** Waits for the access line of request `id`, checks it reports a client abort, and returns it. */
 async function expectClientAbortLine(
-  h: { nextLog: Harness["nextLog"] },
+  h: Harness,
   id: string,
-): Promise<void> {
-  const line = await h.nextLog((line) =>
-    line.msg === "request handled" && line.request_id === id
-  );
+): Promise<Record<string, unknown>> {
+  const line = await h.accessLine(id);
   assert.equal(line.outcome, "client_aborted", id);
   assert.equal(line.status, 499, id);
+  return line;
 }
 
 Deno.test(
@@ -237,24 +282,16 @@ Deno.test(
         id: late.id,
         body: chatBody(),
       };
-      await writeText(late.conn, rawHead(lateRequest));
+      await writeText(late.conn, rawChatHead(lateRequest));
       await pause(HEAD_BODY_GAP_MS);
       await writeText(late.conn, lateRequest.body);
       for (const client of [long, late]) {
-        await within(
-          prefiller.received(client.id),
-          5000,
-          `${client.id}: the prefiller never received the request`,
-        );
+        await expectReceived(prefiller, client.id, client.id);
       }
       long.conn.close();
       late.conn.close();
       for (const client of [long, late]) {
-        await within(
-          prefiller.closed(client.id),
-          ABORT_DEADLINE_MS,
-          `${client.id}: the prefill was not aborted within 1 s`,
-        );
+        await expectDropped(prefiller, client.id, client.id);
         await expectClientAbortLine(h, client.id);
       }
     }
@@ -284,17 +321,7 @@ Deno.test(
             body: longChatBody(),
           }),
       );
-      await within(
-        prefiller.received(id),
-        5000,
-        `${id}: the prefiller never received the request`,
-      );
-      conn.close();
-      await within(
-        prefiller.closed(id),
-        RESET_DEADLINE_MS,
-        `${id}: the prefill was not aborted within ${RESET_DEADLINE_MS} ms`,
-      );
+      await leaveAndExpectDropped(conn, prefiller, id, id, RESET_DEADLINE_MS);
       await expectClientAbortLine(h, id);
     }
     assert.equal(h.decode.requests.length, 0);
@@ -315,19 +342,13 @@ Deno.test(
     const conn = await connect(base);
     await writeText(
       conn,
-      [
-        "POST /tokenize HTTP/1.1",
-        "host: sidecar",
-        "content-type: application/json",
-        `content-length: ${new TextEncoder().encode(body).length}`,
-        `x-request-id: ${id}`,
-        "",
-        body,
-      ].join("\r\n"),
+      rawHead("/tokenize", {
+        "content-type": "application/json",
+        "content-length": byteLength(body),
+        "x-request-id": id,
+      }) + body,
     );
-    await within(decoder.received(id), 5000, "the decoder got nothing");
-    conn.close();
-    await expectDecoderAborted(decoder, id);
+    await leaveAndExpectDropped(conn, decoder, id, id);
     await expectClientAbortLine(h, id);
   },
 );
@@ -337,28 +358,21 @@ Deno.test(
   async () => {
     await using h = await createHarness({ config: { verbosity: 3 } });
     const base = h.listen(undefined, readTableWithCat);
-    const response = await within(
-      fetch(`${base}/v1/chat/completions`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "x-prefiller-host-port": h.prefillerHeader,
-          "x-request-id": "slow",
-          // The mock answers the prefill after 1.5 s: six reads of the table.
-          "x-mock-ttft-ms": "1500",
-        },
-        body: longChatBody(),
+    const response = await postChatOverHttp(
+      base,
+      longChatBody(),
+      jsonHeaders({
+        "x-prefiller-host-port": h.prefillerHeader,
+        "x-request-id": "slow",
+        // The mock answers the prefill after 1.5 s: six reads of the table.
+        "x-mock-ttft-ms": "1500",
       }),
-      10_000,
-      "no answer to the slow request",
     );
     assert.equal(response.status, 200);
     assert.ok(isJsonObject(await response.json()));
     assert.equal(h.prefill.requests.length, 1);
     assert.equal(h.decode.requests.length, 1);
-    const line = await h.nextLog((line) =>
-      line.msg === "request handled" && line.request_id === "slow"
-    );
+    const line = await h.accessLine("slow");
     assert.equal(line.outcome, "ok");
   },
 );
@@ -384,7 +398,7 @@ Deno.test(
         body: chatBody(),
       }),
     );
-    await within(prefiller.received("small"), 5000, "no small prefill");
+    await expectReceived(prefiller, "small", "small");
     // A long body, held past the watch's first look so the table is read.
     const long = await connect(base);
     await writeText(
@@ -395,18 +409,15 @@ Deno.test(
         body: longChatBody(),
       }),
     );
-    await within(prefiller.received("long"), 5000, "no long prefill");
+    await expectReceived(prefiller, "long", "long");
     const off = await h.nextLog(
       (line) => String(line.msg).startsWith("Cannot watch client connections"),
       5000,
     );
     assert.match(String(off.msg), /no \/proc here/);
     small.close();
-    await within(
-      prefiller.closed("small"),
-      ABORT_DEADLINE_MS,
-      "the runtime no longer notices a small request's client leave",
-    );
+    // Failing here: the runtime no longer notices a small request's client leave.
+    await expectDropped(prefiller, "small", "small");
     await expectClientAbortLine(h, "small");
     long.close();
     // Runtime limit (Deno 2.9.6): without the watch, a client that left a
@@ -441,7 +452,7 @@ Deno.test(
       "-watch-client-connections",
     ], { allowAll: true });
     await sidecar.waitForLine((line) => line.msg === "starting");
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const conn = await connectTo(port);
     await writeText(
       conn,
       rawChatRequest({
@@ -450,13 +461,7 @@ Deno.test(
         body: longChatBody(),
       }),
     );
-    await within(prefiller.received("bundle-long"), 5000, "no prefill");
-    conn.close();
-    await within(
-      prefiller.closed("bundle-long"),
-      ABORT_DEADLINE_MS,
-      "the prefill was not aborted within 1 s",
-    );
+    await leaveAndExpectDropped(conn, prefiller, "bundle-long", "bundle-long");
     assert.equal(
       sidecar.lines.some((line) =>
         String(line.msg).startsWith("Cannot watch client connections")
@@ -481,7 +486,7 @@ Deno.test(
     };
     const conn = await connect(base);
     // The head promises the whole body; a tenth of it comes, then nothing.
-    await writeText(conn, rawHead(request));
+    await writeText(conn, rawChatHead(request));
     await writeText(conn, request.body.slice(0, request.body.length / 10));
     await pause(HEAD_BODY_GAP_MS);
     conn.close();
@@ -528,17 +533,13 @@ async function startChunkedUpload(id: string) {
   const conn = await connect(h.listen());
   await writeText(
     conn,
-    [
-      "POST /tokenize HTTP/1.1",
-      "host: sidecar",
-      "content-type: text/plain",
-      "transfer-encoding: chunked",
-      `x-request-id: ${id}`,
-      "",
-      `1000\r\n${"a".repeat(4096)}\r\n`,
-    ].join("\r\n"),
+    rawHead("/tokenize", {
+      "content-type": "text/plain",
+      "transfer-encoding": "chunked",
+      "x-request-id": id,
+    }) + `1000\r\n${"a".repeat(4096)}\r\n`,
   );
-  await within(decoder.received(id), 5000, "the decoder got nothing");
+  await expectReceived(decoder, id, id);
   return {
     h,
     decoder,
@@ -552,18 +553,6 @@ async function startChunkedUpload(id: string) {
   };
 }
 
-/** Checks that the decoder's request for `id` was aborted within 1 s. */
-async function expectDecoderAborted(
-  decoder: HangingUpstream,
-  id: string,
-): Promise<void> {
-  await within(
-    decoder.closed(id),
-    ABORT_DEADLINE_MS,
-    "the decoder's request was not aborted within 1 s",
-  );
-}
-
 Deno.test(
   "a client leaving in the middle of a chunked passthrough body gets the decoder's request aborted within 1 s and is logged and counted as gone, not as the decoder's failure",
   async () => {
@@ -573,11 +562,8 @@ Deno.test(
     // The start of another chunk, which never ends.
     await writeText(conn, `1000\r\n${"a".repeat(100)}`);
     conn.close();
-    await expectDecoderAborted(decoder, id);
-    await expectClientAbortLine(h, id);
-    const line = await h.nextLog((line) =>
-      line.msg === "request handled" && line.request_id === id
-    );
+    await expectDropped(decoder, id, id);
+    const line = await expectClientAbortLine(h, id);
     assert.equal(line.error_code, "client_disconnected");
     // Nobody is left to answer: nothing of the sidecar's own to report.
     assert.deepEqual(
@@ -702,10 +688,8 @@ Deno.test(
     const answer = await readUntil(conn, (text) => text.includes("}}"));
     assert.match(answer.text, /^HTTP\/1\.1 400 /);
     assert.match(answer.text, /"Malformed request body: /);
-    await expectDecoderAborted(decoder, id);
-    const line = await h.nextLog((line) =>
-      line.msg === "request handled" && line.request_id === id
-    );
+    await expectDropped(decoder, id, id);
+    const line = await h.accessLine(id);
     assert.equal(line.status, 400);
     assert.equal(line.error_code, "invalid_request_body");
     assert.notEqual(line.outcome, "client_aborted");
@@ -737,18 +721,14 @@ Deno.test(
         "no TLS handshake",
       );
       const body = chatBody();
-      const head = [
-        "POST /v1/chat/completions HTTP/1.1",
-        "host: sidecar",
-        "content-type: application/json",
-        `content-length: ${body.length + 100}`,
-        `x-request-id: ${id}`,
+      const head = rawHead("/v1/chat/completions", {
+        "content-type": "application/json",
+        "content-length": String(body.length + 100),
+        "x-request-id": id,
         ...(route === "pd"
-          ? [`x-prefiller-host-port: ${h.prefillerHeader}`]
-          : []),
-        "",
-        "",
-      ].join("\r\n");
+          ? { "x-prefiller-host-port": h.prefillerHeader }
+          : {}),
+      });
       // Flushed to the kernel before the drop: the head always arrives.
       await within(
         new Promise((resolve) => socket.write(head + body, resolve)),
@@ -756,9 +736,7 @@ Deno.test(
         "the request was not written",
       );
       socket.destroy();
-      const line = await h.nextLog((line) =>
-        line.msg === "request handled" && line.request_id === id
-      );
+      const line = await h.accessLine(id);
       assert.equal(line.status, 499, route);
       assert.equal(line.error_code, "client_disconnected", route);
       assert.equal(line.outcome, "client_aborted", route);

@@ -3,31 +3,38 @@ import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { generateSelfSignedCertificate } from "../src/tls.ts";
 import {
   type BundleOptions,
+  fetchOnOwnConnection,
   freePort,
+  type PlainSidecarProcess,
   runBundle,
   startBundle,
+  startPlainBundle,
 } from "./support/process.ts";
-import { chatBody, jsonHeaders } from "./support/harness.ts";
-import { makeCa, makeServerCert, writeCertDir } from "./support/certs.ts";
+import {
+  chatBody,
+  isAccessLine,
+  jsonHeaders,
+  postChatOverHttp,
+} from "./support/harness.ts";
+import {
+  makeCa,
+  makeServerCert,
+  statusTrusting,
+  writeCertDir,
+} from "./support/certs.ts";
+import { tempDir, tempFile } from "./support/temp.ts";
 
-/** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
+/** The plain bundle in front of `decodePort`, stopping at once: the drain delay has its own tests (shutdown_test.ts). */
 function startPlainSidecar(
   decodePort: number,
   flags: readonly string[],
   options: BundleOptions = {},
-) {
-  const port = freePort();
-  const sidecar = startBundle([
-    `-port=${port}`,
-    `--model-server-port`,
-    String(decodePort),
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
-    // Stopping at once: the drain delay has its own tests (shutdown_test.ts).
-    "-shutdown-drain-delay=0s",
-    ...flags,
-  ], options);
-  return Object.assign(sidecar, { port });
+): PlainSidecarProcess {
+  return startPlainBundle(
+    decodePort,
+    ["-shutdown-drain-delay=0s", ...flags],
+    options,
+  );
 }
 
 Deno.test("bundle prints usage and exits 0 on -help", async () => {
@@ -146,18 +153,14 @@ Deno.test("bundle exits 1 naming --allow-all when -watch-client-connections cann
 });
 
 Deno.test("bundle exits 1 when the certificate directory has no key pair", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const { code, stderr } = await runBundle([
-      `-cert-path=${dir}`,
-      `-port=${freePort()}`,
-      "-listen-host=127.0.0.1",
-    ]);
-    assert.equal(code, 1);
-    assert.match(stderr, /Cannot load TLS key pair/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using empty = await tempDir();
+  const { code, stderr } = await runBundle([
+    `-cert-path=${empty.path}`,
+    `-port=${freePort()}`,
+    "-listen-host=127.0.0.1",
+  ]);
+  assert.equal(code, 1);
+  assert.match(stderr, /Cannot load TLS key pair/);
 });
 
 Deno.test(
@@ -168,18 +171,14 @@ Deno.test(
     await using sidecar = startPlainSidecar(decode.port, [
       "-v=4",
     ]);
-    const { port } = sidecar;
     await sidecar.waitForLine((line) => line.msg === "starting");
-    const response = await fetch(
-      `http://127.0.0.1:${port}/v1/chat/completions`,
-      {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-          "x-request-id": "e2e-1",
-        }),
-        body: chatBody({ stream: true }),
-      },
+    const response = await postChatOverHttp(
+      sidecar.base,
+      chatBody({ stream: true }),
+      jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        "x-request-id": "e2e-1",
+      }),
     );
     assert.equal(response.status, 200);
     assert.match(await response.text(), /data: \[DONE\]/);
@@ -241,12 +240,10 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
     `-cert-path=${certs.dir}`,
   ]);
   await sidecar.waitForLine((line) => line.msg === "starting");
-  using client = Deno.createHttpClient({ caCerts: [tls.cert] });
-  const response = await fetch(`https://127.0.0.1:${port}/health`, {
-    client,
-  });
-  assert.equal(response.status, 200);
-  await response.body?.cancel();
+  assert.equal(
+    await statusTrusting(tls, `https://127.0.0.1:${port}/health`),
+    200,
+  );
 });
 
 /**
@@ -255,29 +252,26 @@ Deno.test("bundle serves TLS with the key pair from -cert-path", async () => {
  * answered 200, and both listener threads to have handled some.
  */
 async function expectBothThreadsServePd(
-  sidecar: ReturnType<typeof startPlainSidecar>,
+  sidecar: PlainSidecarProcess,
   prefillPort: number,
 ): Promise<void> {
   for (let i = 0; i < 40; i++) {
-    using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-    const response = await fetch(
-      `http://127.0.0.1:${sidecar.port}/v1/completions`,
+    const response = await fetchOnOwnConnection(
+      `${sidecar.base}/v1/completions`,
       {
         method: "POST",
         headers: jsonHeaders({
           "x-prefiller-host-port": `127.0.0.1:${prefillPort}`,
         }),
         body: JSON.stringify({ prompt: "Hi", max_tokens: 2 }),
-        client,
         // A wedged thread fails the test instead of hanging it.
         signal: AbortSignal.timeout(5_000),
       },
     );
-    assert.equal(response.status, 200, await response.text());
+    assert.equal(response.status, 200, response.text);
   }
   // Access lines are written up to 50 ms after their answers.
-  const handled = () =>
-    sidecar.lines.filter((line) => line.msg === "request handled");
+  const handled = () => sidecar.lines.filter(isAccessLine());
   await sidecar.waitForLine(() => handled().length >= 40);
   const handledBy = new Set(handled().map((line) => line.listener));
   assert.deepEqual([...handledBy].sort(), [0, 1]);
@@ -311,7 +305,7 @@ Deno.test(
       line.msg === "shutting down" && line.listener === 1
     );
     assert.equal(
-      sidecar.lines.filter((line) => line.msg === "request handled").length,
+      sidecar.lines.filter(isAccessLine()).length,
       40,
     );
   },
@@ -326,24 +320,19 @@ Deno.test(
       tls: await makeServerCert(ca),
     });
     await using decode = await createMockVllm({ name: "decoder" });
-    const bundle = await Deno.makeTempFile({ suffix: ".pem" });
-    try {
-      await Deno.writeTextFile(bundle, ca.cert);
-      await using sidecar = startPlainSidecar(decode.port, [
-        "-workers=2",
-        "-v=4",
-        "-enable-tls=prefiller",
-        `-ca-cert=${bundle}`,
-      ]);
-      for (const listener of [0, 1]) {
-        await sidecar.waitForLine((line) =>
-          line.msg === "starting" && line.listener === listener
-        );
-      }
-      await expectBothThreadsServePd(sidecar, prefill.port);
-      assert.equal(prefill.requests.length, 40);
-    } finally {
-      await Deno.remove(bundle);
+    await using bundle = await tempFile(ca.cert);
+    await using sidecar = startPlainSidecar(decode.port, [
+      "-workers=2",
+      "-v=4",
+      "-enable-tls=prefiller",
+      `-ca-cert=${bundle.path}`,
+    ]);
+    for (const listener of [0, 1]) {
+      await sidecar.waitForLine((line) =>
+        line.msg === "starting" && line.listener === listener
+      );
     }
+    await expectBothThreadsServePd(sidecar, prefill.port);
+    assert.equal(prefill.requests.length, 40);
   },
 );

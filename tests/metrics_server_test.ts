@@ -1,21 +1,26 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
-import { chatBody, jsonHeaders } from "./support/harness.ts";
-import { freePort, startBundle } from "./support/process.ts";
+import {
+  chatBody,
+  isAccessLine,
+  jsonHeaders,
+  postChatOverHttp,
+} from "./support/harness.ts";
+import {
+  fetchOnOwnConnection,
+  freePort,
+  startPlainBundle,
+} from "./support/process.ts";
 import { parseExposition, total } from "./support/prometheus.ts";
 
+/** The plain bundle in front of `decodePort`, serving its metrics on a free port of their own. */
 function startSidecar(decodePort: number, flags: readonly string[]) {
-  const port = freePort();
   const metricsPort = freePort();
-  const sidecar = startBundle([
-    `-port=${port}`,
-    `-model-server-port=${decodePort}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
+  const sidecar = startPlainBundle(decodePort, [
     `-metrics-port=${metricsPort}`,
     ...flags,
   ]);
-  return Object.assign(sidecar, { port, metricsPort });
+  return Object.assign(sidecar, { metricsPort });
 }
 
 async function scrape(port: number) {
@@ -33,21 +38,18 @@ Deno.test(
     await using sidecar = startSidecar(decode.port, []);
     await sidecar.waitForLine((line) => line.msg === "metrics server starting");
     await sidecar.waitForLine((line) => line.msg === "starting");
-    const response = await fetch(
-      `http://127.0.0.1:${sidecar.port}/v1/chat/completions`,
-      {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-        }),
-        body: chatBody({ stream: true }),
-      },
+    const response = await postChatOverHttp(
+      sidecar.base,
+      chatBody({ stream: true }),
+      jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+      }),
     );
     assert.equal(response.status, 200);
     await response.text();
     // The access line is written after the request's metrics are recorded.
     await sidecar.waitForLine((line) =>
-      line.msg === "request handled" && line.route === "pd"
+      isAccessLine()(line) && line.route === "pd"
     );
     const families = await scrape(sidecar.metricsPort);
     assert.equal(
@@ -82,15 +84,9 @@ Deno.test(
     const sent = 30;
     // Each request on a new connection: the kernel spreads connections, not requests.
     for (let i = 0; i < sent; i++) {
-      using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-      const response = await fetch(
-        `http://127.0.0.1:${sidecar.port}/v1/models`,
-        { client },
-      );
-      await response.body?.cancel();
+      await fetchOnOwnConnection(`${sidecar.base}/v1/models`);
     }
-    const handled = () =>
-      sidecar.lines.filter((line) => line.msg === "request handled");
+    const handled = () => sidecar.lines.filter(isAccessLine());
     await sidecar.waitForLine(() => handled().length >= sent);
     const listeners = new Set(handled().map((line) => line.listener));
     assert.deepEqual([...listeners].sort(), [0, 1]);
@@ -108,12 +104,7 @@ Deno.test(
 Deno.test("bundle exits 1 naming the metrics port when it is taken", async () => {
   await using decode = await createMockVllm({ name: "decoder" });
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-model-server-port=${decode.port}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
+  await using sidecar = startPlainBundle(decode.port, [
     `-metrics-port=${taken.addr.port}`,
   ]);
   const line = await sidecar.waitForLine((line) => line.level === "error");

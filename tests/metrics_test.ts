@@ -252,9 +252,7 @@ Deno.test("a client leaving mid-stream counts as an abort during the response, a
   controller.abort();
   await reader.cancel().catch(() => {});
   // The access line is written after the request's metrics are recorded.
-  await h.nextLog((line) =>
-    line.msg === "request handled" && line.request_id === "left"
-  );
+  await h.accessLine("left");
   const after = await scrape(metrics);
   assert.equal(
     total(after, `${P}client_aborts_total`, { phase: "during_response" }),
@@ -301,9 +299,7 @@ Deno.test("a retried prefill counts one retry by cause, and its access line says
     total(families, `${P}requests_total`, { route: "pd", outcome: "ok" }),
     1,
   );
-  const line = await h.nextLog((line) =>
-    line.msg === "request handled" && line.request_id === "retried"
-  );
+  const line = await h.accessLine("retried");
   assert.equal(line.retries, 1);
 });
 
@@ -334,9 +330,7 @@ Deno.test("a prefill that falls back to decode counts a fallback by cause, and i
     1,
   );
   assert.equal(total(families, `${P}decode_first_byte_seconds`), 1);
-  const line = await h.nextLog((line) =>
-    line.msg === "request handled" && line.request_id === "fell-back"
-  );
+  const line = await h.accessLine("fell-back");
   assert.equal(line.fallback, "decode");
 });
 

@@ -1,20 +1,7 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
-import { freePort, startBundle } from "./support/process.ts";
+import { fetchOnOwnConnection, startPlainBundle } from "./support/process.ts";
 import { chatBody, jsonHeaders } from "./support/harness.ts";
-
-/** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added. */
-function startSidecar(decodePort: number, flags: readonly string[]) {
-  const port = freePort();
-  const sidecar = startBundle([
-    `-port=${port}`,
-    `-model-server-port=${decodePort}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
-    ...flags,
-  ]);
-  return Object.assign(sidecar, { base: `http://127.0.0.1:${port}` });
-}
 
 /** Starts a streamed completion through the sidecar and waits for its headers. */
 async function startStream(base: string): Promise<Response> {
@@ -35,7 +22,7 @@ Deno.test(
       interTokenMs: 100,
       outputTokens: 10,
     });
-    await using sidecar = startSidecar(decode.port, [
+    await using sidecar = startPlainBundle(decode.port, [
       "-shutdown-drain-delay=500ms",
       "-shutdown-grace=10s",
     ]);
@@ -46,10 +33,8 @@ Deno.test(
       line.msg === "draining: /health answers 503, still accepting"
     );
     // A new connection, as a kubelet probe makes.
-    using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-    const health = await fetch(`${sidecar.base}/health`, { client });
+    const health = await fetchOnOwnConnection(`${sidecar.base}/health`);
     assert.equal(health.status, 503);
-    await health.body?.cancel();
     assert.match(await stream.text(), /data: \[DONE\]/);
     assert.equal(await sidecar.exitCode(), 0);
   },
@@ -63,7 +48,7 @@ Deno.test(
       interTokenMs: 1000,
       outputTokens: 30,
     });
-    await using sidecar = startSidecar(decode.port, [
+    await using sidecar = startPlainBundle(decode.port, [
       "-shutdown-drain-delay=0s",
       "-shutdown-grace=300ms",
     ]);
@@ -80,7 +65,7 @@ Deno.test(
 
 Deno.test("a second signal exits at once with 128 + its number", async () => {
   await using decode = await createMockVllm({ name: "decoder" });
-  await using sidecar = startSidecar(decode.port, [
+  await using sidecar = startPlainBundle(decode.port, [
     "-shutdown-drain-delay=30s",
   ]);
   await sidecar.waitForLine((line) => line.msg === "starting");

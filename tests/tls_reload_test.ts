@@ -3,7 +3,14 @@ import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { type Listener, startListener } from "../src/listener.ts";
 import { createLogger } from "../src/log.ts";
 import { loadCertificate } from "../src/tls.ts";
-import { makeCa, makeServerCert, type Pem } from "./support/certs.ts";
+import {
+  makeCa,
+  makeServerCert,
+  type Pem,
+  statusTrusting,
+} from "./support/certs.ts";
+import { freePort } from "./support/process.ts";
+import { tempDir } from "./support/temp.ts";
 import { createWaiters } from "./support/deadline.ts";
 import { chatBody, jsonHeaders, testConfig } from "./support/harness.ts";
 
@@ -34,25 +41,6 @@ class SecretDir {
   }
 }
 
-/** Fetches over a new connection trusting only `ca`; resolves with the status or the error. */
-async function fetchTrusting(ca: Pem, url: string): Promise<number | string> {
-  const client = Deno.createHttpClient({
-    caCerts: [ca.cert],
-    poolMaxIdlePerHost: 0,
-  });
-  try {
-    const response = await fetch(url, { client });
-    await response.body?.cancel();
-    return response.status;
-  } catch (error) {
-    return error instanceof Error
-      ? `${error.message}: ${String(error.cause)}`
-      : String(error);
-  } finally {
-    client.close();
-  }
-}
-
 Deno.test("the listener's certificate follows a ..data swap: new connections get it, a stream in flight finishes, a bad pair is refused", async () => {
   const [oldCa, newCa] = await Promise.all([makeCa("old"), makeCa("new")]);
   const [oldPair, newPair, otherPair] = await Promise.all([
@@ -60,7 +48,8 @@ Deno.test("the listener's certificate follows a ..data swap: new connections get
     makeServerCert(newCa),
     makeServerCert(newCa, "other"),
   ]);
-  const dir = new SecretDir(await Deno.makeTempDir({ prefix: "tls-secret-" }));
+  await using temp = await tempDir("tls-secret-");
+  const dir = new SecretDir(temp.path);
   await dir.publish(oldPair);
   await using decode = await createMockVllm({
     name: "decoder",
@@ -98,9 +87,9 @@ Deno.test("the listener's certificate follows a ..data swap: new connections get
     await listening;
     const started = events.find((line) => line.msg === "starting");
     const url = `https://${started?.addr}/health`;
-    assert.equal(await fetchTrusting(oldCa, url), 200);
+    assert.equal(await statusTrusting(oldCa, url), 200);
     assert.match(
-      String(await fetchTrusting(newCa, url)),
+      String(await statusTrusting(newCa, url)),
       /UnknownIssuer|certificate/i,
     );
 
@@ -122,9 +111,9 @@ Deno.test("the listener's certificate follows a ..data swap: new connections get
     await reloaded;
     // The line comes once the old listener is closed: every new connection
     // from then on gets the new pair.
-    assert.equal(await fetchTrusting(newCa, url), 200);
+    assert.equal(await statusTrusting(newCa, url), 200);
     assert.match(
-      String(await fetchTrusting(oldCa, url)),
+      String(await statusTrusting(oldCa, url)),
       /UnknownIssuer|certificate/i,
     );
 
@@ -143,10 +132,9 @@ Deno.test("the listener's certificate follows a ..data swap: new connections get
     const failed = logged("Failed to reload TLS certificate");
     await dir.publish({ cert: otherPair.cert, key: newPair.key });
     await failed;
-    assert.equal(await fetchTrusting(newCa, url), 200);
+    assert.equal(await statusTrusting(newCa, url), 200);
   } finally {
     assert.equal(await listener?.stop({ graceMs: 5_000 }), true);
-    await Deno.remove(dir.path, { recursive: true });
   }
 });
 
@@ -155,12 +143,7 @@ Deno.test("the listener refuses TLS 1.1 and accepts TLS 1.2", async () => {
   const pair = await makeServerCert(ca);
   await using decode = await createMockVllm({ name: "decoder" });
   const log = createLogger({ verbosity: -2, write: () => {} });
-  const port = (() => {
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const { port } = probe.addr;
-    probe.close();
-    return port;
-  })();
+  const port = freePort();
   const listener = startListener({
     config: testConfig({
       port,

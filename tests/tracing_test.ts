@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { createWaiters } from "./support/deadline.ts";
-import { chatBody, jsonHeaders } from "./support/harness.ts";
-import { freePort, startBundle } from "./support/process.ts";
+import { chatBody, jsonHeaders, postChatOverHttp } from "./support/harness.ts";
+import { startPlainBundle } from "./support/process.ts";
 
 const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN_ID = "b7ad6b7169203331";
@@ -105,14 +105,7 @@ Deno.test(
     await using receiver = startReceiver();
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
-    const port = freePort();
-    await using sidecar = startBundle([
-      `-port=${port}`,
-      `-model-server-port=${decode.port}`,
-      "-listen-host=127.0.0.1",
-      "-secure-proxy=false",
-      "-tracing",
-    ], {
+    await using sidecar = startPlainBundle(decode.port, ["-tracing"], {
       env: {
         OTEL_DENO: "true",
         OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
@@ -122,16 +115,13 @@ Deno.test(
       },
     });
     await sidecar.waitForLine((line) => line.msg === "starting");
-    const response = await fetch(
-      `http://127.0.0.1:${port}/v1/chat/completions`,
-      {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-          traceparent: `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`,
-        }),
-        body: chatBody({ stream: true }),
-      },
+    const response = await postChatOverHttp(
+      sidecar.base,
+      chatBody({ stream: true }),
+      jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        traceparent: `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`,
+      }),
     );
     assert.equal(response.status, 200);
     await response.text();
@@ -191,29 +181,21 @@ Deno.test(
   async () => {
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
-    const port = freePort();
     const traceparent = `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`;
-    await using sidecar = startBundle([
-      `-port=${port}`,
-      `-model-server-port=${decode.port}`,
-      "-listen-host=127.0.0.1",
-      "-secure-proxy=false",
-      "-tracing",
-    ], { env: { OTEL_DENO: "false" } });
+    await using sidecar = startPlainBundle(decode.port, ["-tracing"], {
+      env: { OTEL_DENO: "false" },
+    });
     await sidecar.waitForLine((line) =>
       line.level === "warn" && /OTEL_DENO=true/.test(String(line.msg))
     );
     await sidecar.waitForLine((line) => line.msg === "starting");
-    const response = await fetch(
-      `http://127.0.0.1:${port}/v1/chat/completions`,
-      {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-          traceparent,
-        }),
-        body: chatBody(),
-      },
+    const response = await postChatOverHttp(
+      sidecar.base,
+      chatBody(),
+      jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        traceparent,
+      }),
     );
     assert.equal(response.status, 200);
     await response.text();

@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import { createApp } from "../../src/app.ts";
 import { createAllowlist } from "../../src/allowlist/allowlist.ts";
 import { loadKubeConfig } from "../../src/allowlist/kube_config.ts";
-import { startPoolWatch } from "../../src/allowlist/pool_watch.ts";
-import { createResolver } from "../../src/allowlist/resolve.ts";
+import {
+  type PoolWatch,
+  startPoolWatch,
+} from "../../src/allowlist/pool_watch.ts";
+import { createResolver, type Resolver } from "../../src/allowlist/resolve.ts";
 import { parseStaticEntry } from "../../src/allowlist/static_list.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
 import { createWaiters } from "../support/deadline.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
@@ -16,66 +19,103 @@ import { startStubUpstream } from "../support/stub_upstream.ts";
 const NS = "llm-d";
 const LABELS = { "llm-d.ai/inferenceServing": "true" };
 
+/** Options of {@linkcode startAllowlistApp}. */
+interface AllowlistAppOptions {
+  readonly decodePort: number;
+  /** Static allowlist entries, as `-allowed-prefillers` spells them. */
+  readonly allowed?: readonly string[];
+  /** Starts the pool watch the allowlist follows, logging to the app's log. */
+  readonly startPool?: (log: Logger) => Promise<PoolWatch>;
+  readonly resolver?: Resolver;
+  readonly connector?: "offloading" | "nixlv2";
+  readonly enableP2pPull?: boolean;
+}
+
+/** The app in front of `decodePort` behind an allowlist; its log lines (debug and up) in `logs`. */
+async function startAllowlistApp(options: AllowlistAppOptions) {
+  const logs: Record<string, unknown>[] = [];
+  const log = createLogger({
+    verbosity: 4,
+    write: (line) => logs.push(JSON.parse(line)),
+  });
+  const pool = await options.startPool?.(log);
+  const upstream = createUpstreamClient();
+  const app = createApp({
+    config: testConfig({
+      modelServerPort: options.decodePort,
+      ...(options.connector ? { connector: options.connector } : {}),
+      enableP2pPull: options.enableP2pPull ?? false,
+    }),
+    log,
+    upstream,
+    allowlist: createAllowlist({
+      entries: (options.allowed ?? []).map(parseStaticEntry),
+      pool,
+      resolver: options.resolver ?? createResolver(),
+    }),
+  });
+  return {
+    logs,
+    pool,
+    /** POSTs a chat request with `headers` (JSON's added) and `body`. */
+    request: (headers: Record<string, string>, body = chatBody()) =>
+      app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders(headers),
+        body,
+      }),
+    [Symbol.dispose]() {
+      pool?.stop();
+      upstream.close();
+    },
+  };
+}
+
+/** A mock decoder and the app in front of it, naming prefillers as a client with a user agent does. */
 async function startSidecar(options: {
   readonly kubeconfigPath?: string;
   readonly allowed?: string[];
 }) {
   const decode = await createMockVllm({ name: "decoder" });
-  const logs: Record<string, unknown>[] = [];
   const rebuilt = createWaiters();
-  const log = createLogger({
-    verbosity: 4,
-    write: (line) => logs.push(JSON.parse(line)),
-  });
-  const pool = options.kubeconfigPath === undefined
-    ? undefined
-    : await startPoolWatch({
-      kubeConfig: loadKubeConfig({ KUBECONFIG: options.kubeconfigPath }).config,
-      pool: {
-        namespace: NS,
-        name: "pool",
-        group: "inference.networking.k8s.io",
-      },
-      log,
-      syncTimeoutMs: 5_000,
-      minRetryMs: 20,
-      maxRetryMs: 200,
-      watchTimeoutMs: 500,
-      reconnectDelay: (ms) =>
-        new Promise((resolve) => setTimeout(resolve, ms / 100)),
-      onRebuild: () => rebuilt.notify(),
-    });
-  const allowlist = createAllowlist({
-    entries: (options.allowed ?? []).map(parseStaticEntry),
-    pool,
-    resolver: createResolver(),
-  });
-  const upstream = createUpstreamClient();
-  const app = createApp({
-    config: testConfig({ modelServerPort: decode.port }),
-    log,
-    upstream,
-    allowlist,
+  const { kubeconfigPath } = options;
+  const sidecar = await startAllowlistApp({
+    decodePort: decode.port,
+    ...(options.allowed ? { allowed: options.allowed } : {}),
+    ...(kubeconfigPath === undefined ? {} : {
+      startPool: (log: Logger) =>
+        startPoolWatch({
+          kubeConfig: loadKubeConfig({ KUBECONFIG: kubeconfigPath }).config,
+          pool: {
+            namespace: NS,
+            name: "pool",
+            group: "inference.networking.k8s.io",
+          },
+          log,
+          syncTimeoutMs: 5_000,
+          minRetryMs: 20,
+          maxRetryMs: 200,
+          watchTimeoutMs: 500,
+          reconnectDelay: (ms) =>
+            new Promise((resolve) => setTimeout(resolve, ms / 100)),
+          onRebuild: () => rebuilt.notify(),
+        }),
+    }),
   });
   return {
     decode,
-    logs,
-    pool,
+    logs: sidecar.logs,
+    pool: sidecar.pool,
     /** Resolves once `predicate` holds, checked now and after every rebuild of the pool's members. */
     until: (predicate: () => boolean, what: string) =>
       rebuilt.until(predicate, `the pool's members to show that ${what}`),
     request: (prefiller: string) =>
-      app.request("/v1/chat/completions", {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": prefiller,
-          "user-agent": "tester/1",
-        }),
-        body: chatBody(),
+      sidecar.request({
+        "x-prefiller-host-port": prefiller,
+        "user-agent": "tester/1",
       }),
     async [Symbol.asyncDispose]() {
-      pool?.stop();
-      upstream.close();
+      sidecar[Symbol.dispose]();
       await decode.close();
     },
   };
@@ -224,43 +264,6 @@ const KV_SOURCE_HEADER = "x-kv-cache-source-host-port";
 const KV_SOURCE_DENIED_LOG =
   "SSRF protection: KV cache source not in allowlist, ignoring";
 
-/** An app whose decoder (and prefiller) are stubs answering JSON, behind a static allowlist. */
-function startStubbedSidecar(allowed: readonly string[], config: {
-  readonly decodePort: number;
-  readonly connector: "offloading" | "nixlv2";
-  readonly enableP2pPull?: boolean;
-}) {
-  const logs: Record<string, unknown>[] = [];
-  const log = createLogger({
-    verbosity: 4,
-    write: (line) => logs.push(JSON.parse(line)),
-  });
-  const upstream = createUpstreamClient();
-  const app = createApp({
-    config: testConfig({
-      modelServerPort: config.decodePort,
-      connector: config.connector,
-      enableP2pPull: config.enableP2pPull ?? false,
-    }),
-    log,
-    upstream,
-    allowlist: createAllowlist({
-      entries: allowed.map(parseStaticEntry),
-      resolver: createResolver(),
-    }),
-  });
-  return {
-    logs,
-    request: (headers: Record<string, string>, body: string) =>
-      app.request("/v1/chat/completions", {
-        method: "POST",
-        headers: jsonHeaders(headers),
-        body,
-      }),
-    [Symbol.dispose]: () => upstream.close(),
-  };
-}
-
 function kvParamsOfBody(text: string | undefined): Record<string, unknown> {
   const body = JSON.parse(text ?? "null");
   return body?.kv_transfer_params ?? {};
@@ -270,7 +273,8 @@ Deno.test("a KV source the allowlist denies is dropped from a decode-only reques
   await using decode = startStubUpstream(() =>
     Response.json({ choices: [{ message: { content: "ok" } }] })
   );
-  using sidecar = startStubbedSidecar(["127.0.0.1:5001"], {
+  using sidecar = await startAllowlistApp({
+    allowed: ["127.0.0.1:5001"],
     decodePort: decode.port,
     connector: "offloading",
   });
@@ -307,7 +311,8 @@ Deno.test("a KV source the allowlist denies is left out of the prefill leg of a 
   await using decode = startStubUpstream(() =>
     Response.json({ choices: [{ message: { content: "ok" } }] })
   );
-  using sidecar = startStubbedSidecar([prefill.hostPort, "127.0.0.1:5001"], {
+  using sidecar = await startAllowlistApp({
+    allowed: [prefill.hostPort, "127.0.0.1:5001"],
     decodePort: decode.port,
     connector: "nixlv2",
     enableP2pPull: true,
@@ -352,45 +357,32 @@ Deno.test("50 concurrent requests naming an unresolvable prefiller get the 403 a
   // once all 50 wait on it.
   let asked = 0;
   const askedChanged = createWaiters();
-  const upstream = createUpstreamClient();
-  const app = createApp({
-    config: testConfig({ modelServerPort: decode.port }),
-    log: createLogger({ verbosity: 0, write: () => {} }),
-    upstream,
-    allowlist: createAllowlist({
-      entries: [parseStaticEntry("10.0.0.0/8")],
-      resolver: {
-        resolve(host) {
-          asked++;
-          askedChanged.notify();
-          return resolver.resolve(host);
-        },
+  using sidecar = await startAllowlistApp({
+    allowed: ["10.0.0.0/8"],
+    decodePort: decode.port,
+    resolver: {
+      resolve(host) {
+        asked++;
+        askedChanged.notify();
+        return resolver.resolve(host);
       },
-    }),
+    },
   });
-  try {
-    const request = () =>
-      app.request("/v1/chat/completions", {
-        method: "POST",
-        headers: jsonHeaders({ "x-prefiller-host-port": "gone.example:8000" }),
-        body: chatBody(),
-      });
-    const concurrent = Array.from({ length: 50 }, request);
-    await askedChanged.until(() => asked === 50, "50 checks asking for it", {
-      detail: () => `${asked} asked`,
-    });
-    answer.reject(new Error("getaddrinfo ENOTFOUND gone.example"));
-    // One more after the failure: answered from the negative cache.
-    const responses = await Promise.all([...concurrent, request()]);
-    assert.deepEqual(
-      [...new Set(responses.map((response) => response.status))],
-      [403],
-    );
-    await Promise.all(responses.map((response) => response.body?.cancel()));
-    assert.equal(asked, 51);
-    assert.deepEqual(lookups, ["gone.example"]);
-    assert.equal(decode.bodies.length, 0);
-  } finally {
-    upstream.close();
-  }
+  const request = () =>
+    sidecar.request({ "x-prefiller-host-port": "gone.example:8000" });
+  const concurrent = Array.from({ length: 50 }, request);
+  await askedChanged.until(() => asked === 50, "50 checks asking for it", {
+    detail: () => `${asked} asked`,
+  });
+  answer.reject(new Error("getaddrinfo ENOTFOUND gone.example"));
+  // One more after the failure: answered from the negative cache.
+  const responses = await Promise.all([...concurrent, request()]);
+  assert.deepEqual(
+    [...new Set(responses.map((response) => response.status))],
+    [403],
+  );
+  await Promise.all(responses.map((response) => response.body?.cancel()));
+  assert.equal(asked, 51);
+  assert.deepEqual(lookups, ["gone.example"]);
+  assert.equal(decode.bodies.length, 0);
 });

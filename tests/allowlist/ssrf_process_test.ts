@@ -1,11 +1,30 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
-import { chatBody, jsonHeaders } from "../support/harness.ts";
+import { chatBody, jsonHeaders, postChatOverHttp } from "../support/harness.ts";
 import { pod, poolV1, startFakeKubeApi } from "../support/k8s_api.ts";
-import { freePort, runBundle, startBundle } from "../support/process.ts";
+import {
+  fetchOnOwnConnection,
+  freePort,
+  runBundle,
+  startPlainBundle,
+} from "../support/process.ts";
 
 const NS = "llm-d";
 const LABELS = { "llm-d.ai/inferenceServing": "true" };
+
+/** The status `sidecar` answers a chat request naming `target` as its prefiller. */
+async function statusNaming(
+  sidecar: { readonly base: string },
+  target: string,
+): Promise<number> {
+  const response = await postChatOverHttp(
+    sidecar.base,
+    chatBody(),
+    jsonHeaders({ "x-prefiller-host-port": target }),
+  );
+  await response.body?.cancel();
+  return response.status;
+}
 
 Deno.test("bundle with -enable-ssrf-protection follows the pool through KUBECONFIG and refuses other targets", async () => {
   await using api = await startFakeKubeApi();
@@ -16,34 +35,16 @@ Deno.test("bundle with -enable-ssrf-protection follows the pool through KUBECONF
     poolV1("pool", NS, { matchLabels: LABELS, ports: [prefill.port] }),
   );
   api.put("pods", pod("prefill-0", NS, { ip: "127.0.0.1", labels: LABELS }));
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decode.port}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
+  await using sidecar = startPlainBundle(decode.port, [
     "-enable-ssrf-protection",
     // A bare name: the namespace comes from the kubeconfig's context.
     "-inference-pool=pool",
   ], { env: { KUBECONFIG: api.kubeconfigPath } });
   await sidecar.waitForLine((line) => line.msg === "starting");
-  const send = async (target: string) => {
-    const response = await fetch(
-      `http://127.0.0.1:${port}/v1/chat/completions`,
-      {
-        method: "POST",
-        headers: jsonHeaders({ "x-prefiller-host-port": target }),
-        body: chatBody(),
-        signal: AbortSignal.timeout(10_000),
-      },
-    );
-    await response.body?.cancel();
-    return response.status;
-  };
-  assert.equal(await send(`127.0.0.1:${prefill.port}`), 200);
-  assert.equal(await send(`127.1:${prefill.port}`), 200);
-  assert.equal(await send(`127.0.0.1:${decode.port}`), 403);
-  assert.equal(await send(`169.254.169.254:80`), 403);
+  assert.equal(await statusNaming(sidecar, `127.0.0.1:${prefill.port}`), 200);
+  assert.equal(await statusNaming(sidecar, `127.1:${prefill.port}`), 200);
+  assert.equal(await statusNaming(sidecar, `127.0.0.1:${decode.port}`), 403);
+  assert.equal(await statusNaming(sidecar, `169.254.169.254:80`), 403);
   assert.equal(prefill.requests.length, 2);
   assert.ok(
     api.requests.some((request) =>
@@ -96,42 +97,19 @@ Deno.test("bundle with -enable-ssrf-protection and no Kubernetes API configured 
 Deno.test("bundle with -allowed-prefillers alone filters without Kubernetes", async () => {
   await using prefill = await createMockVllm({ name: "prefiller" });
   await using decode = await createMockVllm({ name: "decoder" });
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decode.port}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
+  await using sidecar = startPlainBundle(decode.port, [
     `-allowed-prefillers=localhost:${prefill.port}`,
   ]);
   await sidecar.waitForLine((line) => line.msg === "starting");
-  const send = async (target: string) => {
-    const response = await fetch(
-      `http://127.0.0.1:${port}/v1/chat/completions`,
-      {
-        method: "POST",
-        headers: jsonHeaders({ "x-prefiller-host-port": target }),
-        body: chatBody(),
-        signal: AbortSignal.timeout(10_000),
-      },
-    );
-    await response.body?.cancel();
-    return response.status;
-  };
-  assert.equal(await send(`0x7f000001:${prefill.port}`), 200);
-  assert.equal(await send(`0x7f000001:${decode.port}`), 403);
+  assert.equal(await statusNaming(sidecar, `0x7f000001:${prefill.port}`), 200);
+  assert.equal(await statusNaming(sidecar, `0x7f000001:${decode.port}`), 403);
   assert.equal(prefill.requests.length, 1);
 });
 
 Deno.test("bundle with -workers=2 filters on every listener thread", async () => {
   await using prefill = await createMockVllm({ name: "prefiller" });
   await using decode = await createMockVllm({ name: "decoder" });
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decode.port}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
+  await using sidecar = startPlainBundle(decode.port, [
     "-workers=2",
     `-allowed-prefillers=127.0.0.1:${prefill.port}`,
   ]);
@@ -141,25 +119,17 @@ Deno.test("bundle with -workers=2 filters on every listener thread", async () =>
   const statuses = new Set<number>();
   // New connections each time: the kernel spreads them over both threads.
   for (let i = 0; i < 8; i++) {
-    const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-    try {
-      const response = await fetch(
-        `http://127.0.0.1:${port}/v1/chat/completions`,
-        {
-          method: "POST",
-          headers: jsonHeaders({
-            "x-prefiller-host-port": `127.0.0.1:${decode.port}`,
-          }),
-          body: chatBody(),
-          client,
-          signal: AbortSignal.timeout(10_000),
-        },
-      );
-      await response.body?.cancel();
-      statuses.add(response.status);
-    } finally {
-      client.close();
-    }
+    const response = await fetchOnOwnConnection(
+      `${sidecar.base}/v1/chat/completions`,
+      {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-prefiller-host-port": `127.0.0.1:${decode.port}`,
+        }),
+        body: chatBody(),
+      },
+    );
+    statuses.add(response.status);
   }
   assert.deepEqual([...statuses], [403]);
   assert.equal(decode.requests.length, 0);

@@ -61,7 +61,7 @@ Deno.test("a prefill failing every attempt answers the last status after 1 + ret
   assert.equal(body.error.code, 503);
   assert.equal(h.prefill.requests.length, 3);
   assert.equal(h.decode.requests.length, 0);
-  const line = await h.nextLog((line) => line.msg === "request handled");
+  const line = await h.accessLine();
   assert.equal(line.error_code, "prefill_error");
 });
 
@@ -102,7 +102,7 @@ Deno.test("-prefill-timeout answers 504 prefill_timeout and aborts a prefiller t
   assert.ok(elapsed < 3000, `answered after ${elapsed} ms`);
   await within(silent.allClosed(), 1000, "prefill not aborted");
   assert.equal(h.decode.requests.length, 0);
-  const line = await h.nextLog((line) => line.msg === "request handled");
+  const line = await h.accessLine();
   assert.equal(line.error_code, "prefill_timeout");
 });
 

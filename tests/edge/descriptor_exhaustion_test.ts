@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
-import { freePort, startBundle } from "../support/process.ts";
+import { startPlainBundle } from "../support/process.ts";
 import { withDeadline } from "../support/deadline.ts";
 import { closeQuietly, connectTo } from "../support/sockets.ts";
 
@@ -29,13 +29,8 @@ async function get(port: number, path: string): Promise<Response> {
 
 Deno.test("sidecar outlives running out of descriptors, reports it at a bounded rate, and serves again once connections close", async () => {
   await using decoder = await createMockVllm({ name: "decoder" });
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-model-server-port=${decoder.port}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
-  ]);
+  await using sidecar = startPlainBundle(decoder.port, []);
+  const { port } = sidecar;
   const deadline = (promise: Promise<Record<string, unknown>>, what: string) =>
     withDeadline(promise, 10_000, what);
   await deadline(

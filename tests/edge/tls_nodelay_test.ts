@@ -10,6 +10,7 @@ import {
   makeCa,
   makeServerCert,
   type Pem,
+  statusTrusting,
   writeCertDir,
 } from "../support/certs.ts";
 import { freePort, startBundle } from "../support/process.ts";
@@ -51,80 +52,82 @@ Deno.test("the runtime alone leaves TCP_NODELAY off on accepted TLS connections"
   assert.equal(accepted, 0);
 });
 
-/** A CA and a directory holding a server pair it signed, as `-cert-path` reads it. */
-async function certDir(): Promise<{ ca: Pem; dir: string }> {
+/** A CA and a directory holding a server pair it signed, as `-cert-path` reads it; removed on dispose. */
+async function certDir(): Promise<
+  { readonly ca: Pem; readonly dir: string } & AsyncDisposable
+> {
   const ca = await makeCa("nodelay-ca");
-  // Removed by the callers, whose sidecars outlive this function.
-  const { dir } = await writeCertDir(await makeServerCert(ca));
-  return { ca, dir };
+  const certs = await writeCertDir(await makeServerCert(ca));
+  return {
+    ca,
+    dir: certs.dir,
+    [Symbol.asyncDispose]: certs[Symbol.asyncDispose],
+  };
 }
 
-async function tlsSidecar(extraPermissions: readonly string[]) {
-  const { ca, dir } = await certDir();
+/** A TLS sidecar of two listener threads serving the pair in `certs.dir`. */
+function tlsSidecar(
+  certs: { readonly dir: string },
+  extraPermissions: readonly string[],
+) {
   const port = freePort();
   const sidecar = startBundle([
     `-port=${port}`,
     `-model-server-port=${freePort()}`,
     "-listen-host=127.0.0.1",
-    `-cert-path=${dir}`,
+    `-cert-path=${certs.dir}`,
     "-v=4",
     // Each thread has its own listener on the port, and its own module state.
     "-workers=2",
   ], { extraPermissions });
-  return { sidecar, ca, port, dir };
+  return { sidecar, port };
 }
 
 Deno.test("the sidecar sets TCP_NODELAY on its TLS listener when --allow-ffi is granted", async () => {
-  const { sidecar, ca, port, dir } = await tlsSidecar(["--allow-ffi"]);
+  await using certs = await certDir();
+  const { sidecar, port } = tlsSidecar(certs, ["--allow-ffi"]);
   await using _ = sidecar;
-  try {
-    const line = await sidecar.waitForLine((l) =>
-      l.msg === "TCP_NODELAY set on the TLS listener"
-    );
-    assert.equal(line.port, port);
-    // The second thread's listener too: two lines, each for its own socket.
-    await sidecar.waitForLine((l) =>
-      l.msg === "TCP_NODELAY set on the TLS listener" && l !== line
-    );
-    using client = Deno.createHttpClient({ caCerts: [ca.cert] });
-    const health = await fetch(`https://127.0.0.1:${port}/health`, { client });
-    await health.body?.cancel();
-    assert.equal(health.status, 200);
-    assert.equal(
-      sidecar.lines.some((l) => String(l.msg).includes("Nagle")),
-      false,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const line = await sidecar.waitForLine((l) =>
+    l.msg === "TCP_NODELAY set on the TLS listener"
+  );
+  assert.equal(line.port, port);
+  // The second thread's listener too: two lines, each for its own socket.
+  await sidecar.waitForLine((l) =>
+    l.msg === "TCP_NODELAY set on the TLS listener" && l !== line
+  );
+  assert.equal(
+    await statusTrusting(certs.ca, `https://127.0.0.1:${port}/health`),
+    200,
+  );
+  assert.equal(
+    sidecar.lines.some((l) => String(l.msg).includes("Nagle")),
+    false,
+  );
 });
 
 Deno.test("without --allow-ffi the sidecar says once that TLS keeps Nagle's algorithm, and serves", async () => {
-  const { sidecar, ca, port, dir } = await tlsSidecar([]);
+  await using certs = await certDir();
+  const { sidecar, port } = tlsSidecar(certs, []);
   await using _ = sidecar;
-  try {
-    const line = await sidecar.waitForLine((l) =>
-      String(l.msg).startsWith("TLS connections keep Nagle's algorithm")
+  const line = await sidecar.waitForLine((l) =>
+    String(l.msg).startsWith("TLS connections keep Nagle's algorithm")
+  );
+  assert.equal(line.level, "info");
+  assert.equal(line.reason, "setting it needs --allow-ffi");
+  assert.equal(
+    await statusTrusting(certs.ca, `https://127.0.0.1:${port}/health`),
+    200,
+  );
+  // Each thread decides before its listener says it is starting.
+  for (const listener of [0, 1]) {
+    await sidecar.waitForLine((l) =>
+      l.msg === "starting" && l.listener === listener
     );
-    assert.equal(line.level, "info");
-    assert.equal(line.reason, "setting it needs --allow-ffi");
-    using client = Deno.createHttpClient({ caCerts: [ca.cert] });
-    const health = await fetch(`https://127.0.0.1:${port}/health`, { client });
-    await health.body?.cancel();
-    assert.equal(health.status, 200);
-    // Each thread decides before its listener says it is starting.
-    for (const listener of [0, 1]) {
-      await sidecar.waitForLine((l) =>
-        l.msg === "starting" && l.listener === listener
-      );
-    }
-    assert.equal(
-      sidecar.lines.filter((l) => String(l.msg).includes("Nagle")).length,
-      1,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
   }
+  assert.equal(
+    sidecar.lines.filter((l) => String(l.msg).includes("Nagle")).length,
+    1,
+  );
 });
 
 /**
@@ -165,17 +168,17 @@ async function passthroughOverTls(
   declared?: number,
 ) {
   const decoder = startShortDecoder(decoderHeader, declared);
-  const { ca, dir } = await certDir();
+  await using certs = await certDir();
   const port = freePort();
   await using sidecar = startBundle([
     `-port=${port}`,
     `-model-server-port=${decoder.port}`,
     "-listen-host=127.0.0.1",
-    `-cert-path=${dir}`,
+    `-cert-path=${certs.dir}`,
   ], { extraPermissions });
   try {
     await sidecar.waitForLine((l) => l.msg === "starting");
-    using client = Deno.createHttpClient({ caCerts: [ca.cert] });
+    using client = Deno.createHttpClient({ caCerts: [certs.ca.cert] });
     let response: Response;
     try {
       response = await fetch(`https://127.0.0.1:${port}/v1/models`, {
@@ -196,7 +199,6 @@ async function passthroughOverTls(
     return { status: response.status, body };
   } finally {
     decoder.close();
-    await Deno.remove(dir, { recursive: true });
   }
 }
 

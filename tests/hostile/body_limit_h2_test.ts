@@ -139,7 +139,7 @@ for (const tls of [false, true]) {
         assertTooLarge(exchange);
         assert.equal(prefiller.connections.length, 0);
         assert.equal(decoder.connections.length, 0);
-        const line = await h.nextLog((l) => l.msg === "request handled");
+        const line = await h.accessLine();
         assert.equal(line.error_code, "request_body_too_large");
       },
     );

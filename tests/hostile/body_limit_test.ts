@@ -46,7 +46,7 @@ for (const chunked of [false, true]) {
       assert.ok(sent.written < OVERSIZED, "the whole body was taken in");
       assert.equal(h.prefill.requests.length, 0);
       assert.equal(h.decode.requests.length, 0);
-      const line = await h.nextLog((l) => l.msg === "request handled");
+      const line = await h.accessLine();
       assert.equal(line.error_code, "request_body_too_large");
     },
   );

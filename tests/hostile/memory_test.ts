@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { statusOf } from "../edge/_http.ts";
-import { freePort, startBundle } from "../support/process.ts";
+import { startPlainBundle } from "../support/process.ts";
 import { sendBody } from "./_client.ts";
 
 const MIB = 1024 * 1024;
@@ -31,13 +31,8 @@ Deno.test(
   async () => {
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
-    const port = freePort();
-    await using sidecar = startBundle([
-      `-port=${port}`,
-      "-listen-host=127.0.0.1",
-      "-secure-proxy=false",
-      `-model-server-port=${decode.port}`,
-    ]);
+    await using sidecar = startPlainBundle(decode.port, []);
+    const { port } = sidecar;
     await sidecar.waitForLine((line) => line.msg === "starting");
     const pid = sidecar.process.pid;
     const baseline = await statusBytes(pid, "VmHWM");

@@ -48,7 +48,7 @@ async function expectRefused(
   await assertTooMany(await post(base, headersFor(h.prefillerHeader)), header);
   assert.equal(h.prefill.requests.length, 0);
   assert.equal(h.decode.requests.length, 0);
-  const line = await h.nextLog((l) => l.msg === "request handled");
+  const line = await h.accessLine();
   assert.equal(line.error_code, "too_many_prefill_targets");
 }
 

@@ -7,6 +7,7 @@ import {
   chatBody,
   createHarness,
   type Harness,
+  isAccessLine,
   jsonHeaders,
   testConfig,
 } from "../support/harness.ts";
@@ -19,10 +20,8 @@ async function accessLinesOf(
   h: Harness,
   id: string,
 ): Promise<Record<string, unknown>[]> {
-  const isAccess = (line: Record<string, unknown>) =>
-    line.msg === "request handled" && line.request_id === id;
-  await h.nextLog(isAccess);
-  return h.logs.filter(isAccess);
+  await h.accessLine(id);
+  return h.logs.filter(isAccessLine(id));
 }
 
 /** POSTs a streaming chat request over the sidecar's socket, as P/D. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   chatBody,
   createHarness,
+  isAccessLine,
   jsonHeaders,
   readSseData,
 } from "../support/harness.ts";
@@ -134,7 +135,7 @@ Deno.test(
         code: 503,
       });
     }
-    const codes = h.logs.filter((line) => line.msg === "request handled")
+    const codes = h.logs.filter(isAccessLine())
       .map((line) => [line.route, line.error_code, line.outcome]);
     assert.deepEqual(codes, [
       ["passthrough", "decoder_not_ready", "error"],
@@ -159,7 +160,7 @@ Deno.test(
       (await response.json()).error.message,
       /^Cannot reach decode server "127\.0\.0\.1:\d+": /,
     );
-    const line = await h.nextLog((line) => line.msg === "request handled");
+    const line = await h.accessLine();
     assert.equal(line.error_code, "decoder_unreachable");
   },
 );

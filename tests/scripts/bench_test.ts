@@ -47,6 +47,7 @@ import {
 import { buildPrefillBody as buildSidecarPrefillBody } from "../../src/protocol/bodies.ts";
 import { parseGenerationRequest } from "../../src/protocol/request.ts";
 import { withDeadline } from "../support/deadline.ts";
+import { tempDir } from "../support/temp.ts";
 import {
   obtainToyProxy,
   toyProxyArgs,
@@ -904,43 +905,40 @@ Deno.test("bench installs only the packages of missing tools and raises the desc
 });
 
 Deno.test("bench runs vLLM's toy proxy when it has the file, the labelled equivalent otherwise", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pd-sidecar-bench-test-" });
-  try {
-    const toy = `${dir}/toy.py`;
-    await Deno.writeTextFile(
-      toy,
-      "app = FastAPI(lifespan=lifespan)\n\nasync def lifespan(app):\n    yield\n\ndef parse_args():\n    pass\n",
-    );
-    const found = await obtainToyProxy({ tempDir: dir, localFile: toy });
-    assert.equal(found.kind, "vllm");
-    assert.equal(toyProxyLabel(found), "vLLM toy_proxy_server.py P/D");
-    const args = toyProxyArgs(found, { port: 1, prefill: 2, decode: 3 });
-    assert.match(args[0] ?? "", /toy_proxy\/launch\.py$/);
-    assert.equal(args[1], `${dir}/toy_proxy_server.py`);
-    assert.deepEqual(args.slice(-2), ["--decoder-port", "3"]);
+  await using temp = await tempDir("pd-sidecar-bench-test-");
+  const dir = temp.path;
+  const toy = `${dir}/toy.py`;
+  await Deno.writeTextFile(
+    toy,
+    "app = FastAPI(lifespan=lifespan)\n\nasync def lifespan(app):\n    yield\n\ndef parse_args():\n    pass\n",
+  );
+  const found = await obtainToyProxy({ tempDir: dir, localFile: toy });
+  assert.equal(found.kind, "vllm");
+  assert.equal(toyProxyLabel(found), "vLLM toy_proxy_server.py P/D");
+  const args = toyProxyArgs(found, { port: 1, prefill: 2, decode: 3 });
+  assert.match(args[0] ?? "", /toy_proxy\/launch\.py$/);
+  assert.equal(args[1], `${dir}/toy_proxy_server.py`);
+  assert.deepEqual(args.slice(-2), ["--decoder-port", "3"]);
 
-    const missing = await obtainToyProxy({
-      tempDir: dir,
-      localFile: `${dir}/absent.py`,
-    });
-    assert.equal(missing.kind, "equivalent");
-    assert.equal(
-      toyProxyLabel(missing),
-      "equivalent of toy_proxy_server.py P/D",
-    );
-    assert.match(
-      toyProxyArgs(missing, { port: 1, prefill: 2, decode: 3 })[0] ?? "",
-      /toy_proxy\/equivalent\.py$/,
-    );
-    const other = `${dir}/other.py`;
-    await Deno.writeTextFile(other, "print('hello')\n");
-    assert.equal(
-      (await obtainToyProxy({ tempDir: dir, localFile: other })).kind,
-      "equivalent",
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const missing = await obtainToyProxy({
+    tempDir: dir,
+    localFile: `${dir}/absent.py`,
+  });
+  assert.equal(missing.kind, "equivalent");
+  assert.equal(
+    toyProxyLabel(missing),
+    "equivalent of toy_proxy_server.py P/D",
+  );
+  assert.match(
+    toyProxyArgs(missing, { port: 1, prefill: 2, decode: 3 })[0] ?? "",
+    /toy_proxy\/equivalent\.py$/,
+  );
+  const other = `${dir}/other.py`;
+  await Deno.writeTextFile(other, "print('hello')\n");
+  assert.equal(
+    (await obtainToyProxy({ tempDir: dir, localFile: other })).kind,
+    "equivalent",
+  );
 });
 
 Deno.test("bench profile ranking counts self time at the leaf and total time once per function", () => {

@@ -385,7 +385,7 @@ Deno.test(
     assert.equal(hanging.connections(), 2);
     await within(hanging.allClosed(), "the encoder requests' abort");
     assert.equal(h.prefill.requests.length + h.decode.requests.length, 0);
-    const line = await h.nextLog((l) => l.msg === "request handled");
+    const line = await h.accessLine();
     assert.equal(line.error_code, "encoder_timeout");
   },
 );

@@ -5,6 +5,7 @@
  */
 
 import selfsigned from "selfsigned";
+import { tempDir } from "./temp.ts";
 
 /** A PEM certificate and key. */
 export interface Pem {
@@ -73,11 +74,38 @@ export async function makeServerCert(ca: Pem, name = "server"): Promise<Pem> {
 export async function writeCertDir(
   pair: { readonly cert: string; readonly key: string },
 ): Promise<{ readonly dir: string } & AsyncDisposable> {
-  const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(`${dir}/tls.crt`, pair.cert);
-  await Deno.writeTextFile(`${dir}/tls.key`, pair.key);
-  return {
-    dir,
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-  };
+  const temp = await tempDir("cert-path-");
+  await Deno.writeTextFile(`${temp.path}/tls.crt`, pair.cert);
+  await Deno.writeTextFile(`${temp.path}/tls.key`, pair.key);
+  return { dir: temp.path, [Symbol.asyncDispose]: temp[Symbol.asyncDispose] };
+}
+
+/** How long {@linkcode statusTrusting} waits for an answer. */
+const TRUSTING_DEADLINE_MS = 10_000;
+
+/**
+ * GETs `url` over a new connection that trusts `ca`'s certificate alone;
+ * resolves with the status (the body discarded), or with the error's message
+ * and cause when the fetch fails, e.g. on a certificate the client refuses.
+ */
+export async function statusTrusting(
+  ca: { readonly cert: string },
+  url: string,
+): Promise<number | string> {
+  using client = Deno.createHttpClient({
+    caCerts: [ca.cert],
+    poolMaxIdlePerHost: 0,
+  });
+  try {
+    const response = await fetch(url, {
+      client,
+      signal: AbortSignal.timeout(TRUSTING_DEADLINE_MS),
+    });
+    await response.body?.cancel();
+    return response.status;
+  } catch (error) {
+    return error instanceof Error
+      ? `${error.message}: ${String(error.cause)}`
+      : String(error);
+  }
 }

@@ -49,6 +49,8 @@ export interface Harness extends AsyncDisposable {
     predicate: (line: Record<string, unknown>) => boolean,
     ms?: number,
   ): Promise<Record<string, unknown>>;
+  /** The access line of request `id` (any request's without), as `nextLog` finds it. */
+  accessLine(id?: string, ms?: number): Promise<Record<string, unknown>>;
   /** Sends a request to the app in process. */
   request(path: string, init?: RequestInit): Promise<Response>;
   /** POSTs a JSON `body` to the app in process with the prefill mock named as prefiller. */
@@ -171,6 +173,7 @@ export async function createHarness(
     config,
     logs,
     nextLog,
+    accessLine: (id, ms) => nextLog(isAccessLine(id), ms),
     prefillerHeader: `127.0.0.1:${prefill.port}`,
     request,
     pd: (path, body, headers = {}) =>
@@ -189,6 +192,15 @@ export async function createHarness(
       upstream.close();
     },
   };
+}
+
+/** Whether a log line is the access line of request `id`, or of any request without `id`. */
+export function isAccessLine(
+  id?: string,
+): (line: Record<string, unknown>) => boolean {
+  return (line) =>
+    line.msg === "request handled" &&
+    (id === undefined || line.request_id === id);
 }
 
 /** A chat completion request body. */

@@ -176,3 +176,47 @@ export function freePort(): number {
   listener.close();
   return port;
 }
+
+/** A bundle started by {@linkcode startPlainBundle}: the port it listens on and its base URL. */
+export interface PlainSidecarProcess extends SidecarProcess {
+  readonly port: number;
+  readonly base: string;
+}
+
+/** Starts the bundle on a free loopback port in front of `decodePort`, plain HTTP, with `flags` added; `await using` kills it. */
+export function startPlainBundle(
+  decodePort: number,
+  flags: readonly string[] = [],
+  options: BundleOptions = {},
+): PlainSidecarProcess {
+  const port = freePort();
+  const sidecar = startBundle([
+    `-port=${port}`,
+    `-model-server-port=${decodePort}`,
+    "-listen-host=127.0.0.1",
+    "-secure-proxy=false",
+    ...flags,
+  ], options);
+  return Object.assign(sidecar, { port, base: `http://127.0.0.1:${port}` });
+}
+
+/** How long {@linkcode fetchOnOwnConnection} waits unless `init` has a signal. */
+const FETCH_DEADLINE_MS = 10_000;
+
+/**
+ * Sends `init` to `url` on a connection of its own, as a kubelet probe does
+ * and as spreading requests over listener threads needs (the kernel spreads
+ * connections, not requests); resolves with the status and the body's text.
+ */
+export async function fetchOnOwnConnection(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; text: string }> {
+  using client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+  const response = await fetch(url, {
+    signal: AbortSignal.timeout(FETCH_DEADLINE_MS),
+    ...init,
+    client,
+  });
+  return { status: response.status, text: await response.text() };
+}

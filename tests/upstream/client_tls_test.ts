@@ -9,13 +9,8 @@ import {
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { makeCa, makeServerCert } from "../support/certs.ts";
 import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
-import { freePort, startBundle } from "../support/process.ts";
-
-async function writeTemp(text: string): Promise<string> {
-  const path = await Deno.makeTempFile({ suffix: ".pem" });
-  await Deno.writeTextFile(path, text);
-  return path;
-}
+import { startPlainBundle } from "../support/process.ts";
+import { tempFile } from "../support/temp.ts";
 
 Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the default roots", async () => {
   const [internalCa, otherCa] = await Promise.all([
@@ -28,7 +23,7 @@ Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the de
   });
   await using decode = await createMockVllm({ name: "decoder" });
   // Two CAs in one file: the one that signed the prefiller is the second.
-  const bundle = await writeTemp(`${otherCa.cert}\n${internalCa.cert}`);
+  await using bundle = await tempFile(`${otherCa.cert}\n${internalCa.cert}`);
   const config = testConfig({
     modelServerPort: decode.port,
     tlsStages: ["prefiller"],
@@ -55,45 +50,36 @@ Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the de
       upstream.close();
     }
   };
-  try {
-    const trusted = await run(await loadCaCertificates(bundle));
-    assert.equal(trusted.status, 200, trusted.text);
-    assert.equal(prefill.requests.length, 1);
-    const untrusted = await run([]);
-    assert.equal(untrusted.status, 502);
-    assert.match(untrusted.text, /Cannot reach prefill server/);
-    assert.equal(
-      prefill.requests.length,
-      1,
-      "an unverified handshake must not send the request",
-    );
-  } finally {
-    await Deno.remove(bundle);
-  }
+  const trusted = await run(await loadCaCertificates(bundle.path));
+  assert.equal(trusted.status, 200, trusted.text);
+  assert.equal(prefill.requests.length, 1);
+  const untrusted = await run([]);
+  assert.equal(untrusted.status, 502);
+  assert.match(untrusted.text, /Cannot reach prefill server/);
+  assert.equal(
+    prefill.requests.length,
+    1,
+    "an unverified handshake must not send the request",
+  );
 });
 
 Deno.test("loadCaCertificates refuses a file without a certificate or with a broken one", async () => {
-  const empty = await writeTemp("not a certificate\n");
-  const broken = await writeTemp(
+  await using empty = await tempFile("not a certificate\n");
+  await using broken = await tempFile(
     "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
   );
-  try {
-    await assert.rejects(
-      loadCaCertificates(empty),
-      /No PEM certificate found in CA file/,
-    );
-    await assert.rejects(
-      loadCaCertificates(broken),
-      /Certificate 1 in CA file .* does not parse/,
-    );
-    await assert.rejects(
-      loadCaCertificates("/nonexistent/ca.pem"),
-      /Cannot read CA certificates/,
-    );
-  } finally {
-    await Deno.remove(empty);
-    await Deno.remove(broken);
-  }
+  await assert.rejects(
+    loadCaCertificates(empty.path),
+    /No PEM certificate found in CA file/,
+  );
+  await assert.rejects(
+    loadCaCertificates(broken.path),
+    /Certificate 1 in CA file .* does not parse/,
+  );
+  await assert.rejects(
+    loadCaCertificates("/nonexistent/ca.pem"),
+    /Cannot read CA certificates/,
+  );
 });
 
 /**
@@ -106,14 +92,8 @@ async function pdThroughBundle(
   prefillPort: number,
   decodePort: number,
 ): Promise<{ status: number; text: string }> {
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decodePort}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
-    ...flags,
-  ]);
+  await using sidecar = startPlainBundle(decodePort, [...flags]);
+  const { port } = sidecar;
   await sidecar.waitForLine((line) => line.msg === "starting");
   const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
     method: "POST",
@@ -184,15 +164,11 @@ Deno.test("-tls-insecure-skip-verify applies to the stages it names and no other
   assert.equal(decodes(), 1);
 
   // Passthrough streams the client's body to a decoder whose certificate is not checked.
-  const port = freePort();
-  await using sidecar = startBundle([
-    `-port=${port}`,
-    `-vllm-port=${decode.port}`,
-    "-listen-host=127.0.0.1",
-    "-secure-proxy=false",
+  await using sidecar = startPlainBundle(decode.port, [
     "-enable-tls=decoder",
     "-tls-insecure-skip-verify=decoder",
   ]);
+  const { port } = sidecar;
   await sidecar.waitForLine((line) => line.msg === "starting");
   const body = new Blob([chatBody()]).stream();
   const response = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {

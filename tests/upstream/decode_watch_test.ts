@@ -123,7 +123,7 @@ Deno.test("-decode-first-byte-timeout answers 504 when a streaming decode sends 
     await within(decode.finished, 1000, "decode not aborted"),
     "aborted",
   );
-  const line = await h.nextLog((line) => line.msg === "request handled");
+  const line = await h.accessLine();
   assert.equal(line.error_code, "decode_first_byte_timeout");
 });
 
