@@ -41,11 +41,17 @@ function bodyTooLarge(limit: number): ProxyError {
 export function declaredLength(headers: HeaderLookup): number | undefined {
   const text = headers.get("content-length");
   if (text === null || text === undefined) return undefined;
+  // Asked several times a request: the one value the header nearly always
+  // holds is read without splitting.
+  if (!text.includes(",")) return lengthOf(Number(text.trim()));
   const lengths = new Set(text.split(",").map((part) => Number(part.trim())));
   const [length] = lengths;
-  return lengths.size === 1 && length !== undefined &&
-      Number.isSafeInteger(length) && length >= 0
-    ? length
+  return lengths.size === 1 ? lengthOf(length) : undefined;
+}
+
+function lengthOf(value: number | undefined): number | undefined {
+  return value !== undefined && Number.isSafeInteger(value) && value >= 0
+    ? value
     : undefined;
 }
 

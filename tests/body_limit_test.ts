@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { readBodyText, readFromClient } from "../src/body_limit.ts";
+import {
+  declaredLength,
+  readBodyText,
+  readFromClient,
+} from "../src/body_limit.ts";
 import { ProxyError } from "../src/errors.ts";
 
 /** What `readFromClient` made of a read failing with `error`, and whether it said the client left. */
@@ -81,4 +85,27 @@ Deno.test("a body that ends before its declared length is the client gone (HTTP/
     assert.equal(left.length, 1, String(declared));
   }
   assert.equal(await readBodyText(post(3), 1000, () => {}), "abc");
+});
+
+Deno.test("declaredLength reads one value, equal repeated values as one, and nothing else", () => {
+  const cases: [string | null, number | undefined][] = [
+    [null, undefined],
+    ["0", 0],
+    ["12", 12],
+    [" 12 ", 12],
+    ["12, 12", 12],
+    ["12,12,12", 12],
+    ["12, 13", undefined],
+    ["-1", undefined],
+    ["1.5", undefined],
+    ["abc", undefined],
+    ["12, abc", undefined],
+    [String(2 ** 53), undefined],
+  ];
+  for (const [value, expected] of cases) {
+    const headers = new Headers(
+      value === null ? {} : { "content-length": value },
+    );
+    assert.equal(declaredLength(headers), expected, String(value));
+  }
 });
