@@ -577,18 +577,8 @@ Deno.test(
 /** A declared length past `WHOLE_BODY_BYTES`: passthrough hands the runtime's own body stream to fetch. */
 const STREAMED_DECLARED_BYTES = 2 * 1024 * 1024;
 
-/** Opens a plain or TLS connection to `port` whose `leave()` drops it as a client that goes away does. */
-async function leavingClient(
-  transport: "tcp" | "tls",
-  port: number,
-): Promise<{ write(text: string): Promise<void>; leave(): void }> {
-  if (transport === "tcp") {
-    const conn = await connectTo(port);
-    return {
-      write: (text) => writeText(conn, text),
-      leave: () => conn.close(),
-    };
-  }
+/** A `node:tls` client of the sidecar on `port`, its handshake done (the sidecar's certificate is self-signed). */
+async function tlsClientTo(port: number): Promise<nodeTls.TLSSocket> {
   const socket = nodeTls.connect({
     host: "127.0.0.1",
     port,
@@ -602,6 +592,22 @@ async function leavingClient(
     5000,
     "no TLS handshake",
   );
+  return socket;
+}
+
+/** Opens a plain or TLS connection to `port` whose `leave()` drops it as a client that goes away does. */
+async function leavingClient(
+  transport: "tcp" | "tls",
+  port: number,
+): Promise<{ write(text: string): Promise<void>; leave(): void }> {
+  if (transport === "tcp") {
+    const conn = await connectTo(port);
+    return {
+      write: (text) => writeText(conn, text),
+      leave: () => conn.close(),
+    };
+  }
+  const socket = await tlsClientTo(port);
   return {
     // Flushed to the kernel before the next step.
     write: (text) =>
@@ -704,19 +710,7 @@ Deno.test(
       const id = `tls-dropped-mid-body-${route}`;
       // node:tls's destroy() drops the TCP connection without the TLS alert
       // a close sends, as a killed client or a lost network does.
-      const socket = nodeTls.connect({
-        host: "127.0.0.1",
-        port,
-        rejectUnauthorized: false,
-      });
-      await within(
-        new Promise((resolve, reject) => {
-          socket.once("secureConnect", resolve);
-          socket.once("error", reject);
-        }),
-        5000,
-        "no TLS handshake",
-      );
+      const socket = await tlsClientTo(port);
       const body = chatBody();
       const head = rawHead("/v1/chat/completions", {
         "content-type": "application/json",
