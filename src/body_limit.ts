@@ -43,16 +43,18 @@ export function declaredLength(headers: HeaderLookup): number | undefined {
   if (text === null || text === undefined) return undefined;
   // Asked several times a request: the one value the header nearly always
   // holds is read without splitting.
-  if (!text.includes(",")) return lengthOf(Number(text.trim()));
-  const lengths = new Set(text.split(",").map((part) => Number(part.trim())));
+  if (!text.includes(",")) return lengthOf(text);
+  const lengths = new Set(text.split(",").map(lengthOf));
   const [length] = lengths;
-  return lengths.size === 1 ? lengthOf(length) : undefined;
+  return lengths.size === 1 ? length : undefined;
 }
 
-function lengthOf(value: number | undefined): number | undefined {
-  return value !== undefined && Number.isSafeInteger(value) && value >= 0
-    ? value
-    : undefined;
+/** A length of decimal digits only (RFC 9110 §8.6), as a safe integer; undefined otherwise. */
+function lengthOf(part: string): number | undefined {
+  const digits = part.trim();
+  if (!/^\d+$/.test(digits)) return undefined;
+  const value = Number(digits);
+  return Number.isSafeInteger(value) ? value : undefined;
 }
 
 /** Whether the request came with chunked framing (HTTP/1.1 `Transfer-Encoding`). */

@@ -87,7 +87,7 @@ Deno.test("a body that ends before its declared length is the client gone (HTTP/
   assert.equal(await readBodyText(post(3), 1000, () => {}), "abc");
 });
 
-Deno.test("declaredLength reads one value, equal repeated values as one, and nothing else", () => {
+Deno.test("declaredLength reads one run of decimal digits, equal repeated values as one, and nothing else", () => {
   const cases: [string | null, number | undefined][] = [
     [null, undefined],
     ["0", 0],
@@ -100,6 +100,12 @@ Deno.test("declaredLength reads one value, equal repeated values as one, and not
     ["1.5", undefined],
     ["abc", undefined],
     ["12, abc", undefined],
+    ["", undefined],
+    [",", undefined],
+    ["0x10", undefined],
+    ["1e3", undefined],
+    ["+5", undefined],
+    ["0b11", undefined],
     [String(2 ** 53), undefined],
   ];
   for (const [value, expected] of cases) {

@@ -239,7 +239,9 @@ async function listObjects(
     if (answer.statusCode !== 200) throw await failure(answer);
     text = await readListText(answer, path);
   } catch (error) {
-    if (!signal.aborted) throw error;
+    // An error status keeps its own error (a 403's RBAC hint), even when
+    // reading its body outlasted the bound.
+    if (!signal.aborted || error instanceof KubeApiError) throw error;
     throw new Error(
       `The Kubernetes API did not answer ${path} in full within ${timeoutMs} ms`,
       { cause: error },

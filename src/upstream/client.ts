@@ -216,7 +216,9 @@ function clientBodyFailure(
   error: unknown,
   tlsUpstream: boolean,
 ): UpstreamError | undefined {
-  if (!(error instanceof TypeError)) return undefined;
+  // Deno's fetch wraps it in a TypeError; undici (a stage that skips
+  // verification) rejects with the body's own error.
+  if (!(error instanceof Error)) return undefined;
   const message = innermostMessage(error);
   if (
     message.startsWith(CLIENT_BODY_FAILURE) ||

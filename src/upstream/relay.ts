@@ -38,7 +38,12 @@ export function relayResponse(
   });
 }
 
-/** Maps a decoder request that got no response to the status the client sees. */
+/**
+ * Maps a decoder request that got no response to the status the client sees.
+ * A `client_body` failure becomes the 499 of a client gone; a caller that
+ * streams the client's own body must also mark the client gone (see
+ * `passthroughRequest`), so its outcome and metrics say so.
+ */
 export function decoderFailure(decoder: string, error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;
   const failure = error instanceof UpstreamError ? error : undefined;

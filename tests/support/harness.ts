@@ -17,6 +17,7 @@ import type { TcpTableReader } from "../../src/peer_watch.ts";
 import { serveApp } from "../../src/server.ts";
 import type { TlsCertificate } from "../../src/tls.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
+import { upstreamClientOptions } from "../../src/security.ts";
 import {
   createMockVllm,
   type MockVllm,
@@ -140,8 +141,10 @@ export async function createHarness(
     written.until(() => logs.find(predicate), `a log line where ${predicate}`, {
       ms,
     });
+  // Per-stage TLS from the config, as main.ts builds it.
   const upstream = createUpstreamClient({
     connectTimeoutMs: config.connectTimeout,
+    ...upstreamClientOptions(config, []),
   });
   const app = createApp({
     config,

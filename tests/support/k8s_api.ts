@@ -59,9 +59,14 @@ export interface PaddedAnswer {
   readonly framing: "length" | "chunked";
 }
 
-/** A 200 list answer that starts a list, then sends one space every `everyMs`, and never ends. */
+/**
+ * A list answer that starts its body, then sends one space every
+ * `trickleEveryMs`, and never ends: a list with 200 (the default), a
+ * `Status` with another status.
+ */
 export interface TrickledAnswer {
   readonly trickleEveryMs: number;
+  readonly status?: number;
 }
 
 /** A 200 list answer of exactly `text` (with its `Content-Length`), JSON or not. */
@@ -226,15 +231,21 @@ async function sendPadded(
 }
 
 /**
- * Starts a list and writes a space every `everyMs` until the client closes
- * the connection: far below any size bound, only a time bound ends it.
+ * Starts a list (or a `Status`) and writes a space every `everyMs` until the
+ * client closes the connection: far below any size bound, only a time bound
+ * ends it.
  */
 function sendTrickled(
   res: ServerResponse,
   answer: TrickledAnswer,
 ): Promise<ReplacedOutcome> {
-  res.writeHead(200, { "content-type": "application/json" });
-  res.write('{"kind":"List","apiVersion":"v1","metadata":{},"items":[');
+  const status = answer.status ?? 200;
+  res.writeHead(status, { "content-type": "application/json" });
+  res.write(
+    status === 200
+      ? '{"kind":"List","apiVersion":"v1","metadata":{},"items":['
+      : `{"kind":"Status","apiVersion":"v1","status":"Failure","code":${status},"message":"`,
+  );
   const timer = setInterval(() => res.write(" "), answer.trickleEveryMs);
   return new Promise((resolve) =>
     res.once("close", () => {

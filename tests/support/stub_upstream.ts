@@ -75,7 +75,10 @@ export interface HangingUpstream extends AsyncDisposable {
  * Deno.serve (and so the mock vLLM) does not report a client that leaves
  * before the answer once the request body exceeded a few hundred bytes.
  */
-export function startHangingUpstream(): HangingUpstream {
+export function startHangingUpstream(
+  options: { readonly tls?: { readonly cert: string; readonly key: string } } =
+    {},
+): HangingUpstream {
   const received = new Map<string, PromiseWithResolvers<void>>();
   const closed = new Map<string, PromiseWithResolvers<void>>();
   const slot = (events: typeof received, which: number | string) => {
@@ -117,7 +120,7 @@ export function startHangingUpstream(): HangingUpstream {
     }
     slot(closed, index).resolve();
     if (id !== undefined) slot(closed, id).resolve();
-  });
+  }, options);
   return {
     port: server.port,
     hostPort: `127.0.0.1:${server.port}`,
@@ -153,12 +156,16 @@ export interface ScriptedServer extends AsyncDisposable {
 /** Serves raw TCP on 127.0.0.1 (`options.port`, else a free port): each connection goes to `script`, which reads and writes what it likes. */
 export function startScriptedServer(
   script: (conn: Deno.Conn, index: number) => Promise<void>,
-  options: { readonly port?: number } = {},
+  options: {
+    readonly port?: number;
+    /** Serve TLS with this certificate. */
+    readonly tls?: { readonly cert: string; readonly key: string };
+  } = {},
 ): ScriptedServer {
-  const listener = Deno.listen({
-    hostname: "127.0.0.1",
-    port: options.port ?? 0,
-  });
+  const address = { hostname: "127.0.0.1", port: options.port ?? 0 };
+  const listener: Deno.Listener<Deno.Conn, Deno.NetAddr> = options.tls
+    ? Deno.listenTls({ ...address, ...options.tls })
+    : Deno.listen(address);
   const conns: Deno.Conn[] = [];
   const scripts: Promise<void>[] = [];
   const accepting = (async () => {
