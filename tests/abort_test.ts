@@ -19,6 +19,7 @@ import {
   readUntil,
   writeText,
 } from "./support/sockets.ts";
+import http2 from "node:http2";
 import nodeTls from "node:tls";
 import { generateSelfSignedCertificate } from "../src/tls.ts";
 import {
@@ -706,6 +707,52 @@ for (
     },
   );
 }
+
+Deno.test(
+  "an HTTP/2 client that resets its stream in the middle of a passthrough body of declared length over 1 MiB is a client gone, not the decoder's failure",
+  async () => {
+    const id = "h2-reset-mid-body";
+    const decoder = startHangingUpstream();
+    await using _decoder = decoder;
+    const metrics = createMetrics();
+    await using h = await createHarness({
+      config: { modelServerPort: decoder.port, verbosity: 3 },
+      metrics,
+    });
+    // h2c: the sidecar takes the HTTP/2 preface on a plain connection.
+    const session = http2.connect(h.listen());
+    session.on("error", () => {
+      // The reset below is the test's own doing.
+    });
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/tokenize",
+        "content-type": "text/plain",
+        "content-length": String(STREAMED_DECLARED_BYTES),
+        "x-request-id": id,
+      });
+      stream.on("error", () => {
+        // Likewise.
+      });
+      stream.write(new Uint8Array(STREAMED_SENT_BYTES).fill(0x61));
+      await expectReceived(decoder, id, "the decoder");
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await expectDropped(decoder, id, "the decoder");
+      const line = await expectClientAbortLine(h, id);
+      assert.equal(line.error_code, "client_disconnected");
+      assert.deepEqual(
+        h.logs.filter((line) =>
+          line.request_id === id && line.level !== "info"
+        ),
+        [],
+      );
+      await expectClientAbortsCounted(metrics, 1);
+    } finally {
+      session.destroy();
+    }
+  },
+);
 
 Deno.test(
   "a decoder that drops a passthrough body of declared length over 1 MiB midway, its client still there, is the decoder's 502, not a client gone",
