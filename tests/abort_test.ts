@@ -597,6 +597,25 @@ async function tlsClientTo(port: number): Promise<nodeTls.TLSSocket> {
   return socket;
 }
 
+/**
+ * Request `id` ended as a client gone mid-body: a 499 `client_disconnected`
+ * access line, counted once, and nothing above info (nobody is left to
+ * answer: nothing of the sidecar's own to report).
+ */
+async function expectLeftMidBody(
+  h: Harness,
+  metrics: MetricsRegistry,
+  id: string,
+): Promise<void> {
+  const line = await expectClientAbortLine(h, id);
+  assert.equal(line.error_code, "client_disconnected");
+  assert.deepEqual(
+    h.logs.filter((line) => line.request_id === id && line.level !== "info"),
+    [],
+  );
+  await expectClientAbortsCounted(metrics, 1);
+}
+
 /** Opens a plain or TLS connection to `port` whose `leave()` drops it as a client that goes away does. */
 async function leavingClient(
   transport: "tcp" | "tls",
@@ -684,16 +703,7 @@ for (
         got > 0 && got <= STREAMED_SENT_BYTES,
         `the decoder got ${got} bytes of the body, not part of what was sent`,
       );
-      const line = await expectClientAbortLine(h, id);
-      assert.equal(line.error_code, "client_disconnected");
-      // Nobody is left to answer: nothing of the sidecar's own to report.
-      assert.deepEqual(
-        h.logs.filter((line) =>
-          line.request_id === id && line.level !== "info"
-        ),
-        [],
-      );
-      await expectClientAbortsCounted(metrics, 1);
+      await expectLeftMidBody(h, metrics, id);
       using httpClient = Deno.createHttpClient({
         caCerts: tls ? [tls.cert] : [],
       });
@@ -739,15 +749,7 @@ Deno.test(
       await expectReceived(decoder, id, "the decoder");
       stream.close(http2.constants.NGHTTP2_CANCEL);
       await expectDropped(decoder, id, "the decoder");
-      const line = await expectClientAbortLine(h, id);
-      assert.equal(line.error_code, "client_disconnected");
-      assert.deepEqual(
-        h.logs.filter((line) =>
-          line.request_id === id && line.level !== "info"
-        ),
-        [],
-      );
-      await expectClientAbortsCounted(metrics, 1);
+      await expectLeftMidBody(h, metrics, id);
     } finally {
       session.destroy();
     }
