@@ -616,6 +616,29 @@ async function expectLeftMidBody(
   await expectClientAbortsCounted(metrics, 1);
 }
 
+/**
+ * A harness in front of the decoder on `port`, reached over TLS without
+ * verification when `decoderTls` (through undici, whose failures differ from
+ * fetch's), with the metrics it records into.
+ */
+async function harnessBeforeDecoder(
+  port: number,
+  decoderTls: boolean,
+): Promise<Harness & { readonly metrics: MetricsRegistry }> {
+  const metrics = createMetrics();
+  const h = await createHarness({
+    config: {
+      modelServerPort: port,
+      verbosity: 3,
+      ...(decoderTls
+        ? { tlsStages: ["decoder"], insecureSkipVerifyStages: ["decoder"] }
+        : {}),
+    },
+    metrics,
+  });
+  return Object.assign(h, { metrics });
+}
+
 /** Opens a plain or TLS connection to `port` whose `leave()` drops it as a client that goes away does. */
 async function leavingClient(
   transport: "tcp" | "tls",
@@ -674,20 +697,8 @@ for (
         decoderTls ? { tls: await generateSelfSignedCertificate() } : {},
       );
       await using _decoder = decoder;
-      const metrics = createMetrics();
-      await using h = await createHarness({
-        config: {
-          modelServerPort: decoder.port,
-          verbosity: 3,
-          ...(decoderTls
-            ? {
-              tlsStages: ["decoder"],
-              insecureSkipVerifyStages: ["decoder"],
-            }
-            : {}),
-        },
-        metrics,
-      });
+      await using h = await harnessBeforeDecoder(decoder.port, decoderTls);
+      const { metrics } = h;
       const tls = transport === "tls"
         ? await generateSelfSignedCertificate()
         : undefined;
@@ -756,42 +767,42 @@ Deno.test(
   },
 );
 
-Deno.test(
-  "a decoder that drops a passthrough body of declared length over 1 MiB midway, its client still there, is the decoder's 502, not a client gone",
-  async () => {
-    const id = "decoder-dropped-mid-body";
-    // Reads the head and about 100 KB of body, then hangs up.
-    const decoder = startScriptedServer(async (conn) => {
-      const buffer = new Uint8Array(16384);
-      let total = 0;
-      while (total < 100_000) {
-        const read = await conn.read(buffer).catch(() => null);
-        if (read === null) return;
-        total += read;
+for (const decoderTls of [false, true]) {
+  const decoderKind = decoderTls ? "TLS decoder, unverified" : "plain decoder";
+  Deno.test(
+    `a decoder that drops a passthrough body of declared length over 1 MiB midway, its client still there, is the decoder's 502, not a client gone (${decoderKind})`,
+    async () => {
+      const id = `decoder-dropped-mid-body-${decoderTls ? "tls" : "plain"}`;
+      // Reads the head and about 100 KB of body, then hangs up.
+      const decoder = startScriptedServer(async (conn) => {
+        const buffer = new Uint8Array(16384);
+        let total = 0;
+        while (total < 100_000) {
+          const read = await conn.read(buffer).catch(() => null);
+          if (read === null) return;
+          total += read;
+        }
+        conn.close();
+      }, decoderTls ? { tls: await generateSelfSignedCertificate() } : {});
+      await using _decoder = decoder;
+      await using h = await harnessBeforeDecoder(decoder.port, decoderTls);
+      const { metrics } = h;
+      const conn = await connectTo(Number(new URL(h.listen()).port));
+      try {
+        await writeText(conn, streamedUpload(id));
+        const answer = await readUntil(conn, (text) => text.includes("}}"));
+        assert.match(answer.text, /^HTTP\/1\.1 502 /);
+        const line = await h.accessLine(id);
+        assert.equal(line.status, 502);
+        assert.equal(line.error_code, "decoder_unreachable");
+        assert.notEqual(line.outcome, "client_aborted");
+        await expectClientAbortsCounted(metrics, 0);
+      } finally {
+        conn.close();
       }
-      conn.close();
-    });
-    await using _decoder = decoder;
-    const metrics = createMetrics();
-    await using h = await createHarness({
-      config: { modelServerPort: decoder.port, verbosity: 3 },
-      metrics,
-    });
-    const conn = await connectTo(Number(new URL(h.listen()).port));
-    try {
-      await writeText(conn, streamedUpload(id));
-      const answer = await readUntil(conn, (text) => text.includes("}}"));
-      assert.match(answer.text, /^HTTP\/1\.1 502 /);
-      const line = await h.accessLine(id);
-      assert.equal(line.status, 502);
-      assert.equal(line.error_code, "decoder_unreachable");
-      assert.notEqual(line.outcome, "client_aborted");
-      await expectClientAbortsCounted(metrics, 0);
-    } finally {
-      conn.close();
-    }
-  },
-);
+    },
+  );
+}
 
 Deno.test(
   "a chunked passthrough body that breaks its framing, from a client still there, is its 400 invalid_request_body, not a client gone",

@@ -141,7 +141,7 @@ export async function createHarness(
     written.until(() => logs.find(predicate), `a log line where ${predicate}`, {
       ms,
     });
-  // Per-stage TLS from the config, as main.ts builds it.
+  // Per-stage TLS from the config, as src/listener.ts builds it.
   const upstream = createUpstreamClient({
     connectTimeoutMs: config.connectTimeout,
     ...upstreamClientOptions(config, []),
