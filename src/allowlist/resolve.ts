@@ -8,6 +8,7 @@
  * reaches it. Concurrent misses of one name share one lookup.
  */
 
+import { settleWithin } from "../settle_within.ts";
 import { type BoundedMap, createBoundedMap } from "../bounded_map.ts";
 import { type IpAddress, parseIpLiteral } from "./address.ts";
 
@@ -92,18 +93,11 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
   const inFlight = new Map<string, Promise<readonly IpAddress[]>>();
 
   async function lookupWithin(key: string): Promise<readonly string[]> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      return await Promise.race([lookup(key), expired]);
-    } finally {
-      clearTimeout(timer);
+    const answer = await settleWithin(lookup(key), timeoutMs);
+    if (answer === undefined) {
+      throw new Error(`no answer within ${timeoutMs} ms`);
     }
+    return answer;
   }
 
   async function lookupAddresses(
