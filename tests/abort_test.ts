@@ -735,11 +735,8 @@ Deno.test(
     const id = "h2-reset-mid-body";
     const decoder = startHangingUpstream();
     await using _decoder = decoder;
-    const metrics = createMetrics();
-    await using h = await createHarness({
-      config: { modelServerPort: decoder.port, verbosity: 3 },
-      metrics,
-    });
+    await using h = await harnessBeforeDecoder(decoder.port, false);
+    const { metrics } = h;
     // h2c: the sidecar takes the HTTP/2 preface on a plain connection.
     const session = http2.connect(h.listen());
     session.on("error", () => {

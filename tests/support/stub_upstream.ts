@@ -6,6 +6,7 @@
  */
 
 import { createWaiters } from "./deadline.ts";
+import { freePort } from "./process.ts";
 
 /** A running stub; `await using` stops it. */
 export interface StubUpstream extends AsyncDisposable {
@@ -37,10 +38,8 @@ export function startStubUpstream(
 
 /** A loopback port nothing listens on. */
 export function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
+  // A free port is one nothing listens on.
+  return freePort();
 }
 
 /** A raw TCP upstream that reads requests and never answers. */
