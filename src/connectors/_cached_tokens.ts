@@ -36,6 +36,17 @@ function headersWithoutLength(response: Response): Headers {
   return headers;
 }
 
+/**
+ * Whether the body still has a content coding on it: the relay drops the
+ * label of a body fetch decoded, so one left means a decoder that compressed
+ * although the leg asked for `identity`. Its bytes are not text to rewrite;
+ * decoded as UTF-8 they would be corrupted.
+ */
+function isStillEncoded(response: Response): boolean {
+  const coding = response.headers.get("content-encoding")?.trim().toLowerCase();
+  return coding !== undefined && coding !== "" && coding !== "identity";
+}
+
 /** The decode answer with the prefiller's cached tokens, or as it came when it carries no usage. */
 export async function withPrefillCachedTokens(
   decode: Response,
@@ -44,6 +55,7 @@ export async function withPrefillCachedTokens(
   if (decode.status < 200 || decode.status >= 300 || decode.body === null) {
     return decode;
   }
+  if (isStillEncoded(decode)) return decode;
   const status = { status: decode.status, statusText: decode.statusText };
   if (isEventStream(decode)) {
     if (!options.streamCarriesUsage) return decode;

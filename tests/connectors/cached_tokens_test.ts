@@ -169,3 +169,63 @@ Deno.test("the stream rewrite passes chunks without usage as the bytes read", as
   const first = await reader.read();
   assert.equal(first.value, chunk);
 });
+
+/**
+ * The bytes a client gets through nixlv2 from a decoder that compresses its
+ * answer although the decode leg asked for `identity` (a compressing proxy
+ * in front of vLLM may): the sidecar cannot rewrite a compressed body.
+ */
+async function compressedThroughStubs(
+  body: string,
+  init: { contentType: string; request: string },
+): Promise<{ sent: Uint8Array; response: Response }> {
+  const sent = new Uint8Array(
+    await new Response(
+      ReadableStream.from([new TextEncoder().encode(body)]).pipeThrough(
+        new CompressionStream("gzip"),
+      ),
+    ).arrayBuffer(),
+  );
+  await using prefiller = startStubUpstream(() =>
+    Response.json({
+      choices: [],
+      usage: { prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 3 } },
+      kv_transfer_params: { remote_engine_id: "e" },
+    })
+  );
+  await using decoder = startStubUpstream(() =>
+    new Response(sent, {
+      headers: { "content-type": init.contentType, "content-encoding": "gzip" },
+    })
+  );
+  await using h = await createHarness({
+    config: { modelServerPort: decoder.port },
+  });
+  const response = await h.pd("/v1/chat/completions", init.request, {
+    "x-prefiller-host-port": prefiller.hostPort,
+  });
+  // Read before the stubs close.
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return { sent, response: new Response(bytes, response) };
+}
+
+for (
+  const [label, contentType, request] of [
+    ["a JSON answer", "application/json", chatBody()],
+    [
+      "a stream that asked for usage",
+      "text/event-stream; charset=utf-8",
+      chatBody({ stream: true, stream_options: { include_usage: true } }),
+    ],
+  ] as const
+) {
+  Deno.test(`nixlv2 relays ${label} the decoder compressed anyway as sent, with its coding`, async () => {
+    const { sent, response } = await compressedThroughStubs(
+      STREAM,
+      { contentType, request },
+    );
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-encoding"), "gzip");
+    assert.deepEqual(new Uint8Array(await response.arrayBuffer()), sent);
+  });
+}
