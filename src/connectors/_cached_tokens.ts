@@ -11,7 +11,9 @@
 import { fixedResponse } from "../fixed_response.ts";
 import { isEventStream } from "../protocol/sse.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
+import type { CachedTokensPlace } from "../protocol/api.ts";
 import {
+  type CachedTokensRewrite,
   mayCarryUsage,
   rewriteCachedTokens,
   rewriteSseCachedTokens,
@@ -21,7 +23,9 @@ import {
 export interface CachedTokensOptions {
   /** The prefiller's count, which the client must read. */
   readonly cached: number;
-  /** Whether the client asked for usage in a stream (`stream_options`). */
+  /** Where the API reports it. */
+  readonly place: CachedTokensPlace;
+  /** Whether a stream carries usage (the client's `stream_options`, or always for some APIs). */
   readonly streamCarriesUsage: boolean;
   /** Address of the decoder, for the error when its answer breaks. */
   readonly decoder: string;
@@ -57,9 +61,10 @@ export async function withPrefillCachedTokens(
   }
   if (isStillEncoded(decode)) return decode;
   const status = { status: decode.status, statusText: decode.statusText };
+  const rewrite = { cached: options.cached, place: options.place };
   if (isEventStream(decode)) {
     if (!options.streamCarriesUsage) return decode;
-    return new Response(rewriteEvents(decode.body, options.cached), {
+    return new Response(rewriteEvents(decode.body, rewrite), {
       ...status,
       headers: headersWithoutLength(decode),
     });
@@ -77,7 +82,7 @@ export async function withPrefillCachedTokens(
     );
   }
   // fixedResponse replaces the Content-Length with the new body's.
-  return fixedResponse(rewriteCachedTokens(text, options.cached) ?? text, {
+  return fixedResponse(rewriteCachedTokens(text, rewrite) ?? text, {
     ...status,
     headers: decode.headers,
   });
@@ -97,7 +102,7 @@ function completeEventsEnd(text: string): number {
  */
 export function rewriteEvents(
   body: ReadableStream<Uint8Array>,
-  cached: number,
+  rewrite: CachedTokensRewrite,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
@@ -110,7 +115,7 @@ export function rewriteEvents(
           held += decoder.decode();
           if (held !== "") {
             controller.enqueue(
-              encoder.encode(rewriteSseCachedTokens(held, cached)),
+              encoder.encode(rewriteSseCachedTokens(held, rewrite)),
             );
           }
           controller.close();
@@ -124,7 +129,7 @@ export function rewriteEvents(
         const events = text.slice(0, end);
         if (mayCarryUsage(events)) {
           controller.enqueue(
-            encoder.encode(rewriteSseCachedTokens(events, cached)),
+            encoder.encode(rewriteSseCachedTokens(events, rewrite)),
           );
         } else if (!wasHolding && held === "") {
           controller.enqueue(result.value);
