@@ -11,7 +11,9 @@
 import { fixedResponse } from "../fixed_response.ts";
 import { isEventStream } from "../protocol/sse.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
+import type { CachedTokensPlace } from "../protocol/api.ts";
 import {
+  type CachedTokensRewrite,
   mayCarryUsage,
   rewriteCachedTokens,
   rewriteSseCachedTokens,
@@ -21,7 +23,9 @@ import {
 export interface CachedTokensOptions {
   /** The prefiller's count, which the client must read. */
   readonly cached: number;
-  /** Whether the client asked for usage in a stream (`stream_options`). */
+  /** Where the API reports it. */
+  readonly place: CachedTokensPlace;
+  /** Whether a stream carries usage (the client's `stream_options`, or always for some APIs). */
   readonly streamCarriesUsage: boolean;
   /** Address of the decoder, for the error when its answer breaks. */
   readonly decoder: string;
@@ -36,6 +40,17 @@ function headersWithoutLength(response: Response): Headers {
   return headers;
 }
 
+/**
+ * Whether the body still has a content coding on it: the relay drops the
+ * label of a body fetch decoded, so one left means a decoder that compressed
+ * although the leg asked for `identity`. Its bytes are not text to rewrite;
+ * decoded as UTF-8 they would be corrupted.
+ */
+function isStillEncoded(response: Response): boolean {
+  const coding = response.headers.get("content-encoding")?.trim().toLowerCase();
+  return coding !== undefined && coding !== "" && coding !== "identity";
+}
+
 /** The decode answer with the prefiller's cached tokens, or as it came when it carries no usage. */
 export async function withPrefillCachedTokens(
   decode: Response,
@@ -44,10 +59,12 @@ export async function withPrefillCachedTokens(
   if (decode.status < 200 || decode.status >= 300 || decode.body === null) {
     return decode;
   }
+  if (isStillEncoded(decode)) return decode;
   const status = { status: decode.status, statusText: decode.statusText };
+  const rewrite = { cached: options.cached, place: options.place };
   if (isEventStream(decode)) {
     if (!options.streamCarriesUsage) return decode;
-    return new Response(rewriteEvents(decode.body, options.cached), {
+    return new Response(rewriteEvents(decode.body, rewrite), {
       ...status,
       headers: headersWithoutLength(decode),
     });
@@ -65,7 +82,7 @@ export async function withPrefillCachedTokens(
     );
   }
   // fixedResponse replaces the Content-Length with the new body's.
-  return fixedResponse(rewriteCachedTokens(text, options.cached) ?? text, {
+  return fixedResponse(rewriteCachedTokens(text, rewrite) ?? text, {
     ...status,
     headers: decode.headers,
   });
@@ -85,7 +102,7 @@ function completeEventsEnd(text: string): number {
  */
 export function rewriteEvents(
   body: ReadableStream<Uint8Array>,
-  cached: number,
+  rewrite: CachedTokensRewrite,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
@@ -98,7 +115,7 @@ export function rewriteEvents(
           held += decoder.decode();
           if (held !== "") {
             controller.enqueue(
-              encoder.encode(rewriteSseCachedTokens(held, cached)),
+              encoder.encode(rewriteSseCachedTokens(held, rewrite)),
             );
           }
           controller.close();
@@ -112,7 +129,7 @@ export function rewriteEvents(
         const events = text.slice(0, end);
         if (mayCarryUsage(events)) {
           controller.enqueue(
-            encoder.encode(rewriteSseCachedTokens(events, cached)),
+            encoder.encode(rewriteSseCachedTokens(events, rewrite)),
           );
         } else if (!wasHolding && held === "") {
           controller.enqueue(result.value);

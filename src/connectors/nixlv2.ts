@@ -10,7 +10,7 @@ import { FIELD_KV_TRANSFER_PARAMS } from "../protocol/fields.ts";
 import { buildDecodeBody, buildPrefillBody } from "../protocol/bodies.ts";
 import { rawMember } from "../protocol/json_object.ts";
 import { KEY_REMOTE_KV_SOURCE, kvSourceBlock } from "./_p2p.ts";
-import { reportsCachedTokens } from "../protocol/api.ts";
+import { cachedTokensPlaceOf } from "../protocol/api.ts";
 import {
   handsOverCachedTokens,
   prefillCachedTokens,
@@ -65,23 +65,18 @@ async function run(config: Config, ctx: PdContext): Promise<Response> {
     set: { [FIELD_KV_TRANSFER_PARAMS]: params },
   });
   const decode = await sendDecode(ctx, decodeBody);
-  if (!needsCachedTokensRewrite(ctx, params)) return decode;
+  // The client must read the prefiller's count, not the decoder's, which
+  // counts the transferred prompt as cached: on APIs that report one, unless
+  // the prefiller handed its count over in `kv_transfer_params` (vLLM PR
+  // #54222 and later), so the decoder already reports it.
+  const place = cachedTokensPlaceOf(ctx.api);
+  if (place === undefined || handsOverCachedTokens(params)) return decode;
   return await withPrefillCachedTokens(decode, {
-    cached: prefillCachedTokens(reply),
-    streamCarriesUsage: streamCarriesUsage(ctx.request.scanned),
+    cached: prefillCachedTokens(reply, place),
+    place,
+    streamCarriesUsage: streamCarriesUsage(ctx.request.scanned, place),
     decoder: ctx.decoder,
   });
-}
-
-/**
- * Whether the client must be told the prefiller's cached tokens rather than
- * the decoder's, which count the transferred prompt as cached: only on APIs
- * whose usage has `prompt_tokens_details`, and not when the prefiller handed
- * its count over in `kv_transfer_params` (vLLM PR #54222 and later), so the
- * decoder already reports it.
- */
-function needsCachedTokensRewrite(ctx: PdContext, params: string): boolean {
-  return reportsCachedTokens(ctx.api) && !handsOverCachedTokens(params);
 }
 
 /** Builds the `nixlv2` connector, the default. */

@@ -7,10 +7,13 @@
  */
 
 import {
+  FIELD_INPUT_TOKENS_DETAILS,
   FIELD_MAX_COMPLETION_TOKENS,
   FIELD_MAX_OUTPUT_TOKENS,
   FIELD_MAX_TOKENS,
   FIELD_MIN_TOKENS,
+  FIELD_PROMPT_TOKENS_DETAILS,
+  FIELD_RESPONSE,
   FIELD_SAMPLING_PARAMS,
   PATH_CHAT_COMPLETIONS,
   PATH_COMPLETIONS,
@@ -88,23 +91,51 @@ export function tokenLimitsOf(api: ApiKind): TokenLimits {
   return TOKEN_LIMITS[api];
 }
 
-/**
- * APIs whose `usage` reports cached prompt tokens in
- * `prompt_tokens_details.cached_tokens` (vLLM's `UsageInfo`). The Responses
- * API nests its usage in `response.completed` events and the Messages API
- * has no such member, so neither is rewritten (delta §11 item 9).
- */
-const REPORTS_PROMPT_TOKENS_DETAILS: Readonly<Record<ApiKind, boolean>> = {
-  chat: true,
-  completions: true,
-  responses: false,
-  messages: false,
-  generate: true,
+/** Where an API's answers report the prompt tokens found in the prefix cache. */
+export interface CachedTokensPlace {
+  /** Member of `usage` holding `cached_tokens`. */
+  readonly details: string;
+  /** Member of a stream event holding the `usage`; at the top level when undefined. */
+  readonly streamedIn: string | undefined;
+  /** Whether every stream reports usage, whatever `stream_options` says. */
+  readonly alwaysStreamed: boolean;
+}
+
+/** vLLM's `UsageInfo`: `usage.prompt_tokens_details`, streamed in its own chunk when asked for. */
+export const PROMPT_TOKENS_DETAILS_PLACE: CachedTokensPlace = {
+  details: FIELD_PROMPT_TOKENS_DETAILS,
+  streamedIn: undefined,
+  alwaysStreamed: false,
 };
 
-/** Whether `api`'s usage carries `prompt_tokens_details.cached_tokens`. */
-export function reportsCachedTokens(api: ApiKind): boolean {
-  return REPORTS_PROMPT_TOKENS_DETAILS[api];
+/**
+ * Where each API reports cached tokens. The Responses API's usage has
+ * `input_tokens_details` (vLLM fills it from the same engine count, so a
+ * decoder's is inflated by the transferred prompt just the same) and its
+ * stream carries it in `response.completed`'s `response`, always. vLLM's
+ * Messages API never fills `cache_read_input_tokens` (its usage has only
+ * the token counts), so there is nothing to correct; the Go sidecar's
+ * injection of `prompt_tokens_details` there was wrong (delta §11 item 9).
+ */
+const CACHED_TOKENS_PLACES: Readonly<
+  Record<ApiKind, CachedTokensPlace | undefined>
+> = {
+  chat: PROMPT_TOKENS_DETAILS_PLACE,
+  completions: PROMPT_TOKENS_DETAILS_PLACE,
+  responses: {
+    details: FIELD_INPUT_TOKENS_DETAILS,
+    streamedIn: FIELD_RESPONSE,
+    alwaysStreamed: true,
+  },
+  messages: undefined,
+  generate: PROMPT_TOKENS_DETAILS_PLACE,
+};
+
+/** Where `api`'s answers report cached tokens; undefined when they do not. */
+export function cachedTokensPlaceOf(
+  api: ApiKind,
+): CachedTokensPlace | undefined {
+  return CACHED_TOKENS_PLACES[api];
 }
 
 /**

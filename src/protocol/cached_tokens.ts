@@ -2,14 +2,15 @@
  * @module
  * The prefiller's cached-token count and its rewrite into the decoder's
  * `usage.prompt_tokens_details.cached_tokens` (base spec §5, llm-d-router
- * #916): with a KV transfer the decoder counts the transferred prompt as
- * cached, which misreports cache hits and billing. Pure functions over text;
- * members are spliced, so nothing else of the answer changes.
+ * #916), or wherever the API reports it (src/protocol/api.ts): with a KV
+ * transfer the decoder counts the transferred prompt as cached, which
+ * misreports cache hits and billing. Pure functions over text; members are
+ * spliced, so nothing else of the answer changes.
  */
 
+import type { CachedTokensPlace } from "./api.ts";
 import {
   FIELD_CACHED_TOKENS,
-  FIELD_PROMPT_TOKENS_DETAILS,
   FIELD_STREAM_OPTIONS,
   FIELD_USAGE,
   REMOTE_CACHED_TOKENS_KEYS,
@@ -31,11 +32,14 @@ function parseOrUndefined(text: string | undefined): unknown {
   }
 }
 
-/** The prefill answer's `usage.prompt_tokens_details.cached_tokens`; 0 when absent (vLLM sends null for 0). */
-export function prefillCachedTokens(reply: ScannedObject): number {
+/** The prefill answer's cached tokens at `place`; 0 when absent (vLLM sends null for 0). */
+export function prefillCachedTokens(
+  reply: ScannedObject,
+  place: CachedTokensPlace,
+): number {
   const usage = parseOrUndefined(rawMember(reply, FIELD_USAGE));
   if (!isJsonObject(usage)) return 0;
-  const details = usage[FIELD_PROMPT_TOKENS_DETAILS];
+  const details = usage[place.details];
   if (!isJsonObject(details)) return 0;
   const cached = details[FIELD_CACHED_TOKENS];
   return typeof cached === "number" && Number.isFinite(cached) ? cached : 0;
@@ -53,12 +57,17 @@ export function handsOverCachedTokens(kvTransferParams: string): boolean {
 }
 
 /**
- * Whether a streamed answer to `request` carries usage: vLLM sends its usage
- * chunk when `stream_options` is an object whose `include_usage` is not
- * false (it defaults to true), and usage on every chunk with
+ * Whether a streamed answer to `request` carries usage: always where the API
+ * says so (the Responses API's `response.completed`); else vLLM sends its
+ * usage chunk when `stream_options` is an object whose `include_usage` is
+ * not false (it defaults to true), and usage on every chunk with
  * `continuous_usage_stats` (vllm-wire.md §1.2).
  */
-export function streamCarriesUsage(request: ScannedObject): boolean {
+export function streamCarriesUsage(
+  request: ScannedObject,
+  place: CachedTokensPlace,
+): boolean {
+  if (place.alwaysStreamed) return true;
   const options = parseOrUndefined(rawMember(request, FIELD_STREAM_OPTIONS));
   if (!isJsonObject(options)) return false;
   return options.include_usage !== false ||
@@ -73,30 +82,57 @@ export function mayCarryUsage(text: string): boolean {
   return USAGE_OBJECT.test(text);
 }
 
-/**
- * `json` (an answer or a stream chunk) with `usage.prompt_tokens_details.cached_tokens`
- * set to `cached`, the details object created when null or absent; undefined
- * when `json` is not an object with a `usage` object.
- */
-export function rewriteCachedTokens(
-  json: string,
-  cached: number,
-): string | undefined {
-  const parsed = parseOrUndefined(json);
-  if (!isJsonObject(parsed) || !isJsonObject(parsed[FIELD_USAGE])) {
-    return undefined;
-  }
-  const answer = scanObject(json);
-  const usage = scanObject(rawMember(answer, FIELD_USAGE) ?? "{}");
-  const details = rawMember(usage, FIELD_PROMPT_TOKENS_DETAILS);
-  const value = String(cached);
+/** The count to write and where. */
+export interface CachedTokensRewrite {
+  /** The prefiller's count. */
+  readonly cached: number;
+  readonly place: CachedTokensPlace;
+}
+
+/** `usage` (raw object text) with its details' `cached_tokens` set, the details created when null or absent. */
+function usageWithCachedTokens(
+  usageText: string,
+  rewrite: CachedTokensRewrite,
+): string {
+  const usage = scanObject(usageText);
+  const details = rawMember(usage, rewrite.place.details);
+  const value = String(rewrite.cached);
   const newDetails = details !== undefined && details.startsWith("{")
     ? editObject(scanObject(details), { set: { [FIELD_CACHED_TOKENS]: value } })
     : `{"${FIELD_CACHED_TOKENS}":${value}}`;
-  const newUsage = editObject(usage, {
-    set: { [FIELD_PROMPT_TOKENS_DETAILS]: newDetails },
+  return editObject(usage, { set: { [rewrite.place.details]: newDetails } });
+}
+
+/**
+ * `json` (an answer or a stream chunk) with the cached tokens set in its
+ * `usage` object, or in the one of its `place.streamedIn` member (a
+ * Responses API event); undefined when there is no such usage object.
+ */
+export function rewriteCachedTokens(
+  json: string,
+  rewrite: CachedTokensRewrite,
+): string | undefined {
+  const parsed = parseOrUndefined(json);
+  if (!isJsonObject(parsed)) return undefined;
+  const answer = scanObject(json);
+  if (isJsonObject(parsed[FIELD_USAGE])) {
+    const usage = rawMember(answer, FIELD_USAGE) ?? "{}";
+    return editObject(answer, {
+      set: { [FIELD_USAGE]: usageWithCachedTokens(usage, rewrite) },
+    });
+  }
+  const container = rewrite.place.streamedIn;
+  if (container === undefined) return undefined;
+  const inner = parsed[container];
+  if (!isJsonObject(inner) || !isJsonObject(inner[FIELD_USAGE])) {
+    return undefined;
+  }
+  const innerObject = scanObject(rawMember(answer, container) ?? "{}");
+  const usage = rawMember(innerObject, FIELD_USAGE) ?? "{}";
+  const newInner = editObject(innerObject, {
+    set: { [FIELD_USAGE]: usageWithCachedTokens(usage, rewrite) },
   });
-  return editObject(answer, { set: { [FIELD_USAGE]: newUsage } });
+  return editObject(answer, { set: { [container]: newInner } });
 }
 
 const LINE = /[^\r\n]*(?:\r\n|\n|\r|$)/g;
@@ -106,7 +142,10 @@ const LINE = /[^\r\n]*(?:\r\n|\n|\r|$)/g;
  * line whose JSON carries a `usage` object; other lines, `[DONE]` and line
  * endings are kept byte for byte.
  */
-export function rewriteSseCachedTokens(text: string, cached: number): string {
+export function rewriteSseCachedTokens(
+  text: string,
+  rewrite: CachedTokensRewrite,
+): string {
   let out = "";
   for (const match of text.matchAll(LINE)) {
     const line = match[0];
@@ -117,7 +156,7 @@ export function rewriteSseCachedTokens(text: string, cached: number): string {
     }
     const body = line.replace(/[\r\n]+$/, "");
     const prefix = body.startsWith("data: ") ? "data: " : "data:";
-    const rewritten = rewriteCachedTokens(body.slice(prefix.length), cached);
+    const rewritten = rewriteCachedTokens(body.slice(prefix.length), rewrite);
     out += rewritten === undefined
       ? line
       : `${prefix}${rewritten}${line.slice(body.length)}`;

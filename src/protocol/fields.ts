@@ -70,6 +70,10 @@ export const FIELD_MIN_TOKENS = "min_tokens";
 export const FIELD_USAGE = "usage";
 /** `usage` member detailing the prompt tokens; null unless vLLM runs with `--enable-prompt-tokens-details`. */
 export const FIELD_PROMPT_TOKENS_DETAILS = "prompt_tokens_details";
+/** The Responses API's `usage` member detailing the input tokens (always an object in vLLM). */
+export const FIELD_INPUT_TOKENS_DETAILS = "input_tokens_details";
+/** Member of a Responses API stream event holding the response, with its usage at the end. */
+export const FIELD_RESPONSE = "response";
 /** Prompt tokens found in the prefix cache. */
 export const FIELD_CACHED_TOKENS = "cached_tokens";
 /**

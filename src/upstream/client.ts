@@ -273,6 +273,12 @@ function createInsecureTransport(): StageTransport {
         agent: new undici.Agent({
           connect: { rejectUnauthorized: false },
           keepAliveTimeout: IDLE_TIMEOUT_MS,
+          // undici gives up after 300 s without a head or body bytes; fetch,
+          // on every other stage, never does. A long vLLM queue (a slow first
+          // token) or a long non-streaming generation would fail on this
+          // stage alone; the sidecar's own flags bound those waits.
+          headersTimeout: 0,
+          bodyTimeout: 0,
         }),
       }));
       const [{ undici, agent }, { Readable }] = await Promise.all([

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { rewriteEvents } from "../../src/connectors/_cached_tokens.ts";
+import { PROMPT_TOKENS_DETAILS_PLACE } from "../../src/protocol/api.ts";
 import { chatBody, createHarness, readSseData } from "../support/harness.ts";
 import { startStubUpstream } from "../support/stub_upstream.ts";
 import { within } from "./_support.ts";
@@ -63,6 +64,48 @@ Deno.test("nixlv2 rewrites the usage chunk of a stream that asked for usage", as
     cached_tokens: PREFIX_CACHED,
   });
   assert.ok(chunks.some((chunk) => chunk.choices[0]?.delta?.content));
+});
+
+/** A Responses API request body. */
+function responsesBody(extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    model: "Qwen/Qwen3-0.6B",
+    input: "Hello there",
+    max_output_tokens: 8,
+    ...extra,
+  });
+}
+
+Deno.test("nixlv2 answers a JSON Responses request with the prefiller's cached tokens in input_tokens_details", async () => {
+  await using h = await harness();
+  const response = await h.pd("/v1/responses", responsesBody());
+  assert.equal(response.status, 200);
+  const usage = (await response.json()).usage;
+  assert.ok(usage.input_tokens > PREFIX_CACHED);
+  assert.deepEqual(usage.input_tokens_details, {
+    cached_tokens: PREFIX_CACHED,
+  });
+  assert.equal("prompt_tokens_details" in usage, false);
+  assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "pulled");
+});
+
+Deno.test("nixlv2 rewrites response.completed of a Responses stream, keeping its event lines", async () => {
+  await using h = await harness();
+  const response = await h.pd("/v1/responses", responsesBody({ stream: true }));
+  assert.equal(response.status, 200);
+  const text = await within(response.text(), "the stream");
+  const events = text.split("\n\n").filter((event) => event !== "");
+  assert.ok(events.every((event) => /^event: [a-z_.]+\ndata: /.test(event)));
+  const completed = events.find((event) =>
+    event.startsWith("event: response.completed\n")
+  );
+  assert.ok(completed, "a response.completed event");
+  const data = JSON.parse(completed.slice(completed.indexOf("data: ") + 6));
+  assert.equal(data.type, "response.completed");
+  assert.deepEqual(data.response.usage.input_tokens_details, {
+    cached_tokens: PREFIX_CACHED,
+  });
+  assert.equal("usage" in data, false, "no usage added at the top level");
 });
 
 Deno.test("nixlv2 leaves the Messages API's usage alone", async () => {
@@ -151,7 +194,9 @@ async function rewriteSplit(
     start = cut;
   }
   const source = ReadableStream.from(pieces);
-  return await new Response(rewriteEvents(source, 2)).text();
+  return await new Response(
+    rewriteEvents(source, { cached: 2, place: PROMPT_TOKENS_DETAILS_PLACE }),
+  ).text();
 }
 
 Deno.test("the stream rewrite finds the usage event whatever the chunk boundaries", async () => {
@@ -165,7 +210,70 @@ Deno.test("the stream rewrite finds the usage event whatever the chunk boundarie
 
 Deno.test("the stream rewrite passes chunks without usage as the bytes read", async () => {
   const chunk = new TextEncoder().encode('data: {"choices":[]}\n\n');
-  const reader = rewriteEvents(ReadableStream.from([chunk]), 2).getReader();
+  const reader = rewriteEvents(ReadableStream.from([chunk]), {
+    cached: 2,
+    place: PROMPT_TOKENS_DETAILS_PLACE,
+  }).getReader();
   const first = await reader.read();
   assert.equal(first.value, chunk);
 });
+
+/**
+ * The bytes a client gets through nixlv2 from a decoder that compresses its
+ * answer although the decode leg asked for `identity` (a compressing proxy
+ * in front of vLLM may): the sidecar cannot rewrite a compressed body.
+ */
+async function compressedThroughStubs(
+  body: string,
+  init: { contentType: string; request: string },
+): Promise<{ sent: Uint8Array; response: Response }> {
+  const sent = new Uint8Array(
+    await new Response(
+      ReadableStream.from([new TextEncoder().encode(body)]).pipeThrough(
+        new CompressionStream("gzip"),
+      ),
+    ).arrayBuffer(),
+  );
+  await using prefiller = startStubUpstream(() =>
+    Response.json({
+      choices: [],
+      usage: { prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 3 } },
+      kv_transfer_params: { remote_engine_id: "e" },
+    })
+  );
+  await using decoder = startStubUpstream(() =>
+    new Response(sent, {
+      headers: { "content-type": init.contentType, "content-encoding": "gzip" },
+    })
+  );
+  await using h = await createHarness({
+    config: { modelServerPort: decoder.port },
+  });
+  const response = await h.pd("/v1/chat/completions", init.request, {
+    "x-prefiller-host-port": prefiller.hostPort,
+  });
+  // Read before the stubs close.
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return { sent, response: new Response(bytes, response) };
+}
+
+for (
+  const [label, contentType, request] of [
+    ["a JSON answer", "application/json", chatBody()],
+    [
+      "a stream that asked for usage",
+      "text/event-stream; charset=utf-8",
+      chatBody({ stream: true, stream_options: { include_usage: true } }),
+    ],
+  ] as const
+) {
+  Deno.test(`nixlv2 relays ${label} the decoder compressed anyway as sent, with its coding`, async () => {
+    const { sent, response } = await compressedThroughStubs(
+      STREAM,
+      { contentType, request },
+    );
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-encoding"), "gzip");
+    assert.deepEqual(new Uint8Array(await response.arrayBuffer()), sent);
+  });
+}

@@ -14,6 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { rewriteEvents } from "../../../src/connectors/_cached_tokens.ts";
+import { PROMPT_TOKENS_DETAILS_PLACE } from "../../../src/protocol/api.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -123,7 +124,8 @@ const OBSERVERS: Readonly<
   pull: observeByPull,
   transform: observeByTransform,
   // The cached-tokens rewrite of a stream that asked for usage.
-  "usage-rewrite": (body) => rewriteEvents(body, 0),
+  "usage-rewrite": (body) =>
+    rewriteEvents(body, { cached: 0, place: PROMPT_TOKENS_DETAILS_PLACE }),
 };
 
 /**
