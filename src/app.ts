@@ -9,6 +9,7 @@ import type { Context } from "hono";
 import { requestBodyLimit } from "./body_limit.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { reportError, toErrorResponse } from "./errors.ts";
+import { hostHeaderGuard } from "./middleware/host_header.ts";
 import { requestContext } from "./middleware/request_context.ts";
 import { API_KINDS, API_PATHS, usesAnthropicErrors } from "./protocol/api.ts";
 import { PATH_HEALTH } from "./protocol/fields.ts";
@@ -37,6 +38,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
       ...(deps.tracing ? { tracing: deps.tracing } : {}),
     }),
   );
+  app.use(hostHeaderGuard());
   app.use(requestBodyLimit(deps.config.maxRequestBodyBytes));
   app.get(PATH_HEALTH, createHealthHandler(deps));
   for (const api of API_KINDS) {
