@@ -48,6 +48,7 @@ import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import {
   parseTarget,
+  splitHostPort,
   type TargetKind,
   type UpstreamTarget,
 } from "../upstream/target.ts";
@@ -470,6 +471,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         request: parsed,
         prefiller,
         prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
+        prefillHost: splitHostPort(prefillHostPort).host,
         // With SSRF protection on, retries stay on the admitted prefiller:
         // another one would need its own admission.
         prefillers: allowlist === undefined
