@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import http2 from "node:http2";
 import { isValidHostHeader } from "../../src/middleware/host_header.ts";
 import { withDeadline } from "../support/deadline.ts";
@@ -159,4 +160,31 @@ Deno.test("isValidHostHeader admits what Go's net/http admits and nothing a URL 
   ) {
     assert.ok(!isValidHostHeader(host), host);
   }
+});
+
+Deno.test("whatever visible ASCII a Host holds, the decoder gets the request target's own path or nothing", async () => {
+  await using edge = await startEdge();
+  const targets = ["/v1/models", "/v1/chat/completions?a=1", "/health/x"];
+  await fc.assert(
+    fc.asyncProperty(
+      fc.string({
+        unit: fc.integer({ min: 0x21, max: 0x7e }).map((code) =>
+          String.fromCharCode(code)
+        ),
+        maxLength: 24,
+      }),
+      fc.constantFrom(...targets),
+      async (host, target) => {
+        const before = edge.decoder.requests.length;
+        const answer = await postWithHost(edge.port, target, host);
+        if (statusOf(answer) === 400 && !isValidHostHeader(host)) {
+          assert.equal(edge.decoder.requests.length, before);
+          return;
+        }
+        const seen = await edge.decoder.request(before);
+        assert.equal(seen.startLine, `POST ${target} HTTP/1.1`, host);
+      },
+    ),
+    { numRuns: 150, seed: 20_261_206 },
+  );
 });
