@@ -1,8 +1,8 @@
 /**
- * With SSRF protection on, a prefiller's bootstrap server is reached at the
- * address the allowlist checked, not at the name the client's header gave:
- * the name resolved again (by the sidecar's query, or by the decoder) could
- * point anywhere by then (DNS rebinding).
+ * With SSRF protection on, what a client's header names by host name is
+ * reached at the address the allowlist checked, not at the name: resolved
+ * again (by the sidecar's bootstrap query, or by an engine told the name)
+ * it could point anywhere by then (DNS rebinding).
  */
 
 import assert from "node:assert/strict";
@@ -20,12 +20,27 @@ import {
 } from "../../scripts/mock_vllm/mod.ts";
 import { withDeadline } from "../support/deadline.ts";
 import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
+import { startStubUpstream } from "../support/stub_upstream.ts";
 
 /**
- * A name only the allowlist's resolver knows (RFC 6761: `.invalid` never
- * resolves), so anything that looks it up again fails.
+ * Names only the allowlist's resolver knows (RFC 6761: `.invalid` never
+ * resolves), so anything that looks one up again fails.
  */
 const PREFILLER_NAME = "prefill.invalid";
+const KV_SOURCE_NAME = "source.invalid";
+
+/** The allowlist of 127.0.0.1 (any port), resolving the names above to it. */
+function loopbackAllowlist() {
+  return createAllowlist({
+    entries: [parseStaticEntry("127.0.0.1")],
+    resolver: createResolver({
+      lookup: (host) =>
+        host === PREFILLER_NAME || host === KV_SOURCE_NAME
+          ? Promise.resolve(["127.0.0.1"])
+          : Promise.reject(new Error(`unknown host ${host}`)),
+    }),
+  });
+}
 
 /** Runs one P/D request naming the prefiller by `PREFILLER_NAME` on `connector`, behind an allowlist of 127.0.0.1. */
 async function runNamedPrefill(connector: ConnectorName) {
@@ -52,15 +67,7 @@ async function runNamedPrefill(connector: ConnectorName) {
       }),
       log: createLogger({ verbosity: -1, write() {} }),
       upstream,
-      allowlist: createAllowlist({
-        entries: [parseStaticEntry("127.0.0.1")],
-        resolver: createResolver({
-          lookup: (host) =>
-            host === PREFILLER_NAME
-              ? Promise.resolve(["127.0.0.1"])
-              : Promise.reject(new Error(`unknown host ${host}`)),
-        }),
-      }),
+      allowlist: loopbackAllowlist(),
     });
     const response = await withDeadline(
       Promise.resolve(app.request("/v1/chat/completions", {
@@ -114,4 +121,41 @@ Deno.test("sglang names the admitted prefiller's checked address as bootstrap_ho
     );
   }
   assert.equal(seen.prefill.length + seen.decode.length, 2);
+});
+
+Deno.test("a KV source named by host name is passed to the decoder as the address the allowlist checked", async () => {
+  await using decode = startStubUpstream(() =>
+    Response.json({ choices: [{ message: { content: "ok" } }] })
+  );
+  const upstream = createUpstreamClient();
+  try {
+    const app = createApp({
+      config: testConfig({
+        modelServerPort: decode.port,
+        connector: "offloading",
+        verbosity: 0,
+      }),
+      log: createLogger({ verbosity: -1, write() {} }),
+      upstream,
+      allowlist: loopbackAllowlist(),
+    });
+    const response = await withDeadline(
+      Promise.resolve(app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders({
+          "x-kv-cache-source-host-port": `${KV_SOURCE_NAME}:5001`,
+        }),
+        body: chatBody(),
+      })),
+      10_000,
+      "the sidecar's answer",
+    );
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  } finally {
+    upstream.close();
+  }
+  const params = kvParamsOf(JSON.parse(decode.bodies[0] ?? "null"));
+  const source = params.remote_kv_source as Record<string, unknown>;
+  assert.equal(source.remote_host, "127.0.0.1");
 });
