@@ -25,6 +25,22 @@ export function isValidHostHeader(value: string): boolean {
   return HOST_VALUE.test(value);
 }
 
+/**
+ * The path of the request target as the client sent it, query and fragment
+ * removed: the URL's text after the scheme and the `Host` value it was built
+ * from, which differs from the router's path when `Host` holds a path.
+ */
+export function targetPathOf(request: Request): string {
+  const url = request.url;
+  const host = request.headers.get("host");
+  const scheme = url.slice(0, url.indexOf("://") + 3);
+  const rest = host !== null && url.startsWith(`${scheme}${host}`)
+    ? url.slice(scheme.length + host.length)
+    : url.slice(url.indexOf("/", scheme.length));
+  const end = rest.search(/[?#]/);
+  return end === -1 ? rest : rest.slice(0, end);
+}
+
 /** Middleware answering 400 `invalid_host_header` before any route reads the URL `Host` is part of. */
 export function hostHeaderGuard(): MiddlewareHandler<AppEnv> {
   return async function hostHeaderGuard(c, next) {

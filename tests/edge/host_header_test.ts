@@ -188,3 +188,22 @@ Deno.test("whatever visible ASCII a Host holds, the decoder gets the request tar
     { numRuns: 150, seed: 20_261_206 },
   );
 });
+
+Deno.test("a Host holding a path on /v1/messages is refused in Anthropic's error shape, the shape of the API the target names", async () => {
+  await using edge = await startEdge();
+  const answer = await postWithHost(
+    edge.port,
+    "/v1/messages?beta=true",
+    "x/v1/chat/completions?",
+  );
+  assert.equal(statusOf(answer), 400);
+  assert.deepEqual(JSON.parse(bodyText(answer)), {
+    type: "error",
+    error: {
+      type: "invalid_request_error",
+      message:
+        'Invalid Host header "x/v1/chat/completions?": expected a host name or IP address and an optional port',
+    },
+  });
+  assert.equal(edge.decoder.received(), "");
+});
