@@ -8,7 +8,12 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { requestBodyLimit } from "./body_limit.ts";
 import type { AppEnv, Deps } from "./context.ts";
-import { reportError, toErrorResponse } from "./errors.ts";
+import { type ErrorShape, reportError, toErrorResponse } from "./errors.ts";
+import {
+  hostHeaderGuard,
+  isValidHostHeader,
+  targetPathOf,
+} from "./middleware/host_header.ts";
 import { requestContext } from "./middleware/request_context.ts";
 import { API_KINDS, API_PATHS, usesAnthropicErrors } from "./protocol/api.ts";
 import { PATH_HEALTH } from "./protocol/fields.ts";
@@ -16,16 +21,25 @@ import { createGenerationHandler } from "./routes/generation.ts";
 import { createHealthHandler } from "./routes/health.ts";
 import { createPassthroughHandler } from "./routes/passthrough.ts";
 
+/**
+ * The error shape of the API the client asked: by the router's path, unless
+ * a `Host` holding a path (refused) moved it off the request target's own.
+ */
+function errorShapeOf(c: Context<AppEnv>): ErrorShape {
+  const host = c.req.raw.headers.get("host");
+  const path = host === null || isValidHostHeader(host)
+    ? c.req.path
+    : targetPathOf(c.req.raw);
+  return usesAnthropicErrors(path) ? "anthropic" : "vllm";
+}
+
 function renderError(error: Error, c: Context<AppEnv>): Response {
   const answered = reportError(error, c.get("log"), {
     aborted: c.get("clientGone").aborted,
     path: c.req.path,
   });
   c.get("access").errorCode = answered.code;
-  return toErrorResponse(
-    answered,
-    usesAnthropicErrors(c.req.path) ? "anthropic" : "vllm",
-  );
+  return toErrorResponse(answered, errorShapeOf(c));
 }
 
 /** Builds the sidecar app from its dependencies. */
@@ -37,6 +51,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
       ...(deps.tracing ? { tracing: deps.tracing } : {}),
     }),
   );
+  app.use(hostHeaderGuard());
   app.use(requestBodyLimit(deps.config.maxRequestBodyBytes));
   app.get(PATH_HEALTH, createHealthHandler(deps));
   for (const api of API_KINDS) {

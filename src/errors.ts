@@ -13,6 +13,7 @@ export type ErrorStatus =
   | 400
   | 403
   | 404
+  | 405
   | 413
   | 431
   | 499
@@ -56,6 +57,7 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   400: "BadRequestError",
   403: "Forbidden",
   404: "NotFoundError",
+  405: "MethodNotAllowed",
   413: "RequestEntityTooLarge",
   431: "RequestHeaderFieldsTooLarge",
   // nginx's status for a client that closed the connection; only logs see it.
@@ -73,6 +75,7 @@ const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   400: "invalid_request",
   403: "forbidden",
   404: "not_found",
+  405: "method_not_allowed",
   413: "request_body_too_large",
   431: "headers_too_large",
   499: "client_disconnected",

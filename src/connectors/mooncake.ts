@@ -21,12 +21,17 @@ import {
   queryBootstrap,
 } from "./mooncake_bootstrap.ts";
 import type { Connector, PdContext } from "./types.ts";
+import { joinHostPort } from "../upstream/target.ts";
 
-/** `http://host:port` of the prefiller's bootstrap server; IPv6 in brackets (Go left them out). */
+/**
+ * `http://host:port` of the prefiller's bootstrap server, on the host the
+ * prefiller is dialled at (the admitted address with SSRF protection on);
+ * IPv6 in brackets (Go left them out).
+ */
 function bootstrapAddress(config: Config, ctx: PdContext): string {
-  const { host } = ctx.prefiller;
-  const literal = host.includes(":") ? `[${host}]` : host;
-  return `http://${literal}:${config.mooncakeBootstrapPort}`;
+  return `http://${
+    joinHostPort(ctx.prefillHost, config.mooncakeBootstrapPort)
+  }`;
 }
 
 /** The prefiller's engines, from the cache or its bootstrap server. */

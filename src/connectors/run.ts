@@ -48,6 +48,7 @@ import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 import {
   parseTarget,
+  splitHostPort,
   type TargetKind,
   type UpstreamTarget,
 } from "../upstream/target.ts";
@@ -259,8 +260,10 @@ function sendLocalDecode(
 
 /**
  * The KV source of `request` ({@linkcode selectKvSource}), dropped when the SSRF allowlist
- * denies it (issue 11; delta §2.3 step 4c: never a 403). The decoder dials the source, not the
- * sidecar, so an admitted one is passed on as named.
+ * denies it (issue 11; delta §2.3 step 4c: never a 403). The engines dial the source, not the
+ * sidecar: an admitted one keeps its `hostPort` as named (what comparisons and logs use) but
+ * its `host` becomes the address that was checked, the one the engines are told, so the name
+ * cannot resolve elsewhere for them (DNS rebinding).
  */
 async function admitKvSource(
   deps: Deps,
@@ -281,7 +284,8 @@ async function admitKvSource(
       path: request.pathAndQuery,
     },
   );
-  return admitted === undefined ? undefined : source;
+  if (admitted === undefined) return undefined;
+  return { ...source, host: splitHostPort(admitted).host };
 }
 
 /** A KV cache source named in `x-kv-cache-source-host-port`. */
@@ -470,6 +474,7 @@ export function createPdRunner(deps: Deps): PdRunner {
         request: parsed,
         prefiller,
         prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
+        prefillHost: splitHostPort(prefillHostPort).host,
         // With SSRF protection on, retries stay on the admitted prefiller:
         // another one would need its own admission.
         prefillers: allowlist === undefined

@@ -33,9 +33,10 @@ async function run(config: Config, ctx: PdContext): Promise<Response> {
   ctx.log.debug("running SGLang protocol");
   // The host alone, IPv6 without brackets, as SGLang's router takes it from
   // the prefill URL (Go before 7a5eb8c2 sent "[" for IPv6 and "http" for
-  // an http:// value).
+  // an http:// value); the admitted address with SSRF protection on, so
+  // the decoder dials what was checked.
   const bootstrap = {
-    [FIELD_BOOTSTRAP_HOST]: JSON.stringify(ctx.prefiller.host),
+    [FIELD_BOOTSTRAP_HOST]: JSON.stringify(ctx.prefillHost),
     [FIELD_BOOTSTRAP_PORT]: String(config.sglangBootstrapPort),
     [FIELD_BOOTSTRAP_ROOM]: newBootstrapRoom(),
   };

@@ -34,6 +34,27 @@ const OMITTED_WHEN_TRACING: readonly string[] = [
   ...TRACE_CONTEXT_HEADERS,
 ];
 
+/**
+ * Methods `fetch` refuses to send, compared without case (the Fetch
+ * standard's forbidden methods): asked to, it throws, which read as a
+ * decoder that cannot be reached (a 502 and an error line per request).
+ */
+const UNSENDABLE_METHODS: ReadonlySet<string> = new Set([
+  "CONNECT",
+  "TRACE",
+  "TRACK",
+]);
+
+/** The 405 for a method no upstream can be asked, before anything is read or sent. */
+function ensureSendableMethod(method: string): void {
+  if (!UNSENDABLE_METHODS.has(method.toUpperCase())) return;
+  throw new ProxyError(
+    405,
+    `Method "${method}" is not supported by the sidecar`,
+    { code: "method_not_allowed" },
+  );
+}
+
 /** Path and query of the request, as sent. */
 export function pathAndQueryOf(request: Request): string {
   const url = request.url;
@@ -106,6 +127,7 @@ export async function passthroughRequest(
   c: Context<AppEnv>,
 ): Promise<Response> {
   const request = c.req.raw;
+  ensureSendableMethod(request.method);
   const log = c.get("log");
   if (log.enabled(VERBOSITY_DEBUG)) {
     log.debug("proxying to decoder", {

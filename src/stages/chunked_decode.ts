@@ -63,6 +63,14 @@ interface DecodeAsk {
   readonly prefix: string | undefined;
   /** Choices other than one would be dropped by the reassembly. */
   readonly singleChoice: boolean;
+  /**
+   * Whether every token bound the chunks replace is absent, null or an
+   * integer in range (`max_tokens`, `max_completion_tokens` from 1,
+   * `min_tokens` from 0). Any other value is vLLM's to judge: chunks would
+   * overwrite it with valid limits, so `"max_tokens": "abc"` or `0` bought
+   * an unbounded decode instead of vLLM's 400.
+   */
+  readonly limitsReadable: boolean;
 }
 
 /** One chunk's answer, read. */
@@ -90,6 +98,12 @@ function positiveInteger(value: unknown): number | undefined {
   return whole > 0 ? whole : undefined;
 }
 
+/** Whether `value` is a token bound chunks may replace: absent, null or an integer of at least `least`. */
+function isReadableLimit(value: unknown, least: number): boolean {
+  return value === undefined || value === null ||
+    (Number.isSafeInteger(value) && (value as number) >= least);
+}
+
 function readAsk(request: JsonObject): DecodeAsk {
   const budget = positiveInteger(request[FIELD_MAX_COMPLETION_TOKENS]) ??
     positiveInteger(request[FIELD_MAX_TOKENS]);
@@ -110,13 +124,19 @@ function readAsk(request: JsonObject): DecodeAsk {
     messages: continues ? messages.slice(0, -1) : messages,
     prefix: continues ? last.content as string : undefined,
     singleChoice: (positiveInteger(request[FIELD_N]) ?? 1) === 1,
+    limitsReadable: isReadableLimit(request[FIELD_MAX_TOKENS], 1) &&
+      isReadableLimit(request[FIELD_MAX_COMPLETION_TOKENS], 1) &&
+      isReadableLimit(request[FIELD_MIN_TOKENS], 0),
   };
 }
 
-/** Whether the decode needs chunks at all: a budget within one chunk, or several choices, do not. */
+/**
+ * Whether the decode needs chunks at all: a budget within one chunk, several
+ * choices, or token bounds vLLM must judge first, do not.
+ */
 export function needsChunking(request: JsonObject, chunkSize: number): boolean {
   const ask = readAsk(request);
-  return ask.singleChoice &&
+  return ask.singleChoice && ask.limitsReadable &&
     (ask.budget === undefined || ask.budget > chunkSize);
 }
 

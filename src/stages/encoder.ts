@@ -187,6 +187,45 @@ interface EncoderReply {
 }
 
 /**
+ * Most the encoder requests of one client request may carry together, as a
+ * multiple of its body. Each is the whole body with `messages` replaced by
+ * one item (as in Go), so a body padded with one large member and listing
+ * many small items fans out quadratically: a 1.1 MB request sent 2 GB to the
+ * encoders (24 s of the sidecar's CPU), one at the default body limit
+ * terabytes. Items that are most of their body, as images are, stay far
+ * below it.
+ */
+export const ENCODER_FAN_OUT_FACTOR = 4;
+
+/** What the encoder requests of any body may carry, however small the body: many items of a small request always fit. */
+export const MIN_ENCODER_FAN_OUT_CHARS = 64 * 1024 * 1024;
+
+/**
+ * Throws a 413 `encoder_fan_out_too_large` when sending `items` would carry
+ * more than the bound above, before any encoder is asked. Counted in UTF-16
+ * units of the texts, which the bodies are built from.
+ */
+function ensureFanOutWithin(
+  request: GenerationRequest,
+  items: readonly MultimodalItem[],
+): void {
+  const messages = rawMember(request.scanned, FIELD_MESSAGES)?.length ?? 0;
+  const shared = request.text.length - messages;
+  const budget = Math.max(
+    MIN_ENCODER_FAN_OUT_CHARS,
+    ENCODER_FAN_OUT_FACTOR * request.text.length,
+  );
+  let total = 0;
+  for (const item of items) total += shared + item.json.length;
+  if (total <= budget) return;
+  throw new ProxyError(
+    413,
+    `Request fans out too much: its ${items.length} multimodal items would send ${total} characters to the encoders, more than ${budget} (${ENCODER_FAN_OUT_FACTOR} times its body, at least ${MIN_ENCODER_FAN_OUT_CHARS}); send fewer items or a smaller body besides "messages"`,
+    { code: "encoder_fan_out_too_large" },
+  );
+}
+
+/**
  * Runs the encoders and returns the body the prefill and decode get: the
  * client's, with `cache_hit_threshold: 0` and, for `ec-nixl`, the merged
  * `ec_transfer_params`. Throws `ProxyError` on the first encoder failure.
@@ -200,6 +239,7 @@ export async function runEncoderStage(
     ctx.log.debug("no multimodal items: skipping the encoders");
     return editObject(ctx.request.scanned, { set });
   }
+  ensureFanOutWithin(ctx.request, items);
   ctx.log.info("processing multimodal items", {
     items: items.length,
     encoders: ctx.encoders.length,

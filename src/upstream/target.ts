@@ -69,6 +69,21 @@ export function joinHostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * Go's `net.SplitHostPort` for the `host:port` texts `joinHostPort` writes:
+ * the host without brackets, and the port.
+ */
+export function splitHostPort(
+  hostPort: string,
+): { readonly host: string; readonly port: number } {
+  const colon = hostPort.lastIndexOf(":");
+  const host = hostPort.slice(0, colon);
+  return {
+    host: host.startsWith("[") ? host.slice(1, -1) : host,
+    port: Number(hostPort.slice(colon + 1)),
+  };
+}
+
 /** Parses one target spelled in `header` (a prefill target by default); throws a 400 `ProxyError`. */
 export function parseTarget(
   value: string,

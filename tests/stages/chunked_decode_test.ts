@@ -222,3 +222,22 @@ Deno.test("chunked decode leaves other routes alone", async () => {
   assert.equal(h.decode.requests.length, 1);
   assert.equal(h.decode.requests[0]?.bodyText, body);
 });
+
+for (
+  const [what, extra] of [
+    ['"max_tokens": "abc"', { max_tokens: "abc" }],
+    ['"max_tokens": 0', { max_tokens: 0 }],
+    ['"max_tokens": 2.5', { max_tokens: 2.5 }],
+    ['"max_completion_tokens": -1', { max_completion_tokens: -1 }],
+    ['"min_tokens": true', { min_tokens: true }],
+  ] as const
+) {
+  Deno.test(`a chat decode with ${what} goes to the decoder unchunked, as the client sent it, for vLLM to judge`, async () => {
+    await using h = await createHarness({ config: { decodeChunkSize: 4 } });
+    const body = chatBody({ max_tokens: undefined, ...extra });
+    const response = await decodeOnly(h, body);
+    await response.body?.cancel();
+    assert.equal(h.decode.requests.length, 1);
+    assert.equal(h.decode.requests[0]?.bodyText, body);
+  });
+}

@@ -417,3 +417,50 @@ Deno.test(
     assert.equal(h.decode.requests.length, 1);
   },
 );
+
+/** `count` image parts with distinct URLs, each padded to `urlLength` characters. */
+function distinctImages(count: number, urlLength = 16): unknown[] {
+  return Array.from({ length: count }, (_, i) => ({
+    type: "image_url",
+    "image_url": { url: `https://x/${i}`.padEnd(urlLength, "a") },
+  }));
+}
+
+Deno.test("a body whose items would each carry a large member besides messages is a 413 encoder_fan_out_too_large before any encoder is asked", async () => {
+  await using epd = await createEpdHarness("ec-nixl");
+  // 1 MiB beside 70 items: 70 encoder requests of over 1 MiB each pass
+  // both 4 times the body and the 64 Mi floor.
+  const body = multimodalBody(distinctImages(70), {
+    pad: "x".repeat(1024 * 1024),
+  });
+  const response = await epd.h.pd("/v1/chat/completions", body, {
+    [ENCODERS]: epd.encoderHeader,
+  });
+  assert.equal(response.status, 413);
+  assert.equal(
+    response.headers.get("x-pd-error-code"),
+    "encoder_fan_out_too_large",
+  );
+  assert.match(
+    (await response.json()).error.message,
+    /^Request fans out too much: its 70 multimodal items would send \d+ characters to the encoders, more than 67108864 /,
+  );
+  assert.equal(epd.encoders[0]?.requests.length, 0);
+  assert.equal(epd.encoders[1]?.requests.length, 0);
+  assert.equal(epd.h.prefill.requests.length, 0);
+  assert.equal(epd.h.decode.requests.length, 0);
+});
+
+Deno.test("items that are most of their body pass the fan-out bound, however many there are", async () => {
+  await using epd = await createEpdHarness("ec-nixl");
+  // 16 inline images of 256 KiB: the encoder requests carry about the body once.
+  const body = multimodalBody(distinctImages(16, 256 * 1024));
+  const response = await epd.h.pd("/v1/chat/completions", body, {
+    [ENCODERS]: epd.encoderHeader,
+  });
+  assert.equal(response.status, 200);
+  await response.text();
+  const sent = (epd.encoders[0]?.requests.length ?? 0) +
+    (epd.encoders[1]?.requests.length ?? 0);
+  assert.equal(sent, 16);
+});

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { ProxyError } from "../../src/errors.ts";
-import { parseTarget } from "../../src/upstream/target.ts";
+import {
+  joinHostPort,
+  parseTarget,
+  splitHostPort,
+} from "../../src/upstream/target.ts";
 
 const HEADER = "x-prefiller-host-port";
 
@@ -57,3 +61,16 @@ for (
     });
   });
 }
+
+Deno.test("splitHostPort reads back what joinHostPort wrote, IPv6 without brackets", () => {
+  for (
+    const [host, port] of [
+      ["10.0.0.5", 8000],
+      ["prefill.ns.svc", 1],
+      ["fd00::1", 65535],
+      ["::ffff:127.0.0.1", 80],
+    ] as const
+  ) {
+    assert.deepEqual(splitHostPort(joinHostPort(host, port)), { host, port });
+  }
+});
