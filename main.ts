@@ -17,6 +17,11 @@ import { errorMessage } from "./src/errors.ts";
 import { isTraceContextInjected } from "./src/tracing.ts";
 import { readProcTable } from "./src/peer_watch.ts";
 import { PROGRAM } from "./src/usage.ts";
+import {
+  buildLoopbackNoProxy,
+  NO_PROXY_ENV_VARS,
+  PROXY_ENV_VARS,
+} from "./src/proxy_env.ts";
 import { createLogger, flushLogOutput, type Logger } from "./src/log.ts";
 import {
   type Listener,
@@ -421,9 +426,24 @@ if ("WorkerGlobalScope" in globalThis) {
   // A listener thread: import.meta.main is true in workers too.
   runListenerThread(globalThis as unknown as ListenerScope);
 } else if (import.meta.main) {
+  keepLoopbackOffProxy();
   // Only the variables the sidecar knows: its configuration reads no other.
   const env = Object.fromEntries(
     ENV_VARS.map((name) => [name, Deno.env.get(name)]),
   );
   Deno.exit(await main(Deno.args, env));
+}
+
+/**
+ * With a proxy in the environment, adds loopback to NO_PROXY before any HTTP
+ * client exists (listener threads share the process environment): the decoder
+ * is reached directly, as Go's transports reach it.
+ */
+function keepLoopbackOffProxy(): void {
+  const names = [...PROXY_ENV_VARS, ...NO_PROXY_ENV_VARS];
+  const noProxy = buildLoopbackNoProxy(
+    Object.fromEntries(names.map((name) => [name, Deno.env.get(name)])),
+  );
+  if (noProxy === undefined) return;
+  for (const name of NO_PROXY_ENV_VARS) Deno.env.set(name, noProxy);
 }
