@@ -124,6 +124,28 @@ Deno.test("bundle reaches loopback upstreams directly with HTTP_PROXY set, as Go
   ]);
 });
 
+Deno.test("bundle on its default dual-stack listener names an IPv4 client a.b.c.d in X-Forwarded-For, as Go does", async () => {
+  await using decode = await createMockVllm({ name: "decoder" });
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-model-server-port=${decode.port}`,
+    "-secure-proxy=false",
+    "-shutdown-drain-delay=0s",
+  ]);
+  await sidecar.waitForLine((line) => line.msg === "starting");
+  const answer = await fetch(`http://127.0.0.1:${port}/v1/models`, {
+    headers: { "x-forwarded-for": "203.0.113.9" },
+    signal: AbortSignal.timeout(10_000),
+  });
+  await answer.body?.cancel();
+  assert.equal(answer.status, 200);
+  assert.equal(
+    decode.requests[0]?.headers.get("x-forwarded-for"),
+    "203.0.113.9, 127.0.0.1",
+  );
+});
+
 Deno.test("bundle reads its connector settings from the environment", async () => {
   await using decode = await createMockVllm({ name: "decoder" });
   await using sidecar = startPlainSidecar(
