@@ -12,6 +12,7 @@ import {
   type Env,
   ENV_VARS,
   parseCommandLine,
+  type ResolvedConfig,
 } from "./src/config.ts";
 import { errorMessage } from "./src/errors.ts";
 import { isTraceContextInjected } from "./src/tracing.ts";
@@ -296,11 +297,8 @@ function metricsCollector(
   };
 }
 
-async function run(
-  config: Config,
-  warnings: readonly string[],
-  env: Env,
-): Promise<number> {
+async function run(resolved: ResolvedConfig, env: Env): Promise<number> {
+  const { config, warnings } = resolved;
   const log = listenerLog(config, 0);
   for (const warning of warnings) log.warn(warning);
   log.info("Proxy configuration", { config: describeConfig(config) });
@@ -371,13 +369,25 @@ async function run(
         collect: metricsCollector(listener.metrics, workers),
       });
     } catch (error) {
-      log.error(errorMessage(error));
-      await Promise.all([
-        listener.stop({ graceMs: 0 }),
-        ...workers.map((worker) => stopListenerThread(worker, { graceMs: 0 })),
-      ]);
-      security.allowlist.stop();
-      return 1;
+      if (resolved.sources.metricsPort.kind === "default") {
+        // The Go sidecar opens no metrics port unless asked, so its arguments
+        // must still start where another container of the pod holds ours.
+        log.warn(
+          `${
+            errorMessage(error)
+          }: running without metrics; -metrics-port chooses another port, 0 none`,
+        );
+      } else {
+        log.error(errorMessage(error));
+        await Promise.all([
+          listener.stop({ graceMs: 0 }),
+          ...workers.map((worker) =>
+            stopListenerThread(worker, { graceMs: 0 })
+          ),
+        ]);
+        security.allowlist.stop();
+        return 1;
+      }
     }
   }
   const stop: StopOptions = {
@@ -419,7 +429,7 @@ export async function main(
     print(Deno.stdout, commandLine.text);
     return 0;
   }
-  return await run(commandLine.config, commandLine.warnings, env);
+  return await run(commandLine, env);
 }
 
 if ("WorkerGlobalScope" in globalThis) {
