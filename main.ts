@@ -12,11 +12,17 @@ import {
   type Env,
   ENV_VARS,
   parseCommandLine,
+  type ResolvedConfig,
 } from "./src/config.ts";
 import { errorMessage } from "./src/errors.ts";
 import { isTraceContextInjected } from "./src/tracing.ts";
 import { readProcTable } from "./src/peer_watch.ts";
 import { PROGRAM } from "./src/usage.ts";
+import {
+  buildLoopbackNoProxy,
+  NO_PROXY_ENV_VARS,
+  PROXY_ENV_VARS,
+} from "./src/proxy_env.ts";
 import { createLogger, flushLogOutput, type Logger } from "./src/log.ts";
 import {
   type Listener,
@@ -291,11 +297,8 @@ function metricsCollector(
   };
 }
 
-async function run(
-  config: Config,
-  warnings: readonly string[],
-  env: Env,
-): Promise<number> {
+async function run(resolved: ResolvedConfig, env: Env): Promise<number> {
+  const { config, warnings } = resolved;
   const log = listenerLog(config, 0);
   for (const warning of warnings) log.warn(warning);
   log.info("Proxy configuration", { config: describeConfig(config) });
@@ -366,13 +369,25 @@ async function run(
         collect: metricsCollector(listener.metrics, workers),
       });
     } catch (error) {
-      log.error(errorMessage(error));
-      await Promise.all([
-        listener.stop({ graceMs: 0 }),
-        ...workers.map((worker) => stopListenerThread(worker, { graceMs: 0 })),
-      ]);
-      security.allowlist.stop();
-      return 1;
+      if (resolved.sources.metricsPort.kind === "default") {
+        // The Go sidecar opens no metrics port unless asked, so its arguments
+        // must still start where another container of the pod holds ours.
+        log.warn(
+          `${
+            errorMessage(error)
+          }: running without metrics; -metrics-port chooses another port, 0 none`,
+        );
+      } else {
+        log.error(errorMessage(error));
+        await Promise.all([
+          listener.stop({ graceMs: 0 }),
+          ...workers.map((worker) =>
+            stopListenerThread(worker, { graceMs: 0 })
+          ),
+        ]);
+        security.allowlist.stop();
+        return 1;
+      }
     }
   }
   const stop: StopOptions = {
@@ -414,16 +429,31 @@ export async function main(
     print(Deno.stdout, commandLine.text);
     return 0;
   }
-  return await run(commandLine.config, commandLine.warnings, env);
+  return await run(commandLine, env);
 }
 
 if ("WorkerGlobalScope" in globalThis) {
   // A listener thread: import.meta.main is true in workers too.
   runListenerThread(globalThis as unknown as ListenerScope);
 } else if (import.meta.main) {
+  keepLoopbackOffProxy();
   // Only the variables the sidecar knows: its configuration reads no other.
   const env = Object.fromEntries(
     ENV_VARS.map((name) => [name, Deno.env.get(name)]),
   );
   Deno.exit(await main(Deno.args, env));
+}
+
+/**
+ * With a proxy in the environment, adds loopback to NO_PROXY before any HTTP
+ * client exists (listener threads share the process environment): the decoder
+ * is reached directly, as Go's transports reach it.
+ */
+function keepLoopbackOffProxy(): void {
+  const names = [...PROXY_ENV_VARS, ...NO_PROXY_ENV_VARS];
+  const noProxy = buildLoopbackNoProxy(
+    Object.fromEntries(names.map((name) => [name, Deno.env.get(name)])),
+  );
+  if (noProxy === undefined) return;
+  for (const name of NO_PROXY_ENV_VARS) Deno.env.set(name, noProxy);
 }

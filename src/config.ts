@@ -45,7 +45,6 @@ import {
   PREFILLER_SAMPLING_ENV,
 } from "./flag_table.ts";
 import { formatUsage } from "./usage.ts";
-import { parseChoice } from "./flag_values.ts";
 import { formatEffectiveConfig } from "./print_config.ts";
 import {
   resolveSecuritySettings,
@@ -404,7 +403,8 @@ function parseZapLevel(text: string): number {
     ? ZAP_LEVELS[lower]
     : undefined;
   if (named !== undefined) return named;
-  const number = /^\d+$/.test(text) ? Number(text) : 0;
+  // strconv.Atoi, as controller-runtime reads it: a leading "+" is allowed.
+  const number = /^\+?\d+$/.test(text) ? Number(text) : 0;
   if (number < 1 || !Number.isSafeInteger(number)) {
     throw invalidValue(
       "zap-log-level",
@@ -422,8 +422,12 @@ function validateNoEffectFlags(parsed: Parsed, warnings: string[]): void {
     if (entry?.status !== "no-effect" || seen.has(name)) continue;
     seen.add(name);
     const value = parsed.values[name];
-    if (entry.choices !== undefined && typeof value === "string") {
-      parseChoice(name, value, entry.choices);
+    // controller-runtime lower-cases these values before matching them.
+    if (
+      entry.choices !== undefined && typeof value === "string" &&
+      !entry.choices.includes(value.toLowerCase())
+    ) {
+      throw invalidValue(name, value, `one of ${entry.choices.join(", ")}`);
     }
     warnings.push(`Flag "-${name}" has no effect: ${LOGGING_NOTE}`);
   }

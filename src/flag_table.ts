@@ -367,7 +367,8 @@ const FLAGS = {
   "zap-time-encoding": {
     kind: "string",
     status: "no-effect",
-    choices: ["epoch", "millis", "nano", "iso8601", "rfc3339", "rfc3339nano"],
+    // controller-runtime's spellings ("nanos", not "nano").
+    choices: ["epoch", "millis", "nanos", "iso8601", "rfc3339", "rfc3339nano"],
     help: "Zap time encoding",
   },
   "logtostderr": {

@@ -5,8 +5,8 @@
  * milliseconds; 0 turns a timeout off.
  */
 
-import { invalidValue } from "./config_error.ts";
-import { formatGoDuration } from "./duration.ts";
+import { ConfigError, invalidValue } from "./config_error.ts";
+import { formatGoDuration, MAX_TIMER_MS, parseGoDuration } from "./duration.ts";
 import { defaultOf, type FlagName, type ParserSpecs } from "./flag_table.ts";
 import type { FlagValues } from "./flags.ts";
 import { parseChoice, parseDurationValue } from "./flag_values.ts";
@@ -73,6 +73,28 @@ function duration(values: ResilienceValues, flag: DurationFlag): number {
   return parseDurationValue(flag, values[flag] ?? defaultOf(flag));
 }
 
+/**
+ * `-prefill-retry-backoff` as the Go sidecar reads it: any Go duration, negative
+ * included, checked only when retries are on, with its message. Unused (0) otherwise.
+ */
+function retryBackoff(values: ResilienceValues, retries: number): number {
+  const flag = "prefill-retry-backoff";
+  const text = values[flag] ?? defaultOf(flag);
+  const ms = parseGoDuration(text);
+  if (ms === undefined || ms > MAX_TIMER_MS) {
+    throw invalidValue(flag, text, 'a Go duration such as "200ms" or "1s"');
+  }
+  if (retries > 0 && ms <= 0) {
+    throw new ConfigError(
+      `--${flag} must be positive when --prefill-max-retries > 0, got ${
+        formatGoDuration(ms)
+      }`,
+      { exitCode: 1, flag },
+    );
+  }
+  return Math.max(0, Math.ceil(ms));
+}
+
 /** Reads and validates the settings; throws `ConfigError` naming the flag. */
 export function resolveResilienceSettings(
   values: ResilienceValues,
@@ -86,14 +108,7 @@ export function resolveResilienceSettings(
     0,
     values["prefill-max-retries"] ?? defaultOf("prefill-max-retries"),
   );
-  const backoff = duration(values, "prefill-retry-backoff");
-  if (retries > 0 && backoff <= 0) {
-    throw invalidValue(
-      "prefill-retry-backoff",
-      formatGoDuration(backoff),
-      "a positive duration when -prefill-max-retries > 0",
-    );
-  }
+  const backoff = retryBackoff(values, retries);
   return {
     connectTimeout: duration(values, "connect-timeout"),
     prefillTimeout: duration(values, "prefill-timeout"),

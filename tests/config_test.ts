@@ -279,6 +279,8 @@ Deno.test("parseCommandLine maps -zap-log-level names and integers to verbosity"
     ["panic", -2],
     ["DEBUG", 1],
     ["3", 3],
+    // strconv.Atoi reads a leading "+".
+    ["+3", 3],
   ];
   for (const [level, verbosity] of cases) {
     assert.equal(
@@ -442,6 +444,22 @@ Deno.test("parseCommandLine rejects zap encoder values zap would reject", () => 
     2,
     "zap-encoder",
     'Invalid value "xml" for flag "-zap-encoder": expected one of json, console',
+  ]);
+});
+
+Deno.test("parseCommandLine takes zap encoder values as controller-runtime does: any case, nanos", () => {
+  const result = run([
+    "--zap-encoder=JSON",
+    "--zap-time-encoding=nanos",
+    "--zap-time-encoding=RFC3339Nano",
+  ]);
+  assert.deepEqual(result.config, DEFAULTS);
+  const error = configErrorOf(["--zap-time-encoding=nano"]);
+  assert.deepEqual([error.exitCode, error.flag, error.message], [
+    2,
+    "zap-time-encoding",
+    'Invalid value "nano" for flag "-zap-time-encoding": ' +
+    "expected one of epoch, millis, nanos, iso8601, rfc3339, rfc3339nano",
   ]);
 });
 

@@ -63,12 +63,35 @@ Deno.test("duration flags and keys are read in Go syntax and refused, naming the
     }
   }
   assert.equal(
-    configErrorOf(["-prefill-max-retries=2", "-prefill-retry-backoff=0s"])
-      .message,
-    'Invalid value "0s" for flag "-prefill-retry-backoff": expected a positive duration when -prefill-max-retries > 0',
-  );
-  assert.equal(
     configErrorOf(["-prefill-failure-policy=retry"]).flag,
     "prefill-failure-policy",
   );
+});
+
+Deno.test("-prefill-retry-backoff is checked as the Go sidecar checks it: positive only when retries are on", () => {
+  for (const value of ["0s", "0", "-1s", "-1m30s"]) {
+    const error = configErrorOf([
+      "-prefill-max-retries=2",
+      `-prefill-retry-backoff=${value}`,
+    ]);
+    const shown = value === "0" ? "0s" : value;
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      1,
+      "prefill-retry-backoff",
+      `--prefill-retry-backoff must be positive when --prefill-max-retries > 0, got ${shown}`,
+    ]);
+  }
+  // Go parses any duration and checks it only with retries, so these start.
+  for (
+    const args of [["-prefill-retry-backoff=-1s"], [
+      "-prefill-max-retries=-3",
+      "-prefill-retry-backoff=0s",
+    ]]
+  ) {
+    const run = parseCommandLine(args, {});
+    assert.equal(run.kind, "run", args.join(" "));
+    if (run.kind === "run") assert.equal(run.config.prefillMaxRetries, 0);
+  }
+  const error = configErrorOf(["-prefill-retry-backoff=soon"]);
+  assert.deepEqual([error.exitCode, error.flag], [2, "prefill-retry-backoff"]);
 });

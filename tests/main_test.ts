@@ -85,6 +85,67 @@ Deno.test("bundle prints the Go sidecar's validation message and exits 2 on a ba
   );
 });
 
+Deno.test("bundle reaches loopback upstreams directly with HTTP_PROXY set, as Go's transports do", async () => {
+  const proxied: string[] = [];
+  await using proxy = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request) => {
+      proxied.push(request.url);
+      return new Response("answered by the proxy", { status: 502 });
+    },
+  );
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  await using decode = await createMockVllm({ name: "decoder" });
+  const proxyUrl = `http://127.0.0.1:${proxy.addr.port}`;
+  await using sidecar = startPlainSidecar(decode.port, [], {
+    env: {
+      HTTP_PROXY: proxyUrl,
+      https_proxy: proxyUrl,
+      NO_PROXY: "10.0.0.0/8",
+    },
+  });
+  await sidecar.waitForLine((line) => line.msg === "starting");
+  const pd = await postChatOverHttp(
+    sidecar.base,
+    chatBody(),
+    jsonHeaders({ "x-prefiller-host-port": `127.0.0.1:${prefill.port}` }),
+  );
+  assert.equal(pd.status, 200, await pd.text());
+  const passthrough = await fetch(`${sidecar.base}/v1/models`, {
+    signal: AbortSignal.timeout(10_000),
+  });
+  assert.equal(passthrough.status, 200);
+  await passthrough.body?.cancel();
+  assert.deepEqual(proxied, []);
+  assert.equal(prefill.requests.length, 1);
+  assert.deepEqual(decode.requests.map((request) => request.path), [
+    "/v1/chat/completions",
+    "/v1/models",
+  ]);
+});
+
+Deno.test("bundle on its default dual-stack listener names an IPv4 client a.b.c.d in X-Forwarded-For, as Go does", async () => {
+  await using decode = await createMockVllm({ name: "decoder" });
+  const port = freePort();
+  await using sidecar = startBundle([
+    `-port=${port}`,
+    `-model-server-port=${decode.port}`,
+    "-secure-proxy=false",
+    "-shutdown-drain-delay=0s",
+  ]);
+  await sidecar.waitForLine((line) => line.msg === "starting");
+  const answer = await fetch(`http://127.0.0.1:${port}/v1/models`, {
+    headers: { "x-forwarded-for": "203.0.113.9" },
+    signal: AbortSignal.timeout(10_000),
+  });
+  await answer.body?.cancel();
+  assert.equal(answer.status, 200);
+  assert.equal(
+    decode.requests[0]?.headers.get("x-forwarded-for"),
+    "203.0.113.9, 127.0.0.1",
+  );
+});
+
 Deno.test("bundle reads its connector settings from the environment", async () => {
   await using decode = await createMockVllm({ name: "decoder" });
   await using sidecar = startPlainSidecar(

@@ -114,3 +114,33 @@ Deno.test("bundle exits 1 naming the metrics port when it is taken", async () =>
   );
   assert.equal(await sidecar.exitCode(), 1);
 });
+
+Deno.test("bundle starts without metrics when another process holds the default metrics port", async () => {
+  // The Go sidecar opens no metrics port by default: its arguments must start
+  // where the pod already uses 9090. The port may be held already; then it is.
+  let holder: Deno.Listener | undefined;
+  try {
+    holder = Deno.listen({ hostname: "127.0.0.1", port: 9090 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+  }
+  try {
+    await using decode = await createMockVllm({ name: "decoder" });
+    await using sidecar = startPlainBundle(decode.port, [
+      "-shutdown-drain-delay=0s",
+    ], {
+      defaultMetricsPort: true,
+    });
+    const warning = await sidecar.waitForLine((line) =>
+      String(line.msg).includes("running without metrics")
+    );
+    assert.equal(warning.level, "warn");
+    const health = await fetch(`${sidecar.base}/health`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    await health.body?.cancel();
+    assert.equal(health.status, 200);
+  } finally {
+    holder?.close();
+  }
+});

@@ -8,6 +8,7 @@
  */
 
 import type { Context, Handler } from "hono";
+import ipaddr from "ipaddr.js";
 import {
   type ClientLeft,
   ensureDeclaredWithin,
@@ -66,7 +67,14 @@ export function pathAndQueryOf(request: Request): string {
 export function clientIpOf(c: Context<AppEnv>): string | undefined {
   // c.env is undefined when the app is called without connection info.
   const env: ServeBindings | undefined = c.env;
-  return env?.remoteAddr?.hostname;
+  const hostname = env?.remoteAddr?.hostname;
+  // The dual-stack listener ("::", the default) sees an IPv4 client as
+  // "::ffff:a.b.c.d"; Go names that peer "a.b.c.d", and X-Forwarded-For and
+  // the SSRF log carry it so.
+  if (hostname?.startsWith("::ffff:") && ipaddr.IPv6.isValid(hostname)) {
+    return ipaddr.process(hostname).toString();
+  }
+  return hostname;
 }
 
 /**

@@ -105,9 +105,10 @@ export function parseTarget(
       );
     }
     rest = rest.slice(scheme.length + 3);
-    // The Go sidecar built "http://" + value, so a trailing slash worked there.
-    if (rest.endsWith("/")) rest = rest.slice(0, -1);
   }
+  // The Go sidecar built "http://" + value, so a trailing slash worked there,
+  // with or without the scheme.
+  if (rest.endsWith("/")) rest = rest.slice(0, -1);
   if (rest.includes("@")) reject(at, "credentials are not allowed");
   if (/[/?#]/.test(rest)) {
     reject(at, "a path, query or fragment is not allowed");

@@ -54,6 +54,8 @@ export interface BundleOptions {
   readonly allowAll?: boolean;
   /** Permissions granted on top of the shipped ones, e.g. `--allow-ffi`. */
   readonly extraPermissions?: readonly string[];
+  /** Leave `-metrics-port` at its default (9090) instead of turning it off. */
+  readonly defaultMetricsPort?: boolean;
 }
 
 /** `RUN_FLAGS` and `extraPermissions`, or with `--allow-all` in place of its permissions. */
@@ -114,7 +116,11 @@ export function startBundle(
   options: BundleOptions = {},
 ): SidecarProcess {
   const process = new Deno.Command(Deno.execPath(), {
-    args: [...runFlags(options), BUNDLE, ...withoutDefaultMetricsPort(args)],
+    args: [
+      ...runFlags(options),
+      BUNDLE,
+      ...(options.defaultMetricsPort ? args : withoutDefaultMetricsPort(args)),
+    ],
     clearEnv: true,
     env: sidecarEnv(options.env),
     stdout: "null",

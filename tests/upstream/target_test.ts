@@ -19,6 +19,8 @@ for (
     ["[FE80::1%eth0]:9", "[fe80::1%eth0]:9"],
     ["http://localhost:8002", "localhost:8002"],
     ["HTTP://Localhost:8002/", "localhost:8002"],
+    ["10.0.0.5:8000/", "10.0.0.5:8000"],
+    ["[::1]:8000/", "[::1]:8000"],
     ["my_pod:65535", "my_pod:65535"],
   ] as const
 ) {
@@ -34,6 +36,7 @@ for (
     ["user:pw@host:80", /credentials/],
     ["http://user@host:80", /credentials/],
     ["host:80/v1/completions", /path, query or fragment/],
+    ["host:80//", /path, query or fragment/],
     ["http://host:80/x", /path, query or fragment/],
     ["host:80?x=1", /path, query or fragment/],
     ["https://host:443", /scheme "https" is not supported/],
