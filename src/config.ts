@@ -40,6 +40,7 @@ import {
   ENV_VARS,
   LOGGING_NOTE,
   lookupFlag,
+  MAX_IDLE_CONNS_PER_HOST,
   PARSER_SPECS,
   type ParserSpecs,
   PREFILLER_SAMPLING_ENV,
@@ -130,6 +131,8 @@ export interface Config extends ResilienceSettings, SecuritySettings {
    * listener serves at once, more waiting in the listen queue; 0 sets no cap.
    */
   readonly maxConnections: number;
+  /** `-max-idle-conns-per-host`: idle keep-alive connections kept per upstream host. */
+  readonly maxIdleConnsPerHost: number;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -253,6 +256,10 @@ function resolveConfig(
       [0, Infinity],
       "a number of connections, or 0 for no cap",
     ),
+    maxIdleConnsPerHost: positiveOrGoDefault(
+      values["max-idle-conns-per-host"],
+      MAX_IDLE_CONNS_PER_HOST,
+    ),
     ...resolveResilienceSettings(values),
   };
   validateNoEffectFlags(parsed, warnings);
@@ -322,6 +329,14 @@ function fromFlagError(error: FlagError): ConfigError {
 
 const MAX_WORKERS = 64;
 
+/** `value` when above 0, else `goDefault`: Go's transports read 0 or less as their default. */
+function positiveOrGoDefault(
+  value: number | undefined,
+  goDefault: number,
+): number {
+  return value !== undefined && value > 0 ? value : goDefault;
+}
+
 /** `value` of `-flag` when it lies in [min, max], else the flag's error saying what it takes. */
 function inRange(
   flag: string,
@@ -370,7 +385,11 @@ function resolveSampling(
   return { value, source: { kind: "env", name: PREFILLER_SAMPLING_ENV } };
 }
 
-/** -v (klog, ORIG) and -zap-log-level (LATEST) set the same thing; the later one wins. */
+/**
+ * -v (klog, ORIG) and -zap-log-level (LATEST) set the same thing; the later
+ * one wins. Without either, -zap-devel means debug, as controller-runtime's
+ * Development Mode does.
+ */
 function resolveVerbosity(parsed: Parsed): Sourced<number> {
   const last = parsed.order.findLast((name) =>
     name === "v" || name === "zap-log-level"
@@ -386,11 +405,20 @@ function resolveVerbosity(parsed: Parsed): Sourced<number> {
       source: { kind: "flag", name: "zap-log-level" },
     };
   }
+  if (parsed.values["zap-devel"] === true) {
+    return {
+      value: ZAP_DEBUG,
+      source: { kind: "flag", name: "zap-devel" },
+    };
+  }
   return { value: 0, source: DEFAULT_SOURCE };
 }
 
+/** The verbosity of zap's `debug` level. */
+const ZAP_DEBUG = 1;
+
 const ZAP_LEVELS: Readonly<Record<string, number>> = {
-  debug: 1,
+  debug: ZAP_DEBUG,
   info: 0,
   error: -1,
   panic: -2,

@@ -40,6 +40,9 @@ export const P2P_CONNECTOR_PORT_ENV = "P2P_CONNECTOR_PORT";
 
 // --- SSRF protection and upstream TLS (issue 11) ---
 /** Upstream stages `-enable-tls` and `-tls-insecure-skip-verify` name (Go spellings). */
+/** Idle keep-alive connections kept per upstream host: Go's `-max-idle-conns-per-host` default. */
+export const MAX_IDLE_CONNS_PER_HOST = 1024;
+
 export const TLS_STAGES = ["prefiller", "decoder", "encoder"] as const;
 /** One of {@linkcode TLS_STAGES}. */
 export type TlsStage = typeof TLS_STAGES[number];
@@ -516,10 +519,13 @@ const FLAGS = {
   // --- end of issue 11 rows ---
   "max-idle-conns-per-host": {
     kind: "int",
-    status: "not-yet",
+    status: "supported",
     yaml: {},
+    default: MAX_IDLE_CONNS_PER_HOST,
     help:
-      "max idle keep-alive connections per host for reverse proxy transports",
+      "max idle keep-alive connections per host for reverse proxy transports; 0 or less " +
+      `means ${MAX_IDLE_CONNS_PER_HOST}, as in Go. A stage that skips TLS verification ` +
+      "keeps its own pool, without this bound",
   },
   "decode-chunk-size": {
     kind: "int",
@@ -548,12 +554,16 @@ const FLAGS = {
   },
   "zap-devel": {
     kind: "bool",
-    status: "not-yet",
-    help: "Zap development mode defaults",
+    status: "supported",
+    default: false,
+    help:
+      "Development Mode defaults: log level debug unless -zap-log-level or -v sets one " +
+      "(stack traces are never logged here)",
   },
   "zap-stacktrace-level": {
     kind: "string",
-    status: "not-yet",
+    status: "no-effect",
+    choices: ["debug", "info", "error", "panic"],
     help: "Zap level at and above which stacktraces are captured",
   },
   "prefill-max-retries": {

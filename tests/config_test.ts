@@ -43,6 +43,7 @@ const DEFAULTS: Config = {
   caCertPath: "",
   maxRequestBodyBytes: 33554432,
   maxConnections: 0,
+  maxIdleConnsPerHost: 1024,
   connectTimeout: 5000,
   prefillTimeout: 300_000,
   encoderTimeout: 300_000,
@@ -368,9 +369,6 @@ Deno.test("parseCommandLine rejects an unknown flag with exit 2 naming it", () =
 
 Deno.test("parseCommandLine rejects flags of features not built yet with exit 2", () => {
   const notYet = [
-    "max-idle-conns-per-host",
-    "zap-devel",
-    "zap-stacktrace-level",
     "moriio-write-mode",
     "moriio-dp-size",
     "moriio-remote-hosts",
@@ -435,6 +433,49 @@ Deno.test("parseCommandLine accepts logging flags without effect and warns once 
     `Flag "-skip_log_headers" ${note}`,
     `Flag "-zap-encoder" ${note}`,
     `Flag "-zap-time-encoding" ${note}`,
+  ]);
+});
+
+Deno.test("parseCommandLine reads -zap-devel as Development Mode's debug level, unless a level is given", () => {
+  assert.equal(configOf(["-zap-devel"]).verbosity, 1);
+  assert.equal(configOf(["--zap-devel=true"]).verbosity, 1);
+  assert.equal(configOf(["-zap-devel=false"]).verbosity, 0);
+  assert.equal(configOf(["-zap-devel", "-zap-log-level=info"]).verbosity, 0);
+  assert.equal(configOf(["-zap-log-level=error", "-zap-devel"]).verbosity, -1);
+  assert.equal(configOf(["-zap-devel", "-v=4"]).verbosity, 4);
+  assert.deepEqual(run(["-zap-devel"]).warnings, []);
+});
+
+Deno.test("parseCommandLine accepts -zap-stacktrace-level with a warning, and refuses a level zap does not know", () => {
+  const result = run(["-zap-stacktrace-level=Error"]);
+  assert.deepEqual(result.config, DEFAULTS);
+  assert.deepEqual(result.warnings, [
+    'Flag "-zap-stacktrace-level" has no effect: this sidecar always logs JSON lines to stderr',
+  ]);
+  const error = configErrorOf(["-zap-stacktrace-level=warn"]);
+  assert.deepEqual([error.exitCode, error.flag], [2, "zap-stacktrace-level"]);
+});
+
+Deno.test("parseCommandLine reads -max-idle-conns-per-host, 0 or less meaning Go's 1024", () => {
+  assert.equal(configOf([]).maxIdleConnsPerHost, 1024);
+  assert.equal(configOf(["-max-idle-conns-per-host=8"]).maxIdleConnsPerHost, 8);
+  assert.equal(
+    configOf(["-max-idle-conns-per-host=0"]).maxIdleConnsPerHost,
+    1024,
+  );
+  assert.equal(
+    configOf(["-max-idle-conns-per-host=-3"]).maxIdleConnsPerHost,
+    1024,
+  );
+  assert.equal(
+    configOf(["-configuration={max-idle-conns-per-host: 16}"])
+      .maxIdleConnsPerHost,
+    16,
+  );
+  const error = configErrorOf(["-max-idle-conns-per-host=many"]);
+  assert.deepEqual([error.exitCode, error.flag], [
+    2,
+    "max-idle-conns-per-host",
   ]);
 });
 
@@ -647,7 +688,7 @@ Deno.test("formatUsage lists the not-yet-supported flags after the supported one
   for (
     const flag of [
       "-moriio-write-mode",
-      "-zap-devel",
+      "-moriio-dp-size",
     ]
   ) {
     assert.ok(trailer.includes(flag), flag);
@@ -711,6 +752,7 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     ca_cert: "",
     max_request_body_bytes: 33554432,
     max_connections: 0,
+    max_idle_conns_per_host: 1024,
     connect_timeout: "5s",
     prefill_timeout: "5m0s",
     encoder_timeout: "5m0s",

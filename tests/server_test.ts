@@ -4,7 +4,13 @@ import { writeCertDir } from "./support/certs.ts";
 import { generateSelfSignedCertificate, loadCertificate } from "../src/tls.ts";
 import { listenWithFallback } from "../src/server.ts";
 import { createLogger } from "../src/log.ts";
-import { chatBody, createHarness, jsonHeaders } from "./support/harness.ts";
+import {
+  chatBody,
+  createHarness,
+  jsonHeaders,
+  testConfig,
+} from "./support/harness.ts";
+import { upstreamOptionsOf } from "../src/listener.ts";
 import {
   type HangingUpstream,
   startHangingUpstream,
@@ -310,4 +316,13 @@ Deno.test("server listens with a queue of 4096 as Go's net/http does, not Deno's
     );
     assert.equal(await listenQueueLength(port), Math.min(4096, somaxconn));
   }
+});
+
+Deno.test("upstreamOptionsOf hands the upstream clients -connect-timeout and -max-idle-conns-per-host", () => {
+  const options = upstreamOptionsOf(
+    testConfig({ connectTimeout: 1500, maxIdleConnsPerHost: 7 }),
+    [],
+  );
+  assert.equal(options.connectTimeoutMs, 1500);
+  assert.equal(options.maxIdlePerHost, 7);
 });

@@ -6,7 +6,7 @@
  * map them to statuses without parsing error strings.
  */
 
-import type { TlsStage } from "../flag_table.ts";
+import { MAX_IDLE_CONNS_PER_HOST, type TlsStage } from "../flag_table.ts";
 import { declaredLength, readBodyWithin } from "../body_limit.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
 
@@ -91,10 +91,10 @@ export interface UpstreamClientOptions {
   readonly caCerts?: readonly string[];
   /** `-connect-timeout` in ms; 0 or absent: the kernel's own (about two minutes). */
   readonly connectTimeoutMs?: number;
+  /** `-max-idle-conns-per-host`: idle keep-alive connections kept per host (Go's 1024 when absent). */
+  readonly maxIdlePerHost?: number;
 }
 
-/** Idle keep-alive connections kept per upstream host (the Go sidecar's default). */
-export const MAX_IDLE_PER_HOST = 1024;
 /**
  * How long an idle connection is kept. Below uvicorn's 5 s keep-alive, so the
  * sidecar never reuses a connection vLLM is about to close (llm-d #1564: the
@@ -239,9 +239,12 @@ interface StageTransport {
   close(): void;
 }
 
-function createDenoTransport(caCerts: readonly string[]): StageTransport {
+function createDenoTransport(
+  caCerts: readonly string[],
+  maxIdlePerHost: number,
+): StageTransport {
   const client = Deno.createHttpClient({
-    poolMaxIdlePerHost: MAX_IDLE_PER_HOST,
+    poolMaxIdlePerHost: maxIdlePerHost,
     poolIdleTimeout: IDLE_TIMEOUT_MS,
     ...(caCerts.length > 0 ? { caCerts: [...caCerts] } : {}),
   });
@@ -451,7 +454,10 @@ export function createUpstreamClient(
     const tls = options.stages?.[name] ?? PLAIN;
     const transport = tls.tls && !tls.verify
       ? createInsecureTransport()
-      : createDenoTransport(caCerts);
+      : createDenoTransport(
+        caCerts,
+        options.maxIdlePerHost ?? MAX_IDLE_CONNS_PER_HOST,
+      );
     const client: UpstreamClient = {
       ...createStageClient(tls, transport, probe),
       stage,

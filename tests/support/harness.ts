@@ -17,7 +17,7 @@ import type { TcpTableReader } from "../../src/peer_watch.ts";
 import { serveApp } from "../../src/server.ts";
 import type { TlsCertificate } from "../../src/tls.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
-import { upstreamClientOptions } from "../../src/security.ts";
+import { upstreamOptionsOf } from "../../src/listener.ts";
 import {
   createMockVllm,
   type MockVllm,
@@ -105,6 +105,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     caCertPath: "",
     maxRequestBodyBytes: 33554432,
     maxConnections: 0,
+    maxIdleConnsPerHost: 1024,
     ...DEFAULT_RESILIENCE,
     // Raw-socket upstreams count connections; the connect probe would add one.
     connectTimeout: 0,
@@ -142,10 +143,7 @@ export async function createHarness(
       ms,
     });
   // Per-stage TLS from the config, as src/listener.ts builds it.
-  const upstream = createUpstreamClient({
-    connectTimeoutMs: config.connectTimeout,
-    ...upstreamClientOptions(config, []),
-  });
+  const upstream = createUpstreamClient(upstreamOptionsOf(config, []));
   const app = createApp({
     config,
     log,

@@ -84,6 +84,52 @@ Deno.test("upstream client drops idle connections before a 5 s keep-alive closes
   }
 });
 
+Deno.test("upstream client keeps at most -max-idle-conns-per-host idle connections to a host", async () => {
+  const burst = 4;
+  const arrived = Promise.withResolvers<void>();
+  let requests = 0;
+  const closed: number[] = [];
+  const allButOneClosed = Promise.withResolvers<void>();
+  // Answers only once the whole burst has arrived, so each request holds its
+  // own connection; then notes which connections the client closes.
+  await using server = startScriptedServer(async (conn, index) => {
+    for (;;) {
+      const next = await readRequest(conn);
+      if (next === null) break;
+      if (++requests === burst) arrived.resolve();
+      await arrived.promise;
+      await conn.write(encoder.encode(OK));
+    }
+    closed.push(index);
+    if (closed.length === burst - 1) allButOneClosed.resolve();
+  });
+  const client = createUpstreamClient({ maxIdlePerHost: 1 });
+  try {
+    const url = `http://127.0.0.1:${server.port}/v1/completions`;
+    const answers = await Promise.all(
+      Array.from(
+        { length: burst },
+        () => client.sendAndRead(url, request("{}")),
+      ),
+    );
+    assert.deepEqual(answers.map((answer) => answer.status), [
+      200,
+      200,
+      200,
+      200,
+    ]);
+    assert.equal(server.connections(), burst);
+    // Well before the 4 s idle timeout, which would close them all.
+    assert.ok(
+      await settlesWithin(allButOneClosed.promise, 2000),
+      `closed so far: ${closed.length} of ${burst}`,
+    );
+    assert.equal(closed.length, burst - 1);
+  } finally {
+    client.close();
+  }
+});
+
 Deno.test("upstream client sends a buffered request again once when its pooled connection was closed", async () => {
   const seen: string[] = [];
   await using server = startScriptedServer(async (conn, index) => {
