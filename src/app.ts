@@ -6,14 +6,10 @@
 
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { requestBodyLimit } from "./body_limit.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { type ErrorShape, reportError, toErrorResponse } from "./errors.ts";
-import {
-  hostHeaderGuard,
-  isValidHostHeader,
-  targetPathOf,
-} from "./middleware/host_header.ts";
+import { isValidHostHeader, targetPathOf } from "./middleware/host_header.ts";
+import { requestGuards } from "./middleware/request_guards.ts";
 import { requestContext } from "./middleware/request_context.ts";
 import { API_KINDS, API_PATHS, usesAnthropicErrors } from "./protocol/api.ts";
 import { PATH_HEALTH } from "./protocol/fields.ts";
@@ -51,8 +47,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
       ...(deps.tracing ? { tracing: deps.tracing } : {}),
     }),
   );
-  app.use(hostHeaderGuard());
-  app.use(requestBodyLimit(deps.config.maxRequestBodyBytes));
+  app.use(requestGuards(deps.config.maxRequestBodyBytes));
   app.get(PATH_HEALTH, createHealthHandler(deps));
   for (const api of API_KINDS) {
     app.post(API_PATHS[api], createGenerationHandler(deps, api));

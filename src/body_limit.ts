@@ -15,8 +15,6 @@
  * upstreams (`upstream/client.ts`) and from the Kubernetes API.
  */
 
-import type { MiddlewareHandler } from "hono";
-import type { AppEnv } from "./context.ts";
 import { errorMessage, ProxyError } from "./errors.ts";
 import type { HeaderLookup } from "./upstream/headers.ts";
 
@@ -73,18 +71,6 @@ export function ensureDeclaredWithin(
   const length = declaredLength(headers);
   if (length !== undefined && length > limit) throw bodyTooLarge(limit);
   return length;
-}
-
-/**
- * Middleware refusing, before any handler reads it, a body whose
- * `Content-Length` is over `limit`. Chunked bodies are counted where they
- * are read (`readBodyText`, `limitBodyStream`).
- */
-export function requestBodyLimit(limit: number): MiddlewareHandler<AppEnv> {
-  return async function requestBodyLimit(c, next) {
-    ensureDeclaredWithin(c.req.raw.headers, limit);
-    await next();
-  };
 }
 
 function concatChunks(

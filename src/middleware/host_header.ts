@@ -9,9 +9,8 @@
  * Go sidecar's net/http answered (`httpguts.ValidHostHeader`).
  */
 
-import type { MiddlewareHandler } from "hono";
-import type { AppEnv } from "../context.ts";
 import { ProxyError } from "../errors.ts";
+import type { HeaderLookup } from "../upstream/headers.ts";
 
 /**
  * Bytes of a `Host` value: RFC 3986's reg-name, IP literals and a port,
@@ -41,19 +40,16 @@ export function targetPathOf(request: Request): string {
   return end === -1 ? rest : rest.slice(0, end);
 }
 
-/** Middleware answering 400 `invalid_host_header` before any route reads the URL `Host` is part of. */
-export function hostHeaderGuard(): MiddlewareHandler<AppEnv> {
-  return async function hostHeaderGuard(c, next) {
-    const host = c.req.raw.headers.get("host");
-    if (host !== null && !isValidHostHeader(host)) {
-      throw new ProxyError(
-        400,
-        `Invalid Host header ${
-          JSON.stringify(host)
-        }: expected a host name or IP address and an optional port`,
-        { code: "invalid_host_header", param: "host" },
-      );
-    }
-    await next();
-  };
+/** Throws the 400 `invalid_host_header` for a `Host` holding more than a host and port. */
+export function ensureValidHost(headers: HeaderLookup): void {
+  const host = headers.get("host");
+  if (host !== null && !isValidHostHeader(host)) {
+    throw new ProxyError(
+      400,
+      `Invalid Host header ${
+        JSON.stringify(host)
+      }: expected a host name or IP address and an optional port`,
+      { code: "invalid_host_header", param: "host" },
+    );
+  }
 }
