@@ -12,7 +12,9 @@
  */
 
 import type { Context, Handler } from "hono";
-import { readBodyText } from "../body_limit.ts";
+import { admitBodyAddresses } from "../allowlist/body_addresses.ts";
+import type { RequestOrigin } from "../allowlist/allowlist.ts";
+import { readWholeBody } from "../body_limit.ts";
 import { configForRank } from "../config.ts";
 import {
   createPdRunner,
@@ -86,6 +88,38 @@ function selectEncoders(
   return [];
 }
 
+/** Who sent the request, for the SSRF denial log line. */
+function originOf(c: Context<AppEnv>): RequestOrigin {
+  const request = c.req.raw;
+  return {
+    log: c.get("log"),
+    clientIp: clientIpOf(c),
+    userAgent: request.headers.get("user-agent"),
+    path: pathAndQueryOf(request),
+  };
+}
+
+const utf8 = new TextDecoder();
+
+/**
+ * The body read whole (at most `-max-request-body-bytes`) and refused with a
+ * 403 when it tells the engines to dial an address the SSRF allowlist does
+ * not admit; only called with protection on.
+ */
+async function readAdmittedBody(
+  c: Context<AppEnv>,
+  deps: Deps,
+): Promise<{ bytes: Uint8Array<ArrayBuffer>; text: string }> {
+  const bytes = await readWholeBody(
+    c.req.raw,
+    deps.config.maxRequestBodyBytes,
+    clientLeftOf(c),
+  );
+  const text = utf8.decode(bytes);
+  await admitBodyAddresses(deps.allowlist, text, originOf(c));
+  return { bytes, text };
+}
+
 /** The request as the P/D runner takes it; built only when a request goes that way. */
 function buildPdRequest(
   c: Context<AppEnv>,
@@ -101,12 +135,9 @@ function buildPdRequest(
     requestId: c.get("requestId"),
     signal: c.get("clientGone"),
     log: c.get("log"),
-    readBody: () =>
-      readBodyText(
-        request,
-        deps.config.maxRequestBodyBytes,
-        clientLeftOf(c),
-      ),
+    // Every connector, the encoder stage and chunked decode read the body
+    // here, so a client's address is checked before any leg is built.
+    readBody: async () => (await readAdmittedBody(c, deps)).text,
     observation: c.get("observation"),
   };
 }
@@ -200,6 +231,12 @@ export function createGenerationHandler(
     // Chunked decode reads the body; every other decode streams it untouched.
     if (deps.config.decodeChunkSize > 0 && api === "chat") {
       return await route.pd.decode(pdRequest());
+    }
+    // With SSRF protection on, the body is read whole to be checked: it
+    // could tell the decoder to dial an address (kv_transfer_params).
+    if (deps.allowlist?.enabled === true) {
+      const { bytes } = await readAdmittedBody(c, deps);
+      return passthroughRequest(route.deps, c, bytes);
     }
     return passthroughRequest(route.deps, c);
   };

@@ -101,7 +101,9 @@ async function outgoingBody(
   request: Request,
   limit: number,
   left: ClientLeft,
+  read: Uint8Array<ArrayBuffer> | undefined,
 ): Promise<OutgoingBody> {
+  if (read !== undefined) return { body: read };
   if (request.body === null) return { body: null };
   const length = ensureDeclaredWithin(request.headers, limit);
   if (length !== undefined && length <= WHOLE_BODY_BYTES) {
@@ -133,6 +135,8 @@ async function outgoingBody(
 export async function passthroughRequest(
   deps: Deps,
   c: Context<AppEnv>,
+  /** The body, when the caller had to read it whole first (SSRF checks). */
+  read?: Uint8Array<ArrayBuffer>,
 ): Promise<Response> {
   const request = c.req.raw;
   ensureSendableMethod(request.method);
@@ -145,7 +149,7 @@ export async function passthroughRequest(
   }
   const limit = deps.config.maxRequestBodyBytes;
   const left = clientLeftOf(c);
-  const { body, limited } = await outgoingBody(request, limit, left);
+  const { body, limited } = await outgoingBody(request, limit, left, read);
   const clientGone = c.get("clientGone");
   const signal = limited === undefined
     ? clientGone
