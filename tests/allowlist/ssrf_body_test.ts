@@ -3,7 +3,7 @@ import { createApp } from "../../src/app.ts";
 import { createAllowlist } from "../../src/allowlist/allowlist.ts";
 import { createResolver } from "../../src/allowlist/resolve.ts";
 import { parseStaticEntry } from "../../src/allowlist/static_list.ts";
-import type { ConnectorName } from "../../src/config.ts";
+import type { Config, ConnectorName } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { testConfig } from "../support/harness.ts";
@@ -66,6 +66,7 @@ function startSidecar(options: {
   readonly protection: boolean;
   readonly connector?: ConnectorName;
   readonly maxRequestBodyBytes?: number;
+  readonly config?: Partial<Config>;
 }) {
   const decode = startStubUpstream(() =>
     Response.json({ choices: [{ message: { content: "ok" } }] })
@@ -85,6 +86,7 @@ function startSidecar(options: {
       ...(options.maxRequestBodyBytes
         ? { maxRequestBodyBytes: options.maxRequestBodyBytes }
         : {}),
+      ...options.config,
     }),
     log: createLogger({
       verbosity: 4,
@@ -420,4 +422,42 @@ Deno.test("P/D nixlv2: the prefiller's own kv_transfer_params reach the decoder,
   assert.equal(denied.status, 403);
   await denied.body?.cancel();
   assert.equal(sidecar.prefill.bodies.length, 1);
+});
+
+Deno.test("decode-only paths that parse the body keep the check: with -decode-chunk-size, and a KV source that is this very listener", async () => {
+  const cases: [string, Partial<Config>, Record<string, string>][] = [
+    ["decode with -decode-chunk-size", { decodeChunkSize: 100 }, {}],
+    [
+      "KV source is this listener",
+      { connector: "offloading", podIp: ALLOWED, port: 8000 },
+      { "x-kv-cache-source-host-port": `${ALLOWED}:8000` },
+    ],
+  ];
+  for (const [what, config, headers] of cases) {
+    await using sidecar = startSidecar({ protection: true, config });
+    await assertRefused(
+      await sidecar.post(
+        "/v1/chat/completions",
+        chat({ kv_transfer_params: nixlParams(DENIED) }),
+        headers,
+      ),
+      what,
+      "kv_transfer_params.remote_host",
+    );
+    assert.equal(sidecar.decode.bodies.length, 0, what);
+    const allowed = chat({ kv_transfer_params: nixlParams(ALLOWED) });
+    const response = await sidecar.post(
+      "/v1/chat/completions",
+      allowed,
+      headers,
+    );
+    assert.equal(response.status, 200, what);
+    await response.body?.cancel();
+    assert.equal(
+      JSON.parse(sidecar.decode.bodies[0] ?? "{}").kv_transfer_params
+        ?.remote_host,
+      ALLOWED,
+      what,
+    );
+  }
 });
