@@ -12,9 +12,6 @@
  */
 
 import type { Context, Handler } from "hono";
-import { admitBodyAddresses } from "../allowlist/body_addresses.ts";
-import type { RequestOrigin } from "../allowlist/allowlist.ts";
-import { readWholeBody } from "../body_limit.ts";
 import { configForRank } from "../config.ts";
 import {
   createPdRunner,
@@ -26,7 +23,6 @@ import { createRankSelector } from "../data_parallel.ts";
 import { runObservedPd } from "../observation.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import type { Logger } from "../log.ts";
-import { clientLeftOf } from "../middleware/request_context.ts";
 import {
   HEADER_DATA_PARALLEL_HOST_PORT,
   HEADER_ENCODER_HOSTS_PORTS,
@@ -39,6 +35,7 @@ import {
   clientIpOf,
   passthroughRequest,
   pathAndQueryOf,
+  readAdmittedBody,
 } from "./passthrough.ts";
 
 /** What serves the requests bound for one data-parallel rank. */
@@ -88,38 +85,6 @@ function selectEncoders(
   return [];
 }
 
-/** Who sent the request, for the SSRF denial log line. */
-function originOf(c: Context<AppEnv>): RequestOrigin {
-  const request = c.req.raw;
-  return {
-    log: c.get("log"),
-    clientIp: clientIpOf(c),
-    userAgent: request.headers.get("user-agent"),
-    path: pathAndQueryOf(request),
-  };
-}
-
-const utf8 = new TextDecoder();
-
-/**
- * The body read whole (at most `-max-request-body-bytes`) and refused with a
- * 403 when it tells the engines to dial an address the SSRF allowlist does
- * not admit; only called with protection on.
- */
-async function readAdmittedBody(
-  c: Context<AppEnv>,
-  deps: Deps,
-): Promise<{ bytes: Uint8Array<ArrayBuffer>; text: string }> {
-  const bytes = await readWholeBody(
-    c.req.raw,
-    deps.config.maxRequestBodyBytes,
-    clientLeftOf(c),
-  );
-  const text = utf8.decode(bytes);
-  await admitBodyAddresses(deps.allowlist, text, originOf(c));
-  return { bytes, text };
-}
-
 /** The request as the P/D runner takes it; built only when a request goes that way. */
 function buildPdRequest(
   c: Context<AppEnv>,
@@ -137,7 +102,7 @@ function buildPdRequest(
     log: c.get("log"),
     // Every connector, the encoder stage and chunked decode read the body
     // here, so a client's address is checked before any leg is built.
-    readBody: async () => (await readAdmittedBody(c, deps)).text,
+    readBody: async () => (await readAdmittedBody(deps, c)).text,
     observation: c.get("observation"),
   };
 }
@@ -235,7 +200,7 @@ export function createGenerationHandler(
     // With SSRF protection on, the body is read whole to be checked: it
     // could tell the decoder to dial an address (kv_transfer_params).
     if (deps.allowlist?.enabled === true) {
-      const { bytes } = await readAdmittedBody(c, deps);
+      const { bytes } = await readAdmittedBody(deps, c);
       return passthroughRequest(route.deps, c, bytes);
     }
     return passthroughRequest(route.deps, c);

@@ -461,3 +461,29 @@ Deno.test("decode-only paths that parse the body keep the check: with -decode-ch
     );
   }
 });
+
+Deno.test("passthrough: SGLang's native /generate is checked for bootstrap_host; other paths are not read", async () => {
+  await using sidecar = startSidecar({ protection: true });
+  const denied = JSON.stringify({
+    text: "Hi",
+    bootstrap_host: DENIED,
+    bootstrap_port: 80,
+    bootstrap_room: 1,
+  });
+  await assertRefused(
+    await sidecar.post("/generate", denied),
+    "/generate",
+    "bootstrap_host",
+  );
+  assert.equal(sidecar.decode.bodies.length, 0);
+  const allowed = denied.replace(DENIED, ALLOWED);
+  const response = await sidecar.post("/generate", allowed);
+  assert.equal(response.status, 200);
+  await response.body?.cancel();
+  assert.equal(sidecar.decode.bodies[0], allowed);
+  // Not a path an engine reads these fields on: passed through as sent.
+  const tokenize = await sidecar.post("/tokenize", denied);
+  assert.equal(tokenize.status, 200);
+  await tokenize.body?.cancel();
+  assert.equal(sidecar.decode.bodies[1], denied);
+});
