@@ -184,21 +184,28 @@ export async function readDeclaredBody(
 }
 
 /**
- * The request body as text, at most `limit` bytes of it: a declared length
+ * The request body whole, at most `limit` bytes of it: a declared length
  * over the limit is refused before reading, a chunked body where it passes.
  */
+export async function readWholeBody(
+  request: Request,
+  limit: number,
+  left: ClientLeft,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const length = ensureDeclaredWithin(request.headers, limit);
+  if (length !== undefined) {
+    return await readDeclaredBody(request, length, left);
+  }
+  return await readFromClient(() => readBodyBytes(request.body, limit), left);
+}
+
+/** The request body as text, read as {@linkcode readWholeBody} reads it. */
 export async function readBodyText(
   request: Request,
   limit: number,
   left: ClientLeft,
 ): Promise<string> {
-  const length = ensureDeclaredWithin(request.headers, limit);
-  if (length !== undefined) {
-    return utf8.decode(await readDeclaredBody(request, length, left));
-  }
-  return utf8.decode(
-    await readFromClient(() => readBodyBytes(request.body, limit), left),
-  );
+  return utf8.decode(await readWholeBody(request, limit, left));
 }
 
 /**

@@ -23,6 +23,8 @@ import {
 export interface PoolMembers {
   /** Whether `address:port` is a ready pod of the pool on one of its target ports. */
   has(address: IpAddress, port: number): boolean;
+  /** Whether `address` is a ready pod of the pool, whatever the port. */
+  hasAddress(address: IpAddress): boolean;
 }
 
 /** The answer for one target. */
@@ -40,6 +42,13 @@ export interface Allowlist {
   readonly enabled: boolean;
   /** Resolves and checks `target`; never throws. */
   checkTarget(target: UpstreamTarget): Promise<TargetVerdict>;
+  /**
+   * Whether an engine may be told to dial `address` on any port: a pool pod,
+   * or an `-allowed-prefillers` entry's address whatever its port. The ports
+   * engines dial each other on (NIXL side channel, bootstrap, P2P) are not
+   * the pool's target ports, so only the host can be checked.
+   */
+  admitsAddress(address: IpAddress): Promise<boolean>;
 }
 
 /** Options of `createAllowlist`. */
@@ -55,6 +64,7 @@ export const OPEN_ALLOWLIST: Allowlist = {
   enabled: false,
   checkTarget: (target) =>
     Promise.resolve({ allowed: true, connectHostPort: target.hostPort }),
+  admitsAddress: () => Promise.resolve(true),
 };
 
 /** Creates the allowlist from its sources; admits everything when there are none. */
@@ -67,6 +77,11 @@ export function createAllowlist(options: AllowlistOptions): Allowlist {
   }
   return {
     enabled: true,
+    async admitsAddress(address) {
+      if (isUnspecified(address)) return false;
+      if (pool?.hasAddress(address)) return true;
+      return await isAllowedByStaticList(entries, address, undefined, resolver);
+    },
     async checkTarget(target) {
       let addresses: readonly IpAddress[];
       try {

@@ -719,6 +719,7 @@ export async function startPoolWatch(
     has(address: IpAddress, port: number) {
       return ports.has(port) && members.has(address.text);
     },
+    hasAddress: (address: IpAddress) => members.has(address.text),
     snapshot: () => ({ addresses: [...members], ports: [...ports] }),
     stop,
   };

@@ -108,13 +108,14 @@ export function formatStaticEntry(entry: StaticEntry): string {
 }
 
 /**
- * Whether `address:port` is admitted by `entries`. Names are resolved through
- * `resolver` (cached); a name that does not resolve admits nothing.
+ * Whether `address:port` is admitted by `entries`, or `address` on any port
+ * when `port` is undefined. Names are resolved through `resolver` (cached);
+ * a name that does not resolve admits nothing.
  */
 export async function isAllowedByStaticList(
   entries: readonly StaticEntry[],
   address: IpAddress,
-  port: number,
+  port: number | undefined,
   resolver: Resolver,
 ): Promise<boolean> {
   for (const entry of entries) {
@@ -122,7 +123,9 @@ export async function isAllowedByStaticList(
       if (isInRange(address, entry.range)) return true;
       continue;
     }
-    if (entry.port !== undefined && entry.port !== port) continue;
+    if (
+      port !== undefined && entry.port !== undefined && entry.port !== port
+    ) continue;
     if (entry.kind === "address") {
       if (entry.address.text === address.text) return true;
       continue;

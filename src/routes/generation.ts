@@ -12,7 +12,6 @@
  */
 
 import type { Context, Handler } from "hono";
-import { readBodyText } from "../body_limit.ts";
 import { configForRank } from "../config.ts";
 import {
   createPdRunner,
@@ -24,7 +23,6 @@ import { createRankSelector } from "../data_parallel.ts";
 import { runObservedPd } from "../observation.ts";
 import type { ApiKind } from "../protocol/api.ts";
 import type { Logger } from "../log.ts";
-import { clientLeftOf } from "../middleware/request_context.ts";
 import {
   HEADER_DATA_PARALLEL_HOST_PORT,
   HEADER_ENCODER_HOSTS_PORTS,
@@ -37,6 +35,7 @@ import {
   clientIpOf,
   passthroughRequest,
   pathAndQueryOf,
+  readAdmittedBody,
 } from "./passthrough.ts";
 
 /** What serves the requests bound for one data-parallel rank. */
@@ -101,12 +100,9 @@ function buildPdRequest(
     requestId: c.get("requestId"),
     signal: c.get("clientGone"),
     log: c.get("log"),
-    readBody: () =>
-      readBodyText(
-        request,
-        deps.config.maxRequestBodyBytes,
-        clientLeftOf(c),
-      ),
+    // Every connector, the encoder stage and chunked decode read the body
+    // here, so a client's address is checked before any leg is built.
+    readBody: async () => (await readAdmittedBody(deps, c)).text,
     observation: c.get("observation"),
   };
 }
@@ -200,6 +196,12 @@ export function createGenerationHandler(
     // Chunked decode reads the body; every other decode streams it untouched.
     if (deps.config.decodeChunkSize > 0 && api === "chat") {
       return await route.pd.decode(pdRequest());
+    }
+    // With SSRF protection on, the body is read whole to be checked: it
+    // could tell the decoder to dial an address (kv_transfer_params).
+    if (deps.allowlist?.enabled === true) {
+      const { bytes } = await readAdmittedBody(deps, c);
+      return passthroughRequest(route.deps, c, bytes);
     }
     return passthroughRequest(route.deps, c);
   };

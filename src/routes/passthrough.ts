@@ -8,6 +8,8 @@
  */
 
 import type { Context, Handler } from "hono";
+import { admitBodyAddresses } from "../allowlist/body_addresses.ts";
+import type { RequestOrigin } from "../allowlist/allowlist.ts";
 import {
   type ClientLeft,
   ensureDeclaredWithin,
@@ -17,6 +19,7 @@ import {
   readBodyBytes,
   readDeclaredBody,
   readFromClient,
+  readWholeBody,
 } from "../body_limit.ts";
 import { decoderHostPort } from "../config.ts";
 import type { AppEnv, Deps, ServeBindings } from "../context.ts";
@@ -103,7 +106,9 @@ async function outgoingBody(
   request: Request,
   limit: number,
   left: ClientLeft,
+  read: Uint8Array<ArrayBuffer> | undefined,
 ): Promise<OutgoingBody> {
+  if (read !== undefined) return { body: read };
   if (request.body === null) return { body: null };
   const length = ensureDeclaredWithin(request.headers, limit);
   if (length !== undefined && length <= WHOLE_BODY_BYTES) {
@@ -135,6 +140,8 @@ async function outgoingBody(
 export async function passthroughRequest(
   deps: Deps,
   c: Context<AppEnv>,
+  /** The body, when the caller had to read it whole first (SSRF checks). */
+  read?: Uint8Array<ArrayBuffer>,
 ): Promise<Response> {
   const request = c.req.raw;
   ensureSendableMethod(request.method);
@@ -147,7 +154,7 @@ export async function passthroughRequest(
   }
   const limit = deps.config.maxRequestBodyBytes;
   const left = clientLeftOf(c);
-  const { body, limited } = await outgoingBody(request, limit, left);
+  const { body, limited } = await outgoingBody(request, limit, left, read);
   const clientGone = c.get("clientGone");
   const signal = limited === undefined
     ? clientGone
@@ -192,9 +199,54 @@ export async function passthroughRequest(
   }
 }
 
+/** Who sent the request, for the SSRF denial log line. */
+function originOf(c: Context<AppEnv>): RequestOrigin {
+  const request = c.req.raw;
+  return {
+    log: c.get("log"),
+    clientIp: clientIpOf(c),
+    userAgent: request.headers.get("user-agent"),
+    path: pathAndQueryOf(request),
+  };
+}
+
+const utf8 = new TextDecoder();
+
+/**
+ * The body read whole (at most `-max-request-body-bytes`) and refused with a
+ * 403 when it tells the engines to dial an address the SSRF allowlist does
+ * not admit; only called with protection on.
+ */
+export async function readAdmittedBody(
+  deps: Deps,
+  c: Context<AppEnv>,
+): Promise<{ bytes: Uint8Array<ArrayBuffer>; text: string }> {
+  const bytes = await readWholeBody(
+    c.req.raw,
+    deps.config.maxRequestBodyBytes,
+    clientLeftOf(c),
+  );
+  const text = utf8.decode(bytes);
+  await admitBodyAddresses(deps.allowlist, text, originOf(c));
+  return { bytes, text };
+}
+
+/**
+ * Paths the sidecar does not intercept on which an engine still reads an
+ * address from the body: SGLang's native generate takes `bootstrap_host`.
+ */
+const ADDRESS_CHECKED_PATHS: ReadonlySet<string> = new Set(["/generate"]);
+
 /** Handler for the catch-all route. */
 export function createPassthroughHandler(deps: Deps): Handler<AppEnv> {
-  return function passthrough(c) {
+  return async function passthrough(c) {
+    if (
+      deps.allowlist?.enabled === true && c.req.method === "POST" &&
+      ADDRESS_CHECKED_PATHS.has(c.req.path)
+    ) {
+      const { bytes } = await readAdmittedBody(deps, c);
+      return passthroughRequest(deps, c, bytes);
+    }
     return passthroughRequest(deps, c);
   };
 }

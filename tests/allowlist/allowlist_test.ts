@@ -184,6 +184,7 @@ Deno.test("the unspecified address is refused even by a list that covers it", as
 Deno.test("pool members and the static list are combined", async () => {
   const pool: PoolMembers = {
     has: (address, port) => address.text === "10.5.0.1" && port === 8000,
+    hasAddress: (address) => address.text === "10.5.0.1",
   };
   const allowlist = allowlistOf(["192.168.0.0/16"], { pool });
   const check = async (target: string) =>
