@@ -234,8 +234,14 @@ function isLastChunk(
     return true;
   }
   if (remaining !== undefined && remaining <= 0) return true;
-  if (answer.tokens === 0 && answer.text === "") {
-    log.info("chunked decode stopped: a chunk produced nothing");
+  // A chunk that counts no tokens moves no budget: asking again could go on
+  // for ever, the text growing with each answer.
+  if (answer.tokens === 0) {
+    log.info(
+      answer.text === ""
+        ? "chunked decode stopped: a chunk produced nothing"
+        : "chunked decode stopped: a chunk reported no completion tokens",
+    );
     return true;
   }
   return false;

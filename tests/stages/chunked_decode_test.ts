@@ -209,6 +209,35 @@ Deno.test("a failing first chunk is the client's status, nothing streamed before
   assert.equal(h.decode.requests.length, 1);
 });
 
+Deno.test("chunked decode stops at a chunk that reports no completion tokens instead of asking for ever", async () => {
+  let chunks = 0;
+  // Text, but no usage, and a finish_reason that asks for more.
+  await using decoder = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => {
+      chunks++;
+      return Response.json({
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        created: 1,
+        model: "Qwen/Qwen3-0.6B",
+        choices: [{
+          index: 0,
+          message: { role: "assistant", content: "ab" },
+          finish_reason: "length",
+        }],
+      });
+    },
+  );
+  await using h = await createHarness({
+    config: { decodeChunkSize: 2, modelServerPort: decoder.addr.port },
+  });
+  const response = await decodeOnly(h, chatBody({ max_tokens: 8 }));
+  assert.equal(response.status, 200);
+  assert.equal((await response.json()).choices[0].message.content, "ab");
+  assert.equal(chunks, 1);
+});
+
 Deno.test("chunked decode leaves other routes alone", async () => {
   await using h = await createHarness({ config: { decodeChunkSize: 2 } });
   const body = JSON.stringify({ model: "Qwen/Qwen3-0.6B", prompt: "Hi" });
