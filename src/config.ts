@@ -130,6 +130,11 @@ export interface Config extends ResilienceSettings, SecuritySettings {
    * listener serves at once, more waiting in the listen queue; 0 sets no cap.
    */
   readonly maxConnections: number;
+  /**
+   * `-max-client-resets` (not in the Go sidecar): a connection whose client
+   * cancels this many requests, most of its own, is closed; 0 never.
+   */
+  readonly maxClientResets: number;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -252,6 +257,12 @@ function resolveConfig(
       values["max-connections"] ?? defaultOf("max-connections"),
       [0, Infinity],
       "a number of connections, or 0 for no cap",
+    ),
+    maxClientResets: inRange(
+      "max-client-resets",
+      values["max-client-resets"] ?? defaultOf("max-client-resets"),
+      [0, Number.MAX_SAFE_INTEGER],
+      "a number of cancelled requests, or 0 for no check",
     ),
     ...resolveResilienceSettings(values),
   };

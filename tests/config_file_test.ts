@@ -474,6 +474,7 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       'ca-cert                    ""          default',
       "max-request-body-bytes     33554432    default",
       "max-connections            0           default",
+      "max-client-resets          100         default",
       "connect-timeout            5s          default",
       "prefill-timeout            1m30s       flag",
       "encoder-timeout            5m0s        default",

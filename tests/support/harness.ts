@@ -105,6 +105,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     caCertPath: "",
     maxRequestBodyBytes: 33554432,
     maxConnections: 0,
+    maxClientResets: 100,
     ...DEFAULT_RESILIENCE,
     // Raw-socket upstreams count connections; the connect probe would add one.
     connectTimeout: 0,
@@ -162,6 +163,7 @@ export async function createHarness(
       port: 0,
       tls,
       log,
+      maxClientResets: config.maxClientResets,
       ...(readTcpTable ? { readTcpTable } : {}),
     });
     servers.push(server);
