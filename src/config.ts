@@ -133,6 +133,11 @@ export interface Config extends ResilienceSettings, SecuritySettings {
   readonly maxConnections: number;
   /** `-max-idle-conns-per-host`: idle keep-alive connections kept per upstream host. */
   readonly maxIdleConnsPerHost: number;
+  /**
+   * `-max-client-resets` (not in the Go sidecar): a connection whose client
+   * cancels this many requests, most of its own, is closed; 0 never.
+   */
+  readonly maxClientResets: number;
 }
 
 /** Where each setting of a {@linkcode Config} came from (the rank is not a setting). */
@@ -259,6 +264,12 @@ function resolveConfig(
     maxIdleConnsPerHost: positiveOrGoDefault(
       values["max-idle-conns-per-host"],
       MAX_IDLE_CONNS_PER_HOST,
+    ),
+    maxClientResets: inRange(
+      "max-client-resets",
+      values["max-client-resets"] ?? defaultOf("max-client-resets"),
+      [0, Number.MAX_SAFE_INTEGER],
+      "a number of cancelled requests, or 0 for no check",
     ),
     ...resolveResilienceSettings(values),
   };

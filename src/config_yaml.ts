@@ -36,7 +36,8 @@ export interface YamlKey {
 
 /**
  * Every key of the Go sidecars' YAML configuration (LATEST base spec §1.2 and NEXT delta §1.2),
- * plus `listen-host`, `workers`, `max-request-body-bytes`, `max-connections` and the timeout,
+ * plus `listen-host`, `workers`, `max-request-body-bytes`, `max-connections`,
+ * `max-client-resets` and the timeout,
  * failure-policy and shutdown keys, which only this sidecar has: the flags whose table row has
  * `yaml`. A key is
  * accepted when its flag is supported in the flag table, refused as its flag is otherwise.

@@ -59,6 +59,11 @@ export interface ConnectionServerOptions {
   readonly firstRequestGraceMs?: number;
   /** Watches each request's connection while it waits for its answer; closed with the server. */
   readonly peerWatch?: PeerWatch;
+  /**
+   * A connection whose client cancels this many requests, more than half of
+   * those it sent, is closed (see `isRapidReset`); 0 or absent: never.
+   */
+  readonly maxClientResets?: number;
 }
 
 /** Requests in flight on a connection, and since when it has carried none. */
@@ -67,6 +72,42 @@ interface Activity {
   idleSince: number;
   /** Resolves when the connection's first request arrives. */
   readonly firstRequest: PromiseWithResolvers<void>;
+  /** Requests the connection carried, decayed as `RESET_WINDOW_REQUESTS` says. */
+  requests: number;
+  /** Of those, the ones its client cancelled before they were answered. */
+  resets: number;
+  /** Set once the connection is being closed for its resets: requests still arriving are refused. */
+  cutOff: boolean;
+}
+
+/**
+ * Every this many requests a connection's counts are halved, so a
+ * long-lived connection's past neither shields it (a thousand good requests
+ * then a burst of resets) nor condemns it (a few cancels a day add up).
+ */
+const RESET_WINDOW_REQUESTS = 1_000;
+
+/**
+ * Whether a connection's client cancels requests as the HTTP/2 "rapid reset"
+ * attack does (CVE-2023-44487): each cancelled stream frees its slot under
+ * SETTINGS_MAX_CONCURRENT_STREAMS at once while the request it started still
+ * runs, so one connection has the sidecar start requests to vLLM without
+ * bound. Envoy's fix closes a connection once more than half of its streams
+ * were reset early and it has opened enough of them
+ * (`premature_reset_total_stream_count`); a gateway multiplexing many
+ * clients, whose users cancel some generations, stays well under half.
+ */
+function isRapidReset(activity: Activity, maxResets: number): boolean {
+  return activity.resets >= maxResets &&
+    activity.resets * 2 > activity.requests;
+}
+
+/** Answers a request arriving on a connection closed for its resets: it never reaches the app. */
+function refusedForResets(): Response {
+  return new Response("Too many cancelled requests on this connection", {
+    status: 429,
+    headers: { connection: "close" },
+  });
 }
 
 /**
@@ -91,6 +132,11 @@ interface Served {
 
 function internalServerError(): Response {
   return new Response("Internal Server Error", { status: 500 });
+}
+
+function remoteAddressOf(conn: Deno.Conn): string {
+  const addr = conn.remoteAddr;
+  return addr.transport === "tcp" ? `${addr.hostname}:${addr.port}` : "";
 }
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -145,15 +191,34 @@ function createConnectionSet(options: ConnectionServerOptions) {
    * from then on, writing the answer tells the runtime itself that the
    * client left.
    */
-  function tracked(activity: Activity, conn: Deno.Conn): ConnectionHandler {
-    const done = () => {
+  function tracked(
+    activity: Activity,
+    conn: Deno.Conn,
+    cutOff: () => void,
+  ): ConnectionHandler {
+    const maxResets = options.maxClientResets ?? 0;
+    const done = (signal: AbortSignal) => {
       activity.inFlight--;
       activity.idleSince = now();
+      // With "no-legacy-abort" the signal aborts only when the client
+      // cancelled the request (RST_STREAM, or a closed connection).
+      if (!signal.aborted || maxResets === 0 || activity.cutOff) return;
+      activity.resets++;
+      if (isRapidReset(activity, maxResets)) cutOff();
     };
     return function trackedHandler(request, info) {
+      if (activity.cutOff) return refusedForResets();
       activity.inFlight++;
       activity.firstRequest.resolve();
-      info.completed.then(done, done);
+      if (++activity.requests >= RESET_WINDOW_REQUESTS) {
+        activity.requests >>= 1;
+        activity.resets >>= 1;
+      }
+      // Read now: Deno 2.9.6 creates the signal on first use, and one
+      // first read after the client's RST_STREAM never aborts.
+      const signal = request.signal;
+      const settled = () => done(signal);
+      info.completed.then(settled, settled);
       const local = conn.localAddr;
       const remote = conn.remoteAddr;
       // Without a body the runtime watches the connection itself.
@@ -194,9 +259,25 @@ function createConnectionSet(options: ConnectionServerOptions) {
       inFlight: 0,
       idleSince: now(),
       firstRequest: Promise.withResolvers<void>(),
+      requests: 0,
+      resets: 0,
+      cutOff: false,
+    };
+    const cutOff = () => {
+      activity.cutOff = true;
+      options.log.warn(
+        "closing a client connection that cancels too many requests",
+        {
+          remote_addr: remoteAddressOf(conn),
+          resets: activity.resets,
+          requests: activity.requests,
+        },
+      );
+      if (entry.closing) return;
+      closeIdle(entry);
     };
     const server = options.serveConnection(conn, {
-      handler: tracked(activity, conn),
+      handler: tracked(activity, conn, cutOff),
       onError: internalServerError,
     });
     const entry: Served = {

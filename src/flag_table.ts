@@ -312,6 +312,18 @@ const FLAGS = {
       "included; more wait in the kernel's listen queue until one closes. 0, the default, " +
       "sets no cap (not in the Go sidecar)",
   },
+  "max-client-resets": {
+    kind: "int",
+    status: "supported",
+    yaml: {},
+    default: 100,
+    help:
+      "close a client connection (HTTP/2 GOAWAY) once its client has cancelled this many " +
+      "requests before their answers and they are more than half of its requests: the HTTP/2 " +
+      "rapid-reset attack (CVE-2023-44487) starts requests to vLLM and cancels each at once. " +
+      "Requests still arriving on it are refused (429) without reaching vLLM. Counts halve every " +
+      "1000 requests. 0 turns the check off (not in the Go sidecar)",
+  },
   "watch-client-connections": {
     kind: "bool",
     status: "supported",

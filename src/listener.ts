@@ -133,6 +133,7 @@ export function startListener(options: ListenerOptions): Listener {
           tls: pair,
           log: serverLog,
           reusePort,
+          maxClientResets: config.maxClientResets,
           ...(config.maxConnections > 0
             ? { maxConnections: config.maxConnections }
             : {}),

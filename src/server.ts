@@ -52,6 +52,8 @@ export interface ServeOptions {
    * without it the watch is off and no request pays for it.
    */
   readonly readTcpTable?: TcpTableReader;
+  /** `-max-client-resets`: close a connection whose client cancels this many requests, most of its own; 0 never. */
+  readonly maxClientResets?: number;
 }
 
 /** Logs the listening address, the line operators (and tests) wait for. */
@@ -115,6 +117,7 @@ export function serveApp(
     log,
     maxConnections: options.maxConnections ?? Infinity,
     idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+    maxClientResets: options.maxClientResets ?? 0,
     ...(options.readTcpTable
       ? {
         peerWatch: createPeerWatch({

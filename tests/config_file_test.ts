@@ -473,6 +473,7 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "max-request-body-bytes     33554432    default",
       "max-connections            0           default",
       "max-idle-conns-per-host    1024        default",
+      "max-client-resets          100         default",
       "connect-timeout            5s          default",
       "prefill-timeout            1m30s       flag",
       "encoder-timeout            5m0s        default",

@@ -100,6 +100,7 @@ const OWN_KEYS = [
   "workers",
   "max-request-body-bytes",
   "max-connections",
+  "max-client-resets",
   "watch-client-connections",
   "prefill-failure-policy",
   "connect-timeout",

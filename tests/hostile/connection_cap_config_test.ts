@@ -28,3 +28,13 @@ Deno.test("-max-connections below 0 or not an integer exits 2 naming the flag", 
     );
   }
 });
+
+Deno.test("-max-client-resets defaults to 100 and 0 turns the check off", () => {
+  assert.equal(run([]).config.maxClientResets, 100);
+  assert.equal(run(["-max-client-resets=0"]).config.maxClientResets, 0);
+  assert.throws(
+    () => parseCommandLine(["-max-client-resets=-1"], {}),
+    (error: unknown) =>
+      error instanceof ConfigError && error.flag === "max-client-resets",
+  );
+});

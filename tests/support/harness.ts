@@ -106,6 +106,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     maxRequestBodyBytes: 33554432,
     maxConnections: 0,
     maxIdleConnsPerHost: 1024,
+    maxClientResets: 100,
     ...DEFAULT_RESILIENCE,
     // Raw-socket upstreams count connections; the connect probe would add one.
     connectTimeout: 0,
@@ -160,6 +161,7 @@ export async function createHarness(
       port: 0,
       tls,
       log,
+      maxClientResets: config.maxClientResets,
       ...(readTcpTable ? { readTcpTable } : {}),
     });
     servers.push(server);
