@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import type { AppEnv, Deps } from "./context.ts";
-import { type ErrorShape, reportError, toErrorResponse } from "./errors.ts";
+import { reportError, toErrorResponse } from "./errors.ts";
 import { isValidHostHeader, targetPathOf } from "./middleware/host_header.ts";
 import { requestGuards } from "./middleware/request_guards.ts";
 import { requestContext } from "./middleware/request_context.ts";
@@ -18,24 +18,29 @@ import { createHealthHandler } from "./routes/health.ts";
 import { createPassthroughHandler } from "./routes/passthrough.ts";
 
 /**
- * The error shape of the API the client asked: by the router's path, unless
- * a `Host` holding a path (refused) moved it off the request target's own.
+ * The path the client asked for: the router's, unless a `Host` holding a
+ * path (refused) moved it off the request target's own.
  */
-function errorShapeOf(c: Context<AppEnv>): ErrorShape {
+function requestedPath(c: Context<AppEnv>): string {
   const host = c.req.raw.headers.get("host");
-  const path = host === null || isValidHostHeader(host)
+  return host === null || isValidHostHeader(host)
     ? c.req.path
     : targetPathOf(c.req.raw);
-  return usesAnthropicErrors(path) ? "anthropic" : "vllm";
 }
 
 function renderError(error: Error, c: Context<AppEnv>): Response {
+  const path = requestedPath(c);
+  const access = c.get("access");
+  if (path !== c.req.path) access.targetPath = path;
   const answered = reportError(error, c.get("log"), {
     aborted: c.get("clientGone").aborted,
-    path: c.req.path,
+    path,
   });
-  c.get("access").errorCode = answered.code;
-  return toErrorResponse(answered, errorShapeOf(c));
+  access.errorCode = answered.code;
+  return toErrorResponse(
+    answered,
+    usesAnthropicErrors(path) ? "anthropic" : "vllm",
+  );
 }
 
 /** Builds the sidecar app from its dependencies. */

@@ -45,6 +45,7 @@ import {
   type ParserSpecs,
   PREFILLER_SAMPLING_ENV,
 } from "./flag_table.ts";
+import { parseChoice } from "./flag_values.ts";
 import { formatUsage } from "./usage.ts";
 import { formatEffectiveConfig } from "./print_config.ts";
 import {
@@ -461,12 +462,8 @@ function validateNoEffectFlags(parsed: Parsed, warnings: string[]): void {
     if (entry?.status !== "no-effect" || seen.has(name)) continue;
     seen.add(name);
     const value = parsed.values[name];
-    // controller-runtime lower-cases these values before matching them.
-    if (
-      entry.choices !== undefined && typeof value === "string" &&
-      !entry.choices.includes(value.toLowerCase())
-    ) {
-      throw invalidValue(name, value, `one of ${entry.choices.join(", ")}`);
+    if (entry.choices !== undefined && typeof value === "string") {
+      parseChoice(name, value, entry.choices, { anyCase: true });
     }
     warnings.push(`Flag "-${name}" has no effect: ${LOGGING_NOTE}`);
   }

@@ -77,6 +77,11 @@ export interface AccessRecord {
    * fell back to decoding locally alone (`-prefill-failure-policy=decode`).
    */
   fallback?: "decode";
+  /**
+   * The request target's own path, when the URL's is another: a refused
+   * `Host` holding a path moved the URL's (src/middleware/host_header.ts).
+   */
+  targetPath?: string;
 }
 
 /** Hono environment of the sidecar app. */

@@ -37,12 +37,11 @@ export const SGLANG_BOOTSTRAP_PORT_ENV = "SGLANG_BOOTSTRAP_PORT";
 export const MOONCAKE_BOOTSTRAP_PORT_ENV = "MOONCAKE_BOOTSTRAP_PORT";
 /** Environment variable read when `-p2p-connector-port` is not given. */
 export const P2P_CONNECTOR_PORT_ENV = "P2P_CONNECTOR_PORT";
-
-// --- SSRF protection and upstream TLS (issue 11) ---
-/** Upstream stages `-enable-tls` and `-tls-insecure-skip-verify` name (Go spellings). */
 /** Idle keep-alive connections kept per upstream host: Go's `-max-idle-conns-per-host` default. */
 export const MAX_IDLE_CONNS_PER_HOST = 1024;
 
+// --- SSRF protection and upstream TLS (issue 11) ---
+/** Upstream stages `-enable-tls` and `-tls-insecure-skip-verify` name (Go spellings). */
 export const TLS_STAGES = ["prefiller", "decoder", "encoder"] as const;
 /** One of {@linkcode TLS_STAGES}. */
 export type TlsStage = typeof TLS_STAGES[number];
@@ -575,7 +574,8 @@ const FLAGS = {
   "zap-stacktrace-level": {
     kind: "string",
     status: "no-effect",
-    choices: ["debug", "info", "error", "panic"],
+    // controller-runtime's stack trace levels: no debug.
+    choices: ["info", "error", "panic"],
     help: "Zap level at and above which stacktraces are captured",
   },
   "prefill-max-retries": {

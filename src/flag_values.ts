@@ -16,13 +16,21 @@ function findChoice<T extends string>(
   return choices.find((choice) => choice === text);
 }
 
-/** `text` if it is one of `choices`; the exit-2 {@linkcode invalidValue} naming them otherwise. */
+/**
+ * `text` if it is one of `choices`; the exit-2 {@linkcode invalidValue}
+ * naming them otherwise. `anyCase` matches it lower-cased, as
+ * controller-runtime matches its zap values.
+ */
 export function parseChoice<T extends string>(
   flag: string,
   text: string,
   choices: readonly T[],
+  options: { readonly anyCase?: boolean } = {},
 ): T {
-  const choice = findChoice(choices, text);
+  const choice = findChoice(
+    choices,
+    options.anyCase ? text.toLowerCase() : text,
+  );
   if (choice === undefined) {
     throw invalidValue(flag, text, `one of ${choices.join(", ")}`);
   }

@@ -81,15 +81,23 @@ function retryBackoff(values: ResilienceValues, retries: number): number {
   const flag = "prefill-retry-backoff";
   const text = values[flag] ?? defaultOf(flag);
   const ms = parseGoDuration(text);
-  if (ms === undefined || ms > MAX_TIMER_MS) {
+  if (ms === undefined) {
     throw invalidValue(flag, text, 'a Go duration such as "200ms" or "1s"');
   }
+  // Unused without retries, as in Go: any duration passes then.
   if (retries > 0 && ms <= 0) {
     throw new ConfigError(
       `--${flag} must be positive when --prefill-max-retries > 0, got ${
         formatGoDuration(ms)
       }`,
       { exitCode: 1, flag },
+    );
+  }
+  if (retries > 0 && ms > MAX_TIMER_MS) {
+    throw invalidValue(
+      flag,
+      text,
+      `a Go duration of at most ${formatGoDuration(MAX_TIMER_MS)}`,
     );
   }
   return Math.max(0, Math.ceil(ms));

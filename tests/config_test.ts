@@ -453,8 +453,10 @@ Deno.test("parseCommandLine accepts -zap-stacktrace-level with a warning, and re
   assert.deepEqual(result.warnings, [
     'Flag "-zap-stacktrace-level" has no effect: this sidecar always logs JSON lines to stderr',
   ]);
-  const error = configErrorOf(["-zap-stacktrace-level=warn"]);
-  assert.deepEqual([error.exitCode, error.flag], [2, "zap-stacktrace-level"]);
+  for (const level of ["warn", "debug"]) {
+    const error = configErrorOf([`-zap-stacktrace-level=${level}`]);
+    assert.deepEqual([error.exitCode, error.flag], [2, "zap-stacktrace-level"]);
+  }
 });
 
 Deno.test("parseCommandLine reads -max-idle-conns-per-host, 0 or less meaning Go's 1024", () => {

@@ -86,7 +86,7 @@ Deno.test("-prefill-retry-backoff is checked as the Go sidecar checks it: positi
     const args of [["-prefill-retry-backoff=-1s"], [
       "-prefill-max-retries=-3",
       "-prefill-retry-backoff=0s",
-    ]]
+    ], ["-prefill-retry-backoff=720h"]]
   ) {
     const run = parseCommandLine(args, {});
     assert.equal(run.kind, "run", args.join(" "));
@@ -94,4 +94,14 @@ Deno.test("-prefill-retry-backoff is checked as the Go sidecar checks it: positi
   }
   const error = configErrorOf(["-prefill-retry-backoff=soon"]);
   assert.deepEqual([error.exitCode, error.flag], [2, "prefill-retry-backoff"]);
+  // With retries on it becomes a timer, which the runtime bounds.
+  const long = configErrorOf([
+    "-prefill-max-retries=1",
+    "-prefill-retry-backoff=720h",
+  ]);
+  assert.deepEqual([long.exitCode, long.flag, long.message], [
+    2,
+    "prefill-retry-backoff",
+    'Invalid value "720h" for flag "-prefill-retry-backoff": expected a Go duration of at most 596h31m23.647s',
+  ]);
 });

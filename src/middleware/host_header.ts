@@ -6,7 +6,9 @@
  * `Host` of `x/v1/load_lora_adapter?` turned `POST /v1/chat/completions`,
  * the request a gateway in front checked, into `POST /v1/load_lora_adapter`
  * on the decoder. RFC 9112 §3.2 asks for a 400 on an invalid `Host`, as the
- * Go sidecar's net/http answered (`httpguts.ValidHostHeader`).
+ * Go sidecar's net/http answered (`httpguts.ValidHostHeader`). An HTTP/2
+ * request without `host` is checked by the runtime alone: hyper refuses a
+ * path in `:authority`, though not userinfo (`a@b`), which moves no path.
  */
 
 import { ProxyError } from "../errors.ts";

@@ -106,7 +106,7 @@ export function requestContext(
     // Hono's onError has rendered any error into c.res by now.
     await next();
     const response = c.res;
-    const path = c.req.path;
+    const path = access.targetPath ?? c.req.path;
     const bytes = knownBodyBytes(response, request.method);
     const streaming = bytes === undefined;
     const abortedEarly = c.get("clientGone").aborted;

@@ -107,6 +107,7 @@ function isReadableLimit(value: unknown, least: number): boolean {
 function readAsk(request: JsonObject): DecodeAsk {
   const budget = positiveInteger(request[FIELD_MAX_COMPLETION_TOKENS]) ??
     positiveInteger(request[FIELD_MAX_TOKENS]);
+  const minTokens = positiveInteger(request[FIELD_MIN_TOKENS]) ?? 0;
   const options = request[FIELD_STREAM_OPTIONS];
   const messages = Array.isArray(request[FIELD_MESSAGES])
     ? request[FIELD_MESSAGES] as unknown[]
@@ -120,13 +121,15 @@ function readAsk(request: JsonObject): DecodeAsk {
     stream: request[FIELD_STREAM] === true,
     // vLLM: include_usage defaults to true once stream_options is given.
     includeUsage: isJsonObject(options) && options.include_usage !== false,
-    minTokens: positiveInteger(request[FIELD_MIN_TOKENS]) ?? 0,
+    minTokens,
     messages: continues ? messages.slice(0, -1) : messages,
     prefix: continues ? last.content as string : undefined,
     singleChoice: (positiveInteger(request[FIELD_N]) ?? 1) === 1,
     limitsReadable: isReadableLimit(request[FIELD_MAX_TOKENS], 1) &&
       isReadableLimit(request[FIELD_MAX_COMPLETION_TOKENS], 1) &&
-      isReadableLimit(request[FIELD_MIN_TOKENS], 0),
+      isReadableLimit(request[FIELD_MIN_TOKENS], 0) &&
+      // vLLM refuses min_tokens above max_tokens; chunks would hide it.
+      (budget === undefined || minTokens <= budget),
   };
 }
 

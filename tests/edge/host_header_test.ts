@@ -30,6 +30,7 @@ async function startEdge() {
     decoder,
     base,
     port: Number(new URL(base).port),
+    accessLine: () => h.accessLine(),
     async [Symbol.asyncDispose]() {
       await h[Symbol.asyncDispose]();
       await decoder[Symbol.asyncDispose]();
@@ -206,4 +207,8 @@ Deno.test("a Host holding a path on /v1/messages is refused in Anthropic's error
     },
   });
   assert.equal(edge.decoder.received(), "");
+  // The log names the path asked for, not the one the Host made up.
+  const line = await edge.accessLine();
+  assert.equal(line.path, "/v1/messages");
+  assert.equal(line.error_code, "invalid_host_header");
 });

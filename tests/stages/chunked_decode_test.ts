@@ -256,7 +256,8 @@ for (
   const [what, extra] of [
     ['"max_tokens": "abc"', { max_tokens: "abc" }],
     ['"max_tokens": 0', { max_tokens: 0 }],
-    ['"max_tokens": 2.5', { max_tokens: 2.5 }],
+    ['"max_tokens": 25.5', { max_tokens: 25.5 }],
+    ['"min_tokens" above "max_tokens"', { max_tokens: 10, min_tokens: 20 }],
     ['"max_completion_tokens": -1', { max_completion_tokens: -1 }],
     ['"min_tokens": true', { min_tokens: true }],
   ] as const

@@ -451,7 +451,7 @@ Deno.test("a body whose items would each carry a large member besides messages i
   assert.equal(epd.h.decode.requests.length, 0);
 });
 
-Deno.test("items that are most of their body pass the fan-out bound, however many there are", async () => {
+Deno.test("items that are most of their body pass the fan-out bound's 64 Mi minimum, however many there are", async () => {
   await using epd = await createEpdHarness("ec-nixl");
   // 16 inline images of 256 KiB: the encoder requests carry about the body once.
   const body = multimodalBody(distinctImages(16, 256 * 1024));
