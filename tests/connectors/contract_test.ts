@@ -89,7 +89,11 @@ for (const c of CASES) {
   Deno.test(
     `${c.name} hands the prefill's KV to the decode, as the engines' protocol checks see it`,
     async () => {
-      await using h = await createConnectorHarness(c.name);
+      // A prefill that takes a while: a sequential connector's decode sent
+      // before the prefill answered finds no KV in a shared store yet.
+      await using h = await createConnectorHarness(c.name, {
+        prefill: { ttftMs: 50 },
+      });
       for (const stream of [false, true]) {
         const response = await send(
           h,
