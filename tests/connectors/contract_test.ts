@@ -246,11 +246,18 @@ for (const c of CASES) {
         decode: { interTokenMs: 60_000 },
       });
       const controller = new AbortController();
-      const response = await fetch(`${h.listen()}/v1/chat/completions`, {
-        method: "POST",
-        headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-        body: chatBody({ stream: true }),
-        signal: controller.signal,
+      // A decode that is not streamed would send nothing for a minute.
+      const response = await within(
+        fetch(`${h.listen()}/v1/chat/completions`, {
+          method: "POST",
+          headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
+          body: chatBody({ stream: true }),
+          signal: controller.signal,
+        }),
+        "the answer's head",
+      ).catch((error) => {
+        controller.abort();
+        throw error;
       });
       const reader = response.body!.getReader();
       await within(reader.read(), "the first chunk");
