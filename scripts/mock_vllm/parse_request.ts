@@ -140,6 +140,8 @@ export function parseGenerationRequest(
     );
   }
   const room = MAX_MODEL_LEN - prompt.tokens;
+  const limit = requested === undefined ? undefined : Math.min(requested, room);
+  const minTokens = readMinTokens(api, sampling, limit ?? room);
   return {
     api,
     body,
@@ -147,16 +149,48 @@ export function parseGenerationRequest(
     includeUsage,
     continuousUsage: includeUsage && isRecord(streamOptions) &&
       streamOptions.continuous_usage_stats === true,
-    limit: requested === undefined ? undefined : Math.min(requested, room),
+    limit,
     promptTokens: prompt.tokens,
     promptText: prompt.text,
     promptKey: prompt.key,
     kvParams: body.kv_transfer_params,
     cacheHitThreshold: readCacheHitThreshold(body),
-    minTokens: Number.isInteger(sampling.min_tokens)
-      ? sampling.min_tokens as number
-      : 0,
+    minTokens,
   };
+}
+
+/** APIs whose request model has `min_tokens` (the Responses and Anthropic models have none). */
+const MIN_TOKENS_APIS: readonly ApiKind[] = ["chat", "completions", "generate"];
+
+/**
+ * `min_tokens` (0 when absent), checked as vLLM's `SamplingParams` checks it
+ * against the effective `max_tokens`: a proxy that caps a prefill's
+ * `max_tokens` to 1 and leaves a client's `min_tokens: 2` gets this 400
+ * (llm-d-router delta §11 item 6).
+ */
+function readMinTokens(
+  api: ApiKind,
+  sampling: Record<string, unknown>,
+  maxTokens: number,
+): number {
+  const value = sampling.min_tokens;
+  if (!MIN_TOKENS_APIS.includes(api) || !Number.isInteger(value)) return 0;
+  const minTokens = value as number;
+  if (minTokens < 0) {
+    throw new VllmError(
+      400,
+      `min_tokens must be greater than or equal to 0, got ${minTokens}.`,
+      { param: "min_tokens" },
+    );
+  }
+  if (minTokens > maxTokens) {
+    throw new VllmError(
+      400,
+      `min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${minTokens}.`,
+      { param: "min_tokens" },
+    );
+  }
+  return minTokens;
 }
 
 function readSamplingParams(

@@ -178,7 +178,14 @@ export function startRecordingUpstream(
     port,
     hostPort: `127.0.0.1:${port}`,
     requests,
-    [Symbol.asyncDispose]: () => server.shutdown(),
+    // A response a regression left open would hold a graceful shutdown
+    // forever: the test then fails naming it rather than hanging the run.
+    [Symbol.asyncDispose]: () =>
+      withDeadline(
+        server.shutdown(),
+        2000,
+        "the recording upstream's shutdown (a response left open)",
+      ),
   };
 }
 

@@ -89,7 +89,11 @@ for (const c of CASES) {
   Deno.test(
     `${c.name} hands the prefill's KV to the decode, as the engines' protocol checks see it`,
     async () => {
-      await using h = await createConnectorHarness(c.name);
+      // A prefill that takes a while: a sequential connector's decode sent
+      // before the prefill answered finds no KV in a shared store yet.
+      await using h = await createConnectorHarness(c.name, {
+        prefill: { ttftMs: 50 },
+      });
       for (const stream of [false, true]) {
         const response = await send(
           h,
@@ -242,11 +246,18 @@ for (const c of CASES) {
         decode: { interTokenMs: 60_000 },
       });
       const controller = new AbortController();
-      const response = await fetch(`${h.listen()}/v1/chat/completions`, {
-        method: "POST",
-        headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
-        body: chatBody({ stream: true }),
-        signal: controller.signal,
+      // A decode that is not streamed would send nothing for a minute.
+      const response = await within(
+        fetch(`${h.listen()}/v1/chat/completions`, {
+          method: "POST",
+          headers: jsonHeaders({ "x-prefiller-host-port": h.prefillerHeader }),
+          body: chatBody({ stream: true }),
+          signal: controller.signal,
+        }),
+        "the answer's head",
+      ).catch((error) => {
+        controller.abort();
+        throw error;
       });
       const reader = response.body!.getReader();
       await within(reader.read(), "the first chunk");

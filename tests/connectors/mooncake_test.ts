@@ -86,6 +86,26 @@ Deno.test("mooncake picks a rank at random and pins the prefill to it", async ()
 });
 
 Deno.test(
+  "mooncake pins the prefill to the rank it picked, replacing a client's x-data-parallel-rank",
+  async () => {
+    await using h = await createConnectorHarness("mooncake", {
+      prefill: { dataParallelSize: 2 },
+      random: () => 0.99,
+    });
+    const response = await h.pd("/v1/chat/completions", chatBody(), {
+      "x-data-parallel-rank": "0",
+    });
+    assert.equal(response.status, 200);
+    await response.text();
+    assert.equal(
+      h.prefill.requests[0]?.headers.get("x-data-parallel-rank"),
+      "1",
+    );
+    assert.equal(h.decode.requests[0]?.kvTransfer?.outcome, "pulled");
+  },
+);
+
+Deno.test(
   "mooncake queries a prefiller's bootstrap server once, and again after a failed leg",
   async () => {
     await using h = await createConnectorHarness("mooncake");

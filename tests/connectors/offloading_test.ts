@@ -143,6 +143,19 @@ Deno.test(
 );
 
 Deno.test(
+  "offloading pulls from another rank on the prefiller's pod: same host, another port",
+  async () => {
+    await using h = await createConnectorHarness("offloading");
+    const response = await h.pd("/v1/chat/completions", chatBody(), {
+      [SOURCE_HEADER]: `127.0.0.1:${h.prefill.port + 1}`,
+    });
+    await response.text();
+    const source = kvParamsOf(h.prefill.requests[0]).remote_kv_source;
+    assert.equal((source as Record<string, unknown>)?.remote_host, "127.0.0.1");
+  },
+);
+
+Deno.test(
   "offloading ignores a malformed KV-source header with a warning",
   async () => {
     await using h = await createConnectorHarness("offloading");

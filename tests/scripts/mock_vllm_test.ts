@@ -322,6 +322,44 @@ Deno.test("mock vllm rejects stream_options unless stream is true", async () => 
   });
 });
 
+Deno.test("mock vllm rejects min_tokens above the request's max_tokens, as vLLM's SamplingParams does", async () => {
+  await using mock = await createMockVllm();
+  const refused = await postJson(
+    mock,
+    CHAT,
+    chatBody({ max_tokens: 1, min_tokens: 2 }),
+  );
+  assert.equal(refused.status, 400);
+  const { error } = await refused.json();
+  assert.equal(
+    error.message,
+    "min_tokens must be less than or equal to max_tokens=1, got 2.",
+  );
+  assert.equal(error.param, "min_tokens");
+  const generate = await postJson(mock, "/inference/v1/generate", {
+    token_ids: [1, 2, 3],
+    sampling_params: { max_tokens: 1, min_tokens: 3 },
+  });
+  assert.equal(generate.status, 400);
+  await generate.body?.cancel();
+  const equal = await postJson(
+    mock,
+    CHAT,
+    chatBody({ max_tokens: 1, min_tokens: 1 }),
+  );
+  assert.equal(equal.status, 200);
+  await equal.body?.cancel();
+  // vLLM's Anthropic model has no min_tokens: it is ignored there.
+  const messages = await postJson(mock, "/v1/messages", {
+    model: "Qwen/Qwen3-0.6B",
+    max_tokens: 1,
+    min_tokens: 5,
+    messages: [{ role: "user", content: "Hi" }],
+  });
+  assert.equal(messages.status, 200);
+  await messages.body?.cancel();
+});
+
 Deno.test("mock vllm rejects bodies without the API's required field, non-objects and non-JSON media", async () => {
   await using mock = await createMockVllm();
   const cases: [string, unknown, string][] = [
