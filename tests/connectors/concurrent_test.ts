@@ -70,9 +70,12 @@ Deno.test(
     await using h = await createConnectorHarness("sglang", {
       config: { modelServerPort: decoder.port },
     });
-    const response = await h.pd("/v1/chat/completions", chatBody(), {
-      "x-prefiller-host-port": prefiller.hostPort,
-    });
+    const response = await within(
+      h.pd("/v1/chat/completions", chatBody(), {
+        "x-prefiller-host-port": prefiller.hostPort,
+      }),
+      "the answer",
+    );
     assert.equal(response.status, 503);
     await response.body?.cancel();
   },
@@ -171,9 +174,12 @@ Deno.test(
     await using h = await createConnectorHarness("sglang", {
       config: { modelServerPort: decoder.port },
     });
-    const response = await h.pd("/v1/chat/completions", chatBody(), {
-      "x-prefiller-host-port": prefiller.hostPort,
-    });
+    const response = await within(
+      h.pd("/v1/chat/completions", chatBody(), {
+        "x-prefiller-host-port": prefiller.hostPort,
+      }),
+      "the answer",
+    );
     assert.equal(response.status, 200);
     assert.equal((await response.json()).object, "chat.completion");
     decodeDone.resolve();

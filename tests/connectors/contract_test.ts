@@ -219,12 +219,16 @@ for (const c of CASES) {
         config: c.concurrent ? { modelServerPort: decoder.port } : {},
       });
       const controller = new AbortController();
+      // Disposed first: a wait that fails must not leave the request
+      // holding the harness open (legs run one after the other hang here).
+      using _leave = { [Symbol.dispose]: () => controller.abort() };
       const pending = fetch(`${h.listen()}/v1/chat/completions`, {
         method: "POST",
         headers: jsonHeaders({ "x-prefiller-host-port": prefiller.hostPort }),
         body: chatBody(),
         signal: controller.signal,
       });
+      pending.catch(() => {});
       await within(prefiller.requestSeen, "the prefill leg");
       if (c.concurrent) await within(decoder.requestSeen, "the decode leg");
       controller.abort();
