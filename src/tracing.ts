@@ -26,11 +26,14 @@ export const SPAN_REQUEST = "forward_request";
 export const SPAN_PREFILL = "prefill";
 /** Span around the decode leg, until its answer has been sent. */
 export const SPAN_DECODE = "decode";
-/** W3C trace context headers a client may send (RFC: W3C Trace Context §3). */
-export const TRACE_CONTEXT_HEADERS: readonly string[] = [
-  "traceparent",
-  "tracestate",
-];
+/**
+ * The W3C trace context header (W3C Trace Context §3.2) the runtime writes
+ * itself when it traces, so the client's must not go upstream too. The
+ * client's `tracestate` is not among them: Deno 2.9.6 neither keeps it in the
+ * server span nor injects one, and a participant that adds no entry passes
+ * it on unchanged (§3.3); leaving it out cut vendors' state off both legs.
+ */
+export const TRACE_CONTEXT_HEADERS: readonly string[] = ["traceparent"];
 
 /** What code inside a span may do with it. */
 export interface SpanHandle {

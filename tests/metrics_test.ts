@@ -631,3 +631,38 @@ Deno.test("a prefill 3xx counts as a prefill failure and upstream error of kind 
   const families = await scrape(metrics);
   assertOneLegFailure(families, "prefill", "status_3xx");
 });
+
+for (const route of ["pd", "passthrough"] as const) {
+  Deno.test(`a ${route} stream that -stream-idle-timeout breaks off counts as an error, and its access line names the code`, async () => {
+    const metrics = createMetrics();
+    await using h = await createHarness({
+      metrics,
+      config: { streamIdleTimeout: 300, verbosity: 0 },
+      decode: { interTokenMs: 10_000 },
+    });
+    const headers: Record<string, string> = route === "pd"
+      ? { "x-prefiller-host-port": h.prefillerHeader }
+      : {};
+    // Over HTTP: the access line waits for the stream's end only when served.
+    const response = await fetch(`${h.listen()}/v1/chat/completions`, {
+      method: "POST",
+      headers: jsonHeaders({ ...headers, "x-request-id": "stalled" }),
+      body: chatBody({ stream: true }),
+    });
+    assert.equal(response.status, 200);
+    const ended = await within(
+      response.text().then(() => "ended", () => "broken"),
+      3000,
+      "the stalled stream was not broken off",
+    );
+    assert.equal(ended, "broken");
+    const line = await h.accessLine("stalled");
+    assert.equal(line.outcome, "error");
+    assert.equal(line.error_code, "stream_idle_timeout");
+    assertOnly(await scrape(metrics), "requests_total", {
+      route,
+      connector: route === "pd" ? "nixlv2" : "none",
+      outcome: "error",
+    }, 1);
+  });
+}

@@ -3,6 +3,7 @@ import { createMockVllm } from "../scripts/mock_vllm/mod.ts";
 import { createWaiters } from "./support/deadline.ts";
 import { chatBody, jsonHeaders, postChatOverHttp } from "./support/harness.ts";
 import { startPlainBundle } from "./support/process.ts";
+import { closedPort } from "./support/stub_upstream.ts";
 
 const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN_ID = "b7ad6b7169203331";
@@ -201,5 +202,39 @@ Deno.test(
     await response.text();
     assert.equal(prefill.requests[0]?.headers.get("traceparent"), traceparent);
     assert.equal(decode.requests[0]?.headers.get("traceparent"), traceparent);
+  },
+);
+
+Deno.test(
+  "with the runtime tracing, the client's tracestate reaches both legs unchanged beside the child's traceparent",
+  async () => {
+    await using prefill = await createMockVllm({ name: "prefiller" });
+    await using decode = await createMockVllm({ name: "decoder" });
+    // No collector listens: export fails quietly, requests are unaffected.
+    await using sidecar = startPlainBundle(decode.port, ["-tracing"], {
+      env: {
+        OTEL_DENO: "true",
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closedPort()}`,
+      },
+    });
+    await sidecar.waitForLine((line) => line.msg === "starting");
+    const tracestate = "vendor1=opaque1,vendor2=opaque2";
+    const response = await postChatOverHttp(
+      sidecar.base,
+      chatBody(),
+      jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        traceparent: `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`,
+        tracestate,
+      }),
+    );
+    assert.equal(response.status, 200);
+    await response.text();
+    for (const leg of [prefill, decode]) {
+      const headers = leg.requests[0]?.headers ?? new Headers();
+      assert.equal(traceparentOf(headers).traceId, TRACE_ID);
+      assert.notEqual(traceparentOf(headers).parent, CLIENT_SPAN_ID);
+      assert.equal(headers.get("tracestate"), tracestate);
+    }
   },
 );

@@ -11,7 +11,7 @@ import {
   type Allowlist,
 } from "../allowlist/allowlist.ts";
 import { decoderHostPort } from "../config.ts";
-import type { Deps } from "../context.ts";
+import type { AccessRecord, Deps } from "../context.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { RequestObservation } from "../observation.ts";
@@ -170,13 +170,18 @@ export function selectKvSource(
 function decodeWatch(
   deps: Deps,
   request: GenerationRequest,
-  log: Logger,
+  { log, access }: { readonly log: Logger; readonly access: AccessRecord },
 ): DecodeWatch {
   const streaming = rawMember(request.scanned, FIELD_STREAM) === "true";
   return {
     firstByteMs: streaming ? deps.config.decodeFirstByteTimeout : 0,
     idleMs: deps.config.streamIdleTimeout,
     log,
+    // A stream broken off after its status went out has no error answer to
+    // name it: the access line and the request's outcome must still say so.
+    onTimeout: (code) => {
+      access.errorCode = code;
+    },
   };
 }
 
@@ -215,7 +220,16 @@ function sendDecodeLeg(
       sendLocalDecode(
         deps,
         request,
-        leg.watch ? { ...leg, watch: { ...leg.watch, onTimeout } } : leg,
+        leg.watch === undefined ? leg : {
+          ...leg,
+          watch: {
+            ...leg.watch,
+            onTimeout: (code) => {
+              leg.watch?.onTimeout?.(code);
+              onTimeout();
+            },
+          },
+        },
       ),
   );
 }
@@ -368,7 +382,10 @@ export function createPdRunner(deps: Deps): PdRunner {
       body,
       ...(json === undefined ? {} : { parsed: json }),
       chunked: true,
-      watch: decodeWatch(deps, parsed, request.log),
+      watch: decodeWatch(deps, parsed, {
+        log: request.log,
+        access: request.observation.access,
+      }),
     });
     timing.decodeAnswered = performance.now();
     return response;
@@ -467,7 +484,10 @@ export function createPdRunner(deps: Deps): PdRunner {
         prefiller: prefiller.hostPort,
       });
       log.trace("client request", { body: parsed.text });
-      const watch = decodeWatch(deps, parsed, legLog);
+      const watch = decodeWatch(deps, parsed, {
+        log: legLog,
+        access: request.observation.access,
+      });
       const run = connector.run({
         api: request.api,
         pathAndQuery,

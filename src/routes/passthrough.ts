@@ -164,7 +164,14 @@ export async function passthroughRequest(
       hostPort: decoderHostPort(deps.config),
       pathAndQuery: pathAndQueryOf(request),
       // The first-byte timeout needs the body's `stream`, which passthrough never parses.
-      watch: { firstByteMs: 0, idleMs: deps.config.streamIdleTimeout, log },
+      watch: {
+        firstByteMs: 0,
+        idleMs: deps.config.streamIdleTimeout,
+        log,
+        onTimeout: (code) => {
+          c.get("observation").access.errorCode = code;
+        },
+      },
     }, {
       method: request.method,
       headers: buildUpstreamHeaders(request.headers, {

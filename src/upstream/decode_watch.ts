@@ -23,12 +23,19 @@ export interface DecodeWatch {
   /** Longest wait on a read from the decoder once the first body byte came. */
   readonly idleMs: number;
   readonly log: Logger;
-  /** Called once when either timeout ends the answer, before the caller sees the error. */
-  readonly onTimeout?: () => void;
+  /** Called once with its code when either timeout ends the answer, before the caller sees the error. */
+  readonly onTimeout?: (code: DecodeTimeoutCode) => void;
 }
 
 /** Code of the `ProxyError` a first-byte timeout throws. */
 const FIRST_BYTE_TIMEOUT_CODE = "decode_first_byte_timeout";
+/** Code of a stream the idle timeout broke off (the status was already sent). */
+const STREAM_IDLE_TIMEOUT_CODE = "stream_idle_timeout";
+
+/** Which of the two timeouts ended a decoder answer. */
+export type DecodeTimeoutCode =
+  | typeof FIRST_BYTE_TIMEOUT_CODE
+  | typeof STREAM_IDLE_TIMEOUT_CODE;
 
 /** Why the watchdog aborted the decoder request. */
 class DecodeTimeout extends Error {
@@ -75,7 +82,7 @@ export async function sendWatched(
   const timedOut = () => watchdog.signal.aborted && !signal.aborted;
   const failed = (error: unknown): unknown => {
     if (!timedOut()) return error;
-    watch.onTimeout?.();
+    watch.onTimeout?.(FIRST_BYTE_TIMEOUT_CODE);
     return firstByteTimeout(watch.firstByteMs, error);
   };
   let response: Response;
@@ -133,10 +140,10 @@ function pump(
       return;
     }
     watch.log.warn("decoder stream idle: breaking it off", {
-      code: "stream_idle_timeout",
+      code: STREAM_IDLE_TIMEOUT_CODE,
       idle_ms: Math.round(silent),
     });
-    watch.onTimeout?.();
+    watch.onTimeout?.(STREAM_IDLE_TIMEOUT_CODE);
     watchdog.abort(new DecodeTimeout("stream idle"));
   }
   async function read(): Promise<ReadableStreamReadResult<Uint8Array>> {
