@@ -25,6 +25,16 @@ import {
 
 const P = "llm_d_sidecar_";
 
+/** Waits for `response`'s stream to break (not end), as a stalled one broken off does. */
+async function expectBrokenOff(response: Response): Promise<void> {
+  const ended = await within(
+    response.text().then(() => "ended", () => "broken"),
+    3000,
+    "the stalled stream was not broken off",
+  );
+  assert.equal(ended, "broken");
+}
+
 Deno.test("a P/D request counts once by route, connector and outcome, with its prefill and decode observed", async () => {
   const metrics = createMetrics();
   await using h = await createHarness({ metrics });
@@ -469,12 +479,7 @@ Deno.test("a decoder that stalls mid-stream counts once as a decode failure and 
     chatBody({ stream: true }),
   );
   assert.equal(response.status, 200);
-  const ended = await within(
-    response.text().then(() => "ended", () => "broken"),
-    3000,
-    "the stalled stream was not broken off",
-  );
-  assert.equal(ended, "broken");
+  await expectBrokenOff(response);
   assertOneLegFailure(await scrape(metrics), "decode", "timeout");
 });
 
@@ -650,12 +655,7 @@ for (const route of ["pd", "passthrough"] as const) {
       body: chatBody({ stream: true }),
     });
     assert.equal(response.status, 200);
-    const ended = await within(
-      response.text().then(() => "ended", () => "broken"),
-      3000,
-      "the stalled stream was not broken off",
-    );
-    assert.equal(ended, "broken");
+    await expectBrokenOff(response);
     const line = await h.accessLine("stalled");
     assert.equal(line.outcome, "error");
     assert.equal(line.error_code, "stream_idle_timeout");

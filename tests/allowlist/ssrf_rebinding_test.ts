@@ -10,7 +10,7 @@ import { createApp } from "../../src/app.ts";
 import { createAllowlist } from "../../src/allowlist/allowlist.ts";
 import { createResolver } from "../../src/allowlist/resolve.ts";
 import { parseStaticEntry } from "../../src/allowlist/static_list.ts";
-import type { ConnectorName } from "../../src/config.ts";
+import type { Config, ConnectorName } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import {
@@ -42,6 +42,34 @@ function loopbackAllowlist() {
   });
 }
 
+/** Sends one chat request with `headers` to an app configured by `config`, behind the allowlist above. */
+async function requestBehindAllowlist(
+  config: Partial<Config>,
+  headers: Record<string, string>,
+): Promise<{ readonly status: number; readonly text: string }> {
+  const upstream = createUpstreamClient();
+  try {
+    const app = createApp({
+      config: testConfig({ verbosity: 0, ...config }),
+      log: createLogger({ verbosity: -1, write() {} }),
+      upstream,
+      allowlist: loopbackAllowlist(),
+    });
+    const response = await withDeadline(
+      Promise.resolve(app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders(headers),
+        body: chatBody(),
+      })),
+      10_000,
+      "the sidecar's answer",
+    );
+    return { status: response.status, text: await response.text() };
+  } finally {
+    upstream.close();
+  }
+}
+
 /** Runs one P/D request naming the prefiller by `PREFILLER_NAME` on `connector`, behind an allowlist of 127.0.0.1. */
 async function runNamedPrefill(connector: ConnectorName) {
   const kvStore = createKvStore();
@@ -55,42 +83,18 @@ async function runNamedPrefill(connector: ConnectorName) {
     });
   await using prefill: MockVllm = await mock("prefiller", "kv_producer");
   await using decode: MockVllm = await mock("decoder", "kv_consumer");
-  const upstream = createUpstreamClient();
-  try {
-    const app = createApp({
-      config: testConfig({
-        modelServerPort: decode.port,
-        connector,
-        mooncakeBootstrapPort: prefill.sideChannelPort,
-        sglangBootstrapPort: prefill.sideChannelPort,
-        verbosity: 0,
-      }),
-      log: createLogger({ verbosity: -1, write() {} }),
-      upstream,
-      allowlist: loopbackAllowlist(),
-    });
-    const response = await withDeadline(
-      Promise.resolve(app.request("/v1/chat/completions", {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": `${PREFILLER_NAME}:${prefill.port}`,
-        }),
-        body: chatBody(),
-      })),
-      10_000,
-      "the sidecar's answer",
-    );
-    const text = await response.text();
-    return {
-      status: response.status,
-      text,
-      sideChannelPort: prefill.sideChannelPort,
-      prefill: prefill.requests.map((request) => request.body),
-      decode: decode.requests.map((request) => request.body),
-    };
-  } finally {
-    upstream.close();
-  }
+  const answer = await requestBehindAllowlist({
+    modelServerPort: decode.port,
+    connector,
+    mooncakeBootstrapPort: prefill.sideChannelPort,
+    sglangBootstrapPort: prefill.sideChannelPort,
+  }, { "x-prefiller-host-port": `${PREFILLER_NAME}:${prefill.port}` });
+  return {
+    ...answer,
+    sideChannelPort: prefill.sideChannelPort,
+    prefill: prefill.requests.map((request) => request.body),
+    decode: decode.requests.map((request) => request.body),
+  };
 }
 
 /** `kv_transfer_params` of a recorded body. */
@@ -127,34 +131,11 @@ Deno.test("a KV source named by host name is passed to the decoder as the addres
   await using decode = startStubUpstream(() =>
     Response.json({ choices: [{ message: { content: "ok" } }] })
   );
-  const upstream = createUpstreamClient();
-  try {
-    const app = createApp({
-      config: testConfig({
-        modelServerPort: decode.port,
-        connector: "offloading",
-        verbosity: 0,
-      }),
-      log: createLogger({ verbosity: -1, write() {} }),
-      upstream,
-      allowlist: loopbackAllowlist(),
-    });
-    const response = await withDeadline(
-      Promise.resolve(app.request("/v1/chat/completions", {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-kv-cache-source-host-port": `${KV_SOURCE_NAME}:5001`,
-        }),
-        body: chatBody(),
-      })),
-      10_000,
-      "the sidecar's answer",
-    );
-    assert.equal(response.status, 200);
-    await response.body?.cancel();
-  } finally {
-    upstream.close();
-  }
+  const answer = await requestBehindAllowlist(
+    { modelServerPort: decode.port, connector: "offloading" },
+    { "x-kv-cache-source-host-port": `${KV_SOURCE_NAME}:5001` },
+  );
+  assert.equal(answer.status, 200, answer.text);
   const params = kvParamsOf(JSON.parse(decode.bodies[0] ?? "null"));
   const source = params.remote_kv_source as Record<string, unknown>;
   assert.equal(source.remote_host, "127.0.0.1");
