@@ -242,3 +242,50 @@ Deno.test("-connect-timeout bounds the TLS handshake of a verified stage: an ups
   assert.equal(served.status, 200, served.text);
   assert.equal(good.requests.length, 1);
 });
+
+Deno.test("a verified TLS decoder is checked as localhost, as Go names it: a certificate for localhost alone serves every leg", async () => {
+  const ca = await makeCa("internal");
+  await using decode = await createMockVllm({
+    name: "decoder",
+    tls: await makeServerCert(ca, "vllm", "localhost-only"),
+  });
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  const config = testConfig({
+    modelServerPort: decode.port,
+    tlsStages: ["decoder"],
+  });
+  const upstream = createUpstreamClient(
+    upstreamClientOptions(config, [ca.cert]),
+  );
+  try {
+    const app = createApp({
+      config,
+      log: createLogger({ verbosity: -2, write: () => {} }),
+      upstream,
+    });
+    const send = async (path: string, headers: Record<string, string>) => {
+      const response = await app.request(path, {
+        method: "POST",
+        headers: jsonHeaders(headers),
+        body: chatBody(),
+        signal: AbortSignal.timeout(10_000),
+      });
+      return { status: response.status, text: await response.text() };
+    };
+    const decodeOnly = await send("/v1/chat/completions", {});
+    assert.equal(decodeOnly.status, 200, decodeOnly.text);
+    const pd = await send("/v1/chat/completions", {
+      "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+    });
+    assert.equal(pd.status, 200, pd.text);
+    const passthrough = await send("/tokenize", {});
+    assert.equal(passthrough.status, 200, passthrough.text);
+    assert.equal(prefill.requests.length, 1);
+    assert.equal(
+      decode.requests.filter((r) => r.path === "/v1/chat/completions").length,
+      2,
+    );
+  } finally {
+    upstream.close();
+  }
+});
