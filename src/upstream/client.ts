@@ -208,13 +208,16 @@ const TLS_PEER_DROPPED =
 
 /**
  * The failure of a request whose body, the client's own stream, broke
- * because its client left; undefined for any other failure. The TLS text
- * counts only toward a plain upstream: from a TLS one, it could be the
- * upstream's own connection that dropped.
+ * because its client left; undefined for any other failure. From `fetch`
+ * the text is the cause's whole message only when the body failed (the
+ * upstream's own failures start "error sending request"), so it counts
+ * whatever the upstream speaks; from undici (`viaUndici`, a stage that skips
+ * verification) the TLS text could be its TLS upstream's drop, so there the
+ * body says it itself (`clientBodyChunks`).
  */
 function clientBodyFailure(
   error: unknown,
-  tlsUpstream: boolean,
+  viaUndici: boolean,
 ): UpstreamError | undefined {
   // Deno's fetch wraps it in a TypeError; undici (a stage that skips
   // verification) rejects with the body's own error.
@@ -222,7 +225,7 @@ function clientBodyFailure(
   const message = innermostMessage(error);
   if (
     message.startsWith(CLIENT_BODY_FAILURE) ||
-    (!tlsUpstream && message.startsWith(TLS_PEER_DROPPED))
+    (!viaUndici && message.startsWith(TLS_PEER_DROPPED))
   ) {
     return new UpstreamError(
       "client_body",
@@ -252,6 +255,32 @@ function createDenoTransport(
     fetch: (url, init) => fetch(url, { ...init, client }),
     close: () => client.close(),
   };
+}
+
+/**
+ * The client's body as undici reads it, its failure because its client left
+ * said as a `client_body` failure: undici rejects with the body's own error,
+ * whose text a TLS upstream's drop can also have.
+ */
+async function* clientBodyChunks(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of body) yield chunk;
+  } catch (error) {
+    const message = innermostMessage(error);
+    if (
+      message.startsWith(CLIENT_BODY_FAILURE) ||
+      message.startsWith(TLS_PEER_DROPPED)
+    ) {
+      throw new UpstreamError(
+        "client_body",
+        `the client's request body ended early: ${message}`,
+        error,
+      );
+    }
+    throw error;
+  }
 }
 
 /**
@@ -296,7 +325,7 @@ function createInsecureTransport(): StageTransport {
         // Readable); a web stream is one. Through Readable.fromWeb, undici
         // misread the answer (content-length mismatch) under Deno 2.9.6.
         body: body instanceof ReadableStream
-          ? body as unknown as InstanceType<typeof Readable>
+          ? clientBodyChunks(body) as unknown as InstanceType<typeof Readable>
           : typeof body === "string"
           ? body
           : null,
@@ -362,7 +391,7 @@ function createStageClient(
     try {
       response = await attempt(url, request);
     } catch (error) {
-      const failure = clientBodyFailure(error, tls.tls) ??
+      const failure = clientBodyFailure(error, tls.tls && !tls.verify) ??
         upstreamFailure(error, request.signal);
       // A pooled connection the upstream closed as the request went out
       // (its keep-alive ran out first, llm-d #1564): the upstream never saw
