@@ -628,6 +628,31 @@ async function answersHelloWithin(
 }
 
 /**
+ * A TCP connection to `hostname`. `Deno.connect` dials only the first
+ * address a name resolves to, where `fetch` (and Go) try them all:
+ * `localhost`, the verified TLS decoder's name, is dialled at 127.0.0.1 then
+ * ::1, so a pod whose resolver puts ::1 first does not see an IPv4-only vLLM
+ * refuse the probe while `fetch` would reach it.
+ */
+async function connectTcp(
+  hostname: string,
+  port: number,
+  signal: AbortSignal,
+): Promise<Deno.TcpConn> {
+  if (hostname.toLowerCase() !== "localhost") {
+    return await Deno.connect({ hostname, port, signal });
+  }
+  try {
+    return await Deno.connect({ hostname: "127.0.0.1", port, signal });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+    return await Deno.connect({ hostname: "::1", port, signal }).catch(() => {
+      throw error;
+    });
+  }
+}
+
+/**
  * The connect timeout. Deno's `fetch` has no connect-timeout option, and a
  * signal on the request cannot tell a slow connect from a slow answer, so
  * before a request to a host not answered within the pool's idle time (no
@@ -657,7 +682,7 @@ function createConnectProbe(timeoutMs: number, freshMs: number): ConnectProbe {
     const timeout = AbortSignal.timeout(timeoutMs);
     let conn: Deno.TcpConn;
     try {
-      conn = await Deno.connect({ hostname, port, signal: timeout });
+      conn = await connectTcp(hostname, port, timeout);
     } catch (error) {
       if (timeout.aborted) {
         throw new UpstreamError(
