@@ -476,11 +476,26 @@ export function listenPort(
   return config.port + config.dataParallelRank;
 }
 
-/** `host:port` of the local model server (decoder) of `config`'s rank; it shares the pod's loopback. */
+/**
+ * `host:port` of the local model server (decoder) of `config`'s rank; it
+ * shares the pod's loopback. `127.0.0.1` spares a resolver round trip, but a
+ * decoder spoken to over verified TLS is named `localhost`, as Go names it:
+ * the name is what its certificate is checked against, and one issued for
+ * `localhost` alone, which the Go sidecar accepts, was refused.
+ */
 export function decoderHostPort(
-  config: Pick<Config, "modelServerPort" | "dataParallelRank">,
+  config: Pick<
+    Config,
+    | "modelServerPort"
+    | "dataParallelRank"
+    | "tlsStages"
+    | "insecureSkipVerifyStages"
+  >,
 ): string {
-  return `127.0.0.1:${config.modelServerPort + config.dataParallelRank}`;
+  const verified = config.tlsStages.includes("decoder") &&
+    !config.insecureSkipVerifyStages.includes("decoder");
+  const host = verified ? "localhost" : "127.0.0.1";
+  return `${host}:${config.modelServerPort + config.dataParallelRank}`;
 }
 
 /** `config` as the listener of data-parallel rank `rank` uses it. */

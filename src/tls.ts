@@ -13,7 +13,21 @@ export interface TlsCertificate {
   readonly key: string;
 }
 
-/** Reads `<dir>/tls.crt` and `<dir>/tls.key`; throws naming the file that failed. */
+/**
+ * Throws when `pair` is not a certificate chain and its own private key.
+ * Found only by the listener, a broken pair read as a failure to bind: "cannot
+ * listen on IPv6" then "Cannot listen on port", naming neither file. A
+ * client with the pair as its certificate parses and matches it as the
+ * listener does (rustls' single-certificate check), with no socket.
+ */
+function checkPair(pair: TlsCertificate): void {
+  Deno.createHttpClient({ cert: pair.cert, key: pair.key }).close();
+}
+
+/**
+ * Reads `<dir>/tls.crt` and `<dir>/tls.key` and checks they are a matching
+ * pair; throws naming both files.
+ */
 export async function loadCertificate(dir: string): Promise<TlsCertificate> {
   const base = dir.endsWith("/") ? dir.slice(0, -1) : dir;
   const certFile = `${base}/tls.crt`;
@@ -23,6 +37,7 @@ export async function loadCertificate(dir: string): Promise<TlsCertificate> {
       Deno.readTextFile(certFile),
       Deno.readTextFile(keyFile),
     ]);
+    checkPair({ cert, key });
     return { cert, key };
   } catch (error) {
     const reason = errorMessage(error);

@@ -617,24 +617,28 @@ async function expectLeftMidBody(
 }
 
 /**
- * A harness in front of the decoder on `port`, reached over TLS without
- * verification when `decoderTls` (through undici, whose failures differ from
- * fetch's), with the metrics it records into.
+ * A harness in front of the decoder on `port`, reached over TLS when
+ * `decoderTls`: verified against `trusted` when given (through fetch), else
+ * without verification (through undici, whose failures differ from fetch's),
+ * with the metrics it records into.
  */
 async function harnessBeforeDecoder(
   port: number,
   decoderTls: boolean,
+  trusted?: string,
 ): Promise<Harness & { readonly metrics: MetricsRegistry }> {
   const metrics = createMetrics();
   const h = await createHarness({
     config: {
       modelServerPort: port,
       verbosity: 3,
-      ...(decoderTls
-        ? { tlsStages: ["decoder"], insecureSkipVerifyStages: ["decoder"] }
+      ...(decoderTls ? { tlsStages: ["decoder"] } : {}),
+      ...(decoderTls && trusted === undefined
+        ? { insecureSkipVerifyStages: ["decoder"] }
         : {}),
     },
     metrics,
+    ...(trusted === undefined ? {} : { caCerts: [trusted] }),
   });
   return Object.assign(h, { metrics });
 }
@@ -678,26 +682,37 @@ function streamedUpload(id: string): string {
 const STREAMED_SENT_BYTES = 256 * 1024;
 
 // The decoder over TLS without verification goes through undici, whose
-// failure differs from fetch's (a reviewer found it reported as a 502).
+// failure differs from fetch's (a reviewer found it reported as a 502). A
+// TLS client's drop and a TLS decoder's are told apart differently by each.
 for (
-  const [transport, decoderTls] of [
-    ["tcp", false],
-    ["tls", false],
-    ["tcp", true],
+  const [transport, decoderMode] of [
+    ["tcp", "plain"],
+    ["tls", "plain"],
+    ["tcp", "unverified"],
+    ["tls", "unverified"],
+    ["tls", "verified"],
   ] as const
 ) {
-  const decoderKind = decoderTls ? "TLS decoder, unverified" : "plain decoder";
+  const decoderTls = decoderMode !== "plain";
+  const decoderKind = decoderTls
+    ? `TLS decoder, ${decoderMode}`
+    : "plain decoder";
   Deno.test(
     `a client leaving in the middle of a passthrough body of declared length over 1 MiB (${transport} client, ${decoderKind}) is logged and counted as gone, not as the decoder's failure`,
     async () => {
-      const id = `half-sent-declared-${transport}-${
-        decoderTls ? "tls" : "plain"
-      }-decoder`;
+      const id = `half-sent-declared-${transport}-${decoderMode}-decoder`;
+      const decoderPair = decoderTls
+        ? await generateSelfSignedCertificate()
+        : undefined;
       const decoder = startHangingUpstream(
-        decoderTls ? { tls: await generateSelfSignedCertificate() } : {},
+        decoderPair ? { tls: decoderPair } : {},
       );
       await using _decoder = decoder;
-      await using h = await harnessBeforeDecoder(decoder.port, decoderTls);
+      await using h = await harnessBeforeDecoder(
+        decoder.port,
+        decoderTls,
+        decoderMode === "verified" ? decoderPair?.cert : undefined,
+      );
       const { metrics } = h;
       const tls = transport === "tls"
         ? await generateSelfSignedCertificate()
@@ -764,12 +779,18 @@ Deno.test(
   },
 );
 
-for (const decoderTls of [false, true]) {
-  const decoderKind = decoderTls ? "TLS decoder, unverified" : "plain decoder";
+for (const decoderMode of ["plain", "unverified", "verified"] as const) {
+  const decoderTls = decoderMode !== "plain";
+  const decoderKind = decoderTls
+    ? `TLS decoder, ${decoderMode}`
+    : "plain decoder";
   Deno.test(
     `a decoder that drops a passthrough body of declared length over 1 MiB midway, its client still there, is the decoder's 502, not a client gone (${decoderKind})`,
     async () => {
-      const id = `decoder-dropped-mid-body-${decoderTls ? "tls" : "plain"}`;
+      const id = `decoder-dropped-mid-body-${decoderMode}`;
+      const decoderPair = decoderTls
+        ? await generateSelfSignedCertificate()
+        : undefined;
       // Reads the head and about 100 KB of body, then hangs up.
       const decoder = startScriptedServer(async (conn) => {
         const buffer = new Uint8Array(16384);
@@ -780,9 +801,13 @@ for (const decoderTls of [false, true]) {
           total += read;
         }
         conn.close();
-      }, decoderTls ? { tls: await generateSelfSignedCertificate() } : {});
+      }, decoderPair ? { tls: decoderPair } : {});
       await using _decoder = decoder;
-      await using h = await harnessBeforeDecoder(decoder.port, decoderTls);
+      await using h = await harnessBeforeDecoder(
+        decoder.port,
+        decoderTls,
+        decoderMode === "verified" ? decoderPair?.cert : undefined,
+      );
       const { metrics } = h;
       const conn = await connectTo(Number(new URL(h.listen()).port));
       try {

@@ -224,6 +224,29 @@ Deno.test("bundle exits 1 when the certificate directory has no key pair", async
   assert.match(stderr, /Cannot load TLS key pair/);
 });
 
+Deno.test("bundle exits 1 naming both files when the key does not match the certificate, not as a failure to bind", async () => {
+  const [ca, other] = await Promise.all([makeCa("ca"), makeCa("other")]);
+  const [pair, stranger] = await Promise.all([
+    makeServerCert(ca),
+    makeServerCert(other),
+  ]);
+  await using certs = await writeCertDir({
+    cert: pair.cert,
+    key: stranger.key,
+  });
+  const { code, stderr } = await runBundle([
+    `-cert-path=${certs.dir}`,
+    `-port=${freePort()}`,
+    "-model-server-port=9",
+  ]);
+  assert.equal(code, 1);
+  assert.match(
+    stderr,
+    /Cannot load TLS key pair from cert \S*\/tls\.crt\S* and key \S*\/tls\.key\S* keys may not be consistent/,
+  );
+  assert.doesNotMatch(stderr, /cannot listen on IPv6|Cannot listen on port/);
+});
+
 Deno.test(
   "bundle runs P/D end to end over plain HTTP and stops cleanly on SIGTERM",
   async () => {

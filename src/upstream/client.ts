@@ -208,13 +208,16 @@ const TLS_PEER_DROPPED =
 
 /**
  * The failure of a request whose body, the client's own stream, broke
- * because its client left; undefined for any other failure. The TLS text
- * counts only toward a plain upstream: from a TLS one, it could be the
- * upstream's own connection that dropped.
+ * because its client left; undefined for any other failure. From `fetch`
+ * the text is the cause's whole message only when the body failed (the
+ * upstream's own failures start "error sending request"), so it counts
+ * whatever the upstream speaks; from undici (`viaUndici`, a stage that skips
+ * verification) the TLS text could be its TLS upstream's drop, so there the
+ * body says it itself (`clientBodyChunks`).
  */
 function clientBodyFailure(
   error: unknown,
-  tlsUpstream: boolean,
+  viaUndici: boolean,
 ): UpstreamError | undefined {
   // Deno's fetch wraps it in a TypeError; undici (a stage that skips
   // verification) rejects with the body's own error.
@@ -222,7 +225,7 @@ function clientBodyFailure(
   const message = innermostMessage(error);
   if (
     message.startsWith(CLIENT_BODY_FAILURE) ||
-    (!tlsUpstream && message.startsWith(TLS_PEER_DROPPED))
+    (!viaUndici && message.startsWith(TLS_PEER_DROPPED))
   ) {
     return new UpstreamError(
       "client_body",
@@ -252,6 +255,32 @@ function createDenoTransport(
     fetch: (url, init) => fetch(url, { ...init, client }),
     close: () => client.close(),
   };
+}
+
+/**
+ * The client's body as undici reads it, its failure because its client left
+ * said as a `client_body` failure: undici rejects with the body's own error,
+ * whose text a TLS upstream's drop can also have.
+ */
+async function* clientBodyChunks(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of body) yield chunk;
+  } catch (error) {
+    const message = innermostMessage(error);
+    if (
+      message.startsWith(CLIENT_BODY_FAILURE) ||
+      message.startsWith(TLS_PEER_DROPPED)
+    ) {
+      throw new UpstreamError(
+        "client_body",
+        `the client's request body ended early: ${message}`,
+        error,
+      );
+    }
+    throw error;
+  }
 }
 
 /**
@@ -296,7 +325,7 @@ function createInsecureTransport(): StageTransport {
         // Readable); a web stream is one. Through Readable.fromWeb, undici
         // misread the answer (content-length mismatch) under Deno 2.9.6.
         body: body instanceof ReadableStream
-          ? body as unknown as InstanceType<typeof Readable>
+          ? clientBodyChunks(body) as unknown as InstanceType<typeof Readable>
           : typeof body === "string"
           ? body
           : null,
@@ -362,7 +391,7 @@ function createStageClient(
     try {
       response = await attempt(url, request);
     } catch (error) {
-      const failure = clientBodyFailure(error, tls.tls) ??
+      const failure = clientBodyFailure(error, tls.tls && !tls.verify) ??
         upstreamFailure(error, request.signal);
       // A pooled connection the upstream closed as the request went out
       // (its keep-alive ran out first, llm-d #1564): the upstream never saw
@@ -493,11 +522,143 @@ function hostPortOf(url: string): string {
 }
 
 /**
+ * A TLS 1.2 ClientHello (ECDHE with AES-GCM or ChaCha20, P-256, P-384 or
+ * X25519, ECDSA or RSA signatures; TLS 1.3 suites listed too): enough for
+ * any TLS server to answer, with its ServerHello or with an alert.
+ */
+function clientHello(): Uint8Array {
+  const suites = [
+    0x1301,
+    0x1302,
+    0x1303,
+    0xc02b,
+    0xc02f,
+    0xc02c,
+    0xc030,
+    0xcca9,
+    0xcca8,
+  ];
+  const groups = [0x001d, 0x0017, 0x0018];
+  const signatures = [
+    0x0403,
+    0x0804,
+    0x0401,
+    0x0503,
+    0x0805,
+    0x0501,
+    0x0806,
+    0x0601,
+  ];
+  const u16 = (value: number) => [value >> 8, value & 0xff];
+  const list = (values: number[]) => [
+    ...u16(values.length * 2),
+    ...values.flatMap(u16),
+  ];
+  const extension = (type: number, data: number[]) => [
+    ...u16(type),
+    ...u16(data.length),
+    ...data,
+  ];
+  const extensions = [
+    ...extension(0x000a, list(groups)),
+    ...extension(0x000b, [1, 0]),
+    ...extension(0x000d, list(signatures)),
+  ];
+  const random = [...crypto.getRandomValues(new Uint8Array(32))];
+  const body = [
+    0x03,
+    0x03,
+    ...random,
+    0,
+    ...list(suites),
+    1,
+    0,
+    ...u16(extensions.length),
+    ...extensions,
+  ];
+  const handshake = [1, 0, ...u16(body.length), ...body];
+  return new Uint8Array([
+    0x16,
+    0x03,
+    0x01,
+    ...u16(handshake.length),
+    ...handshake,
+  ]);
+}
+
+/**
+ * Ends the probe of a TLS upstream: it must answer a ClientHello within what
+ * is left of the connect timeout. Deno's `fetch` has no handshake timeout
+ * (Go's transport has 10 s), so an upstream that accepted connections and
+ * never answered held every request to it until its client gave up. Any
+ * answer counts, an alert or a close too: the request's own connection
+ * then fails with the reason (a certificate the stage refuses, a plain-HTTP
+ * upstream). The hello is written by hand on the TCP connection because
+ * Deno 2.9.6 does not close a TLS connection still in its handshake when
+ * JavaScript closes it: its socket stayed open until the upstream left.
+ */
+async function answersHelloWithin(
+  conn: Deno.TcpConn,
+  leftMs: number,
+  timeoutMs: number,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<"expired">((resolve) => {
+    timer = setTimeout(() => resolve("expired"), Math.max(0, leftMs));
+  });
+  try {
+    const answered = conn.write(clientHello())
+      .then(() => conn.read(new Uint8Array(1)))
+      .then(() => "answered" as const, () => "answered" as const);
+    if (await Promise.race([answered, expired]) === "expired") {
+      throw new UpstreamError(
+        "connect_timeout",
+        `no TLS handshake within ${timeoutMs} ms`,
+        undefined,
+      );
+    }
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+/**
+ * A TCP connection to `hostname`. `Deno.connect` dials only the first
+ * address a name resolves to, where `fetch` (and Go) try them all:
+ * `localhost`, the verified TLS decoder's name, is dialled at 127.0.0.1 then
+ * ::1, so a pod whose resolver puts ::1 first does not see an IPv4-only vLLM
+ * refuse the probe while `fetch` would reach it.
+ */
+async function connectTcp(
+  hostname: string,
+  port: number,
+  signal: AbortSignal,
+): Promise<Deno.TcpConn> {
+  if (hostname.toLowerCase() !== "localhost") {
+    return await Deno.connect({ hostname, port, signal });
+  }
+  try {
+    return await Deno.connect({ hostname: "127.0.0.1", port, signal });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+    return await Deno.connect({ hostname: "::1", port, signal }).catch(() => {
+      throw error;
+    });
+  }
+}
+
+/**
  * The connect timeout. Deno's `fetch` has no connect-timeout option, and a
  * signal on the request cannot tell a slow connect from a slow answer, so
  * before a request to a host not answered within the pool's idle time (no
- * pooled connection can be left), a TCP connect to it is tried and closed:
- * it measures exactly the connect, and costs one handshake per cold host.
+ * pooled connection can be left), a TCP connect to it is tried and closed
+ * (after a ClientHello toward an `https` one, see `answersHelloWithin`): it
+ * measures exactly the connect, and costs one handshake per cold host.
  * Requests that find the same host cold share that one probe: a burst of
  * 2,000 requests once sent 2,000 probes, which filled the upstream's accept
  * queue and turned the burst into connect timeouts (issue 9's bench, 2c).
@@ -513,14 +674,15 @@ function createConnectProbe(timeoutMs: number, freshMs: number): ConnectProbe {
     lastReached.set(hostPort, performance.now());
   }
   // No client's signal: the probe serves every request waiting on it.
-  async function connect(hostPort: string): Promise<void> {
+  async function connect(hostPort: string, tls: boolean): Promise<void> {
     const colon = hostPort.lastIndexOf(":");
     const hostname = hostPort.slice(0, colon).replace(/^\[|\]$/g, "");
     const port = Number(hostPort.slice(colon + 1));
+    const started = performance.now();
     const timeout = AbortSignal.timeout(timeoutMs);
+    let conn: Deno.TcpConn;
     try {
-      const conn = await Deno.connect({ hostname, port, signal: timeout });
-      conn.close();
+      conn = await connectTcp(hostname, port, timeout);
     } catch (error) {
       if (timeout.aborted) {
         throw new UpstreamError(
@@ -531,12 +693,23 @@ function createConnectProbe(timeoutMs: number, freshMs: number): ConnectProbe {
       }
       throw classifyFetchError(error);
     }
+    if (tls) {
+      await answersHelloWithin(
+        conn,
+        timeoutMs - (performance.now() - started),
+        timeoutMs,
+      );
+    } else {
+      conn.close();
+    }
     remember(hostPort);
   }
-  function probe(hostPort: string): Promise<void> {
+  function probe(hostPort: string, tls: boolean): Promise<void> {
     const existing = inFlight.get(hostPort);
     if (existing) return existing;
-    const started = connect(hostPort).finally(() => inFlight.delete(hostPort));
+    const started = connect(hostPort, tls).finally(() =>
+      inFlight.delete(hostPort)
+    );
     inFlight.set(hostPort, started);
     return started;
   }
@@ -550,7 +723,10 @@ function createConnectProbe(timeoutMs: number, freshMs: number): ConnectProbe {
       const onAbort = () => aborted.reject(signal.reason);
       signal.addEventListener("abort", onAbort, { once: true });
       try {
-        await Promise.race([probe(hostPort), aborted.promise]);
+        await Promise.race([
+          probe(hostPort, url.startsWith("https:")),
+          aborted.promise,
+        ]);
       } catch (error) {
         if (signal.aborted) throw upstreamFailure(error, signal);
         throw error;

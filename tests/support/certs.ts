@@ -44,8 +44,18 @@ export async function makeCa(name: string): Promise<Pem> {
   return { cert: pems.cert, key: pems.private };
 }
 
-/** A server certificate for 127.0.0.1 and localhost signed by `ca`. */
-export async function makeServerCert(ca: Pem, name = "server"): Promise<Pem> {
+/** Names a server certificate is valid for. */
+export type CertNames = "localhost-and-loopback" | "localhost-only";
+
+/** A server certificate for 127.0.0.1 and localhost (or `names`) signed by `ca`. */
+export async function makeServerCert(
+  ca: Pem,
+  name = "server",
+  names: CertNames = "localhost-and-loopback",
+): Promise<Pem> {
+  const loopback = names === "localhost-and-loopback"
+    ? [{ type: 7 as const, ip: "127.0.0.1" }]
+    : [];
   const pems = await selfsigned.generate(
     [{ name: "commonName", value: name }],
     {
@@ -59,10 +69,7 @@ export async function makeServerCert(ca: Pem, name = "server"): Promise<Pem> {
         { name: "extKeyUsage", serverAuth: true },
         {
           name: "subjectAltName",
-          altNames: [{ type: 2, value: "localhost" }, {
-            type: 7,
-            ip: "127.0.0.1",
-          }],
+          altNames: [{ type: 2, value: "localhost" }, ...loopback],
         },
       ],
     },

@@ -35,6 +35,8 @@ export interface HarnessOptions {
   readonly random?: () => number;
   /** Where the app records its metrics. */
   readonly metrics?: Metrics;
+  /** `-ca-cert`'s certificates, trusted by the stages that verify. */
+  readonly caCerts?: readonly string[];
 }
 
 /** A running sidecar wired to two mocks. */
@@ -144,7 +146,9 @@ export async function createHarness(
       ms,
     });
   // Per-stage TLS from the config, as src/listener.ts builds it.
-  const upstream = createUpstreamClient(upstreamOptionsOf(config, []));
+  const upstream = createUpstreamClient(
+    upstreamOptionsOf(config, options.caCerts ?? []),
+  );
   const app = createApp({
     config,
     log,

@@ -297,3 +297,36 @@ Deno.test("a failed shared probe fails every request waiting on it, and the next
     client.close();
   }
 });
+
+Deno.test("the -connect-timeout probe dials localhost at 127.0.0.1 and then ::1, as fetch tries every address", async () => {
+  // Listening on ::1 alone, reading and never answering: only a probe that
+  // reached it times out on the TLS hello; one that dialled 127.0.0.1 alone
+  // is refused.
+  const listener = Deno.listen({ hostname: "::1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) accepted.push(conn);
+  })();
+  const client = createUpstreamClient({
+    connectTimeoutMs: 300,
+    stages: { decoder: { tls: true, verify: true } },
+  });
+  try {
+    await assert.rejects(
+      client.send(
+        client.url(`localhost:${listener.addr.port}`, "/v1/completions"),
+        request("{}"),
+      ),
+      (error: unknown) =>
+        error instanceof Error && "kind" in error &&
+        error.kind === "connect_timeout" &&
+        /no TLS handshake/.test(error.message),
+    );
+    assert.equal(accepted.length, 1);
+  } finally {
+    client.close();
+    listener.close();
+    for (const conn of accepted) conn.close();
+    await accepting.catch(() => {});
+  }
+});

@@ -10,6 +10,8 @@ import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { makeCa, makeServerCert } from "../support/certs.ts";
 import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
 import { startPlainBundle } from "../support/process.ts";
+import { startHangingUpstream } from "../support/stub_upstream.ts";
+import { withDeadline } from "../support/deadline.ts";
 import { tempFile } from "../support/temp.ts";
 
 Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the default roots", async () => {
@@ -181,4 +183,109 @@ Deno.test("-tls-insecure-skip-verify applies to the stages it names and no other
   assert.equal(response.status, 200, text);
   assert.equal(JSON.parse(text).object, "chat.completion");
   assert.equal(decodes(), 2);
+});
+
+Deno.test("-connect-timeout bounds the TLS handshake of a verified stage: an upstream that never answers the ClientHello gets 504 connect_timeout", async () => {
+  const ca = await makeCa("internal");
+  await using silent = startHangingUpstream();
+  await using refusing = await createMockVllm({
+    name: "decoder",
+    tls: await makeServerCert(await makeCa("nobody trusts me")),
+  });
+  await using good = await createMockVllm({
+    name: "decoder",
+    tls: await makeServerCert(ca),
+  });
+  const decode = async (port: number) => {
+    const config = testConfig({
+      modelServerPort: port,
+      tlsStages: ["decoder"],
+      connectTimeout: 300,
+    });
+    const upstream = createUpstreamClient({
+      ...upstreamClientOptions(config, [ca.cert]),
+      connectTimeoutMs: config.connectTimeout,
+    });
+    try {
+      const app = createApp({
+        config,
+        log: createLogger({ verbosity: -2, write: () => {} }),
+        upstream,
+      });
+      const response = await app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: jsonHeaders(),
+        body: chatBody(),
+        signal: AbortSignal.timeout(10_000),
+      });
+      return { status: response.status, text: await response.text() };
+    } finally {
+      upstream.close();
+    }
+  };
+  const hung = await decode(silent.port);
+  assert.equal(hung.status, 504, hung.text);
+  assert.match(hung.text, /no TLS handshake within 300 ms/);
+  assert.equal(silent.connections(), 1, "only the probe connected");
+  await withDeadline(
+    silent.allClosed(),
+    5_000,
+    "the probe's connection to close",
+  );
+
+  // A certificate the stage refuses is the request's own error, not a timeout.
+  const refused = await decode(refusing.port);
+  assert.equal(refused.status, 502, refused.text);
+  assert.match(refused.text, /invalid peer certificate/);
+
+  const served = await decode(good.port);
+  assert.equal(served.status, 200, served.text);
+  assert.equal(good.requests.length, 1);
+});
+
+Deno.test("a verified TLS decoder is checked as localhost, as Go names it: a certificate for localhost alone serves every leg", async () => {
+  const ca = await makeCa("internal");
+  await using decode = await createMockVllm({
+    name: "decoder",
+    tls: await makeServerCert(ca, "vllm", "localhost-only"),
+  });
+  await using prefill = await createMockVllm({ name: "prefiller" });
+  const config = testConfig({
+    modelServerPort: decode.port,
+    tlsStages: ["decoder"],
+  });
+  const upstream = createUpstreamClient(
+    upstreamClientOptions(config, [ca.cert]),
+  );
+  try {
+    const app = createApp({
+      config,
+      log: createLogger({ verbosity: -2, write: () => {} }),
+      upstream,
+    });
+    const send = async (path: string, headers: Record<string, string>) => {
+      const response = await app.request(path, {
+        method: "POST",
+        headers: jsonHeaders(headers),
+        body: chatBody(),
+        signal: AbortSignal.timeout(10_000),
+      });
+      return { status: response.status, text: await response.text() };
+    };
+    const decodeOnly = await send("/v1/chat/completions", {});
+    assert.equal(decodeOnly.status, 200, decodeOnly.text);
+    const pd = await send("/v1/chat/completions", {
+      "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+    });
+    assert.equal(pd.status, 200, pd.text);
+    const passthrough = await send("/tokenize", {});
+    assert.equal(passthrough.status, 200, passthrough.text);
+    assert.equal(prefill.requests.length, 1);
+    assert.equal(
+      decode.requests.filter((r) => r.path === "/v1/chat/completions").length,
+      2,
+    );
+  } finally {
+    upstream.close();
+  }
 });
