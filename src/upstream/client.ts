@@ -208,24 +208,28 @@ const TLS_PEER_DROPPED =
 
 /**
  * The failure of a request whose body, the client's own stream, broke
- * because its client left; undefined for any other failure. From `fetch`
- * the text is the cause's whole message only when the body failed (the
- * upstream's own failures start "error sending request"), so it counts
- * whatever the upstream speaks; from undici (`viaUndici`, a stage that skips
- * verification) the TLS text could be its TLS upstream's drop, so there the
- * body says it itself (`clientBodyChunks`).
+ * because its client left; undefined for any other failure, and for a body
+ * the sidecar holds (a P/D leg's, a small one read whole), which no client
+ * can break. From `fetch` the body's text is the cause's whole message; the
+ * TLS text counts only toward a plain upstream, since a TLS upstream that
+ * drops without close_notify (a killed vLLM) says the same. Through undici
+ * (`viaUndici`, a stage that skips verification) the body says it itself
+ * (`clientBodyChunks`).
  */
 function clientBodyFailure(
   error: unknown,
-  viaUndici: boolean,
+  request: UpstreamRequest,
+  options: { readonly viaUndici: boolean; readonly tlsUpstream: boolean },
 ): UpstreamError | undefined {
-  // Deno's fetch wraps it in a TypeError; undici (a stage that skips
-  // verification) rejects with the body's own error.
-  if (!(error instanceof Error)) return undefined;
+  // Deno's fetch wraps it in a TypeError; undici rejects with the body's own error.
+  if (!(error instanceof Error) || !(request.body instanceof ReadableStream)) {
+    return undefined;
+  }
   const message = innermostMessage(error);
   if (
     message.startsWith(CLIENT_BODY_FAILURE) ||
-    (!viaUndici && message.startsWith(TLS_PEER_DROPPED))
+    (!options.viaUndici && !options.tlsUpstream &&
+      message.startsWith(TLS_PEER_DROPPED))
   ) {
     return new UpstreamError(
       "client_body",
@@ -391,8 +395,10 @@ function createStageClient(
     try {
       response = await attempt(url, request);
     } catch (error) {
-      const failure = clientBodyFailure(error, tls.tls && !tls.verify) ??
-        upstreamFailure(error, request.signal);
+      const failure = clientBodyFailure(error, request, {
+        viaUndici: tls.tls && !tls.verify,
+        tlsUpstream: tls.tls,
+      }) ?? upstreamFailure(error, request.signal);
       // A pooled connection the upstream closed as the request went out
       // (its keep-alive ran out first, llm-d #1564): the upstream never saw
       // the request, so the same bytes go once more, on a new connection.
