@@ -44,6 +44,7 @@ import {
   PARSER_SPECS,
   type ParserSpecs,
   PREFILLER_SAMPLING_ENV,
+  type TlsStage,
 } from "./flag_table.ts";
 import { parseChoice } from "./flag_values.ts";
 import { formatUsage } from "./usage.ts";
@@ -492,10 +493,20 @@ export function decoderHostPort(
     | "insecureSkipVerifyStages"
   >,
 ): string {
-  const verified = config.tlsStages.includes("decoder") &&
-    !config.insecureSkipVerifyStages.includes("decoder");
-  const host = verified ? "localhost" : "127.0.0.1";
+  const { tls, verify } = stageTlsOf(config, "decoder");
+  const host = tls && verify ? "localhost" : "127.0.0.1";
   return `${host}:${config.modelServerPort + config.dataParallelRank}`;
+}
+
+/** Whether `stage` is reached over TLS (`-enable-tls`), and whether its certificate is verified. */
+export function stageTlsOf(
+  config: Pick<Config, "tlsStages" | "insecureSkipVerifyStages">,
+  stage: TlsStage,
+): { readonly tls: boolean; readonly verify: boolean } {
+  return {
+    tls: config.tlsStages.includes(stage),
+    verify: !config.insecureSkipVerifyStages.includes(stage),
+  };
 }
 
 /** `config` as the listener of data-parallel rank `rank` uses it. */

@@ -613,9 +613,9 @@ const FLAGS = {
     yaml: {},
     default: "5s",
     help:
-      "longest TCP connect to an upstream not reached in the last 4s, its TLS handshake " +
-      "included on a TLS stage (Go duration; 0 turns it off); answered 504 connect_timeout " +
-      "(not in the Go sidecar)",
+      "longest TCP connect to an upstream not reached in the last 4s, and on a TLS stage " +
+      "the wait for its first answer to a TLS hello (Go duration; 0 turns it off); answered " +
+      "504 connect_timeout (not in the Go sidecar)",
   },
   "prefill-timeout": {
     kind: "string",

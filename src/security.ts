@@ -15,7 +15,7 @@ import {
 import type { KubeEnvironment } from "./allowlist/kube_config.ts";
 import { createResolver } from "./allowlist/resolve.ts";
 import { parseStaticEntry } from "./allowlist/static_list.ts";
-import type { Config } from "./config.ts";
+import { type Config, stageTlsOf } from "./config.ts";
 import { errorMessage } from "./errors.ts";
 import { TLS_STAGES } from "./flag_table.ts";
 import type { Logger } from "./log.ts";
@@ -133,10 +133,7 @@ export function upstreamClientOptions(
 ): UpstreamClientOptions {
   const stages: Partial<Record<UpstreamStage, StageTls>> = {};
   for (const stage of TLS_STAGES) {
-    stages[stage] = {
-      tls: config.tlsStages.includes(stage),
-      verify: !config.insecureSkipVerifyStages.includes(stage),
-    };
+    stages[stage] = stageTlsOf(config, stage);
   }
   return { stages, caCerts };
 }

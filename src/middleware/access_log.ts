@@ -11,9 +11,10 @@ import { elapsedMs, type RequestTiming } from "../timing.ts";
 
 /**
  * How a request ended. `error`: the sidecar answered with its own error
- * (`error_code` says which). A decoder whose stream breaks after the first
- * byte shows as `ok`: the runtime pipes the decoder's body to the client
- * without JS and reports no break (see the README on stream observation).
+ * (`error_code` says which), or broke off a stream that `-stream-idle-timeout`
+ * found silent. Any other decoder stream that breaks after the first byte
+ * shows as `ok`: the runtime pipes the decoder's body to the client without
+ * JS and reports no break (see the README on stream observation).
  */
 export type Outcome = MetricOutcome;
 

@@ -237,9 +237,9 @@ function isLastChunk(
     return true;
   }
   if (remaining !== undefined && remaining <= 0) return true;
-  // A chunk that counts no tokens moves no budget: asking again could go on
-  // for ever, the text growing with each answer.
-  if (answer.tokens === 0) {
+  // A chunk that counts no tokens (or fewer) moves no budget: asking again
+  // could go on for ever, the text growing with each answer.
+  if (answer.tokens <= 0) {
     log.info(
       answer.text === ""
         ? "chunked decode stopped: a chunk produced nothing"

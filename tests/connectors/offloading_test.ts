@@ -149,6 +149,7 @@ Deno.test(
     const response = await h.pd("/v1/chat/completions", chatBody(), {
       [SOURCE_HEADER]: `127.0.0.1:${h.prefill.port + 1}`,
     });
+    assert.equal(response.status, 200);
     await response.text();
     const source = kvParamsOf(h.prefill.requests[0]).remote_kv_source;
     assert.equal((source as Record<string, unknown>)?.remote_host, "127.0.0.1");
