@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { upstreamOptionsOf } from "../../src/listener.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { createApp } from "../../src/app.ts";
 import { createLogger } from "../../src/log.ts";
@@ -202,10 +203,7 @@ Deno.test("-connect-timeout bounds the TLS handshake of a verified stage: an ups
       tlsStages: ["decoder"],
       connectTimeout: 300,
     });
-    const upstream = createUpstreamClient({
-      ...upstreamClientOptions(config, [ca.cert]),
-      connectTimeoutMs: config.connectTimeout,
-    });
+    const upstream = createUpstreamClient(upstreamOptionsOf(config, [ca.cert]));
     try {
       const app = createApp({
         config,
