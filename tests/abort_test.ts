@@ -21,7 +21,10 @@ import {
 } from "./support/sockets.ts";
 import http2 from "node:http2";
 import nodeTls from "node:tls";
-import { generateSelfSignedCertificate } from "../src/tls.ts";
+import {
+  generateSelfSignedCertificate,
+  type TlsCertificate,
+} from "../src/tls.ts";
 import {
   type HangingUpstream,
   startHangingUpstream,
@@ -617,28 +620,45 @@ async function expectLeftMidBody(
 }
 
 /**
- * A harness in front of the decoder on `port`, reached over TLS when
- * `decoderTls`: verified against `trusted` when given (through fetch), else
- * without verification (through undici, whose failures differ from fetch's),
- * with the metrics it records into.
+ * How the sidecar reaches the decoder of a test: plain, over TLS without
+ * verification (through undici, whose failures differ from fetch's), or
+ * over verified TLS (through fetch).
+ */
+type DecoderMode = "plain" | "unverified" | "verified";
+
+/** The words a test name uses for `mode`. */
+function decoderKindOf(mode: DecoderMode): string {
+  return mode === "plain" ? "plain decoder" : `TLS decoder, ${mode}`;
+}
+
+/** A key pair for a decoder reached as `mode`; none for a plain one. */
+async function decoderPairFor(
+  mode: DecoderMode,
+): Promise<TlsCertificate | undefined> {
+  return mode === "plain" ? undefined : await generateSelfSignedCertificate();
+}
+
+/**
+ * A harness in front of the decoder on `port`, reached as `mode` (a verified
+ * one trusting `cert`), with the metrics it records into.
  */
 async function harnessBeforeDecoder(
   port: number,
-  decoderTls: boolean,
-  trusted?: string,
+  mode: DecoderMode,
+  cert?: string,
 ): Promise<Harness & { readonly metrics: MetricsRegistry }> {
   const metrics = createMetrics();
   const h = await createHarness({
     config: {
       modelServerPort: port,
       verbosity: 3,
-      ...(decoderTls ? { tlsStages: ["decoder"] } : {}),
-      ...(decoderTls && trusted === undefined
+      ...(mode === "plain" ? {} : { tlsStages: ["decoder"] }),
+      ...(mode === "unverified"
         ? { insecureSkipVerifyStages: ["decoder"] }
         : {}),
     },
     metrics,
-    ...(trusted === undefined ? {} : { caCerts: [trusted] }),
+    ...(mode === "verified" && cert !== undefined ? { caCerts: [cert] } : {}),
   });
   return Object.assign(h, { metrics });
 }
@@ -695,25 +715,20 @@ for (
     ["tcp", "verified"],
   ] as const
 ) {
-  const decoderTls = decoderMode !== "plain";
-  const decoderKind = decoderTls
-    ? `TLS decoder, ${decoderMode}`
-    : "plain decoder";
+  const decoderKind = decoderKindOf(decoderMode);
   Deno.test(
     `a client leaving in the middle of a passthrough body of declared length over 1 MiB (${transport} client, ${decoderKind}) is logged and counted as gone, not as the decoder's failure`,
     async () => {
       const id = `half-sent-declared-${transport}-${decoderMode}-decoder`;
-      const decoderPair = decoderTls
-        ? await generateSelfSignedCertificate()
-        : undefined;
+      const decoderPair = await decoderPairFor(decoderMode);
       const decoder = startHangingUpstream(
         decoderPair ? { tls: decoderPair } : {},
       );
       await using _decoder = decoder;
       await using h = await harnessBeforeDecoder(
         decoder.port,
-        decoderTls,
-        decoderMode === "verified" ? decoderPair?.cert : undefined,
+        decoderMode,
+        decoderPair?.cert,
       );
       const { metrics } = h;
       const tls = transport === "tls"
@@ -752,7 +767,7 @@ Deno.test(
     const id = "h2-reset-mid-body";
     const decoder = startHangingUpstream();
     await using _decoder = decoder;
-    await using h = await harnessBeforeDecoder(decoder.port, false);
+    await using h = await harnessBeforeDecoder(decoder.port, "plain");
     const { metrics } = h;
     // h2c: the sidecar takes the HTTP/2 preface on a plain connection.
     const session = http2.connect(h.listen());
@@ -782,17 +797,12 @@ Deno.test(
 );
 
 for (const decoderMode of ["plain", "unverified", "verified"] as const) {
-  const decoderTls = decoderMode !== "plain";
-  const decoderKind = decoderTls
-    ? `TLS decoder, ${decoderMode}`
-    : "plain decoder";
+  const decoderKind = decoderKindOf(decoderMode);
   Deno.test(
     `a decoder that drops a passthrough body of declared length over 1 MiB midway, its client still there, is the decoder's 502, not a client gone (${decoderKind})`,
     async () => {
       const id = `decoder-dropped-mid-body-${decoderMode}`;
-      const decoderPair = decoderTls
-        ? await generateSelfSignedCertificate()
-        : undefined;
+      const decoderPair = await decoderPairFor(decoderMode);
       // Reads the head and about 100 KB of body, then hangs up.
       const decoder = startScriptedServer(async (conn) => {
         const buffer = new Uint8Array(16384);
@@ -807,8 +817,8 @@ for (const decoderMode of ["plain", "unverified", "verified"] as const) {
       await using _decoder = decoder;
       await using h = await harnessBeforeDecoder(
         decoder.port,
-        decoderTls,
-        decoderMode === "verified" ? decoderPair?.cert : undefined,
+        decoderMode,
+        decoderPair?.cert,
       );
       const { metrics } = h;
       const conn = await connectTo(Number(new URL(h.listen()).port));
@@ -873,7 +883,7 @@ for (const route of ["pd", "passthrough"] as const) {
       await using decoder = await startKilledTlsDecoder();
       await using h = await harnessBeforeDecoder(
         decoder.port,
-        true,
+        "verified",
         decoder.cert,
       );
       const id = `killed-tls-decoder-${route}`;

@@ -3,10 +3,8 @@ import { upstreamOptionsOf } from "../../src/listener.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { createApp } from "../../src/app.ts";
 import { createLogger } from "../../src/log.ts";
-import {
-  loadCaCertificates,
-  upstreamClientOptions,
-} from "../../src/security.ts";
+import { loadCaCertificates } from "../../src/security.ts";
+import type { Config } from "../../src/config.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { makeCa, makeServerCert } from "../support/certs.ts";
 import { chatBody, jsonHeaders, testConfig } from "../support/harness.ts";
@@ -14,6 +12,35 @@ import { startPlainBundle } from "../support/process.ts";
 import { startHangingUpstream } from "../support/stub_upstream.ts";
 import { withDeadline } from "../support/deadline.ts";
 import { tempFile } from "../support/temp.ts";
+
+/**
+ * POSTs a chat body to `path` of an app on `config` whose upstream clients
+ * trust `caCerts`, as the listener builds them; its status and text.
+ */
+async function postThrough(
+  config: Config,
+  caCerts: readonly string[],
+  path = "/v1/chat/completions",
+  headers: Record<string, string> = {},
+): Promise<{ readonly status: number; readonly text: string }> {
+  const upstream = createUpstreamClient(upstreamOptionsOf(config, caCerts));
+  try {
+    const app = createApp({
+      config,
+      log: createLogger({ verbosity: -2, write: () => {} }),
+      upstream,
+    });
+    const response = await app.request(path, {
+      method: "POST",
+      headers: jsonHeaders(headers),
+      body: chatBody(),
+      signal: AbortSignal.timeout(10_000),
+    });
+    return { status: response.status, text: await response.text() };
+  } finally {
+    upstream.close();
+  }
+}
 
 Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the default roots", async () => {
   const [internalCa, otherCa] = await Promise.all([
@@ -31,28 +58,10 @@ Deno.test("-ca-cert: a verified TLS stage trusts the bundle's CAs besides the de
     modelServerPort: decode.port,
     tlsStages: ["prefiller"],
   });
-  const run = async (caCerts: string[]) => {
-    const upstream = createUpstreamClient(
-      upstreamClientOptions(config, caCerts),
-    );
-    try {
-      const app = createApp({
-        config,
-        log: createLogger({ verbosity: -2, write: () => {} }),
-        upstream,
-      });
-      const response = await app.request("/v1/chat/completions", {
-        method: "POST",
-        headers: jsonHeaders({
-          "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-        }),
-        body: chatBody(),
-      });
-      return { status: response.status, text: await response.text() };
-    } finally {
-      upstream.close();
-    }
-  };
+  const run = (caCerts: string[]) =>
+    postThrough(config, caCerts, "/v1/chat/completions", {
+      "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+    });
   const trusted = await run(await loadCaCertificates(bundle.path));
   assert.equal(trusted.status, 200, trusted.text);
   assert.equal(prefill.requests.length, 1);
@@ -197,30 +206,15 @@ Deno.test("-connect-timeout bounds the TLS handshake of a verified stage: an ups
     name: "decoder",
     tls: await makeServerCert(ca),
   });
-  const decode = async (port: number) => {
-    const config = testConfig({
-      modelServerPort: port,
-      tlsStages: ["decoder"],
-      connectTimeout: 300,
-    });
-    const upstream = createUpstreamClient(upstreamOptionsOf(config, [ca.cert]));
-    try {
-      const app = createApp({
-        config,
-        log: createLogger({ verbosity: -2, write: () => {} }),
-        upstream,
-      });
-      const response = await app.request("/v1/chat/completions", {
-        method: "POST",
-        headers: jsonHeaders(),
-        body: chatBody(),
-        signal: AbortSignal.timeout(10_000),
-      });
-      return { status: response.status, text: await response.text() };
-    } finally {
-      upstream.close();
-    }
-  };
+  const decode = (port: number) =>
+    postThrough(
+      testConfig({
+        modelServerPort: port,
+        tlsStages: ["decoder"],
+        connectTimeout: 300,
+      }),
+      [ca.cert],
+    );
   const hung = await decode(silent.port);
   assert.equal(hung.status, 504, hung.text);
   assert.match(hung.text, /no TLS handshake within 300 ms/);
@@ -252,38 +246,19 @@ Deno.test("a verified TLS decoder is checked as localhost, as Go names it: a cer
     modelServerPort: decode.port,
     tlsStages: ["decoder"],
   });
-  const upstream = createUpstreamClient(
-    upstreamClientOptions(config, [ca.cert]),
+  const send = (path: string, headers: Record<string, string>) =>
+    postThrough(config, [ca.cert], path, headers);
+  const decodeOnly = await send("/v1/chat/completions", {});
+  assert.equal(decodeOnly.status, 200, decodeOnly.text);
+  const pd = await send("/v1/chat/completions", {
+    "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+  });
+  assert.equal(pd.status, 200, pd.text);
+  const passthrough = await send("/tokenize", {});
+  assert.equal(passthrough.status, 200, passthrough.text);
+  assert.equal(prefill.requests.length, 1);
+  assert.equal(
+    decode.requests.filter((r) => r.path === "/v1/chat/completions").length,
+    2,
   );
-  try {
-    const app = createApp({
-      config,
-      log: createLogger({ verbosity: -2, write: () => {} }),
-      upstream,
-    });
-    const send = async (path: string, headers: Record<string, string>) => {
-      const response = await app.request(path, {
-        method: "POST",
-        headers: jsonHeaders(headers),
-        body: chatBody(),
-        signal: AbortSignal.timeout(10_000),
-      });
-      return { status: response.status, text: await response.text() };
-    };
-    const decodeOnly = await send("/v1/chat/completions", {});
-    assert.equal(decodeOnly.status, 200, decodeOnly.text);
-    const pd = await send("/v1/chat/completions", {
-      "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
-    });
-    assert.equal(pd.status, 200, pd.text);
-    const passthrough = await send("/tokenize", {});
-    assert.equal(passthrough.status, 200, passthrough.text);
-    assert.equal(prefill.requests.length, 1);
-    assert.equal(
-      decode.requests.filter((r) => r.path === "/v1/chat/completions").length,
-      2,
-    );
-  } finally {
-    upstream.close();
-  }
 });
