@@ -113,13 +113,22 @@ async function admitsValue(
   value: unknown,
 ): Promise<boolean> {
   if (value === null) return true;
-  if (Array.isArray(value)) {
-    for (const item of value) {
-      if (item === null || !(await admitsValue(allowlist, item))) return false;
+  // A list names hosts (`remote_hosts`); a list inside one names nothing an
+  // engine takes, and is refused without a walk a client could make deep.
+  const hosts = Array.isArray(value) ? value : [value];
+  for (const host of hosts) {
+    if (typeof host !== "string" || !(await admitsHost(allowlist, host))) {
+      return false;
     }
-    return true;
   }
-  if (typeof value !== "string") return false;
+  return true;
+}
+
+/** Whether `value`, one host as an engine reads it, is an address the allowlist admits. */
+async function admitsHost(
+  allowlist: Allowlist,
+  value: string,
+): Promise<boolean> {
   const host = hostOf(value)?.toLowerCase();
   if (host === undefined || host === "") return false;
   const address = parseIpLiteral(host);

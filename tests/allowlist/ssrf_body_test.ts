@@ -297,6 +297,28 @@ Deno.test("decode-only: every address-bearing field and spelling is checked, and
   }
 });
 
+Deno.test("decode-only: address fields nested 100,000 deep are walked without a stack: lists in a host list are refused, deep kv_transfer_params found", async () => {
+  await using sidecar = startSidecar({ protection: true });
+  const depth = 100_000;
+  const deepList = `${"[".repeat(depth)}"${ALLOWED}"${"]".repeat(depth)}`;
+  const nestedHosts =
+    `{"model":"m","messages":[],"kv_transfer_params":{"remote_hosts":[${deepList}]}}`;
+  await assertRefused(
+    await sidecar.post("/v1/chat/completions", nestedHosts),
+    "/v1/chat/completions",
+    "kv_transfer_params.remote_hosts",
+  );
+  const deepKv = `{"model":"m","messages":[],"kv_transfer_params":${
+    '{"a":'.repeat(depth)
+  }{"remote_host":"${DENIED}"}${"}".repeat(depth)}}`;
+  await assertRefused(
+    await sidecar.post("/v1/chat/completions", deepKv),
+    "/v1/chat/completions",
+    `kv_transfer_params${".a".repeat(depth)}.remote_host`,
+  );
+  assert.equal(sidecar.decode.bodies.length, 0);
+});
+
 Deno.test("protection off: the same body passes through untouched; on, it is refused", async () => {
   const body = chat({ kv_transfer_params: nixlParams(DENIED) });
   {
