@@ -3,7 +3,7 @@
  * What every request is checked for before any route reads it: a `Host`
  * that is a host and port (src/middleware/host_header.ts) and a declared
  * body within `-max-request-body-bytes`. Chunked bodies are counted where
- * they are read (`readBodyText`, `limitBodyStream`).
+ * they are read (`readWholeBody`, `limitBodyStream`).
  */
 
 import type { MiddlewareHandler } from "hono";

@@ -12,6 +12,8 @@
  */
 
 import type { Context, Handler } from "hono";
+import { readBodyText } from "../body_limit.ts";
+import { clientLeftOf } from "../middleware/request_context.ts";
 import { configForRank } from "../config.ts";
 import {
   createPdRunner,
@@ -32,10 +34,11 @@ import { selectEncoderTargets } from "../stages/encoder.ts";
 import type { HeaderLookup } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 import {
+  admitBody,
   clientIpOf,
+  passthroughChecked,
   passthroughRequest,
   pathAndQueryOf,
-  readAdmittedBody,
 } from "./passthrough.ts";
 
 /** What serves the requests bound for one data-parallel rank. */
@@ -102,7 +105,15 @@ function buildPdRequest(
     log: c.get("log"),
     // Every connector, the encoder stage and chunked decode read the body
     // here, so a client's address is checked before any leg is built.
-    readBody: async () => (await readAdmittedBody(deps, c)).text,
+    readBody: async () => {
+      const text = await readBodyText(
+        request,
+        deps.config.maxRequestBodyBytes,
+        clientLeftOf(c),
+      );
+      await admitBody(deps, c, text);
+      return text;
+    },
     observation: c.get("observation"),
   };
 }
@@ -200,8 +211,7 @@ export function createGenerationHandler(
     // With SSRF protection on, the body is read whole to be checked: it
     // could tell the decoder to dial an address (kv_transfer_params).
     if (deps.allowlist?.enabled === true) {
-      const { bytes } = await readAdmittedBody(deps, c);
-      return passthroughRequest(route.deps, c, bytes);
+      return await passthroughChecked(route.deps, c);
     }
     return passthroughRequest(route.deps, c);
   };

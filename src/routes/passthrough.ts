@@ -217,25 +217,37 @@ function originOf(c: Context<AppEnv>): RequestOrigin {
   };
 }
 
+/**
+ * Refuses, with a 403, a body `text` that tells the engines to dial an
+ * address the SSRF allowlist does not admit; nothing with protection off.
+ */
+export async function admitBody(
+  deps: Deps,
+  c: Context<AppEnv>,
+  text: string,
+): Promise<void> {
+  if (deps.allowlist?.enabled !== true) return;
+  await admitBodyAddresses(deps.allowlist, text, originOf(c));
+}
+
 const utf8 = new TextDecoder();
 
 /**
- * The body read whole (at most `-max-request-body-bytes`) and refused with a
- * 403 when it tells the engines to dial an address the SSRF allowlist does
- * not admit; only called with protection on.
+ * Passthrough with the body read whole (at most `-max-request-body-bytes`)
+ * and checked by {@linkcode admitBody} before anything is sent: for SSRF
+ * protection, on requests whose body an engine reads an address from.
  */
-export async function readAdmittedBody(
+export async function passthroughChecked(
   deps: Deps,
   c: Context<AppEnv>,
-): Promise<{ bytes: Uint8Array<ArrayBuffer>; text: string }> {
+): Promise<Response> {
   const bytes = await readWholeBody(
     c.req.raw,
     deps.config.maxRequestBodyBytes,
     clientLeftOf(c),
   );
-  const text = utf8.decode(bytes);
-  await admitBodyAddresses(deps.allowlist, text, originOf(c));
-  return { bytes, text };
+  await admitBody(deps, c, utf8.decode(bytes));
+  return await passthroughRequest(deps, c, bytes);
 }
 
 /**
@@ -246,13 +258,12 @@ const ADDRESS_CHECKED_PATHS: ReadonlySet<string> = new Set(["/generate"]);
 
 /** Handler for the catch-all route. */
 export function createPassthroughHandler(deps: Deps): Handler<AppEnv> {
-  return async function passthrough(c) {
+  return function passthrough(c) {
     if (
       deps.allowlist?.enabled === true && c.req.method === "POST" &&
       ADDRESS_CHECKED_PATHS.has(c.req.path)
     ) {
-      const { bytes } = await readAdmittedBody(deps, c);
-      return passthroughRequest(deps, c, bytes);
+      return passthroughChecked(deps, c);
     }
     return passthroughRequest(deps, c);
   };
