@@ -10,11 +10,12 @@
  * allowlist admits (see README, Security).
  */
 
-import { errorMessage, ProxyError } from "../errors.ts";
+import { ProxyError } from "../errors.ts";
 import {
   FIELD_BOOTSTRAP_HOST,
   FIELD_KV_TRANSFER_PARAMS,
 } from "../protocol/fields.ts";
+import { parseJsonText } from "../protocol/request.ts";
 import { parseIpLiteral } from "./address.ts";
 import type { Allowlist, RequestOrigin } from "./allowlist.ts";
 
@@ -26,23 +27,19 @@ const KV_ADDRESS_KEYS: ReadonlySet<string> = new Set([
   "receiver_host",
 ]);
 
-/** Top-level keys whose value is a host an engine dials. */
-const TOP_LEVEL_ADDRESS_KEYS: ReadonlySet<string> = new Set([
-  FIELD_BOOTSTRAP_HOST,
-]);
-
 /**
  * Text without which no body can hold such a field: one of the keys that
- * lead to one, or a `\u` escape of an ASCII character, with which a key can
- * be spelled without its plain text. Python's `json` escapes only non-ASCII
- * text by default, so ordinary bodies do not match.
+ * lead to one, or a `\u` escape of a character those keys are spelled with
+ * (`_`, `a` to `v`), with which a key can be written without its plain
+ * text. Escapes of other characters (Go's encoder writes `<`, `>` and `&`
+ * so) spell none of them.
  */
 const MAY_CARRY_ADDRESS = new RegExp(
-  `${FIELD_KV_TRANSFER_PARAMS}|${FIELD_BOOTSTRAP_HOST}|\\\\u00[2-7][0-9a-fA-F]`,
+  `${FIELD_KV_TRANSFER_PARAMS}|${FIELD_BOOTSTRAP_HOST}|\\\\u00(?:5[fF]|6[1-9a-fA-F]|7[0-6])`,
 );
 
 /** The code and message of a refused body. */
-export const BODY_ADDRESS_FORBIDDEN_CODE = "body_address_forbidden";
+const BODY_ADDRESS_FORBIDDEN_CODE = "body_address_forbidden";
 
 /** One address-bearing member found in a body. */
 interface BodyAddress {
@@ -52,7 +49,7 @@ interface BodyAddress {
 }
 
 /** Whether `text` can hold an address-bearing field at all; cheap, no parse. */
-export function mayCarryBodyAddress(text: string): boolean {
+function mayCarryBodyAddress(text: string): boolean {
   return MAY_CARRY_ADDRESS.test(text);
 }
 
@@ -75,7 +72,7 @@ function findBodyAddresses(body: unknown): BodyAddress[] {
     }
     for (const [key, member] of Object.entries(value)) {
       const field = path === "" ? key : `${path}.${key}`;
-      const topLevel = path === "" && TOP_LEVEL_ADDRESS_KEYS.has(key);
+      const topLevel = path === "" && key === FIELD_BOOTSTRAP_HOST;
       if ((inKv && KV_ADDRESS_KEYS.has(key)) || topLevel) {
         found.push({ field, value: member });
         continue;
@@ -142,21 +139,6 @@ function describeValue(value: unknown): string {
   return text === undefined ? String(value) : text.slice(0, 256);
 }
 
-/** `text` parsed for the check; a body that might carry an address but does not parse is refused. */
-function parseForCheck(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    // vLLM's parser (Python's json) takes NaN and Infinity, which JSON.parse
-    // refuses: a body the check cannot read must not reach it.
-    throw new ProxyError(
-      400,
-      `Request body is not valid JSON: ${errorMessage(error)}`,
-      { code: "invalid_json" },
-    );
-  }
-}
-
 /**
  * Refuses, with a 403 `ProxyError` after an error line naming the field and
  * the client, a body that tells the engines to dial an address the allowlist
@@ -169,7 +151,11 @@ export async function admitBodyAddresses(
   origin: RequestOrigin,
 ): Promise<void> {
   if (allowlist?.enabled !== true || !mayCarryBodyAddress(text)) return;
-  for (const { field, value } of findBodyAddresses(parseForCheck(text))) {
+  for (const { field, value } of findBodyAddresses(
+    // vLLM's parser (Python's json) takes NaN and Infinity, which JSON.parse
+    // refuses: a body the check cannot read must not reach it (a 400).
+    parseJsonText(text),
+  ))) {
     if (await admitsValue(allowlist, value)) {
       origin.log.debug("SSRF protection: address in request body allowed", {
         field,

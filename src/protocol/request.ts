@@ -59,17 +59,21 @@ export function parseGenerationRequest(text: string): GenerationRequest {
   return { text: parsed.text, scanned: parsed.scanned };
 }
 
-/** As `parseGenerationRequest`, keeping the parsed value. */
-export function parseGenerationJson(text: string): ParsedGenerationRequest {
-  let body: unknown;
+/** `text` parsed as JSON; a 400 `invalid_json` `ProxyError` when it is not JSON. */
+export function parseJsonText(text: string): unknown {
   try {
-    body = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     const reason = errorMessage(error);
     throw new ProxyError(400, `Request body is not valid JSON: ${reason}`, {
       code: "invalid_json",
     });
   }
+}
+
+/** As `parseGenerationRequest`, keeping the parsed value. */
+export function parseGenerationJson(text: string): ParsedGenerationRequest {
+  const body = parseJsonText(text);
   if (!isJsonObject(body)) {
     throw new ProxyError(
       400,
