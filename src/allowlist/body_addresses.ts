@@ -151,11 +151,10 @@ export async function admitBodyAddresses(
   origin: RequestOrigin,
 ): Promise<void> {
   if (allowlist?.enabled !== true || !mayCarryBodyAddress(text)) return;
-  for (const { field, value } of findBodyAddresses(
-    // vLLM's parser (Python's json) takes NaN and Infinity, which JSON.parse
-    // refuses: a body the check cannot read must not reach it (a 400).
-    parseJsonText(text),
-  ))) {
+  // vLLM's parser (Python's json) takes NaN and Infinity, which JSON.parse
+  // refuses: a body the check cannot read must not reach it (a 400).
+  const body = parseJsonText(text);
+  for (const { field, value } of findBodyAddresses(body)) {
     if (await admitsValue(allowlist, value)) {
       origin.log.debug("SSRF protection: address in request body allowed", {
         field,
