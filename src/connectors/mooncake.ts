@@ -30,7 +30,7 @@ import { joinHostPort } from "../upstream/target.ts";
  */
 function bootstrapAddress(config: Config, ctx: PdContext): string {
   return `http://${
-    joinHostPort(ctx.prefillHost, config.mooncakeBootstrapPort)
+    joinHostPort(ctx.prefiller.host, config.mooncakeBootstrapPort)
   }`;
 }
 

@@ -298,8 +298,22 @@ async function admitKvSource(
       path: request.pathAndQuery,
     },
   );
-  if (admitted === undefined) return undefined;
-  return { ...source, host: splitHostPort(admitted).host };
+  return admitted === undefined
+    ? undefined
+    : withAdmittedHost(source, admitted);
+}
+
+/**
+ * `target` with the host of `admitted`, the address its allowlist check
+ * passed, which engines are told instead of a name they would resolve again
+ * (DNS rebinding); its `hostPort` keeps the client's spelling, for logs and
+ * comparisons.
+ */
+function withAdmittedHost(
+  target: UpstreamTarget,
+  admitted: string,
+): UpstreamTarget {
+  return { ...target, host: splitHostPort(admitted).host };
 }
 
 /** A KV cache source named in `x-kv-cache-source-host-port`. */
@@ -474,6 +488,9 @@ export function createPdRunner(deps: Deps): PdRunner {
           userAgent: request.headers.get("user-agent"),
           path: pathAndQuery,
         });
+      const admitted = allowlist === undefined
+        ? prefiller
+        : withAdmittedHost(prefiller, prefillHostPort);
       const prefillUpstream = deps.upstream.stage("prefiller");
       const legLog = log.child({ prefiller: prefiller.hostPort });
       const source = await kvSource(request, legLog);
@@ -492,14 +509,13 @@ export function createPdRunner(deps: Deps): PdRunner {
         api: request.api,
         pathAndQuery,
         request: parsed,
-        prefiller,
+        prefiller: admitted,
         prefillUrl: prefillUpstream.url(prefillHostPort, pathAndQuery),
-        prefillHost: splitHostPort(prefillHostPort).host,
         // With SSRF protection on, retries stay on the admitted prefiller:
         // another one would need its own admission.
         prefillers: allowlist === undefined
           ? prefillCandidates(request.headers, prefiller)
-          : [prefiller],
+          : [admitted],
         prefillPolicy,
         decoder,
         decode: (leg: DecodeLeg) => {

@@ -36,7 +36,7 @@ async function run(config: Config, ctx: PdContext): Promise<Response> {
   // an http:// value); the admitted address with SSRF protection on, so
   // the decoder dials what was checked.
   const bootstrap = {
-    [FIELD_BOOTSTRAP_HOST]: JSON.stringify(ctx.prefillHost),
+    [FIELD_BOOTSTRAP_HOST]: JSON.stringify(ctx.prefiller.host),
     [FIELD_BOOTSTRAP_PORT]: String(config.sglangBootstrapPort),
     [FIELD_BOOTSTRAP_ROOM]: newBootstrapRoom(),
   };

@@ -36,17 +36,14 @@ export interface PdContext {
   /** Path and query of the client's request, reused on both legs. */
   readonly pathAndQuery: string;
   readonly request: GenerationRequest;
+  /**
+   * The prefiller. With SSRF protection on its `host` is the address that
+   * passed the allowlist, which the engines are told (a bootstrap server,
+   * a P2P peer), and its `hostPort` the client's spelling.
+   */
   readonly prefiller: UpstreamTarget;
   /** URL of the prefill leg: the prefiller and the client's path and query. */
   readonly prefillUrl: string;
-  /**
-   * Host the prefiller is dialled at, IPv6 without brackets: with SSRF
-   * protection on, the address that passed the allowlist, else
-   * `prefiller.host`. The prefiller's other servers (a bootstrap server),
-   * which the sidecar or the decoder reach, are named by it: a name resolved
-   * again could point elsewhere by then (DNS rebinding).
-   */
-  readonly prefillHost: string;
   /**
    * Every prefiller the routing header names, `prefiller` first: where
    * prefill retries go in turn. Only `prefiller` when absent.

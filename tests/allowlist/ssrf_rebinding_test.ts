@@ -88,6 +88,7 @@ async function runNamedPrefill(connector: ConnectorName) {
     connector,
     mooncakeBootstrapPort: prefill.sideChannelPort,
     sglangBootstrapPort: prefill.sideChannelPort,
+    p2pConnectorPort: prefill.sideChannelPort,
   }, { "x-prefiller-host-port": `${PREFILLER_NAME}:${prefill.port}` });
   return {
     ...answer,
@@ -125,6 +126,17 @@ Deno.test("sglang names the admitted prefiller's checked address as bootstrap_ho
     );
   }
   assert.equal(seen.prefill.length + seen.decode.length, 2);
+});
+
+Deno.test("offloading tells the decoder the admitted prefiller's checked address as its P2P peer", async () => {
+  const seen = await runNamedPrefill("offloading");
+  assert.equal(seen.status, 200, seen.text);
+  assert.equal(seen.decode.length, 1);
+  const peer = kvParamsOf(seen.decode[0]).remote_prefiller as Record<
+    string,
+    unknown
+  >;
+  assert.equal(peer.remote_host, "127.0.0.1");
 });
 
 Deno.test("a KV source named by host name is passed to the decoder as the address the allowlist checked", async () => {
