@@ -9,6 +9,7 @@
 import { MAX_IDLE_CONNS_PER_HOST, type TlsStage } from "../flag_table.ts";
 import { declaredLength, readBodyWithin } from "../body_limit.ts";
 import type { HeaderList, HeaderSource } from "./headers.ts";
+import { splitHostPort } from "./target.ts";
 
 /**
  * Why an upstream request produced no response. `client_body` is the
@@ -207,37 +208,46 @@ const TLS_PEER_DROPPED =
   "peer closed connection without sending TLS close_notify";
 
 /**
+ * `error`, the failure of reading a client's body, as a `client_body`
+ * failure when its text says the client left; undefined otherwise. The TLS
+ * text counts only where `tlsTextCounts`: a TLS upstream that drops without
+ * close_notify (a killed vLLM) says the same.
+ */
+function clientBodyError(
+  error: unknown,
+  tlsTextCounts: boolean,
+): UpstreamError | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const message = innermostMessage(error);
+  if (
+    !message.startsWith(CLIENT_BODY_FAILURE) &&
+    !(tlsTextCounts && message.startsWith(TLS_PEER_DROPPED))
+  ) {
+    return undefined;
+  }
+  return new UpstreamError(
+    "client_body",
+    `the client's request body ended early: ${message}`,
+    error,
+  );
+}
+
+/**
  * The failure of a request whose body, the client's own stream, broke
  * because its client left; undefined for any other failure, and for a body
  * the sidecar holds (a P/D leg's, a small one read whole), which no client
- * can break. From `fetch` the body's text is the cause's whole message; the
- * TLS text counts only toward a plain upstream, since a TLS upstream that
- * drops without close_notify (a killed vLLM) says the same. Through undici
- * (`viaUndici`, a stage that skips verification) the body says it itself
- * (`clientBodyChunks`).
+ * can break. From `fetch` the body's text is the cause's whole message, its
+ * TLS text counting toward a plain upstream only. Through undici (a stage
+ * that skips verification) the body said it itself (`clientBodyChunks`).
  */
 function clientBodyFailure(
   error: unknown,
   request: UpstreamRequest,
-  options: { readonly viaUndici: boolean; readonly tlsUpstream: boolean },
+  tlsUpstream: boolean,
 ): UpstreamError | undefined {
-  // Deno's fetch wraps it in a TypeError; undici rejects with the body's own error.
-  if (!(error instanceof Error) || !(request.body instanceof ReadableStream)) {
-    return undefined;
-  }
-  const message = innermostMessage(error);
-  if (
-    message.startsWith(CLIENT_BODY_FAILURE) ||
-    (!options.viaUndici && !options.tlsUpstream &&
-      message.startsWith(TLS_PEER_DROPPED))
-  ) {
-    return new UpstreamError(
-      "client_body",
-      `the client's request body ended early: ${message}`,
-      error,
-    );
-  }
-  return undefined;
+  if (error instanceof UpstreamError) return undefined;
+  if (!(request.body instanceof ReadableStream)) return undefined;
+  return clientBodyError(error, !tlsUpstream);
 }
 
 /** `fetch` bound to one stage's connection pool. */
@@ -272,18 +282,8 @@ async function* clientBodyChunks(
   try {
     for await (const chunk of body) yield chunk;
   } catch (error) {
-    const message = innermostMessage(error);
-    if (
-      message.startsWith(CLIENT_BODY_FAILURE) ||
-      message.startsWith(TLS_PEER_DROPPED)
-    ) {
-      throw new UpstreamError(
-        "client_body",
-        `the client's request body ended early: ${message}`,
-        error,
-      );
-    }
-    throw error;
+    // Read here, the TLS text can only be the client's.
+    throw clientBodyError(error, true) ?? error;
   }
 }
 
@@ -395,10 +395,8 @@ function createStageClient(
     try {
       response = await attempt(url, request);
     } catch (error) {
-      const failure = clientBodyFailure(error, request, {
-        viaUndici: tls.tls && !tls.verify,
-        tlsUpstream: tls.tls,
-      }) ?? upstreamFailure(error, request.signal);
+      const failure = clientBodyFailure(error, request, tls.tls) ??
+        upstreamFailure(error, request.signal);
       // A pooled connection the upstream closed as the request went out
       // (its keep-alive ran out first, llm-d #1564): the upstream never saw
       // the request, so the same bytes go once more, on a new connection.
@@ -681,9 +679,7 @@ function createConnectProbe(timeoutMs: number, freshMs: number): ConnectProbe {
   }
   // No client's signal: the probe serves every request waiting on it.
   async function connect(hostPort: string, tls: boolean): Promise<void> {
-    const colon = hostPort.lastIndexOf(":");
-    const hostname = hostPort.slice(0, colon).replace(/^\[|\]$/g, "");
-    const port = Number(hostPort.slice(colon + 1));
+    const { host: hostname, port } = splitHostPort(hostPort);
     const started = performance.now();
     const timeout = AbortSignal.timeout(timeoutMs);
     let conn: Deno.TcpConn;
