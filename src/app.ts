@@ -8,7 +8,6 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import type { AppEnv, Deps } from "./context.ts";
 import { reportError, toErrorResponse } from "./errors.ts";
-import { isValidHostHeader, targetPathOf } from "./middleware/host_header.ts";
 import { requestGuards } from "./middleware/request_guards.ts";
 import { requestContext } from "./middleware/request_context.ts";
 import { API_KINDS, API_PATHS, usesAnthropicErrors } from "./protocol/api.ts";
@@ -17,21 +16,10 @@ import { createGenerationHandler } from "./routes/generation.ts";
 import { createHealthHandler } from "./routes/health.ts";
 import { createPassthroughHandler } from "./routes/passthrough.ts";
 
-/**
- * The path the client asked for: the router's, unless a `Host` holding a
- * path (refused) moved it off the request target's own.
- */
-function requestedPath(c: Context<AppEnv>): string {
-  const host = c.req.raw.headers.get("host");
-  return host === null || isValidHostHeader(host)
-    ? c.req.path
-    : targetPathOf(c.req.raw);
-}
-
 function renderError(error: Error, c: Context<AppEnv>): Response {
-  const path = requestedPath(c);
   const access = c.get("access");
-  if (path !== c.req.path) access.targetPath = path;
+  // A refused Host moved the router's path off the one asked for (the guard noted it).
+  const path = access.targetPath ?? c.req.path;
   const answered = reportError(error, c.get("log"), {
     aborted: c.get("clientGone").aborted,
     path,

@@ -11,6 +11,7 @@
 import { type AcceptGuard, createAcceptGuard } from "./accept_guard.ts";
 import { errorMessage } from "./errors.ts";
 import { settleWithin } from "./settle_within.ts";
+import { joinHostPort } from "./upstream/target.ts";
 import type { Logger } from "./log.ts";
 import type { PeerRegistration, PeerWatch } from "./peer_watch.ts";
 import type {
@@ -136,7 +137,7 @@ function internalServerError(): Response {
 
 function remoteAddressOf(conn: Deno.Conn): string {
   const addr = conn.remoteAddr;
-  return addr.transport === "tcp" ? `${addr.hostname}:${addr.port}` : "";
+  return addr.transport === "tcp" ? joinHostPort(addr.hostname, addr.port) : "";
 }
 
 function closeQuietly(conn: Deno.Conn): void {

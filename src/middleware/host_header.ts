@@ -42,16 +42,20 @@ export function targetPathOf(request: Request): string {
   return end === -1 ? rest : rest.slice(0, end);
 }
 
-/** Throws the 400 `invalid_host_header` for a `Host` holding more than a host and port. */
-export function ensureValidHost(headers: HeaderLookup): void {
+/**
+ * The 400 `invalid_host_header` for a `Host` holding more than a host and
+ * port; undefined for a good one or none.
+ */
+export function invalidHostError(
+  headers: HeaderLookup,
+): ProxyError | undefined {
   const host = headers.get("host");
-  if (host !== null && !isValidHostHeader(host)) {
-    throw new ProxyError(
-      400,
-      `Invalid Host header ${
-        JSON.stringify(host)
-      }: expected a host name or IP address and an optional port`,
-      { code: "invalid_host_header", param: "host" },
-    );
-  }
+  if (host === null || isValidHostHeader(host)) return undefined;
+  return new ProxyError(
+    400,
+    `Invalid Host header ${
+      JSON.stringify(host)
+    }: expected a host name or IP address and an optional port`,
+    { code: "invalid_host_header", param: "host" },
+  );
 }

@@ -9,7 +9,7 @@
 import type { MiddlewareHandler } from "hono";
 import { ensureDeclaredWithin } from "../body_limit.ts";
 import type { AppEnv } from "../context.ts";
-import { ensureValidHost } from "./host_header.ts";
+import { invalidHostError, targetPathOf } from "./host_header.ts";
 
 /**
  * Middleware refusing a bad `Host` (400) or a `Content-Length` over `limit`
@@ -19,9 +19,14 @@ import { ensureValidHost } from "./host_header.ts";
  */
 export function requestGuards(limit: number): MiddlewareHandler<AppEnv> {
   return function requestGuards(c, next) {
-    const { headers } = c.req.raw;
-    ensureValidHost(headers);
-    ensureDeclaredWithin(headers, limit);
+    const request = c.req.raw;
+    const badHost = invalidHostError(request.headers);
+    if (badHost !== undefined) {
+      // The router's path is the one the Host made up; logs name the asked one.
+      c.get("access").targetPath = targetPathOf(request);
+      throw badHost;
+    }
+    ensureDeclaredWithin(request.headers, limit);
     return next();
   };
 }
