@@ -17,10 +17,7 @@ import { listenWithFallback, serveApp, shutdownGracefully } from "./server.ts";
 import type { TlsCertificate } from "./tls.ts";
 import { createTracing } from "./tracing.ts";
 import { readProcTable } from "./peer_watch.ts";
-import {
-  createUpstreamClient,
-  type UpstreamClientOptions,
-} from "./upstream/client.ts";
+import { createUpstreamClient } from "./upstream/client.ts";
 // SSRF protection, upstream TLS and certificate reload (issue 11).
 import type { Allowlist } from "./allowlist/allowlist.ts";
 import { upstreamClientOptions } from "./security.ts";
@@ -76,18 +73,6 @@ function rankLog(log: Logger, config: Config): Logger {
   });
 }
 
-/** The upstream clients' options `config` sets: per-stage TLS, connect timeout, idle pool size. */
-export function upstreamOptionsOf(
-  config: Config,
-  caCerts: readonly string[],
-): UpstreamClientOptions {
-  return {
-    ...upstreamClientOptions(config, caCerts),
-    connectTimeoutMs: config.connectTimeout,
-    maxIdlePerHost: config.maxIdleConnsPerHost,
-  };
-}
-
 /**
  * Serves the sidecar on the configured address, one server per data-parallel
  * rank; throws, with nothing left listening, when a port cannot be bound.
@@ -96,7 +81,7 @@ export function startListener(options: ListenerOptions): Listener {
   const { config, tls, log } = options;
   const drain = { draining: false };
   const upstream = createUpstreamClient(
-    upstreamOptionsOf(config, options.caCerts ?? []),
+    upstreamClientOptions(config, options.caCerts ?? []),
   );
   // One registry per thread: its ranks share it as they share the pool.
   const metrics = config.metricsPort > 0 ? createMetrics() : undefined;

@@ -126,14 +126,29 @@ export async function loadCaCertificates(path: string): Promise<string[]> {
   return [blocks.join("\n")];
 }
 
-/** Per-stage TLS of the upstream client, from `-enable-tls` and `-tls-insecure-skip-verify`. */
+/**
+ * The upstream clients' options `config` sets: per-stage TLS (`-enable-tls`,
+ * `-tls-insecure-skip-verify`, `-ca-cert`'s `caCerts`), `-connect-timeout`
+ * and `-max-idle-conns-per-host`.
+ */
 export function upstreamClientOptions(
-  config: Pick<Config, "tlsStages" | "insecureSkipVerifyStages">,
+  config: Pick<
+    Config,
+    | "tlsStages"
+    | "insecureSkipVerifyStages"
+    | "connectTimeout"
+    | "maxIdleConnsPerHost"
+  >,
   caCerts: readonly string[],
 ): UpstreamClientOptions {
   const stages: Partial<Record<UpstreamStage, StageTls>> = {};
   for (const stage of TLS_STAGES) {
     stages[stage] = stageTlsOf(config, stage);
   }
-  return { stages, caCerts };
+  return {
+    stages,
+    caCerts,
+    connectTimeoutMs: config.connectTimeout,
+    maxIdlePerHost: config.maxIdleConnsPerHost,
+  };
 }

@@ -10,7 +10,7 @@ import {
   jsonHeaders,
   testConfig,
 } from "./support/harness.ts";
-import { upstreamOptionsOf } from "../src/listener.ts";
+import { upstreamClientOptions } from "../src/security.ts";
 import {
   type HangingUpstream,
   startHangingUpstream,
@@ -318,8 +318,8 @@ Deno.test("server listens with a queue of 4096 as Go's net/http does, not Deno's
   }
 });
 
-Deno.test("upstreamOptionsOf hands the upstream clients -connect-timeout and -max-idle-conns-per-host", () => {
-  const options = upstreamOptionsOf(
+Deno.test("upstreamClientOptions hands the upstream clients -connect-timeout and -max-idle-conns-per-host", () => {
+  const options = upstreamClientOptions(
     testConfig({ connectTimeout: 1500, maxIdleConnsPerHost: 7 }),
     [],
   );

@@ -17,7 +17,7 @@ import type { TcpTableReader } from "../../src/peer_watch.ts";
 import { serveApp } from "../../src/server.ts";
 import type { TlsCertificate } from "../../src/tls.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
-import { upstreamOptionsOf } from "../../src/listener.ts";
+import { upstreamClientOptions } from "../../src/security.ts";
 import {
   createMockVllm,
   type MockVllm,
@@ -147,7 +147,7 @@ export async function createHarness(
     });
   // Per-stage TLS from the config, as src/listener.ts builds it.
   const upstream = createUpstreamClient(
-    upstreamOptionsOf(config, options.caCerts ?? []),
+    upstreamClientOptions(config, options.caCerts ?? []),
   );
   const app = createApp({
     config,

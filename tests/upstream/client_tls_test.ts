@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
-import { upstreamOptionsOf } from "../../src/listener.ts";
 import { createMockVllm } from "../../scripts/mock_vllm/mod.ts";
 import { createApp } from "../../src/app.ts";
 import { createLogger } from "../../src/log.ts";
-import { loadCaCertificates } from "../../src/security.ts";
+import {
+  loadCaCertificates,
+  upstreamClientOptions,
+} from "../../src/security.ts";
 import type { Config } from "../../src/config.ts";
 import { createUpstreamClient } from "../../src/upstream/client.ts";
 import { makeCa, makeServerCert } from "../support/certs.ts";
@@ -23,7 +25,7 @@ async function postThrough(
   path = "/v1/chat/completions",
   headers: Record<string, string> = {},
 ): Promise<{ readonly status: number; readonly text: string }> {
-  const upstream = createUpstreamClient(upstreamOptionsOf(config, caCerts));
+  const upstream = createUpstreamClient(upstreamClientOptions(config, caCerts));
   try {
     const app = createApp({
       config,
