@@ -177,11 +177,7 @@ function decodeWatch(
     firstByteMs: streaming ? deps.config.decodeFirstByteTimeout : 0,
     idleMs: deps.config.streamIdleTimeout,
     log,
-    // A stream broken off after its status went out has no error answer to
-    // name it: the access line and the request's outcome must still say so.
-    onTimeout: (code) => {
-      access.errorCode = code;
-    },
+    access,
   };
 }
 
@@ -220,16 +216,9 @@ function sendDecodeLeg(
       sendLocalDecode(
         deps,
         request,
-        leg.watch === undefined ? leg : {
-          ...leg,
-          watch: {
-            ...leg.watch,
-            onTimeout: (code) => {
-              leg.watch?.onTimeout?.(code);
-              onTimeout();
-            },
-          },
-        },
+        leg.watch === undefined
+          ? leg
+          : { ...leg, watch: { ...leg.watch, onTimeout } },
       ),
   );
 }

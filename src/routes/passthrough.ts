@@ -168,9 +168,7 @@ export async function passthroughRequest(
         firstByteMs: 0,
         idleMs: deps.config.streamIdleTimeout,
         log,
-        onTimeout: (code) => {
-          c.get("observation").access.errorCode = code;
-        },
+        access: c.get("observation").access,
       },
     }, {
       method: request.method,

@@ -14,6 +14,7 @@
  */
 
 import { ProxyError } from "../errors.ts";
+import type { AccessRecord } from "../context.ts";
 import type { Logger } from "../log.ts";
 
 /** The timeouts of one decoder answer, in ms; 0 turns one off. */
@@ -23,8 +24,20 @@ export interface DecodeWatch {
   /** Longest wait on a read from the decoder once the first body byte came. */
   readonly idleMs: number;
   readonly log: Logger;
-  /** Called once with its code when either timeout ends the answer, before the caller sees the error. */
-  readonly onTimeout?: (code: DecodeTimeoutCode) => void;
+  /** Called once when either timeout ends the answer, before the caller sees the error. */
+  readonly onTimeout?: () => void;
+  /**
+   * The request's access record, given the timeout's code when one ends the
+   * answer: a stream broken off after its status went out has no error
+   * answer to name it, and its access line and outcome must still say so.
+   */
+  readonly access?: Pick<AccessRecord, "errorCode">;
+}
+
+/** What a timeout that ends the answer tells the caller and the access record. */
+function noteTimeout(watch: DecodeWatch, code: DecodeTimeoutCode): void {
+  if (watch.access !== undefined) watch.access.errorCode = code;
+  watch.onTimeout?.();
 }
 
 /** Code of the `ProxyError` a first-byte timeout throws. */
@@ -82,7 +95,7 @@ export async function sendWatched(
   const timedOut = () => watchdog.signal.aborted && !signal.aborted;
   const failed = (error: unknown): unknown => {
     if (!timedOut()) return error;
-    watch.onTimeout?.(FIRST_BYTE_TIMEOUT_CODE);
+    noteTimeout(watch, FIRST_BYTE_TIMEOUT_CODE);
     return firstByteTimeout(watch.firstByteMs, error);
   };
   let response: Response;
@@ -143,7 +156,7 @@ function pump(
       code: STREAM_IDLE_TIMEOUT_CODE,
       idle_ms: Math.round(silent),
     });
-    watch.onTimeout?.(STREAM_IDLE_TIMEOUT_CODE);
+    noteTimeout(watch, STREAM_IDLE_TIMEOUT_CODE);
     watchdog.abort(new DecodeTimeout("stream idle"));
   }
   async function read(): Promise<ReadableStreamReadResult<Uint8Array>> {
