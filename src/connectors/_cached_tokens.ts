@@ -9,6 +9,7 @@
  */
 
 import { fixedResponse } from "../fixed_response.ts";
+import { contentCodingOf } from "../upstream/headers.ts";
 import { isEventStream } from "../protocol/sse.ts";
 import { errorMessage, ProxyError } from "../errors.ts";
 import type { CachedTokensPlace } from "../protocol/api.ts";
@@ -47,7 +48,7 @@ function headersWithoutLength(response: Response): Headers {
  * decoded as UTF-8 they would be corrupted.
  */
 function isStillEncoded(response: Response): boolean {
-  const coding = response.headers.get("content-encoding")?.trim().toLowerCase();
+  const coding = contentCodingOf(response.headers);
   return coding !== undefined && coding !== "" && coding !== "identity";
 }
 

@@ -96,6 +96,11 @@ export interface ClientHeaderOptions {
   readonly fetchMayDecode?: boolean;
 }
 
+/** The body's `Content-Encoding`, trimmed and lower-cased; undefined without one. */
+export function contentCodingOf(headers: HeaderLookup): string | undefined {
+  return headers.get("content-encoding")?.trim().toLowerCase();
+}
+
 /**
  * Whether `fetch` decoded the body: only a single `gzip` or `br` coding on a
  * non-empty body is decoded, and only when the request let it; any other
@@ -106,7 +111,7 @@ export function isDecodedByFetch(
   options: ClientHeaderOptions,
 ): boolean {
   if (!options.fetchMayDecode) return false;
-  const coding = upstream.get("content-encoding")?.trim().toLowerCase();
+  const coding = contentCodingOf(upstream);
   if (coding !== "gzip" && coding !== "br") return false;
   return upstream.get("content-length")?.trim() !== "0";
 }
