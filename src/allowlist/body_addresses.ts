@@ -133,10 +133,24 @@ async function admitsHost(
   return await allowlist.admitsAddress(address);
 }
 
+/** Longest value or field path a log line or error message quotes from the body. */
+const DESCRIBED_CHARS = 256;
+
 /** The address-bearing value as logged: what the client wrote, cut short. */
 function describeValue(value: unknown): string {
   const text = typeof value === "string" ? value : JSON.stringify(value);
-  return text === undefined ? String(value) : text.slice(0, 256);
+  return text === undefined ? String(value) : text.slice(0, DESCRIBED_CHARS);
+}
+
+/**
+ * The field's dotted path as logged and answered, its end kept: the keys
+ * leading to it are the client's, and a body of long keys would otherwise
+ * write its own size into two log lines and the answer.
+ */
+function describeField(field: string): string {
+  return field.length <= DESCRIBED_CHARS
+    ? field
+    : `…${field.slice(-(DESCRIBED_CHARS - 1))}`;
 }
 
 /**
@@ -154,7 +168,9 @@ export async function admitBodyAddresses(
   // vLLM's parser (Python's json) takes NaN and Infinity, which JSON.parse
   // refuses: a body the check cannot read must not reach it (a 400).
   const body = parseJsonText(text);
-  for (const { field, value } of findBodyAddresses(body)) {
+  for (const found of findBodyAddresses(body)) {
+    const { value } = found;
+    const field = describeField(found.field);
     if (await admitsValue(allowlist, value)) {
       origin.log.debug("SSRF protection: address in request body allowed", {
         field,

@@ -314,9 +314,27 @@ Deno.test("decode-only: address fields nested 100,000 deep are walked without a 
   await assertRefused(
     await sidecar.post("/v1/chat/completions", deepKv),
     "/v1/chat/completions",
-    `kv_transfer_params${".a".repeat(depth)}.remote_host`,
+    `…${`kv_transfer_params${".a".repeat(depth)}.remote_host`.slice(-255)}`,
   );
   assert.equal(sidecar.decode.bodies.length, 0);
+});
+
+Deno.test("a denied address under a 1 MB key is named by the end of its path, cut short in the log and the answer", async () => {
+  await using sidecar = startSidecar({ protection: true });
+  const longKey = "k".repeat(1_000_000);
+  const body = chat({
+    [longKey]: { kv_transfer_params: nixlParams(DENIED) },
+  });
+  const field = `…${`${longKey}.kv_transfer_params.remote_host`.slice(-255)}`;
+  const response = await sidecar.post("/v1/chat/completions", body);
+  await assertRefused(response, "/v1/chat/completions", field);
+  const denial = sidecar.logs.find((line) => line.msg === DENIAL_LOG);
+  assert.equal(denial?.field, field);
+  const logged = sidecar.logs.reduce(
+    (sum, line) => sum + JSON.stringify(line).length,
+    0,
+  );
+  assert.ok(logged < 8192, `one request logged ${logged} characters`);
 });
 
 Deno.test("protection off: the same body passes through untouched; on, it is refused", async () => {
