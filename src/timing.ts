@@ -14,7 +14,7 @@ export interface RequestTiming {
   prefillSent?: number;
   /** The last prefill attempt was answered: the KV cache is ready on the prefiller. */
   prefillAnswered?: number;
-  /** Whether the last prefill answer was a success (2xx). */
+  /** Whether the prefill leg succeeded (a 2xx); unset while it runs, or when it was cut short. */
   prefillOk?: boolean;
   /** The decode leg was sent. */
   decodeSent?: number;

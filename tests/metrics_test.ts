@@ -14,7 +14,11 @@ import {
   type Harness,
   jsonHeaders,
 } from "./support/harness.ts";
-import { closedPort, startStubUpstream } from "./support/stub_upstream.ts";
+import {
+  closedPort,
+  startHangingUpstream,
+  startStubUpstream,
+} from "./support/stub_upstream.ts";
 import { within } from "./support/deadline.ts";
 import {
   type Exposition,
@@ -137,7 +141,7 @@ Deno.test("a prefill 503 and a prefill 400 count under status_5xx and status_4xx
   }, 1);
 });
 
-Deno.test("a client leaving during prefill counts as a client abort before the response", async () => {
+Deno.test("a client leaving during prefill counts as a client abort before the response, and its prefill as neither ok nor error", async () => {
   const metrics = createMetrics();
   await using h = await createHarness({
     metrics,
@@ -166,6 +170,40 @@ Deno.test("a client leaving during prefill counts as a client abort before the r
     total(families, `${P}requests_total`, { outcome: "client_aborted" }),
     1,
   );
+  assert.equal(total(families, `${P}prefill_duration_seconds`), 0);
+  assert.equal(total(families, `${P}failures_total`), 0);
+});
+
+Deno.test("a concurrent prefill aborted by its decode's 503 counts the decode failure only, not a prefill error", async () => {
+  const metrics = createMetrics();
+  await using decoder = startStubUpstream(() =>
+    Response.json({ error: { message: "overloaded" } }, { status: 503 })
+  );
+  await using prefiller = startHangingUpstream();
+  await using h = await createHarness({
+    metrics,
+    config: { connector: "sglang", modelServerPort: decoder.port },
+  });
+  const response = await within(
+    h.pd("/v1/chat/completions", chatBody(), {
+      "x-prefiller-host-port": prefiller.hostPort,
+    }),
+    3000,
+    "the decode's answer",
+  );
+  assert.equal(response.status, 503);
+  await response.body?.cancel();
+  await within(prefiller.allClosed(), 3000, "the prefill leg to close");
+  const families = await scrape(metrics);
+  assert.equal(
+    total(families, `${P}failures_total`, {
+      leg: "decode",
+      cause: "status_5xx",
+    }),
+    1,
+  );
+  assert.equal(total(families, `${P}failures_total`, { leg: "prefill" }), 0);
+  assert.equal(total(families, `${P}prefill_duration_seconds`), 0);
 });
 
 Deno.test("retries and fallbacks count by cause for the failure policy to call", async () => {

@@ -137,10 +137,14 @@ export function observePrefill<T extends WholeResponse>(
       span.set({ "llm_d.pd_proxy.prefill.status_code": reply.status });
       return reply;
     } catch (error) {
-      timing.prefillOk = false;
-      // Each attempt's upstream error is counted by the retry loop.
+      // Each attempt's upstream error is counted by the retry loop. A leg
+      // cut short (the client left, or a concurrent decode's failure
+      // aborted it) got no answer: neither a success nor a failure.
       const cause = ctx.signal.aborted ? undefined : transportCause(error);
-      if (cause !== undefined) metrics.failure("prefill", cause);
+      if (cause !== undefined) {
+        timing.prefillOk = false;
+        metrics.failure("prefill", cause);
+      }
       throw error;
     } finally {
       timing.prefillAnswered = performance.now();

@@ -54,13 +54,12 @@ function observeLegs(
 ): void {
   if (!connector) return;
   const { prefillSent, prefillAnswered, decodeSent, decodeAnswered } = timing;
-  if (prefillSent !== undefined) {
+  // A prefill still running or cut short has no outcome to observe: counted
+  // as an error, every client leaving during a prefill raised its error rate.
+  const { prefillOk } = timing;
+  if (prefillSent !== undefined && prefillOk !== undefined) {
     const end = prefillAnswered ?? performance.now();
-    metrics.prefill(
-      connector,
-      timing.prefillOk === true,
-      (end - prefillSent) / 1000,
-    );
+    metrics.prefill(connector, prefillOk, (end - prefillSent) / 1000);
   }
   if (decodeSent !== undefined && decodeAnswered !== undefined) {
     metrics.decodeFirstByte(connector, (decodeAnswered - decodeSent) / 1000);
