@@ -214,7 +214,10 @@ export function reportError(
   } else if (error.status >= 500) {
     log.error(error.message, { status: error.status, cause: error.cause });
   } else {
-    log.info(error.message, { status: error.status });
+    // A relayed upstream answer keeps its own status (a 404, a 422), the
+    // one the client and the access line see.
+    const status = error.response?.status ?? error.status;
+    log.info(error.message, { status });
   }
   if (request.aborted) {
     return new ProxyError(499, "Client disconnected before the answer", {

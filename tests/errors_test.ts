@@ -106,6 +106,20 @@ Deno.test("reportError still logs a bug as an error when the client has gone", (
   assert.deepEqual(lines.map((line) => line.level), ["error"]);
 });
 
+Deno.test("reportError logs a relayed upstream 4xx with the status the client gets, not the 400 behind it", () => {
+  const { log, lines } = capture();
+  const relayed = new Response("no such model", { status: 404 });
+  const error = new ProxyError(400, "Prefill server answered 404", {
+    code: "prefill_rejected",
+    response: relayed,
+  });
+  reportError(error, log, { aborted: false, path: "/v1/completions" });
+  assert.deepEqual(lines.map((line) => [line.level, line.status]), [[
+    "info",
+    404,
+  ]]);
+});
+
 Deno.test("reportError logs a 5xx as an error and a 4xx as info, and returns it", () => {
   const { log, lines } = capture();
   const gateway = new ProxyError(502, "bad");
