@@ -89,8 +89,12 @@ export function runObservedPd(
   facts: PdSpanFacts,
   run: () => Promise<Response>,
 ): Promise<Response> {
-  const { tracing, timing, completed } = observation;
-  const options = { attributes: spanAttributes(facts), until: completed };
+  const { tracing, timing, completed, access } = observation;
+  const options = {
+    attributes: spanAttributes(facts),
+    until: completed,
+    failure: () => access.errorCode,
+  };
   return tracing.inSpan(SPAN_REQUEST, options, async (span) => {
     const response = await run();
     span.set(timingAttributes(timing));

@@ -46,6 +46,12 @@ export interface SpanOptions {
   readonly attributes?: Attributes;
   /** End the span when this settles (e.g. the stream was sent) rather than when the callback does. */
   readonly until?: Promise<unknown>;
+  /**
+   * Read when `until` settles: the error code of a failure that came after
+   * the callback returned (a stream broken off as idle), which marks the
+   * span failed as a thrown error does.
+   */
+  readonly failure?: () => string | undefined;
 }
 
 /** The sidecar's spans, or nothing when tracing is off. */
@@ -96,6 +102,15 @@ function endWith(span: Span, error: unknown): void {
   span.end();
 }
 
+/** Ends a span whose answer has been sent, failed when `failure` names a code. */
+function endAfterAnswer(span: Span, failure: SpanOptions["failure"]): void {
+  const code = failure?.();
+  if (code !== undefined) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: code });
+  }
+  span.end();
+}
+
 /** Creates the sidecar's tracing: spans when `enabled`, through the global (Deno's) tracer provider. */
 export function createTracing(enabled: boolean): Tracing {
   const injects = isTraceContextInjected();
@@ -120,7 +135,10 @@ export function createTracing(enabled: boolean): Tracing {
           throw error;
         }
         if (options.until === undefined) span.end();
-        else options.until.then(() => span.end(), () => span.end());
+        else {
+          const end = () => endAfterAnswer(span, options.failure);
+          options.until.then(end, end);
+        }
         return result;
       });
     },

@@ -16,6 +16,8 @@ interface ReceivedSpan {
   readonly parentSpanId: string;
   readonly scope: string;
   readonly attributes: Readonly<Record<string, unknown>>;
+  /** OTLP status code: 0 unset, 1 ok, 2 error. */
+  readonly statusCode: number;
 }
 
 function objectsOf(value: unknown, key: string): Record<string, unknown>[] {
@@ -51,6 +53,9 @@ function spansOf(body: unknown): ReceivedSpan[] {
           parentSpanId: String(span.parentSpanId ?? ""),
           scope,
           attributes,
+          statusCode: Number(
+            objectsOf({ s: [span.status] }, "s")[0]?.code ?? 0,
+          ),
         });
       }
     }
@@ -236,5 +241,47 @@ Deno.test(
       assert.notEqual(traceparentOf(headers).parent, CLIENT_SPAN_ID);
       assert.equal(headers.get("tracestate"), tracestate);
     }
+  },
+);
+
+Deno.test(
+  "a P/D stream that -stream-idle-timeout breaks off ends its forward_request and decode spans failed",
+  async () => {
+    await using receiver = startReceiver();
+    await using prefill = await createMockVllm({ name: "prefiller" });
+    await using decode = await createMockVllm({ name: "decoder" });
+    await using sidecar = startPlainBundle(decode.port, [
+      "-tracing",
+      "-stream-idle-timeout=200ms",
+    ], {
+      env: {
+        OTEL_DENO: "true",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+      },
+    });
+    await sidecar.waitForLine((line) => line.msg === "starting");
+    const response = await postChatOverHttp(
+      sidecar.base,
+      chatBody({ stream: true, max_tokens: 3 }),
+      jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        "x-mock-inter-token-ms": "5000",
+        traceparent: `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`,
+      }),
+    );
+    assert.equal(response.status, 200);
+    await assert.rejects(response.text());
+    const named = (name: string) =>
+      receiver.spans.find((span) =>
+        span.name === name && span.traceId === TRACE_ID
+      );
+    await receiver.waitFor(
+      () => ["forward_request", "decode"].every((name) => named(name)),
+      "the forward_request and decode spans",
+    );
+    assert.equal(named("forward_request")?.statusCode, 2);
+    assert.equal(named("decode")?.statusCode, 2);
   },
 );

@@ -165,14 +165,14 @@ export function observeDecode(
   ctx: PdContext,
   send: () => Promise<Response>,
 ): Promise<Response> {
-  const { timing, tracing, completed } = ctx.observation;
+  const { timing, tracing, completed, access } = ctx.observation;
   const attributes = {
     "llm_d.pd_proxy.request_id": ctx.requestId,
     "llm_d.pd_proxy.decode.target": ctx.decoder,
   };
   return tracing.inSpan(
     SPAN_DECODE,
-    { attributes, until: completed },
+    { attributes, until: completed, failure: () => access.errorCode },
     async (span) => {
       timing.decodeSent = performance.now();
       const response = await send();
