@@ -176,7 +176,8 @@ function runListenerThread(scope: ListenerScope): void {
       return;
     }
     const clean = listener ? await listener.stop(data.options) : true;
-    answer({ kind: "stopped", clean });
+    const metrics = await listener?.metrics?.snapshot();
+    answer({ kind: "stopped", clean, metrics });
   };
 }
 

@@ -36,7 +36,12 @@ export type ToListener =
 export type FromListener =
   | { readonly kind: "listening" }
   | { readonly kind: "failed"; readonly message: string }
-  | { readonly kind: "stopped"; readonly clean: boolean };
+  | {
+    readonly kind: "stopped";
+    readonly clean: boolean;
+    /** Its metrics as it stopped, so a scrape during the others' drain still counts them. */
+    readonly metrics: MetricSnapshot | undefined;
+  };
 
 /** A started listener thread. */
 export interface ListenerThread {
@@ -131,16 +136,26 @@ export async function startListenerThreads(
       thread.worker.terminate();
     };
     ends.push(stopped);
+    // A stopped thread's last metrics: the main thread serves scrapes until
+    // every listener has drained, and a thread that drained first (its
+    // requests done) must not take its counts away or stall the scrape.
+    let last: MetricSnapshot | undefined;
     threads.push({
       async snapshot() {
         if (!snapshots || thread.failure !== undefined) return undefined;
-        return await snapshots.request();
+        try {
+          return last ?? await snapshots.request();
+        } catch (error) {
+          if (last !== undefined) return last;
+          throw error;
+        }
       },
       async stop(stop) {
         const reply = await settleWithin(
           thread.exchange({ kind: "stop", options: stop }),
           stop.graceMs + STOP_ANSWER_SLACK_MS,
         );
+        if (reply?.kind === "stopped") last = reply.metrics;
         stopped();
         return reply?.kind === "stopped" && reply.clean;
       },

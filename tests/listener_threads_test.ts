@@ -4,6 +4,7 @@ import {
   startListenerThreads,
 } from "../src/listener_threads.ts";
 import { within } from "./support/deadline.ts";
+import { fakeCount } from "./support/fake_listener_thread.ts";
 import { testConfig } from "./support/harness.ts";
 
 /** Options starting `workers` - 1 fake threads in `mode` (see support/fake_listener_thread.ts). */
@@ -13,7 +14,8 @@ function fakeThreads(
   onFailure: ListenerThreadsOptions["onFailure"] = () => {},
 ): ListenerThreadsOptions {
   return {
-    config: testConfig({ workers, metricsPort: 0 }),
+    // Any port: the fake threads listen on none; it asks for their metrics.
+    config: testConfig({ workers, metricsPort: 9 }),
     tls: undefined,
     env: {},
     caCerts: [],
@@ -73,4 +75,20 @@ Deno.test("a listener thread that stops cleanly says so", async () => {
     "the threads did not stop",
   );
   assert.deepEqual(stopped, [true, true]);
+});
+
+Deno.test("a stopped listener thread's last metrics still answer a scrape, at once", async () => {
+  const threads = await startListenerThreads(fakeThreads("serve", 2));
+  const thread = threads[0]!;
+  assert.deepEqual(await thread.snapshot(), fakeCount(1));
+  assert.equal(await thread.stop({ graceMs: 1_000 }), true);
+  // The other listeners may still drain: their scrapes go on.
+  assert.deepEqual(
+    await within(
+      thread.snapshot(),
+      2_000,
+      "a stopped thread's metrics were awaited from the thread",
+    ),
+    fakeCount(2),
+  );
 });
