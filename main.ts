@@ -31,11 +31,13 @@ import {
 } from "./src/listener.ts";
 import { type MetricsRegistry, renderAggregate } from "./src/metrics.ts";
 import { type Exposition, serveMetrics } from "./src/metrics_server.ts";
+import { answerSnapshots } from "./src/metrics_threads.ts";
 import {
-  answerSnapshots,
-  createSnapshotClient,
-  type SnapshotClient,
-} from "./src/metrics_threads.ts";
+  type FromListener,
+  type ListenerThread,
+  startListenerThreads,
+  type ToListener,
+} from "./src/listener_threads.ts";
 import {
   generateSelfSignedCertificate,
   loadCertificate,
@@ -71,12 +73,12 @@ async function startSecurity(
 }
 
 /**
- * Exit codes of a stop by signal: 0 when every request in flight finished,
- * 1 when -shutdown-grace passed first, and 128 + the signal's number when a
+ * Exit codes of a stop: 0 when every request in flight finished, 1 when
+ * -shutdown-grace passed first or a listener thread failed, and 128 + the signal's number when a
  * second signal cut the drain short (the shell's convention: 130 for
  * SIGINT, 143 for SIGTERM).
  */
-const EXIT_DEADLINE_PASSED = 1;
+const EXIT_FAILED = 1;
 const SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
 const encoder = new TextEncoder();
 
@@ -116,27 +118,6 @@ function onSignals(log: Logger, handler: () => void): void {
     });
   }
 }
-
-/** Messages from the main thread to a listener thread. */
-type ToListener =
-  | {
-    readonly kind: "start";
-    readonly config: Config;
-    readonly tls: TlsCertificate | undefined;
-    readonly index: number;
-    readonly env: Env;
-    /** The `-ca-cert` bundle as the main thread read it: one read, the same trust in every thread. */
-    readonly caCerts: readonly string[];
-    /** Where the main thread asks for this thread's metrics (with `-metrics-port`). */
-    readonly metricsPort: MessagePort | undefined;
-  }
-  | { readonly kind: "stop"; readonly options: StopOptions };
-
-/** Messages from a listener thread to the main thread. */
-type FromListener =
-  | { readonly kind: "listening" }
-  | { readonly kind: "failed"; readonly message: string }
-  | { readonly kind: "stopped"; readonly clean: boolean };
 
 /** The parts of a worker's global scope a listener thread uses. */
 interface ListenerScope {
@@ -195,83 +176,9 @@ function runListenerThread(scope: ListenerScope): void {
       return;
     }
     const clean = listener ? await listener.stop(data.options) : true;
-    answer({ kind: "stopped", clean });
+    const metrics = await listener?.metrics?.snapshot();
+    answer({ kind: "stopped", clean, metrics });
   };
-}
-
-function exchange(
-  worker: Worker,
-  message: ToListener,
-  transfer: Transferable[] = [],
-): Promise<FromListener> {
-  return new Promise((resolve, reject) => {
-    worker.onmessage = ({ data }: MessageEvent<FromListener>) => resolve(data);
-    worker.onerror = (event) => {
-      event.preventDefault();
-      reject(new Error(event.message));
-    };
-    worker.postMessage(message, transfer);
-  });
-}
-
-/** A started listener thread and where to ask it for metrics. */
-interface ListenerThread {
-  readonly worker: Worker;
-  readonly snapshots: SnapshotClient | undefined;
-}
-
-/** Starts `-workers` - 1 listener threads; this module is their entry point too. */
-async function startListenerThreads(
-  config: Config,
-  tls: TlsCertificate | undefined,
-  env: Env,
-  caCerts: readonly string[],
-): Promise<ListenerThread[]> {
-  const workers: ListenerThread[] = [];
-  for (let index = 1; index < config.workers; index++) {
-    const worker = new Worker(import.meta.url, {
-      type: "module",
-      name: `listener-${index}`,
-    });
-    const channel = config.metricsPort > 0 ? new MessageChannel() : undefined;
-    workers.push({
-      worker,
-      snapshots: channel && createSnapshotClient(channel.port1),
-    });
-    const reply = await exchange(worker, {
-      kind: "start",
-      config,
-      tls,
-      index,
-      env,
-      caCerts,
-      metricsPort: channel?.port2,
-    }, channel ? [channel.port2] : []);
-    if (reply.kind !== "listening") {
-      for (const started of workers) stopThreadPort(started);
-      throw new Error(
-        reply.kind === "failed"
-          ? reply.message
-          : "listener thread did not start",
-      );
-    }
-  }
-  return workers;
-}
-
-function stopThreadPort(thread: ListenerThread): void {
-  thread.snapshots?.close();
-  thread.worker.terminate();
-}
-
-async function stopListenerThread(
-  thread: ListenerThread,
-  options: StopOptions,
-): Promise<boolean> {
-  const reply = await exchange(thread.worker, { kind: "stop", options })
-    .catch(() => undefined);
-  stopThreadPort(thread);
-  return reply?.kind === "stopped" && reply.clean;
 }
 
 /** What a scrape answers: this thread's registry, merged with the other threads' when there are some. */
@@ -279,20 +186,19 @@ function metricsCollector(
   own: MetricsRegistry,
   threads: readonly ListenerThread[],
 ): () => Promise<Exposition> {
-  const others = threads.flatMap((thread) =>
-    thread.snapshots ? [thread.snapshots] : []
-  );
   return async () => {
-    if (others.length === 0) {
+    if (threads.length === 0) {
       return { contentType: own.contentType, text: await own.render() };
     }
     const snapshots = await Promise.all([
       own.snapshot(),
-      ...others.map((client) => client.request()),
+      ...threads.map((thread) => thread.snapshot()),
     ]);
     return {
       contentType: own.contentType,
-      text: await renderAggregate(snapshots),
+      text: await renderAggregate(
+        snapshots.filter((snapshot) => snapshot !== undefined),
+      ),
     };
   };
 }
@@ -323,6 +229,16 @@ async function run(resolved: ResolvedConfig, env: Env): Promise<number> {
   // instead of killing the process with the runtime's default action.
   const signalled = Promise.withResolvers<void>();
   onSignals(log, () => signalled.resolve());
+  // A listener thread that throws takes the sidecar down, as one failing
+  // listener stops all of Go's: drained, so no request is cut, then exit 1.
+  let threadFailed = false;
+  const onThreadFailure = (index: number, message: string) => {
+    log.error(
+      `Listener thread ${index} failed, stopping the sidecar: ${message}`,
+    );
+    threadFailed = true;
+    signalled.resolve();
+  };
   let tls: TlsCertificate | undefined;
   try {
     tls = await loadTls(config, log);
@@ -352,7 +268,14 @@ async function run(resolved: ResolvedConfig, env: Env): Promise<number> {
     return 1;
   }
   try {
-    workers = await startListenerThreads(config, tls, env, security.caCerts);
+    workers = await startListenerThreads({
+      config,
+      tls,
+      env,
+      caCerts: security.caCerts,
+      entry: import.meta.url,
+      onFailure: onThreadFailure,
+    });
   } catch (error) {
     log.error(`Cannot start listener threads: ${errorMessage(error)}`);
     await listener.stop({ graceMs: 0 });
@@ -381,9 +304,7 @@ async function run(resolved: ResolvedConfig, env: Env): Promise<number> {
         log.error(errorMessage(error));
         await Promise.all([
           listener.stop({ graceMs: 0 }),
-          ...workers.map((worker) =>
-            stopListenerThread(worker, { graceMs: 0 })
-          ),
+          ...workers.map((worker) => worker.stop({ graceMs: 0 })),
         ]);
         security.allowlist.stop();
         return 1;
@@ -397,12 +318,12 @@ async function run(resolved: ResolvedConfig, env: Env): Promise<number> {
   await signalled.promise;
   const stopped = await Promise.all([
     listener.stop(stop),
-    ...workers.map((worker) => stopListenerThread(worker, stop)),
+    ...workers.map((worker) => worker.stop(stop)),
   ]);
   // Scraped until the listeners are gone, so a drain shows in the metrics.
   await metricsServer?.shutdown();
   security.allowlist.stop();
-  return stopped.every(Boolean) ? 0 : EXIT_DEADLINE_PASSED;
+  return stopped.every(Boolean) && !threadFailed ? 0 : EXIT_FAILED;
 }
 
 /** Runs the sidecar with `args`; resolves with the process exit code. */

@@ -38,7 +38,7 @@ export function answerSnapshots(
 export interface SnapshotClient {
   /** The thread's snapshot; rejects when none arrives within the timeout. */
   request(): Promise<MetricSnapshot>;
-  /** Closes the port. */
+  /** Closes the port; requests still waiting reject at once. */
   close(): void;
 }
 
@@ -48,9 +48,12 @@ export function createSnapshotClient(
   timeoutMs = SNAPSHOT_TIMEOUT_MS,
 ): SnapshotClient {
   let next = 0;
-  const pending = new Map<number, (snapshot: MetricSnapshot) => void>();
+  const pending = new Map<
+    number,
+    { resolve(snapshot: MetricSnapshot): void; reject(error: Error): void }
+  >();
   port.onmessage = ({ data }: MessageEvent<SnapshotReply>) => {
-    pending.get(data.id)?.(data.snapshot);
+    pending.get(data.id)?.resolve(data.snapshot);
     pending.delete(data.id);
   };
   return {
@@ -65,14 +68,27 @@ export function createSnapshotClient(
           new Error(`No metrics from a listener thread in ${timeoutMs} ms`),
         );
       }, timeoutMs);
-      pending.set(id, (snapshot) => {
-        clearTimeout(timer);
-        resolve(snapshot);
+      pending.set(id, {
+        resolve(snapshot) {
+          clearTimeout(timer);
+          resolve(snapshot);
+        },
+        reject(error) {
+          clearTimeout(timer);
+          reject(error);
+        },
       });
       const message: SnapshotRequest = { id };
       port.postMessage(message);
       return promise;
     },
-    close: () => port.close(),
+    close() {
+      port.close();
+      // No answer can come any more: waiting out the timeout would hold a scrape.
+      for (const waiter of pending.values()) {
+        waiter.reject(new Error("The listener thread has stopped"));
+      }
+      pending.clear();
+    },
   };
 }
