@@ -10,7 +10,9 @@
  */
 
 import assert from "node:assert/strict";
+import { createMetrics } from "../../src/metrics.ts";
 import { createHarness } from "../support/harness.ts";
+import { scrape, total } from "../support/prometheus.ts";
 import { createWaiters, withDeadline } from "../support/deadline.ts";
 import { connectH2c, type RawH2Client } from "../support/h2_frames.ts";
 import {
@@ -149,11 +151,13 @@ Deno.test(
 );
 
 Deno.test(
-  "h2c: a request on a connection closed for its resets is a 429 too_many_client_resets in vLLM's error shape, with its access line",
+  "h2c: a request on a connection closed for its resets is a 429 too_many_client_resets in vLLM's error shape, with its access line and metric",
   async () => {
     await using decoder = startRecordingUpstream();
+    const metrics = createMetrics();
     await using h = await createHarness({
       config: { modelServerPort: decoder.port, maxClientResets: MAX_RESETS },
+      metrics,
     });
     const port = Number(new URL(h.listen()).port);
     await using client = await connectH2c(port);
@@ -194,6 +198,38 @@ Deno.test(
     assert.equal(line.outcome, "error");
     // Its stream has ended, so its one line is written: no second one follows.
     assert.equal(h.logs.filter(isRefusedLine).length, 1);
+    // The attacker's last request, whose arrival tripped the check, was
+    // refused as well: each refusal has its line, and only refusals count
+    // as errors (the cancelled requests count as client_aborted).
+    const tripped = 2 * (sent - 1) + 1;
+    const trippedAnswer = await client.until(
+      () => client.answers.get(tripped)?.ended && client.answers.get(tripped),
+      "the answer to the request that tripped the check",
+    );
+    assert.equal(trippedAnswer.status, 429);
+    const refusals = 2;
+    const refusedLines = () =>
+      h.logs.filter((l) =>
+        l.msg === "request handled" &&
+        l.error_code === "too_many_client_resets" && l.status === 429
+      ).length;
+    const written = createWaiters();
+    const watch = setInterval(() => written.notify(), 5);
+    try {
+      await written.until(
+        () => refusedLines() === refusals,
+        `${refusals} access lines of refused requests`,
+        { detail: () => `${refusedLines()} written` },
+      );
+    } finally {
+      clearInterval(watch);
+    }
+    assert.equal(
+      total(await scrape(metrics), "llm_d_sidecar_requests_total", {
+        outcome: "error",
+      }),
+      refusals,
+    );
   },
 );
 
