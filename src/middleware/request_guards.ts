@@ -4,8 +4,8 @@
  * connection that still takes requests (one closed for its client's resets
  * refuses them, src/connection_server.ts), a `Host` that is a host and port
  * (src/middleware/host_header.ts) and a declared body within
- * `-max-request-body-bytes`. Chunked bodies are counted where
- * they are read (`readWholeBody`, `limitBodyStream`).
+ * `-max-request-body-bytes`. Chunked bodies are counted where they are read
+ * (`readWholeBody`, `limitBodyStream`).
  */
 
 import type { MiddlewareHandler } from "hono";
@@ -15,9 +15,10 @@ import { invalidHostError, targetPathOf } from "./host_header.ts";
 
 /**
  * Middleware refusing what the connection refused (429), a bad `Host` (400)
- * or a `Content-Length` over `limit` (413). One plain function, not async: each middleware layer keeps its
- * frames alive for the whole request, which costs memory per request in
- * flight (scripts/bench/README.md, "What a request in flight holds").
+ * or a `Content-Length` over `limit` (413). One plain function, not async:
+ * each middleware layer keeps its frames alive for the whole request, which
+ * costs memory per request in flight (scripts/bench/README.md, "What a
+ * request in flight holds").
  */
 export function requestGuards(limit: number): MiddlewareHandler<AppEnv> {
   return function requestGuards(c, next) {
