@@ -9,7 +9,7 @@
  */
 
 import { type AcceptGuard, createAcceptGuard } from "./accept_guard.ts";
-import { errorMessage } from "./errors.ts";
+import { errorMessage, ProxyError } from "./errors.ts";
 import { settleWithin } from "./settle_within.ts";
 import { joinHostPort } from "./upstream/target.ts";
 import type { Logger } from "./log.ts";
@@ -37,6 +37,13 @@ export interface ServeInfo extends Deno.ServeHandlerInfo<Deno.NetAddr> {
    * watch is off.
    */
   readonly peerGone?: AbortSignal;
+  /**
+   * The error the request is answered with before any route reads it: set
+   * on a connection being closed for its client's resets (see
+   * `isRapidReset`), so the refusal is rendered, logged and counted as the
+   * app's other refusals are.
+   */
+  readonly refusal?: ProxyError;
 }
 
 /** The app's handler, called with `ServeInfo`. */
@@ -103,12 +110,33 @@ function isRapidReset(activity: Activity, maxResets: number): boolean {
     activity.resets * 2 > activity.requests;
 }
 
-/** Answers a request arriving on a connection closed for its resets: it never reaches the app. */
-function refusedForResets(): Response {
-  return new Response("Too many cancelled requests on this connection", {
-    status: 429,
-    headers: { connection: "close" },
-  });
+/** The refusal of a request arriving on a connection closed for its resets: no route reads it. */
+function tooManyResetsError(): ProxyError {
+  return new ProxyError(
+    429,
+    "Too many requests cancelled on this connection: it is being closed; send on a new connection",
+    { code: "too_many_client_resets" },
+  );
+}
+
+/**
+ * The runtime's `info` with the sidecar's own fields. The runtime's info
+ * keeps its fields behind getters of private state: a spread or a prototype
+ * link would lose them.
+ */
+function serveInfoWith(
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  own: Pick<ServeInfo, "peerGone" | "refusal">,
+): ServeInfo {
+  return {
+    get remoteAddr() {
+      return info.remoteAddr;
+    },
+    get completed() {
+      return info.completed;
+    },
+    ...own,
+  };
 }
 
 /**
@@ -187,10 +215,10 @@ function createConnectionSet(options: ConnectionServerOptions) {
   }
 
   /**
-   * A handler that keeps `activity` up to date around `options.handler`, and
-   * has the peer watch look after the request until its answer is returned:
-   * from then on, writing the answer tells the runtime itself that the
-   * client left.
+   * A handler that keeps `activity` up to date around `options.handler`,
+   * and, with `maxClientResets` on, counts the requests the client
+   * cancelled and refuses the connection's requests once it is closed for
+   * them.
    */
   function tracked(
     activity: Activity,
@@ -198,19 +226,36 @@ function createConnectionSet(options: ConnectionServerOptions) {
     cutOff: () => void,
   ): ConnectionHandler {
     const maxResets = options.maxClientResets ?? 0;
-    const done = (signal: AbortSignal) => {
+    const release = () => {
       activity.inFlight--;
       activity.idleSince = now();
-      // With "no-legacy-abort" the signal aborts only when the client
-      // cancelled the request (RST_STREAM, or a closed connection).
-      if (!signal.aborted || maxResets === 0 || activity.cutOff) return;
-      activity.resets++;
-      if (isRapidReset(activity, maxResets)) cutOff();
     };
-    return function trackedHandler(request, info) {
-      if (activity.cutOff) return refusedForResets();
+    const arrived = () => {
       activity.inFlight++;
       activity.firstRequest.resolve();
+    };
+    if (maxResets === 0) {
+      // Off, a request pays for no count and no closure of its own.
+      return function trackedHandler(request, info) {
+        arrived();
+        info.completed.then(release, release);
+        return handleWatching(request, info, conn);
+      };
+    }
+    return function resetCountingHandler(request, info) {
+      // Judged as a request arrives, not as a cancel lands: a connection
+      // that drops with many requests in flight cancels them all at once,
+      // and only one that still carries requests after its cancels is the
+      // attack (a dropped one carries none).
+      if (!activity.cutOff && isRapidReset(activity, maxResets)) cutOff();
+      arrived();
+      if (activity.cutOff) {
+        info.completed.then(release, release);
+        return options.handler(
+          request,
+          serveInfoWith(info, { refusal: tooManyResetsError() }),
+        );
+      }
       if (++activity.requests >= RESET_WINDOW_REQUESTS) {
         activity.requests >>= 1;
         activity.resets >>= 1;
@@ -218,18 +263,36 @@ function createConnectionSet(options: ConnectionServerOptions) {
       // Read now: Deno 2.9.6 creates the signal on first use, and one
       // first read after the client's RST_STREAM never aborts.
       const signal = request.signal;
-      const settled = () => done(signal);
+      const settled = () => {
+        release();
+        // With "no-legacy-abort" the signal aborts only when the client
+        // cancelled the request (RST_STREAM, or a closed connection).
+        if (signal.aborted && !activity.cutOff) activity.resets++;
+      };
       info.completed.then(settled, settled);
-      const local = conn.localAddr;
-      const remote = conn.remoteAddr;
-      // Without a body the runtime watches the connection itself.
-      const registration = request.body !== null &&
-          local.transport === "tcp" && remote.transport === "tcp"
-        ? options.peerWatch?.watch(local, remote)
-        : undefined;
-      if (registration === undefined) return options.handler(request, info);
-      return handleWatched(request, info, registration);
+      return handleWatching(request, info, conn);
     };
+  }
+
+  /**
+   * Hands the request to `options.handler`, with the peer watch looking
+   * after it until its answer is returned: from then on, writing the answer
+   * tells the runtime itself that the client left.
+   */
+  function handleWatching(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    conn: Deno.Conn,
+  ): Response | Promise<Response> {
+    const local = conn.localAddr;
+    const remote = conn.remoteAddr;
+    // Without a body the runtime watches the connection itself.
+    const registration = request.body !== null &&
+        local.transport === "tcp" && remote.transport === "tcp"
+      ? options.peerWatch?.watch(local, remote)
+      : undefined;
+    if (registration === undefined) return options.handler(request, info);
+    return handleWatched(request, info, registration);
   }
 
   async function handleWatched(
@@ -237,19 +300,11 @@ function createConnectionSet(options: ConnectionServerOptions) {
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
     registration: PeerRegistration,
   ): Promise<Response> {
-    // The runtime's info keeps its fields behind getters of private state:
-    // a spread or a prototype link would lose them.
-    const watched: ServeInfo = {
-      get remoteAddr() {
-        return info.remoteAddr;
-      },
-      get completed() {
-        return info.completed;
-      },
-      peerGone: registration.signal,
-    };
     try {
-      return await options.handler(request, watched);
+      return await options.handler(
+        request,
+        serveInfoWith(info, { peerGone: registration.signal }),
+      );
     } finally {
       registration.end();
     }

@@ -6,6 +6,7 @@
 
 import type { Allowlist } from "./allowlist/allowlist.ts";
 import type { Config } from "./config.ts";
+import type { ProxyError } from "./errors.ts";
 import type { ConnectorName, EcConnectorName } from "./flag_table.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
@@ -51,6 +52,11 @@ export interface ServeBindings {
    * request waits for its answer's head (`ServeInfo.peerGone`).
    */
   readonly peerGone?: AbortSignal;
+  /**
+   * The error the connection already answers the request with, before any
+   * route reads it (`ServeInfo.refusal`).
+   */
+  readonly refusal?: ProxyError;
 }
 
 /** Which handler answered a request: `pd` ran a connector, `passthrough` relayed it as is. */

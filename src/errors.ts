@@ -15,6 +15,7 @@ export type ErrorStatus =
   | 404
   | 405
   | 413
+  | 429
   | 431
   | 499
   | 500
@@ -59,6 +60,7 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   404: "NotFoundError",
   405: "MethodNotAllowed",
   413: "RequestEntityTooLarge",
+  429: "TooManyRequests",
   431: "RequestHeaderFieldsTooLarge",
   // nginx's status for a client that closed the connection; only logs see it.
   499: "ClientClosedRequest",
@@ -77,6 +79,7 @@ const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   404: "not_found",
   405: "method_not_allowed",
   413: "request_body_too_large",
+  429: "too_many_requests",
   431: "headers_too_large",
   499: "client_disconnected",
   500: "internal_error",
@@ -142,6 +145,7 @@ function anthropicErrorType(status: ErrorStatus): string {
   if (status === 404) return "not_found_error";
   if (status === 504) return "timeout_error";
   if (status === 503) return "overloaded_error";
+  if (status === 429) return "rate_limit_error";
   return status < 500 ? "invalid_request_error" : "api_error";
 }
 

@@ -320,8 +320,9 @@ const FLAGS = {
       "close a client connection (HTTP/2 GOAWAY) once its client has cancelled this many " +
       "requests before their answers and they are more than half of its requests: the HTTP/2 " +
       "rapid-reset attack (CVE-2023-44487) starts requests to vLLM and cancels each at once. " +
-      "Requests still arriving on it are refused (429) without reaching vLLM. Counts halve every " +
-      "1000 requests. 0 turns the check off (not in the Go sidecar)",
+      "Judged as its next request arrives, so a connection that drops with requests in " +
+      "flight is none. Requests still arriving on it are refused (429) without reaching vLLM. " +
+      "Counts halve every 1000 requests. 0 turns the check off (not in the Go sidecar)",
   },
   "watch-client-connections": {
     kind: "bool",

@@ -5,9 +5,15 @@
  * own: a burst of HEADERS each followed at once by RST_STREAM (the "rapid
  * reset" of CVE-2023-44487). `node:http2` queues streams past the peer's
  * SETTINGS_MAX_CONCURRENT_STREAMS and sends nothing for a stream destroyed
- * before its turn, so it cannot play that attacker.
+ * before its turn, so it cannot play that attacker. The server's header
+ * blocks are decoded with hpack.js (RFC 7541, Huffman coding and the
+ * dynamic table included), so a test reads each answer's status, headers
+ * and body.
  */
 
+import { Buffer } from "node:buffer";
+import hpack from "hpack.js";
+import { createWaiters, type UntilOptions } from "./deadline.ts";
 import { connectTo } from "./sockets.ts";
 
 /** RFC 9113 §3.4: the client's connection preface. */
@@ -15,6 +21,7 @@ const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /** Frame types (RFC 9113 §6). */
 const FRAME = {
+  data: 0x0,
   headers: 0x1,
   rstStream: 0x3,
   settings: 0x4,
@@ -28,6 +35,18 @@ const FLAG_END_HEADERS = 0x4;
 const ERROR_CANCEL = 0x8;
 const FRAME_HEADER_BYTES = 9;
 
+/** What the server sent on one stream. */
+export interface H2Answer {
+  /** `:status` of the answer's head. */
+  readonly status: number;
+  /** The head's other fields, by lowercase name (the last value of a repeated one). */
+  readonly headers: ReadonlyMap<string, string>;
+  /** The body's bytes so far, as UTF-8 text. */
+  body: string;
+  /** Set when the body ended (END_STREAM) or the server reset the stream. */
+  ended: boolean;
+}
+
 /** What the client saw of the server. */
 export interface H2Events {
   /** Resolves with GOAWAY's error code when the server sends one. */
@@ -36,6 +55,18 @@ export interface H2Events {
   readonly closed: Promise<void>;
   /** Streams the server answered with a HEADERS frame. */
   readonly answered: Set<number>;
+  /** The answers themselves, by stream. */
+  readonly answers: ReadonlyMap<number, H2Answer>;
+  /**
+   * Resolves with `check`'s first result that is neither undefined nor
+   * false, tried now and after every frame the server sends; rejects when
+   * the connection ends or the deadline passes first.
+   */
+  until<T>(
+    check: () => T | undefined | false,
+    what: string,
+    options?: UntilOptions,
+  ): Promise<T>;
 }
 
 /** One raw h2c connection; `close` (or `await using`) ends it. */
@@ -84,14 +115,72 @@ function getHeaderBlock(path: string, authority: string): Uint8Array {
   ]);
 }
 
+/** A header block decoder keeping the connection's dynamic table. */
+type HeaderBlockDecoder = (block: Uint8Array) => [string, string][];
+
+/** hpack.js's decompressor, narrowed from its untyped module (it ships no types). */
+function createHeaderBlockDecoder(): HeaderBlockDecoder {
+  const library: unknown = hpack;
+  const factory: unknown = Reflect.get(Object(library), "decompressor");
+  const create: unknown = Reflect.get(Object(factory), "create");
+  if (typeof create !== "function") throw new TypeError("hpack.js changed");
+  const decompressor: unknown = Reflect.apply(create, factory, [
+    { table: { size: 4096 } },
+  ]);
+  const call = (name: string, args: unknown[]): unknown => {
+    const method: unknown = Reflect.get(Object(decompressor), name);
+    if (typeof method !== "function") throw new TypeError("hpack.js changed");
+    return Reflect.apply(method, decompressor, args);
+  };
+  return (block) => {
+    call("write", [Buffer.from(block)]);
+    call("execute", []);
+    const fields: [string, string][] = [];
+    for (;;) {
+      const field: unknown = call("read", []);
+      if (field === null) return fields;
+      const name: unknown = Reflect.get(Object(field), "name");
+      const value: unknown = Reflect.get(Object(field), "value");
+      if (typeof name !== "string" || typeof value !== "string") {
+        throw new TypeError("hpack.js read no header field");
+      }
+      fields.push([name, value]);
+    }
+  };
+}
+
+/** What `readFrames` records into. */
+interface FrameSink {
+  readonly goaway: PromiseWithResolvers<number>;
+  readonly answered: Set<number>;
+  readonly answers: Map<number, H2Answer>;
+  readonly decodeHeaders: HeaderBlockDecoder;
+  ackSettings(): void;
+}
+
+/** Records one HEADERS frame's answer head (END_HEADERS set: hyper's heads fit one frame). */
+function recordHead(
+  sink: FrameSink,
+  streamId: number,
+  block: Uint8Array,
+  endStream: boolean,
+): void {
+  const fields = sink.decodeHeaders(block);
+  sink.answered.add(streamId);
+  if (sink.answers.has(streamId)) return; // trailers
+  const headers = new Map<string, string>();
+  for (const [name, value] of fields) headers.set(name, value);
+  const status = Number(headers.get(":status"));
+  headers.delete(":status");
+  sink.answers.set(streamId, { status, headers, body: "", ended: endStream });
+}
+
+const utf8 = new TextDecoder();
+
 /** Reads frames until the socket ends, settling `events` as they come. */
 async function readFrames(
   conn: Deno.Conn,
-  events: {
-    goaway: PromiseWithResolvers<number>;
-    answered: Set<number>;
-    ackSettings: () => void;
-  },
+  events: FrameSink & { readonly changed: () => void },
 ): Promise<void> {
   let pending = new Uint8Array(0);
   const buffer = new Uint8Array(64 * 1024);
@@ -112,13 +201,36 @@ async function readFrames(
       if (type === FRAME.settings && (flags & FLAG_ACK) === 0) {
         events.ackSettings();
       } else if (type === FRAME.headers) {
-        events.answered.add(streamId);
+        recordHead(
+          events,
+          streamId,
+          joined.slice(
+            offset + FRAME_HEADER_BYTES,
+            offset + FRAME_HEADER_BYTES + length,
+          ),
+          (flags & FLAG_END_STREAM) !== 0,
+        );
+      } else if (type === FRAME.data) {
+        const answer = events.answers.get(streamId);
+        if (answer !== undefined) {
+          answer.body += utf8.decode(
+            joined.subarray(
+              offset + FRAME_HEADER_BYTES,
+              offset + FRAME_HEADER_BYTES + length,
+            ),
+          );
+          if ((flags & FLAG_END_STREAM) !== 0) answer.ended = true;
+        }
+      } else if (type === FRAME.rstStream) {
+        const answer = events.answers.get(streamId);
+        if (answer !== undefined) answer.ended = true;
       } else if (type === FRAME.goaway) {
         events.goaway.resolve(view.getUint32(FRAME_HEADER_BYTES + 4));
       }
       offset += FRAME_HEADER_BYTES + length;
     }
     pending = joined.slice(offset);
+    events.changed();
   }
 }
 
@@ -132,13 +244,18 @@ export async function connectH2c(port: number): Promise<RawH2Client> {
   ];
   const goaway = Promise.withResolvers<number>();
   const answered = new Set<number>();
+  const answers = new Map<number, H2Answer>();
+  const waiters = createWaiters();
   let closedByUs = false;
   const closed = readFrames(conn, {
     goaway,
     answered,
+    answers,
+    decodeHeaders: createHeaderBlockDecoder(),
     ackSettings: () =>
       queued.push(frame(FRAME.settings, FLAG_ACK, 0, new Uint8Array())),
-  });
+    changed: () => waiters.notify(),
+  }).finally(() => waiters.end("The connection closed"));
   function close(): void {
     if (closedByUs) return;
     closedByUs = true;
@@ -152,6 +269,8 @@ export async function connectH2c(port: number): Promise<RawH2Client> {
     goaway: goaway.promise,
     closed,
     answered,
+    answers,
+    until: (check, what, options) => waiters.until(check, what, options),
     get(streamId, path) {
       queued.push(
         frame(
