@@ -14,6 +14,7 @@ export type ErrorStatus =
   | 403
   | 404
   | 405
+  | 408
   | 413
   | 431
   | 499
@@ -58,6 +59,8 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   403: "Forbidden",
   404: "NotFoundError",
   405: "MethodNotAllowed",
+  // http.HTTPStatus's phrase, as vLLM's other type names are.
+  408: "RequestTimeout",
   413: "RequestEntityTooLarge",
   431: "RequestHeaderFieldsTooLarge",
   // nginx's status for a client that closed the connection; only logs see it.
@@ -76,6 +79,7 @@ const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   403: "forbidden",
   404: "not_found",
   405: "method_not_allowed",
+  408: "request_timeout",
   413: "request_body_too_large",
   431: "headers_too_large",
   499: "client_disconnected",

@@ -50,6 +50,7 @@ const DEFAULTS: Config = {
   encoderTimeout: 300_000,
   decodeFirstByteTimeout: 0,
   streamIdleTimeout: 0,
+  clientBodyTimeout: 60_000,
   prefillMaxRetries: 0,
   prefillRetryBackoff: 200,
   prefillFailurePolicy: "fail",
