@@ -313,30 +313,33 @@ for (const framing of ["content-length", "chunked"] as const) {
   );
 }
 
-Deno.test(
-  "-client-body-timeout=0 times nothing: a stalled body waits, and is served once the rest comes",
-  async () => {
-    await using h = await createHarness({ config: { clientBodyTimeout: 0 } });
-    const body = chatBody();
-    const conn = await connectTo(portOf(h.listen()));
-    try {
-      await writeText(
-        conn,
-        headOf("/v1/chat/completions", body, {
-          framing: "content-length",
-          headers: [["x-prefiller-host-port", h.prefillerHeader]],
-        }),
-      );
-      await writeText(conn, body.slice(0, 20));
-      const answer = readAnswer(conn, 10_000);
-      // The window is the point: several timeouts' worth with no answer.
-      assert.equal(await settlesWithin(answer, 4 * TIMEOUT_MS), false);
-      await writeText(conn, body.slice(20));
-      assert.equal(statusOf(await answer), 200);
-    } finally {
-      closeQuietly(conn);
-    }
-    assert.equal(h.prefill.requests.length, 1);
-    assert.equal(h.decode.requests.length, 1);
-  },
-);
+for (const framing of ["content-length", "chunked"] as const) {
+  Deno.test(
+    `-client-body-timeout=0 times nothing: a stalled ${framing} body waits, and is served once the rest comes`,
+    async () => {
+      await using h = await createHarness({ config: { clientBodyTimeout: 0 } });
+      const body = chatBody();
+      const conn = await connectTo(portOf(h.listen()));
+      try {
+        await writeText(
+          conn,
+          headOf("/v1/chat/completions", body, {
+            framing,
+            headers: [["x-prefiller-host-port", h.prefillerHeader]],
+          }),
+        );
+        await writeText(conn, framed(body.slice(0, 20), framing));
+        const answer = readAnswer(conn, 10_000);
+        // The window is the point: several timeouts' worth with no answer.
+        assert.equal(await settlesWithin(answer, 4 * TIMEOUT_MS), false);
+        await writeText(conn, framed(body.slice(20), framing));
+        if (framing === "chunked") await writeText(conn, "0\r\n\r\n");
+        assert.equal(statusOf(await answer), 200);
+      } finally {
+        closeQuietly(conn);
+      }
+      assert.equal(h.prefill.requests.length, 1);
+      assert.equal(h.decode.requests.length, 1);
+    },
+  );
+}
