@@ -763,6 +763,7 @@ Deno.test("describeConfig returns a plain object for the start-up log", () => {
     encoder_timeout: "5m0s",
     decode_first_byte_timeout: "0s",
     stream_idle_timeout: "0s",
+    client_body_timeout: "1m0s",
     prefill_max_retries: 0,
     prefill_retry_backoff: "200ms",
     prefill_failure_policy: "fail",
