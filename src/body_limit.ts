@@ -13,9 +13,14 @@
  *
  * The bounded readers also bound the answers the sidecar reads whole: from
  * upstreams (`upstream/client.ts`) and from the Kubernetes API.
+ *
+ * A client's body read whole is timed too (`-client-body-timeout`): the
+ * limit bounds its memory, not how long a client trickling it (or sending
+ * nothing after its head) holds the request and its connection.
  */
 
 import { errorMessage, ProxyError } from "./errors.ts";
+import { timeReads } from "./read_timeout.ts";
 import type { HeaderLookup } from "./upstream/headers.ts";
 
 /** Default of `-max-request-body-bytes`: room for a multimodal request with inline images. */
@@ -94,39 +99,64 @@ interface ReadChunks {
   readonly complete: boolean;
 }
 
+/** The 408 of a client body whose next bytes did not come within `ms`. */
+function clientBodyTimeout(ms: number): ProxyError {
+  return new ProxyError(
+    408,
+    `Client sent no request body bytes for ${ms} ms (-client-body-timeout)`,
+    { code: "client_body_timeout" },
+  );
+}
+
+/**
+ * At most `limit` bytes of `body`; with `timeoutMs` over 0, a read that
+ * waits that long throws {@linkcode clientBodyTimeout}'s 408, the body
+ * cancelled and the rest never read.
+ */
 async function readChunks(
   body: ReadableStream<Uint8Array> | null,
   limit: number,
+  timeoutMs = 0,
 ): Promise<ReadChunks> {
   const chunks: Uint8Array[] = [];
   if (body === null) return { chunks, total: 0, complete: true };
   const reader = body.getReader();
+  const timed = timeReads(reader, {
+    ms: timeoutMs,
+    expired: () => clientBodyTimeout(timeoutMs),
+  });
   let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return { chunks, total, complete: true };
-    if (total + value.byteLength > limit) {
-      reader.cancel().catch(() => {});
-      chunks.push(value.subarray(0, limit - total));
-      return { chunks, total: limit, complete: false };
+  try {
+    for (;;) {
+      const { done, value } = await timed.read();
+      if (done) return { chunks, total, complete: true };
+      if (total + value.byteLength > limit) {
+        reader.cancel().catch(() => {});
+        chunks.push(value.subarray(0, limit - total));
+        return { chunks, total: limit, complete: false };
+      }
+      total += value.byteLength;
+      chunks.push(value);
     }
-    total += value.byteLength;
-    chunks.push(value);
+  } finally {
+    timed.release();
   }
 }
 
 /**
- * Reads a body whole, throwing the 413 as soon as more than `limit` bytes
- * arrived; the rest is never read (the runtime closes the connection after
- * the answer, as the body was not consumed).
+ * Reads a client's body whole, throwing the 413 as soon as more than `limit`
+ * bytes arrived, or the 408 once a read waited `timeoutMs`; the rest is
+ * never read (the runtime closes the connection after the answer, as the
+ * body was not consumed).
  */
-export async function readBodyBytes(
+async function readBodyBytes(
   body: ReadableStream<Uint8Array> | null,
-  limit: number,
+  options: { readonly limit: number; readonly timeoutMs: number },
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const bytes = await readBodyWithin(body, limit);
-  if (bytes === undefined) throw bodyTooLarge(limit);
-  return bytes;
+  const { limit, timeoutMs } = options;
+  const { chunks, total, complete } = await readChunks(body, limit, timeoutMs);
+  if (!complete) throw bodyTooLarge(limit);
+  return concatChunks(chunks, total);
 }
 
 /**
@@ -164,17 +194,36 @@ const utf8 = new TextDecoder();
  */
 export type ClientLeft = (cause: unknown) => void;
 
+/** How a request's body is read whole. */
+export interface ClientBodyReading {
+  /** `-max-request-body-bytes`. */
+  readonly limit: number;
+  /** `-client-body-timeout` in ms: longest wait on one read of the body; 0 off. */
+  readonly timeoutMs: number;
+  /** Told when the client leaves in the middle of its body. */
+  readonly left: ClientLeft;
+}
+
 /**
- * A body of declared `length` read whole by the runtime's own reader (it
- * delivers no more than declared). Fewer bytes is the client gone: Deno
- * 2.9.6 ends an HTTP/2 body at the client's stream reset without an error.
+ * A body of declared `length` read whole (the runtime delivers no more than
+ * declared). Fewer bytes is the client gone: Deno 2.9.6 ends an HTTP/2 body
+ * at the client's stream reset without an error. Untimed, the runtime's own
+ * reader takes it in one call; timed, it is read chunk by chunk, as only
+ * that sees the time between two reads.
  */
-export async function readDeclaredBody(
+async function readDeclaredBody(
   request: Request,
   length: number,
-  left: ClientLeft,
+  reading: ClientBodyReading,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const bytes = await readFromClient(() => request.bytes(), left);
+  const { timeoutMs, left } = reading;
+  const bytes = await readFromClient(
+    () =>
+      timeoutMs > 0
+        ? readBodyBytes(request.body, { limit: length, timeoutMs })
+        : request.bytes(),
+    left,
+  );
   if (bytes.byteLength === length) return bytes;
   const cause = new Error(
     `Request body ended after ${bytes.byteLength} of its ${length} declared bytes`,
@@ -185,27 +234,29 @@ export async function readDeclaredBody(
 
 /**
  * The request body whole, at most `limit` bytes of it: a declared length
- * over the limit is refused before reading, a chunked body where it passes.
+ * over the limit is refused before reading, a chunked body where it passes;
+ * a client that lets a read of it wait `timeoutMs` gets the 408.
  */
 export async function readWholeBody(
   request: Request,
-  limit: number,
-  left: ClientLeft,
+  reading: ClientBodyReading,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const length = ensureDeclaredWithin(request.headers, limit);
+  const length = ensureDeclaredWithin(request.headers, reading.limit);
   if (length !== undefined) {
-    return await readDeclaredBody(request, length, left);
+    return await readDeclaredBody(request, length, reading);
   }
-  return await readFromClient(() => readBodyBytes(request.body, limit), left);
+  return await readFromClient(
+    () => readBodyBytes(request.body, reading),
+    reading.left,
+  );
 }
 
 /** The request body as text, read as {@linkcode readWholeBody} reads it. */
 export async function readBodyText(
   request: Request,
-  limit: number,
-  left: ClientLeft,
+  reading: ClientBodyReading,
 ): Promise<string> {
-  return utf8.decode(await readWholeBody(request, limit, left));
+  return utf8.decode(await readWholeBody(request, reading));
 }
 
 /**

@@ -14,6 +14,7 @@ export type ErrorStatus =
   | 403
   | 404
   | 405
+  | 408
   | 413
   | 429
   | 431
@@ -59,6 +60,8 @@ const DEFAULT_TYPES: Readonly<Record<ErrorStatus, string>> = {
   403: "Forbidden",
   404: "NotFoundError",
   405: "MethodNotAllowed",
+  // http.HTTPStatus's phrase, as vLLM's other type names are.
+  408: "RequestTimeout",
   413: "RequestEntityTooLarge",
   429: "TooManyRequests",
   431: "RequestHeaderFieldsTooLarge",
@@ -78,6 +81,7 @@ const DEFAULT_CODES: Readonly<Record<ErrorStatus, string>> = {
   403: "forbidden",
   404: "not_found",
   405: "method_not_allowed",
+  408: "request_timeout",
   413: "request_body_too_large",
   429: "too_many_requests",
   431: "headers_too_large",

@@ -660,6 +660,17 @@ const FLAGS = {
       "When on, every decoder answer is relayed through a JS pump (more CPU per chunk) " +
       "(not in the Go sidecar)",
   },
+  "client-body-timeout": {
+    kind: "string",
+    status: "supported",
+    yaml: {},
+    default: "60s",
+    help:
+      "longest wait for the next piece of a request body the sidecar reads whole before " +
+      "sending anything on (P/D, small passthrough bodies), the wait for its first byte " +
+      "included (Go duration; 0 turns it off), like nginx's client_body_timeout; answered " +
+      "408 client_body_timeout and the connection closed (not in the Go sidecar)",
+  },
   "shutdown-grace": {
     kind: "string",
     status: "supported",

@@ -32,6 +32,8 @@ export interface ResilienceSettings {
   readonly decodeFirstByteTimeout: number;
   /** `-stream-idle-timeout`: longest silence of a decoder answer once begun; 0 off. */
   readonly streamIdleTimeout: number;
+  /** `-client-body-timeout`: longest wait on one read of a client body read whole; 0 off. */
+  readonly clientBodyTimeout: number;
   /** `-prefill-max-retries`: extra prefill attempts; negative values act as 0 (as in Go). */
   readonly prefillMaxRetries: number;
   /** `-prefill-retry-backoff`: constant delay between prefill attempts. */
@@ -51,6 +53,7 @@ const DURATION_FLAGS = {
   encoderTimeout: "encoder-timeout",
   decodeFirstByteTimeout: "decode-first-byte-timeout",
   streamIdleTimeout: "stream-idle-timeout",
+  clientBodyTimeout: "client-body-timeout",
   prefillRetryBackoff: "prefill-retry-backoff",
   shutdownGrace: "shutdown-grace",
   shutdownDrainDelay: "shutdown-drain-delay",
@@ -123,6 +126,7 @@ export function resolveResilienceSettings(
     encoderTimeout: duration(values, "encoder-timeout"),
     decodeFirstByteTimeout: duration(values, "decode-first-byte-timeout"),
     streamIdleTimeout: duration(values, "stream-idle-timeout"),
+    clientBodyTimeout: duration(values, "client-body-timeout"),
     prefillMaxRetries: retries,
     prefillRetryBackoff: backoff,
     prefillFailurePolicy: policy,

@@ -72,19 +72,29 @@ Deno.test("a body that ends before its declared length is the client gone (HTTP/
       body: "abc",
       headers: { "content-length": String(declared) },
     });
-  for (const declared of [10, 4]) {
-    const left: unknown[] = [];
-    await assert.rejects(
-      readBodyText(post(declared), 1000, (cause) => left.push(cause)),
-      (error) =>
-        error instanceof ProxyError && error.status === 499 &&
-        String((error.cause as Error).message).includes(
-          `ended after 3 of its ${declared} declared bytes`,
-        ),
+  // Read in one call untimed, chunk by chunk timed (-client-body-timeout).
+  for (const timeoutMs of [0, 60_000]) {
+    for (const declared of [10, 4]) {
+      const left: unknown[] = [];
+      await assert.rejects(
+        readBodyText(post(declared), {
+          limit: 1000,
+          timeoutMs,
+          left: (cause) => left.push(cause),
+        }),
+        (error) =>
+          error instanceof ProxyError && error.status === 499 &&
+          String((error.cause as Error).message).includes(
+            `ended after 3 of its ${declared} declared bytes`,
+          ),
+      );
+      assert.equal(left.length, 1, `${declared} (timeout ${timeoutMs})`);
+    }
+    assert.equal(
+      await readBodyText(post(3), { limit: 1000, timeoutMs, left: () => {} }),
+      "abc",
     );
-    assert.equal(left.length, 1, String(declared));
   }
-  assert.equal(await readBodyText(post(3), 1000, () => {}), "abc");
 });
 
 Deno.test("declaredLength reads one run of decimal digits, equal repeated values as one, and nothing else", () => {

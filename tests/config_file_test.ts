@@ -479,6 +479,7 @@ Deno.test("-print-config prints every setting with its value and source", () => 
       "encoder-timeout            5m0s        default",
       "decode-first-byte-timeout  0s          default",
       "stream-idle-timeout        0s          default",
+      "client-body-timeout        1m0s        default",
       "prefill-max-retries        0           default",
       "prefill-retry-backoff      1s          yaml",
       'prefill-failure-policy     "fail"      default',

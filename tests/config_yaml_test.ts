@@ -108,6 +108,7 @@ const OWN_KEYS = [
   "encoder-timeout",
   "decode-first-byte-timeout",
   "stream-idle-timeout",
+  "client-body-timeout",
   "shutdown-grace",
   "shutdown-drain-delay",
 ];

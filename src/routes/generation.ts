@@ -13,7 +13,6 @@
 
 import type { Context, Handler } from "hono";
 import { readBodyText } from "../body_limit.ts";
-import { clientLeftOf } from "../middleware/request_context.ts";
 import { configForRank } from "../config.ts";
 import {
   createPdRunner,
@@ -35,6 +34,7 @@ import type { HeaderLookup } from "../upstream/headers.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 import {
   admitBody,
+  clientBodyReading,
   clientIpOf,
   passthroughChecked,
   passthroughRequest,
@@ -106,11 +106,7 @@ function buildPdRequest(
     // Every connector, the encoder stage and chunked decode read the body
     // here, so a client's address is checked before any leg is built.
     readBody: async () => {
-      const text = await readBodyText(
-        request,
-        deps.config.maxRequestBodyBytes,
-        clientLeftOf(c),
-      );
+      const text = await readBodyText(request, clientBodyReading(deps, c));
       await admitBody(deps, c, text);
       return text;
     },

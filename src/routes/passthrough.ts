@@ -11,14 +11,11 @@ import type { Context, Handler } from "hono";
 import { admitBodyAddresses } from "../allowlist/body_addresses.ts";
 import type { RequestOrigin } from "../allowlist/allowlist.ts";
 import {
-  type ClientLeft,
+  type ClientBodyReading,
   ensureDeclaredWithin,
   isChunked,
   limitBodyStream,
   type LimitedBody,
-  readBodyBytes,
-  readDeclaredBody,
-  readFromClient,
   readWholeBody,
 } from "../body_limit.ts";
 import { decoderHostPort } from "../config.ts";
@@ -102,32 +99,42 @@ interface OutgoingBody {
   readonly limited?: Pick<LimitedBody, "refused" | "refusal">;
 }
 
+/** How the request's body is read whole: its limit, its timeout, and who hears of a client gone. */
+export function clientBodyReading(
+  deps: Deps,
+  c: Context<AppEnv>,
+): ClientBodyReading {
+  return {
+    limit: deps.config.maxRequestBodyBytes,
+    timeoutMs: deps.config.clientBodyTimeout,
+    left: clientLeftOf(c),
+  };
+}
+
 async function outgoingBody(
   request: Request,
-  limit: number,
-  left: ClientLeft,
+  reading: ClientBodyReading,
   read: Uint8Array<ArrayBuffer> | undefined,
 ): Promise<OutgoingBody> {
   if (read !== undefined) return { body: read };
   if (request.body === null) return { body: null };
-  const length = ensureDeclaredWithin(request.headers, limit);
-  if (length !== undefined && length <= WHOLE_BODY_BYTES) {
-    return { body: await readDeclaredBody(request, length, left) };
-  }
+  const length = ensureDeclaredWithin(request.headers, reading.limit);
   // The engine delivers no more than a declared length, which is within the
   // limit. Handed over as the runtime's own stream, it goes out with its
   // Content-Length (a stream of JavaScript's would go chunked), but no body
   // reader of ours sees its client leave mid-body: fetch's failure tells
-  // (`client_body` in upstream/client.ts).
-  if (length !== undefined) return { body: request.body };
-  if (isChunked(request.headers)) {
-    const limited = limitBodyStream(request.body, limit, left);
+  // (`client_body` in upstream/client.ts). Nor is it timed: the decoder
+  // reads it, as it reads every body that streams.
+  if (length !== undefined && length > WHOLE_BODY_BYTES) {
+    return { body: request.body };
+  }
+  if (length === undefined && isChunked(request.headers)) {
+    const limited = limitBodyStream(request.body, reading.limit, reading.left);
     return { body: limited.stream, limited };
   }
-  // Neither length nor chunked framing (HTTP/2 without Content-Length): read whole, up to the limit.
-  return {
-    body: await readFromClient(() => readBodyBytes(request.body, limit), left),
-  };
+  // A small declared length, or neither length nor chunked framing (HTTP/2
+  // without Content-Length): read whole, up to the limit.
+  return { body: await readWholeBody(request, reading) };
 }
 
 /**
@@ -152,9 +159,9 @@ export async function passthroughRequest(
       path: c.req.path,
     });
   }
-  const limit = deps.config.maxRequestBodyBytes;
-  const left = clientLeftOf(c);
-  const { body, limited } = await outgoingBody(request, limit, left, read);
+  const reading = clientBodyReading(deps, c);
+  const { limit, left } = reading;
+  const { body, limited } = await outgoingBody(request, reading, read);
   const clientGone = c.get("clientGone");
   const signal = limited === undefined
     ? clientGone
@@ -239,11 +246,7 @@ export async function passthroughChecked(
   deps: Deps,
   c: Context<AppEnv>,
 ): Promise<Response> {
-  const bytes = await readWholeBody(
-    c.req.raw,
-    deps.config.maxRequestBodyBytes,
-    clientLeftOf(c),
-  );
+  const bytes = await readWholeBody(c.req.raw, clientBodyReading(deps, c));
   await admitBody(deps, c, utf8.decode(bytes));
   return await passthroughRequest(deps, c, bytes);
 }
