@@ -36,3 +36,42 @@ Deno.test("the runtime exposes its per-connection HTTP server, and it serves a c
     "the connection's server to finish",
   );
 });
+
+Deno.test("the runtime's per-connection server ends an upgraded WebSocket as soon as its HTTP task ends (Deno 2.9.6; blocks WebSocket passthrough)", async () => {
+  // A tripwire: when a Deno upgrade keeps the session open, this fails and
+  // WebSocket passthrough (Go's ReverseProxy relays upgrades) becomes possible
+  // on the sidecar's own accept loop. Deno.serve keeps such sessions open.
+  const serveConnection = findServeConnection();
+  assert.ok(serveConnection);
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serverClosed = Promise.withResolvers<number>();
+  const served = listener.accept().then((conn) =>
+    serveConnection(conn, {
+      handler(request) {
+        const { socket, response } = Deno.upgradeWebSocket(request);
+        socket.onclose = (event) => serverClosed.resolve(event.code);
+        return response;
+      },
+      onError: () => new Response("error", { status: 500 }),
+    })
+  );
+  const client = new WebSocket(`ws://127.0.0.1:${listener.addr.port}/`);
+  const clientClosed = Promise.withResolvers<CloseEvent>();
+  client.onclose = (event) => clientClosed.resolve(event);
+  // Neither side closes: the runtime does.
+  const closed = await withDeadline(
+    clientClosed.promise,
+    5_000,
+    "the runtime to end the upgraded session",
+  );
+  assert.equal(closed.wasClean, false);
+  assert.equal(
+    await withDeadline(serverClosed.promise, 5_000, "the server side to end"),
+    1005,
+  );
+  await withDeadline(
+    (await served).finished,
+    5_000,
+    "the connection's server to finish",
+  );
+});

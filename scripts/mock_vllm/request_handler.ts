@@ -28,6 +28,11 @@ import {
   type SideChannelContext,
   tryServeSideChannel,
 } from "./side_channel.ts";
+import {
+  isWebSocketUpgrade,
+  REALTIME_PATH,
+  serveRealtime,
+} from "./realtime.ts";
 import { SSE_CONTENT_TYPE, StreamBreak } from "./sse.ts";
 
 const GENERATION_ROUTES: Readonly<Record<string, ApiKind>> = {
@@ -64,6 +69,9 @@ export async function handleRequest(
     ? tryServeSideChannel(request, pathname, state.sideChannel)
     : undefined;
   if (sideChannel !== undefined) return await sideChannel;
+  if (pathname === REALTIME_PATH && isWebSocketUpgrade(request)) {
+    return acceptRealtime(state, request, info);
+  }
   const bodyText = await request.text().catch(() => "");
   const parsed = parseJsonBody(bodyText);
   const body = parsed.ok ? parsed.value : undefined;
@@ -101,6 +109,32 @@ export async function handleRequest(
     response = renderError(state.logger, error);
   }
   return finishResponse(state, { request, record, response, info });
+}
+
+/** Records a realtime handshake and runs its session; the record settles when the session closes. */
+function acceptRealtime(
+  state: MockState,
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+): Response {
+  const url = new URL(request.url);
+  // The upgrade closes the request: what it says is read first.
+  const client = formatClient(info);
+  const record = state.recorder.add({
+    method: request.method,
+    path: url.pathname,
+    search: url.search,
+    headers: new Headers(request.headers),
+    bodyText: "",
+    body: undefined,
+    role: "other",
+  });
+  const session = serveRealtime(request, state.knobs.model);
+  record.webSocket = session.record;
+  record.status = 101;
+  void session.closed.then(() => record.settle("completed"));
+  state.logger.access(client, request.method, record.path + record.search, 101);
+  return session.response;
 }
 
 function clientGone(): DOMException {

@@ -208,6 +208,25 @@ export interface RecordedRequest extends ArrivedRequest {
   ecTransfer?: EcTransferRecord;
   /** Resolves when the body was fully sent, the client went away, or the mock broke the stream on purpose. */
   readonly finished: Promise<FinishedState>;
+  /** The WebSocket session of an upgraded request (`/v1/realtime`). */
+  webSocket?: WebSocketRecord;
+}
+
+/** A message the mock received on a WebSocket session. */
+export type WebSocketMessage =
+  | { readonly kind: "text"; readonly text: string }
+  | { readonly kind: "binary"; readonly bytes: number };
+
+/** What crossed one WebSocket session, as the mock saw it. */
+export interface WebSocketRecord {
+  /** Subprotocol the mock accepted ("" when none was offered). */
+  readonly protocol: string;
+  /** Messages received, in order. */
+  readonly received: WebSocketMessage[];
+  /** Close code the session ended with (1005 when the peer sent none, 1006 when it vanished); undefined while open. */
+  closeCode: number | undefined;
+  /** Close reason the session ended with. */
+  closeReason: string | undefined;
 }
 
 /** A request served by this mock's KV side channel (a peer reading KV, joining a room, querying). */
