@@ -219,7 +219,9 @@ export function reportError(
   } else if (request.aborted) {
     // Nobody is left to read the answer; not an error of the sidecar's.
     log.debug("client disconnected", { path: request.path });
-  } else if (error.status >= 500) {
+  } else if (error.status >= 500 && error.status !== 501) {
+    // A 501 answers what the client asked for, a feature the sidecar lacks
+    // (a WebSocket upgrade): no failure of the sidecar's, so not an error line.
     log.error(error.message, { status: error.status, cause: error.cause });
   } else {
     // A relayed upstream answer keeps its own status (a 404, a 422), the

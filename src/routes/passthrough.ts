@@ -55,6 +55,28 @@ function ensureSendableMethod(method: string): void {
   );
 }
 
+/** Whether the request asks to become a WebSocket (`Upgrade: websocket`, any case). */
+function asksForWebSocket(headers: Headers): boolean {
+  const upgrade = headers.get("upgrade");
+  return upgrade !== null && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(upgrade);
+}
+
+/**
+ * The 501 for a WebSocket upgrade, before anything is read or sent. Go's
+ * proxy relays one (vLLM's `/v1/realtime`); here the runtime's per-connection
+ * server ends an upgraded session right after its 101 (Deno 2.9.6, pinned in
+ * tests/runtime_http_test.ts), and sent on as a plain GET it got vLLM's 404,
+ * which named no cause.
+ */
+function ensureNotWebSocket(headers: Headers): void {
+  if (!asksForWebSocket(headers)) return;
+  throw new ProxyError(
+    501,
+    "WebSocket upgrades are not relayed by the sidecar yet: connect to the decoder's port for /v1/realtime",
+    { code: "websocket_not_supported" },
+  );
+}
+
 /** Path and query of the request, as sent. */
 export function pathAndQueryOf(request: Request): string {
   const url = request.url;
@@ -152,6 +174,7 @@ export async function passthroughRequest(
 ): Promise<Response> {
   const request = c.req.raw;
   ensureSendableMethod(request.method);
+  ensureNotWebSocket(request.headers);
   const log = c.get("log");
   if (log.enabled(VERBOSITY_DEBUG)) {
     log.debug("proxying to decoder", {
