@@ -6,6 +6,7 @@
  */
 
 import type { FlagKind } from "./flags.ts";
+import { parseKlogSeverity } from "./flag_values.ts";
 
 /** P/D connector names accepted by `-kv-connector` (Go spellings). */
 export const CONNECTOR_NAMES = [
@@ -153,6 +154,11 @@ export interface FlagEntry {
    * ignored); supported ones are checked against their typed lists in config.
    */
   readonly choices?: readonly string[];
+  /**
+   * Checks the value of a flag that has no effect as the Go flag's own parser
+   * would, throwing the exit-2 error, for values richer than {@linkcode choices}.
+   */
+  readonly check?: (flag: string, text: string) => unknown;
   /**
    * Present when the YAML configuration has a key of the flag's name (the Go sidecars'
    * `yamlConfiguration`); `{}` for a key read as the flag is.
@@ -347,7 +353,8 @@ const FLAGS = {
     kind: "int",
     status: "supported",
     help:
-      "number for the log level verbosity (routing decisions at 4, request bodies at 5)",
+      "number for the log level verbosity (routing decisions at 4, request bodies at 5; " +
+      "below 0, errors only)",
   },
   "zap-log-level": {
     kind: "string",
@@ -398,6 +405,7 @@ const FLAGS = {
   "stderrthreshold": {
     kind: "string",
     status: "no-effect",
+    check: parseKlogSeverity,
     help: "klog stderr threshold",
   },
   "skip_headers": {

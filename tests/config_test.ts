@@ -273,6 +273,13 @@ Deno.test("parseCommandLine maps -v=N to verbosity N", () => {
   assert.equal(configOf(["--v", "0"]).verbosity, 0);
 });
 
+Deno.test("parseCommandLine takes a negative -v as klog does, meaning errors only", () => {
+  const result = run(["-v=-1"]);
+  assert.equal(result.config.verbosity, -1);
+  assert.deepEqual(result.warnings, []);
+  assert.equal(configOf(["-v", "-2147483648"]).verbosity, -2147483648);
+});
+
 Deno.test("parseCommandLine maps -zap-log-level names and integers to verbosity", () => {
   const cases: [string, number][] = [
     ["debug", 1],
@@ -301,9 +308,10 @@ Deno.test("parseCommandLine lets the later of -v and -zap-log-level win", () => 
 Deno.test("parseCommandLine rejects bad verbosity values with exit 2", () => {
   const cases: [string[], string, string][] = [
     [
-      ["-v=-1"],
+      // klog reads -v with strconv.ParseInt(s, 10, 32).
+      ["-v=2147483648"],
       "v",
-      'Invalid value "-1" for flag "-v": expected an integer of 0 or more',
+      'Invalid value "2147483648" for flag "-v": expected a 32-bit integer',
     ],
     [
       ["-v=high"],
@@ -435,6 +443,30 @@ Deno.test("parseCommandLine accepts logging flags without effect and warns once 
     `Flag "-zap-encoder" ${note}`,
     `Flag "-zap-time-encoding" ${note}`,
   ]);
+});
+
+Deno.test("parseCommandLine takes -stderrthreshold as klog does: a severity in any case or a 32-bit integer", () => {
+  for (
+    const value of ["INFO", "warning", "Error", "fatal", "0", "+3", "-1", "9"]
+  ) {
+    const result = run([`-stderrthreshold=${value}`]);
+    assert.deepEqual(result.config, DEFAULTS, value);
+    assert.deepEqual(result.warnings, [
+      'Flag "-stderrthreshold" has no effect: this sidecar always logs JSON lines to stderr',
+    ]);
+  }
+});
+
+Deno.test("parseCommandLine refuses a -stderrthreshold klog cannot read, with exit 2", () => {
+  for (const value of ["foo", "", "WARN", "1.5", "2147483648"]) {
+    const error = configErrorOf(["-stderrthreshold", value]);
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      2,
+      "stderrthreshold",
+      `Invalid value "${value}" for flag "-stderrthreshold": ` +
+      "expected a severity (INFO, WARNING, ERROR, FATAL, any case) or a 32-bit integer",
+    ]);
+  }
 });
 
 Deno.test("parseCommandLine reads -zap-devel as Development Mode's debug level, unless a level is given", () => {
