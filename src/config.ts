@@ -44,6 +44,7 @@ import {
   PARSER_SPECS,
   type ParserSpecs,
   PREFILLER_SAMPLING_ENV,
+  similarFlagName,
   type TlsStage,
 } from "./flag_table.ts";
 import { isInt32, parseChoice } from "./flag_values.ts";
@@ -334,6 +335,15 @@ function fromFlagError(error: FlagError): ConfigError {
     return new ConfigError(
       `Flag "-${error.flag}" is not supported by this sidecar: ${LOGGING_NOTE}, ` +
         "filtered by -v only",
+      options,
+    );
+  }
+  const similar = error.reason === "unknown-flag" && error.flag !== undefined
+    ? similarFlagName(error.flag)
+    : undefined;
+  if (similar !== undefined) {
+    return new ConfigError(
+      `${error.message}; did you mean "-${similar}"?`,
       options,
     );
   }

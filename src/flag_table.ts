@@ -830,6 +830,17 @@ export function flagEntries(): [string, FlagEntry][] {
   return Object.entries(FLAG_TABLE);
 }
 
+/**
+ * The flag an operator likely meant by the unknown `name`: the same name in
+ * lower case, or with "_" and "-" swapped (klog's flags use "_", the others "-").
+ */
+export function similarFlagName(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  return [lower, lower.replaceAll("_", "-"), lower.replaceAll("-", "_")].find(
+    (candidate) => candidate !== name && lookupFlag(candidate) !== undefined,
+  );
+}
+
 /** The entry of flag `name`, if the table has one. */
 export function lookupFlag(name: string | undefined): FlagEntry | undefined {
   return name !== undefined && Object.hasOwn(FLAG_TABLE, name)

@@ -376,6 +376,24 @@ Deno.test("parseCommandLine rejects an unknown flag with exit 2 naming it", () =
   assert.equal(error.message, 'Unknown flag "-no-such-flag"');
 });
 
+Deno.test("parseCommandLine names the flag a misspelt one in case or separator meant", () => {
+  const cases: [string, string][] = [
+    ["-kv_connector=lmcache", "kv-connector"],
+    ["--Port=9000", "port"],
+    ["-skip-headers", "skip_headers"],
+    ["-LOG-DIR=/tmp", "log_dir"],
+  ];
+  for (const [arg, meant] of cases) {
+    const error = configErrorOf([arg]);
+    const given = arg.replace(/^-+/, "").split("=")[0];
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      2,
+      given,
+      `Unknown flag "-${given}"; did you mean "-${meant}"?`,
+    ]);
+  }
+});
+
 Deno.test("parseCommandLine rejects flags of features not built yet with exit 2", () => {
   const notYet = [
     "moriio-write-mode",
