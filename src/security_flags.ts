@@ -12,6 +12,7 @@ import {
   DEFAULT_SOURCE,
   deprecationNotice,
   type ResolvedSettings,
+  settingLabel,
   type SettingsInput,
   type SettingSource,
   type Sourced,
@@ -72,6 +73,7 @@ export function resolveSecuritySettings(
   const { values, given } = input;
   const ssrfProtection = values["enable-ssrf-protection"] ?? false;
   const inferencePool = resolveInferencePool(input, warnings);
+  warnUnusedPoolSettings(input, { ssrfProtection, warnings });
   if (ssrfProtection && inferencePool.value === undefined) {
     // LATEST's message for a missing name; the namespace defaults to the sidecar's own.
     throw new ConfigError(
@@ -182,6 +184,33 @@ function resolveInferencePool(
     ? { kind: "env", name: INFERENCE_POOL_NAME_ENV }
     : sourceOf("inference-pool-name", given);
   return { value: { namespace, name, group }, source };
+}
+
+/** The settings that name the InferencePool, the one in use first. */
+const POOL_SETTINGS = [
+  "inference-pool",
+  "inference-pool-namespace",
+  "inference-pool-name",
+] as const;
+
+/**
+ * Warns of pool settings given without SSRF protection: the pool alone
+ * protects nothing, which an operator may not expect.
+ */
+function warnUnusedPoolSettings(
+  input: SettingsInput,
+  options: { readonly ssrfProtection: boolean; readonly warnings: string[] },
+): void {
+  const { values, given } = input;
+  const set = POOL_SETTINGS.filter((name) => values[name] !== undefined);
+  if (options.ssrfProtection) return;
+  for (const name of set) {
+    options.warnings.push(
+      `${
+        settingLabel(name, given)
+      } has no effect without -enable-ssrf-protection`,
+    );
+  }
 }
 
 /** `namespace/name` or `name`, with LATEST's messages. */

@@ -77,6 +77,25 @@ Deno.test("-inference-pool takes namespace/name or a name in the sidecar's names
   assert.equal(configOf(["-inference-pool=x/y"]).inferencePool, undefined);
 });
 
+Deno.test("pool settings given without -enable-ssrf-protection are warned as having no effect", () => {
+  assert.deepEqual(warningsOf(["-inference-pool=ns/pool"]), [
+    'Flag "-inference-pool" has no effect without -enable-ssrf-protection',
+  ]);
+  assert.deepEqual(warningsOf(["-configuration={inference-pool: p}"]), [
+    'Configuration key "inference-pool" has no effect without -enable-ssrf-protection',
+  ]);
+  assert.deepEqual(warningsOf(["-inference-pool-name=p"]), [
+    "Flag --inference-pool-name has been deprecated, use --inference-pool instead",
+    'Flag "-inference-pool-name" has no effect without -enable-ssrf-protection',
+  ]);
+  // Only what the operator gave: a chart's environment is not warned of.
+  assert.deepEqual(warningsOf([], { INFERENCE_POOL: "ns/pool" }), []);
+  assert.deepEqual(
+    warningsOf(["-enable-ssrf-protection", "-inference-pool=p"]),
+    [],
+  );
+});
+
 Deno.test("SSRF flags are validated with the Go sidecar's messages", () => {
   const cases: [string[], string, 1 | 2][] = [
     [
