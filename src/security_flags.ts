@@ -11,6 +11,7 @@ import { ConfigError } from "./config_error.ts";
 import {
   DEFAULT_SOURCE,
   deprecationNotice,
+  quotedSetting,
   type ResolvedSettings,
   settingLabel,
   type SettingsInput,
@@ -194,21 +195,37 @@ const POOL_SETTINGS = [
 ] as const;
 
 /**
- * Warns of pool settings given without SSRF protection: the pool alone
- * protects nothing, which an operator may not expect.
+ * Warns of pool settings given that will not be used: all of them without
+ * SSRF protection (the pool alone protects nothing, which an operator may not
+ * expect), else the deprecated pair when `-inference-pool` or INFERENCE_POOL
+ * names the pool, as Go silently lets it.
  */
 function warnUnusedPoolSettings(
   input: SettingsInput,
   options: { readonly ssrfProtection: boolean; readonly warnings: string[] },
 ): void {
-  const { values, given } = input;
+  const { values, env, given } = input;
   const set = POOL_SETTINGS.filter((name) => values[name] !== undefined);
-  if (options.ssrfProtection) return;
+  if (!options.ssrfProtection) {
+    for (const name of set) {
+      options.warnings.push(
+        `${
+          settingLabel(name, given)
+        } has no effect without -enable-ssrf-protection`,
+      );
+    }
+    return;
+  }
+  const winner = values["inference-pool"] !== undefined
+    ? quotedSetting("inference-pool", given)
+    : (env[INFERENCE_POOL_ENV] ?? "") !== ""
+    ? INFERENCE_POOL_ENV
+    : undefined;
+  if (winner === undefined) return;
   for (const name of set) {
+    if (name === "inference-pool") continue;
     options.warnings.push(
-      `${
-        settingLabel(name, given)
-      } has no effect without -enable-ssrf-protection`,
+      `${settingLabel(name, given)} is ignored because ${winner} is set`,
     );
   }
 }

@@ -96,6 +96,34 @@ Deno.test("pool settings given without -enable-ssrf-protection are warned as hav
   );
 });
 
+Deno.test("the deprecated pool pair is warned as ignored when -inference-pool or INFERENCE_POOL names the pool", () => {
+  const ssrf = "-enable-ssrf-protection";
+  const deprecated = (name: string) =>
+    `Flag --${name} has been deprecated, use --inference-pool instead`;
+  assert.deepEqual(
+    warningsOf([ssrf, "-inference-pool-namespace=ns", "-inference-pool=p"]),
+    [
+      deprecated("inference-pool-namespace"),
+      'Flag "-inference-pool-namespace" is ignored because "-inference-pool" is set',
+    ],
+  );
+  assert.deepEqual(
+    warningsOf([ssrf, "-inference-pool-name=x"], { INFERENCE_POOL: "ns/p" }),
+    [
+      deprecated("inference-pool-name"),
+      'Flag "-inference-pool-name" is ignored because INFERENCE_POOL is set',
+    ],
+  );
+  assert.deepEqual(
+    warningsOf([
+      ssrf,
+      "-inference-pool-namespace=ns",
+      "-inference-pool-name=p",
+    ]),
+    [deprecated("inference-pool-namespace"), deprecated("inference-pool-name")],
+  );
+});
+
 Deno.test("SSRF flags are validated with the Go sidecar's messages", () => {
   const cases: [string[], string, 1 | 2][] = [
     [
