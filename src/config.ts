@@ -44,9 +44,10 @@ import {
   PARSER_SPECS,
   type ParserSpecs,
   PREFILLER_SAMPLING_ENV,
+  similarFlagName,
   type TlsStage,
 } from "./flag_table.ts";
-import { parseChoice } from "./flag_values.ts";
+import { isInt32, parseChoice } from "./flag_values.ts";
 import { formatUsage } from "./usage.ts";
 import { formatEffectiveConfig } from "./print_config.ts";
 import {
@@ -337,6 +338,15 @@ function fromFlagError(error: FlagError): ConfigError {
       options,
     );
   }
+  const similar = error.reason === "unknown-flag" && error.flag !== undefined
+    ? similarFlagName(error.flag)
+    : undefined;
+  if (similar !== undefined) {
+    return new ConfigError(
+      `${error.message}; did you mean "-${similar}"?`,
+      options,
+    );
+  }
   return new ConfigError(error.message, options);
 }
 
@@ -409,7 +419,9 @@ function resolveVerbosity(parsed: Parsed): Sourced<number> {
   );
   const { v, "zap-log-level": zapLevel } = parsed.values;
   if (last === "v" && v !== undefined) {
-    if (v < 0) throw invalidValue("v", String(v), "an integer of 0 or more");
+    // klog reads -v as a 32-bit integer and takes a negative one: V(0) lines
+    // are then off, so only errors are logged, as with zap's "error" level.
+    if (!isInt32(v)) throw invalidValue("v", String(v), "a 32-bit integer");
     return { value: v, source: { kind: "flag", name: "v" } };
   }
   if (last === "zap-log-level" && zapLevel !== undefined) {
@@ -463,8 +475,11 @@ function validateNoEffectFlags(parsed: Parsed, warnings: string[]): void {
     if (entry?.status !== "no-effect" || seen.has(name)) continue;
     seen.add(name);
     const value = parsed.values[name];
-    if (entry.choices !== undefined && typeof value === "string") {
-      parseChoice(name, value, entry.choices, { anyCase: true });
+    if (typeof value === "string") {
+      if (entry.choices !== undefined) {
+        parseChoice(name, value, entry.choices, { anyCase: true });
+      }
+      entry.check?.(name, value);
     }
     warnings.push(`Flag "-${name}" has no effect: ${LOGGING_NOTE}`);
   }

@@ -153,6 +153,11 @@ export function settingLabel(name: string, given: Given): string {
     : `Flag "-${name}"`;
 }
 
+/** How a message names a setting after "because": the flag, or the key when YAML gave it. */
+export function quotedSetting(name: string, given: Given): string {
+  return given[name] === "yaml" ? `"${name}"` : `"-${name}"`;
+}
+
 /**
  * `error` with the YAML key named when the bad value came from the configuration: the Go
  * messages (`--port start port 0 is …`) name the flag, which the operator may not have used.

@@ -12,7 +12,7 @@ import { ConfigError } from "./config_error.ts";
 import {
   DEFAULT_SOURCE,
   deprecationNotice,
-  type Given,
+  quotedSetting,
   type ResolvedSettings,
   settingLabel,
   type SettingsInput,
@@ -185,11 +185,6 @@ function parsePortRange(
   return port;
 }
 
-/** How a message names a setting after "because": the flag, or the key when YAML gave it. */
-function quoted(name: string, given: Given): string {
-  return given[name] === "yaml" ? `"${name}"` : `"-${name}"`;
-}
-
 /**
  * NEXT §1.2: `-model-server-port` wins over its deprecated alias `-vllm-port`; an empty
  * `-model-server-port` means "not given", as in Go. `flag` is the name Go's messages use:
@@ -219,7 +214,7 @@ function resolveModelServerPort(
     if (legacy !== undefined && legacy !== current) {
       warnings.push(
         `${settingLabel("vllm-port", given)} is ignored because ` +
-          `${quoted("model-server-port", given)} is set`,
+          `${quotedSetting("model-server-port", given)} is set`,
       );
     }
     return {
@@ -269,7 +264,7 @@ function resolveConnector(
     if (kv !== undefined && kv !== legacy) {
       warnings.push(
         `${settingLabel("connector", given)} is ignored because ` +
-          `${quoted("kv-connector", given)} is set`,
+          `${quotedSetting("kv-connector", given)} is set`,
       );
     }
   }

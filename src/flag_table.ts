@@ -6,6 +6,7 @@
  */
 
 import type { FlagKind } from "./flags.ts";
+import { parseKlogSeverity } from "./flag_values.ts";
 
 /** P/D connector names accepted by `-kv-connector` (Go spellings). */
 export const CONNECTOR_NAMES = [
@@ -153,6 +154,11 @@ export interface FlagEntry {
    * ignored); supported ones are checked against their typed lists in config.
    */
   readonly choices?: readonly string[];
+  /**
+   * Checks the value of a flag that has no effect as the Go flag's own parser
+   * would, throwing the exit-2 error, for values richer than {@linkcode choices}.
+   */
+  readonly check?: (flag: string, text: string) => unknown;
   /**
    * Present when the YAML configuration has a key of the flag's name (the Go sidecars'
    * `yamlConfiguration`); `{}` for a key read as the flag is.
@@ -348,7 +354,8 @@ const FLAGS = {
     kind: "int",
     status: "supported",
     help:
-      "number for the log level verbosity (routing decisions at 4, request bodies at 5)",
+      "number for the log level verbosity (routing decisions at 4, request bodies at 5; " +
+      "below 0, errors only)",
   },
   "zap-log-level": {
     kind: "string",
@@ -399,6 +406,7 @@ const FLAGS = {
   "stderrthreshold": {
     kind: "string",
     status: "no-effect",
+    check: parseKlogSeverity,
     help: "klog stderr threshold",
   },
   "skip_headers": {
@@ -832,6 +840,17 @@ function buildParserSpecs(): ParserSpecs {
 /** Every row of the table, in declaration order. */
 export function flagEntries(): [string, FlagEntry][] {
   return Object.entries(FLAG_TABLE);
+}
+
+/**
+ * The flag an operator likely meant by the unknown `name`: the same name in
+ * lower case, or with "_" and "-" swapped (klog's flags use "_", the others "-").
+ */
+export function similarFlagName(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  return [lower, lower.replaceAll("_", "-"), lower.replaceAll("-", "_")].find(
+    (candidate) => candidate !== name && lookupFlag(candidate) !== undefined,
+  );
 }
 
 /** The entry of flag `name`, if the table has one. */

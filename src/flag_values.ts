@@ -7,6 +7,7 @@
 
 import { ConfigError, invalidValue } from "./config_error.ts";
 import { parseTimerDuration } from "./duration.ts";
+import { parseDecimal } from "./flags.ts";
 
 /** `text` as one of `choices`, or undefined when it is none of them. */
 function findChoice<T extends string>(
@@ -75,4 +76,38 @@ export function parseDurationValue(
     );
   }
   return ms;
+}
+
+/** The range of klog's `-v` and `-stderrthreshold`, which it reads with `strconv.ParseInt(s, 10, 32)`. */
+const INT32_RANGE = [-(2 ** 31), 2 ** 31 - 1] as const;
+
+/** Whether `value` fits the 32 bits klog reads its numeric flags into. */
+export function isInt32(value: number): boolean {
+  return value >= INT32_RANGE[0] && value <= INT32_RANGE[1];
+}
+
+/** klog's severity names, which `-stderrthreshold` takes in any case. */
+const KLOG_SEVERITIES = ["INFO", "WARNING", "ERROR", "FATAL"] as const;
+
+/**
+ * A klog `-stderrthreshold` value: a severity name in any case or a 32-bit
+ * integer, any number (klog does not check it is a severity). Anything else
+ * fails klog's flag parsing, so it is the exit-2 {@linkcode invalidValue}.
+ */
+export function parseKlogSeverity(flag: string, text: string): number {
+  const named = KLOG_SEVERITIES.indexOf(
+    text.toUpperCase() as typeof KLOG_SEVERITIES[number],
+  );
+  if (named !== -1) return named;
+  const number = parseDecimal(text);
+  if (number === undefined || !isInt32(number)) {
+    throw invalidValue(
+      flag,
+      text,
+      `a severity (${
+        KLOG_SEVERITIES.join(", ")
+      }, any case) or a 32-bit integer`,
+    );
+  }
+  return number;
 }

@@ -11,7 +11,9 @@ import { ConfigError } from "./config_error.ts";
 import {
   DEFAULT_SOURCE,
   deprecationNotice,
+  quotedSetting,
   type ResolvedSettings,
+  settingLabel,
   type SettingsInput,
   type SettingSource,
   type Sourced,
@@ -72,6 +74,7 @@ export function resolveSecuritySettings(
   const { values, given } = input;
   const ssrfProtection = values["enable-ssrf-protection"] ?? false;
   const inferencePool = resolveInferencePool(input, warnings);
+  warnUnusedPoolSettings(input, { ssrfProtection, warnings });
   if (ssrfProtection && inferencePool.value === undefined) {
     // LATEST's message for a missing name; the namespace defaults to the sidecar's own.
     throw new ConfigError(
@@ -182,6 +185,49 @@ function resolveInferencePool(
     ? { kind: "env", name: INFERENCE_POOL_NAME_ENV }
     : sourceOf("inference-pool-name", given);
   return { value: { namespace, name, group }, source };
+}
+
+/** The settings that name the InferencePool, the one in use first. */
+const POOL_SETTINGS = [
+  "inference-pool",
+  "inference-pool-namespace",
+  "inference-pool-name",
+] as const;
+
+/**
+ * Warns of pool settings given that will not be used: all of them without
+ * SSRF protection (the pool alone protects nothing, which an operator may not
+ * expect), else the deprecated pair when `-inference-pool` or INFERENCE_POOL
+ * names the pool, as Go silently lets it.
+ */
+function warnUnusedPoolSettings(
+  input: SettingsInput,
+  options: { readonly ssrfProtection: boolean; readonly warnings: string[] },
+): void {
+  const { values, env, given } = input;
+  const set = POOL_SETTINGS.filter((name) => values[name] !== undefined);
+  if (!options.ssrfProtection) {
+    for (const name of set) {
+      options.warnings.push(
+        `${
+          settingLabel(name, given)
+        } has no effect without -enable-ssrf-protection`,
+      );
+    }
+    return;
+  }
+  const winner = values["inference-pool"] !== undefined
+    ? quotedSetting("inference-pool", given)
+    : (env[INFERENCE_POOL_ENV] ?? "") !== ""
+    ? INFERENCE_POOL_ENV
+    : undefined;
+  if (winner === undefined) return;
+  for (const name of set) {
+    if (name === "inference-pool") continue;
+    options.warnings.push(
+      `${settingLabel(name, given)} is ignored because ${winner} is set`,
+    );
+  }
 }
 
 /** `namespace/name` or `name`, with LATEST's messages. */

@@ -274,6 +274,13 @@ Deno.test("parseCommandLine maps -v=N to verbosity N", () => {
   assert.equal(configOf(["--v", "0"]).verbosity, 0);
 });
 
+Deno.test("parseCommandLine takes a negative -v as klog does, meaning errors only", () => {
+  const result = run(["-v=-1"]);
+  assert.equal(result.config.verbosity, -1);
+  assert.deepEqual(result.warnings, []);
+  assert.equal(configOf(["-v", "-2147483648"]).verbosity, -2147483648);
+});
+
 Deno.test("parseCommandLine maps -zap-log-level names and integers to verbosity", () => {
   const cases: [string, number][] = [
     ["debug", 1],
@@ -302,9 +309,10 @@ Deno.test("parseCommandLine lets the later of -v and -zap-log-level win", () => 
 Deno.test("parseCommandLine rejects bad verbosity values with exit 2", () => {
   const cases: [string[], string, string][] = [
     [
-      ["-v=-1"],
+      // klog reads -v with strconv.ParseInt(s, 10, 32).
+      ["-v=2147483648"],
       "v",
-      'Invalid value "-1" for flag "-v": expected an integer of 0 or more',
+      'Invalid value "2147483648" for flag "-v": expected a 32-bit integer',
     ],
     [
       ["-v=high"],
@@ -367,6 +375,24 @@ Deno.test("parseCommandLine rejects an unknown flag with exit 2 naming it", () =
   assert.equal(error.exitCode, 2);
   assert.equal(error.flag, "no-such-flag");
   assert.equal(error.message, 'Unknown flag "-no-such-flag"');
+});
+
+Deno.test("parseCommandLine names the flag a misspelt one in case or separator meant", () => {
+  const cases: [string, string][] = [
+    ["-kv_connector=lmcache", "kv-connector"],
+    ["--Port=9000", "port"],
+    ["-skip-headers", "skip_headers"],
+    ["-LOG-DIR=/tmp", "log_dir"],
+  ];
+  for (const [arg, meant] of cases) {
+    const error = configErrorOf([arg]);
+    const given = arg.replace(/^-+/, "").split("=")[0];
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      2,
+      given,
+      `Unknown flag "-${given}"; did you mean "-${meant}"?`,
+    ]);
+  }
 });
 
 Deno.test("parseCommandLine rejects flags of features not built yet with exit 2", () => {
@@ -436,6 +462,30 @@ Deno.test("parseCommandLine accepts logging flags without effect and warns once 
     `Flag "-zap-encoder" ${note}`,
     `Flag "-zap-time-encoding" ${note}`,
   ]);
+});
+
+Deno.test("parseCommandLine takes -stderrthreshold as klog does: a severity in any case or a 32-bit integer", () => {
+  for (
+    const value of ["INFO", "warning", "Error", "fatal", "0", "+3", "-1", "9"]
+  ) {
+    const result = run([`-stderrthreshold=${value}`]);
+    assert.deepEqual(result.config, DEFAULTS, value);
+    assert.deepEqual(result.warnings, [
+      'Flag "-stderrthreshold" has no effect: this sidecar always logs JSON lines to stderr',
+    ]);
+  }
+});
+
+Deno.test("parseCommandLine refuses a -stderrthreshold klog cannot read, with exit 2", () => {
+  for (const value of ["foo", "", "WARN", "1.5", "2147483648"]) {
+    const error = configErrorOf(["-stderrthreshold", value]);
+    assert.deepEqual([error.exitCode, error.flag, error.message], [
+      2,
+      "stderrthreshold",
+      `Invalid value "${value}" for flag "-stderrthreshold": ` +
+      "expected a severity (INFO, WARNING, ERROR, FATAL, any case) or a 32-bit integer",
+    ]);
+  }
 });
 
 Deno.test("parseCommandLine reads -zap-devel as Development Mode's debug level, unless a level is given", () => {

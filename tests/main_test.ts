@@ -85,6 +85,20 @@ Deno.test("bundle prints the Go sidecar's validation message and exits 2 on a ba
   );
 });
 
+Deno.test("bundle exits 2 with usage hint on a -stderrthreshold klog refuses, and starts on -v=-1", async () => {
+  const refused = await runBundle(["-stderrthreshold=foo"]);
+  assert.equal(refused.code, 2);
+  assert.equal(
+    refused.stderr,
+    'Invalid value "foo" for flag "-stderrthreshold": expected a severity ' +
+      "(INFO, WARNING, ERROR, FATAL, any case) or a 32-bit integer\n" +
+      'Run "llm-d-routing-sidecar -help" for usage.\n',
+  );
+  const printed = await runBundle(["-v=-1", "-print-config"]);
+  assert.equal(printed.code, 0, printed.stderr);
+  assert.match(printed.stdout, /\nv +-1 +flag\n/);
+});
+
 Deno.test("bundle reaches loopback upstreams directly with HTTP_PROXY set, as Go's transports do", async () => {
   const proxied: string[] = [];
   await using proxy = Deno.serve(

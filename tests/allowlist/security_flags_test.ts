@@ -77,6 +77,53 @@ Deno.test("-inference-pool takes namespace/name or a name in the sidecar's names
   assert.equal(configOf(["-inference-pool=x/y"]).inferencePool, undefined);
 });
 
+Deno.test("pool settings given without -enable-ssrf-protection are warned as having no effect", () => {
+  assert.deepEqual(warningsOf(["-inference-pool=ns/pool"]), [
+    'Flag "-inference-pool" has no effect without -enable-ssrf-protection',
+  ]);
+  assert.deepEqual(warningsOf(["-configuration={inference-pool: p}"]), [
+    'Configuration key "inference-pool" has no effect without -enable-ssrf-protection',
+  ]);
+  assert.deepEqual(warningsOf(["-inference-pool-name=p"]), [
+    "Flag --inference-pool-name has been deprecated, use --inference-pool instead",
+    'Flag "-inference-pool-name" has no effect without -enable-ssrf-protection',
+  ]);
+  // Only what the operator gave: a chart's environment is not warned of.
+  assert.deepEqual(warningsOf([], { INFERENCE_POOL: "ns/pool" }), []);
+  assert.deepEqual(
+    warningsOf(["-enable-ssrf-protection", "-inference-pool=p"]),
+    [],
+  );
+});
+
+Deno.test("the deprecated pool pair is warned as ignored when -inference-pool or INFERENCE_POOL names the pool", () => {
+  const ssrf = "-enable-ssrf-protection";
+  const deprecated = (name: string) =>
+    `Flag --${name} has been deprecated, use --inference-pool instead`;
+  assert.deepEqual(
+    warningsOf([ssrf, "-inference-pool-namespace=ns", "-inference-pool=p"]),
+    [
+      deprecated("inference-pool-namespace"),
+      'Flag "-inference-pool-namespace" is ignored because "-inference-pool" is set',
+    ],
+  );
+  assert.deepEqual(
+    warningsOf([ssrf, "-inference-pool-name=x"], { INFERENCE_POOL: "ns/p" }),
+    [
+      deprecated("inference-pool-name"),
+      'Flag "-inference-pool-name" is ignored because INFERENCE_POOL is set',
+    ],
+  );
+  assert.deepEqual(
+    warningsOf([
+      ssrf,
+      "-inference-pool-namespace=ns",
+      "-inference-pool-name=p",
+    ]),
+    [deprecated("inference-pool-namespace"), deprecated("inference-pool-name")],
+  );
+});
+
 Deno.test("SSRF flags are validated with the Go sidecar's messages", () => {
   const cases: [string[], string, 1 | 2][] = [
     [

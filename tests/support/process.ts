@@ -81,18 +81,31 @@ function sidecarEnv(
   return { ...inherited, ...env };
 }
 
-/** Runs the bundle with `args` and collects its output. */
+/**
+ * Runs the bundle with `args` and collects its output. A run expected to
+ * exit (usage, a refused flag) that starts serving instead is killed after
+ * {@linkcode EXIT_DEADLINE_MS} and rejects, so the test fails, not hangs.
+ */
 export async function runBundle(
   args: readonly string[],
   options: BundleOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: [...runFlags(options), BUNDLE, ...args],
     clearEnv: true,
     env: sidecarEnv(options.env),
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), EXIT_DEADLINE_MS);
+  const output = await child.output().finally(() => clearTimeout(timer));
+  if (output.signal === "SIGKILL") {
+    throw new Error(
+      `The sidecar run with ${
+        JSON.stringify(args)
+      } did not exit within ${EXIT_DEADLINE_MS} ms`,
+    );
+  }
   const decoder = new TextDecoder();
   return {
     code: output.code,
