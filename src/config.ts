@@ -470,19 +470,21 @@ function parseZapLevel(text: string): number {
 
 function validateNoEffectFlags(parsed: Parsed, warnings: string[]): void {
   const seen = new Set<string>();
-  for (const name of parsed.order) {
+  parsed.order.forEach((name, index) => {
     const entry = lookupFlag(name);
-    if (entry?.status !== "no-effect" || seen.has(name)) continue;
-    seen.add(name);
-    const value = parsed.values[name];
-    if (typeof value === "string") {
+    if (entry?.status !== "no-effect") return;
+    // Every occurrence is checked, as Go's flag package sets (and refuses) each in turn.
+    const value = parsed.texts[index];
+    if (value !== undefined && typeof parsed.values[name] === "string") {
       if (entry.choices !== undefined) {
         parseChoice(name, value, entry.choices, { anyCase: true });
       }
       entry.check?.(name, value);
     }
+    if (seen.has(name)) return;
+    seen.add(name);
     warnings.push(`Flag "-${name}" has no effect: ${LOGGING_NOTE}`);
-  }
+  });
 }
 
 /** The port the listener of `config`'s data-parallel rank serves. */

@@ -25,6 +25,12 @@ export interface ParsedFlags<S extends FlagSpecs> {
   readonly values: FlagValues<S>;
   /** Names of the flags given, in command-line order, one entry per occurrence. */
   readonly order: readonly (keyof S & string)[];
+  /**
+   * The value text of each entry of `order`, undefined for a bool given
+   * without "=": a later occurrence replaces a value, yet Go's flag package
+   * checks every one, so a check of the value must read them all.
+   */
+  readonly texts: readonly (string | undefined)[];
   /** Arguments after the `--` terminator, untouched. */
   readonly rest: readonly string[];
 }
@@ -88,6 +94,7 @@ export function parseFlags<const S extends FlagSpecs>(
 ): ParsedFlags<S> {
   const values: Record<string, FlagValue<FlagKind>> = {};
   const order: string[] = [];
+  const texts: (string | undefined)[] = [];
   // A bool flag given without "=" just before: Go would stop at a following "false" and
   // silently ignore every flag after it, so we reject that argument with a hint instead.
   let bareBool: string | undefined;
@@ -96,7 +103,7 @@ export function parseFlags<const S extends FlagSpecs>(
     const arg = args[index] ?? "";
     index++;
     if (arg === "--") {
-      return done(values, order, args.slice(index));
+      return done(values, order, texts, args.slice(index));
     }
     if (!arg.startsWith("-") || arg === "-") {
       throw positionalError(arg, bareBool);
@@ -117,8 +124,9 @@ export function parseFlags<const S extends FlagSpecs>(
     bareBool = kind === "bool" && inline === undefined ? name : undefined;
     values[name] = convertValue(name, { kind, text, previous: values[name] });
     order.push(name);
+    texts.push(text);
   }
-  return done(values, order, []);
+  return done(values, order, texts, []);
 }
 
 function kindOf(specs: FlagSpecs, name: string): FlagKind | undefined {
@@ -129,12 +137,14 @@ function kindOf(specs: FlagSpecs, name: string): FlagKind | undefined {
 function done<S extends FlagSpecs>(
   values: Record<string, FlagValue<FlagKind>>,
   order: string[],
+  texts: (string | undefined)[],
   rest: readonly string[],
 ): ParsedFlags<S> {
   // Sound by construction: every key came through kindOf(specs) and was converted per its kind.
   return {
     values: values as FlagValues<S>,
     order: order as (keyof S & string)[],
+    texts,
     rest,
   };
 }

@@ -488,6 +488,29 @@ Deno.test("parseCommandLine refuses a -stderrthreshold klog cannot read, with ex
   }
 });
 
+Deno.test("parseCommandLine checks every occurrence of a checked flag, as Go sets each in turn: a bad value before a good one is refused", () => {
+  for (
+    const [args, flag, value] of [
+      [
+        ["-stderrthreshold=foo", "-stderrthreshold=2"],
+        "stderrthreshold",
+        "foo",
+      ],
+      [["-zap-encoder=xml", "--zap-encoder", "json"], "zap-encoder", "xml"],
+    ] as const
+  ) {
+    const error = configErrorOf([...args]);
+    assert.deepEqual([error.exitCode, error.flag], [2, flag]);
+    assert.match(error.message, new RegExp(`^Invalid value "${value}"`));
+  }
+  // Good values, repeated: one warning per flag, not per occurrence.
+  const result = run(["-stderrthreshold=2", "-stderrthreshold=ERROR"]);
+  assert.equal(
+    result.warnings.filter((line) => line.includes("-stderrthreshold")).length,
+    1,
+  );
+});
+
 Deno.test("parseCommandLine reads -zap-devel as Development Mode's debug level, unless a level is given", () => {
   assert.equal(configOf(["-zap-devel"]).verbosity, 1);
   assert.equal(configOf(["--zap-devel=true"]).verbosity, 1);
