@@ -414,6 +414,16 @@ function resolveSampling(
  * Development Mode does.
  */
 function resolveVerbosity(parsed: Parsed): Sourced<number> {
+  // Go's flag package sets each occurrence in turn, so a bad value is
+  // refused even when a later one replaces it.
+  parsed.order.forEach((name, index) => {
+    const text = parsed.texts[index];
+    if (text === undefined) return;
+    if (name === "zap-log-level") parseZapLevel(text);
+    if (name === "v" && !isInt32(Number(text))) {
+      throw invalidValue("v", text, "a 32-bit integer");
+    }
+  });
   const last = parsed.order.findLast((name) =>
     name === "v" || name === "zap-log-level"
   );

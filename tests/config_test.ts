@@ -488,7 +488,7 @@ Deno.test("parseCommandLine refuses a -stderrthreshold klog cannot read, with ex
   }
 });
 
-Deno.test("parseCommandLine checks every occurrence of a checked flag, as Go sets each in turn: a bad value before a good one is refused", () => {
+Deno.test("parseCommandLine checks every occurrence of a checked or level flag, as Go sets each in turn: a bad value before a good one is refused", () => {
   for (
     const [args, flag, value] of [
       [
@@ -497,6 +497,13 @@ Deno.test("parseCommandLine checks every occurrence of a checked flag, as Go set
         "foo",
       ],
       [["-zap-encoder=xml", "--zap-encoder", "json"], "zap-encoder", "xml"],
+      [
+        ["-zap-log-level=bogus", "-zap-log-level=info"],
+        "zap-log-level",
+        "bogus",
+      ],
+      [["-zap-log-level=bogus", "-v=4"], "zap-log-level", "bogus"],
+      [["-v=2147483648", "-v=1"], "v", "2147483648"],
     ] as const
   ) {
     const error = configErrorOf([...args]);
