@@ -263,14 +263,25 @@ function createConnectionSet(options: ConnectionServerOptions) {
       // Read now: Deno 2.9.6 creates the signal on first use, and one
       // first read after the client's RST_STREAM never aborts.
       const signal = request.signal;
+      // Only a cancel before the answer's head counts. With "no-legacy-abort"
+      // the signal aborts when the client cancelled (RST_STREAM, or a closed
+      // connection), but over HTTP/2 also when the sidecar's own answer
+      // broke mid-stream (a decoder that died): a gateway must not lose its
+      // connection to a decoder crash. The attack cancels before any answer,
+      // which is where its cost lies.
+      let cancelledBeforeHead = false;
+      const headed = () => {
+        cancelledBeforeHead = signal.aborted;
+      };
       const settled = () => {
         release();
-        // With "no-legacy-abort" the signal aborts only when the client
-        // cancelled the request (RST_STREAM, or a closed connection).
-        if (signal.aborted && !activity.cutOff) activity.resets++;
+        if (cancelledBeforeHead && !activity.cutOff) activity.resets++;
       };
       info.completed.then(settled, settled);
-      return handleWatching(request, info, conn);
+      const answer = handleWatching(request, info, conn);
+      if (answer instanceof Promise) answer.then(headed, headed);
+      else headed();
+      return answer;
     };
   }
 

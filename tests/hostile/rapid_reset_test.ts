@@ -15,6 +15,7 @@ import { createHarness } from "../support/harness.ts";
 import { scrape, total } from "../support/prometheus.ts";
 import { createWaiters, withDeadline } from "../support/deadline.ts";
 import { connectH2c, type RawH2Client } from "../support/h2_frames.ts";
+import { startScriptedServer } from "../support/stub_upstream.ts";
 import {
   type RecordingUpstream,
   startRecordingUpstream,
@@ -311,5 +312,45 @@ Deno.test(
       clearInterval(watch);
     }
     assert.equal(h.logs.some((l) => l.msg === WARNING), false);
+  },
+);
+
+Deno.test(
+  "h2c: answers the sidecar breaks mid-stream (a decoder that dies) are not the client's cancels: the connection stays",
+  async () => {
+    // Over HTTP/2 the runtime aborts the request's signal when the answer it
+    // pipes breaks, as it does for the client's RST_STREAM. This decoder
+    // sends a head and one chunk, then drops the connection.
+    await using decoder = startScriptedServer(async (conn) => {
+      const buffer = new Uint8Array(16 * 1024);
+      let head = "";
+      while (!head.includes("\r\n\r\n")) {
+        const read = await conn.read(buffer).catch(() => null);
+        if (read === null) return;
+        head += new TextDecoder().decode(buffer.subarray(0, read));
+      }
+      await conn.write(new TextEncoder().encode(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n" +
+          "transfer-encoding: chunked\r\n\r\na\r\ndata: {}\n\n\r\n",
+      )).catch(() => 0);
+      conn.close();
+    });
+    await using h = await createHarness({
+      config: {
+        modelServerPort: decoder.port,
+        maxClientResets: MAX_RESETS,
+      },
+    });
+    const base = h.listen();
+    using client = Deno.createHttpClient({ http1: false, http2: true });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3 * MAX_RESETS; i++) {
+      const response = await fetch(`${base}/v1/models`, { client });
+      statuses.push(response.status);
+      // Read to the break: a cancel here would be the client's own.
+      await assert.rejects(response.text());
+    }
+    assert.deepEqual(new Set(statuses), new Set([200]));
+    assert.equal(h.logs.some((line) => line.msg === WARNING), false);
   },
 );
