@@ -126,11 +126,13 @@ export async function startListenerThreads(
   const ends: (() => void)[] = [];
   for (let index = 1; index < config.workers; index++) {
     let started = false;
-    const thread = spawn(options.entry, index, (message) => {
-      if (started) options.onFailure(index, message);
-    });
     const channel = config.metricsPort > 0 ? new MessageChannel() : undefined;
     const snapshots = channel && createSnapshotClient(channel.port1);
+    const thread = spawn(options.entry, index, (message) => {
+      // A scrape waiting on the dead thread is answered at once, not at its timeout.
+      snapshots?.close();
+      if (started) options.onFailure(index, message);
+    });
     const stopped = () => {
       snapshots?.close();
       thread.worker.terminate();
@@ -147,6 +149,8 @@ export async function startListenerThreads(
           return last ?? await snapshots.request();
         } catch (error) {
           if (last !== undefined) return last;
+          // It died while asked: skipped, as a failed thread is.
+          if (thread.failure !== undefined) return undefined;
           throw error;
         }
       },

@@ -9,7 +9,7 @@ import { testConfig } from "./support/harness.ts";
 
 /** Options starting `workers` - 1 fake threads in `mode` (see support/fake_listener_thread.ts). */
 function fakeThreads(
-  mode: "throw" | "stuck" | "serve",
+  mode: "throw" | "die-when-scraped" | "stuck" | "serve",
   workers: number,
   onFailure: ListenerThreadsOptions["onFailure"] = () => {},
 ): ListenerThreadsOptions {
@@ -91,4 +91,20 @@ Deno.test("a stopped listener thread's last metrics still answer a scrape, at on
     ),
     fakeCount(2),
   );
+});
+
+Deno.test("a scrape waiting on a listener thread that dies is answered at once, without it", async () => {
+  const failed = Promise.withResolvers<number>();
+  const threads = await startListenerThreads(
+    fakeThreads("die-when-scraped", 2, (index) => failed.resolve(index)),
+  );
+  assert.equal(
+    await within(
+      threads[0]!.snapshot(),
+      2_000,
+      "the scrape waited for the dead thread's answer",
+    ),
+    undefined,
+  );
+  assert.equal(await within(failed.promise, 2_000, "no failure"), 1);
 });

@@ -2,7 +2,8 @@
  * @module
  * A stand-in listener thread for tests of src/listener_threads.ts, speaking
  * its messages and misbehaving as the `mode` query of its URL says:
- * `throw` throws once started, `stuck` never answers a stop, `serve`
+ * `throw` throws once started, `die-when-scraped` throws on a metrics
+ * request, `stuck` never answers a stop, `serve`
  * behaves: it answers metrics requests with {@linkcode fakeCount}'s counter
  * at 1, and its stop with the counter at 2.
  */
@@ -39,8 +40,12 @@ if ("WorkerGlobalScope" in globalThis) {
     if (data.kind === "start") {
       const port = data.metricsPort;
       if (port) {
-        port.onmessage = ({ data }: MessageEvent<{ id: number }>) =>
+        port.onmessage = ({ data }: MessageEvent<{ id: number }>) => {
+          if (mode === "die-when-scraped") {
+            throw new Error(`listener thread ${data.id} broke when scraped`);
+          }
           port.postMessage({ id: data.id, snapshot: fakeCount(1) });
+        };
       }
       scope.postMessage({ kind: "listening" });
       if (mode === "throw") {
