@@ -677,7 +677,7 @@ const FLAGS = {
       "longest wait for the next piece of a request body the sidecar reads whole before " +
       "sending anything on (P/D, small passthrough bodies), the wait for its first byte " +
       "included (Go duration; 0 turns it off), like nginx's client_body_timeout; answered " +
-      "408 client_body_timeout and the connection closed (not in the Go sidecar)",
+      "408 client_body_timeout, an HTTP/1.1 connection closed (not in the Go sidecar)",
   },
   "shutdown-grace": {
     kind: "string",

@@ -12,6 +12,8 @@
  * a reader still holds the body, but drains a cancelled body to its end
  * before closing, which a stalled client never reaches, so its connection
  * would stay open. Closing the connection fails that read; it is ignored.
+ * Over HTTP/2 the stream is answered and the connection stays: the runtime
+ * keeps the stream's body, and the read, open until the client ends it.
  */
 
 /** A stream reader whose reads have a deadline. */
