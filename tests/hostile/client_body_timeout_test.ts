@@ -7,7 +7,7 @@ import {
   type WireMessage,
 } from "../edge/_http.ts";
 import { chatBody, createHarness } from "../support/harness.ts";
-import { settlesWithin } from "../support/deadline.ts";
+import { settlesWithin, withDeadline } from "../support/deadline.ts";
 import {
   closeQuietly,
   connectTo,
@@ -343,3 +343,52 @@ for (const framing of ["content-length", "chunked"] as const) {
     },
   );
 }
+
+Deno.test(
+  "HTTP/2: a P/D body that stalls gets its stream answered 408 client_body_timeout, no leg is sent, and the connection serves on",
+  async () => {
+    await using h = await createHarness({
+      config: { clientBodyTimeout: TIMEOUT_MS },
+    });
+    const base = h.listen();
+    using client = Deno.createHttpClient({ http1: false, http2: true });
+    let sender: ReadableStreamDefaultController<Uint8Array> | undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        sender = controller;
+        controller.enqueue(new TextEncoder().encode(chatBody().slice(0, 20)));
+      },
+    });
+    try {
+      const response = await withDeadline(
+        fetch(`${base}/v1/chat/completions`, {
+          method: "POST",
+          body,
+          client,
+          headers: {
+            "content-type": "application/json",
+            "x-prefiller-host-port": h.prefillerHeader,
+          },
+        }),
+        ANSWER_DEADLINE_MS,
+        "the 408",
+      );
+      assert.equal(response.status, 408);
+      assert.equal(
+        response.headers.get("x-pd-error-code"),
+        "client_body_timeout",
+      );
+      assert.equal((await response.json()).error.code, 408);
+      // Over HTTP/2 only the stream ends: the connection carries the next one.
+      const health = await fetch(`${base}/health`, { client });
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+    } finally {
+      sender?.close();
+    }
+    assert.equal(h.prefill.requests.length, 0, "the prefiller was asked");
+    assert.equal(h.decode.requests.length, 0, "the decoder was asked");
+    const line = await h.accessLine();
+    assert.equal(line.error_code, "client_body_timeout");
+  },
+);
