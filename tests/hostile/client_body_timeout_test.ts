@@ -378,9 +378,14 @@ Deno.test(
         response.headers.get("x-pd-error-code"),
         "client_body_timeout",
       );
-      assert.equal((await response.json()).error.code, 408);
+      const answer = await withDeadline(response.json(), 5_000, "its body");
+      assert.equal(answer.error.code, 408);
       // Over HTTP/2 only the stream ends: the connection carries the next one.
-      const health = await fetch(`${base}/health`, { client });
+      const health = await withDeadline(
+        fetch(`${base}/health`, { client }),
+        5_000,
+        "/health on the same connection",
+      );
       assert.equal(health.status, 200);
       await health.body?.cancel();
     } finally {

@@ -101,7 +101,7 @@ Deno.test(
 );
 
 Deno.test(
-  "h2c: a multiplexing client that cancels fewer than half of its streams keeps its connection",
+  "h2c: a client that cancels its streams after their answers began (users stopping generations) keeps its connection",
   async () => {
     await using decoder = startRecordingUpstream({ answerOnHead: true });
     await using h = await createHarness({
@@ -110,8 +110,7 @@ Deno.test(
     const port = Number(new URL(h.listen()).port);
     await using client = await connectH2c(port);
     const answers = createWaiters();
-    const streams = 150;
-    const cancelled = 3 * MAX_RESETS;
+    const streams = 3 * MAX_RESETS;
     for (let i = 0; i < streams; i++) client.get(2 * i + 1, "/v1/models");
     await client.flush();
     // Answers stream in and never end, as generations do.
@@ -122,15 +121,15 @@ Deno.test(
         `${streams} answers`,
         { detail: () => `${client.answered.size} answered` },
       );
-      // Users stop some generations mid-answer.
-      for (let i = 0; i < cancelled; i++) client.cancel(2 * i + 1);
+      // Every user stops: all of them, and far more than the limit.
+      for (let i = 0; i < streams; i++) client.cancel(2 * i + 1);
       await client.flush();
       // The sidecar drops the upstream request of each cancelled stream.
       let dropped = 0;
       for (const seen of decoder.connections) seen.closed.then(() => dropped++);
       await answers.until(
-        () => dropped >= cancelled,
-        `${cancelled} upstream requests dropped`,
+        () => dropped >= streams,
+        `${streams} upstream requests dropped`,
         { detail: () => `${dropped} dropped` },
       );
       const next = 2 * streams + 1;
@@ -140,14 +139,58 @@ Deno.test(
         () => client.answered.has(next),
         "the answer to a request sent after the cancels",
       );
+      assert.equal(client.answers.get(next)?.status, 200);
     } finally {
       clearInterval(watch);
     }
     assert.equal(h.logs.some((l) => l.msg === WARNING), false);
-    let goaway = false;
-    client.goaway.then(() => goaway = true);
-    await Promise.resolve();
-    assert.equal(goaway, false);
+  },
+);
+
+Deno.test(
+  "h2c: a multiplexing client that cancels fewer than half of its streams before their answers keeps its connection",
+  async () => {
+    // The decoder never answers: every cancel comes before the answer's head.
+    await using decoder = startRecordingUpstream();
+    await using h = await createHarness({
+      config: { modelServerPort: decoder.port, maxClientResets: MAX_RESETS },
+    });
+    const port = Number(new URL(h.listen()).port);
+    await using client = await connectH2c(port);
+    const waiters = createWaiters();
+    const streams = 150;
+    const cancelled = 3 * MAX_RESETS;
+    for (let i = 0; i < streams; i++) client.get(2 * i + 1, "/v1/models");
+    await client.flush();
+    const watch = setInterval(() => waiters.notify(), 5);
+    try {
+      await waiters.until(
+        () => decoder.connections.length === streams,
+        `${streams} requests at the decoder`,
+        { detail: () => `${decoder.connections.length} there` },
+      );
+      for (let i = 0; i < cancelled; i++) client.cancel(2 * i + 1);
+      await client.flush();
+      let dropped = 0;
+      for (const seen of decoder.connections) seen.closed.then(() => dropped++);
+      await waiters.until(
+        () => dropped >= cancelled,
+        `${cancelled} upstream requests dropped`,
+        { detail: () => `${dropped} dropped` },
+      );
+      // More cancels than the limit, but not over half: the next request
+      // still reaches the decoder.
+      client.get(2 * streams + 1, "/v1/models");
+      await client.flush();
+      await waiters.until(
+        () => decoder.connections.length === streams + 1,
+        "the request sent after the cancels at the decoder",
+        { detail: () => `${decoder.connections.length} there` },
+      );
+    } finally {
+      clearInterval(watch);
+    }
+    assert.equal(h.logs.some((l) => l.msg === WARNING), false);
   },
 );
 
@@ -345,10 +388,18 @@ Deno.test(
     using client = Deno.createHttpClient({ http1: false, http2: true });
     const statuses: number[] = [];
     for (let i = 0; i < 3 * MAX_RESETS; i++) {
-      const response = await fetch(`${base}/v1/models`, { client });
+      const response = await withDeadline(
+        fetch(`${base}/v1/models`, { client }),
+        5_000,
+        `answer ${i}`,
+      );
       statuses.push(response.status);
       // Read to the break: a cancel here would be the client's own.
-      await assert.rejects(response.text());
+      await withDeadline(
+        assert.rejects(response.text()),
+        5_000,
+        `the break of answer ${i}`,
+      );
     }
     assert.deepEqual(new Set(statuses), new Set([200]));
     assert.equal(h.logs.some((line) => line.msg === WARNING), false);
