@@ -142,9 +142,12 @@ export async function startListenerThreads(
     // every listener has drained, and a thread that drained first (its
     // requests done) must not take its counts away or stall the scrape.
     let last: MetricSnapshot | undefined;
+    let stoppedAlready = false;
     threads.push({
       async snapshot() {
         if (!snapshots || thread.failure !== undefined) return undefined;
+        // A thread stopped without a last answer (stuck) is skipped.
+        if (stoppedAlready) return last;
         try {
           return last ?? await snapshots.request();
         } catch (error) {
@@ -160,6 +163,7 @@ export async function startListenerThreads(
           stop.graceMs + STOP_ANSWER_SLACK_MS,
         );
         if (reply?.kind === "stopped") last = reply.metrics;
+        stoppedAlready = true;
         stopped();
         return reply?.kind === "stopped" && reply.clean;
       },

@@ -54,7 +54,7 @@ Deno.test("a listener thread that throws once started is reported, and stopping 
   );
 });
 
-Deno.test("stopping a listener thread that never answers ends after the grace, not clean", async () => {
+Deno.test("stopping a listener thread that never answers ends after the grace, not clean, and later scrapes skip it at once", async () => {
   const threads = await startListenerThreads(fakeThreads("stuck", 2));
   assert.equal(
     await within(
@@ -63,6 +63,14 @@ Deno.test("stopping a listener thread that never answers ends after the grace, n
       "stopping a stuck thread outlasted its grace",
     ),
     false,
+  );
+  assert.equal(
+    await within(
+      threads[0]!.snapshot(),
+      2_000,
+      "a scrape waited for a stopped thread",
+    ),
+    undefined,
   );
 });
 
