@@ -204,6 +204,13 @@ export function errorMessage(error: unknown): string {
 }
 
 /**
+ * Code of the 501 a WebSocket upgrade gets (routes/passthrough.ts): the
+ * client asked for what the sidecar lacks, no failure of its own, so the
+ * line is at info level.
+ */
+export const WEBSOCKET_NOT_SUPPORTED = "websocket_not_supported";
+
+/**
  * Logs a failed request at the level it deserves and returns the error the
  * client is answered with: anything but a `ProxyError` is the sidecar's bug
  * (a 500), and any failure after the client left is its leaving (a 499,
@@ -219,9 +226,7 @@ export function reportError(
   } else if (request.aborted) {
     // Nobody is left to read the answer; not an error of the sidecar's.
     log.debug("client disconnected", { path: request.path });
-  } else if (error.status >= 500 && error.status !== 501) {
-    // A 501 answers what the client asked for, a feature the sidecar lacks
-    // (a WebSocket upgrade): no failure of the sidecar's, so not an error line.
+  } else if (error.status >= 500 && error.code !== WEBSOCKET_NOT_SUPPORTED) {
     log.error(error.message, { status: error.status, cause: error.cause });
   } else {
     // A relayed upstream answer keeps its own status (a 404, a 422), the

@@ -23,7 +23,7 @@ import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
 import { clientLeftOf } from "../middleware/request_context.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
-import { ProxyError } from "../errors.ts";
+import { ProxyError, WEBSOCKET_NOT_SUPPORTED } from "../errors.ts";
 import { buildUpstreamHeaders } from "../upstream/headers.ts";
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
@@ -55,10 +55,23 @@ function ensureSendableMethod(method: string): void {
   );
 }
 
-/** Whether the request asks to become a WebSocket (`Upgrade: websocket`, any case). */
+/** Whether a comma-separated header value lists `token` (any case), as `name` or `name/version`. */
+function listsToken(value: string | null, token: string): boolean {
+  if (value === null) return false;
+  return value.split(",").some((item) => {
+    const name = item.trim().toLowerCase();
+    return name === token || name.startsWith(`${token}/`);
+  });
+}
+
+/**
+ * Whether the request asks to become a WebSocket: `Upgrade` lists it and
+ * `Connection` names `upgrade`, as Go's proxy (and RFC 9110 §7.8) reads an
+ * upgrade; an `Upgrade` alone is a hop-by-hop header to drop.
+ */
 function asksForWebSocket(headers: Headers): boolean {
-  const upgrade = headers.get("upgrade");
-  return upgrade !== null && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(upgrade);
+  return listsToken(headers.get("upgrade"), "websocket") &&
+    listsToken(headers.get("connection"), "upgrade");
 }
 
 /**
@@ -73,7 +86,7 @@ function ensureNotWebSocket(headers: Headers): void {
   throw new ProxyError(
     501,
     "WebSocket upgrades are not relayed by the sidecar yet: connect to the decoder's port for /v1/realtime",
-    { code: "websocket_not_supported" },
+    { code: WEBSOCKET_NOT_SUPPORTED },
   );
 }
 

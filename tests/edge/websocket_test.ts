@@ -18,8 +18,14 @@ import {
 const HANDSHAKE = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
   "Sec-WebSocket-Version: 13\r\n";
 
-for (const upgrade of ["websocket", "WebSocket", "foo, websocket"]) {
-  Deno.test(`a GET with "Upgrade: ${upgrade}" is a 501 websocket_not_supported and reaches no upstream`, async () => {
+for (
+  const [upgrade, connection] of [
+    ["websocket", "Upgrade"],
+    ["WebSocket", "keep-alive, upgrade"],
+    ["foo, websocket/13", "UPGRADE"],
+  ]
+) {
+  Deno.test(`a GET with "Upgrade: ${upgrade}" and "Connection: ${connection}" is a 501 websocket_not_supported and reaches no upstream`, async () => {
     await using decoder = startRecordingUpstream();
     await using h = await createHarness({
       config: { modelServerPort: decoder.port },
@@ -28,7 +34,7 @@ for (const upgrade of ["websocket", "WebSocket", "foo, websocket"]) {
     try {
       const result = await exchange(
         conn,
-        "GET /v1/realtime HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n" +
+        `GET /v1/realtime HTTP/1.1\r\nHost: a\r\nConnection: ${connection}\r\n` +
           `Upgrade: ${upgrade}\r\n${HANDSHAKE}\r\n`,
       );
       const answer = result.responses[0];
@@ -76,24 +82,33 @@ Deno.test("a WebSocket client through the sidecar fails its handshake on the 501
   assert.equal(decoder.received(), "");
 });
 
-Deno.test("a GET with another Upgrade value (h2c) goes to the decoder as a plain GET", async () => {
-  await using decoder = startRecordingUpstream();
-  await using h = await createHarness({
-    config: { modelServerPort: decoder.port },
+for (
+  const [what, headers] of [
+    ["another Upgrade value (h2c)", "Connection: Upgrade\r\nUpgrade: h2c\r\n"],
+    [
+      "Upgrade: websocket but no Connection: upgrade",
+      "Connection: keep-alive\r\nUpgrade: websocket\r\n",
+    ],
+  ]
+) {
+  Deno.test(`a GET with ${what} goes to the decoder as a plain GET`, async () => {
+    await using decoder = startRecordingUpstream();
+    await using h = await createHarness({
+      config: { modelServerPort: decoder.port },
+    });
+    const conn = await connectTo(Number(new URL(h.listen()).port));
+    try {
+      const result = await exchange(
+        conn,
+        `GET /v1/models HTTP/1.1\r\nHost: a\r\n${headers}\r\n`,
+      );
+      const answer = result.responses[0];
+      assert.ok(answer, `no answer: ${result.text}`);
+      assert.notEqual(statusOf(answer), 501);
+    } finally {
+      closeQuietly(conn);
+    }
+    assert.match(decoder.received(), /^GET \/v1\/models HTTP\/1\.1\r\n/);
+    assert.doesNotMatch(decoder.received(), /^upgrade:/im);
   });
-  const conn = await connectTo(Number(new URL(h.listen()).port));
-  try {
-    const result = await exchange(
-      conn,
-      "GET /v1/models HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n" +
-        "Upgrade: h2c\r\n\r\n",
-    );
-    const answer = result.responses[0];
-    assert.ok(answer, `no answer: ${result.text}`);
-    assert.notEqual(statusOf(answer), 501);
-  } finally {
-    closeQuietly(conn);
-  }
-  assert.match(decoder.received(), /^GET \/v1\/models HTTP\/1\.1\r\n/);
-  assert.doesNotMatch(decoder.received(), /^upgrade:/im);
-});
+}
