@@ -16,7 +16,12 @@ import {
   UpstreamError,
   type UpstreamRequest,
 } from "./client.ts";
-import { type DecodeWatch, isWatching, sendWatched } from "./decode_watch.ts";
+import {
+  AnswerBrokeBeforeFirstByte,
+  type DecodeWatch,
+  isWatching,
+  sendWatched,
+} from "./decode_watch.ts";
 import { buildClientHeaders, isDecodedByFetch } from "./headers.ts";
 
 /** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
@@ -46,6 +51,13 @@ export function relayResponse(
  */
 export function decoderFailure(decoder: string, error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;
+  if (error instanceof AnswerBrokeBeforeFirstByte) {
+    return new ProxyError(
+      502,
+      `Decode server "${decoder}" broke its answer before the first byte: ${error.message}`,
+      { code: "decoder_broke", cause: error },
+    );
+  }
   const failure = error instanceof UpstreamError ? error : undefined;
   if (failure?.kind === "connect_timeout") {
     return new ProxyError(
