@@ -1,8 +1,9 @@
 /**
- * A decoder that sends the status of a streaming answer and then closes
- * before its first body byte. With `-decode-first-byte-timeout` on, the
- * sidecar waits on that byte before answering, so the client gets an error
- * that says the decoder broke its answer, not that it was out of reach.
+ * A decoder that breaks its answer where the sidecar can still say so: the
+ * status of a streaming answer and then a close before its first body byte
+ * (with `-decode-first-byte-timeout` on the sidecar waits on that byte, so
+ * the client gets an error saying the decoder broke its answer, not that it
+ * was out of reach), or a 101 to a request that asked for no switch.
  */
 
 import assert from "node:assert/strict";
@@ -44,4 +45,44 @@ Deno.test("-decode-first-byte-timeout: a decoder that closes after its 200's hea
   assert.doesNotMatch(error.message, /TypeError/);
   assert.equal((await h.accessLine()).error_code, "decoder_broke");
   assert.equal(decoder.connections(), 1);
+});
+
+Deno.test("a decoder answering 101 to a P/D decode or a passthrough gets the client a 502 decoder_bad_answer, not a protocol switch", async () => {
+  await using decoder = startScriptedServer(async (conn) => {
+    await readRequest(conn);
+    await conn.write(
+      new TextEncoder().encode(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
+          "connection: upgrade\r\n\r\nraw bytes",
+      ),
+    );
+    conn.close();
+  });
+  await using h = await createHarness({
+    config: { verbosity: 3, modelServerPort: decoder.port },
+  });
+  const base = h.listen();
+  for (const path of ["/v1/chat/completions", "/v1/embeddings"]) {
+    const response = await within(
+      fetch(`${base}${path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-prefiller-host-port": h.prefillerHeader,
+        },
+        body: chatBody(),
+      }),
+      5_000,
+      "the sidecar's answer",
+    );
+    assert.equal(response.status, 502, path);
+    const { error } = await response.json();
+    assert.match(
+      error.message,
+      /^Decode server "127\.0\.0\.1:\d+" answered 101 to a request that asked for no protocol switch$/,
+    );
+    assert.equal((await h.accessLine()).error_code, "decoder_bad_answer");
+    h.logs.length = 0;
+  }
+  assert.equal(decoder.connections(), 2);
 });
