@@ -361,14 +361,31 @@ function createInsecureTransport(): StageTransport {
   };
 }
 
+/** Methods a server may be asked twice with no other effect than once (Go's `isReplayable`). */
+const IDEMPOTENT_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+
+/** Headers by which a client says its request may run twice (Go's `isReplayable`). */
+const IDEMPOTENCY_KEYS = new Set(["idempotency-key", "x-idempotency-key"]);
+
 /**
- * Whether a request that met a closed connection may be sent again: only
- * when its body was never a stream, so the same bytes can go out twice.
+ * Whether a request that met a closed connection may be sent again: a reset
+ * after the request went out cannot tell a keep-alive that ran out from an
+ * upstream that read the request and died, so only a request that may run
+ * twice (an idempotent method, or one the client marked with an idempotency
+ * key, as Go's transport allows) whose body was never a stream goes again.
+ * A P/D leg is a POST: sent twice, a decode would generate twice and pull
+ * the prefiller's KV blocks twice. A reused connection that closes before
+ * any answer is beyond reach: Deno 2.9.6's `fetch` sends the request again
+ * itself on a new connection, whatever its method (checked).
  */
 function isReplayable(request: UpstreamRequest): boolean {
   const body = request.body;
-  return body === undefined || body === null || typeof body === "string" ||
-    body instanceof Uint8Array;
+  const buffered = body === undefined || body === null ||
+    typeof body === "string" || body instanceof Uint8Array;
+  return buffered && (
+    IDEMPOTENT_METHODS.has(request.method.toUpperCase()) ||
+    request.headers.some(([name]) => IDEMPOTENCY_KEYS.has(name.toLowerCase()))
+  );
 }
 
 function createStageClient(
@@ -398,8 +415,8 @@ function createStageClient(
       const failure = clientBodyFailure(error, request, tls.tls) ??
         upstreamFailure(error, request.signal);
       // A pooled connection the upstream closed as the request went out
-      // (its keep-alive ran out first, llm-d #1564): the upstream never saw
-      // the request, so the same bytes go once more, on a new connection.
+      // (its keep-alive ran out first, llm-d #1564): a request that may run
+      // twice goes once more, on a new connection.
       if (failure.kind !== "reset" || !isReplayable(request)) throw failure;
       try {
         response = await attempt(url, request);

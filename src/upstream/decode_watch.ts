@@ -13,7 +13,7 @@
  * most one timer, moved at most once per timeout, not per chunk.
  */
 
-import { ProxyError } from "../errors.ts";
+import { errorMessage, ProxyError } from "../errors.ts";
 import type { AccessRecord } from "../context.ts";
 import type { Logger } from "../log.ts";
 
@@ -53,6 +53,21 @@ export type DecodeTimeoutCode =
 /** Why the watchdog aborted the decoder request. */
 class DecodeTimeout extends Error {
   override readonly name = "TimeoutError";
+}
+
+/**
+ * The decoder's answer broke before its first body byte (its status came,
+ * then it closed or reset): thrown by `sendWatched`, which waits on that
+ * byte, so the caller can say the decoder broke its answer rather than that
+ * it could not be reached.
+ */
+export class AnswerBrokeBeforeFirstByte extends Error {
+  override readonly name = "AnswerBrokeBeforeFirstByte";
+
+  /** Wraps the error the first read threw. */
+  constructor(cause: unknown) {
+    super(errorMessage(cause), { cause });
+  }
 }
 
 /** Whether `watch` asks for anything, so the native pipe can be kept otherwise. */
@@ -115,7 +130,8 @@ export async function sendWatched(
     try {
       head.push(Promise.resolve(await reader.read()));
     } catch (error) {
-      throw failed(error);
+      if (timedOut()) throw failed(error);
+      throw signal.aborted ? error : new AnswerBrokeBeforeFirstByte(error);
     } finally {
       clearTimeout(firstByteTimer);
     }

@@ -16,7 +16,12 @@ import {
   UpstreamError,
   type UpstreamRequest,
 } from "./client.ts";
-import { type DecodeWatch, isWatching, sendWatched } from "./decode_watch.ts";
+import {
+  AnswerBrokeBeforeFirstByte,
+  type DecodeWatch,
+  isWatching,
+  sendWatched,
+} from "./decode_watch.ts";
 import { buildClientHeaders, isDecodedByFetch } from "./headers.ts";
 
 /** Message of the 503 the Go sidecar answers while vLLM is not listening yet (llm-d-router #412). */
@@ -46,6 +51,13 @@ export function relayResponse(
  */
 export function decoderFailure(decoder: string, error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;
+  if (error instanceof AnswerBrokeBeforeFirstByte) {
+    return new ProxyError(
+      502,
+      `Decode server "${decoder}" broke its answer before the first byte: ${error.message}`,
+      { code: "decoder_broke", cause: error },
+    );
+  }
   const failure = error instanceof UpstreamError ? error : undefined;
   if (failure?.kind === "connect_timeout") {
     return new ProxyError(
@@ -123,6 +135,23 @@ async function heldResponse(
   });
 }
 
+/**
+ * Refuses an answer whose status is not final: `fetch` hands back a 101
+ * (the runtime swallows the other 1xx), and relayed it told the client its
+ * connection had switched protocols, with no `Upgrade` and no answer after.
+ * The sidecar never asks the decoder for a switch (a WebSocket upgrade is
+ * its 501, a lone `Upgrade` is dropped), so a 101 is a broken decoder.
+ */
+function ensureFinalStatus(response: Response, decoder: string): void {
+  if (response.status >= 200) return;
+  response.body?.cancel().catch(() => {});
+  throw new ProxyError(
+    502,
+    `Decode server "${decoder}" answered ${response.status} to a request that asked for no protocol switch`,
+    { code: "decoder_bad_answer" },
+  );
+}
+
 /** Sends `request` to the decoder at `hostPort` and relays its answer, streamed. */
 export async function forwardToDecoder(
   upstream: UpstreamClient,
@@ -143,6 +172,7 @@ export async function forwardToDecoder(
   } catch (error) {
     throw decoderFailure(target.hostPort, error);
   }
+  ensureFinalStatus(response, target.hostPort);
   const mayDecode = fetchMayDecode(request.headers);
   // A watched answer keeps its timeouts' behaviour (a broken 200 on silence).
   if (!isWatching(target.watch) && holdsWhole(response, mayDecode)) {

@@ -3,6 +3,7 @@ import { settlesWithin } from "../support/deadline.ts";
 import {
   createUpstreamClient,
   IDLE_TIMEOUT_MS,
+  UpstreamError,
 } from "../../src/upstream/client.ts";
 import { startScriptedServer } from "../support/stub_upstream.ts";
 
@@ -130,16 +131,88 @@ Deno.test("upstream client keeps at most -max-idle-conns-per-host idle connectio
   }
 });
 
-Deno.test("upstream client sends a buffered request again once when its pooled connection was closed", async () => {
-  const seen: string[] = [];
-  await using server = startScriptedServer(async (conn, index) => {
+/**
+ * A server whose first connection reads a request and closes unanswered (an
+ * upstream that died having read it); later connections answer everything.
+ * `seen` gets `<connection>:<method> <body>` per request read.
+ */
+function startFirstUnanswered(seen: string[]) {
+  return startScriptedServer(async (conn, index) => {
     for (;;) {
       const text = await readRequest(conn);
       if (text === null) break;
-      seen.push(`${index}:${text.slice(text.indexOf("\r\n\r\n") + 4)}`);
-      // The first connection answers once, then closes on its next request
-      // unanswered, as a server whose keep-alive ran out at that moment.
-      if (index === 0 && seen.length > 1) break;
+      seen.push(
+        `${index}:${text.slice(0, text.indexOf(" "))} ${
+          text.slice(text.indexOf("\r\n\r\n") + 4)
+        }`,
+      );
+      if (index === 0) break;
+      await conn.write(encoder.encode(OK));
+    }
+    conn.close();
+  });
+}
+
+Deno.test("upstream client sends an idempotent request again once when its connection closed unanswered", async () => {
+  const seen: string[] = [];
+  await using server = startFirstUnanswered(seen);
+  const client = createUpstreamClient();
+  try {
+    const url = `http://127.0.0.1:${server.port}/v1/models`;
+    const get = { ...request(""), method: "GET", body: null };
+    assert.equal((await client.sendAndRead(url, get)).status, 200);
+    assert.deepEqual(seen, ["0:GET ", "1:GET "]);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("upstream client never sends a POST twice: the upstream read it and closed, it fails as a reset", async () => {
+  const seen: string[] = [];
+  await using server = startFirstUnanswered(seen);
+  const client = createUpstreamClient();
+  try {
+    const url = `http://127.0.0.1:${server.port}/v1/completions`;
+    await assert.rejects(
+      client.sendAndRead(url, request("a")),
+      (error: unknown) =>
+        error instanceof UpstreamError && error.kind === "reset",
+    );
+    assert.deepEqual(seen, ["0:POST a"]);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("upstream client sends a POST with an idempotency key again once", async () => {
+  const seen: string[] = [];
+  await using server = startFirstUnanswered(seen);
+  const client = createUpstreamClient();
+  try {
+    const url = `http://127.0.0.1:${server.port}/v1/completions`;
+    const keyed = {
+      ...request("a"),
+      headers: [
+        ["content-type", "application/json"],
+        ["idempotency-key", "k1"],
+      ] as [string, string][],
+    };
+    assert.equal((await client.sendAndRead(url, keyed)).status, 200);
+    assert.deepEqual(seen, ["0:POST a", "1:POST a"]);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("upstream client serves a POST on a new connection when the pooled one was closed right after its answer", async () => {
+  // The runtime retries a request it had not written when it finds its
+  // pooled connection closed: back to back, none of these fails, and each is
+  // read once.
+  const seen: string[] = [];
+  await using server = startScriptedServer(async (conn) => {
+    const text = await readRequest(conn);
+    if (text !== null) {
+      seen.push(text.slice(text.indexOf("\r\n\r\n") + 4));
       await conn.write(encoder.encode(OK));
     }
     conn.close();
@@ -147,9 +220,11 @@ Deno.test("upstream client sends a buffered request again once when its pooled c
   const client = createUpstreamClient();
   try {
     const url = `http://127.0.0.1:${server.port}/v1/completions`;
-    assert.equal((await client.sendAndRead(url, request("a"))).status, 200);
-    assert.equal((await client.sendAndRead(url, request("b"))).status, 200);
-    assert.deepEqual(seen, ["0:a", "0:b", "1:b"]);
+    for (let index = 0; index < 20; index++) {
+      const reply = await client.sendAndRead(url, request(String(index)));
+      assert.equal(reply.status, 200);
+    }
+    assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => String(i)));
   } finally {
     client.close();
   }
