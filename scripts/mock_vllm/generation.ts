@@ -30,7 +30,6 @@ import {
   checkPreviousResponse,
   isBackground,
   isStored,
-  responseIdOf,
 } from "./responses_store.ts";
 import { buildGenerateResponse } from "./generate_api.ts";
 import { DATA_PARALLEL_RANK_HEADER } from "./kv_wire.ts";
@@ -156,9 +155,7 @@ function admit(input: GenerationInput): Job {
     role: input.record.role,
     record: input.record,
     meta: {
-      id: req.api === "responses"
-        ? responseIdOf(req.body)
-        : ID_PREFIX[input.api] + requestIdBase(request.headers, req.body),
+      id: ID_PREFIX[input.api] + requestIdBase(request.headers, req.body),
       created: Math.floor(Date.now() / 1000),
       model: knobs.model,
     },

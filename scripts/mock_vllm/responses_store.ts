@@ -20,17 +20,6 @@ export function createResponsesStore(): ResponsesStore {
   return { ids: new Set() };
 }
 
-/**
- * The response id vLLM gives: the body's `request_id`, else `resp_` and a
- * random uuid; never the `X-Request-Id` header, so two engines serving legs
- * of one request produce different ids.
- */
-export function responseIdOf(body: Record<string, unknown>): string {
-  const requestId = body.request_id;
-  if (typeof requestId === "string" && requestId !== "") return requestId;
-  return `resp_${crypto.randomUUID().replaceAll("-", "")}`;
-}
-
 /** Whether vLLM stores the response (`store` defaults to true). */
 export function isStored(body: Record<string, unknown>): boolean {
   return body.store !== false;

@@ -106,7 +106,8 @@ Deno.test("mock vllm answers the Responses API with a response object", async ()
   const response = await postJson(mock, RESPONSES, {
     input: "Hello",
     max_output_tokens: 3,
-    request_id: "resp_r1",
+  }, {
+    headers: { "x-request-id": "r1" },
   });
   const body = await response.json();
   assert.equal(body.id, "resp_r1");
