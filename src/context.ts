@@ -79,10 +79,17 @@ export interface AccessRecord {
   /** Prefill attempts tried again (set by the retry loop). */
   retries?: number;
   /**
-   * Set when the request did not run as routed: `decode` when a failed prefill
-   * fell back to decoding locally alone (`-prefill-failure-policy=decode`).
+   * Set when the request did not run as routed: `decode` when it ran on the
+   * local decoder alone, after a failed prefill (`-prefill-failure-policy=decode`)
+   * or because the Responses API keeps its state there.
    */
   fallback?: "decode";
+  /**
+   * Why `fallback` is set: the failed prefill's `ProxyError.code`, or the
+   * Responses API field (`previous_response_id`, `background`) that needs the
+   * decoder's response store.
+   */
+  fallbackCause?: string;
   /**
    * The request target's own path, when the URL's is another: a refused
    * `Host` holding a path moved the URL's (src/middleware/host_header.ts).

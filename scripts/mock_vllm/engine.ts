@@ -17,6 +17,7 @@ import type { MockLogger } from "./log.ts";
 import type { FinishedReason, Metrics } from "./metrics.ts";
 import type { GenerationRequest } from "./parse_request.ts";
 import type { Recording } from "./recorder.ts";
+import type { ResponsesStore } from "./responses_store.ts";
 import { buildUsage, type StreamMeta, type Usage } from "./shapes.ts";
 import type { RequestRole } from "./types.ts";
 
@@ -30,6 +31,8 @@ export interface EngineContext {
   readonly ec: EcEngine | undefined;
   /** Ranks `X-Data-Parallel-Rank` may name. */
   readonly dataParallelSize: number;
+  /** The Responses API's stored response ids. */
+  readonly responses: ResponsesStore;
 }
 
 /** Latencies for one request (knobs, possibly overridden by `X-Mock-*` headers). */

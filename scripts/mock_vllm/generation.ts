@@ -24,6 +24,13 @@ import {
 } from "./errors.ts";
 import { continuationOffset } from "./continuation.ts";
 import { missingEncoderOutput } from "./ec_connector.ts";
+import {
+  buildQueuedResponse,
+  checkBackground,
+  checkPreviousResponse,
+  isBackground,
+  isStored,
+} from "./responses_store.ts";
 import { buildGenerateResponse } from "./generate_api.ts";
 import { DATA_PARALLEL_RANK_HEADER } from "./kv_wire.ts";
 import { pyRepr } from "./log.ts";
@@ -91,6 +98,13 @@ export async function handleGeneration(
 async function generate(input: GenerationInput): Promise<Response> {
   const job = admit(input);
   const { record, engine, signal } = input;
+  if (job.req.api === "responses" && isBackground(job.req.body)) {
+    // vLLM answers at once and runs the request where it was sent; the mock
+    // only keeps the id, which is all a later `previous_response_id` needs.
+    engine.responses.ids.add(job.meta.id);
+    record.settle("completed");
+    return jsonResponse(buildQueuedResponse(job.meta));
+  }
   engine.metrics.running++;
   void record.finished.then(() => engine.metrics.running--);
   const onAbort = () => {
@@ -121,6 +135,10 @@ function admit(input: GenerationInput): Job {
     throw injectedError(knobs.failureStatus);
   }
   checkModel(req.body, knobs.model);
+  if (req.api === "responses") {
+    checkBackground(req.body);
+    checkPreviousResponse(engine.responses, req.body);
+  }
   const ec = engine.ec?.handle(req.body);
   if (ec?.record !== undefined) {
     input.record.ecTransfer = ec.record;
@@ -260,6 +278,7 @@ async function jsonAnswer(job: Job): Promise<Response> {
       kvTransferParams: handOff.kvTransferParams,
     };
     countFinished(job, first.finishReason, first.tokens.length);
+    storeResponse(job);
     job.record.settle("completed");
     return jsonResponse({
       ...renderCompletion(job.req, completion),
@@ -274,6 +293,13 @@ async function jsonAnswer(job: Job): Promise<Response> {
       return errorResponse(new VllmError(400, "Client disconnected"));
     }
     throw error;
+  }
+}
+
+/** Keeps a finished response's id, as vLLM's response store does with `store` on. */
+function storeResponse(job: Job): void {
+  if (job.req.api === "responses" && isStored(job.req.body)) {
+    job.engine.responses.ids.add(job.meta.id);
   }
 }
 
@@ -306,7 +332,10 @@ function streamResponse(job: Job, input: GenerationInput): Response {
         const { finished } = progress;
         if (progress.failed || finished === undefined) {
           countFinished(job, "error", 0);
-        } else countFinished(job, finished.reason, finished.tokens);
+        } else {
+          countFinished(job, finished.reason, finished.tokens);
+          storeResponse(job);
+        }
         job.record.settle("completed");
       } else if (state === "failed") {
         job.record.settle("failed");

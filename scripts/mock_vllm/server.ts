@@ -5,6 +5,7 @@
  * @module
  */
 
+import { createResponsesStore } from "./responses_store.ts";
 import {
   ALL_KNOB_KEYS,
   buildDefaultKnobs,
@@ -183,6 +184,7 @@ function createState(
       connector,
       ec,
       dataParallelSize: setup.dataParallelSize,
+      responses: createResponsesStore(),
     },
     ops: {
       knobs,

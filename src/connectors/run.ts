@@ -35,6 +35,10 @@ import {
   parseGenerationJson,
   parseGenerationRequest,
 } from "../protocol/request.ts";
+import {
+  type DecoderStateCause,
+  decoderStateCause,
+} from "../protocol/responses_state.ts";
 import { needsChunking, runChunkedDecode } from "../stages/chunked_decode.ts";
 import { type EncoderEndpoint, runEncoderStage } from "../stages/encoder.ts";
 import type { DecodeWatch } from "../upstream/decode_watch.ts";
@@ -410,12 +414,32 @@ export function createPdRunner(deps: Deps): PdRunner {
     const { metrics, access } = request.observation;
     metrics.fallback(prefillFailureCause(failure));
     access.fallback = "decode";
+    access.fallbackCause = failure.code;
     const response = await decodeWithoutPrefill(request, parsed);
     response.headers.set(
       HEADER_PD_FALLBACK,
       `decode-only; cause=${failure.code}`,
     );
     return response;
+  }
+  /**
+   * A Responses API request that needs the decoder's response store: the
+   * client's own body on the local decoder, the prefiller never contacted.
+   */
+  async function decodeWithState(
+    request: PdRequest,
+    parsed: GenerationRequest,
+    cause: DecoderStateCause,
+  ): Promise<Response> {
+    request.log.debug(
+      "skip disaggregated prefill: the Responses API keeps this request's state on the decoder",
+      { cause },
+    );
+    const { access } = request.observation;
+    access.fallback = "decode";
+    access.fallbackCause = cause;
+    delete access.prefillTarget;
+    return await decodeWithoutPrefill(request, parsed);
   }
   const runner: PdRunner = {
     select: (headers) => selectPrefillTarget(headers, options),
@@ -485,6 +509,10 @@ export function createPdRunner(deps: Deps): PdRunner {
       const source = await kvSource(request, legLog);
       const parsed = parseGenerationRequest(await request.readBody());
       ensureClientPresent(signal);
+      const stateCause = decoderStateCause(request.api, parsed);
+      if (stateCause !== undefined) {
+        return await decodeWithState(request, parsed, stateCause);
+      }
       log.debug("using P/D protocol", {
         connector: connector.name,
         prefiller: prefiller.hostPort,

@@ -80,6 +80,7 @@ export function writeAccessLine(log: Logger, input: AccessLineInput): void {
     error_code: access.errorCode,
     retries: access.retries,
     fallback: access.fallback,
+    fallback_cause: access.fallbackCause,
     prefill_ms: input.timing === undefined
       ? undefined
       : elapsedMs(input.timing.prefillSent, input.timing.prefillAnswered),

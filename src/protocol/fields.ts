@@ -123,6 +123,11 @@ export const FIELD_BOOTSTRAP_ROOM = "bootstrap_room";
 /** Path of the Mooncake bootstrap server's engine-id query. */
 export const PATH_MOONCAKE_QUERY = "/query";
 
+/** Responses API: the earlier response a turn continues, stored only by the engine that produced it. */
+export const FIELD_PREVIOUS_RESPONSE_ID = "previous_response_id";
+/** Responses API: answer at once with a queued response, run the request where it was sent. */
+export const FIELD_BACKGROUND = "background";
+
 /** Path of the chat completions API. */
 export const PATH_CHAT_COMPLETIONS = "/v1/chat/completions";
 /** Path of the completions API. */

@@ -613,3 +613,38 @@ Deno.test("mock vllm writes vLLM-style log lines to the log option", async () =>
     ),
   );
 });
+
+Deno.test("mock vllm answers 404 for a previous_response_id it did not produce, 200 for one it did", async () => {
+  await using mock = await createMockVllm();
+  const unknown = await postJson(mock, RESPONSES, {
+    input: "Hi",
+    previous_response_id: "resp_elsewhere",
+  });
+  assert.equal(unknown.status, 404);
+  assert.deepEqual((await unknown.json()).error, {
+    message: "Response with id 'resp_elsewhere' not found.",
+    type: "invalid_request_error",
+    param: "response_id",
+    code: 404,
+  });
+  const first = await (await postJson(mock, RESPONSES, { input: "Hi" })).json();
+  const next = await postJson(mock, RESPONSES, {
+    input: "More",
+    previous_response_id: first.id,
+  });
+  assert.equal(next.status, 200);
+  assert.equal((await next.json()).status, "completed");
+});
+
+Deno.test("mock vllm answers a background Responses request queued, without kv_transfer_params", async () => {
+  await using mock = await createMockVllm({ kvConnector: "nixlv2" });
+  const response = await postJson(mock, RESPONSES, {
+    input: "Hi",
+    background: true,
+    kv_transfer_params: { do_remote_decode: true },
+  });
+  const body = await response.json();
+  assert.equal(body.status, "queued");
+  assert.equal(body.kv_transfer_params, null);
+  assert.deepEqual(body.output, []);
+});
