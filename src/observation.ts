@@ -98,6 +98,13 @@ export function runObservedPd(
   return tracing.inSpan(SPAN_REQUEST, options, async (span) => {
     const response = await run();
     span.set(timingAttributes(timing));
+    // The runner sent the request to the decoder alone (the Responses API's
+    // stored state) and dropped the prefiller it never asked from the record.
+    if (
+      facts.prefillTarget !== undefined && access.prefillTarget === undefined
+    ) {
+      span.set({ "llm_d.pd_proxy.disaggregation_used": false });
+    }
     const value = buildServerTiming(timing);
     if (value === undefined) return response;
     try {

@@ -285,3 +285,50 @@ Deno.test(
     assert.equal(named("decode")?.statusCode, 2);
   },
 );
+
+Deno.test(
+  "a Responses request sent to the decoder alone (background) says so on its forward_request span: no disaggregation",
+  async () => {
+    await using receiver = startReceiver();
+    await using prefill = await createMockVllm({ name: "prefiller" });
+    await using decode = await createMockVllm({ name: "decoder" });
+    await using sidecar = startPlainBundle(decode.port, ["-tracing"], {
+      env: {
+        OTEL_DENO: "true",
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "50",
+      },
+    });
+    await sidecar.waitForLine((line) => line.msg === "starting");
+    const response = await fetch(`${sidecar.base}/v1/responses`, {
+      method: "POST",
+      headers: jsonHeaders({
+        "x-prefiller-host-port": `127.0.0.1:${prefill.port}`,
+        traceparent: `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`,
+      }),
+      body: JSON.stringify({
+        model: "Qwen/Qwen3-0.6B",
+        input: "Hello",
+        background: true,
+      }),
+    });
+    assert.equal(response.status, 200);
+    await response.text();
+    assert.equal(prefill.requests.length, 0);
+    await receiver.waitFor(
+      () =>
+        receiver.spans.some((span) =>
+          span.name === "forward_request" && span.traceId === TRACE_ID
+        ),
+      "the forward_request span",
+    );
+    const request = receiver.spans.find((span) =>
+      span.name === "forward_request" && span.traceId === TRACE_ID
+    );
+    assert.equal(
+      request?.attributes["llm_d.pd_proxy.disaggregation_used"],
+      false,
+    );
+  },
+);
