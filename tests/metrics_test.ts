@@ -380,6 +380,7 @@ Deno.test("a prefill that falls back to decode counts a fallback by cause, and i
   assert.equal(total(families, `${P}decode_first_byte_seconds`), 1);
   const line = await h.accessLine("fell-back");
   assert.equal(line.fallback, "decode");
+  assert.equal(line.fallback_cause, "prefill_unreachable");
 });
 
 Deno.test("a prefill answered 503 twice, then 200, counts two upstream errors and two retries but no failure", async () => {

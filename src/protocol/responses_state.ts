@@ -30,7 +30,11 @@ export function decoderStateCause(
   if (previous !== undefined && previous !== "null") {
     return "previous_response_id";
   }
-  return rawMember(request.scanned, FIELD_BACKGROUND) === "true"
-    ? "background"
-    : undefined;
+  // vLLM's request model reads `background` leniently ("true", 1): anything
+  // but absent, null or false goes to the decoder, where it is always safe.
+  const background = rawMember(request.scanned, FIELD_BACKGROUND);
+  return background === undefined || background === "null" ||
+      background === "false"
+    ? undefined
+    : "background";
 }
