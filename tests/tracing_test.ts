@@ -95,6 +95,33 @@ function startReceiver() {
   };
 }
 
+/**
+ * The sidecar bundle with `-tracing` and `flags`, exporting its spans to
+ * `receiverUrl` (OTLP over HTTP/JSON, batches every 50 ms), once it listens.
+ */
+async function startTracedBundle(
+  decodePort: number,
+  receiverUrl: string,
+  flags: string[] = [],
+) {
+  const sidecar = startPlainBundle(decodePort, ["-tracing", ...flags], {
+    env: {
+      OTEL_DENO: "true",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiverUrl,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      OTEL_SERVICE_NAME: "llm-d-disagg-sidecar",
+    },
+  });
+  try {
+    await sidecar.waitForLine((line) => line.msg === "starting");
+  } catch (error) {
+    await sidecar[Symbol.asyncDispose]();
+    throw error;
+  }
+  return sidecar;
+}
+
 /** The one `traceparent` a leg carried, split into its fields. */
 function traceparentOf(headers: Headers): { traceId: string; parent: string } {
   const value = headers.get("traceparent") ?? "";
@@ -111,16 +138,7 @@ Deno.test(
     await using receiver = startReceiver();
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
-    await using sidecar = startPlainBundle(decode.port, ["-tracing"], {
-      env: {
-        OTEL_DENO: "true",
-        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
-        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-        OTEL_BSP_SCHEDULE_DELAY: "50",
-        OTEL_SERVICE_NAME: "llm-d-disagg-sidecar",
-      },
-    });
-    await sidecar.waitForLine((line) => line.msg === "starting");
+    await using sidecar = await startTracedBundle(decode.port, receiver.url);
     const response = await postChatOverHttp(
       sidecar.base,
       chatBody({ stream: true }),
@@ -250,18 +268,9 @@ Deno.test(
     await using receiver = startReceiver();
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
-    await using sidecar = startPlainBundle(decode.port, [
-      "-tracing",
+    await using sidecar = await startTracedBundle(decode.port, receiver.url, [
       "-stream-idle-timeout=200ms",
-    ], {
-      env: {
-        OTEL_DENO: "true",
-        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
-        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-        OTEL_BSP_SCHEDULE_DELAY: "50",
-      },
-    });
-    await sidecar.waitForLine((line) => line.msg === "starting");
+    ]);
     const response = await postChatOverHttp(
       sidecar.base,
       chatBody({ stream: true, max_tokens: 3 }),
@@ -292,15 +301,7 @@ Deno.test(
     await using receiver = startReceiver();
     await using prefill = await createMockVllm({ name: "prefiller" });
     await using decode = await createMockVllm({ name: "decoder" });
-    await using sidecar = startPlainBundle(decode.port, ["-tracing"], {
-      env: {
-        OTEL_DENO: "true",
-        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
-        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-        OTEL_BSP_SCHEDULE_DELAY: "50",
-      },
-    });
-    await sidecar.waitForLine((line) => line.msg === "starting");
+    await using sidecar = await startTracedBundle(decode.port, receiver.url);
     const response = await fetch(`${sidecar.base}/v1/responses`, {
       method: "POST",
       headers: jsonHeaders({
