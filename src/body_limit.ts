@@ -110,8 +110,8 @@ function clientBodyTimeout(ms: number): ProxyError {
 
 /**
  * At most `limit` bytes of `body`; with `timeoutMs` over 0, a read that
- * waits that long throws {@linkcode clientBodyTimeout}'s 408, the body
- * cancelled and the rest never read.
+ * waits that long throws {@linkcode clientBodyTimeout}'s 408, the read left
+ * outstanding (read_timeout.ts says why) and the rest never read.
  */
 async function readChunks(
   body: ReadableStream<Uint8Array> | null,
@@ -211,7 +211,7 @@ export interface ClientBodyReading {
  * reader takes it in one call; timed, it is read chunk by chunk, as only
  * that sees the time between two reads.
  */
-async function readDeclaredBody(
+export async function readDeclaredBody(
   request: Request,
   length: number,
   reading: ClientBodyReading,

@@ -38,7 +38,7 @@ export function answerSnapshots(
 export interface SnapshotClient {
   /** The thread's snapshot; rejects when none arrives within the timeout. */
   request(): Promise<MetricSnapshot>;
-  /** Closes the port; requests still waiting, and any later, reject at once. */
+  /** Closes the port; requests still waiting reject at once. */
   close(): void;
 }
 
@@ -56,12 +56,8 @@ export function createSnapshotClient(
     pending.get(data.id)?.resolve(data.snapshot);
     pending.delete(data.id);
   };
-  let closed = false;
   return {
     request() {
-      if (closed) {
-        return Promise.reject(new Error("The listener thread has stopped"));
-      }
       const id = next++;
       const { promise, resolve, reject } = Promise.withResolvers<
         MetricSnapshot
@@ -87,7 +83,6 @@ export function createSnapshotClient(
       return promise;
     },
     close() {
-      closed = true;
       port.close();
       // No answer can come any more: waiting out the timeout would hold a scrape.
       for (const waiter of pending.values()) {

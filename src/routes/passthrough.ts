@@ -16,6 +16,7 @@ import {
   isChunked,
   limitBodyStream,
   type LimitedBody,
+  readDeclaredBody,
   readWholeBody,
 } from "../body_limit.ts";
 import { decoderHostPort } from "../config.ts";
@@ -169,7 +170,11 @@ async function outgoingBody(
   }
   // A small declared length, or neither length nor chunked framing (HTTP/2
   // without Content-Length): read whole, up to the limit.
-  return { body: await readWholeBody(request, reading) };
+  return {
+    body: length === undefined
+      ? await readWholeBody(request, reading)
+      : await readDeclaredBody(request, length, reading),
+  };
 }
 
 /**
