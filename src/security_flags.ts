@@ -216,8 +216,10 @@ function warnUnusedPoolSettings(
     }
     return;
   }
-  const winner = values["inference-pool"] !== undefined
-    ? quotedSetting("inference-pool", given)
+  // As `resolveInferencePool` chooses: an empty -inference-pool names none.
+  const flagged = values["inference-pool"];
+  const winner = flagged !== undefined
+    ? flagged === "" ? undefined : quotedSetting("inference-pool", given)
     : (env[INFERENCE_POOL_ENV] ?? "") !== ""
     ? INFERENCE_POOL_ENV
     : undefined;

@@ -122,6 +122,16 @@ Deno.test("the deprecated pool pair is warned as ignored when -inference-pool or
     ]),
     [deprecated("inference-pool-namespace"), deprecated("inference-pool-name")],
   );
+  // An empty -inference-pool names no pool: the pair is the one in use.
+  assert.deepEqual(
+    warningsOf([
+      ssrf,
+      "-inference-pool=",
+      "-inference-pool-namespace=ns",
+      "-inference-pool-name=p",
+    ]),
+    [deprecated("inference-pool-namespace"), deprecated("inference-pool-name")],
+  );
 });
 
 Deno.test("SSRF flags are validated with the Go sidecar's messages", () => {
