@@ -153,21 +153,22 @@ async function readBodyBytes(
   body: ReadableStream<Uint8Array> | null,
   options: { readonly limit: number; readonly timeoutMs: number },
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const { limit, timeoutMs } = options;
-  const { chunks, total, complete } = await readChunks(body, limit, timeoutMs);
-  if (!complete) throw bodyTooLarge(limit);
-  return concatChunks(chunks, total);
+  const bytes = await readBodyWithin(body, options.limit, options.timeoutMs);
+  if (bytes === undefined) throw bodyTooLarge(options.limit);
+  return bytes;
 }
 
 /**
  * A body read whole, or undefined as soon as more than `limit` bytes arrived
- * (the rest cancelled, never read, and what was read not copied).
+ * (the rest cancelled, never read, and what was read not copied); with
+ * `timeoutMs` over 0, a read that waits that long throws the 408.
  */
 export async function readBodyWithin(
   body: ReadableStream<Uint8Array> | null,
   limit: number,
+  timeoutMs = 0,
 ): Promise<Uint8Array<ArrayBuffer> | undefined> {
-  const { chunks, total, complete } = await readChunks(body, limit);
+  const { chunks, total, complete } = await readChunks(body, limit, timeoutMs);
   return complete ? concatChunks(chunks, total) : undefined;
 }
 

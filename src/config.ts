@@ -431,7 +431,6 @@ function resolveVerbosity(parsed: Parsed): Sourced<number> {
   if (last === "v" && v !== undefined) {
     // klog reads -v as a 32-bit integer and takes a negative one: V(0) lines
     // are then off, so only errors are logged, as with zap's "error" level.
-    if (!isInt32(v)) throw invalidValue("v", String(v), "a 32-bit integer");
     return { value: v, source: { kind: "flag", name: "v" } };
   }
   if (last === "zap-log-level" && zapLevel !== undefined) {

@@ -149,8 +149,9 @@ export async function startListenerThreads(
         // A thread stopped without a last answer (stuck) is skipped.
         if (stoppedAlready) return last;
         try {
-          return last ?? await snapshots.request();
+          return await snapshots.request();
         } catch (error) {
+          // Stopped while asked: its stop answered with its last metrics.
           if (last !== undefined) return last;
           // It died while asked: skipped, as a failed thread is.
           if (thread.failure !== undefined) return undefined;

@@ -25,7 +25,7 @@ import { VERBOSITY_DEBUG } from "../log.ts";
 import { clientLeftOf } from "../middleware/request_context.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
 import { ProxyError, WEBSOCKET_NOT_SUPPORTED } from "../errors.ts";
-import { buildUpstreamHeaders } from "../upstream/headers.ts";
+import { buildUpstreamHeaders, connectionListed } from "../upstream/headers.ts";
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
 
@@ -56,23 +56,21 @@ function ensureSendableMethod(method: string): void {
   );
 }
 
-/** Whether a comma-separated header value lists `token` (any case), as `name` or `name/version`. */
-function listsToken(value: string | null, token: string): boolean {
-  if (value === null) return false;
-  return value.split(",").some((item) => {
-    const name = item.trim().toLowerCase();
-    return name === token || name.startsWith(`${token}/`);
-  });
-}
-
 /**
- * Whether the request asks to become a WebSocket: `Upgrade` lists it and
- * `Connection` names `upgrade`, as Go's proxy (and RFC 9110 §7.8) reads an
- * upgrade; an `Upgrade` alone is a hop-by-hop header to drop.
+ * Whether the request asks to become a WebSocket: `Upgrade` lists
+ * `websocket` (or `websocket/<version>`, any case) and `Connection` names
+ * `upgrade`, as Go's proxy (and RFC 9110 §7.8) reads an upgrade; an
+ * `Upgrade` alone is a hop-by-hop header to drop.
  */
 function asksForWebSocket(headers: Headers): boolean {
-  return listsToken(headers.get("upgrade"), "websocket") &&
-    listsToken(headers.get("connection"), "upgrade");
+  const upgrade = headers.get("upgrade");
+  if (upgrade === null || connectionListed(headers)?.has("upgrade") !== true) {
+    return false;
+  }
+  return upgrade.split(",").some((item) => {
+    const protocol = item.trim().toLowerCase();
+    return protocol === "websocket" || protocol.startsWith("websocket/");
+  });
 }
 
 /**

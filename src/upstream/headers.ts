@@ -29,7 +29,8 @@ export interface HeaderLookup {
 export interface HeaderSource
   extends HeaderLookup, Iterable<[string, string]> {}
 
-function connectionListed(
+/** The names the `Connection` header lists, lower-cased; undefined without one. */
+export function connectionListed(
   headers: HeaderLookup,
 ): ReadonlySet<string> | undefined {
   const connection = headers.get("connection");
