@@ -16,6 +16,55 @@
  * keeps the stream's body, and the read, open until the client ends it.
  */
 
+/** The clock of {@linkcode watchWaits}. */
+export interface WaitClock {
+  /** A wait begins (a read was asked for). */
+  begin(): void;
+  /** The wait ended (the read settled). */
+  end(): void;
+  /** Disarms the timer; call once waiting ends for good. */
+  stop(): void;
+}
+
+/**
+ * Calls `onIdle` with how long a wait has lasted once one outlasts `ms`.
+ * Only a wait under way is timed, by one timer per silence, moved at most
+ * once per `ms`, not set per wait (a stream arrives in many small reads).
+ * Used for client bodies here and for the decoder's stream idle timeout
+ * (upstream/decode_watch.ts).
+ */
+export function watchWaits(
+  ms: number,
+  onIdle: (waitedMs: number) => void,
+): WaitClock {
+  /** When the wait under way began; undefined when none is. */
+  let since: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  function check(): void {
+    timer = undefined;
+    if (since === undefined) return;
+    const waited = performance.now() - since;
+    if (waited < ms) {
+      timer = setTimeout(check, ms - waited);
+      return;
+    }
+    onIdle(waited);
+  }
+  return {
+    begin() {
+      since = performance.now();
+      timer ??= setTimeout(check, ms);
+    },
+    end() {
+      since = undefined;
+    },
+    stop() {
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}
+
 /** A stream reader whose reads have a deadline. */
 export interface TimedReader {
   /** The next chunk; rejects with the expiry error once a read waited too long. */
@@ -37,30 +86,18 @@ export function timeReads(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   options: TimeReadsOptions,
 ): TimedReader {
-  const { ms } = options;
-  if (ms <= 0) return { read: () => reader.read(), release() {} };
-  /** When the outstanding read began; undefined when none is. */
-  let readSince: number | undefined;
+  if (options.ms <= 0) return { read: () => reader.read(), release() {} };
   /** Fails the outstanding read. */
   let failRead: ((error: Error) => void) | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   let expiry: Error | undefined;
-  function check(): void {
-    timer = undefined;
-    if (readSince === undefined) return;
-    const waited = performance.now() - readSince;
-    if (waited < ms) {
-      timer = setTimeout(check, ms - waited);
-      return;
-    }
+  const clock = watchWaits(options.ms, () => {
     expiry = options.expired();
     failRead?.(expiry);
-  }
+  });
   return {
     async read() {
       if (expiry !== undefined) throw expiry;
-      readSince = performance.now();
-      timer ??= setTimeout(check, ms);
+      clock.begin();
       try {
         return await new Promise((resolve, reject) => {
           failRead = reject;
@@ -68,13 +105,10 @@ export function timeReads(
           reader.read().then(resolve, reject);
         });
       } finally {
-        readSince = undefined;
+        clock.end();
         failRead = undefined;
       }
     },
-    release() {
-      clearTimeout(timer);
-      timer = undefined;
-    },
+    release: () => clock.stop(),
   };
 }

@@ -16,6 +16,7 @@
 import { errorMessage, ProxyError } from "../errors.ts";
 import type { AccessRecord } from "../context.ts";
 import type { Logger } from "../log.ts";
+import { watchWaits } from "../read_timeout.ts";
 
 /** The timeouts of one decoder answer, in ms; 0 turns one off. */
 export interface DecodeWatch {
@@ -157,38 +158,27 @@ function pump(
 ): ReadableStream<Uint8Array> {
   const { watch, watchdog } = state;
   let begun = head.length > 0;
-  /** When the outstanding read from the decoder began; undefined when none is. */
-  let readSince: number | undefined;
-  let idleTimer: ReturnType<typeof setTimeout> | undefined;
-  function checkIdle(): void {
-    idleTimer = undefined;
-    if (readSince === undefined) return;
-    const silent = performance.now() - readSince;
-    if (silent < watch.idleMs) {
-      idleTimer = setTimeout(checkIdle, watch.idleMs - silent);
-      return;
-    }
-    watch.log.warn("decoder stream idle: breaking it off", {
-      code: STREAM_IDLE_TIMEOUT_CODE,
-      idle_ms: Math.round(silent),
-    });
-    noteTimeout(watch, STREAM_IDLE_TIMEOUT_CODE);
-    watchdog.abort(new DecodeTimeout("stream idle"));
-  }
+  const idle = watch.idleMs > 0
+    ? watchWaits(watch.idleMs, (silent) => {
+      watch.log.warn("decoder stream idle: breaking it off", {
+        code: STREAM_IDLE_TIMEOUT_CODE,
+        idle_ms: Math.round(silent),
+      });
+      noteTimeout(watch, STREAM_IDLE_TIMEOUT_CODE);
+      watchdog.abort(new DecodeTimeout("stream idle"));
+    })
+    : undefined;
   async function read(): Promise<ReadableStreamReadResult<Uint8Array>> {
-    if (watch.idleMs <= 0 || !begun) return await reader.read();
-    readSince = performance.now();
-    // One timer per silence at most, moved by checkIdle, not per chunk.
-    idleTimer ??= setTimeout(checkIdle, watch.idleMs);
+    if (idle === undefined || !begun) return await reader.read();
+    idle.begin();
     try {
       return await reader.read();
     } finally {
-      readSince = undefined;
+      idle.end();
     }
   }
   function stopWatching(): void {
-    clearTimeout(idleTimer);
-    idleTimer = undefined;
+    idle?.stop();
   }
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
