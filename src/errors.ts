@@ -52,6 +52,11 @@ export interface ProxyErrorOptions {
    * error relayed to the client (Hono's `HTTPException` does the same).
    */
   readonly response?: Response;
+  /**
+   * A 5xx that answers what the client asked for, no failure of the
+   * sidecar's (a 501 for a feature it lacks): logged at info, not error.
+   */
+  readonly clientAsk?: boolean;
 }
 
 // The Go sidecar's type names, which clients may already match on.
@@ -106,6 +111,8 @@ export class ProxyError extends Error {
   readonly param: string | null;
   /** Answer relayed as is, when set. */
   readonly response: Response | undefined;
+  /** See {@linkcode ProxyErrorOptions.clientAsk}. */
+  readonly clientAsk: boolean;
 
   /** Creates an error answered with `status` and `message`. */
   constructor(
@@ -120,6 +127,7 @@ export class ProxyError extends Error {
     this.type = options.type ?? DEFAULT_TYPES[status];
     this.param = options.param ?? null;
     this.response = options.response;
+    this.clientAsk = options.clientAsk ?? false;
   }
 }
 
@@ -204,13 +212,6 @@ export function errorMessage(error: unknown): string {
 }
 
 /**
- * Code of the 501 a WebSocket upgrade gets (routes/passthrough.ts): the
- * client asked for what the sidecar lacks, no failure of its own, so the
- * line is at info level.
- */
-export const WEBSOCKET_NOT_SUPPORTED = "websocket_not_supported";
-
-/**
  * Logs a failed request at the level it deserves and returns the error the
  * client is answered with: anything but a `ProxyError` is the sidecar's bug
  * (a 500), and any failure after the client left is its leaving (a 499,
@@ -226,7 +227,7 @@ export function reportError(
   } else if (request.aborted) {
     // Nobody is left to read the answer; not an error of the sidecar's.
     log.debug("client disconnected", { path: request.path });
-  } else if (error.status >= 500 && error.code !== WEBSOCKET_NOT_SUPPORTED) {
+  } else if (error.status >= 500 && !error.clientAsk) {
     log.error(error.message, { status: error.status, cause: error.cause });
   } else {
     // A relayed upstream answer keeps its own status (a 404, a 422), the

@@ -24,7 +24,7 @@ import type { AppEnv, Deps, ServeBindings } from "../context.ts";
 import { VERBOSITY_DEBUG } from "../log.ts";
 import { clientLeftOf } from "../middleware/request_context.ts";
 import { ROUTING_HEADERS } from "../protocol/fields.ts";
-import { ProxyError, WEBSOCKET_NOT_SUPPORTED } from "../errors.ts";
+import { ProxyError } from "../errors.ts";
 import { buildUpstreamHeaders, connectionListed } from "../upstream/headers.ts";
 import { TRACE_CONTEXT_HEADERS } from "../tracing.ts";
 import { forwardToDecoder } from "../upstream/relay.ts";
@@ -85,7 +85,7 @@ function ensureNotWebSocket(headers: Headers): void {
   throw new ProxyError(
     501,
     "WebSocket upgrades are not relayed by the sidecar yet: connect to the decoder's port for /v1/realtime",
-    { code: WEBSOCKET_NOT_SUPPORTED },
+    { code: "websocket_not_supported", clientAsk: true },
   );
 }
 
